@@ -1,0 +1,36 @@
+//! Who is calling: the identity stamp verified once per request, before anything else.
+
+use std::sync::Arc;
+
+use identity::{Principal, StampVerifier};
+
+use crate::error::EngineError;
+
+/// How the engine establishes the caller of each request.
+#[derive(Debug)]
+pub enum Authenticator {
+    /// Production: a stamp signed by the gateway, verified (and cached) here.
+    Stamps(StampVerifier),
+    /// `--dangerous-dev-principal`: every request runs as this fixed principal, no stamp
+    /// needed. Logged as a warning at start and on every request.
+    DangerousDevelopment(Arc<Principal>),
+}
+
+impl Authenticator {
+    /// The caller of a request whose stamp header (if any) is `stamp`.
+    pub fn authenticate(&self, stamp: Option<&[u8]>) -> Result<Arc<Principal>, EngineError> {
+        match self {
+            Authenticator::Stamps(verifier) => {
+                let stamp = stamp.ok_or(EngineError::Unauthenticated(identity::StampError::Missing))?;
+                let stamp = std::str::from_utf8(stamp)
+                    .map_err(|_| EngineError::Unauthenticated(identity::StampError::Malformed("not ASCII")))?;
+                let verified = verifier.verify(stamp).map_err(EngineError::Unauthenticated)?;
+                Ok(Arc::clone(&verified.principal))
+            }
+            Authenticator::DangerousDevelopment(principal) => {
+                tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
+                Ok(Arc::clone(principal))
+            }
+        }
+    }
+}

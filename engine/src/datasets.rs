@@ -1,0 +1,75 @@
+//! Datasets from files: CSV, Parquet, JSON arrays and NDJSON, one file or a folder.
+
+use std::path::Path;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+
+use crate::config::{Dataset, Format};
+use crate::query::register_table;
+
+/// Registers one configured dataset under its name.
+pub async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {
+    let path = &dataset.path;
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;
+    let format = match dataset.format {
+        Some(format) => format,
+        None if metadata.is_dir() => {
+            return Err(DataFusionError::Plan("`format` is required for a folder".into()));
+        }
+        None => format_of(path)?,
+    };
+    // A single file is read whatever its extension; a folder reads the files of its format.
+    let extension = if metadata.is_dir() { default_extension(format).to_string() } else { extension_of(path) };
+    let mut location = path.to_string_lossy().into_owned();
+    if metadata.is_dir() && !location.ends_with('/') {
+        location.push('/');
+    }
+    // Register under a temporary name, then move the provider to the (maybe qualified) name.
+    let staging = format!("__portcullis_staging_{}", dataset.name.replace('.', "_"));
+    match format {
+        Format::Csv => {
+            let options = CsvReadOptions::new().has_header(true).file_extension(&extension);
+            ctx.register_csv(&staging, &location, options).await?
+        }
+        Format::Parquet => {
+            let options = ParquetReadOptions { file_extension: &extension, ..Default::default() };
+            ctx.register_parquet(&staging, &location, options).await?
+        }
+        Format::Json | Format::Ndjson => {
+            let mut options = JsonReadOptions::default().file_extension(&extension);
+            options.newline_delimited = format == Format::Ndjson;
+            ctx.register_json(&staging, &location, options).await?
+        }
+    }
+    let provider = ctx
+        .deregister_table(staging.as_str())?
+        .ok_or_else(|| DataFusionError::Plan("dataset vanished during registration".into()))?;
+    register_table(ctx, &dataset.name, provider)
+}
+
+fn extension_of(path: &Path) -> String {
+    path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default()
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    match extension_of(path).to_ascii_lowercase().as_str() {
+        ".csv" => Ok(Format::Csv),
+        ".parquet" => Ok(Format::Parquet),
+        ".json" => Ok(Format::Json),
+        ".ndjson" | ".jsonl" => Ok(Format::Ndjson),
+        other => Err(DataFusionError::Plan(format!(
+            "cannot infer the format from extension `{other}`; set `format` (csv, parquet, json, ndjson)"
+        ))),
+    }
+}
+
+fn default_extension(format: Format) -> &'static str {
+    match format {
+        Format::Csv => ".csv",
+        Format::Parquet => ".parquet",
+        Format::Json => ".json",
+        Format::Ndjson => ".ndjson",
+    }
+}

@@ -1,0 +1,387 @@
+//! Arrow Flight SQL: statement queries, prepared statements and catalog metadata.
+//!
+//! Every RPC first passes [`authenticate`] (a tonic interceptor), which verifies the stamp
+//! and puts the caller into the request's extensions; a handler without a caller refuses.
+//! Tickets and prepared-statement handles are bound to the caller that created them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::TableType;
+use datafusion::prelude::DataFrame;
+use futures::{Stream, StreamExt, TryStreamExt};
+use identity::{Principal, STAMP_HEADER};
+use prost::Message;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::caller::Authenticator;
+use crate::error::EngineError;
+use crate::handles::HandleStore;
+use crate::query::QueryEngine;
+
+type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+pub struct FlightSqlEngine {
+    engine: Arc<QueryEngine>,
+    handles: HandleStore,
+    sql_info: SqlInfoData,
+}
+
+impl std::fmt::Debug for FlightSqlEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightSqlEngine").finish_non_exhaustive()
+    }
+}
+
+/// The interceptor type that authenticates every Flight RPC.
+pub type Authenticate = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>;
+
+/// The Flight service, wrapped so that no RPC reaches a handler without a verified caller.
+pub fn service(
+    engine: Arc<QueryEngine>,
+    auth: Arc<Authenticator>,
+    handles: HandleStore,
+) -> Result<InterceptedService<FlightServiceServer<FlightSqlEngine>, Authenticate>, EngineError> {
+    let sql_info = sql_info().map_err(|e| EngineError::Internal(e.to_string()))?;
+    let server = FlightServiceServer::new(FlightSqlEngine { engine, handles, sql_info })
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let authenticate: Authenticate = Box::new(move |mut request: Request<()>| {
+        let stamp = request.metadata().get(STAMP_HEADER).map(|v| v.as_bytes());
+        let caller = auth.authenticate(stamp).map_err(Status::from)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    });
+    Ok(InterceptedService::new(server, authenticate))
+}
+
+fn sql_info() -> Result<SqlInfoData, datafusion::arrow::error::ArrowError> {
+    let mut builder = SqlInfoDataBuilder::new();
+    builder.append(SqlInfo::FlightSqlServerName, "Portcullis engine");
+    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    builder.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+    builder.append(SqlInfo::FlightSqlServerReadOnly, true);
+    builder.append(SqlInfo::FlightSqlServerSql, true);
+    builder.append(SqlInfo::FlightSqlServerSubstrait, false);
+    builder.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    builder.append(SqlInfo::FlightSqlServerCancel, false);
+    builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    builder.build()
+}
+
+/// The caller put there by the interceptor.
+fn caller<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("identity stamp missing"))
+}
+
+fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(message.0)
+}
+
+fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// Streams a query's batches as Flight data, with the schema first (also for no rows).
+async fn stream_frame(frame: DataFrame) -> Result<Response<DataStream>, Status> {
+    let stream = frame.execute_stream().await.map_err(EngineError::from)?;
+    let schema = stream.schema();
+    let batches = stream.map_err(|e| FlightError::from(datafusion::arrow::error::ArrowError::from(e)));
+    let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
+    Ok(Response::new(Box::pin(flight)))
+}
+
+fn stream_batch(batch: RecordBatch) -> Response<DataStream> {
+    let schema = batch.schema();
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::iter([Ok(batch)]))
+        .map_err(Status::from);
+    Response::new(Box::pin(flight))
+}
+
+fn arrow_status(error: datafusion::arrow::error::ArrowError) -> Status {
+    EngineError::from(error).into()
+}
+
+impl FlightSqlEngine {
+    async fn plan(&self, caller: Arc<Principal>, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DataFrame, Status> {
+        let frame = self.engine.plan(caller, sql).await?;
+        match params {
+            Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
+            None => Ok(frame),
+        }
+    }
+
+    fn table_types(&self) -> [&'static str; 3] {
+        ["BASE TABLE", "VIEW", "LOCAL TEMPORARY"]
+    }
+}
+
+fn table_type_name(kind: TableType) -> &'static str {
+    match kind {
+        TableType::Base => "BASE TABLE",
+        TableType::View => "VIEW",
+        TableType::Temporary => "LOCAL TEMPORARY",
+    }
+}
+
+/// The parameter schema of a plan: one nullable field per placeholder, `$1`, `$2`, ...
+fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
+    let types = frame.logical_plan().get_parameter_types().map_err(EngineError::from)?;
+    let mut names: Vec<&String> = types.keys().collect();
+    names.sort_by_key(|name| name.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
+    let fields: Vec<Field> = names
+        .into_iter()
+        .map(|name| Field::new(name, types[name].clone().unwrap_or(DataType::Null), true))
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlEngine {
+    type FlightService = FlightSqlEngine;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = caller(&request)?;
+        let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let handle = self.handles.create(caller, &query.query)?;
+        let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let caller = caller(&request)?;
+        let statement = self.handles.get(&ticket.statement_handle, &caller)?;
+        stream_frame(self.plan(caller, &statement.sql, None).await?).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = caller(&request)?;
+        let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
+        let parameters = parameter_schema(&frame)?;
+        // A query with placeholders has no final schema until values are bound.
+        let dataset_schema = if parameters.fields().is_empty() {
+            ipc_schema(frame.schema().as_arrow())?
+        } else {
+            bytes::Bytes::new()
+        };
+        let handle = self.handles.create(caller, &query.query)?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle,
+            dataset_schema,
+            parameter_schema: ipc_schema(&parameters)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let caller = caller(&request)?;
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from));
+        let mut params = None;
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(Status::from)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if params.is_some() || batch.num_rows() > 1 {
+                return Err(EngineError::BadRequest("bind exactly one row of parameters".into()).into());
+            }
+            let values = (0..batch.num_columns())
+                .map(|i| ScalarValue::try_from_array(batch.column(i), 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(EngineError::from)?;
+            params = Some(values);
+        }
+        let params = params.ok_or_else(|| EngineError::BadRequest("no parameter row was sent".into()))?;
+        self.handles.bind(&query.prepared_statement_handle, &caller, params)?;
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = caller(&request)?;
+        let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
+        let frame = self.plan(caller, &statement.sql, statement.params).await?;
+        let schema = frame.schema().as_arrow().clone();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let caller = caller(&request)?;
+        let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
+        stream_frame(self.plan(caller, &statement.sql, statement.params).await?).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let caller = caller(&request)?;
+        Ok(self.handles.close(&query.prepared_statement_handle, &caller)?)
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let mut builder = query.into_builder();
+        let mut catalogs: Vec<String> = self.engine.schemas().into_iter().map(|(c, _)| c).collect();
+        catalogs.dedup();
+        for catalog in catalogs {
+            builder.append(catalog);
+        }
+        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let mut builder = query.into_builder();
+        for (catalog, schema) in self.engine.schemas() {
+            builder.append(catalog, schema);
+        }
+        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let mut builder = query.into_builder();
+        for table in self.engine.tables().await? {
+            builder
+                .append(&table.catalog, &table.schema, &table.name, table_type_name(table.kind), &table.arrow_schema)
+                .map_err(arrow_status)?;
+        }
+        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let mut builder = query.into_builder();
+        for kind in self.table_types() {
+            builder.append(kind);
+        }
+        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        Ok(stream_batch(query.into_builder(&self.sql_info).build().map_err(arrow_status)?))
+    }
+
+    async fn do_get_fallback(&self, _request: Request<Ticket>, message: Any) -> Result<Response<DataStream>, Status> {
+        Err(Status::invalid_argument(format!("unsupported Flight SQL ticket: {}", message.type_url)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

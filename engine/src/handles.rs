@@ -1,0 +1,128 @@
+//! Flight tickets and prepared statements, bound to the principal that created them.
+//!
+//! A handle is 16 random bytes naming server-side state (the SQL, bound parameters, the
+//! owner). Presenting it needs the same caller (see [`Principal::same_caller`]): a ticket
+//! leaked to, or guessed by, another principal runs nothing. The store is bounded and
+//! entries expire, so abandoned statements cannot exhaust memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::common::ScalarValue;
+use identity::Principal;
+
+use crate::error::EngineError;
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub owner: Arc<Principal>,
+    pub sql: Arc<str>,
+    /// Bound parameter values (`$1`, `$2`, ...) for prepared statements.
+    pub params: Option<Vec<ScalarValue>>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+pub struct HandleStore {
+    entries: Mutex<HashMap<[u8; 16], Statement>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl HandleStore {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1), ttl }
+    }
+
+    /// Stores a statement for `owner` and returns its handle.
+    pub fn create(&self, owner: Arc<Principal>, sql: &str) -> Result<Bytes, EngineError> {
+        let now = Instant::now();
+        let id = *uuid::Uuid::new_v4().as_bytes();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity {
+            entries.retain(|_, s| s.expires > now);
+            if entries.len() >= self.capacity {
+                return Err(EngineError::Exhausted(format!(
+                    "too many open Flight statements ({}); close prepared statements or retry later",
+                    self.capacity
+                )));
+            }
+        }
+        entries.insert(id, Statement { owner, sql: sql.into(), params: None, expires: now + self.ttl });
+        Ok(Bytes::copy_from_slice(&id))
+    }
+
+    /// The statement behind `handle`, if `caller` owns it. Using a handle extends its life.
+    pub fn get(&self, handle: &[u8], caller: &Principal) -> Result<Statement, EngineError> {
+        self.with_owned(handle, caller, |statement| statement.clone())
+    }
+
+    /// Binds parameter values to a prepared statement.
+    pub fn bind(&self, handle: &[u8], caller: &Principal, params: Vec<ScalarValue>) -> Result<(), EngineError> {
+        self.with_owned(handle, caller, |statement| statement.params = Some(params))
+    }
+
+    /// Forgets a statement (ClosePreparedStatement).
+    pub fn close(&self, handle: &[u8], caller: &Principal) -> Result<(), EngineError> {
+        self.with_owned(handle, caller, |_| ())?;
+        let id = key(handle)?;
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        Ok(())
+    }
+
+    fn with_owned<T>(&self, handle: &[u8], caller: &Principal, f: impl FnOnce(&mut Statement) -> T) -> Result<T, EngineError> {
+        let id = key(handle)?;
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let statement = entries
+            .get_mut(&id)
+            .filter(|s| s.expires > now)
+            .ok_or_else(|| EngineError::NotFound("unknown or expired Flight handle".into()))?;
+        if !statement.owner.same_caller(caller) {
+            return Err(EngineError::Forbidden("this Flight handle belongs to another principal".into()));
+        }
+        statement.expires = now + self.ttl;
+        Ok(f(statement))
+    }
+}
+
+fn key(handle: &[u8]) -> Result<[u8; 16], EngineError> {
+    handle.try_into().map_err(|_| EngineError::BadRequest("malformed Flight handle".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity::{AuthMethod, PrincipalKind};
+
+    fn user(id: &str) -> Arc<Principal> {
+        Arc::new(Principal::new(PrincipalKind::User, id, id, AuthMethod::Oidc))
+    }
+
+    #[test]
+    fn owner_only() {
+        let store = HandleStore::new(8, Duration::from_secs(60));
+        let handle = store.create(user("alice"), "SELECT 1").unwrap();
+        assert_eq!(&*store.get(&handle, &user("alice")).unwrap().sql, "SELECT 1");
+        assert!(matches!(store.get(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
+        assert!(matches!(store.close(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
+        store.close(&handle, &user("alice")).unwrap();
+        assert!(matches!(store.get(&handle, &user("alice")), Err(EngineError::NotFound(_))));
+        assert!(matches!(store.get(b"short", &user("alice")), Err(EngineError::BadRequest(_))));
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let store = HandleStore::new(2, Duration::from_millis(0));
+        store.create(user("a"), "SELECT 1").unwrap();
+        let h = store.create(user("a"), "SELECT 2").unwrap();
+        // Expired entries make room, and are no longer served.
+        assert!(store.create(user("a"), "SELECT 3").is_ok());
+        assert!(matches!(store.get(&h, &user("a")), Err(EngineError::NotFound(_))));
+        let full = HandleStore::new(1, Duration::from_secs(60));
+        full.create(user("a"), "SELECT 1").unwrap();
+        assert!(matches!(full.create(user("a"), "SELECT 2"), Err(EngineError::Exhausted(_))));
+    }
+}

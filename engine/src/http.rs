@@ -1,0 +1,160 @@
+//! The HTTP API: `POST /v1/sql`, `GET /v1/datasets`, `GET /health`.
+//!
+//! Each request: authenticate the stamp (before reading the body), read the SQL under a size
+//! limit, plan it, run it, and stream the result in the negotiated encoding. Errors become a
+//! JSON body `{"error": {"code", "message"}, "request_id"}` with the status from
+//! [`EngineError::http_status`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use identity::{REQUEST_ID_HEADER, STAMP_HEADER};
+
+use crate::encode::{self, Encoder};
+use crate::error::EngineError;
+use crate::server::Shared;
+
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Serves one request; never fails (every error becomes a response).
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let request_id = request_id(request.headers().get(REQUEST_ID_HEADER));
+    let mut response = match route(&shared, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            error.log(&request_id);
+            error_response(&error, &request_id)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    Ok(response)
+}
+
+async fn route(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => Ok(full(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))),
+        (&Method::POST, "/v1/sql") => sql(shared, request).await,
+        (&Method::GET, "/v1/datasets") => datasets(shared, &request).await,
+        (_, "/health" | "/v1/sql" | "/v1/datasets") => Err(EngineError::MethodNotAllowed),
+        (_, path) => Err(EngineError::NotFound(format!("no route for {path}"))),
+    }
+}
+
+async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    let caller = shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
+    let media = encode::negotiate(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()))?;
+    let limit = shared.limits.max_sql_bytes;
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(EngineError::PayloadTooLarge(limit));
+    }
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|e| {
+        if e.is::<LengthLimitError>() {
+            EngineError::PayloadTooLarge(limit)
+        } else {
+            EngineError::BadRequest("could not read the request body".into())
+        }
+    })?;
+    let body = body.to_bytes();
+    let sql = std::str::from_utf8(&body).map_err(|_| EngineError::BadRequest("the SQL body is not UTF-8".into()))?;
+    if sql.trim().is_empty() {
+        return Err(EngineError::BadRequest("the request body must be one SQL statement".into()));
+    }
+
+    let frame = shared.engine.plan(caller, sql).await?;
+    let mut stream = frame.execute_stream().await?;
+    let schema = stream.schema();
+    // Wait for the first batch so that errors raised when execution starts (a missing file,
+    // a failed cast) still get a proper status instead of a truncated 200.
+    let first = stream.next().await.transpose()?;
+    let mut encoder = Encoder::new(media, schema)?;
+    let head = match &first {
+        Some(batch) => encoder.batch(batch)?,
+        None => Bytes::new(),
+    };
+    let rest = stream.map_err(EngineError::from);
+    let chunks = futures::stream::once(async move { Ok(head) })
+        .chain(rest.map(Some).chain(futures::stream::once(async { None })).scan(encoder, |encoder, item| {
+            let out = match item {
+                Some(Ok(batch)) => encoder.batch(&batch).map_err(EngineError::from),
+                Some(Err(error)) => Err(error),
+                None => encoder.finish().map_err(EngineError::from),
+            };
+            futures::future::ready(Some(out))
+        }))
+        .map(|chunk| match chunk {
+            Ok(bytes) => Ok(Frame::data(bytes)),
+            Err(error) => {
+                // The status is already sent: abort the body so the client sees a broken
+                // transfer, not a short but well-formed result.
+                tracing::warn!(%error, "query failed while streaming its result");
+                Err(std::io::Error::other(error.to_string()))
+            }
+        });
+    let body = BodyExt::boxed_unsync(StreamBody::new(chunks));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media));
+    Ok(response)
+}
+
+async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
+    let tables = shared.engine.tables().await?;
+    let list: Vec<serde_json::Value> = tables
+        .iter()
+        .filter(|t| t.schema != "information_schema")
+        .map(|t| {
+            let columns: Vec<serde_json::Value> = t
+                .arrow_schema
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+                .collect();
+            let name = if t.schema == "public" { t.name.clone() } else { format!("{}.{}", t.schema, t.name) };
+            let kind = match t.kind {
+                datafusion::logical_expr::TableType::View => "view",
+                _ => "table",
+            };
+            serde_json::json!({"name": name, "kind": kind, "columns": columns})
+        })
+        .collect();
+    let body = serde_json::to_vec(&list).map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(full(StatusCode::OK, encode::JSON, Bytes::from(body)))
+}
+
+fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn error_response(error: &EngineError, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": {"code": error.code(), "message": error.to_string()},
+        "request_id": request_id,
+    });
+    full(error.http_status(), encode::JSON, Bytes::from(body.to_string()))
+}
+
+/// The client's request id when it is a sane token (the gateway sets one), else a new one.
+fn request_id(header: Option<&HeaderValue>) -> String {
+    header
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}

@@ -1,0 +1,20 @@
+//! The Portcullis SQL engine: DataFusion behind an HTTP API and Arrow Flight SQL, serving
+//! each query as the caller named by a gateway-signed identity stamp.
+//!
+//! Request life (both protocols): verify the stamp ([`caller`]) → plan the SQL in a session
+//! carrying the caller ([`query`]) → refuse what the SQL options forbid → execute and stream
+//! ([`http`], [`flight`]). Errors map to statuses in one place ([`error`]).
+
+pub mod caller;
+pub mod cli;
+pub mod config;
+mod datasets;
+mod demo;
+pub mod encode;
+pub mod error;
+pub mod flight;
+pub mod handles;
+pub mod http;
+pub mod principal_functions;
+pub mod query;
+pub mod server;

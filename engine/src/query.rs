@@ -1,0 +1,164 @@
+//! The SQL engine: one DataFusion context holding the catalog, and per request a session
+//! that carries the caller, so identity functions and views see who is asking.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::view::ViewTable;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{LogicalPlan, TableType};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use identity::Principal;
+
+use crate::config::{Config, SqlConfig};
+use crate::error::EngineError;
+use crate::principal_functions::{self, Caller};
+use crate::{datasets, demo};
+
+/// A table or view the engine serves.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    pub kind: TableType,
+    pub arrow_schema: SchemaRef,
+}
+
+pub struct QueryEngine {
+    ctx: SessionContext,
+    sql_options: SQLOptions,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    /// Builds the catalog from the config: demo data, datasets, then views (which may read
+    /// both). Any failure names the dataset or view.
+    pub async fn new(config: &Config) -> Result<Self, String> {
+        let session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public")
+            .with_option_extension(Caller::default());
+        let ctx = SessionContext::new_with_config(session_config);
+        for udf in principal_functions::all() {
+            ctx.register_udf(udf);
+        }
+        if config.demo_data {
+            demo::register(&ctx).map_err(|e| format!("demo data: {e}"))?;
+        }
+        for (i, dataset) in config.datasets.iter().enumerate() {
+            datasets::register(&ctx, dataset)
+                .await
+                .map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
+        }
+        for (i, view) in config.views.iter().enumerate() {
+            register_view(&ctx, &view.name, &view.sql)
+                .await
+                .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
+        }
+        Ok(Self { ctx, sql_options: sql_options(&config.sql) })
+    }
+
+    /// A session for one request, carrying its caller.
+    fn session(&self, caller: Arc<Principal>) -> SessionState {
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().extensions.insert(Caller(Some(caller)));
+        state
+    }
+
+    /// Parses and plans one SQL statement for `caller`, refusing what the engine's SQL
+    /// options do not allow. Nothing runs until the returned frame is executed.
+    pub async fn plan(&self, caller: Arc<Principal>, sql: &str) -> Result<DataFrame, EngineError> {
+        let state = self.session(caller);
+        let plan = state.create_logical_plan(sql).await?;
+        self.sql_options
+            .verify_plan(&plan)
+            .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
+        if let LogicalPlan::Ddl(_) = plan {
+            // DDL changes the shared catalog, so it runs on the context, not the session.
+            return Ok(self.ctx.execute_logical_plan(plan).await?);
+        }
+        Ok(DataFrame::new(state, plan))
+    }
+
+    /// Every table and view, for `/v1/datasets` and Flight SQL `GetTables`.
+    pub async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
+        let mut out = Vec::new();
+        for catalog_name in self.ctx.catalog_names() {
+            let Some(catalog) = self.ctx.catalog(&catalog_name) else { continue };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else { continue };
+                let mut names = schema.table_names();
+                names.sort();
+                for name in names {
+                    if let Some(table) = schema.table(&name).await? {
+                        out.push(TableInfo {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            name,
+                            kind: table.table_type(),
+                            arrow_schema: table.schema(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Catalog and schema names, for Flight SQL `GetCatalogs` / `GetDbSchemas`.
+    pub fn schemas(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for catalog_name in self.ctx.catalog_names() {
+            if let Some(catalog) = self.ctx.catalog(&catalog_name) {
+                let mut names = catalog.schema_names();
+                names.sort();
+                out.extend(names.into_iter().map(|s| (catalog_name.clone(), s)));
+            }
+        }
+        out
+    }
+}
+
+fn sql_options(config: &SqlConfig) -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(config.allow_ddl)
+        .with_allow_dml(config.allow_dml)
+        // SET, PREPARE, BEGIN...: nothing a client of a shared engine should change.
+        .with_allow_statements(false)
+}
+
+/// Registers `table` under `name` (`table` or `schema.table`), creating the schema if needed.
+pub(crate) fn register_table(ctx: &SessionContext, name: &str, table: Arc<dyn TableProvider>) -> datafusion::error::Result<()> {
+    let reference = TableReference::parse_str(name);
+    if let Some(schema) = reference.schema() {
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| datafusion::error::DataFusionError::Plan("default catalog missing".into()))?;
+        if catalog.schema(schema).is_none() {
+            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    if ctx.table_exist(reference.clone())? {
+        return Err(datafusion::error::DataFusionError::Plan(format!("{name} is defined twice")));
+    }
+    ctx.register_table(reference, table)?;
+    Ok(())
+}
+
+/// Views are planned once (to check them at startup) but their identity functions are
+/// folded per query, with the querying caller (see `principal_functions`).
+async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> datafusion::error::Result<()> {
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    // A view is a query: the read-only options refuse anything else.
+    sql_options(&SqlConfig::default()).verify_plan(&plan)?;
+    register_table(ctx, name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+}

@@ -1,0 +1,119 @@
+//! Starts the engine: builds the catalog, binds both listeners, serves until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::caller::Authenticator;
+use crate::config::{Config, Limits};
+use crate::handles::HandleStore;
+use crate::query::QueryEngine;
+use crate::{flight, http};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub engine: Arc<QueryEngine>,
+    pub auth: Arc<Authenticator>,
+    pub limits: Limits,
+}
+
+/// A started engine: its bound addresses and a handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (up to a few seconds), and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Builds the engine from `config` and starts serving on its listen addresses.
+pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, String> {
+    let engine = Arc::new(QueryEngine::new(config).await?);
+    let auth = Arc::new(auth);
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| format!("http_listen {}: {e}", config.http_listen))?;
+    let flight_listener = TcpListener::bind(config.flight_listen)
+        .await
+        .map_err(|e| format!("flight_listen {}: {e}", config.flight_listen))?;
+    let http_addr = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let flight_addr = flight_listener.local_addr().map_err(|e| e.to_string())?;
+    for addr in [http_addr, flight_addr] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "listening beyond loopback: only the gateway should reach the engine");
+        }
+    }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared { engine: Arc::clone(&engine), auth: Arc::clone(&auth), limits: config.limits.clone() });
+    let http_task = tokio::spawn(serve_http(http_listener, shared, stopped.clone()));
+
+    let handles = HandleStore::new(
+        config.limits.max_flight_handles,
+        Duration::from_secs(config.limits.flight_handle_ttl_secs),
+    );
+    let service = flight::service(engine, auth, handles).map_err(|e| e.to_string())?;
+    let mut flight_stopped = stopped;
+    let flight_task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), async move {
+                let _ = flight_stopped.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "Flight server stopped");
+        }
+    });
+    tracing::info!(%http_addr, %flight_addr, "engine listening");
+    Ok(Running { http_addr, flight_addr, stop, tasks: vec![http_task, flight_task] })
+}
+
+async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let service = hyper::service::service_fn(move |request| http::handle(Arc::clone(&shared), request));
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "HTTP connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

@@ -1,0 +1,34 @@
+//! The contract between the Portcullis gateway and the engine.
+//!
+//! The gateway authenticates a caller, then forwards the request to the engine with a
+//! *signed identity stamp* in one header ([`STAMP_HEADER`]). The engine verifies the stamp
+//! and exposes the [`Principal`] to SQL. The signature is asymmetric (Ed25519): the engine
+//! holds only the public key, so a compromised engine cannot mint identities.
+//!
+//! Signatures are expensive next to a small query, so both sides cache: the gateway's
+//! [`StampIssuer`] reuses a principal's stamp until shortly before it expires, and the
+//! engine's [`StampVerifier`] keeps a bounded cache of verified stamps. A signature is then
+//! paid about once per principal per stamp lifetime, not per request.
+//!
+//! This crate does no I/O: keys come in as PEM bytes and go out as PEM strings.
+
+mod cache;
+mod keys;
+mod principal;
+mod stamp;
+
+pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
+pub use principal::{AuthMethod, Principal, PrincipalKind};
+pub use stamp::{
+    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner, StampVerifier,
+    VerifiedStamp,
+};
+
+/// Header (HTTP) and metadata key (gRPC) carrying the signed identity stamp.
+pub const STAMP_HEADER: &str = "x-portcullis-stamp";
+
+/// Header carrying the request id beside the stamp (not signed: it is for correlation only).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The audience the engine expects unless configured otherwise.
+pub const DEFAULT_AUDIENCE: &str = "portcullis-engine";

@@ -1,0 +1,470 @@
+//! Signed identity stamps.
+//!
+//! Wire format (one header value, ASCII):
+//!
+//! ```text
+//! v1.<key id>.<base64url(JSON claims)>.<base64url(Ed25519 signature)>
+//! ```
+//!
+//! The signature covers `v1.<key id>.<claims>` exactly as sent, so nothing is parsed before
+//! it is verified except the version and key id. The claims are the principal, the audience,
+//! and issued-at / expiry in Unix seconds; a stamp lives at most
+//! [`MAX_STAMP_LIFETIME_SECS`].
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::ExpiringCache;
+use crate::keys::{self, KeyError};
+use crate::principal::Principal;
+
+/// A stamp lives at most this long: short enough that a leaked stamp is nearly useless.
+pub const MAX_STAMP_LIFETIME_SECS: u64 = 60;
+
+/// Longer stamps are refused before any parsing (a principal with many groups still fits).
+pub const MAX_STAMP_LEN: usize = 16 * 1024;
+
+const VERSION: &str = "v1";
+const SIGNATURE_LEN: usize = 64;
+
+/// Why a stamp was refused. The message names the category, never the stamp itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    #[error("identity stamp missing")]
+    Missing,
+    #[error("identity stamp malformed: {0}")]
+    Malformed(&'static str),
+    #[error("identity stamp too large (over {MAX_STAMP_LEN} bytes)")]
+    Oversized,
+    #[error("identity stamp signed by an unknown key")]
+    UnknownKey,
+    #[error("identity stamp signature invalid")]
+    BadSignature,
+    #[error("identity stamp for another audience")]
+    WrongAudience,
+    #[error("identity stamp expired")]
+    Expired,
+    #[error("identity stamp not yet valid")]
+    NotYetValid,
+    #[error("identity stamp lifetime exceeds {MAX_STAMP_LIFETIME_SECS} s")]
+    LifetimeTooLong,
+    #[error("identity stamp could not be signed: {0}")]
+    Signing(&'static str),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Claims<A, P> {
+    aud: A,
+    iat: u64,
+    exp: u64,
+    principal: P,
+}
+
+/// A stamp that passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedStamp {
+    pub principal: Arc<Principal>,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Signs stamps. Gateway only.
+pub struct StampSigner {
+    key: Ed25519KeyPair,
+    key_id: String,
+    audience: String,
+}
+
+impl StampSigner {
+    /// A signer from a PEM PKCS#8 Ed25519 private key.
+    pub fn from_pem(private_pkcs8_pem: &[u8], audience: impl Into<String>) -> Result<Self, KeyError> {
+        use aws_lc_rs::signature::KeyPair as _;
+        let key = keys::keypair_from_pem(private_pkcs8_pem)?;
+        let key_id = keys::key_id(key.public_key().as_ref());
+        Ok(Self { key, key_id, audience: audience.into() })
+    }
+
+    /// The key id stamped into every stamp.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Signs a stamp for `principal`, valid from `issued_at` for `lifetime_secs`.
+    pub fn sign(&self, principal: &Principal, issued_at: u64, lifetime_secs: u64) -> Result<String, StampError> {
+        if lifetime_secs > MAX_STAMP_LIFETIME_SECS {
+            return Err(StampError::LifetimeTooLong);
+        }
+        let claims = Claims {
+            aud: self.audience.as_str(),
+            iat: issued_at,
+            exp: issued_at + lifetime_secs,
+            principal,
+        };
+        let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
+        let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
+        out.push_str(VERSION);
+        out.push('.');
+        out.push_str(&self.key_id);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut out);
+        let signature = self.key.sign(out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut out);
+        if out.len() > MAX_STAMP_LEN {
+            return Err(StampError::Oversized);
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for StampSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StampSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+/// Issues stamps, reusing a principal's stamp until `refresh_before` seconds ahead of its
+/// expiry so the signature (and the engine's verification) is paid about once per
+/// principal per lifetime. Gateway only.
+#[derive(Debug)]
+pub struct StampIssuer {
+    signer: StampSigner,
+    lifetime: u64,
+    refresh_before: u64,
+    cache: ExpiringCache<Principal, Arc<str>>,
+}
+
+impl StampIssuer {
+    /// `lifetime` is capped at [`MAX_STAMP_LIFETIME_SECS`]; a stamp is reissued once less
+    /// than a quarter of its lifetime is left, leaving room for clock skew and slow requests.
+    pub fn new(signer: StampSigner, lifetime_secs: u64, capacity: usize) -> Self {
+        let lifetime = lifetime_secs.clamp(4, MAX_STAMP_LIFETIME_SECS);
+        Self { signer, lifetime, refresh_before: lifetime / 4, cache: ExpiringCache::new(capacity) }
+    }
+
+    /// A valid stamp for `principal`, from the cache when one has enough life left.
+    pub fn stamp_for(&self, principal: &Principal) -> Result<Arc<str>, StampError> {
+        self.stamp_for_at(principal, unix_now())
+    }
+
+    /// [`Self::stamp_for`] at a given time (for tests and benchmarks).
+    pub fn stamp_for_at(&self, principal: &Principal, now: u64) -> Result<Arc<str>, StampError> {
+        if let Some(stamp) = self.cache.get(principal, now) {
+            return Ok(stamp);
+        }
+        let stamp: Arc<str> = self.signer.sign(principal, now, self.lifetime)?.into();
+        let reuse_until = now + self.lifetime - self.refresh_before;
+        self.cache.insert(principal.clone(), Arc::clone(&stamp), reuse_until, now);
+        Ok(stamp)
+    }
+}
+
+/// Verifies stamps against a set of public keys (several during a key rotation), with a
+/// bounded cache of verified stamps keyed by the stamp's SHA-256. Engine side.
+pub struct StampVerifier {
+    keys: Vec<(String, UnparsedPublicKey<Vec<u8>>)>,
+    audience: String,
+    leeway: u64,
+    cache: ExpiringCache<[u8; 32], Arc<VerifiedStamp>>,
+}
+
+impl std::fmt::Debug for StampVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("StampVerifier")
+            .field("key_ids", &ids)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StampVerifier {
+    /// A verifier trusting each PEM `PUBLIC KEY` in `public_keys_pem`.
+    ///
+    /// `leeway_secs` tolerates clock skew between gateway and engine (they normally share a
+    /// host, so a few seconds); `cache_capacity` bounds the verified-stamp cache.
+    pub fn from_pems<'a>(
+        public_keys_pem: impl IntoIterator<Item = &'a [u8]>,
+        audience: impl Into<String>,
+        leeway_secs: u64,
+        cache_capacity: usize,
+    ) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        for pem in public_keys_pem {
+            let raw = keys::public_key_from_pem(pem)?;
+            keys.push((keys::key_id(&raw), UnparsedPublicKey::new(&ED25519, raw)));
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Pem("PUBLIC KEY", "no public key given".into()));
+        }
+        Ok(Self { keys, audience: audience.into(), leeway: leeway_secs, cache: ExpiringCache::new(cache_capacity) })
+    }
+
+    /// The ids of the trusted keys, for the startup log.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// Verifies `stamp` now.
+    pub fn verify(&self, stamp: &str) -> Result<Arc<VerifiedStamp>, StampError> {
+        self.verify_at(stamp, unix_now())
+    }
+
+    /// Verifies `stamp` at `now` (Unix seconds). A cached stamp is still refused once it has
+    /// expired.
+    pub fn verify_at(&self, stamp: &str, now: u64) -> Result<Arc<VerifiedStamp>, StampError> {
+        if stamp.is_empty() {
+            return Err(StampError::Missing);
+        }
+        if stamp.len() > MAX_STAMP_LEN {
+            return Err(StampError::Oversized);
+        }
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest::digest(&digest::SHA256, stamp.as_bytes()).as_ref());
+        if let Some(hit) = self.cache.get(&hash, now.saturating_sub(self.leeway)) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_uncached(stamp, now)?);
+        // Cache until the stamp's own expiry (plus leeway, as verify_uncached allows).
+        self.cache.insert(hash, Arc::clone(&verified), verified.expires_at, now.saturating_sub(self.leeway));
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, stamp: &str, now: u64) -> Result<VerifiedStamp, StampError> {
+        let (signed, signature_b64) = stamp.rsplit_once('.').ok_or(StampError::Malformed("expected 4 dot-separated parts"))?;
+        let mut parts = signed.splitn(3, '.');
+        let (Some(version), Some(key_id), Some(claims_b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StampError::Malformed("expected 4 dot-separated parts"));
+        };
+        if version != VERSION {
+            return Err(StampError::Malformed("unsupported version"));
+        }
+        if claims_b64.contains('.') {
+            return Err(StampError::Malformed("expected 4 dot-separated parts"));
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .map(|(_, key)| key)
+            .ok_or(StampError::UnknownKey)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| StampError::Malformed("signature is not base64url"))?;
+        if signature.len() != SIGNATURE_LEN {
+            return Err(StampError::Malformed("signature has the wrong length"));
+        }
+        key.verify(signed.as_bytes(), &signature).map_err(|_| StampError::BadSignature)?;
+
+        // Authentic from here on: only now parse what the gateway signed.
+        let json = URL_SAFE_NO_PAD
+            .decode(claims_b64)
+            .map_err(|_| StampError::Malformed("claims are not base64url"))?;
+        let claims: Claims<String, Principal> =
+            serde_json::from_slice(&json).map_err(|_| StampError::Malformed("claims are not valid JSON"))?;
+        if claims.aud != self.audience {
+            return Err(StampError::WrongAudience);
+        }
+        if claims.exp < claims.iat || claims.exp - claims.iat > MAX_STAMP_LIFETIME_SECS {
+            return Err(StampError::LifetimeTooLong);
+        }
+        if claims.iat > now + self.leeway {
+            return Err(StampError::NotYetValid);
+        }
+        if now >= claims.exp + self.leeway {
+            return Err(StampError::Expired);
+        }
+        Ok(VerifiedStamp {
+            principal: Arc::new(claims.principal),
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_stamp_keypair;
+    use crate::principal::{AuthMethod, PrincipalKind};
+
+    const AUD: &str = "portcullis-engine";
+    const NOW: u64 = 1_800_000_000;
+
+    fn alice() -> Principal {
+        let mut p = Principal::new(PrincipalKind::User, "alice", "sub-123", AuthMethod::Oidc);
+        p.email = Some("alice@acme.example".into());
+        p.groups = vec!["acme".into(), "analysts".into()];
+        p.issuer = Some("https://idp.example".into());
+        p
+    }
+
+    fn setup() -> (StampSigner, StampVerifier) {
+        let pair = generate_stamp_keypair().unwrap();
+        let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), AUD).unwrap();
+        let verifier = StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], AUD, 0, 64).unwrap();
+        (signer, verifier)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (signer, verifier) = setup();
+        let stamp = signer.sign(&alice(), NOW, 60).unwrap();
+        let verified = verifier.verify_at(&stamp, NOW + 1).unwrap();
+        assert_eq!(*verified.principal, alice());
+        assert_eq!(verified.expires_at, NOW + 60);
+        // Second call is served from the cache and returns the same value.
+        let again = verifier.verify_at(&stamp, NOW + 2).unwrap();
+        assert!(Arc::ptr_eq(&verified, &again));
+    }
+
+    #[test]
+    fn missing_and_oversized() {
+        let (_, verifier) = setup();
+        assert_eq!(verifier.verify_at("", NOW), Err(StampError::Missing));
+        let huge = "v1.".to_string() + &"a".repeat(MAX_STAMP_LEN);
+        assert_eq!(verifier.verify_at(&huge, NOW), Err(StampError::Oversized));
+    }
+
+    #[test]
+    fn malformed() {
+        let (signer, verifier) = setup();
+        let good = signer.sign(&alice(), NOW, 60).unwrap();
+        let cases = [
+            "garbage".to_string(),
+            "v1.abc".to_string(),
+            good.replacen("v1.", "v2.", 1),
+            format!("{good}.extra"),
+            format!("{}.!!!", good.rsplit_once('.').unwrap().0),
+            format!("{}.{}", good.rsplit_once('.').unwrap().0, URL_SAFE_NO_PAD.encode([0u8; 12])),
+        ];
+        for case in cases {
+            assert!(
+                matches!(verifier.verify_at(&case, NOW), Err(StampError::Malformed(_) | StampError::UnknownKey)),
+                "accepted or misclassified: {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_signature() {
+        let (signer, verifier) = setup();
+        let stamp = signer.sign(&alice(), NOW, 60).unwrap();
+        // Swap in claims for another principal, keeping the original signature.
+        let mut mallory = alice();
+        mallory.id = "mallory".into();
+        let forged_claims = signer.sign(&mallory, NOW, 60).unwrap();
+        let parts: Vec<&str> = stamp.split('.').collect();
+        let forged_parts: Vec<&str> = forged_claims.split('.').collect();
+        let forged = format!("{}.{}.{}.{}", parts[0], parts[1], forged_parts[2], parts[3]);
+        assert_eq!(verifier.verify_at(&forged, NOW), Err(StampError::BadSignature));
+        // A flipped signature byte.
+        let mut sig = URL_SAFE_NO_PAD.decode(parts[3]).unwrap();
+        sig[0] ^= 1;
+        let flipped = format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(verifier.verify_at(&flipped, NOW), Err(StampError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_key() {
+        let (_, verifier) = setup();
+        let (other_signer, _) = setup();
+        let stamp = other_signer.sign(&alice(), NOW, 60).unwrap();
+        assert_eq!(verifier.verify_at(&stamp, NOW), Err(StampError::UnknownKey));
+        // Same key id claimed, but signed by the other key.
+        let relabelled = stamp.replacen(other_signer.key_id(), verifier.key_ids().next().unwrap(), 1);
+        assert_eq!(verifier.verify_at(&relabelled, NOW), Err(StampError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_audience() {
+        let pair = generate_stamp_keypair().unwrap();
+        let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), "some-other-service").unwrap();
+        let verifier = StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], AUD, 0, 8).unwrap();
+        let stamp = signer.sign(&alice(), NOW, 60).unwrap();
+        assert_eq!(verifier.verify_at(&stamp, NOW), Err(StampError::WrongAudience));
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid() {
+        let (signer, verifier) = setup();
+        let stamp = signer.sign(&alice(), NOW, 30).unwrap();
+        assert_eq!(verifier.verify_at(&stamp, NOW + 30), Err(StampError::Expired));
+        assert_eq!(verifier.verify_at(&stamp, NOW - 10), Err(StampError::NotYetValid));
+    }
+
+    #[test]
+    fn cached_stamp_is_refused_once_expired() {
+        let (signer, verifier) = setup();
+        let stamp = signer.sign(&alice(), NOW, 30).unwrap();
+        assert!(verifier.verify_at(&stamp, NOW).is_ok());
+        assert!(verifier.verify_at(&stamp, NOW + 29).is_ok());
+        assert_eq!(verifier.verify_at(&stamp, NOW + 30), Err(StampError::Expired));
+    }
+
+    #[test]
+    fn lifetime_is_capped() {
+        let (signer, _) = setup();
+        assert_eq!(signer.sign(&alice(), NOW, 61), Err(StampError::LifetimeTooLong));
+    }
+
+    #[test]
+    fn leeway_tolerates_small_skew() {
+        let pair = generate_stamp_keypair().unwrap();
+        let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), AUD).unwrap();
+        let verifier = StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], AUD, 5, 8).unwrap();
+        let stamp = signer.sign(&alice(), NOW, 30).unwrap();
+        assert!(verifier.verify_at(&stamp, NOW - 5).is_ok());
+        assert!(verifier.verify_at(&stamp, NOW + 34).is_ok());
+        assert_eq!(verifier.verify_at(&stamp, NOW + 35), Err(StampError::Expired));
+    }
+
+    #[test]
+    fn rotation_accepts_either_key() {
+        let old = generate_stamp_keypair().unwrap();
+        let new = generate_stamp_keypair().unwrap();
+        let verifier = StampVerifier::from_pems(
+            [old.public_spki_pem.as_bytes(), new.public_spki_pem.as_bytes()],
+            AUD,
+            0,
+            8,
+        )
+        .unwrap();
+        for pair in [&old, &new] {
+            let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), AUD).unwrap();
+            assert!(verifier.verify_at(&signer.sign(&alice(), NOW, 60).unwrap(), NOW).is_ok());
+        }
+    }
+
+    #[test]
+    fn issuer_reuses_until_near_expiry() {
+        let (signer, verifier) = setup();
+        let issuer = StampIssuer::new(signer, 60, 16);
+        let first = issuer.stamp_for_at(&alice(), NOW).unwrap();
+        let reused = issuer.stamp_for_at(&alice(), NOW + 44).unwrap();
+        assert!(Arc::ptr_eq(&first, &reused));
+        let fresh = issuer.stamp_for_at(&alice(), NOW + 45).unwrap();
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        // Every stamp handed out still has at least a quarter of its life left.
+        assert!(verifier.verify_at(&reused, NOW + 44).is_ok());
+        // Another principal gets its own stamp.
+        let mut bob = alice();
+        bob.id = "bob".into();
+        let bobs = issuer.stamp_for_at(&bob, NOW).unwrap();
+        assert_eq!(verifier.verify_at(&bobs, NOW).unwrap().principal.id, "bob");
+    }
+}
