@@ -6,7 +6,7 @@ use datafusion::arrow::csv;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::arrow::json::{self, JsonArray};
+use datafusion::arrow::json::{self, writer::JsonArray};
 
 use crate::error::EngineError;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -51,8 +51,19 @@ impl std::fmt::Debug for FlightSqlEngine {
     }
 }
 
-/// The interceptor type that authenticates every Flight RPC.
-pub type Authenticate = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>;
+/// Authenticates every Flight RPC before it reaches a handler: verifies the stamp and puts
+/// the caller into the request's extensions.
+#[derive(Clone, Debug)]
+pub struct Authenticate(Arc<Authenticator>);
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let stamp = request.metadata().get(STAMP_HEADER).map(|v| v.as_bytes());
+        let caller = self.0.authenticate(stamp).map_err(Status::from)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
 
 /// The Flight service, wrapped so that no RPC reaches a handler without a verified caller.
 pub fn service(
@@ -63,16 +74,10 @@ pub fn service(
     let sql_info = sql_info().map_err(|e| EngineError::Internal(e.to_string()))?;
     let server = FlightServiceServer::new(FlightSqlEngine { engine, handles, sql_info })
         .max_decoding_message_size(16 * 1024 * 1024);
-    let authenticate: Authenticate = Box::new(move |mut request: Request<()>| {
-        let stamp = request.metadata().get(STAMP_HEADER).map(|v| v.as_bytes());
-        let caller = auth.authenticate(stamp).map_err(Status::from)?;
-        request.extensions_mut().insert(caller);
-        Ok(request)
-    });
-    Ok(InterceptedService::new(server, authenticate))
+    Ok(InterceptedService::new(server, Authenticate(auth)))
 }
 
-fn sql_info() -> Result<SqlInfoData, datafusion::arrow::error::ArrowError> {
+fn sql_info() -> Result<SqlInfoData, FlightError> {
     let mut builder = SqlInfoDataBuilder::new();
     builder.append(SqlInfo::FlightSqlServerName, "Portcullis engine");
     builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -129,9 +134,6 @@ fn stream_batch(batch: RecordBatch) -> Response<DataStream> {
     Response::new(Box::pin(flight))
 }
 
-fn arrow_status(error: datafusion::arrow::error::ArrowError) -> Status {
-    EngineError::from(error).into()
-}
 
 impl FlightSqlEngine {
     async fn plan(&self, caller: Arc<Principal>, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DataFrame, Status> {
@@ -294,7 +296,7 @@ impl FlightSqlService for FlightSqlEngine {
         for catalog in catalogs {
             builder.append(catalog);
         }
-        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+        Ok(stream_batch(builder.build().map_err(Status::from)?))
     }
 
     async fn get_flight_info_schemas(
@@ -315,7 +317,7 @@ impl FlightSqlService for FlightSqlEngine {
         for (catalog, schema) in self.engine.schemas() {
             builder.append(catalog, schema);
         }
-        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+        Ok(stream_batch(builder.build().map_err(Status::from)?))
     }
 
     async fn get_flight_info_tables(
@@ -336,9 +338,9 @@ impl FlightSqlService for FlightSqlEngine {
         for table in self.engine.tables().await? {
             builder
                 .append(&table.catalog, &table.schema, &table.name, table_type_name(table.kind), &table.arrow_schema)
-                .map_err(arrow_status)?;
+                .map_err(Status::from)?;
         }
-        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+        Ok(stream_batch(builder.build().map_err(Status::from)?))
     }
 
     async fn get_flight_info_table_types(
@@ -359,7 +361,7 @@ impl FlightSqlService for FlightSqlEngine {
         for kind in self.table_types() {
             builder.append(kind);
         }
-        Ok(stream_batch(builder.build().map_err(arrow_status)?))
+        Ok(stream_batch(builder.build().map_err(Status::from)?))
     }
 
     async fn get_flight_info_sql_info(
@@ -376,7 +378,7 @@ impl FlightSqlService for FlightSqlEngine {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
-        Ok(stream_batch(query.into_builder(&self.sql_info).build().map_err(arrow_status)?))
+        Ok(stream_batch(query.into_builder(&self.sql_info).build().map_err(Status::from)?))
     }
 
     async fn do_get_fallback(&self, _request: Request<Ticket>, message: Any) -> Result<Response<DataStream>, Status> {

@@ -112,10 +112,6 @@ impl PrincipalFunction {
 }
 
 impl ScalarUDFImpl for PrincipalFunction {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn name(&self) -> &str {
         self.name
     }

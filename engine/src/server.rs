@@ -111,7 +111,7 @@ async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stopped: tok
                     }
                 });
             }
-            _ = stopped.wait_for(|s| *s) => break,
+            _ = stopped.changed() => break,
         }
     }
     drop(listener);

@@ -1,0 +1,128 @@
+//! Test harness: a real engine on loopback ports, with a fresh stamp key pair, and helpers to
+//! mint stamps the way the gateway does.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use engine::caller::Authenticator;
+use engine::config::Config;
+use engine::server::{Running, start};
+use identity::{AuthMethod, Principal, PrincipalKind, StampSigner, StampVerifier, generate_stamp_keypair};
+
+pub struct TestEngine {
+    pub running: Running,
+    pub signer: StampSigner,
+    pub public_key_pem: String,
+    /// The signing key, for tests that sign with other claims (another audience).
+    pub signer_pem: String,
+    pub http: reqwest_lite::Client,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub fn user(id: &str, groups: &[&str]) -> Principal {
+    let mut p = Principal::new(PrincipalKind::User, id, format!("sub-{id}"), AuthMethod::Oidc);
+    p.groups = groups.iter().map(|g| g.to_string()).collect();
+    p.email = Some(format!("{id}@example.com"));
+    p.issuer = Some("https://idp.example".into());
+    p
+}
+
+/// Config on ephemeral loopback ports: the embedded default unless `yaml` is given.
+pub fn test_config(yaml: Option<&str>) -> Config {
+    let mut config = match yaml {
+        Some(yaml) => Config::from_yaml(yaml, "test config").unwrap(),
+        None => Config::embedded_default().unwrap(),
+    };
+    config.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.flight_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config
+}
+
+impl TestEngine {
+    pub async fn start() -> Self {
+        Self::start_with(test_config(None)).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let pair = generate_stamp_keypair().unwrap();
+        let verifier = StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], &config.stamp.audience, 2, 1000).unwrap();
+        let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), &config.stamp.audience).unwrap();
+        let running = start(&config, Authenticator::Stamps(verifier)).await.unwrap();
+        let http = reqwest_lite::Client::new(running.http_addr);
+        Self { running, signer, public_key_pem: pair.public_spki_pem, signer_pem: pair.private_pkcs8_pem, http }
+    }
+
+    pub fn stamp(&self, principal: &Principal) -> String {
+        self.signer.sign(principal, now(), 60).unwrap()
+    }
+
+    pub fn flight_url(&self) -> String {
+        format!("http://{}", self.running.flight_addr)
+    }
+}
+
+/// A dev-mode engine (no stamps at all).
+pub async fn start_dev(principal: Principal) -> Running {
+    start(&test_config(None), Authenticator::DangerousDevelopment(Arc::new(principal))).await.unwrap()
+}
+
+/// A minimal HTTP/1.1 client over hyper, so tests speak real HTTP to the engine.
+pub mod reqwest_lite {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as HyperClient;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    pub struct Client {
+        addr: SocketAddr,
+        inner: HyperClient<HttpConnector, Full<Bytes>>,
+    }
+
+    pub struct Reply {
+        pub status: u16,
+        pub headers: http::HeaderMap,
+        pub body: Bytes,
+    }
+
+    impl Reply {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        }
+    }
+
+    impl Client {
+        pub fn new(addr: SocketAddr) -> Self {
+            Self { addr, inner: HyperClient::builder(TokioExecutor::new()).build_http() }
+        }
+
+        pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+            let mut builder = http::Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            let response = self.inner.request(builder.body(Full::new(body.into())).unwrap()).await.unwrap();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            Reply { status, headers, body }
+        }
+
+        /// POST /v1/sql with an optional stamp.
+        pub async fn sql(&self, stamp: Option<&str>, sql: &str) -> Reply {
+            match stamp {
+                Some(stamp) => self.send("POST", "/v1/sql", &[(identity::STAMP_HEADER, stamp)], sql.to_string()).await,
+                None => self.send("POST", "/v1/sql", &[], sql.to_string()).await,
+            }
+        }
+    }
+}
