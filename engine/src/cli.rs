@@ -97,11 +97,9 @@ pub fn load(args: &Args) -> Result<(Config, Authenticator), String> {
             Authenticator::DangerousDevelopment(Arc::new(principal))
         }
         (None, true) => {
-            return Err(
-                "no stamp public key: set stamp.public_key_files or --stamp-public-key \
+            return Err("no stamp public key: set stamp.public_key_files or --stamp-public-key \
                  (or, for local development only, --dangerous-dev-principal)"
-                    .into(),
-            );
+                .into());
         }
         (None, false) => {
             let mut pems = Vec::new();

@@ -180,8 +180,8 @@ impl Config {
     /// Reads and parses a YAML file. Relative dataset and key paths are resolved against the
     /// file's folder, so a config and its data can move together.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Self::from_yaml(&text, &path.display().to_string())?;
         if let Some(dir) = path.parent() {
             for dataset in &mut config.datasets {

@@ -11,8 +11,8 @@ use crate::query::register_table;
 /// Registers one configured dataset under its name.
 pub async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {
     let path = &dataset.path;
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;
     let format = match dataset.format {
         Some(format) => format,
         None if metadata.is_dir() => {

@@ -27,9 +27,7 @@ pub fn negotiate(accept: Option<&str>) -> Result<&'static str, EngineError> {
             _ => {}
         }
     }
-    Err(EngineError::NotAcceptable(format!(
-        "no supported media type in Accept; use {JSON}, {CSV} or {ARROW_STREAM}"
-    )))
+    Err(EngineError::NotAcceptable(format!("no supported media type in Accept; use {JSON}, {CSV} or {ARROW_STREAM}")))
 }
 
 /// Turns record batches into body chunks. Each call returns what is ready to send, so the

@@ -134,9 +134,13 @@ fn stream_batch(batch: RecordBatch) -> Response<DataStream> {
     Response::new(Box::pin(flight))
 }
 
-
 impl FlightSqlEngine {
-    async fn plan(&self, caller: Arc<Principal>, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DataFrame, Status> {
+    async fn plan(
+        &self,
+        caller: Arc<Principal>,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<DataFrame, Status> {
         let frame = self.engine.plan(caller, sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
@@ -162,10 +166,8 @@ fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     let types = frame.logical_plan().get_parameter_types().map_err(EngineError::from)?;
     let mut names: Vec<&String> = types.keys().collect();
     names.sort_by_key(|name| name.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
-    let fields: Vec<Field> = names
-        .into_iter()
-        .map(|name| Field::new(name, types[name].clone().unwrap_or(DataType::Null), true))
-        .collect();
+    let fields: Vec<Field> =
+        names.into_iter().map(|name| Field::new(name, types[name].clone().unwrap_or(DataType::Null), true)).collect();
     Ok(Schema::new(fields))
 }
 
@@ -205,11 +207,8 @@ impl FlightSqlService for FlightSqlEngine {
         let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
         let parameters = parameter_schema(&frame)?;
         // A query with placeholders has no final schema until values are bound.
-        let dataset_schema = if parameters.fields().is_empty() {
-            ipc_schema(frame.schema().as_arrow())?
-        } else {
-            bytes::Bytes::new()
-        };
+        let dataset_schema =
+            if parameters.fields().is_empty() { ipc_schema(frame.schema().as_arrow())? } else { bytes::Bytes::new() };
         let handle = self.handles.create(caller, &query.query)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
@@ -224,7 +223,8 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = caller(&request)?;
-        let mut batches = FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from));
+        let mut batches =
+            FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from));
         let mut params = None;
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(Status::from)?;
@@ -281,7 +281,7 @@ impl FlightSqlService for FlightSqlEngine {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -348,7 +348,7 @@ impl FlightSqlService for FlightSqlEngine {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 

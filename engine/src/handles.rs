@@ -72,7 +72,12 @@ impl HandleStore {
         Ok(())
     }
 
-    fn with_owned<T>(&self, handle: &[u8], caller: &Principal, f: impl FnOnce(&mut Statement) -> T) -> Result<T, EngineError> {
+    fn with_owned<T>(
+        &self,
+        handle: &[u8],
+        caller: &Principal,
+        f: impl FnOnce(&mut Statement) -> T,
+    ) -> Result<T, EngineError> {
         let id = key(handle)?;
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);

@@ -53,11 +53,8 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     let caller = shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
     let media = encode::negotiate(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()))?;
     let limit = shared.limits.max_sql_bytes;
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(EngineError::PayloadTooLarge(limit));
     }
@@ -154,7 +151,9 @@ fn error_response(error: &EngineError, request_id: &str) -> Response<Body> {
 fn request_id(header: Option<&HeaderValue>) -> String {
     header
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }

@@ -55,14 +55,10 @@ impl QueryEngine {
             demo::register(&ctx).map_err(|e| format!("demo data: {e}"))?;
         }
         for (i, dataset) in config.datasets.iter().enumerate() {
-            datasets::register(&ctx, dataset)
-                .await
-                .map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
+            datasets::register(&ctx, dataset).await.map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
         }
         for (i, view) in config.views.iter().enumerate() {
-            register_view(&ctx, &view.name, &view.sql)
-                .await
-                .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
+            register_view(&ctx, &view.name, &view.sql).await.map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
         Ok(Self { ctx, sql_options: sql_options(&config.sql) })
     }
@@ -137,7 +133,11 @@ fn sql_options(config: &SqlConfig) -> SQLOptions {
 }
 
 /// Registers `table` under `name` (`table` or `schema.table`), creating the schema if needed.
-pub(crate) fn register_table(ctx: &SessionContext, name: &str, table: Arc<dyn TableProvider>) -> datafusion::error::Result<()> {
+pub(crate) fn register_table(
+    ctx: &SessionContext,
+    name: &str,
+    table: Arc<dyn TableProvider>,
+) -> datafusion::error::Result<()> {
     let reference = TableReference::parse_str(name);
     if let Some(schema) = reference.schema() {
         let catalog = ctx

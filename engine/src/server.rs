@@ -47,9 +47,8 @@ impl Running {
 pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, String> {
     let engine = Arc::new(QueryEngine::new(config).await?);
     let auth = Arc::new(auth);
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| format!("http_listen {}: {e}", config.http_listen))?;
+    let http_listener =
+        TcpListener::bind(config.http_listen).await.map_err(|e| format!("http_listen {}: {e}", config.http_listen))?;
     let flight_listener = TcpListener::bind(config.flight_listen)
         .await
         .map_err(|e| format!("flight_listen {}: {e}", config.flight_listen))?;
@@ -62,13 +61,12 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared { engine: Arc::clone(&engine), auth: Arc::clone(&auth), limits: config.limits.clone() });
+    let shared =
+        Arc::new(Shared { engine: Arc::clone(&engine), auth: Arc::clone(&auth), limits: config.limits.clone() });
     let http_task = tokio::spawn(serve_http(http_listener, shared, stopped.clone()));
 
-    let handles = HandleStore::new(
-        config.limits.max_flight_handles,
-        Duration::from_secs(config.limits.flight_handle_ttl_secs),
-    );
+    let handles =
+        HandleStore::new(config.limits.max_flight_handles, Duration::from_secs(config.limits.flight_handle_ttl_secs));
     let service = flight::service(engine, auth, handles).map_err(|e| e.to_string())?;
     let mut flight_stopped = stopped;
     let flight_task = tokio::spawn(async move {

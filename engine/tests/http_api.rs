@@ -42,7 +42,8 @@ async fn identity_functions_return_the_stamped_principal() {
 #[tokio::test]
 async fn no_email_is_null_and_no_groups_is_an_empty_list() {
     let engine = TestEngine::start().await;
-    let mut svc = identity::Principal::new(identity::PrincipalKind::Service, "etl", "key-1", identity::AuthMethod::ApiKey);
+    let mut svc =
+        identity::Principal::new(identity::PrincipalKind::Service, "etl", "key-1", identity::AuthMethod::ApiKey);
     svc.groups.clear();
     let reply = engine.http.sql(Some(&engine.stamp(&svc)), "SELECT * FROM whoami").await;
     let row = &rows(&reply)[0];
@@ -208,12 +209,16 @@ async fn encodings_follow_accept() {
         .send("POST", "/v1/sql", &[(STAMP_HEADER, &stamp), ("accept", "application/vnd.apache.arrow.stream")], sql)
         .await;
     assert_eq!(arrow.status, 200);
-    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).unwrap();
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).unwrap();
     let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     assert_eq!(batches[0].schema().field(0).name(), "order_id");
 
-    let empty = engine.http.send("POST", "/v1/sql", &[(STAMP_HEADER, &stamp), ("accept", "text/csv")], "SELECT 1 AS a WHERE false").await;
+    let empty = engine
+        .http
+        .send("POST", "/v1/sql", &[(STAMP_HEADER, &stamp), ("accept", "text/csv")], "SELECT 1 AS a WHERE false")
+        .await;
     assert_eq!(empty.text(), "a\n");
     let empty = engine.http.sql(Some(&stamp), "SELECT 1 AS a WHERE false").await;
     assert_eq!(empty.text(), "[]");
@@ -259,9 +264,13 @@ async fn datasets_from_files_in_every_format() {
     let path = dir.path();
     std::fs::write(path.join("people.csv"), "id,name\n1,ada\n2,grace\n").unwrap();
     std::fs::write(path.join("people.json"), r#"[{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}]"#).unwrap();
-    std::fs::write(path.join("people.ndjson"), "{\"id\": 1, \"name\": \"ada\"}\n{\"id\": 2, \"name\": \"grace\"}\n").unwrap();
+    std::fs::write(path.join("people.ndjson"), "{\"id\": 1, \"name\": \"ada\"}\n{\"id\": 2, \"name\": \"grace\"}\n")
+        .unwrap();
     std::fs::create_dir(path.join("parts")).unwrap();
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+    ]));
     for (i, name) in [(1, "ada"), (2, "grace")] {
         let batch = RecordBatch::try_new(
             schema.clone(),

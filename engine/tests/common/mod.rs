@@ -49,7 +49,8 @@ impl TestEngine {
 
     pub async fn start_with(config: Config) -> Self {
         let pair = generate_stamp_keypair().unwrap();
-        let verifier = StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], &config.stamp.audience, 2, 1000).unwrap();
+        let verifier =
+            StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], &config.stamp.audience, 2, 1000).unwrap();
         let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), &config.stamp.audience).unwrap();
         let running = start(&config, Authenticator::Stamps(verifier)).await.unwrap();
         let http = reqwest_lite::Client::new(running.http_addr);

@@ -2,6 +2,7 @@
 //! signature operations they avoid.
 //!
 //! Run: `cargo bench -p identity --bench stamp`
+#![allow(clippy::expect_used)] // a benchmark with a broken setup should stop loudly
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use identity::{AuthMethod, Principal, PrincipalKind, StampIssuer, StampSigner, StampVerifier};
@@ -18,7 +19,9 @@ fn principal() -> Principal {
 fn bench(c: &mut Criterion) {
     let pair = identity::generate_stamp_keypair().expect("keygen");
     let sign = || StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), "portcullis-engine").expect("signer");
-    let verifier = |cap| StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], "portcullis-engine", 5, cap).expect("verifier");
+    let verifier = |cap| {
+        StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], "portcullis-engine", 5, cap).expect("verifier")
+    };
     let p = principal();
     let signer = sign();
     let stamp = signer.sign(&p, identity_now(), 60).expect("sign");

@@ -22,10 +22,7 @@ impl<K, V> std::fmt::Debug for ExpiringCache<K, V> {
 
 impl<K: Hash + Eq + Clone, V: Clone> ExpiringCache<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            map: RwLock::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
+        Self { map: RwLock::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
     /// The value under `key` if it is still valid at `now` (strictly before its expiry).

@@ -12,9 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32-byte key follows.
-const ED25519_SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
 /// Why a key could not be generated or read.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +46,7 @@ impl std::fmt::Debug for StampKeyPair {
 /// Generates a new Ed25519 stamp key pair.
 pub fn generate_stamp_keypair() -> Result<StampKeyPair, KeyError> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Random)?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|e| KeyError::NotEd25519Private(e.to_string()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| KeyError::NotEd25519Private(e.to_string()))?;
     let public = pair.public_key().as_ref();
     let mut spki = ED25519_SPKI_PREFIX.to_vec();
     spki.extend_from_slice(public);
@@ -69,8 +66,7 @@ pub fn key_id(raw_public_key: &[u8]) -> String {
 
 /// Reads a PEM `PUBLIC KEY` and returns the raw 32-byte Ed25519 key.
 pub(crate) fn public_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
-        .map_err(|e| KeyError::Pem("PUBLIC KEY", e.to_string()))?;
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(|e| KeyError::Pem("PUBLIC KEY", e.to_string()))?;
     let der = spki.as_ref();
     match der.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
         Some(raw) if raw.len() == 32 => Ok(raw.to_vec()),
@@ -80,10 +76,8 @@ pub(crate) fn public_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, KeyError> {
 
 /// Reads a PEM `PRIVATE KEY` (PKCS#8 v1 or v2) as an Ed25519 key pair.
 pub(crate) fn keypair_from_pem(pem: &[u8]) -> Result<Ed25519KeyPair, KeyError> {
-    let der = PrivatePkcs8KeyDer::from_pem_slice(pem)
-        .map_err(|e| KeyError::Pem("PRIVATE KEY", e.to_string()))?;
-    Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der())
-        .map_err(|e| KeyError::NotEd25519Private(e.to_string()))
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|e| KeyError::Pem("PRIVATE KEY", e.to_string()))?;
+    Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| KeyError::NotEd25519Private(e.to_string()))
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {

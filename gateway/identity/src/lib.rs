@@ -20,8 +20,7 @@ mod stamp;
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use stamp::{
-    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner, StampVerifier,
-    VerifiedStamp,
+    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner, StampVerifier, VerifiedStamp,
 };
 
 /// Header (HTTP) and metadata key (gRPC) carrying the signed identity stamp.

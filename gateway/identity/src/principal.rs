@@ -100,9 +100,6 @@ impl Principal {
     /// statements to the principal that created them. Groups and MFA may change between
     /// two stamps of one caller; kind, id, subject and issuer may not.
     pub fn same_caller(&self, other: &Principal) -> bool {
-        self.kind == other.kind
-            && self.id == other.id
-            && self.subject == other.subject
-            && self.issuer == other.issuer
+        self.kind == other.kind && self.id == other.id && self.subject == other.subject && self.issuer == other.issuer
     }
 }

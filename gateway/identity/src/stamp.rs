@@ -76,10 +76,7 @@ pub struct VerifiedStamp {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Signs stamps. Gateway only.
@@ -108,12 +105,7 @@ impl StampSigner {
         if lifetime_secs > MAX_STAMP_LIFETIME_SECS {
             return Err(StampError::LifetimeTooLong);
         }
-        let claims = Claims {
-            aud: self.audience.as_str(),
-            iat: issued_at,
-            exp: issued_at + lifetime_secs,
-            principal,
-        };
+        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp: issued_at + lifetime_secs, principal };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -185,10 +177,7 @@ pub struct StampVerifier {
 impl std::fmt::Debug for StampVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("StampVerifier")
-            .field("key_ids", &ids)
-            .field("audience", &self.audience)
-            .finish_non_exhaustive()
+        f.debug_struct("StampVerifier").field("key_ids", &ids).field("audience", &self.audience).finish_non_exhaustive()
     }
 }
 
@@ -245,7 +234,8 @@ impl StampVerifier {
     }
 
     fn verify_uncached(&self, stamp: &str, now: u64) -> Result<VerifiedStamp, StampError> {
-        let (signed, signature_b64) = stamp.rsplit_once('.').ok_or(StampError::Malformed("expected 4 dot-separated parts"))?;
+        let (signed, signature_b64) =
+            stamp.rsplit_once('.').ok_or(StampError::Malformed("expected 4 dot-separated parts"))?;
         let mut parts = signed.splitn(3, '.');
         let (Some(version), Some(key_id), Some(claims_b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(StampError::Malformed("expected 4 dot-separated parts"));
@@ -256,24 +246,16 @@ impl StampVerifier {
         if claims_b64.contains('.') {
             return Err(StampError::Malformed("expected 4 dot-separated parts"));
         }
-        let key = self
-            .keys
-            .iter()
-            .find(|(id, _)| id == key_id)
-            .map(|(_, key)| key)
-            .ok_or(StampError::UnknownKey)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| StampError::Malformed("signature is not base64url"))?;
+        let key = self.keys.iter().find(|(id, _)| id == key_id).map(|(_, key)| key).ok_or(StampError::UnknownKey)?;
+        let signature =
+            URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| StampError::Malformed("signature is not base64url"))?;
         if signature.len() != SIGNATURE_LEN {
             return Err(StampError::Malformed("signature has the wrong length"));
         }
         key.verify(signed.as_bytes(), &signature).map_err(|_| StampError::BadSignature)?;
 
         // Authentic from here on: only now parse what the gateway signed.
-        let json = URL_SAFE_NO_PAD
-            .decode(claims_b64)
-            .map_err(|_| StampError::Malformed("claims are not base64url"))?;
+        let json = URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| StampError::Malformed("claims are not base64url"))?;
         let claims: Claims<String, Principal> =
             serde_json::from_slice(&json).map_err(|_| StampError::Malformed("claims are not valid JSON"))?;
         if claims.aud != self.audience {
@@ -288,11 +270,7 @@ impl StampVerifier {
         if now >= claims.exp + self.leeway {
             return Err(StampError::Expired);
         }
-        Ok(VerifiedStamp {
-            principal: Arc::new(claims.principal),
-            issued_at: claims.iat,
-            expires_at: claims.exp,
-        })
+        Ok(VerifiedStamp { principal: Arc::new(claims.principal), issued_at: claims.iat, expires_at: claims.exp })
     }
 }
 
@@ -437,13 +415,9 @@ mod tests {
     fn rotation_accepts_either_key() {
         let old = generate_stamp_keypair().unwrap();
         let new = generate_stamp_keypair().unwrap();
-        let verifier = StampVerifier::from_pems(
-            [old.public_spki_pem.as_bytes(), new.public_spki_pem.as_bytes()],
-            AUD,
-            0,
-            8,
-        )
-        .unwrap();
+        let verifier =
+            StampVerifier::from_pems([old.public_spki_pem.as_bytes(), new.public_spki_pem.as_bytes()], AUD, 0, 8)
+                .unwrap();
         for pair in [&old, &new] {
             let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), AUD).unwrap();
             assert!(verifier.verify_at(&signer.sign(&alice(), NOW, 60).unwrap(), NOW).is_ok());

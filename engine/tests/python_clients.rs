@@ -1,0 +1,30 @@
+//! Real, independently written Flight SQL clients (the ADBC Flight SQL driver and
+//! pyarrow.flight, from PyPI) against the engine. Needs
+//! `python3 -m pip install -r engine/tests/python/requirements.txt` (done by `.ci/run`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestEngine, user};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adbc_and_pyarrow_flight_clients() {
+    let engine = TestEngine::start().await;
+    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .env("FLIGHT_URI", format!("grpc://{}", engine.running.flight_addr))
+        .env("STAMP", engine.stamp(&user("alice", &["acme"])))
+        .env("BOB_STAMP", engine.stamp(&user("bob", &["acme"])))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Flight client checks failed (install: python3 -m pip install -r engine/tests/python/requirements.txt)\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+}
