@@ -1,1 +1,5 @@
-fn main() {}
+//! `gateway`: see `gateway --help` and the README.
+
+fn main() -> std::process::ExitCode {
+    gateway::cli::main()
+}

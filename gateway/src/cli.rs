@@ -1,0 +1,108 @@
+//! Command line. Exit codes: 0 success, 1 failure (the message names the field or file),
+//! 2 bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about = "Portcullis security gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: TLS listeners for the API and Flight, plain health listener.
+    Run(ConfigArgs),
+    /// Validate the config and every file it names without binding a port.
+    Check(ConfigArgs),
+    /// Development PKI: a CA and certificates signed by it.
+    #[command(subcommand)]
+    Tls(commands::tls::TlsCommand),
+    /// Development stack in one command: PKI, stamp keys, the engine as a child, the gateway.
+    Up(commands::up::UpArgs),
+}
+
+/// `-c FILE` plus the TLS flags that override the file.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Server certificate chain file (PEM), overriding tls.certificate(_file).
+    #[arg(long)]
+    pub tls_certificate_file: Option<PathBuf>,
+    /// Server private key file (PEM), overriding tls.key(_file).
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Server certificate chain as PEM text (or ${env:..} / ${file:..}).
+    #[arg(long)]
+    pub tls_certificate: Option<String>,
+    /// Server private key as PEM text (or ${env:..} / ${file:..}).
+    #[arg(long)]
+    pub tls_key: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The config file with the flags applied on top.
+    pub fn load(&self) -> Result<crate::config::Config, String> {
+        let mut config = crate::config::Config::from_file(&self.config).map_err(|e| e.to_string())?;
+        if self.tls_certificate_file.is_some() || self.tls_certificate.is_some() {
+            config.tls.certificate_file = self.tls_certificate_file.clone();
+            config.tls.certificate = self.tls_certificate.clone();
+        }
+        if self.tls_key_file.is_some() || self.tls_key.is_some() {
+            config.tls.key_file = self.tls_key_file.clone();
+            config.tls.key = self.tls_key.clone();
+        }
+        Ok(config)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(args),
+        Command::Check(args) => commands::check::run(args),
+        Command::Tls(command) => commands::tls::run(command),
+        Command::Up(args) => commands::up::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A multi-threaded runtime for the serving commands.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("async runtime: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

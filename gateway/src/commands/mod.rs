@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod run;
+pub mod tls;
+pub mod up;

@@ -1,0 +1,15 @@
+//! `gateway run -c FILE`: serve until Ctrl-C / SIGTERM.
+
+use crate::cli::{ConfigArgs, runtime, shutdown_signal};
+use crate::server;
+
+pub fn run(args: ConfigArgs) -> Result<(), String> {
+    let prepared = server::prepare(args.load()?).map_err(|e| e.to_string())?;
+    runtime()?.block_on(async {
+        let running = server::start(prepared).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,184 @@
+//! `gateway up`: the whole stack for development in one command.
+//!
+//! Creates (or reuses) in the state folder a CA, a server certificate for localhost, a client
+//! certificate with a SPIFFE ID, and a stamp key pair; starts the engine as a child process
+//! with the public stamp key; serves the gateway on its default ports; prints commands to try;
+//! stops the engine cleanly on Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::cli::{runtime, shutdown_signal};
+use crate::config::{ClientAuth, Config, HealthListener, Limits, Listener, StampConfig, Timeouts, TlsConfig};
+use crate::pki::{self, LeafSpec};
+use crate::server;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the development CA, certificates and keys live (created if missing).
+    #[arg(long, default_value = ".portcullis")]
+    pub state_dir: PathBuf,
+    /// The engine binary (default: `engine` next to this binary).
+    #[arg(long)]
+    pub engine_bin: Option<PathBuf>,
+    #[arg(long, default_value = "0.0.0.0:8090")]
+    pub api_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:50051")]
+    pub flight_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub health_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    pub engine_http_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub engine_flight_listen: SocketAddr,
+}
+
+/// The state folder's files, created if missing.
+pub struct DevState {
+    pub tls_dir: PathBuf,
+    pub stamp_key: PathBuf,
+    pub stamp_public_key: PathBuf,
+}
+
+pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
+    let tls_dir = dir.join("tls");
+    pki::init_ca(&tls_dir, "Portcullis development CA")?;
+    if !pki::leaf_paths(&tls_dir, "server").0.exists() {
+        let spec = LeafSpec {
+            name: "server".into(),
+            hosts: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().map_err(|_| "ip")?, "::1".parse().map_err(|_| "ip")?],
+            valid_days: 90,
+            ..Default::default()
+        };
+        pki::issue_leaf(&tls_dir, &spec)?;
+    }
+    if !pki::leaf_paths(&tls_dir, "client").0.exists() {
+        let spec = LeafSpec {
+            name: "client".into(),
+            spiffe_id: Some("spiffe://portcullis.dev/workload/dev-client".into()),
+            client: true,
+            valid_days: 90,
+            ..Default::default()
+        };
+        pki::issue_leaf(&tls_dir, &spec)?;
+    }
+    let stamp_key = dir.join("stamp-key.pem");
+    let stamp_public_key = dir.join("stamp-pub.pem");
+    if !stamp_key.exists() || !stamp_public_key.exists() {
+        let pair = identity::generate_stamp_keypair().map_err(|e| e.to_string())?;
+        pki::write_private(&stamp_key, &pair.private_pkcs8_pem)?;
+        std::fs::write(&stamp_public_key, &pair.public_spki_pem).map_err(|e| format!("{}: {e}", stamp_public_key.display()))?;
+    }
+    Ok(DevState { tls_dir, stamp_key, stamp_public_key })
+}
+
+pub fn run(args: UpArgs) -> Result<(), String> {
+    let state = prepare_state(&args.state_dir)?;
+    let tls = |name: &str| pki::leaf_paths(&state.tls_dir, name);
+    let config = Config {
+        api: Listener { listen: args.api_listen, upstream: format!("http://{}", args.engine_http_listen) },
+        flight: Listener { listen: args.flight_listen, upstream: format!("http://{}", args.engine_flight_listen) },
+        health: HealthListener { listen: args.health_listen },
+        tls: TlsConfig {
+            certificate_file: Some(tls("server").0),
+            key_file: Some(tls("server").1),
+            client_auth: ClientAuth::Optional,
+            client_ca_file: Some(pki::ca_paths(&state.tls_dir).0),
+            ..Default::default()
+        },
+        stamp: StampConfig {
+            key: None,
+            key_file: Some(state.stamp_key.clone()),
+            audience: identity::DEFAULT_AUDIENCE.into(),
+            lifetime_secs: 60,
+        },
+        timeouts: Timeouts::default(),
+        limits: Limits::default(),
+    };
+    let prepared = server::prepare(config).map_err(|e| e.to_string())?;
+    let engine_bin = match args.engine_bin {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .parent()
+            .map(|dir| dir.join("engine"))
+            .ok_or("cannot locate the engine binary; pass --engine-bin")?,
+    };
+    runtime()?.block_on(async move {
+        let mut engine = tokio::process::Command::new(&engine_bin)
+            .arg("--stamp-public-key")
+            .arg(&state.stamp_public_key)
+            .arg("--http-listen")
+            .arg(args.engine_http_listen.to_string())
+            .arg("--flight-listen")
+            .arg(args.engine_flight_listen.to_string())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the engine ({}): {e}; build it with `cargo build -p engine`", engine_bin.display()))?;
+        wait_for_engine(args.engine_http_listen, &mut engine).await?;
+        let running = server::start(prepared).await?;
+        print_usage(&state, running.api_addr.port(), running.flight_addr.port());
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            status = engine.wait() => tracing::error!(?status, "the engine exited"),
+        }
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        stop_child(&mut engine).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_engine(addr: SocketAddr, engine: &mut tokio::process::Child) -> Result<(), String> {
+    for _ in 0..300 {
+        if let Ok(Some(status)) = engine.try_wait() {
+            return Err(format!("the engine exited during startup ({status})"));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the engine did not listen on {addr} within 30 s"))
+}
+
+/// SIGTERM first so the engine shuts down cleanly; killed if it lingers.
+async fn stop_child(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+fn print_usage(state: &DevState, api_port: u16, flight_port: u16) {
+    let dir = state.tls_dir.display();
+    println!(
+        r#"
+Portcullis is up. The engine listens on loopback only; talk to the gateway.
+
+  curl over mTLS (the client certificate is the workload identity):
+    curl --cacert {dir}/ca.pem --cert {dir}/client.pem --key {dir}/client-key.pem \
+      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM whoami'
+
+  pyarrow (ADBC Flight SQL) over mTLS:
+    python3 -c "
+import adbc_driver_flightsql.dbapi as f
+r = lambda p: open(p).read()
+with f.connect('grpc+tls://localhost:{flight_port}', autocommit=True, db_kwargs={{
+    'adbc.flight.sql.client_option.tls_root_certs': r('{dir}/ca.pem'),
+    'adbc.flight.sql.client_option.mtls_cert_chain': r('{dir}/client.pem'),
+    'adbc.flight.sql.client_option.mtls_private_key': r('{dir}/client-key.pem')}}) as c, c.cursor() as cur:
+  cur.execute('SELECT * FROM whoami'); print(cur.fetch_arrow_table())"
+
+Ctrl-C stops the gateway and the engine.
+"#
+    );
+}

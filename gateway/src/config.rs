@@ -1,0 +1,290 @@
+//! Gateway configuration: YAML, unknown fields refused, errors name the field's path, secrets
+//! by reference (`${env:NAME}`, `${file:/path}`) so the file itself holds none.
+//!
+//! Seed order: command-line flags, then the file. `gateway check -c FILE` runs all of this
+//! plus the certificate and key checks without binding a port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTPS API, forwarded to the engine's HTTP port.
+    #[serde(default = "default_api")]
+    pub api: Listener,
+    /// Flight SQL / gRPC over TLS, forwarded to the engine's Flight port over h2c.
+    #[serde(default = "default_flight")]
+    pub flight: Listener,
+    /// Plain HTTP `/healthz` and `/readyz`.
+    #[serde(default = "default_health")]
+    pub health: HealthListener,
+    pub tls: TlsConfig,
+    pub stamp: StampConfig,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub listen: SocketAddr,
+    /// `http://127.0.0.1:PORT` (loopback plaintext, the default).
+    pub upstream: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthListener {
+    pub listen: SocketAddr,
+}
+
+/// Server certificate and client-certificate policy. Each PEM may be given inline, as a
+/// `${env:..}` / `${file:..}` reference, or as a `*_file` path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// CA bundle that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) checked for client certificates.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates are asked for.
+    #[default]
+    None,
+    /// Asked for and verified when sent; requests without one need another method.
+    Optional,
+    /// The handshake fails without a valid client certificate.
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampConfig {
+    /// PEM PKCS#8 Ed25519 private key (inline or reference) ...
+    #[serde(default)]
+    pub key: Option<String>,
+    /// ... or its path.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Stamp lifetime, at most 60 s.
+    #[serde(default = "default_lifetime")]
+    pub lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Time for a client to complete the TLS handshake and send its request headers.
+    #[serde(default = "secs10")]
+    pub client_header_secs: u64,
+    /// Idle keep-alive connections are closed after this long.
+    #[serde(default = "secs60")]
+    pub idle_secs: u64,
+    #[serde(default = "secs5")]
+    pub upstream_connect_secs: u64,
+    /// Time until the upstream's response headers (the body then streams without limit).
+    #[serde(default = "secs300")]
+    pub upstream_response_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request header block.
+    #[serde(default = "kib64")]
+    pub max_header_bytes: usize,
+    /// Largest request body on the API listener (SQL text).
+    #[serde(default = "mib16")]
+    pub max_api_body_bytes: usize,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { client_header_secs: 10, idle_secs: 60, upstream_connect_secs: 5, upstream_response_secs: 300 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_header_bytes: kib64(), max_api_body_bytes: mib16() }
+    }
+}
+
+fn default_api() -> Listener {
+    Listener { listen: SocketAddr::from(([0, 0, 0, 0], 8090)), upstream: "http://127.0.0.1:8091".into() }
+}
+fn default_flight() -> Listener {
+    Listener { listen: SocketAddr::from(([0, 0, 0, 0], 50051)), upstream: "http://127.0.0.1:50052".into() }
+}
+fn default_health() -> HealthListener {
+    HealthListener { listen: SocketAddr::from(([0, 0, 0, 0], 9090)) }
+}
+fn default_audience() -> String {
+    identity::DEFAULT_AUDIENCE.into()
+}
+fn default_lifetime() -> u64 {
+    60
+}
+fn secs5() -> u64 {
+    5
+}
+fn secs10() -> u64 {
+    10
+}
+fn secs60() -> u64 {
+    60
+}
+fn secs300() -> u64 {
+    300
+}
+fn kib64() -> usize {
+    64 * 1024
+}
+fn mib16() -> usize {
+    16 * 1024 * 1024
+}
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: at `{field}`: {message}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { origin: "config".into(), field: field.into(), message: message.into() }
+    }
+}
+
+impl Config {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError {
+                origin: origin.into(),
+                field: if field == "." { "(top level)".into() } else { field },
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// Reads a file; relative paths inside are resolved against its folder.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { origin: origin.clone(), field: "(file)".into(), message: e.to_string() })?;
+        let mut config = Self::from_yaml(&text, &origin)?;
+        if let Some(dir) = path.parent() {
+            let fix = |p: &mut Option<PathBuf>| {
+                if let Some(p) = p {
+                    *p = dir.join(&*p);
+                }
+            };
+            fix(&mut config.tls.certificate_file);
+            fix(&mut config.tls.key_file);
+            fix(&mut config.tls.client_ca_file);
+            fix(&mut config.stamp.key_file);
+            for crl in &mut config.tls.crl_files {
+                *crl = dir.join(&*crl);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Resolves a PEM given inline or as `${env:NAME}` / `${file:PATH}`, or read from `file`.
+/// `field` names the setting in errors; the secret itself never appears in one.
+pub fn resolve_pem(inline: Option<&str>, file: Option<&Path>, field: &str) -> Result<Vec<u8>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(field, "give either the inline value or the _file path, not both")),
+        (None, None) => Err(ConfigError::new(field, "missing")),
+        (None, Some(path)) => {
+            std::fs::read(path).map_err(|e| ConfigError::new(format!("{field}_file"), format!("{}: {e}", path.display())))
+        }
+        (Some(value), None) => resolve_reference(value, field).map(String::into_bytes),
+    }
+}
+
+/// `${env:NAME}` → the variable, `${file:PATH}` → the file's contents, anything else as is.
+pub fn resolve_reference(value: &str, field: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim();
+    if let Some(name) = trimmed.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
+        return std::env::var(name)
+            .map_err(|_| ConfigError::new(field, format!("environment variable {name} is not set")));
+    }
+    if let Some(path) = trimmed.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+        return std::fs::read_to_string(path).map_err(|e| ConfigError::new(field, format!("{path}: {e}")));
+    }
+    if trimmed.starts_with("${") {
+        return Err(ConfigError::new(field, "unknown reference; use ${env:NAME} or ${file:PATH}"));
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "tls:\n  certificate_file: c.pem\n  key_file: k.pem\nstamp:\n  key_file: s.pem\n";
+
+    #[test]
+    fn defaults_mirror_the_spice_ports() {
+        let config = Config::from_yaml(MINIMAL, "t").unwrap();
+        assert_eq!(config.api.listen.port(), 8090);
+        assert_eq!(config.flight.listen.port(), 50051);
+        assert_eq!(config.health.listen.port(), 9090);
+        assert_eq!(config.tls.client_auth, ClientAuth::None);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_name_their_path() {
+        let err = Config::from_yaml(&format!("{MINIMAL}timeouts:\n  idle: 3\n"), "g.yaml").unwrap_err().to_string();
+        assert!(err.contains("g.yaml") && err.contains("timeouts") && err.contains("idle"), "{err}");
+        let err = Config::from_yaml(&MINIMAL.replace("tls:\n", "tls:\n  client_auth: sometimes\n"), "g.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.client_auth"), "{err}");
+    }
+
+    #[test]
+    fn references_resolve_and_never_echo_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret.pem");
+        std::fs::write(&file, "FROM-FILE").unwrap();
+        assert_eq!(resolve_reference(&format!("${{file:{}}}", file.display()), "tls.key").unwrap(), "FROM-FILE");
+        assert_eq!(resolve_reference("inline", "tls.key").unwrap(), "inline");
+        let err = resolve_reference("${env:PORTCULLIS_TEST_SURELY_UNSET}", "tls.key").unwrap_err().to_string();
+        assert!(err.contains("tls.key") && err.contains("PORTCULLIS_TEST_SURELY_UNSET"), "{err}");
+        let err = resolve_reference("${vault:x}", "tls.key").unwrap_err().to_string();
+        assert!(err.contains("unknown reference"), "{err}");
+        let err = resolve_pem(Some("a"), Some(&file), "tls.key").unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! Every way the gateway refuses or fails a request, and the one place each becomes an HTTP
+//! status (JSON body) or a gRPC status (trailers-only response). Messages name the problem
+//! and never carry a credential.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::pipeline::Body;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("request body over the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("upstream unavailable")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthenticated(_) => "unauthenticated",
+            GatewayError::PayloadTooLarge(_) => "payload_too_large",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// gRPC status code (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            GatewayError::Unauthenticated(_) => 16,
+            GatewayError::PayloadTooLarge(_) => 8,
+            GatewayError::UpstreamUnavailable(_) => 14,
+            GatewayError::UpstreamTimeout => 4,
+            GatewayError::Internal(_) => 13,
+        }
+    }
+
+    /// The response for this error, in the protocol the client spoke.
+    pub fn into_response(self, grpc: bool, request_id: &str) -> Response<Body> {
+        match &self {
+            GatewayError::UpstreamUnavailable(detail) | GatewayError::Internal(detail) => {
+                tracing::warn!(request_id, code = self.code(), detail, "request failed");
+            }
+            _ => tracing::debug!(request_id, code = self.code(), "request refused"),
+        }
+        if grpc {
+            let mut response = Response::new(empty());
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+            if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
+                headers.insert("grpc-message", message);
+            }
+            return response;
+        }
+        let body = serde_json::json!({
+            "error": {"code": self.code(), "message": self.to_string()},
+            "request_id": request_id,
+        });
+        let mut response = Response::new(full(Bytes::from(body.to_string())));
+        *response.status_mut() = self.http_status();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+/// gRPC's `grpc-message` is percent-encoded (anything outside printable ASCII, and `%`).
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}

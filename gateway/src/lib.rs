@@ -1,0 +1,14 @@
+//! The Portcullis gateway: TLS and mTLS termination, identity stamping, and a streaming
+//! proxy to the engine. The request's life is in [`pipeline`]; listeners in [`server`].
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod pipeline;
+pub mod pki;
+pub mod reload;
+pub mod server;
+pub mod tls;
+pub mod workload;

@@ -1,0 +1,100 @@
+//! The request pipeline, built here top to bottom: read this file to follow a request's life.
+//!
+//! ```text
+//! accept (TLS, in `server`) → sanitize → authenticate → stamp → forward (stream)
+//! ```
+//!
+//! Rate limits (per IP before authentication, per principal after), Cedar authorization and
+//! the audit stage take their places in [`Pipeline::handle`] as they are built; each stage is
+//! one module, and errors from every stage become responses in one place
+//! ([`GatewayError::into_response`]).
+
+mod authenticate;
+mod forward;
+mod sanitize;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
+
+use crate::config::Config;
+use crate::error::GatewayError;
+pub use forward::Upstream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Bodies in both directions: streamed, never buffered whole.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What the gateway knows about a connection once its TLS handshake is done.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// The verified client certificate's principal, if one was presented.
+    pub workload: Option<Arc<Principal>>,
+}
+
+/// One listener's pipeline: the shared state every stage needs.
+pub struct Pipeline {
+    issuer: Arc<StampIssuer>,
+    upstream: Upstream,
+    /// `Some(limit)` on the API listener (SQL bodies); gRPC streams are not size-limited.
+    max_body: Option<usize>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("upstream", &self.upstream).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    pub fn new(issuer: Arc<StampIssuer>, upstream: Upstream, max_body: Option<usize>) -> Self {
+        Self { issuer, upstream, max_body }
+    }
+
+    /// Builds both listeners' pipelines from the config.
+    pub fn from_config(config: &Config, issuer: Arc<StampIssuer>) -> Result<(Self, Self), crate::config::ConfigError> {
+        let api = Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?;
+        let flight = Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?;
+        Ok((
+            Self::new(Arc::clone(&issuer), api, Some(config.limits.max_api_body_bytes)),
+            Self::new(issuer, flight, None),
+        ))
+    }
+
+    /// One request, start to finish. Never fails: every error becomes a response.
+    pub async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
+        // sanitize: nothing the client sent may claim an identity; fix the request id.
+        let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
+        let grpc = is_grpc(&request);
+        let result = async {
+            // authenticate: who is calling (client certificate for now).
+            let principal = authenticate::authenticate(connection)?;
+            // stamp: the signed assertion the engine trusts, reused per principal.
+            let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            request.headers_mut().insert(STAMP_HEADER, stamp);
+            // forward: stream to the engine and back.
+            self.upstream.forward(request, self.max_body).await
+        }
+        .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => error.into_response(grpc, request_id.to_str().unwrap_or("")),
+        };
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        response
+    }
+}
+
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}

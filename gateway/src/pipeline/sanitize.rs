@@ -1,0 +1,117 @@
+//! Sanitize: strip every inbound header that could claim an identity, before anything reads
+//! the request; set `x-forwarded-for` from the socket, and a request id.
+//!
+//! Header names are compared case-insensitively with `_` read as `-` (some servers treat
+//! them alike, so `X_Principal` must go too). `traceparent` / `tracestate` pass through.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Exact names (normalised) that carry identity in common proxies and frameworks.
+const IDENTITY_HEADERS: &[&str] = &[
+    "x-principal",
+    "x-user",
+    "x-user-id",
+    "x-email",
+    "x-groups",
+    "x-roles",
+    "x-tenant",
+    "x-remote-user",
+    "remote-user",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-spiffe-id",
+    "x-client-cert",
+    "x-forwarded-client-cert",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+];
+
+/// Prefixes (normalised) of identity header families.
+const IDENTITY_PREFIXES: &[&str] = &["x-portcullis-", "x-auth-request-", "x-ssl-client-", "x-identity", "x-jwt-"];
+
+fn is_identity_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    if !name.bytes().any(|b| b == b'_') {
+        return IDENTITY_HEADERS.contains(&name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p));
+    }
+    let normalised = name.replace('_', "-");
+    IDENTITY_HEADERS.contains(&normalised.as_str()) || IDENTITY_PREFIXES.iter().any(|p| normalised.starts_with(p))
+}
+
+/// Sanitizes `headers` in place and returns the request id now set on them.
+pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
+    // Keep the client's request id only when it is a sane token.
+    let request_id = headers
+        .get(identity::REQUEST_ID_HEADER)
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("invalid"))
+        });
+    // Collect first: removing while iterating the map is not possible.
+    let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_identity_header(name)).cloned().collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+    headers.insert(identity::REQUEST_ID_HEADER, request_id.clone());
+    if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
+        headers.insert("x-forwarded-for", ip);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    request_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_identity_headers_in_any_spelling() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x-portcullis-stamp",
+            "X-Portcullis-Anything",
+            "x_portcullis_stamp",
+            "X-Principal",
+            "x_principal",
+            "X_FORWARDED_USER",
+            "x-auth-request-email",
+            "x-ssl-client-s-dn",
+            "forwarded",
+            "x-forwarded-for",
+        ] {
+            headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("mallory"));
+        }
+        headers.insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        headers.insert("accept", HeaderValue::from_static("text/csv"));
+        sanitize(&mut headers, "10.1.2.3:5555".parse().unwrap());
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert!(headers.values().all(|v| v != "mallory"), "{left:?}");
+        assert!(headers.contains_key("traceparent"));
+        assert_eq!(headers["accept"], "text/csv");
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+    }
+
+    #[test]
+    fn request_id_kept_when_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("req-42"));
+        assert_eq!(sanitize(&mut headers, "127.0.0.1:1".parse().unwrap()), "req-42");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("has spaces"));
+        let id = sanitize(&mut headers, "127.0.0.1:1".parse().unwrap());
+        assert_ne!(id, "has spaces");
+        assert_eq!(headers["x-request-id"], id);
+    }
+}

@@ -1,0 +1,85 @@
+//! Certificate hot reload: on SIGHUP, and when a certificate, key, CA or CRL file changes,
+//! load everything again and swap it in for new connections. A bad new file is rejected and
+//! logged; the old configuration keeps serving. Open connections are never dropped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::TlsConfig;
+use crate::server::TlsConfigs;
+use crate::tls::TlsMaterial;
+
+pub async fn watch(tls: TlsConfig, live: Arc<TlsConfigs>, mut stopped: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::channel::<&'static str>(8);
+    // File changes: watch the folders (editors and `kubectl` secret updates replace files).
+    let mut files: Vec<PathBuf> = [&tls.certificate_file, &tls.key_file, &tls.client_ca_file]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(tls.crl_files.iter().cloned())
+        .collect();
+    files.sort();
+    files.dedup();
+    let watched = files.clone();
+    let file_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the files on reload raises access events: only writes, creations, renames
+        // and removals count as changes.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| watched.iter().any(|w| same_file(p, w)))
+        {
+            let _ = file_tx.try_send("file change");
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut watcher) => {
+            let mut dirs: Vec<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
+            dirs.sort();
+            dirs.dedup();
+            for dir in dirs {
+                if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot watch for certificate changes");
+                }
+            }
+            Some(watcher)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "file watching unavailable; reload with SIGHUP");
+            None
+        }
+    };
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let cause = tokio::select! {
+            Some(cause) = rx.recv() => cause,
+            _ = sighup => "SIGHUP",
+            _ = stopped.changed() => return,
+        };
+        // Let a burst of writes (cert then key) settle before reading.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+        match TlsMaterial::load(&tls).and_then(|material| live.swap(&material)) {
+            Ok(()) => tracing::info!(cause, "TLS certificates reloaded"),
+            Err(error) => tracing::error!(cause, %error, "TLS reload rejected; the previous certificates keep serving"),
+        }
+    }
+}
+
+fn same_file(event_path: &std::path::Path, watched: &std::path::Path) -> bool {
+    event_path == watched || event_path.file_name() == watched.file_name() && event_path.parent() == watched.parent()
+}

@@ -1,0 +1,206 @@
+//! Listeners: accept TCP, complete the TLS handshake (bounded in time), read the client
+//! certificate's principal once, then serve HTTP/1.1 and HTTP/2 through the pipeline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use identity::{StampIssuer, StampSigner};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
+use crate::pipeline::{Connection, Pipeline};
+use crate::tls::TlsMaterial;
+use crate::{health, reload, workload};
+
+/// ALPN offered on each listener: gRPC needs h2; the API serves both.
+pub const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub const FLIGHT_ALPN: &[&[u8]] = &[b"h2"];
+
+/// The live TLS configurations, swapped whole on reload.
+#[derive(Debug)]
+pub struct TlsConfigs {
+    pub api: ArcSwap<ServerConfig>,
+    pub flight: ArcSwap<ServerConfig>,
+}
+
+impl TlsConfigs {
+    pub fn build(material: &TlsMaterial) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api: ArcSwap::new(material.server_config(API_ALPN)?),
+            flight: ArcSwap::new(material.server_config(FLIGHT_ALPN)?),
+        })
+    }
+
+    pub fn swap(&self, material: &TlsMaterial) -> Result<(), ConfigError> {
+        let api = material.server_config(API_ALPN)?;
+        let flight = material.server_config(FLIGHT_ALPN)?;
+        self.api.store(api);
+        self.flight.store(flight);
+        Ok(())
+    }
+}
+
+/// Everything `run` needs, loaded and checked; `gateway check` stops here.
+#[derive(Debug)]
+pub struct Prepared {
+    pub config: Config,
+    pub tls: TlsMaterial,
+    pub issuer: Arc<StampIssuer>,
+}
+
+/// Loads and checks certificates, keys and upstreams without binding anything.
+pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
+    let tls = TlsMaterial::load(&config.tls)?;
+    let pem = resolve_pem(config.stamp.key.as_deref(), config.stamp.key_file.as_deref(), "stamp.key")?;
+    let signer = StampSigner::from_pem(&pem, config.stamp.audience.clone())
+        .map_err(|e| ConfigError::new("stamp.key", e.to_string()))?;
+    if config.stamp.lifetime_secs == 0 || config.stamp.lifetime_secs > identity::MAX_STAMP_LIFETIME_SECS {
+        return Err(ConfigError::new("stamp.lifetime_secs", "must be between 1 and 60"));
+    }
+    let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
+    // Building the pipelines checks the upstream URLs.
+    Pipeline::from_config(&config, Arc::clone(&issuer))?;
+    tls.server_config(API_ALPN)?;
+    Ok(Prepared { config, tls, issuer })
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub tls: Arc<TlsConfigs>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds all listeners and serves until [`Running::shutdown`].
+pub async fn start(prepared: Prepared) -> Result<Running, String> {
+    let Prepared { config, tls, issuer } = prepared;
+    let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
+    let (api, flight) = Pipeline::from_config(&config, issuer).map_err(|e| e.to_string())?;
+    let bind = |addr: SocketAddr, name: &'static str| async move {
+        TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
+    };
+    let api_listener = bind(config.api.listen, "api").await?;
+    let flight_listener = bind(config.flight.listen, "flight").await?;
+    let health_listener = bind(config.health.listen, "health").await?;
+    let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let (api_addr, flight_addr, health_addr) = (addr(&api_listener)?, addr(&flight_listener)?, addr(&health_listener)?);
+
+    let (stop, stopped) = watch::channel(false);
+    let api_tls = Arc::clone(&tls_configs);
+    let flight_tls = Arc::clone(&tls_configs);
+    let tasks = vec![
+        tokio::spawn(serve_tls(
+            api_listener,
+            Arc::new(api),
+            move || api_tls.api.load_full(),
+            config.timeouts.clone(),
+            config.limits.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(serve_tls(
+            flight_listener,
+            Arc::new(flight),
+            move || flight_tls.flight.load_full(),
+            config.timeouts.clone(),
+            config.limits.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
+        tokio::spawn(reload::watch(config.tls.clone(), Arc::clone(&tls_configs), stopped)),
+    ];
+    tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
+    Ok(Running { api_addr, flight_addr, health_addr, tls: tls_configs, stop, tasks })
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    tls: impl Fn() -> Arc<ServerConfig> + Send + 'static,
+    timeouts: Timeouts,
+    limits: Limits,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(timeouts.client_header_secs))
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(timeouts.idle_secs)));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let handshake_timeout = Duration::from_secs(timeouts.client_header_secs);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = TlsAcceptor::from(tls());
+        let (pipeline, builder) = (Arc::clone(&pipeline), Arc::clone(&builder));
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(error)) => {
+                    tracing::info!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let workload = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(workload::principal_from_certificate)
+                .map(Arc::new);
+            let connection = Arc::new(Connection { peer, workload });
+            let service = hyper::service::service_fn(move |request| {
+                let (pipeline, connection) = (Arc::clone(&pipeline), Arc::clone(&connection));
+                async move { Ok::<_, std::convert::Infallible>(pipeline.handle(&connection, request).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+            if let Err(error) = watcher.watch(conn).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
