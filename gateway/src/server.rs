@@ -58,6 +58,14 @@ pub struct Prepared {
 
 /// Loads and checks certificates, keys and upstreams without binding anything.
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
+    if config.tls.client_auth == crate::config::ClientAuth::None {
+        // Client certificates are the only authentication method so far: without them
+        // nobody could be served, and there is no anonymous pass-through.
+        return Err(ConfigError::new(
+            "tls.client_auth",
+            "no authentication method enabled; set client_auth to optional or required",
+        ));
+    }
     let tls = TlsMaterial::load(&config.tls)?;
     let pem = resolve_pem(config.stamp.key.as_deref(), config.stamp.key_file.as_deref(), "stamp.key")?;
     let signer = StampSigner::from_pem(&pem, config.stamp.audience.clone())

@@ -1,0 +1,209 @@
+//! Test harness: a development PKI in a temp folder, a real engine on loopback verifying the
+//! gateway's stamps, a real gateway in front of it, and a rustls client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gateway::config::{ClientAuth, Config, HealthListener, Limits, Listener, StampConfig, Timeouts, TlsConfig};
+use gateway::pki::{self, LeafSpec};
+use http_body_util::{BodyExt, Full};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA with a server leaf (`server`), a SPIFFE client (`workload`), an email-only client
+    /// (`mailer`), an expired client (`expired`), and a second CA's client (`stranger`).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        pki::init_ca(path, "Test CA").unwrap();
+        let leaf = |name: &str, f: &dyn Fn(&mut LeafSpec)| {
+            let mut spec = LeafSpec { name: name.into(), valid_days: 30, ..Default::default() };
+            f(&mut spec);
+            pki::issue_leaf(path, &spec).unwrap();
+        };
+        leaf("server", &|s| {
+            s.hosts = vec!["localhost".into()];
+            s.ips = vec!["127.0.0.1".parse().unwrap()];
+        });
+        leaf("workload", &|s| {
+            s.client = true;
+            s.spiffe_id = Some("spiffe://test.example/ns/etl/sa/loader".into());
+        });
+        leaf("mailer", &|s| {
+            s.client = true;
+            s.email = Some("mailer@example.com".into());
+        });
+        leaf("expired", &|s| {
+            s.client = true;
+            s.spiffe_id = Some("spiffe://test.example/expired".into());
+            s.valid_days = -1;
+        });
+        let other = path.join("other-ca");
+        pki::init_ca(&other, "Other CA").unwrap();
+        pki::issue_leaf(
+            &other,
+            &LeafSpec {
+                name: "stranger".into(),
+                client: true,
+                spiffe_id: Some("spiffe://test.example/stranger".into()),
+                valid_days: 30,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.path().join("ca.pem")
+    }
+
+    /// (certificate, key) of a leaf; `stranger` lives under the other CA.
+    pub fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        if name == "stranger" { pki::leaf_paths(&self.path().join("other-ca"), name) } else { pki::leaf_paths(self.path(), name) }
+    }
+}
+
+pub fn stamp_keys(dir: &Path) -> (PathBuf, String) {
+    let pair = identity::generate_stamp_keypair().unwrap();
+    let key = dir.join("stamp-key.pem");
+    pki::write_private(&key, &pair.private_pkcs8_pem).unwrap();
+    (key, pair.public_spki_pem)
+}
+
+pub fn gateway_config(pki: &Pki, client_auth: ClientAuth, api_upstream: String, flight_upstream: String, stamp_key: PathBuf) -> Config {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    Config {
+        api: Listener { listen: any, upstream: api_upstream },
+        flight: Listener { listen: any, upstream: flight_upstream },
+        health: HealthListener { listen: any },
+        tls: TlsConfig {
+            certificate_file: Some(pki.leaf("server").0),
+            key_file: Some(pki.leaf("server").1),
+            client_auth,
+            client_ca_file: Some(pki.ca()),
+            ..Default::default()
+        },
+        stamp: StampConfig { key: None, key_file: Some(stamp_key), audience: identity::DEFAULT_AUDIENCE.into(), lifetime_secs: 60 },
+        timeouts: Timeouts::default(),
+        limits: Limits::default(),
+    }
+}
+
+/// A gateway in front of a real engine that trusts its stamp key.
+pub struct Stack {
+    pub pki: Pki,
+    pub engine: engine::server::Running,
+    pub gateway: gateway::server::Running,
+}
+
+impl Stack {
+    pub async fn start(client_auth: ClientAuth) -> Self {
+        let pki = Pki::new();
+        let mut engine_config = engine::config::Config::embedded_default().unwrap();
+        engine_config.http_listen = "127.0.0.1:0".parse().unwrap();
+        engine_config.flight_listen = "127.0.0.1:0".parse().unwrap();
+        let (stamp_key, public_pem) = stamp_keys(pki.path());
+        let mut config = gateway_config(&pki, client_auth, String::new(), String::new(), stamp_key);
+        let verifier = identity::StampVerifier::from_pems([public_pem.as_bytes()], identity::DEFAULT_AUDIENCE, 2, 100).unwrap();
+        let engine = engine::server::start(&engine_config, engine::caller::Authenticator::Stamps(verifier)).await.unwrap();
+        config.api.upstream = format!("http://{}", engine.http_addr);
+        config.flight.upstream = format!("http://{}", engine.flight_addr);
+        let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+        Self { pki, engine, gateway }
+    }
+
+    pub fn client(&self, leaf: Option<&str>) -> Client {
+        Client::new(&self.pki, leaf)
+    }
+}
+
+/// A TLS client (rustls, aws-lc-rs) speaking HTTP/1.1 or h2 to the gateway.
+pub struct Client {
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+pub fn client_config(ca: &Path, identity: Option<(PathBuf, PathBuf)>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+impl Client {
+    pub fn new(pki: &Pki, leaf: Option<&str>) -> Self {
+        Self { config: client_config(&pki.ca(), leaf.map(|l| pki.leaf(l)), &[b"http/1.1"]) }
+    }
+
+    /// Opens a TLS connection; the error is the handshake's.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+        let tcp = TcpStream::connect(addr).await?;
+        let mut tls = TlsConnector::from(Arc::clone(&self.config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+        // TLS 1.3 client auth failures arrive after the handshake: provoke them now.
+        use tokio::io::AsyncWriteExt;
+        tls.flush().await?;
+        Ok(tls)
+    }
+
+    pub async fn request(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Reply, String> {
+        let tls = self.connect(addr).await.map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut request = http::Request::builder().method(method).uri(path).header("host", "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status, headers, body })
+    }
+
+    pub async fn sql(&self, addr: SocketAddr, sql: &str) -> Result<Reply, String> {
+        self.request(addr, "POST", "/v1/sql", &[], sql).await
+    }
+}
