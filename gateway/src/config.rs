@@ -198,8 +198,11 @@ impl Config {
     /// Reads a file; relative paths inside are resolved against its folder.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { origin: origin.clone(), field: "(file)".into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
         let mut config = Self::from_yaml(&text, &origin)?;
         if let Some(dir) = path.parent() {
             let fix = |p: &mut Option<PathBuf>| {
@@ -225,9 +228,8 @@ pub fn resolve_pem(inline: Option<&str>, file: Option<&Path>, field: &str) -> Re
     match (inline, file) {
         (Some(_), Some(_)) => Err(ConfigError::new(field, "give either the inline value or the _file path, not both")),
         (None, None) => Err(ConfigError::new(field, "missing")),
-        (None, Some(path)) => {
-            std::fs::read(path).map_err(|e| ConfigError::new(format!("{field}_file"), format!("{}: {e}", path.display())))
-        }
+        (None, Some(path)) => std::fs::read(path)
+            .map_err(|e| ConfigError::new(format!("{field}_file"), format!("{}: {e}", path.display()))),
         (Some(value), None) => resolve_reference(value, field).map(String::into_bytes),
     }
 }

@@ -45,7 +45,10 @@ pub async fn serve(listener: TcpListener, upstream: String, mut stopped: watch::
     }
 }
 
-async fn upstream_ready(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>, url: &str) -> bool {
+async fn upstream_ready(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: &str,
+) -> bool {
     let Ok(uri) = url.parse::<http::Uri>() else { return false };
     match tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await {
         Ok(Ok(response)) => {

@@ -57,8 +57,9 @@ pub fn init_ca(dir: &Path, common_name: &str) -> Result<bool, String> {
 /// Issues a leaf signed by the CA in `dir`.
 pub fn issue_leaf(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), String> {
     let (ca_cert_path, ca_key_path) = ca_paths(dir);
-    let ca_cert = std::fs::read_to_string(&ca_cert_path)
-        .map_err(|e| format!("{}: {e} (run `gateway tls init --dir {}` first)", ca_cert_path.display(), dir.display()))?;
+    let ca_cert = std::fs::read_to_string(&ca_cert_path).map_err(|e| {
+        format!("{}: {e} (run `gateway tls init --dir {}` first)", ca_cert_path.display(), dir.display())
+    })?;
     let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|e| format!("{}: {e}", ca_key_path.display()))?;
     let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| format!("{}: {e}", ca_key_path.display()))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key).map_err(|e| format!("{}: {e}", ca_cert_path.display()))?;
@@ -66,7 +67,9 @@ pub fn issue_leaf(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), Str
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, spec.name.as_str());
     for host in &spec.hosts {
-        params.subject_alt_names.push(SanType::DnsName(host.as_str().try_into().map_err(|e| format!("--host {host}: {e}"))?));
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(host.as_str().try_into().map_err(|e| format!("--host {host}: {e}"))?));
     }
     for ip in &spec.ips {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -78,7 +81,9 @@ pub fn issue_leaf(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), Str
         params.subject_alt_names.push(SanType::URI(uri.as_str().try_into().map_err(|e| format!("--spiffe-id: {e}"))?));
     }
     if let Some(email) = &spec.email {
-        params.subject_alt_names.push(SanType::Rfc822Name(email.as_str().try_into().map_err(|e| format!("--email: {e}"))?));
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name(email.as_str().try_into().map_err(|e| format!("--email: {e}"))?));
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages =

@@ -59,7 +59,10 @@ pub fn check_validity(cert: &CertificateDer<'_>, field: &str) -> Result<i64, Con
     let not_before = parsed.validity().not_before.timestamp();
     let subject = parsed.subject().to_string();
     if now > not_after {
-        return Err(ConfigError::new(field, format!("certificate `{subject}` expired at {}", parsed.validity().not_after)));
+        return Err(ConfigError::new(
+            field,
+            format!("certificate `{subject}` expired at {}", parsed.validity().not_after),
+        ));
     }
     if now < not_before {
         return Err(ConfigError::new(
@@ -87,7 +90,8 @@ impl TlsMaterial {
     /// Loads the certificate, key, CA bundle and CRLs the config names, and checks them:
     /// the key must match the certificate, nothing may be expired.
     pub fn load(config: &TlsConfig) -> Result<Self, ConfigError> {
-        let cert_pem = resolve_pem(config.certificate.as_deref(), config.certificate_file.as_deref(), "tls.certificate")?;
+        let cert_pem =
+            resolve_pem(config.certificate.as_deref(), config.certificate_file.as_deref(), "tls.certificate")?;
         let key_pem = resolve_pem(config.key.as_deref(), config.key_file.as_deref(), "tls.key")?;
         let chain = parse_certificates(&cert_pem, "tls.certificate")?;
         check_validity(&chain[0], "tls.certificate")?;
@@ -98,7 +102,10 @@ impl TlsMaterial {
         let client_roots = match (config.client_auth, &config.client_ca_file) {
             (ClientAuth::None, _) => None,
             (_, None) => {
-                return Err(ConfigError::new("tls.client_ca_file", "required when tls.client_auth is optional or required"));
+                return Err(ConfigError::new(
+                    "tls.client_ca_file",
+                    "required when tls.client_auth is optional or required",
+                ));
             }
             (_, Some(path)) => {
                 let pem = std::fs::read(path)

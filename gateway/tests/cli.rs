@@ -74,7 +74,16 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
         ("unknown field", vec![], "timeouts:\n  idle: 3\n"),
         ("key of another certificate", vec!["--tls-key-file".into(), pki.leaf("workload").1.display().to_string()], ""),
-        ("expired certificate", vec!["--tls-certificate-file".into(), pki.leaf("expired").0.display().to_string(), "--tls-key-file".into(), pki.leaf("expired").1.display().to_string()], ""),
+        (
+            "expired certificate",
+            vec![
+                "--tls-certificate-file".into(),
+                pki.leaf("expired").0.display().to_string(),
+                "--tls-key-file".into(),
+                pki.leaf("expired").1.display().to_string(),
+            ],
+            "",
+        ),
         ("unset env reference", vec!["--tls-key".into(), "${env:PORTCULLIS_SURELY_UNSET}".into()], ""),
     ];
     for (name, flags, extra) in cases {
@@ -94,7 +103,8 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
     }
     // An encrypted key gets a message that says so.
     let encrypted = pki.path().join("enc.pem");
-    std::fs::write(&encrypted, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n").unwrap();
+    std::fs::write(&encrypted, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+        .unwrap();
     let path = write_config(&pki, "", "http://127.0.0.1:8091");
     let out = gateway(&["check", "-c", path.to_str().unwrap(), "--tls-key-file", encrypted.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -178,4 +188,67 @@ async fn large_result_streams_through_with_bounded_gateway_memory() {
     let growth_mib = (peak.saturating_sub(baseline)) / 1024;
     assert!(growth_mib < 64, "gateway peak RSS grew by {growth_mib} MiB while streaming {} MiB", total / 1024 / 1024);
     println!("streamed {} MiB; gateway peak RSS {} MiB (grew {growth_mib} MiB)", total / 1024 / 1024, peak / 1024);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn up_starts_the_stack_and_its_printed_commands_work() {
+    let engine_bin = std::path::Path::new(GATEWAY).with_file_name("engine");
+    assert!(
+        engine_bin.exists(),
+        "{} missing: `cargo test --workspace` (or `cargo build -p engine`) builds it",
+        engine_bin.display()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let ports: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut child = Command::new(GATEWAY)
+        .args(["up", "--state-dir", state.path().to_str().unwrap()])
+        .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
+        .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Ctrl-C stops") {
+                let _ = tx.send(text.clone());
+            }
+        }
+    });
+    let printed = rx.recv_timeout(Duration::from_secs(60)).expect("gateway up did not print its usage");
+
+    // The curl command exactly as printed (two lines joined by the shell's `\` continuation).
+    let curl_start = printed.find("curl --cacert").unwrap();
+    let curl_end =
+        printed[curl_start..].find("'SELECT * FROM whoami'").unwrap() + curl_start + "'SELECT * FROM whoami'".len();
+    let curl = &printed[curl_start..curl_end];
+    let out = Command::new("sh").arg("-c").arg(format!("{curl} --fail-with-body -sS")).output().unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{curl}\n{body}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(body.contains("spiffe://portcullis.dev/workload/dev-client"), "{body}");
+
+    // The Python (ADBC over pyarrow) snippet exactly as printed.
+    let py_start = printed.find("python3 -c \"").unwrap();
+    let py_end = printed[py_start..].find("print(cur.fetch_arrow_table())\"").unwrap()
+        + py_start
+        + "print(cur.fetch_arrow_table())\"".len();
+    let out = Command::new("sh").arg("-c").arg(&printed[py_start..py_end]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{text}{}", &printed[py_start..py_end], String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("spiffe://portcullis.dev/workload/dev-client"), "{text}");
+
+    // SIGTERM stops the gateway and, with it, the engine.
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(std::net::TcpStream::connect(&ports[3]).is_err(), "the engine still listens after shutdown");
 }

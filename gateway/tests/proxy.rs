@@ -25,7 +25,8 @@ async fn spoofed_identity_headers_never_reach_the_engine() {
     let stack = Stack::start(ClientAuth::Optional).await;
     // A stamp minted with a key the engine does not trust, plus every common identity header.
     let pair = identity::generate_stamp_keypair().unwrap();
-    let forger = identity::StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), identity::DEFAULT_AUDIENCE).unwrap();
+    let forger =
+        identity::StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), identity::DEFAULT_AUDIENCE).unwrap();
     let root = identity::Principal::new(identity::PrincipalKind::User, "root", "root", identity::AuthMethod::Oidc);
     let forged = forger.sign(&root, common_now(), 60).unwrap();
     let headers = [
@@ -46,8 +47,11 @@ async fn spoofed_identity_headers_never_reach_the_engine() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()[0]["principal"], "spiffe://test.example/ns/etl/sa/loader");
     // Without a certificate the spoofed headers get nothing at all.
-    let reply =
-        stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &headers, "SELECT * FROM whoami").await.unwrap();
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "POST", "/v1/sql", &headers, "SELECT * FROM whoami")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 401);
 }
 
@@ -152,7 +156,10 @@ impl FlightService for Echo {
     type DoActionStream = BoxStream<arrow_flight::Result>;
     type ListActionsStream = BoxStream<ActionType>;
 
-    async fn handshake(&self, r: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        r: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         let out = r.into_inner().map(|m| m.map(|m| HandshakeResponse { protocol_version: 0, payload: m.payload }));
         Ok(Response::new(Box::pin(out)))
     }
@@ -172,9 +179,9 @@ impl FlightService for Echo {
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let caller = r.metadata().get(identity::STAMP_HEADER).is_some();
         let n: usize = String::from_utf8_lossy(&r.get_ref().ticket).parse().unwrap_or(0);
-        let out = futures::stream::iter((0..n).map(move |i| {
-            Ok(FlightData { app_metadata: format!("{i}:{caller}").into(), ..Default::default() })
-        }));
+        let out = futures::stream::iter(
+            (0..n).map(move |i| Ok(FlightData { app_metadata: format!("{i}:{caller}").into(), ..Default::default() })),
+        );
         Ok(Response::new(Box::pin(out)))
     }
     /// Client streaming: counts what was sent.
@@ -206,13 +213,20 @@ async fn grpc_streaming_in_every_direction_and_statuses_pass_through() {
     );
     let pki = common::Pki::new();
     let (key, _) = common::stamp_keys(pki.path());
-    let config = common::gateway_config(&pki, ClientAuth::Required, "http://127.0.0.1:9".into(), format!("http://{echo_addr}"), key);
+    let config = common::gateway_config(
+        &pki,
+        ClientAuth::Required,
+        "http://127.0.0.1:9".into(),
+        format!("http://{echo_addr}"),
+        key,
+    );
     let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
     let stack_like = Stack { pki, engine: dummy_engine().await, gateway };
     let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
 
     // Server streaming, 1000 messages; the upstream saw the gateway's stamp.
-    let got: Vec<FlightData> = client.do_get(Ticket::new("1000")).await.unwrap().into_inner().map(|m| m.unwrap()).collect().await;
+    let got: Vec<FlightData> =
+        client.do_get(Ticket::new("1000")).await.unwrap().into_inner().map(|m| m.unwrap()).collect().await;
     assert_eq!(got.len(), 1000);
     assert_eq!(got[999].app_metadata, "999:true");
 
@@ -242,8 +256,11 @@ async fn dummy_engine() -> engine::server::Running {
     let mut config = engine::config::Config::embedded_default().unwrap();
     config.http_listen = "127.0.0.1:0".parse().unwrap();
     config.flight_listen = "127.0.0.1:0".parse().unwrap();
-    let principal = identity::Principal::new(identity::PrincipalKind::User, "unused", "unused", identity::AuthMethod::Development);
-    engine::server::start(&config, engine::caller::Authenticator::DangerousDevelopment(Arc::new(principal))).await.unwrap()
+    let principal =
+        identity::Principal::new(identity::PrincipalKind::User, "unused", "unused", identity::AuthMethod::Development);
+    engine::server::start(&config, engine::caller::Authenticator::DangerousDevelopment(Arc::new(principal)))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,9 +304,13 @@ async fn health_and_readiness() {
         let addr = stack.gateway.health_addr;
         async move {
             let stream = TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
             tokio::spawn(conn);
-            let request = http::Request::get(path).header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+            let request = http::Request::get(path)
+                .header("host", "x")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
             sender.send_request(request).await.unwrap().status().as_u16()
         }
     };
@@ -302,6 +323,33 @@ async fn health_and_readiness() {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let request = http::Request::get("/readyz").header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let request =
+        http::Request::get("/readyz").header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     assert_eq!(sender.send_request(request).await.unwrap().status().as_u16(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_upstream_is_504_and_deadline_exceeded() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let pki = common::Pki::new();
+    let (key, _) = common::stamp_keys(pki.path());
+    let mut config = common::gateway_config(&pki, ClientAuth::Required, silent.clone(), silent, key);
+    config.timeouts.upstream_response_secs = 1;
+    let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+    let reply = common::Client::new(&pki, Some("workload")).sql(gateway.api_addr, "SELECT 1").await.unwrap();
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.json()["error"]["code"], "upstream_timeout");
+
+    let stack_like = Stack { pki, engine: dummy_engine().await, gateway };
+    let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
+    let status = client.do_get(Ticket::new("1")).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 }

@@ -37,7 +37,11 @@ async fn optional_mode_answers_401_without_a_certificate() {
     assert!(stack.client(Some("stranger")).sql(addr, "SELECT 1").await.is_err());
     assert!(stack.client(Some("expired")).sql(addr, "SELECT 1").await.is_err());
     // Email SAN when there is no SPIFFE ID.
-    let reply = stack.client(Some("mailer")).sql(addr, "SELECT current_principal() AS p, current_principal_email() AS e").await.unwrap();
+    let reply = stack
+        .client(Some("mailer"))
+        .sql(addr, "SELECT current_principal() AS p, current_principal_email() AS e")
+        .await
+        .unwrap();
     assert_eq!(reply.json()[0]["p"], "mailer@example.com");
     assert_eq!(reply.json()[0]["e"], "mailer@example.com");
 }
@@ -46,7 +50,8 @@ async fn optional_mode_answers_401_without_a_certificate() {
 async fn no_authentication_method_is_a_config_error() {
     let pki = common::Pki::new();
     let (key, _) = common::stamp_keys(pki.path());
-    let config = common::gateway_config(&pki, ClientAuth::None, "http://127.0.0.1:1".into(), "http://127.0.0.1:2".into(), key);
+    let config =
+        common::gateway_config(&pki, ClientAuth::None, "http://127.0.0.1:1".into(), "http://127.0.0.1:2".into(), key);
     let err = gateway::server::prepare(config).unwrap_err().to_string();
     assert!(err.contains("tls.client_auth"), "{err}");
 }
@@ -114,7 +119,16 @@ async fn openssl_s_client_cannot_negotiate_old_protocols() {
         let target = target.clone();
         tokio::task::spawn_blocking(move || {
             std::process::Command::new("openssl")
-                .args(["s_client", "-connect", &target, flag, "-cipher", "DEFAULT:@SECLEVEL=0", "-servername", "localhost"])
+                .args([
+                    "s_client",
+                    "-connect",
+                    &target,
+                    flag,
+                    "-cipher",
+                    "DEFAULT:@SECLEVEL=0",
+                    "-servername",
+                    "localhost",
+                ])
                 .stdin(std::process::Stdio::null())
                 .output()
                 .expect("openssl is installed (.ci/run installs it)")

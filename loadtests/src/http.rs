@@ -13,7 +13,8 @@ use crate::cli::Common;
 use crate::report::Sample;
 
 pub async fn run(common: &Common, stamp: Option<String>, requests: usize) -> Result<Sample, String> {
-    let uri: http::Uri = format!("{}/v1/sql", common.target.trim_end_matches('/')).parse().map_err(|e| format!("{e}"))?;
+    let uri: http::Uri =
+        format!("{}/v1/sql", common.target.trim_end_matches('/')).parse().map_err(|e| format!("{e}"))?;
     let remaining = Arc::new(AtomicUsize::new(requests));
     let mut workers = Vec::new();
     for _ in 0..common.concurrency.max(1) {

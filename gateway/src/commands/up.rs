@@ -71,7 +71,8 @@ pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
     if !stamp_key.exists() || !stamp_public_key.exists() {
         let pair = identity::generate_stamp_keypair().map_err(|e| e.to_string())?;
         pki::write_private(&stamp_key, &pair.private_pkcs8_pem)?;
-        std::fs::write(&stamp_public_key, &pair.public_spki_pem).map_err(|e| format!("{}: {e}", stamp_public_key.display()))?;
+        std::fs::write(&stamp_public_key, &pair.public_spki_pem)
+            .map_err(|e| format!("{}: {e}", stamp_public_key.display()))?;
     }
     Ok(DevState { tls_dir, stamp_key, stamp_public_key })
 }
@@ -118,7 +119,12 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             .arg(args.engine_flight_listen.to_string())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the engine ({}): {e}; build it with `cargo build -p engine`", engine_bin.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start the engine ({}): {e}; build it with `cargo build -p engine`",
+                    engine_bin.display()
+                )
+            })?;
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
         let running = server::start(prepared).await?;
         print_usage(&state, running.api_addr.port(), running.flight_addr.port());

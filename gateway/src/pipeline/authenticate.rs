@@ -10,8 +10,5 @@ use super::Connection;
 use crate::error::GatewayError;
 
 pub fn authenticate(connection: &Connection) -> Result<Arc<Principal>, GatewayError> {
-    connection
-        .workload
-        .clone()
-        .ok_or(GatewayError::Unauthenticated("a verified client certificate is required"))
+    connection.workload.clone().ok_or(GatewayError::Unauthenticated("a verified client certificate is required"))
 }

@@ -54,7 +54,11 @@ impl Upstream {
     }
 
     /// Sends `request` upstream; the response body streams back as it arrives.
-    pub async fn forward(&self, request: Request<Incoming>, max_body: Option<usize>) -> Result<Response<Body>, GatewayError> {
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+        max_body: Option<usize>,
+    ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         let body: Body = match max_body {
             Some(limit) => {
@@ -78,11 +82,14 @@ impl Upstream {
         // The engine is spoken to in the protocol its port serves, whatever the client used.
         parts.version = http::Version::default();
 
-        let response = match tokio::time::timeout(self.response_timeout, self.client.request(Request::from_parts(parts, body))).await {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(error)) => return Err(classify(error, max_body)),
-            Ok(Ok(response)) => response,
-        };
+        let response =
+            match tokio::time::timeout(self.response_timeout, self.client.request(Request::from_parts(parts, body)))
+                .await
+            {
+                Err(_) => return Err(GatewayError::UpstreamTimeout),
+                Ok(Err(error)) => return Err(classify(error, max_body)),
+                Ok(Ok(response)) => response,
+            };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))

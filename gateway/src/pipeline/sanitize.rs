@@ -93,7 +93,8 @@ mod tests {
         ] {
             headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("mallory"));
         }
-        headers.insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        headers
+            .insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         headers.insert("accept", HeaderValue::from_static("text/csv"));
         sanitize(&mut headers, "10.1.2.3:5555".parse().unwrap());
         let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();

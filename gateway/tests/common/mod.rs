@@ -74,7 +74,11 @@ impl Pki {
 
     /// (certificate, key) of a leaf; `stranger` lives under the other CA.
     pub fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
-        if name == "stranger" { pki::leaf_paths(&self.path().join("other-ca"), name) } else { pki::leaf_paths(self.path(), name) }
+        if name == "stranger" {
+            pki::leaf_paths(&self.path().join("other-ca"), name)
+        } else {
+            pki::leaf_paths(self.path(), name)
+        }
     }
 }
 
@@ -85,7 +89,13 @@ pub fn stamp_keys(dir: &Path) -> (PathBuf, String) {
     (key, pair.public_spki_pem)
 }
 
-pub fn gateway_config(pki: &Pki, client_auth: ClientAuth, api_upstream: String, flight_upstream: String, stamp_key: PathBuf) -> Config {
+pub fn gateway_config(
+    pki: &Pki,
+    client_auth: ClientAuth,
+    api_upstream: String,
+    flight_upstream: String,
+    stamp_key: PathBuf,
+) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     Config {
         api: Listener { listen: any, upstream: api_upstream },
@@ -98,7 +108,12 @@ pub fn gateway_config(pki: &Pki, client_auth: ClientAuth, api_upstream: String, 
             client_ca_file: Some(pki.ca()),
             ..Default::default()
         },
-        stamp: StampConfig { key: None, key_file: Some(stamp_key), audience: identity::DEFAULT_AUDIENCE.into(), lifetime_secs: 60 },
+        stamp: StampConfig {
+            key: None,
+            key_file: Some(stamp_key),
+            audience: identity::DEFAULT_AUDIENCE.into(),
+            lifetime_secs: 60,
+        },
         timeouts: Timeouts::default(),
         limits: Limits::default(),
     }
@@ -119,8 +134,10 @@ impl Stack {
         engine_config.flight_listen = "127.0.0.1:0".parse().unwrap();
         let (stamp_key, public_pem) = stamp_keys(pki.path());
         let mut config = gateway_config(&pki, client_auth, String::new(), String::new(), stamp_key);
-        let verifier = identity::StampVerifier::from_pems([public_pem.as_bytes()], identity::DEFAULT_AUDIENCE, 2, 100).unwrap();
-        let engine = engine::server::start(&engine_config, engine::caller::Authenticator::Stamps(verifier)).await.unwrap();
+        let verifier =
+            identity::StampVerifier::from_pems([public_pem.as_bytes()], identity::DEFAULT_AUDIENCE, 2, 100).unwrap();
+        let engine =
+            engine::server::start(&engine_config, engine::caller::Authenticator::Stamps(verifier)).await.unwrap();
         config.api.upstream = format!("http://{}", engine.http_addr);
         config.flight.upstream = format!("http://{}", engine.flight_addr);
         let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
@@ -178,18 +195,32 @@ impl Client {
     }
 
     /// Opens a TLS connection; the error is the handshake's.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
         let tcp = TcpStream::connect(addr).await?;
-        let mut tls = TlsConnector::from(Arc::clone(&self.config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+        let mut tls = TlsConnector::from(Arc::clone(&self.config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
         // TLS 1.3 client auth failures arrive after the handshake: provoke them now.
         use tokio::io::AsyncWriteExt;
         tls.flush().await?;
         Ok(tls)
     }
 
-    pub async fn request(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Reply, String> {
+    pub async fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
         let tls = self.connect(addr).await.map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let mut request = http::Request::builder().method(method).uri(path).header("host", "localhost");
         for (name, value) in headers {
