@@ -110,3 +110,41 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
     let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(contents.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Writes `crl.pem` in `dir`, signed by its CA, revoking the named leaves.
+pub fn revoke(dir: &Path, names: &[String]) -> Result<PathBuf, String> {
+    let (ca_cert_path, ca_key_path) = ca_paths(dir);
+    let ca_cert = std::fs::read_to_string(&ca_cert_path).map_err(|e| format!("{}: {e}", ca_cert_path.display()))?;
+    let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|e| format!("{}: {e}", ca_key_path.display()))?;
+    let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| format!("{}: {e}", ca_key_path.display()))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key).map_err(|e| format!("{}: {e}", ca_cert_path.display()))?;
+    let now = OffsetDateTime::now_utc();
+    let mut revoked = Vec::new();
+    for name in names {
+        let path = leaf_paths(dir, name).0;
+        let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+            .map_err(|e: rustls_pki_types::pem::Error| format!("{}: {e}", path.display()))?;
+        let der: rustls_pki_types::CertificateDer<'_> = der;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+        revoked.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+            revocation_time: now,
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::minutes(1),
+        next_update: now + Duration::days(30),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp().to_be_bytes().to_vec()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer).map_err(|e| e.to_string())?;
+    let path = dir.join("crl.pem");
+    std::fs::write(&path, crl.pem().map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}

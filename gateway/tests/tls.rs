@@ -191,3 +191,26 @@ async fn certificate_hot_reload_switches_the_served_certificate() {
     let reply = stack.client(Some("workload")).sql(addr, "SELECT 1 AS one").await.unwrap();
     assert_eq!(reply.status, 200);
 }
+
+#[tokio::test]
+async fn revoked_client_certificates_are_refused_when_a_crl_is_configured() {
+    let pki = common::Pki::new();
+    let crl = gateway::pki::revoke(pki.path(), &["workload".to_string()]).unwrap();
+    let (key, _) = common::stamp_keys(pki.path());
+    let mut config = common::gateway_config(
+        &pki,
+        ClientAuth::Required,
+        "http://127.0.0.1:9".into(),
+        "http://127.0.0.1:9".into(),
+        key,
+    );
+    config.tls.crl_files = vec![crl];
+    let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+    assert!(
+        Client::new(&pki, Some("workload")).sql(gateway.api_addr, "SELECT 1").await.is_err(),
+        "revoked certificate served"
+    );
+    // A certificate not on the list still completes the handshake (and meets the closed upstream).
+    let reply = Client::new(&pki, Some("mailer")).sql(gateway.api_addr, "SELECT 1").await.unwrap();
+    assert_eq!(reply.status, 502);
+}

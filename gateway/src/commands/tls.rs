@@ -16,6 +16,13 @@ pub enum TlsCommand {
     },
     /// Issue NAME.pem and NAME-key.pem signed by the CA in DIR.
     Add(AddArgs),
+    /// Write DIR/crl.pem revoking the named leaves (list it in tls.crl_files).
+    Revoke {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(long, default_value = ".portcullis/tls")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +71,11 @@ pub fn run(command: TlsCommand) -> Result<(), String> {
             };
             let (cert, key) = pki::issue_leaf(&args.dir, &spec)?;
             println!("created {} and {}", cert.display(), key.display());
+            Ok(())
+        }
+        TlsCommand::Revoke { names, dir } => {
+            let crl = pki::revoke(&dir, &names)?;
+            println!("wrote {}", crl.display());
             Ok(())
         }
     }
