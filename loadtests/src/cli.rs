@@ -23,6 +23,8 @@ enum Command {
     Http(Common),
     /// Run SQL over Flight SQL (GetFlightInfo + DoGet per request).
     Flight(Common),
+    /// Full TLS handshakes (no resumption), one new connection per request.
+    Handshakes(Common),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,15 @@ pub struct Common {
     /// Report this process's CPU time per request (the server under test).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// CA bundle to trust for an https:// target.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM) for mTLS.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl Common {
@@ -70,9 +81,25 @@ impl Common {
         signer.sign(&principal, now.as_secs(), 60).map(Some).map_err(|e| e.to_string())
     }
 
+    /// Whether the target is https://, and its `host:port`.
+    pub fn authority(&self) -> Result<(bool, String), String> {
+        let (scheme, rest) = self.target.split_once("://").ok_or("--target needs a scheme (http:// or https://)")?;
+        let authority = rest.split('/').next().unwrap_or("").to_string();
+        match scheme {
+            "http" => Ok((false, authority)),
+            "https" => Ok((true, authority)),
+            other => Err(format!("--target scheme {other}: use http or https")),
+        }
+    }
+
+    pub fn tls_config(&self, alpn: &[&[u8]], resumption: bool) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        let ca = self.ca.as_deref().ok_or("--ca is required for an https:// target")?;
+        let identity = self.cert.as_deref().zip(self.key.as_deref());
+        crate::tls::client_config(ca, identity, alpn, resumption)
+    }
+
     fn check_loopback(&self) -> Result<(), String> {
-        let without_scheme = self.target.split("://").nth(1).unwrap_or(&self.target);
-        let authority = without_scheme.split('/').next().unwrap_or("");
+        let (_, authority) = self.authority()?;
         let addrs = authority.to_socket_addrs().map_err(|e| format!("--target {authority}: {e}"))?;
         for addr in addrs {
             if !addr.ip().is_loopback() {
@@ -105,6 +132,7 @@ async fn run(command: Command) -> Result<(), String> {
     let (label, common) = match &command {
         Command::Http(c) => ("http", c),
         Command::Flight(c) => ("flight", c),
+        Command::Handshakes(c) => ("handshakes", c),
     };
     common.check_loopback()?;
     let stamp = common.stamp()?;
@@ -131,5 +159,38 @@ async fn drive(command: &Command, stamp: Option<String>, requests: usize) -> Res
     match command {
         Command::Http(c) => http::run(c, stamp, requests).await,
         Command::Flight(c) => flight::run(c, stamp, requests).await,
+        Command::Handshakes(c) => handshakes(c, requests).await,
     }
+}
+
+/// New TLS connections with resumption off: each one a full handshake.
+async fn handshakes(common: &Common, requests: usize) -> Result<report::Sample, String> {
+    let (_, authority) = common.authority()?;
+    let config = common.tls_config(&[b"http/1.1"], false)?;
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(requests));
+    let mut workers = Vec::new();
+    for _ in 0..common.concurrency.max(1) {
+        let (config, authority, remaining) = (config.clone(), authority.clone(), remaining.clone());
+        workers.push(tokio::spawn(async move {
+            let mut sample = report::Sample::default();
+            while remaining
+                .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok()
+            {
+                let start = Instant::now();
+                match crate::tls::connect(&authority, config.clone()).await {
+                    Ok(_) => sample.latencies.push(start.elapsed()),
+                    Err(_) => sample.errors += 1,
+                }
+            }
+            sample
+        }));
+    }
+    let mut total = report::Sample::default();
+    for worker in workers {
+        total.merge(worker.await.map_err(|e| e.to_string())?);
+    }
+    Ok(total)
 }

@@ -15,11 +15,7 @@ pub async fn run(common: &Common, stamp: Option<String>, requests: usize) -> Res
     let remaining = Arc::new(AtomicUsize::new(requests));
     let mut workers = Vec::new();
     for _ in 0..common.concurrency.max(1) {
-        let channel = Channel::from_shared(common.target.clone())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("{}: {e}", common.target))?;
+        let channel = channel(common).await?;
         let mut client = FlightSqlServiceClient::new(channel);
         if let Some(stamp) = &stamp {
             client.set_header(identity::STAMP_HEADER, stamp.clone());
@@ -61,4 +57,28 @@ async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str, sample: 
         }
     }
     Ok(())
+}
+
+/// A gRPC channel: h2c for http://, TLS (ALPN h2, optional client certificate) for https://.
+async fn channel(common: &Common) -> Result<Channel, String> {
+    let (https, authority) = common.authority()?;
+    if !https {
+        return Channel::from_shared(common.target.clone())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("{}: {e}", common.target));
+    }
+    let config = common.tls_config(&[b"h2"], true)?;
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let (config, authority) = (Arc::clone(&config), authority.clone());
+        async move {
+            let tls = crate::tls::connect(&authority, config).await.map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("{}: {e}", common.target))
 }

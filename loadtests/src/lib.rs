@@ -6,3 +6,4 @@ pub mod cpu;
 pub mod flight;
 pub mod http;
 pub mod report;
+pub mod tls;
