@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Reproduces the README's performance figures in one go, on loopback only: the stack from
+# `gateway up` (release build) on its own ports, then direct-to-engine and through-gateway
+# runs of the same scenario back to back, with each server's CPU per request.
+#
+#   bash loadtests/run-benchmarks.sh            # figures on stdout
+#   N=20000 C=4 bash loadtests/run-benchmarks.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20000}     # requests per latency scenario
+C=${C:-4}         # concurrent connections
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
+cargo build --release -q -p engine -p gateway -p loadtests
+BIN="$CARGO_TARGET_DIR/release"
+STATE=$(mktemp -d)
+trap 'kill "$UP" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
+
+"$BIN/gateway" up --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
+  --health-listen 127.0.0.1:29090 --engine-http-listen 127.0.0.1:28091 --engine-flight-listen 127.0.0.1:25052 \
+  >/dev/null 2>"$STATE/up.log" &
+UP=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.2; done
+ENGINE=$(pgrep -P "$UP" engine)
+TLS=(--ca "$STATE/tls/ca.pem" --cert "$STATE/tls/client.pem" --key "$STATE/tls/client-key.pem")
+STAMP=(--stamp-key "$STATE/stamp-key.pem" --principal spiffe://portcullis.dev/workload/dev-client)
+LG="$BIN/loadgen"
+
+echo "# $(date -u +%F) $(nproc) cores; N=$N C=$C"
+for SQL in "SELECT 1" "SELECT order_id, amount FROM demo.orders WHERE tenant = 'acme' AND amount > 50"; do
+  "$LG" http --target http://127.0.0.1:28091 "${STAMP[@]}" -n "$N" -c "$C" --sql "$SQL" --server-pid "$ENGINE"
+  "$LG" http --target https://127.0.0.1:28090 "${TLS[@]}" -n "$N" -c "$C" --sql "$SQL" --server-pid "$UP"
+  "$LG" flight --target http://127.0.0.1:25052 "${STAMP[@]}" -n "$((N / 4))" -c "$C" --sql "$SQL" --server-pid "$ENGINE"
+  "$LG" flight --target https://127.0.0.1:25051 "${TLS[@]}" -n "$((N / 4))" -c "$C" --sql "$SQL" --server-pid "$UP"
+done
+BIG="SELECT value, value * 2 AS doubled FROM generate_series(1, 10000000)"
+"$LG" flight --target http://127.0.0.1:25052 "${STAMP[@]}" -n 3 -c 1 --warmup 1 --sql "$BIG" --server-pid "$ENGINE"
+"$LG" flight --target https://127.0.0.1:25051 "${TLS[@]}" -n 3 -c 1 --warmup 1 --sql "$BIG" --server-pid "$UP"
+"$LG" handshakes --target https://127.0.0.1:28090 "${TLS[@]}" -n 2000 -c 2 --server-pid "$UP"
