@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 N=${N:-20000}     # requests per latency scenario
 C=${C:-4}         # concurrent connections
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
-cargo build --release -q -p engine -p gateway -p loadtests
+# Two builds: the engine's dependency features stay independent of the gateway's, so the
+# (long) DataFusion release build is shared with `cargo build --release -p engine`.
+cargo build --release -q -p engine
+cargo build --release -q -p gateway -p loadtests
 BIN="$CARGO_TARGET_DIR/release"
 STATE=$(mktemp -d)
 trap 'kill "$UP" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT

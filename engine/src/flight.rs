@@ -36,11 +36,15 @@ use crate::caller::Authenticator;
 use crate::error::EngineError;
 use crate::handles::HandleStore;
 use crate::query::QueryEngine;
+use crate::tickets::TicketSealer;
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 pub struct FlightSqlEngine {
     engine: Arc<QueryEngine>,
+    /// Statement tickets: stateless, sealed.
+    tickets: TicketSealer,
+    /// Prepared statements: stateful until closed or expired.
     handles: HandleStore,
     sql_info: SqlInfoData,
 }
@@ -70,9 +74,11 @@ pub fn service(
     engine: Arc<QueryEngine>,
     auth: Arc<Authenticator>,
     handles: HandleStore,
+    ticket_ttl_secs: u64,
 ) -> Result<InterceptedService<FlightServiceServer<FlightSqlEngine>, Authenticate>, EngineError> {
     let sql_info = sql_info().map_err(|e| EngineError::Internal(e.to_string()))?;
-    let server = FlightServiceServer::new(FlightSqlEngine { engine, handles, sql_info })
+    let tickets = TicketSealer::new(ticket_ttl_secs)?;
+    let server = FlightServiceServer::new(FlightSqlEngine { engine, tickets, handles, sql_info })
         .max_decoding_message_size(16 * 1024 * 1024);
     Ok(InterceptedService::new(server, Authenticate(auth)))
 }
@@ -183,7 +189,7 @@ impl FlightSqlService for FlightSqlEngine {
         let caller = caller(&request)?;
         let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let handle = self.handles.create(caller, &query.query)?;
+        let handle = self.tickets.seal(&caller, &query.query);
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         flight_info(&schema, ticket, request.into_inner())
     }
@@ -194,8 +200,8 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
-        let statement = self.handles.get(&ticket.statement_handle, &caller)?;
-        stream_frame(self.plan(caller, &statement.sql, None).await?).await
+        let sql = self.tickets.open(&ticket.statement_handle, &caller)?;
+        stream_frame(self.plan(caller, &sql, None).await?).await
     }
 
     async fn do_action_create_prepared_statement(

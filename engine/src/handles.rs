@@ -1,4 +1,5 @@
-//! Flight tickets and prepared statements, bound to the principal that created them.
+//! Flight prepared statements, bound to the principal that created them. (Statement
+//! tickets carry their own state: see `tickets`.)
 //!
 //! A handle is 16 random bytes naming server-side state (the SQL, bound parameters, the
 //! owner). Presenting it needs the same caller (see [`Principal::same_caller`]): a ticket

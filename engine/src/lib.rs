@@ -18,3 +18,4 @@ pub mod http;
 pub mod principal_functions;
 pub mod query;
 pub mod server;
+pub mod tickets;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -67,14 +68,22 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
 
     let handles =
         HandleStore::new(config.limits.max_flight_handles, Duration::from_secs(config.limits.flight_handle_ttl_secs));
-    let service = flight::service(engine, auth, handles).map_err(|e| e.to_string())?;
+    let service =
+        flight::service(engine, auth, handles, config.limits.flight_handle_ttl_secs).map_err(|e| e.to_string())?;
     let mut flight_stopped = stopped;
     let flight_task = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), async move {
-                let _ = flight_stopped.wait_for(|s| *s).await;
-            })
+            .serve_with_incoming_shutdown(
+                // Small request/response RPCs must not wait on Nagle's algorithm.
+                TcpListenerStream::new(flight_listener).map_ok(|stream| {
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }),
+                async move {
+                    let _ = flight_stopped.wait_for(|s| *s).await;
+                },
+            )
             .await;
         if let Err(error) = result {
             tracing::error!(%error, "Flight server stopped");

@@ -212,3 +212,20 @@ async fn large_generated_result_streams() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 1_000_000);
 }
+
+#[tokio::test]
+async fn statement_tickets_hold_no_server_state() {
+    // With room for only two prepared statements, statement queries are still unlimited.
+    let config = common::test_config(Some("limits:\n  max_flight_handles: 2\n"));
+    let engine = TestEngine::start_with(config).await;
+    let stamp = engine.stamp(&user("alice", &[]));
+    let mut client = client(&engine, Some(&stamp)).await;
+    for i in 0..20 {
+        let info = client.execute(format!("SELECT {i} AS i"), None).await.unwrap();
+        assert_eq!(fetch(&mut client, info).await[0].num_rows(), 1);
+    }
+    let _a = client.prepare("SELECT 1".into(), None).await.unwrap();
+    let _b = client.prepare("SELECT 2".into(), None).await.unwrap();
+    let err = client.prepare("SELECT 3".into(), None).await.unwrap_err().to_string();
+    assert!(err.contains("too many open Flight statements"), "{err}");
+}

@@ -1,0 +1,127 @@
+//! Flight statement tickets: self-contained and sealed, so issuing one costs no server memory.
+//!
+//! ```text
+//! 0x01 | expiry (u64 BE, Unix s) | caller fingerprint (32) | SQL | HMAC-SHA256 tag (32)
+//! ```
+//!
+//! The key is random per engine process (tickets do not survive a restart, which clients
+//! already expect of Flight tickets). The fingerprint is a SHA-256 over the caller's kind, id,
+//! subject and issuer, so a ticket presented by anyone else is refused, and the tag is checked
+//! in constant time before anything else is read.
+
+use aws_lc_rs::{digest, hmac, rand};
+use bytes::Bytes;
+use identity::Principal;
+
+use crate::error::EngineError;
+
+const VERSION: u8 = 1;
+const HEADER: usize = 1 + 8 + 32;
+const TAG: usize = 32;
+
+pub struct TicketSealer {
+    key: hmac::Key,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TicketSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketSealer").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Who a ticket is for: the fields that make two stamps the same caller.
+fn fingerprint(caller: &Principal) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [caller.kind.as_str(), &caller.id, &caller.subject, caller.issuer.as_deref().unwrap_or("")] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+impl TicketSealer {
+    pub fn new(ttl_secs: u64) -> Result<Self, EngineError> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rand::SystemRandom::new())
+            .map_err(|_| EngineError::Internal("cannot generate the ticket key".into()))?;
+        Ok(Self { key, ttl_secs })
+    }
+
+    pub fn seal(&self, caller: &Principal, sql: &str) -> Bytes {
+        self.seal_at(caller, sql, now())
+    }
+
+    fn seal_at(&self, caller: &Principal, sql: &str, now: u64) -> Bytes {
+        let mut out = Vec::with_capacity(HEADER + sql.len() + TAG);
+        out.push(VERSION);
+        out.extend_from_slice(&(now + self.ttl_secs).to_be_bytes());
+        out.extend_from_slice(&fingerprint(caller));
+        out.extend_from_slice(sql.as_bytes());
+        let tag = hmac::sign(&self.key, &out);
+        out.extend_from_slice(tag.as_ref());
+        Bytes::from(out)
+    }
+
+    /// The SQL of a ticket `caller` may use.
+    pub fn open(&self, ticket: &[u8], caller: &Principal) -> Result<String, EngineError> {
+        self.open_at(ticket, caller, now())
+    }
+
+    fn open_at(&self, ticket: &[u8], caller: &Principal, now: u64) -> Result<String, EngineError> {
+        let invalid = || EngineError::NotFound("invalid or expired Flight ticket".into());
+        if ticket.len() < HEADER + TAG || ticket[0] != VERSION {
+            return Err(invalid());
+        }
+        let (body, tag) = ticket.split_at(ticket.len() - TAG);
+        hmac::verify(&self.key, body, tag).map_err(|_| invalid())?;
+        let mut expiry = [0u8; 8];
+        expiry.copy_from_slice(&body[1..9]);
+        if now >= u64::from_be_bytes(expiry) {
+            return Err(invalid());
+        }
+        if body[9..HEADER] != fingerprint(caller) {
+            return Err(EngineError::Forbidden("this Flight ticket belongs to another principal".into()));
+        }
+        String::from_utf8(body[HEADER..].to_vec()).map_err(|_| invalid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity::{AuthMethod, PrincipalKind};
+
+    fn user(id: &str) -> Principal {
+        Principal::new(PrincipalKind::User, id, id, AuthMethod::Oidc)
+    }
+
+    #[test]
+    fn round_trip_and_binding() {
+        let sealer = TicketSealer::new(60).unwrap();
+        let ticket = sealer.seal_at(&user("alice"), "SELECT 1", 1000);
+        assert_eq!(sealer.open_at(&ticket, &user("alice"), 1001).unwrap(), "SELECT 1");
+        assert!(matches!(sealer.open_at(&ticket, &user("bob"), 1001), Err(EngineError::Forbidden(_))));
+        assert!(matches!(sealer.open_at(&ticket, &user("alice"), 1060), Err(EngineError::NotFound(_))));
+    }
+
+    #[test]
+    fn tampering_and_foreign_keys_are_refused() {
+        let sealer = TicketSealer::new(60).unwrap();
+        let ticket = sealer.seal_at(&user("alice"), "SELECT 1", 1000);
+        let mut tampered = ticket.to_vec();
+        tampered[HEADER] = b'X'; // change the SQL
+        assert!(matches!(sealer.open_at(&tampered, &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        let mut extended = ticket.to_vec();
+        extended[1..9].copy_from_slice(&u64::MAX.to_be_bytes()); // extend the expiry
+        assert!(matches!(sealer.open_at(&extended, &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        let other = TicketSealer::new(60).unwrap();
+        assert!(matches!(other.open_at(&ticket, &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        assert!(matches!(sealer.open_at(b"short", &user("alice"), 1001), Err(EngineError::NotFound(_))));
+    }
+}
