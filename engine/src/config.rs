@@ -77,10 +77,10 @@ pub struct Limits {
     /// Largest SQL request body accepted over HTTP.
     #[serde(default = "default_max_body")]
     pub max_sql_bytes: usize,
-    /// Open Flight statements and prepared statements kept per engine.
+    /// Open Flight prepared statements kept per engine (statement tickets hold no state).
     #[serde(default = "default_max_handles")]
     pub max_flight_handles: usize,
-    /// How long an unused Flight ticket or prepared statement stays valid.
+    /// Lifetime of a Flight statement ticket, and of an unused prepared statement.
     #[serde(default = "default_handle_ttl")]
     pub flight_handle_ttl_secs: u64,
 }

@@ -45,7 +45,7 @@ pub struct HealthListener {
 
 /// Server certificate and client-certificate policy. Each PEM may be given inline, as a
 /// `${env:..}` / `${file:..}` reference, or as a `*_file` path.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]
@@ -78,7 +78,7 @@ pub enum ClientAuth {
     Required,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StampConfig {
     /// PEM PKCS#8 Ed25519 private key (inline or reference) ...
@@ -92,6 +92,36 @@ pub struct StampConfig {
     /// Stamp lifetime, at most 60 s.
     #[serde(default = "default_lifetime")]
     pub lifetime_secs: u64,
+}
+
+/// Inline private keys never reach a log through `{:?}`.
+fn redacted(key: &Option<String>) -> &'static str {
+    if key.is_some() { "<redacted>" } else { "None" }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("certificate", &self.certificate.as_ref().map(|_| "<inline>"))
+            .field("certificate_file", &self.certificate_file)
+            .field("key", &redacted(&self.key))
+            .field("key_file", &self.key_file)
+            .field("client_auth", &self.client_auth)
+            .field("client_ca_file", &self.client_ca_file)
+            .field("crl_files", &self.crl_files)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StampConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StampConfig")
+            .field("key", &redacted(&self.key))
+            .field("key_file", &self.key_file)
+            .field("audience", &self.audience)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,5 +318,14 @@ mod tests {
         assert!(err.contains("unknown reference"), "{err}");
         let err = resolve_pem(Some("a"), Some(&file), "tls.key").unwrap_err().to_string();
         assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_inline_keys() {
+        let yaml = "tls:\n  certificate: CERT\n  key: TOPSECRET-TLS\nstamp:\n  key: TOPSECRET-STAMP\n";
+        let config = Config::from_yaml(yaml, "t").unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("TOPSECRET"), "{debug}");
+        assert!(debug.contains("<redacted>"));
     }
 }
