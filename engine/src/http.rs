@@ -151,9 +151,7 @@ fn error_response(error: &EngineError, request_id: &str) -> Response<Body> {
 fn request_id(header: Option<&HeaderValue>) -> String {
     header
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
+        .filter(|v| identity::is_valid_request_id(v.as_bytes()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }

@@ -139,3 +139,30 @@ impl ScalarUDFImpl for PrincipalFunction {
         Ok(ColumnarValue::Scalar(self.value(&args.config_options)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_caller_the_functions_fail_closed() {
+        let ctx = SessionContext::new();
+        for udf in all() {
+            ctx.register_udf(udf);
+        }
+        for sql in ["SELECT current_principal()", "SELECT current_principal_groups()"] {
+            let result = match ctx.sql(sql).await {
+                Ok(frame) => frame.collect().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("has no caller"), "{sql}: {err:?}");
+        }
+        // And SQL cannot set one.
+        let mut caller = Caller::default();
+        assert!(caller.set("principal", "root").is_err());
+        assert!(caller.entries().is_empty());
+    }
+}

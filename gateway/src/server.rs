@@ -86,7 +86,6 @@ pub struct Running {
     pub api_addr: SocketAddr,
     pub flight_addr: SocketAddr,
     pub health_addr: SocketAddr,
-    pub tls: Arc<TlsConfigs>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -138,7 +137,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         tokio::spawn(reload::watch(config.tls.clone(), Arc::clone(&tls_configs), stopped)),
     ];
     tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
-    Ok(Running { api_addr, flight_addr, health_addr, tls: tls_configs, stop, tasks })
+    Ok(Running { api_addr, flight_addr, health_addr, stop, tasks })
 }
 
 async fn serve_tls(

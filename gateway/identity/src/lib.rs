@@ -29,5 +29,22 @@ pub const STAMP_HEADER: &str = "x-portcullis-stamp";
 /// Header carrying the request id beside the stamp (not signed: it is for correlation only).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Whether a client-sent request id may be kept: 1 to 128 characters of `[A-Za-z0-9-_.:]`,
+/// so it is safe to log and to echo. Gateway and engine apply the same rule.
+pub fn is_valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}
+
 /// The audience the engine expects unless configured otherwise.
 pub const DEFAULT_AUDIENCE: &str = "portcullis-engine";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_id_rule() {
+        assert!(super::is_valid_request_id(b"req-42_a.b:c"));
+        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129]] {
+            assert!(!super::is_valid_request_id(bad));
+        }
+    }
+}

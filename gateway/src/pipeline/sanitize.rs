@@ -51,10 +51,7 @@ pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     // Keep the client's request id only when it is a sane token.
     let request_id = headers
         .get(identity::REQUEST_ID_HEADER)
-        .filter(|v| {
-            let b = v.as_bytes();
-            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-        })
+        .filter(|v| identity::is_valid_request_id(v.as_bytes()))
         .cloned()
         .unwrap_or_else(|| {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("invalid"))
