@@ -8,8 +8,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -22,6 +22,9 @@ use crate::error::EngineError;
 use crate::server::Shared;
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Results up to this size that are ready at once are sent whole rather than streamed.
+const SMALL_RESULT_BYTES: usize = 64 * 1024;
 
 /// Serves one request; never fails (every error becomes a response).
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -78,10 +81,25 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     // a failed cast) still get a proper status instead of a truncated 200.
     let first = stream.next().await.transpose()?;
     let mut encoder = Encoder::new(media, schema)?;
-    let head = match &first {
-        Some(batch) => encoder.batch(batch)?,
-        None => Bytes::new(),
-    };
+    // A small result goes out whole, with a Content-Length: encode the batches that are
+    // ready now (never waiting for more) up to SMALL_RESULT_BYTES. If that is the whole
+    // result, the response is one write and one TCP segment; a later error still gets its
+    // status. Otherwise what was encoded is the first chunk and the rest streams.
+    let mut head = BytesMut::new();
+    if let Some(batch) = &first {
+        head.extend_from_slice(&encoder.batch(batch)?);
+    }
+    while head.len() < SMALL_RESULT_BYTES {
+        match stream.next().now_or_never() {
+            Some(Some(batch)) => head.extend_from_slice(&encoder.batch(&batch?)?),
+            Some(None) => {
+                head.extend_from_slice(&encoder.finish()?);
+                return Ok(full(StatusCode::OK, media, head.freeze()));
+            }
+            None => break,
+        }
+    }
+    let head = head.freeze();
     let rest = stream.map_err(EngineError::from);
     let chunks = futures::stream::once(async move { Ok(head) })
         .chain(rest.map(Some).chain(futures::stream::once(async { None })).scan(encoder, |encoder, item| {

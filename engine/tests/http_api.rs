@@ -228,6 +228,24 @@ async fn encodings_follow_accept() {
 }
 
 #[tokio::test]
+async fn small_results_are_sent_whole_and_large_ones_stream() {
+    let engine = TestEngine::start().await;
+    let stamp = engine.stamp(&user("alice", &["acme"]));
+    let small = engine.http.sql(Some(&stamp), "SELECT 1 AS one").await;
+    assert_eq!(small.status, 200);
+    assert_eq!(small.headers["content-length"], small.body.len().to_string());
+    assert!(!small.headers.contains_key("transfer-encoding"));
+    assert_eq!(small.json(), serde_json::json!([{"one": 1}]));
+
+    // Several batches, well over 64 KiB encoded: streamed (chunked), every row arrives.
+    let large = engine.http.sql(Some(&stamp), "SELECT value FROM generate_series(1, 200000)").await;
+    assert_eq!(large.status, 200);
+    assert_eq!(large.headers["transfer-encoding"], "chunked");
+    assert!(!large.headers.contains_key("content-length"));
+    assert_eq!(rows(&large).len(), 200_000);
+}
+
+#[tokio::test]
 async fn datasets_lists_tables_and_views() {
     let engine = TestEngine::start().await;
     let stamp = engine.stamp(&user("alice", &[]));

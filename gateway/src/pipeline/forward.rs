@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -15,6 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use super::{Body, BoxError};
 use crate::config::{ConfigError, Timeouts};
 use crate::error::GatewayError;
+
+/// Response bodies up to this many bytes, with a declared length, are passed on whole.
+const SMALL_BODY_BYTES: u64 = 64 * 1024;
 
 /// A pooled client for one upstream (the engine's HTTP or Flight port).
 #[derive(Clone)]
@@ -92,7 +96,21 @@ impl Upstream {
             };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
+        // A small body of known length is read before the head is returned, so the client
+        // gets head and body in one write instead of one per hop of the body through the
+        // connection task. Bounded by SMALL_BODY_BYTES; anything else streams.
+        let body = match body.size_hint().exact() {
+            Some(len) if len <= SMALL_BODY_BYTES => {
+                let collected = match tokio::time::timeout(self.response_timeout, body.collect()).await {
+                    Err(_) => return Err(GatewayError::UpstreamTimeout),
+                    Ok(Err(error)) => return Err(GatewayError::UpstreamUnavailable(error.to_string())),
+                    Ok(Ok(collected)) => collected,
+                };
+                collected.map_err(|never| match never {}).boxed_unsync()
+            }
+            _ => body.map_err(BoxError::from).boxed_unsync(),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 }
 

@@ -46,6 +46,19 @@ fn is_identity_header(name: &HeaderName) -> bool {
     IDENTITY_HEADERS.contains(&normalised.as_str()) || IDENTITY_PREFIXES.iter().any(|p| normalised.starts_with(p))
 }
 
+/// A random (v4) UUID from aws-lc's user-space DRBG: `Uuid::new_v4` asks the kernel for
+/// every id, a system call per request.
+fn new_request_id() -> HeaderValue {
+    let mut random = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut random).is_err() {
+        // Unreachable in practice (aws-lc aborts on DRBG failure); the kernel is the fallback.
+        random = *uuid::Uuid::new_v4().as_bytes();
+    }
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Builder::from_random_bytes(random).into_uuid();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
 /// Sanitizes `headers` in place and returns the request id now set on them.
 pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     // Keep the client's request id only when it is a sane token.
@@ -53,9 +66,7 @@ pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
         .get(identity::REQUEST_ID_HEADER)
         .filter(|v| identity::is_valid_request_id(v.as_bytes()))
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("invalid"))
-        });
+        .unwrap_or_else(new_request_id);
     // Collect first: removing while iterating the map is not possible.
     let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_identity_header(name)).cloned().collect();
     for name in doomed {

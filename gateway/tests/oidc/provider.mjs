@@ -1,0 +1,38 @@
+// An OIDC provider process for the gateway's tests: oauth2-mock-server serves discovery
+// (/.well-known/openid-configuration) and the JWKS over HTTP; this script only drives it.
+//
+// stdout: `ready <issuer-url>` once listening, then one line per command answered.
+// stdin commands, one per line:
+//   token <json>        sign a token: {"kid": "...", "expiresIn": 300, "claims": {...}}
+//   rotate <alg> <kid>  add a new signing key (it joins the JWKS; old keys stay published)
+import { createInterface } from 'node:readline';
+import { OAuth2Server } from 'oauth2-mock-server';
+
+const server = new OAuth2Server();
+await server.issuer.keys.generate('RS256', { kid: 'rsa-1' });
+await server.issuer.keys.generate('ES256', { kid: 'ec-1' });
+await server.start(0, '127.0.0.1');
+console.log(`ready ${server.issuer.url}`);
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const [command, ...rest] = line.trim().split(' ');
+  try {
+    if (command === 'token') {
+      const opts = JSON.parse(rest.join(' '));
+      const token = await server.issuer.buildToken({
+        kid: opts.kid,
+        expiresIn: opts.expiresIn ?? 300,
+        scopesOrTransform: (_header, payload) => Object.assign(payload, opts.claims ?? {}),
+      });
+      console.log(token);
+    } else if (command === 'rotate') {
+      await server.issuer.keys.generate(rest[0], { kid: rest[1] });
+      console.log(`rotated ${rest[1]}`);
+    } else {
+      console.log(`error unknown command ${command}`);
+    }
+  } catch (e) {
+    console.log(`error ${e.message}`);
+  }
+}
+await server.stop();
