@@ -24,6 +24,9 @@ pub enum Command {
     /// Development PKI: a CA and certificates signed by it.
     #[command(subcommand)]
     Tls(commands::tls::TlsCommand),
+    /// API keys: generate one (the config keeps only its hash).
+    #[command(subcommand)]
+    Apikey(commands::apikey::ApiKeyCommand),
     /// Development stack in one command: PKI, stamp keys, the engine as a child, the gateway.
     Up(commands::up::UpArgs),
 }
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(args),
         Command::Tls(command) => commands::tls::run(command),
         Command::Up(args) => commands::up::run(args),
+        Command::Apikey(command) => commands::apikey::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +37,140 @@ pub struct Listener {
     pub listen: SocketAddr,
     /// `http://127.0.0.1:PORT` (loopback plaintext, the default).
     pub upstream: String,
+    /// Which authentication methods this listener accepts.
+    #[serde(default)]
+    pub auth: ListenerAuthConfig,
+}
+
+/// Per-listener authentication. By default every configured method is accepted: OIDC when
+/// providers are configured, API keys when keys are, client certificates when
+/// `tls.client_auth` is not `none`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerAuthConfig {
+    #[serde(default)]
+    pub methods: Option<Vec<AuthMethodName>>,
+    /// Names of the OIDC providers whose tokens this listener accepts (default: all).
+    #[serde(default)]
+    pub oidc_providers: Option<Vec<String>>,
+    /// Require a verified client certificate *and* a token or key (the token gives the
+    /// principal, the certificate's identity is kept for policy).
+    #[serde(default)]
+    pub require_client_certificate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethodName {
+    Oidc,
+    ApiKey,
+    Mtls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub oidc: Vec<OidcProviderConfig>,
+    #[serde(default)]
+    pub api_keys: Option<ApiKeysConfig>,
+    /// Bearer tokens longer than this are refused unread.
+    #[serde(default = "kib8")]
+    pub max_token_bytes: usize,
+    /// Verified tokens remembered (by SHA-256), each until its own expiry at the latest.
+    #[serde(default = "cache_entries")]
+    pub token_cache_entries: usize,
+    /// Lifetime of the bearer token the Flight Handshake returns.
+    #[serde(default = "secs3600")]
+    pub session_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            oidc: Vec::new(),
+            api_keys: None,
+            max_token_bytes: kib8(),
+            token_cache_entries: cache_entries(),
+            session_ttl_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// A short name for logs and `oidc_providers` lists.
+    pub name: String,
+    /// Must equal the tokens' `iss` and the discovery document's `issuer`, exactly.
+    pub issuer: String,
+    /// Accepted `aud` values (a token needs one of them).
+    pub audiences: Vec<String>,
+    /// Allowed algorithms; default all asymmetric ones. HMAC is refused.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    #[serde(default = "secs30")]
+    pub leeway_secs: u64,
+    /// Keys from here instead of discovery.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Keys from a file instead of over HTTP.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Extra CA bundle for the provider's TLS (the Mozilla roots are always trusted).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "secs300")]
+    pub refresh_secs: u64,
+    #[serde(default = "secs30")]
+    pub unknown_kid_cooldown_secs: u64,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+/// Where principal fields come from in a token. Paths may be nested (`realm_access.roles`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    #[serde(default = "claim_sub")]
+    pub user_id: String,
+    #[serde(default = "claim_email")]
+    pub email: String,
+    #[serde(default = "claim_groups")]
+    pub groups: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self { user_id: claim_sub(), email: claim_email(), groups: claim_groups(), tenant: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// A YAML file `keys: [...]` with entries like the inline ones; reloaded on change.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub keys: Vec<ApiKeyEntry>,
+}
+
+/// One API key: only its hash is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// The principal id the key authenticates as.
+    pub name: String,
+    /// `sha256:<64 hex digits>`, as printed by `gateway apikey new`.
+    pub hash: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `2027-01-31` or an RFC 3339 date-time; refused from then on.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,10 +300,18 @@ impl Default for Limits {
 }
 
 fn default_api() -> Listener {
-    Listener { listen: SocketAddr::from(([0, 0, 0, 0], 8090)), upstream: "http://127.0.0.1:8091".into() }
+    Listener {
+        listen: SocketAddr::from(([0, 0, 0, 0], 8090)),
+        upstream: "http://127.0.0.1:8091".into(),
+        auth: ListenerAuthConfig::default(),
+    }
 }
 fn default_flight() -> Listener {
-    Listener { listen: SocketAddr::from(([0, 0, 0, 0], 50051)), upstream: "http://127.0.0.1:50052".into() }
+    Listener {
+        listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+        upstream: "http://127.0.0.1:50052".into(),
+        auth: ListenerAuthConfig::default(),
+    }
 }
 fn default_health() -> HealthListener {
     HealthListener { listen: SocketAddr::from(([0, 0, 0, 0], 9090)) }
@@ -177,6 +321,27 @@ fn default_audience() -> String {
 }
 fn default_lifetime() -> u64 {
     60
+}
+fn secs30() -> u64 {
+    30
+}
+fn secs3600() -> u64 {
+    3600
+}
+fn kib8() -> usize {
+    8 * 1024
+}
+fn cache_entries() -> usize {
+    100_000
+}
+fn claim_sub() -> String {
+    "sub".into()
+}
+fn claim_email() -> String {
+    "email".into()
+}
+fn claim_groups() -> String {
+    "groups".into()
 }
 fn secs5() -> u64 {
     5
@@ -244,6 +409,13 @@ impl Config {
             fix(&mut config.tls.key_file);
             fix(&mut config.tls.client_ca_file);
             fix(&mut config.stamp.key_file);
+            for provider in &mut config.auth.oidc {
+                fix(&mut provider.jwks_file);
+                fix(&mut provider.ca_file);
+            }
+            if let Some(keys) = &mut config.auth.api_keys {
+                fix(&mut keys.file);
+            }
             for crl in &mut config.tls.crl_files {
                 *crl = dir.join(&*crl);
             }

@@ -6,12 +6,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
+use crate::auth::AuthError;
 use crate::pipeline::Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("{0}")]
-    Unauthenticated(&'static str),
+    Unauthenticated(#[from] AuthError),
     #[error("request body over the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("upstream unavailable")]
@@ -25,6 +26,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
+            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => "auth_unavailable",
             GatewayError::Unauthenticated(_) => "unauthenticated",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -35,6 +37,7 @@ impl GatewayError {
 
     pub fn http_status(&self) -> StatusCode {
         match self {
+            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -46,6 +49,7 @@ impl GatewayError {
     /// gRPC status code (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
     pub fn grpc_code(&self) -> u8 {
         match self {
+            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => 14,
             GatewayError::Unauthenticated(_) => 16,
             GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) => 14,
@@ -79,7 +83,27 @@ impl GatewayError {
         let mut response = Response::new(full(Bytes::from(body.to_string())));
         *response.status_mut() = self.http_status();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response
+    }
+
+    /// RFC 6750 §3: a bare challenge when no credentials came, `invalid_token` with the
+    /// reason when they were bad.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let GatewayError::Unauthenticated(error) = self else { return None };
+        if matches!(error, AuthError::KeysUnavailable(_)) {
+            return None;
+        }
+        if error.is_missing() {
+            return Some(HeaderValue::from_static("Bearer realm=\"portcullis\""));
+        }
+        let description = error.to_string().replace(['"', '\\'], "'");
+        HeaderValue::from_str(&format!(
+            "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{description}\""
+        ))
+        .ok()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Portcullis gateway: TLS and mTLS termination, identity stamping, and a streaming
 //! proxy to the engine. The request's life is in [`pipeline`]; listeners in [`server`].
 
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;

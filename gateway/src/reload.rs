@@ -1,6 +1,6 @@
-//! Certificate hot reload: on SIGHUP, and when a certificate, key, CA or CRL file changes,
-//! load everything again and swap it in for new connections. A bad new file is rejected and
-//! logged; the old configuration keeps serving. Open connections are never dropped.
+//! Hot reload of certificates and API keys: on SIGHUP, and when one of their files changes,
+//! load again and swap the new version in. A bad new file is rejected and logged; the old
+//! version keeps serving. Open connections are never dropped.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,19 +9,44 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::TlsConfig;
+use crate::auth::Authenticator;
+use crate::auth::apikeys::ApiKeys;
+use crate::config::{ApiKeysConfig, TlsConfig};
 use crate::server::TlsConfigs;
 use crate::tls::TlsMaterial;
 
-pub async fn watch(tls: TlsConfig, live: Arc<TlsConfigs>, mut stopped: watch::Receiver<bool>) {
-    let (tx, mut rx) = mpsc::channel::<&'static str>(8);
-    // File changes: watch the folders (editors and `kubectl` secret updates replace files).
-    let mut files: Vec<PathBuf> = [&tls.certificate_file, &tls.key_file, &tls.client_ca_file]
+/// Certificates, keys, CA bundle and CRLs, for new connections.
+pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Receiver<bool>) {
+    let files: Vec<PathBuf> = [&tls.certificate_file, &tls.key_file, &tls.client_ca_file]
         .into_iter()
         .flatten()
         .cloned()
         .chain(tls.crl_files.iter().cloned())
         .collect();
+    let reload = move || TlsMaterial::load(&tls).and_then(|material| live.swap(&material)).map_err(|e| e.to_string());
+    watch(files, "TLS certificates", reload, stopped).await;
+}
+
+/// The API keys file: a removed key stops working, a new one starts, without a restart.
+pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopped: watch::Receiver<bool>) {
+    let files: Vec<PathBuf> = keys.file.iter().cloned().collect();
+    let reload = move || {
+        let loaded = ApiKeys::load(&keys).map_err(|e| e.to_string())?;
+        tracing::info!(keys = loaded.len(), "API keys loaded");
+        auth.replace_api_keys(loaded);
+        Ok(())
+    };
+    watch(files, "API keys", reload, stopped).await;
+}
+
+async fn watch(
+    mut files: Vec<PathBuf>,
+    what: &'static str,
+    reload: impl Fn() -> Result<(), String>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let (tx, mut rx) = mpsc::channel::<&'static str>(8);
+    // File changes: watch the folders (editors and `kubectl` secret updates replace files).
     files.sort();
     files.dedup();
     let watched = files.clone();
@@ -43,13 +68,13 @@ pub async fn watch(tls: TlsConfig, live: Arc<TlsConfigs>, mut stopped: watch::Re
             dirs.dedup();
             for dir in dirs {
                 if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), %error, "cannot watch for certificate changes");
+                    tracing::warn!(dir = %dir.display(), %error, what, "cannot watch for changes");
                 }
             }
             Some(watcher)
         }
         Err(error) => {
-            tracing::warn!(%error, "file watching unavailable; reload with SIGHUP");
+            tracing::warn!(%error, what, "file watching unavailable; reload with SIGHUP");
             None
         }
     };
@@ -73,9 +98,9 @@ pub async fn watch(tls: TlsConfig, live: Arc<TlsConfigs>, mut stopped: watch::Re
         // Let a burst of writes (cert then key) settle before reading.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
-        match TlsMaterial::load(&tls).and_then(|material| live.swap(&material)) {
-            Ok(()) => tracing::info!(cause, "TLS certificates reloaded"),
-            Err(error) => tracing::error!(cause, %error, "TLS reload rejected; the previous certificates keep serving"),
+        match reload() {
+            Ok(()) => tracing::info!(cause, what, "reloaded"),
+            Err(error) => tracing::error!(cause, what, %error, "reload rejected; the previous version keeps serving"),
         }
     }
 }

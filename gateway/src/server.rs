@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
 use crate::pipeline::{Connection, Pipeline};
 use crate::tls::TlsMaterial;
@@ -53,19 +54,12 @@ impl TlsConfigs {
 pub struct Prepared {
     pub config: Config,
     pub tls: TlsMaterial,
+    pub auth: Arc<Authenticator>,
     pub issuer: Arc<StampIssuer>,
 }
 
 /// Loads and checks certificates, keys and upstreams without binding anything.
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
-    if config.tls.client_auth == crate::config::ClientAuth::None {
-        // Client certificates are the only authentication method so far: without them
-        // nobody could be served, and there is no anonymous pass-through.
-        return Err(ConfigError::new(
-            "tls.client_auth",
-            "no authentication method enabled; set client_auth to optional or required",
-        ));
-    }
     let tls = TlsMaterial::load(&config.tls)?;
     let pem = resolve_pem(config.stamp.key.as_deref(), config.stamp.key_file.as_deref(), "stamp.key")?;
     let signer = StampSigner::from_pem(&pem, config.stamp.audience.clone())
@@ -74,10 +68,11 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         return Err(ConfigError::new("stamp.lifetime_secs", "must be between 1 and 60"));
     }
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
-    // Building the pipelines checks the upstream URLs.
-    Pipeline::from_config(&config, Arc::clone(&issuer))?;
+    let auth = Arc::new(Authenticator::from_config(&config)?);
+    // Building the pipelines checks the upstream URLs and each listener's methods.
+    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&issuer))?;
     tls.server_config(API_ALPN)?;
-    Ok(Prepared { config, tls, issuer })
+    Ok(Prepared { config, tls, auth, issuer })
 }
 
 /// A running gateway.
@@ -101,9 +96,9 @@ impl Running {
 
 /// Binds all listeners and serves until [`Running::shutdown`].
 pub async fn start(prepared: Prepared) -> Result<Running, String> {
-    let Prepared { config, tls, issuer } = prepared;
+    let Prepared { config, tls, auth, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
-    let (api, flight) = Pipeline::from_config(&config, issuer).map_err(|e| e.to_string())?;
+    let (api, flight) = Pipeline::from_config(&config, Arc::clone(&auth), issuer).map_err(|e| e.to_string())?;
     let bind = |addr: SocketAddr, name: &'static str| async move {
         TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
     };
@@ -116,7 +111,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let (stop, stopped) = watch::channel(false);
     let api_tls = Arc::clone(&tls_configs);
     let flight_tls = Arc::clone(&tls_configs);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_tls(
             api_listener,
             Arc::new(api),
@@ -134,8 +129,12 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
             stopped.clone(),
         )),
         tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
-        tokio::spawn(reload::watch(config.tls.clone(), Arc::clone(&tls_configs), stopped)),
+        tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
     ];
+    if let Some(keys) = config.auth.api_keys.clone() {
+        tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));
+    }
+    tasks.extend(auth.spawn_refreshers(&stopped));
     tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
     Ok(Running { api_addr, flight_addr, health_addr, stop, tasks })
 }

@@ -1,5 +1,5 @@
-//! A bounded map of values that expire, shared by the verifier (verified stamps) and the
-//! issuer (stamps to reuse).
+//! A bounded map of values that expire, shared by the verifier (verified stamps), the
+//! issuer (stamps to reuse) and the gateway (verified tokens, sessions).
 //!
 //! Reads take a shared lock and never allocate; expired entries are swept when an insert
 //! finds the map full, so memory stays bounded without a background task.
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{PoisonError, RwLock};
 
-pub(crate) struct ExpiringCache<K, V> {
+pub struct ExpiringCache<K, V> {
     map: RwLock<HashMap<K, (V, u64)>>,
     capacity: usize,
 }
@@ -21,12 +21,12 @@ impl<K, V> std::fmt::Debug for ExpiringCache<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ExpiringCache<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self { map: RwLock::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
     /// The value under `key` if it is still valid at `now` (strictly before its expiry).
-    pub(crate) fn get<Q>(&self, key: &Q, now: u64) -> Option<V>
+    pub fn get<Q>(&self, key: &Q, now: u64) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -42,7 +42,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringCache<K, V> {
 
     /// Stores `value` until `expires` (exclusive), evicting expired entries, then an
     /// arbitrary one, when full.
-    pub(crate) fn insert(&self, key: K, value: V, expires: u64, now: u64) {
+    pub fn insert(&self, key: K, value: V, expires: u64, now: u64) {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.capacity && !map.contains_key(&key) {
             map.retain(|_, (_, exp)| now < *exp);

@@ -17,6 +17,7 @@ mod keys;
 mod principal;
 mod stamp;
 
+pub use cache::ExpiringCache;
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use stamp::{

@@ -73,6 +73,10 @@ pub struct Principal {
     pub mfa: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The verified client certificate's identity (SPIFFE ID, email or CN) when a token or
+    /// API key gave the principal over an mTLS connection: kept for policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
 }
 
 impl Principal {
@@ -93,6 +97,7 @@ impl Principal {
             auth_method,
             mfa: false,
             tenant: None,
+            client_cert: None,
         }
     }
 

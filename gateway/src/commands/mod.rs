@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod apikey;
 pub mod check;
 pub mod run;
 pub mod tls;

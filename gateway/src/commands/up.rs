@@ -1,7 +1,9 @@
 //! `gateway up`: the whole stack for development in one command.
 //!
 //! Creates (or reuses) in the state folder a CA, a server certificate for localhost, a client
-//! certificate with a SPIFFE ID, and a stamp key pair; starts the engine as a child process
+//! certificate with a SPIFFE ID, a stamp key pair and a development API key (its hash in
+//! `api-keys.yaml`, the key itself in `dev-api-key`, mode 0600, so it can be printed again on
+//! the next start: development only); starts the engine as a child process
 //! with the public stamp key; serves the gateway on its default ports; prints commands to try;
 //! stops the engine cleanly on Ctrl-C.
 
@@ -11,8 +13,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
-use crate::config::{ClientAuth, Config, HealthListener, Limits, Listener, StampConfig, Timeouts, TlsConfig};
+use crate::config::{
+    ApiKeysConfig, AuthConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig,
+    Timeouts, TlsConfig,
+};
 use crate::pki::{self, LeafSpec};
 use crate::server;
 
@@ -41,6 +47,8 @@ pub struct DevState {
     pub tls_dir: PathBuf,
     pub stamp_key: PathBuf,
     pub stamp_public_key: PathBuf,
+    pub api_keys_file: PathBuf,
+    pub dev_api_key: String,
 }
 
 pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
@@ -74,15 +82,35 @@ pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
         std::fs::write(&stamp_public_key, &pair.public_spki_pem)
             .map_err(|e| format!("{}: {e}", stamp_public_key.display()))?;
     }
-    Ok(DevState { tls_dir, stamp_key, stamp_public_key })
+    let api_keys_file = dir.join("api-keys.yaml");
+    let dev_key_file = dir.join("dev-api-key");
+    if !api_keys_file.exists() || !dev_key_file.exists() {
+        let new = apikeys::generate()?;
+        pki::write_private(&dev_key_file, &new.key)?;
+        let yaml = format!("keys:\n  - name: dev-service\n    hash: {}\n    groups: [acme]\n", new.hash);
+        std::fs::write(&api_keys_file, yaml).map_err(|e| format!("{}: {e}", api_keys_file.display()))?;
+    }
+    let dev_api_key = std::fs::read_to_string(&dev_key_file)
+        .map_err(|e| format!("{}: {e}", dev_key_file.display()))?
+        .trim()
+        .to_string();
+    Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_key })
 }
 
 pub fn run(args: UpArgs) -> Result<(), String> {
     let state = prepare_state(&args.state_dir)?;
     let tls = |name: &str| pki::leaf_paths(&state.tls_dir, name);
     let config = Config {
-        api: Listener { listen: args.api_listen, upstream: format!("http://{}", args.engine_http_listen) },
-        flight: Listener { listen: args.flight_listen, upstream: format!("http://{}", args.engine_flight_listen) },
+        api: Listener {
+            listen: args.api_listen,
+            upstream: format!("http://{}", args.engine_http_listen),
+            auth: ListenerAuthConfig::default(),
+        },
+        flight: Listener {
+            listen: args.flight_listen,
+            upstream: format!("http://{}", args.engine_flight_listen),
+            auth: ListenerAuthConfig::default(),
+        },
         health: HealthListener { listen: args.health_listen },
         tls: TlsConfig {
             certificate_file: Some(tls("server").0),
@@ -99,6 +127,10 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         },
         timeouts: Timeouts::default(),
         limits: Limits::default(),
+        auth: AuthConfig {
+            api_keys: Some(ApiKeysConfig { file: Some(state.api_keys_file.clone()), keys: Vec::new() }),
+            ..Default::default()
+        },
     };
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;
     let engine_bin = match args.engine_bin {
@@ -166,6 +198,7 @@ async fn stop_child(child: &mut tokio::process::Child) {
 
 fn print_usage(state: &DevState, api_port: u16, flight_port: u16) {
     let dir = state.tls_dir.display();
+    let key = &state.dev_api_key;
     println!(
         r#"
 Portcullis is up. The engine listens on loopback only; talk to the gateway.
@@ -173,6 +206,10 @@ Portcullis is up. The engine listens on loopback only; talk to the gateway.
   curl over mTLS (the client certificate is the workload identity):
     curl --cacert {dir}/ca.pem --cert {dir}/client.pem --key {dir}/client-key.pem \
       https://localhost:{api_port}/v1/sql -d 'SELECT * FROM whoami'
+
+  curl with the development API key (service `dev-service`, group `acme`):
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {key}' \
+      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM my_orders'
 
   pyarrow (ADBC Flight SQL) over mTLS:
     python3 -c "

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! accept (TLS, in `server`) → sanitize → authenticate → stamp → forward (stream)
+//!                                          ↘ Flight Handshake: answered here
 //! ```
 //!
 //! Rate limits (per IP before authentication, per principal after), Cedar authorization and
@@ -11,6 +12,7 @@
 
 mod authenticate;
 mod forward;
+mod handshake;
 mod sanitize;
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
+use crate::auth::{Authenticator, ListenerAuth};
 use crate::config::Config;
 use crate::error::GatewayError;
 pub use forward::Upstream;
@@ -40,10 +43,15 @@ pub struct Connection {
 
 /// One listener's pipeline: the shared state every stage needs.
 pub struct Pipeline {
+    auth: Arc<Authenticator>,
+    /// The methods this listener accepts.
+    listener: ListenerAuth,
     issuer: Arc<StampIssuer>,
     upstream: Upstream,
     /// `Some(limit)` on the API listener (SQL bodies); gRPC streams are not size-limited.
     max_body: Option<usize>,
+    /// The Flight listener answers the Flight Handshake itself.
+    answers_handshake: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -53,18 +61,29 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(issuer: Arc<StampIssuer>, upstream: Upstream, max_body: Option<usize>) -> Self {
-        Self { issuer, upstream, max_body }
-    }
-
     /// Builds both listeners' pipelines from the config.
-    pub fn from_config(config: &Config, issuer: Arc<StampIssuer>) -> Result<(Self, Self), crate::config::ConfigError> {
-        let api = Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?;
-        let flight = Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?;
-        Ok((
-            Self::new(Arc::clone(&issuer), api, Some(config.limits.max_api_body_bytes)),
-            Self::new(issuer, flight, None),
-        ))
+    pub fn from_config(
+        config: &Config,
+        auth: Arc<Authenticator>,
+        issuer: Arc<StampIssuer>,
+    ) -> Result<(Self, Self), crate::config::ConfigError> {
+        let api = Self {
+            auth: Arc::clone(&auth),
+            listener: ListenerAuth::from_config(&config.api, config, "api")?,
+            issuer: Arc::clone(&issuer),
+            upstream: Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?,
+            max_body: Some(config.limits.max_api_body_bytes),
+            answers_handshake: false,
+        };
+        let flight = Self {
+            auth,
+            listener: ListenerAuth::from_config(&config.flight, config, "flight")?,
+            issuer,
+            upstream: Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?,
+            max_body: None,
+            answers_handshake: true,
+        };
+        Ok((api, flight))
     }
 
     /// One request, start to finish. Never fails: every error becomes a response.
@@ -73,8 +92,13 @@ impl Pipeline {
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
         let grpc = is_grpc(&request);
         let result = async {
-            // authenticate: who is calling (client certificate for now).
-            let principal = authenticate::authenticate(connection)?;
+            // The Flight Handshake authenticates and opens a session; nothing to forward.
+            if grpc && self.answers_handshake && request.uri().path() == handshake::PATH {
+                return handshake::answer(&self.auth, &self.listener, connection, request.headers()).await;
+            }
+            // authenticate: who is calling; credentials are removed from the request here.
+            let principal =
+                authenticate::authenticate(&self.auth, &self.listener, connection, request.headers_mut()).await?;
             // stamp: the signed assertion the engine trusts, reused per principal.
             let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
             let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;

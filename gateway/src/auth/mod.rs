@@ -1,0 +1,381 @@
+//! Authentication: OIDC bearer tokens, API keys, client certificates, and the bearer
+//! tokens the Flight Handshake hands out. One [`Authenticator`] serves every listener; each
+//! listener's [`ListenerAuth`] says which methods it accepts.
+//!
+//! Per request, the expensive work is done once per credential, not once per request:
+//! verified tokens are cached by SHA-256 until their expiry at the latest, API keys are one
+//! SHA-256 and a map lookup, and a client certificate was read when the connection opened.
+
+pub mod apikeys;
+mod fetch;
+pub mod jws;
+pub mod oidc;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use identity::{ExpiringCache, Principal};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::config::{AuthMethodName, ClientAuth, Config, ConfigError, Listener};
+use apikeys::ApiKeys;
+use oidc::Provider;
+
+/// The header services send their API key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// Prefix of the bearer tokens the Flight Handshake returns.
+pub const SESSION_PREFIX: &str = "pcs_";
+/// Longest time a verified token stays cached, whatever its own expiry.
+const MAX_CACHE_SECS: u64 = 600;
+
+/// Why a caller was not authenticated. Messages name the category and never contain the
+/// credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials: send a bearer token, an API key (X-API-Key) or a client certificate")]
+    Missing,
+    #[error("token malformed: {0}")]
+    Malformed(&'static str),
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token signature invalid")]
+    BadSignature,
+    #[error("token algorithm not allowed")]
+    AlgorithmNotAllowed,
+    #[error("token issuer unknown or not trusted on this listener")]
+    UnknownIssuer,
+    #[error("token audience not accepted")]
+    WrongAudience,
+    #[error("token signed with an unknown key")]
+    UnknownKey,
+    #[error("token has no {0} claim")]
+    MissingClaim(&'static str),
+    #[error("API key invalid")]
+    InvalidApiKey,
+    #[error("API key expired")]
+    ExpiredApiKey,
+    #[error("session token invalid or expired; run the Flight handshake again")]
+    InvalidSession,
+    #[error("{0} not accepted on this listener")]
+    MethodNotAllowed(&'static str),
+    #[error("a verified client certificate is required on this listener")]
+    ClientCertificateRequired,
+    #[error("credentials ambiguous: send one of a bearer token or an API key")]
+    Ambiguous,
+    /// Not the caller's fault: the provider's keys have not been fetched yet (503).
+    #[error("identity provider {0} has no keys yet; retry shortly")]
+    KeysUnavailable(String),
+}
+
+impl AuthError {
+    /// RFC 6750 §3.1: a request without credentials gets a bare challenge; a bad token gets
+    /// `error="invalid_token"`.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, AuthError::Missing | AuthError::ClientCertificateRequired)
+    }
+}
+
+/// Which methods one listener accepts.
+#[derive(Debug, Clone)]
+pub struct ListenerAuth {
+    oidc: bool,
+    api_key: bool,
+    mtls: bool,
+    /// Indexes into the authenticator's providers that this listener trusts.
+    providers: Vec<usize>,
+    require_client_certificate: bool,
+}
+
+impl ListenerAuth {
+    pub fn from_config(listener: &Listener, config: &Config, field: &str) -> Result<Self, ConfigError> {
+        let settings = &listener.auth;
+        let has_oidc = !config.auth.oidc.is_empty();
+        let has_keys = config.auth.api_keys.is_some();
+        let has_mtls = config.tls.client_auth != ClientAuth::None;
+        let (oidc, api_key, mtls) = match &settings.methods {
+            None => (has_oidc, has_keys, has_mtls),
+            Some(methods) => {
+                let on = |m| methods.contains(&m);
+                let field = format!("{field}.auth.methods");
+                if on(AuthMethodName::Oidc) && !has_oidc {
+                    return Err(ConfigError::new(field, "oidc is listed but auth.oidc has no providers"));
+                }
+                if on(AuthMethodName::ApiKey) && !has_keys {
+                    return Err(ConfigError::new(field, "api_key is listed but auth.api_keys is not configured"));
+                }
+                if on(AuthMethodName::Mtls) && !has_mtls {
+                    return Err(ConfigError::new(field, "mtls is listed but tls.client_auth is none"));
+                }
+                (on(AuthMethodName::Oidc), on(AuthMethodName::ApiKey), on(AuthMethodName::Mtls))
+            }
+        };
+        if !(oidc || api_key || mtls) {
+            return Err(ConfigError::new(
+                format!("{field}.auth"),
+                "no authentication method enabled: configure auth.oidc, auth.api_keys, or tls.client_auth \
+                 (there is no anonymous access)",
+            ));
+        }
+        if settings.require_client_certificate && !has_mtls {
+            return Err(ConfigError::new(
+                format!("{field}.auth.require_client_certificate"),
+                "needs tls.client_auth optional or required",
+            ));
+        }
+        let providers = match &settings.oidc_providers {
+            None => (0..config.auth.oidc.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    config.auth.oidc.iter().position(|p| &p.name == name).ok_or_else(|| {
+                        ConfigError::new(format!("{field}.auth.oidc_providers"), format!("no provider named {name:?}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self { oidc, api_key, mtls, providers, require_client_certificate: settings.require_client_certificate })
+    }
+}
+
+/// A verified caller and until when its credential is valid (for Handshake sessions).
+struct Authenticated {
+    principal: Arc<Principal>,
+    expires: Option<u64>,
+}
+
+pub struct Authenticator {
+    providers: Vec<Arc<Provider>>,
+    api_keys: ArcSwap<ApiKeys>,
+    /// Verified tokens by SHA-256: the principal and the provider's index.
+    tokens: ExpiringCache<[u8; 32], (Arc<Principal>, usize, u64)>,
+    /// Handshake-issued bearer tokens by SHA-256.
+    sessions: ExpiringCache<[u8; 32], (Arc<Principal>, u64)>,
+    max_token_bytes: usize,
+    session_ttl: u64,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("providers", &self.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
+            .field("api_keys", &self.api_keys.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut providers = Vec::new();
+        for (i, provider) in config.auth.oidc.iter().enumerate() {
+            let field = format!("auth.oidc[{i}]");
+            if config.auth.oidc[..i].iter().any(|p| p.name == provider.name || p.issuer == provider.issuer) {
+                return Err(ConfigError::new(field, "two providers with one name or issuer"));
+            }
+            providers.push(Arc::new(Provider::new(provider, &field)?));
+        }
+        let api_keys = match &config.auth.api_keys {
+            Some(keys) => ApiKeys::load(keys)?,
+            None => ApiKeys::default(),
+        };
+        if config.auth.max_token_bytes < 256 {
+            return Err(ConfigError::new("auth.max_token_bytes", "must be at least 256"));
+        }
+        Ok(Self {
+            providers,
+            api_keys: ArcSwap::from_pointee(api_keys),
+            tokens: ExpiringCache::new(config.auth.token_cache_entries),
+            sessions: ExpiringCache::new(config.auth.token_cache_entries),
+            max_token_bytes: config.auth.max_token_bytes,
+            session_ttl: config.auth.session_ttl_secs.max(1),
+        })
+    }
+
+    /// Starts each provider's key refresh loop.
+    pub fn spawn_refreshers(&self, stopped: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.providers.iter().map(|p| tokio::spawn(Arc::clone(p).keep_fresh(stopped.clone()))).collect()
+    }
+
+    /// Replaces the API keys (file reload); the old set serves until this returns.
+    pub fn replace_api_keys(&self, keys: ApiKeys) {
+        self.api_keys.store(Arc::new(keys));
+    }
+
+    /// Who is calling, from the request's credentials and the connection's certificate.
+    pub async fn authenticate(
+        &self,
+        listener: &ListenerAuth,
+        headers: &HeaderMap,
+        workload: Option<&Arc<Principal>>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        Ok(self.authenticate_inner(listener, headers, workload, unix_now()).await?.principal)
+    }
+
+    async fn authenticate_inner(
+        &self,
+        listener: &ListenerAuth,
+        headers: &HeaderMap,
+        workload: Option<&Arc<Principal>>,
+        now: u64,
+    ) -> Result<Authenticated, AuthError> {
+        if listener.require_client_certificate && workload.is_none() {
+            return Err(AuthError::ClientCertificateRequired);
+        }
+        let bearer = match headers.get(AUTHORIZATION) {
+            None => None,
+            Some(value) => match credentials(value.as_bytes()) {
+                Some(Credentials::Bearer(token)) => Some(token),
+                Some(Credentials::Basic(_)) => {
+                    return Err(AuthError::MethodNotAllowed("Basic credentials (use the Flight handshake)"));
+                }
+                None => return Err(AuthError::Malformed("Authorization header is not Bearer <token>")),
+            },
+        };
+        let api_key =
+            headers.get(API_KEY_HEADER).map(|v| v.to_str().map_err(|_| AuthError::InvalidApiKey)).transpose()?;
+        let authenticated = match (bearer, api_key) {
+            (Some(_), Some(_)) => return Err(AuthError::Ambiguous),
+            (Some(token), None) => self.secret(token, listener, now).await?,
+            (None, Some(key)) => self.api_key(key, listener, now)?,
+            (None, None) => {
+                return match workload {
+                    Some(workload) if listener.mtls => {
+                        Ok(Authenticated { principal: Arc::clone(workload), expires: None })
+                    }
+                    _ => Err(AuthError::Missing),
+                };
+            }
+        };
+        Ok(with_client_certificate(authenticated, workload))
+    }
+
+    /// A bearer token or Handshake password: a session token, an API key, or a JWT.
+    async fn secret(&self, secret: &str, listener: &ListenerAuth, now: u64) -> Result<Authenticated, AuthError> {
+        if secret.starts_with(SESSION_PREFIX) {
+            let (principal, expires) = self.sessions.get(&sha256(secret), now).ok_or(AuthError::InvalidSession)?;
+            return Ok(Authenticated { principal, expires: Some(expires) });
+        }
+        if secret.starts_with(apikeys::PREFIX) {
+            return self.api_key(secret, listener, now);
+        }
+        if !listener.oidc {
+            return Err(AuthError::MethodNotAllowed("bearer tokens"));
+        }
+        self.jwt(secret, listener, now).await
+    }
+
+    fn api_key(&self, key: &str, listener: &ListenerAuth, now: u64) -> Result<Authenticated, AuthError> {
+        if !listener.api_key {
+            return Err(AuthError::MethodNotAllowed("API keys"));
+        }
+        // Key expiry is checked per request by `verify`; a Handshake session ends within the TTL.
+        Ok(Authenticated { principal: self.api_keys.load().verify(key, now)?, expires: None })
+    }
+
+    async fn jwt(&self, token: &str, listener: &ListenerAuth, now: u64) -> Result<Authenticated, AuthError> {
+        let digest = sha256(token);
+        if let Some((principal, provider, exp)) = self.tokens.get(&digest, now) {
+            if !listener.providers.contains(&provider) {
+                return Err(AuthError::UnknownIssuer);
+            }
+            return Ok(Authenticated { principal, expires: Some(exp) });
+        }
+        let parsed = jws::parse(token, self.max_token_bytes)?;
+        let claims: Value =
+            serde_json::from_slice(&parsed.payload).map_err(|_| AuthError::Malformed("payload is not JSON"))?;
+        // The unverified issuer only chooses whose keys verify the signature.
+        let iss = claims.get("iss").and_then(Value::as_str).ok_or(AuthError::MissingClaim("iss"))?;
+        let index = self.providers.iter().position(|p| p.issuer == iss).ok_or(AuthError::UnknownIssuer)?;
+        if !listener.providers.contains(&index) {
+            return Err(AuthError::UnknownIssuer);
+        }
+        let (principal, exp) = self.providers[index].verify(parsed, &claims, now).await?;
+        let principal = Arc::new(principal);
+        self.tokens.insert(digest, (Arc::clone(&principal), index, exp), exp.min(now + MAX_CACHE_SECS), now);
+        Ok(Authenticated { principal, expires: Some(exp) })
+    }
+
+    /// The Flight Handshake: authenticates the Basic password (an API key or a JWT) or the
+    /// request's other credentials, and returns a bearer token for the calls that follow.
+    pub async fn handshake(
+        &self,
+        listener: &ListenerAuth,
+        headers: &HeaderMap,
+        workload: Option<&Arc<Principal>>,
+    ) -> Result<(Arc<Principal>, String), AuthError> {
+        let now = unix_now();
+        let basic = headers.get(AUTHORIZATION).and_then(|v| match credentials(v.as_bytes()) {
+            Some(Credentials::Basic(password)) => Some(password),
+            _ => None,
+        });
+        let authenticated = match basic {
+            Some(password) => {
+                if listener.require_client_certificate && workload.is_none() {
+                    return Err(AuthError::ClientCertificateRequired);
+                }
+                with_client_certificate(self.secret(&password, listener, now).await?, workload)
+            }
+            None => self.authenticate_inner(listener, headers, workload, now).await?,
+        };
+        let mut random = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut random).map_err(|_| AuthError::InvalidSession)?;
+        let token = format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        let expires = authenticated.expires.map_or(now + self.session_ttl, |e| e.min(now + self.session_ttl));
+        self.sessions.insert(sha256(&token), (Arc::clone(&authenticated.principal), expires), expires, now);
+        Ok((authenticated.principal, token))
+    }
+}
+
+/// Over mTLS, a token's principal keeps the certificate's identity for policy.
+fn with_client_certificate(authenticated: Authenticated, workload: Option<&Arc<Principal>>) -> Authenticated {
+    match workload {
+        Some(workload) if authenticated.principal.auth_method != identity::AuthMethod::Mtls => {
+            let mut principal = (*authenticated.principal).clone();
+            principal.client_cert = Some(workload.id.clone());
+            Authenticated { principal: Arc::new(principal), expires: authenticated.expires }
+        }
+        _ => authenticated,
+    }
+}
+
+enum Credentials<'a> {
+    Bearer(&'a str),
+    /// The password of `Basic base64(user:password)`; the user name is ignored.
+    Basic(String),
+}
+
+/// Parses an `Authorization` value; the scheme is case-insensitive (RFC 9110 §11.1).
+fn credentials(value: &[u8]) -> Option<Credentials<'_>> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Credentials::Bearer(rest));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD.decode(rest).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (_, password) = decoded.split_once(':')?;
+        return Some(Credentials::Basic(password.to_string()));
+    }
+    None
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref());
+    out
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

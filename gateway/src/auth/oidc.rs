@@ -1,0 +1,321 @@
+//! OIDC providers: where their keys come from (discovery, a `jwks_uri`, or a file), how
+//! the key set is kept fresh, and how a verified token's claims become a principal.
+//!
+//! Key set life: fetched at start (in the background: the gateway starts even when the
+//! provider is down, and such tokens get 503 until keys arrive), refreshed every
+//! `refresh_secs`, and refetched once when a token names an unknown `kid`, at most once per
+//! `unknown_kid_cooldown_secs` (forged kids cannot cause a refetch storm). Refreshes are
+//! single-flight. A failed refresh keeps the last good set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use identity::{AuthMethod, Principal, PrincipalKind};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::AuthError;
+use super::fetch::{Fetcher, check_url};
+use super::jws::{self, JwsError, KeySet, Parsed};
+use crate::config::{ClaimMapping, ConfigError, OidcProviderConfig};
+
+#[derive(Debug)]
+enum KeySource {
+    Discovery,
+    JwksUri(String),
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    claims: ClaimMapping,
+    source: KeySource,
+    fetcher: Fetcher,
+    refresh: Duration,
+    cooldown: u64,
+    keys: ArcSwapOption<KeySet>,
+    /// Serialises refreshes: a second caller waits for the first one's result.
+    refreshing: tokio::sync::Mutex<()>,
+    /// Unix time of the last refresh caused by an unknown kid.
+    last_forced: AtomicU64,
+}
+
+impl Provider {
+    pub fn new(config: &OidcProviderConfig, field: &str) -> Result<Self, ConfigError> {
+        if config.audiences.is_empty() {
+            return Err(ConfigError::new(format!("{field}.audiences"), "at least one audience is required"));
+        }
+        check_url(&config.issuer).map_err(|e| ConfigError::new(format!("{field}.issuer"), e))?;
+        let algorithms = if config.algorithms.is_empty() {
+            jws::ASYMMETRIC.to_vec()
+        } else {
+            config
+                .algorithms
+                .iter()
+                .map(|name| jws::parse_algorithm(name))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new(format!("{field}.algorithms"), e))?
+        };
+        let source = match (&config.jwks_uri, &config.jwks_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(field.to_string(), "give jwks_uri or jwks_file, not both"));
+            }
+            (Some(uri), None) => {
+                check_url(uri).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e))?;
+                KeySource::JwksUri(uri.clone())
+            }
+            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, None) => KeySource::Discovery,
+        };
+        let roots = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| ConfigError::new(format!("{field}.ca_file"), format!("{}: {e}", path.display())))?;
+                crate::tls::parse_certificates(&pem, &format!("{field}.ca_file"))?
+            }
+            None => Vec::new(),
+        };
+        let fetcher =
+            Fetcher::new(roots, Duration::from_secs(5)).map_err(|e| ConfigError::new(field.to_string(), e))?;
+        let provider = Self {
+            name: config.name.clone(),
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            algorithms,
+            leeway: config.leeway_secs,
+            claims: config.claims.clone(),
+            source,
+            fetcher,
+            refresh: Duration::from_secs(config.refresh_secs.max(10)),
+            cooldown: config.unknown_kid_cooldown_secs,
+            keys: ArcSwapOption::empty(),
+            refreshing: tokio::sync::Mutex::new(()),
+            last_forced: AtomicU64::new(0),
+        };
+        // A key file is part of the configuration: a bad one fails the start, like a bad cert.
+        if let KeySource::File(path) = &provider.source {
+            let json = std::fs::read(path)
+                .map_err(|e| ConfigError::new(format!("{field}.jwks_file"), format!("{}: {e}", path.display())))?;
+            let keys =
+                KeySet::from_json(&json).map_err(|e| ConfigError::new(format!("{field}.jwks_file"), e.to_string()))?;
+            provider.keys.store(Some(Arc::new(keys)));
+        }
+        Ok(provider)
+    }
+
+    /// Whether this provider has any keys yet (for readiness and the 503 reason).
+    pub fn has_keys(&self) -> bool {
+        self.keys.load().is_some()
+    }
+
+    async fn fetch_keys(&self) -> Result<KeySet, String> {
+        let jwks_uri = match &self.source {
+            KeySource::File(path) => {
+                let json = tokio::fs::read(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+                return KeySet::from_json(&json).map_err(|e| e.to_string());
+            }
+            KeySource::JwksUri(uri) => uri.clone(),
+            KeySource::Discovery => {
+                let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
+                let document: Value = serde_json::from_slice(&self.fetcher.get(&url).await?)
+                    .map_err(|e| format!("{url}: not JSON: {e}"))?;
+                // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be ours, exactly.
+                if document.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+                    return Err(format!("{url}: the document's issuer is not {}", self.issuer));
+                }
+                let uri = document.get("jwks_uri").and_then(Value::as_str).ok_or(format!("{url}: no jwks_uri"))?;
+                check_url(uri).map_err(|e| format!("{url}: jwks_uri: {e}"))?;
+                uri.to_string()
+            }
+        };
+        let json = self.fetcher.get(&jwks_uri).await?;
+        KeySet::from_json(&json).map_err(|e| format!("{jwks_uri}: {e}"))
+    }
+
+    /// Fetches the key set now; a concurrent caller waits for the same fetch instead.
+    async fn refresh(&self) -> Result<(), String> {
+        let before = self.keys.load_full();
+        let _guard = self.refreshing.lock().await;
+        let after = self.keys.load_full();
+        let changed = match (&before, &after) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if changed {
+            // Someone refreshed while we waited: that fetch is ours too.
+            return Ok(());
+        }
+        match self.fetch_keys().await {
+            Ok(keys) => {
+                tracing::info!(provider = %self.name, keys = keys.len(), "OIDC key set loaded");
+                self.keys.store(Some(Arc::new(keys)));
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(provider = %self.name, %error, "OIDC key set refresh failed; keeping the last good set");
+                Err(error)
+            }
+        }
+    }
+
+    /// A refresh for an unknown kid (or no keys yet), unless one ran within the cooldown.
+    async fn refresh_for_unknown_key(&self, now: u64) {
+        let last = self.last_forced.load(Ordering::Relaxed);
+        if now < last.saturating_add(self.cooldown)
+            || self.last_forced.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            // Within the cooldown, or another request just started this refresh: wait for
+            // any refresh in flight, then use what it brought.
+            drop(self.refreshing.lock().await);
+            return;
+        }
+        // A failure is logged inside; the caller goes on with the keys it has.
+        let _ = self.refresh().await;
+    }
+
+    /// Keeps the key set fresh until `stopped`: quickly retried while there are no keys.
+    pub async fn keep_fresh(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => self.refresh,
+                Err(_) if self.has_keys() => self.refresh.min(Duration::from_secs(60)),
+                Err(_) => Duration::from_secs(2),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    /// Verifies a parsed token with this provider's keys and maps it to a principal.
+    /// Returns the principal and the token's expiry.
+    pub async fn verify(&self, parsed: Parsed<'_>, claims: &Value, now: u64) -> Result<(Principal, u64), AuthError> {
+        let keys = match self.keys.load_full() {
+            Some(keys) => keys,
+            None => {
+                self.refresh_for_unknown_key(now).await;
+                self.keys.load_full().ok_or_else(|| AuthError::KeysUnavailable(self.name.clone()))?
+            }
+        };
+        let kid_known = match &parsed.header.kid {
+            Some(kid) => keys.has_kid(kid),
+            None => true,
+        };
+        let keys = if kid_known {
+            keys
+        } else {
+            self.refresh_for_unknown_key(now).await;
+            self.keys.load_full().unwrap_or(keys)
+        };
+        let verified = parsed.verify(&keys, &self.algorithms).map_err(AuthError::from)?;
+        if let Some(typ) = &verified.header.typ
+            && !["jwt", "at+jwt", "application/jwt", "application/at+jwt"].contains(&typ.to_ascii_lowercase().as_str())
+        {
+            return Err(AuthError::Malformed("token typ is not JWT or at+jwt"));
+        }
+        self.check_claims(claims, now)
+    }
+
+    fn check_claims(&self, claims: &Value, now: u64) -> Result<(Principal, u64), AuthError> {
+        let exp =
+            claims.get("exp").and_then(Value::as_u64).ok_or(AuthError::Malformed("token has no numeric exp claim"))?;
+        if now >= exp.saturating_add(self.leeway) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_u64().ok_or(AuthError::Malformed("token nbf claim is not a number"))?;
+            if nbf > now.saturating_add(self.leeway) {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
+            Some(Value::Array(auds)) => {
+                auds.iter().any(|aud| aud.as_str().is_some_and(|aud| self.audiences.iter().any(|a| a == aud)))
+            }
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(AuthError::WrongAudience);
+        }
+        let mapping = &self.claims;
+        let id = claim_string(claims, &mapping.user_id).ok_or(AuthError::MissingClaim("user id"))?;
+        let subject = claims.get("sub").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| id.clone());
+        let mut principal = Principal::new(PrincipalKind::User, id, subject, AuthMethod::Oidc);
+        principal.email = claim_string(claims, &mapping.email);
+        principal.groups = claim_strings(claims, &mapping.groups);
+        principal.issuer = Some(self.issuer.clone());
+        principal.mfa = claims
+            .get("amr")
+            .and_then(Value::as_array)
+            .is_some_and(|amr| amr.iter().any(|m| m.as_str() == Some("mfa")));
+        principal.tenant = mapping.tenant.as_deref().and_then(|path| claim_string(claims, path));
+        Ok((principal, exp))
+    }
+}
+
+/// The value at a claim path: `groups`, `cognito:groups`, or nested `realm_access.roles`.
+fn claim_at<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    path.split('.').try_fold(claims, |value, part| value.get(part))
+}
+
+fn claim_string(claims: &Value, path: &str) -> Option<String> {
+    match claim_at(claims, path)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn claim_strings(claims: &Value, path: &str) -> Vec<String> {
+    match claim_at(claims, path) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+impl From<JwsError> for AuthError {
+    fn from(error: JwsError) -> Self {
+        match error {
+            JwsError::Malformed(what) => AuthError::Malformed(what),
+            JwsError::TooLarge => AuthError::Malformed("token too large"),
+            JwsError::AlgorithmNotAllowed => AuthError::AlgorithmNotAllowed,
+            JwsError::UnknownKey => AuthError::UnknownKey,
+            JwsError::BadSignature => AuthError::BadSignature,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_paths_reach_nested_and_colon_names() {
+        let claims = serde_json::json!({
+            "realm_access": {"roles": ["admin", "analyst"]},
+            "cognito:groups": ["a"],
+            "groups": "solo",
+            "tid": 42,
+        });
+        assert_eq!(claim_strings(&claims, "realm_access.roles"), ["admin", "analyst"]);
+        assert_eq!(claim_strings(&claims, "cognito:groups"), ["a"]);
+        assert_eq!(claim_strings(&claims, "groups"), ["solo"]);
+        assert!(claim_strings(&claims, "roles").is_empty());
+        assert_eq!(claim_string(&claims, "tid").as_deref(), Some("42"));
+    }
+}

@@ -1,0 +1,44 @@
+//! `gateway apikey new`: generate an API key, print it once, and print the entry (holding
+//! only its hash) to paste into `auth.api_keys.keys` or the keys file.
+
+use clap::{Args, Subcommand};
+
+use crate::auth::apikeys;
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Generate a key: the key goes to the service, the printed entry into the config.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The principal id the key authenticates as.
+    #[arg(long)]
+    pub name: String,
+    /// Groups of the principal (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Refused from this date on: `2027-01-31` or an RFC 3339 date-time.
+    #[arg(long)]
+    pub expires: Option<String>,
+}
+
+pub fn run(command: ApiKeyCommand) -> Result<(), String> {
+    let ApiKeyCommand::New(args) = command;
+    if args.name.trim().is_empty() || args.name.contains(['\n', '"']) {
+        return Err("--name must be a non-empty single-line name without quotes".into());
+    }
+    if let Some(expires) = &args.expires {
+        apikeys::parse_expiry(expires).map_err(|e| format!("--expires: {e}"))?;
+    }
+    let new = apikeys::generate()?;
+    let groups: Vec<String> = args.groups.iter().map(|g| format!("{g:?}")).collect();
+    println!("API key (shown once; the gateway keeps only its hash):\n\n  {}\n", new.key);
+    println!("Add to auth.api_keys.keys, or to the keys file under `keys:`:\n");
+    println!("  - name: {:?}\n    hash: {}\n    groups: [{}]", args.name, new.hash, groups.join(", "));
+    if let Some(expires) = &args.expires {
+        println!("    expires: {expires:?}");
+    }
+    Ok(())
+}
