@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gateway::config::{ClientAuth, Config, HealthListener, Limits, Listener, StampConfig, Timeouts, TlsConfig};
+use gateway::config::{
+    AuthConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig, Timeouts,
+    TlsConfig,
+};
 use gateway::pki::{self, LeafSpec};
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
@@ -98,8 +101,8 @@ pub fn gateway_config(
 ) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     Config {
-        api: Listener { listen: any, upstream: api_upstream },
-        flight: Listener { listen: any, upstream: flight_upstream },
+        api: Listener { listen: any, upstream: api_upstream, auth: ListenerAuthConfig::default() },
+        flight: Listener { listen: any, upstream: flight_upstream, auth: ListenerAuthConfig::default() },
         health: HealthListener { listen: any },
         tls: TlsConfig {
             certificate_file: Some(pki.leaf("server").0),
@@ -116,6 +119,7 @@ pub fn gateway_config(
         },
         timeouts: Timeouts::default(),
         limits: Limits::default(),
+        auth: AuthConfig::default(),
     }
 }
 
@@ -128,6 +132,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(client_auth: ClientAuth) -> Self {
+        Self::start_with(client_auth, |_| {}).await
+    }
+
+    /// [`Self::start`] with the gateway config adjusted (authentication methods, say).
+    pub async fn start_with(client_auth: ClientAuth, adjust: impl FnOnce(&mut Config)) -> Self {
         let pki = Pki::new();
         let mut engine_config = engine::config::Config::embedded_default().unwrap();
         engine_config.http_listen = "127.0.0.1:0".parse().unwrap();
@@ -140,6 +149,7 @@ impl Stack {
             engine::server::start(&engine_config, engine::caller::Authenticator::Stamps(verifier)).await.unwrap();
         config.api.upstream = format!("http://{}", engine.http_addr);
         config.flight.upstream = format!("http://{}", engine.flight_addr);
+        adjust(&mut config);
         let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
         Self { pki, engine, gateway }
     }
