@@ -9,6 +9,7 @@
 //! - keys come only from the configured JWK set: `jku`, `x5u`, `x5c` and an embedded `jwk`
 //!   are ignored, and `crit` (extensions we do not understand) is refused;
 //! - base64url is strict (no padding, no stray bits) and the token size is bounded;
+//! - a key's own `alg` binds it: same primitive, no weaker hash;
 //! - a key set holding private or secret key material, or two keys with one `kid`, is
 //!   refused whole; keys for encryption (`use: enc`, `key_ops` without `verify`), RSA keys
 //!   under 2048 bits, with exponent 1 or with the ROCA fingerprint, and keys whose own `alg`
@@ -145,7 +146,8 @@ impl Parsed<'_> {
         let candidates: Vec<&Key> = keys
             .keys
             .iter()
-            .filter(|key| key.kind.fits(alg) && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid)))
+            .filter(|key| key.kind.fits(alg) && key.alg.is_none_or(|own| no_downgrade(own, alg)))
+            .filter(|key| kid.is_none_or(|kid| key.kid.as_deref() == Some(kid)))
             .collect();
         if candidates.is_empty() {
             return Err(JwsError::UnknownKey);
@@ -200,7 +202,30 @@ impl KeyKind {
 struct Key {
     kid: Option<String>,
     kind: KeyKind,
+    /// The key's own `alg`: the token's must use the same primitive (RSASSA-PSS never
+    /// verifies as PKCS#1 v1.5, or the other way round) with a hash at least as strong (no
+    /// downgrade; a stronger hash is allowed, as in RFC 7520's examples).
+    alg: Option<Algorithm>,
     decoding: DecodingKey,
+}
+
+/// `token` may be verified with a key whose own alg is `own`.
+fn no_downgrade(own: Algorithm, token: Algorithm) -> bool {
+    use Algorithm::*;
+    let rank = |alg| match alg {
+        RS256 => (1, 256),
+        RS384 => (1, 384),
+        RS512 => (1, 512),
+        PS256 => (2, 256),
+        PS384 => (2, 384),
+        PS512 => (2, 512),
+        ES256 => (3, 256),
+        ES384 => (4, 384),
+        EdDSA => (5, 0),
+        _ => (0, 0),
+    };
+    let ((own_primitive, own_hash), (primitive, hash)) = (rank(own), rank(token));
+    own_primitive != 0 && own_primitive == primitive && hash >= own_hash
 }
 
 /// Public verification keys from a JWK set (or a single JWK).
@@ -276,7 +301,7 @@ impl KeySet {
                 return Err(JwksError::DuplicateKid(kid.clone()));
             }
             match parse_key(jwk) {
-                Ok(key) => keys.push(Key { kid, kind: key.0, decoding: key.1 }),
+                Ok((kind, alg, decoding)) => keys.push(Key { kid, kind, alg, decoding }),
                 Err(reason) => tracing::debug!(kid = ?kid, reason, "JWK skipped"),
             }
         }
@@ -294,7 +319,9 @@ fn decode_member(jwk: &serde_json::Map<String, serde_json::Value>, name: &str) -
 }
 
 /// One public key, or why it is skipped.
-fn parse_key(jwk: &serde_json::Map<String, serde_json::Value>) -> Result<(KeyKind, DecodingKey), &'static str> {
+fn parse_key(
+    jwk: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(KeyKind, Option<Algorithm>, DecodingKey), &'static str> {
     if let Some(usage) = jwk.get("use")
         && usage.as_str() != Some("sig")
     {
@@ -312,13 +339,17 @@ fn parse_key(jwk: &serde_json::Map<String, serde_json::Value>) -> Result<(KeyKin
         (Some("OKP"), Some("Ed25519")) => KeyKind::Ed25519,
         _ => return Err("unsupported key type or curve"),
     };
-    // A key's own alg, when it names a signature algorithm, must fit its type.
-    if let Some(alg) = jwk.get("alg") {
-        let fits = alg.as_str().and_then(|name| ASYMMETRIC.iter().find(|a| alg_name(**a) == name));
-        if !fits.is_some_and(|alg| kind.fits(*alg)) {
-            return Err("alg does not fit the key type");
+    // A key's own alg, when present, must name a signature algorithm that fits its type.
+    let own_alg = match jwk.get("alg") {
+        None => None,
+        Some(alg) => {
+            let known = alg.as_str().and_then(|name| ASYMMETRIC.iter().copied().find(|a| alg_name(*a) == name));
+            match known {
+                Some(alg) if kind.fits(alg) => Some(alg),
+                _ => return Err("alg does not fit the key type"),
+            }
         }
-    }
+    };
     let decoding = match kind {
         KeyKind::Rsa => {
             let n = decode_member(jwk, "n")?;
@@ -363,7 +394,7 @@ fn parse_key(jwk: &serde_json::Map<String, serde_json::Value>) -> Result<(KeyKin
             DecodingKey::from_ed_der(&x)
         }
     };
-    Ok((kind, decoding))
+    Ok((kind, own_alg, decoding))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
