@@ -11,7 +11,8 @@ import { OAuth2Server } from 'oauth2-mock-server';
 const server = new OAuth2Server();
 await server.issuer.keys.generate('RS256', { kid: 'rsa-1' });
 await server.issuer.keys.generate('ES256', { kid: 'ec-1' });
-await server.start(0, '127.0.0.1');
+// argv[2]: the port (0: any free one), so a test can start the provider after the gateway.
+await server.start(Number(process.argv[2] ?? 0), '127.0.0.1');
 console.log(`ready ${server.issuer.url}`);
 
 for await (const line of createInterface({ input: process.stdin })) {

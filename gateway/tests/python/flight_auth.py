@@ -1,0 +1,108 @@
+"""Flight clients authenticating to the gateway (over TLS, no client certificate):
+pyarrow.flight's Basic-auth Handshake with an API key, and ADBC Flight SQL with a bearer JWT.
+
+Run by gateway/tests/auth.rs, which starts the engine, the gateway and an OIDC provider and
+passes:
+  FLIGHT_URI   grpc+tls://localhost:PORT (the gateway's Flight listener)
+  CA_FILE      the CA that signed the gateway's certificate
+  API_KEY      a valid API key for principal "svc-etl"
+  JWT          a valid OIDC token for principal "alice"
+Exits non-zero on the first failed check.
+"""
+
+import os
+import sys
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow.flight as flight
+
+URI = os.environ["FLIGHT_URI"]
+CA = open(os.environ["CA_FILE"], "rb").read()
+API_KEY = os.environ["API_KEY"]
+JWT = os.environ["JWT"]
+
+checks = []
+
+
+def check(name, fn):
+    try:
+        fn()
+    except Exception as exc:  # report every failure, then exit non-zero
+        checks.append((name, False))
+        print(f"FAIL {name}: {exc!r}", file=sys.stderr)
+    else:
+        checks.append((name, True))
+        print(f"ok   {name}")
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def statement(sql):
+    """A Flight SQL CommandStatementQuery (protobuf Any), built by hand."""
+    command = b"\x0a" + _varint(len(sql)) + sql
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return b"\x0a" + _varint(len(type_url)) + type_url + b"\x12" + _varint(len(command)) + command
+
+
+def basic_token_with_api_key():
+    client = flight.FlightClient(URI, tls_root_certs=CA)
+    name, value = client.authenticate_basic_token(b"svc-etl", API_KEY.encode())
+    assert name.lower() == b"authorization" and value.startswith(b"Bearer pcs_"), (name, value[:12])
+    options = flight.FlightCallOptions(headers=[(name, value)])
+    descriptor = flight.FlightDescriptor.for_command(statement(b"SELECT current_principal() AS p"))
+    info = client.get_flight_info(descriptor, options)
+    rows = client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist()
+    assert rows == [{"p": "svc-etl"}], rows
+
+
+def basic_token_with_wrong_key_is_refused():
+    client = flight.FlightClient(URI, tls_root_certs=CA)
+    try:
+        client.authenticate_basic_token(b"svc-etl", b"pcl_" + b"A" * 43)
+    except flight.FlightUnauthenticatedError as exc:
+        assert "API key invalid" in str(exc), exc
+        assert "AAAA" not in str(exc), exc
+    else:
+        raise AssertionError("a wrong API key opened a session")
+
+
+def adbc_with_bearer_jwt():
+    kwargs = {
+        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+        "adbc.flight.sql.authorization_header": f"Bearer {JWT}",
+    }
+    with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_principal() AS p, current_principal_groups() AS g")
+        rows = cur.fetch_arrow_table().to_pylist()
+    assert rows == [{"p": "alice", "g": ["acme"]}], rows
+
+
+def adbc_without_credentials_is_refused():
+    kwargs = {"adbc.flight.sql.client_option.tls_root_certs": CA.decode()}
+    try:
+        with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except Exception as exc:
+        assert "no credentials" in str(exc), exc
+    else:
+        raise AssertionError("a query ran without credentials")
+
+
+check("pyarrow authenticate_basic_token with an API key, then a query", basic_token_with_api_key)
+check("pyarrow Handshake with a wrong API key is refused", basic_token_with_wrong_key_is_refused)
+check("ADBC with a bearer JWT", adbc_with_bearer_jwt)
+check("ADBC without credentials is refused", adbc_without_credentials_is_refused)
+
+failed = sum(1 for _, ok in checks if not ok)
+print(f"{len(checks) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
