@@ -236,6 +236,21 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     assert!(out.status.success(), "{curl}\n{body}{}", String::from_utf8_lossy(&out.stderr));
     assert!(body.contains("spiffe://portcullis.dev/workload/dev-client"), "{body}");
 
+    // The API-key curl command exactly as printed: runs as the development service.
+    let key_start = printed
+        .find("curl --cacert")
+        .map(|first| first + 1)
+        .and_then(|after| printed[after..].find("curl --cacert").map(|i| i + after))
+        .unwrap();
+    let key_end =
+        printed[key_start..].find("'SELECT * FROM my_orders'").unwrap() + key_start + "'SELECT * FROM my_orders'".len();
+    let curl = &printed[key_start..key_end];
+    assert!(curl.contains("X-API-Key: pcl_"), "{curl}");
+    let out = Command::new("sh").arg("-c").arg(format!("{curl} --fail-with-body -sS")).output().unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{curl}\n{body}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(body.contains("\"tenant\":\"acme\""), "{body}");
+
     // The Python (ADBC over pyarrow) snippet exactly as printed.
     let py_start = printed.find("python3 -c \"").unwrap();
     let py_end = printed[py_start..].find("print(cur.fetch_arrow_table())\"").unwrap()

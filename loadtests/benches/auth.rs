@@ -1,0 +1,139 @@
+//! The gateway's per-request authentication cost (`cargo bench -p loadtests --bench auth`): a JWT verified
+//! from scratch (RS256, ES256), a cached token, and an API key. The keys come from a JWKS file,
+//! so nothing here touches the network.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::FutureExt;
+use gateway::auth::{Authenticator, ListenerAuth, apikeys};
+use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClaimMapping, Config, OidcProviderConfig};
+use http::{HeaderMap, HeaderValue};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+const ISSUER: &str = "https://idp.example.com";
+
+/// The provider's two signing keys; tokens are signed here directly so the bench needs no
+/// signing support from jsonwebtoken (whose features the gateway build shares).
+struct Signers {
+    rsa: RsaKeyPair,
+    ec: EcdsaKeyPair,
+}
+
+impl Signers {
+    fn generate() -> Self {
+        Signers {
+            rsa: RsaKeyPair::generate(KeySize::Rsa2048).unwrap(),
+            ec: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+        }
+    }
+
+    fn token(&self, alg: &str, sub: &str) -> String {
+        let kid = if alg == "RS256" { "rsa" } else { "ec" };
+        let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
+        let claims = serde_json::json!({
+            "iss": ISSUER, "aud": "portcullis", "sub": sub, "exp": 4_000_000_000u64,
+            "email": "alice@example.com", "groups": ["acme", "analysts"],
+        });
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let rng = SystemRandom::new();
+        let signature = if alg == "RS256" {
+            let mut signature = vec![0; self.rsa.public_modulus_len()];
+            self.rsa.sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature).unwrap();
+            signature
+        } else {
+            self.ec.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec()
+        };
+        format!("{input}.{}", B64.encode(signature))
+    }
+
+    /// Writes a JWKS file with both keys' public halves.
+    fn write_jwks(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let public = self.rsa.public_key();
+        let point = self.ec.public_key().as_ref(); // 0x04 || x || y
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "rsa", "alg": "RS256", "use": "sig",
+             "n": B64.encode(public.modulus().big_endian_without_leading_zero()),
+             "e": B64.encode(public.exponent().big_endian_without_leading_zero())},
+            {"kty": "EC", "kid": "ec", "alg": "ES256", "use": "sig", "crv": "P-256",
+             "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65])},
+        ]});
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        path
+    }
+}
+
+fn authenticator(jwks: &std::path::Path, cache_entries: usize, api_key_hash: &str) -> (Authenticator, ListenerAuth) {
+    let mut config = Config::from_yaml("tls: {}\nstamp: {}\n", "bench").unwrap();
+    config.auth.token_cache_entries = cache_entries;
+    config.auth.oidc = vec![OidcProviderConfig {
+        name: "idp".into(),
+        issuer: ISSUER.into(),
+        audiences: vec!["portcullis".into()],
+        algorithms: Vec::new(),
+        leeway_secs: 30,
+        jwks_uri: None,
+        jwks_file: Some(jwks.to_path_buf()),
+        ca_file: None,
+        refresh_secs: 300,
+        unknown_kid_cooldown_secs: 30,
+        claims: ClaimMapping::default(),
+    }];
+    config.auth.api_keys = Some(ApiKeysConfig {
+        file: None,
+        keys: vec![ApiKeyEntry {
+            name: "etl".into(),
+            hash: api_key_hash.into(),
+            groups: vec!["etl".into()],
+            expires: None,
+        }],
+    });
+    let listener = ListenerAuth::from_config(&config.api, &config, "api").unwrap();
+    (Authenticator::from_config(&config).unwrap(), listener)
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    headers
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let signers = Signers::generate();
+    let jwks = signers.write_jwks(dir.path());
+    let key = apikeys::generate().unwrap();
+    // A one-entry cache and two tokens used in turn: every call verifies from scratch.
+    let (uncached, listener) = authenticator(&jwks, 1, &key.hash);
+    let (cached, _) = authenticator(&jwks, 1000, &key.hash);
+    let run = |auth: &Authenticator, headers: &HeaderMap| {
+        // Nothing on these paths awaits (keys are loaded): poll once.
+        auth.authenticate(&listener, headers, None).now_or_never().expect("did not complete").unwrap()
+    };
+    for name in ["RS256", "ES256"] {
+        let pair = [bearer(&signers.token(name, "alice")), bearer(&signers.token(name, "bob"))];
+        let mut turn = 0usize;
+        c.bench_function(&format!("jwt {name}, uncached (signature verified)"), |b| {
+            b.iter(|| {
+                turn += 1;
+                black_box(run(&uncached, &pair[turn % 2]))
+            })
+        });
+    }
+    let headers = bearer(&signers.token("ES256", "alice"));
+    run(&cached, &headers);
+    c.bench_function("jwt, cached", |b| b.iter(|| black_box(run(&cached, black_box(&headers)))));
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_str(&key.key).unwrap());
+    c.bench_function("api key", |b| b.iter(|| black_box(run(&cached, black_box(&headers)))));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
