@@ -1,5 +1,5 @@
 //! Command line. Exit codes: 0 success, 1 failure (the message names the field or file),
-//! 2 bad usage.
+//! 2 bad usage, 3 denied (`gateway policy check`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +27,9 @@ pub enum Command {
     /// API keys: generate one (the config keeps only its hash).
     #[command(subcommand)]
     Apikey(commands::apikey::ApiKeyCommand),
+    /// Cedar policies: validate, run their tests, decide one request.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
     /// Development stack in one command: PKI, stamp keys, the engine as a child, the gateway.
     Up(commands::up::UpArgs),
 }
@@ -82,6 +85,10 @@ pub fn main() -> ExitCode {
         Command::Tls(command) => commands::tls::run(command),
         Command::Up(args) => commands::up::run(args),
         Command::Apikey(command) => commands::apikey::run(command),
+        Command::Policy(command) => match commands::policy::run(command) {
+            Ok(code) => return code,
+            Err(message) => Err(message),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

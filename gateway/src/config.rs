@@ -29,6 +29,42 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Cedar policies: required, so a gateway never runs without them.
+    pub authorization: AuthorizationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Directory with `schema.cedarschema`, `*.cedar` and optionally `entities.json`.
+    pub policies: PathBuf,
+    /// The engine's default catalog and schema, for one- and two-part table names.
+    #[serde(default = "default_catalog")]
+    pub default_catalog: String,
+    #[serde(default = "default_schema")]
+    pub default_schema: String,
+    /// Principals whose Cedar entity is kept built (each for up to a minute).
+    #[serde(default = "cache_entries")]
+    pub principal_cache_entries: usize,
+}
+
+impl AuthorizationConfig {
+    pub fn new(policies: PathBuf) -> Self {
+        Self {
+            policies,
+            default_catalog: default_catalog(),
+            default_schema: default_schema(),
+            principal_cache_entries: cache_entries(),
+        }
+    }
+}
+
+fn default_catalog() -> String {
+    "datafusion".into()
+}
+
+fn default_schema() -> String {
+    "public".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +204,9 @@ pub struct ApiKeyEntry {
     pub hash: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The tenant the key belongs to, for tenant-isolation policies.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// `2027-01-31` or an RFC 3339 date-time; refused from then on.
     #[serde(default)]
     pub expires: Option<String>,
@@ -416,6 +455,7 @@ impl Config {
             if let Some(keys) = &mut config.auth.api_keys {
                 fix(&mut keys.file);
             }
+            config.authorization.policies = dir.join(&config.authorization.policies);
             for crl in &mut config.tls.crl_files {
                 *crl = dir.join(&*crl);
             }
@@ -456,7 +496,7 @@ pub fn resolve_reference(value: &str, field: &str) -> Result<String, ConfigError
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "tls:\n  certificate_file: c.pem\n  key_file: k.pem\nstamp:\n  key_file: s.pem\n";
+    const MINIMAL: &str = "tls:\n  certificate_file: c.pem\n  key_file: k.pem\nstamp:\n  key_file: s.pem\nauthorization:\n  policies: p\n";
 
     #[test]
     fn defaults_mirror_the_spice_ports() {
@@ -494,7 +534,7 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_inline_keys() {
-        let yaml = "tls:\n  certificate: CERT\n  key: TOPSECRET-TLS\nstamp:\n  key: TOPSECRET-STAMP\n";
+        let yaml = "tls:\n  certificate: CERT\n  key: TOPSECRET-TLS\nstamp:\n  key: TOPSECRET-STAMP\nauthorization: {policies: p}\n";
         let config = Config::from_yaml(yaml, "t").unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("TOPSECRET"), "{debug}");

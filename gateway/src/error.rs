@@ -7,14 +7,20 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use crate::auth::AuthError;
+use crate::authz::{AuthzError, SqlError};
 use crate::pipeline::Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("{0}")]
     Unauthenticated(#[from] AuthError),
+    #[error("{0}")]
+    Authorization(#[from] AuthzError),
     #[error("request body over the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client's request body broke off or was malformed at the HTTP level.
+    #[error("request body could not be read: {0}")]
+    ClientBody(String),
     #[error("upstream unavailable")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -28,6 +34,10 @@ impl GatewayError {
         match self {
             GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => "auth_unavailable",
             GatewayError::Unauthenticated(_) => "unauthenticated",
+            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => "invalid_sql",
+            GatewayError::Authorization(AuthzError::Malformed(_)) | GatewayError::ClientBody(_) => "bad_request",
+            GatewayError::Authorization(AuthzError::NotRouted(_)) => "not_found",
+            GatewayError::Authorization(_) => "forbidden",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
@@ -39,6 +49,11 @@ impl GatewayError {
         match self {
             GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
+            | GatewayError::Authorization(AuthzError::Malformed(_))
+            | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Authorization(AuthzError::NotRouted(_)) => StatusCode::NOT_FOUND,
+            GatewayError::Authorization(_) => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -51,6 +66,11 @@ impl GatewayError {
         match self {
             GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => 14,
             GatewayError::Unauthenticated(_) => 16,
+            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
+            | GatewayError::Authorization(AuthzError::Malformed(_))
+            | GatewayError::ClientBody(_) => 3,
+            GatewayError::Authorization(AuthzError::NotRouted(_)) => 12,
+            GatewayError::Authorization(_) => 7,
             GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) => 14,
             GatewayError::UpstreamTimeout => 4,

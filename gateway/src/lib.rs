@@ -2,6 +2,7 @@
 //! proxy to the engine. The request's life is in [`pipeline`]; listeners in [`server`].
 
 pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,4 +1,4 @@
-//! Hot reload of certificates and API keys: on SIGHUP, and when one of their files changes,
+//! Hot reload of certificates, API keys and policies: on SIGHUP, and when one of their files changes,
 //! load again and swap the new version in. A bad new file is rejected and logged; the old
 //! version keeps serving. Open connections are never dropped.
 
@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::Authenticator;
 use crate::auth::apikeys::ApiKeys;
+use crate::authz::Authorizer;
 use crate::config::{ApiKeysConfig, TlsConfig};
 use crate::server::TlsConfigs;
 use crate::tls::TlsMaterial;
@@ -24,7 +25,7 @@ pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Re
         .chain(tls.crl_files.iter().cloned())
         .collect();
     let reload = move || TlsMaterial::load(&tls).and_then(|material| live.swap(&material)).map_err(|e| e.to_string());
-    watch(files, "TLS certificates", reload, stopped).await;
+    watch_files(files, "TLS certificates", reload, stopped).await;
 }
 
 /// The API keys file: a removed key stops working, a new one starts, without a restart.
@@ -36,34 +37,62 @@ pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopp
         auth.replace_api_keys(loaded);
         Ok(())
     };
-    watch(files, "API keys", reload, stopped).await;
+    watch_files(files, "API keys", reload, stopped).await;
+}
+
+/// The policy directory: any change to the schema, a `*.cedar` file (added ones too) or the
+/// entities file loads the whole set again; it is validated before it replaces the old one.
+pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
+    let dirs = vec![authz.dir().to_path_buf()];
+    let relevant = |path: &std::path::Path| {
+        path.extension().is_some_and(|e| e == "cedar")
+            || path.file_name().is_some_and(|n| {
+                n == crate::authz::policies::SCHEMA_FILE || n == crate::authz::policies::ENTITIES_FILE
+            })
+    };
+    let reload = move || {
+        let count = authz.reload().map_err(|e| e.to_string())?;
+        tracing::info!(policies = count, "policies loaded");
+        Ok(())
+    };
+    watch(dirs, relevant, "policies", reload, stopped).await;
+}
+
+async fn watch_files(
+    mut files: Vec<PathBuf>,
+    what: &'static str,
+    reload: impl Fn() -> Result<(), String>,
+    stopped: watch::Receiver<bool>,
+) {
+    files.sort();
+    files.dedup();
+    let dirs: Vec<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
+    let relevant = move |path: &std::path::Path| files.iter().any(|w| same_file(path, w));
+    watch(dirs, relevant, what, reload, stopped).await;
 }
 
 async fn watch(
-    mut files: Vec<PathBuf>,
+    mut dirs: Vec<PathBuf>,
+    relevant: impl Fn(&std::path::Path) -> bool + Send + 'static,
     what: &'static str,
     reload: impl Fn() -> Result<(), String>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::channel::<&'static str>(8);
     // File changes: watch the folders (editors and `kubectl` secret updates replace files).
-    files.sort();
-    files.dedup();
-    let watched = files.clone();
     let file_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reading the files on reload raises access events: only writes, creations, renames
         // and removals count as changes.
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
-            && event.paths.iter().any(|p| watched.iter().any(|w| same_file(p, w)))
+            && event.paths.iter().any(|p| relevant(p))
         {
             let _ = file_tx.try_send("file change");
         }
     });
     let _watcher = match watcher {
         Ok(mut watcher) => {
-            let mut dirs: Vec<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
             dirs.sort();
             dirs.dedup();
             for dir in dirs {

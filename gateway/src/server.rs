@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::authz::Authorizer;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
 use crate::pipeline::{Connection, Pipeline};
@@ -55,6 +56,7 @@ pub struct Prepared {
     pub config: Config,
     pub tls: TlsMaterial,
     pub auth: Arc<Authenticator>,
+    pub authz: Arc<Authorizer>,
     pub issuer: Arc<StampIssuer>,
 }
 
@@ -69,10 +71,14 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     }
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
     let auth = Arc::new(Authenticator::from_config(&config)?);
+    let authz = Arc::new(
+        Authorizer::load(&config.authorization)
+            .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?,
+    );
     // Building the pipelines checks the upstream URLs and each listener's methods.
-    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&issuer))?;
+    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&issuer))?;
     tls.server_config(API_ALPN)?;
-    Ok(Prepared { config, tls, auth, issuer })
+    Ok(Prepared { config, tls, auth, authz, issuer })
 }
 
 /// A running gateway.
@@ -96,9 +102,10 @@ impl Running {
 
 /// Binds all listeners and serves until [`Running::shutdown`].
 pub async fn start(prepared: Prepared) -> Result<Running, String> {
-    let Prepared { config, tls, auth, issuer } = prepared;
+    let Prepared { config, tls, auth, authz, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
-    let (api, flight) = Pipeline::from_config(&config, Arc::clone(&auth), issuer).map_err(|e| e.to_string())?;
+    let (api, flight) =
+        Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), issuer).map_err(|e| e.to_string())?;
     let bind = |addr: SocketAddr, name: &'static str| async move {
         TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
     };
@@ -130,6 +137,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         )),
         tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
+        tokio::spawn(reload::watch_policies(authz, stopped.clone())),
     ];
     if let Some(keys) = config.auth.api_keys.clone() {
         tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));

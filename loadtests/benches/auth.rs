@@ -92,6 +92,7 @@ fn authenticator(jwks: &std::path::Path, cache_entries: usize, api_key_hash: &st
             name: "etl".into(),
             hash: api_key_hash.into(),
             groups: vec!["etl".into()],
+            tenant: None,
             expires: None,
         }],
     });

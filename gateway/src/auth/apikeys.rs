@@ -131,6 +131,7 @@ impl ApiKeys {
             }
             let mut principal = Principal::new(PrincipalKind::Service, &entry.name, &entry.name, AuthMethod::ApiKey);
             principal.groups = entry.groups.clone();
+            principal.tenant = entry.tenant.clone();
             if self.by_digest.insert(digest, StoredKey { digest, principal: Arc::new(principal), expires }).is_some() {
                 return Err(ConfigError::new(format!("{at}.hash"), "the same key is listed twice"));
             }
@@ -182,6 +183,7 @@ mod tests {
             name: name.into(),
             hash: hash.into(),
             groups: vec!["etl".into()],
+            tenant: None,
             expires: expires.map(Into::into),
         }
     }

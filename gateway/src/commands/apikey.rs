@@ -19,6 +19,9 @@ pub struct NewArgs {
     /// Groups of the principal (repeatable).
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// The tenant the key belongs to (for tenant-isolation policies).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Refused from this date on: `2027-01-31` or an RFC 3339 date-time.
     #[arg(long)]
     pub expires: Option<String>,
@@ -37,6 +40,9 @@ pub fn run(command: ApiKeyCommand) -> Result<(), String> {
     println!("API key (shown once; the gateway keeps only its hash):\n\n  {}\n", new.key);
     println!("Add to auth.api_keys.keys, or to the keys file under `keys:`:\n");
     println!("  - name: {:?}\n    hash: {}\n    groups: [{}]", args.name, new.hash, groups.join(", "));
+    if let Some(tenant) = &args.tenant {
+        println!("    tenant: {tenant:?}");
+    }
     if let Some(expires) = &args.expires {
         println!("    expires: {expires:?}");
     }

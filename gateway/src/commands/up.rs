@@ -1,9 +1,10 @@
 //! `gateway up`: the whole stack for development in one command.
 //!
 //! Creates (or reuses) in the state folder a CA, a server certificate for localhost, a client
-//! certificate with a SPIFFE ID, a stamp key pair and a development API key (its hash in
-//! `api-keys.yaml`, the key itself in `dev-api-key`, mode 0600, so it can be printed again on
-//! the next start: development only); starts the engine as a child process
+//! certificate with a SPIFFE ID, a stamp key pair, two development API keys for two tenants
+//! (hashes in `api-keys.yaml`, the keys themselves in `dev-api-key-<tenant>`, mode 0600, so
+//! they can be printed again on the next start: development only) and a copy of the shipped
+//! Cedar policies (`policies/`, kept if it exists); starts the engine as a child process
 //! with the public stamp key; serves the gateway on its default ports; prints commands to try;
 //! stops the engine cleanly on Ctrl-C.
 
@@ -16,7 +17,7 @@ use clap::Args;
 use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
-    ApiKeysConfig, AuthConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig,
+    ApiKeysConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig,
     Timeouts, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
@@ -40,7 +41,26 @@ pub struct UpArgs {
     pub engine_http_listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:50052")]
     pub engine_flight_listen: SocketAddr,
+    /// Cedar policy directory (default: the shipped policies, copied into the state folder).
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
 }
+
+/// The shipped policy set (`policies/` in the repository), embedded for `gateway up`.
+const SHIPPED_POLICIES: &[(&str, &str)] = &[
+    ("schema.cedarschema", include_str!("../../../policies/schema.cedarschema")),
+    ("entities.json", include_str!("../../../policies/entities.json")),
+    ("00-admin.cedar", include_str!("../../../policies/00-admin.cedar")),
+    ("10-baseline.cedar", include_str!("../../../policies/10-baseline.cedar")),
+    ("20-tenant-isolation.cedar", include_str!("../../../policies/20-tenant-isolation.cedar")),
+    ("30-read-only-api-keys.cedar", include_str!("../../../policies/30-read-only-api-keys.cedar")),
+    ("40-mfa-for-writes.cedar", include_str!("../../../policies/40-mfa-for-writes.cedar")),
+    ("50-just-in-time.cedar", include_str!("../../../policies/50-just-in-time.cedar")),
+    ("60-network.cedar", include_str!("../../../policies/60-network.cedar")),
+];
+
+/// The development tenants, one API key each.
+const DEV_TENANTS: &[&str] = &["acme", "globex"];
 
 /// The state folder's files, created if missing.
 pub struct DevState {
@@ -48,7 +68,9 @@ pub struct DevState {
     pub stamp_key: PathBuf,
     pub stamp_public_key: PathBuf,
     pub api_keys_file: PathBuf,
-    pub dev_api_key: String,
+    /// `(tenant, key)` for each development tenant.
+    pub dev_api_keys: Vec<(String, String)>,
+    pub policies: PathBuf,
 }
 
 pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
@@ -83,18 +105,33 @@ pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
             .map_err(|e| format!("{}: {e}", stamp_public_key.display()))?;
     }
     let api_keys_file = dir.join("api-keys.yaml");
-    let dev_key_file = dir.join("dev-api-key");
-    if !api_keys_file.exists() || !dev_key_file.exists() {
-        let new = apikeys::generate()?;
-        pki::write_private(&dev_key_file, &new.key)?;
-        let yaml = format!("keys:\n  - name: dev-service\n    hash: {}\n    groups: [acme]\n", new.hash);
+    let key_file = |tenant: &str| dir.join(format!("dev-api-key-{tenant}"));
+    if !api_keys_file.exists() || DEV_TENANTS.iter().any(|t| !key_file(t).exists()) {
+        let mut yaml = String::from("keys:\n");
+        for tenant in DEV_TENANTS {
+            let new = apikeys::generate()?;
+            pki::write_private(&key_file(tenant), &new.key)?;
+            yaml.push_str(&format!(
+                "  - name: dev-{tenant}\n    hash: {}\n    groups: [{tenant}]\n    tenant: {tenant}\n",
+                new.hash
+            ));
+        }
         std::fs::write(&api_keys_file, yaml).map_err(|e| format!("{}: {e}", api_keys_file.display()))?;
     }
-    let dev_api_key = std::fs::read_to_string(&dev_key_file)
-        .map_err(|e| format!("{}: {e}", dev_key_file.display()))?
-        .trim()
-        .to_string();
-    Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_key })
+    let mut dev_api_keys = Vec::new();
+    for tenant in DEV_TENANTS {
+        let path = key_file(tenant);
+        let key = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        dev_api_keys.push((tenant.to_string(), key.trim().to_string()));
+    }
+    let policies = dir.join("policies");
+    if !policies.exists() {
+        std::fs::create_dir_all(&policies).map_err(|e| format!("{}: {e}", policies.display()))?;
+        for (name, text) in SHIPPED_POLICIES {
+            std::fs::write(policies.join(name), text).map_err(|e| format!("{}/{name}: {e}", policies.display()))?;
+        }
+    }
+    Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_keys, policies })
 }
 
 pub fn run(args: UpArgs) -> Result<(), String> {
@@ -131,6 +168,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             api_keys: Some(ApiKeysConfig { file: Some(state.api_keys_file.clone()), keys: Vec::new() }),
             ..Default::default()
         },
+        authorization: AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
     };
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;
     let engine_bin = match args.engine_bin {
@@ -198,7 +236,11 @@ async fn stop_child(child: &mut tokio::process::Child) {
 
 fn print_usage(state: &DevState, api_port: u16, flight_port: u16) {
     let dir = state.tls_dir.display();
-    let key = &state.dev_api_key;
+    let policies = state.policies.display();
+    let key = |tenant: &str| {
+        state.dev_api_keys.iter().find(|(t, _)| t == tenant).map(|(_, k)| k.as_str()).unwrap_or_default()
+    };
+    let (acme, globex) = (key("acme"), key("globex"));
     println!(
         r#"
 Portcullis is up. The engine listens on loopback only; talk to the gateway.
@@ -207,9 +249,14 @@ Portcullis is up. The engine listens on loopback only; talk to the gateway.
     curl --cacert {dir}/ca.pem --cert {dir}/client.pem --key {dir}/client-key.pem \
       https://localhost:{api_port}/v1/sql -d 'SELECT * FROM whoami'
 
-  curl with the development API key (service `dev-service`, group `acme`):
-    curl --cacert {dir}/ca.pem -H 'X-API-Key: {key}' \
+  Two tenants, one query, two answers (development API keys; Cedar policies in {policies}):
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' \
       https://localhost:{api_port}/v1/sql -d 'SELECT * FROM my_orders'
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {globex}' \
+      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM my_orders'
+  and a dataset of the other tenant is refused (403):
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' \
+      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM globex.orders'
 
   pyarrow (ADBC Flight SQL) over mTLS:
     python3 -c "

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, LengthLimitError};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -57,23 +56,10 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` upstream; the response body streams back as it arrives.
-    pub async fn forward(
-        &self,
-        request: Request<Incoming>,
-        max_body: Option<usize>,
-    ) -> Result<Response<Body>, GatewayError> {
+    /// Sends `request` upstream; the response body streams back as it arrives. `max_body` is
+    /// the limit the authorize stage put on the request body, to name it if it is exceeded.
+    pub async fn forward(&self, request: Request<Body>, max_body: Option<usize>) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = request.into_parts();
-        let body: Body = match max_body {
-            Some(limit) => {
-                let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                if declared.is_some_and(|n| n > limit as u64) {
-                    return Err(GatewayError::PayloadTooLarge(limit));
-                }
-                Limited::new(body, limit).boxed_unsync()
-            }
-            None => body.map_err(BoxError::from).boxed_unsync(),
-        };
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())

@@ -1,16 +1,16 @@
 //! The request pipeline, built here top to bottom: read this file to follow a request's life.
 //!
 //! ```text
-//! accept (TLS, in `server`) → sanitize → authenticate → stamp → forward (stream)
+//! accept (TLS, in `server`) → sanitize → authenticate → authorize (Cedar) → stamp → forward (stream)
 //!                                          ↘ Flight Handshake: answered here
 //! ```
 //!
-//! Rate limits (per IP before authentication, per principal after), Cedar authorization and
-//! the audit stage take their places in [`Pipeline::handle`] as they are built; each stage is
-//! one module, and errors from every stage become responses in one place
-//! ([`GatewayError::into_response`]).
+//! Rate limits (per IP before authentication, per principal after) and the audit stage take
+//! their places in [`Pipeline::handle`] as they are built; each stage is one module, and
+//! errors from every stage become responses in one place ([`GatewayError::into_response`]).
 
 mod authenticate;
+mod authorize;
 mod forward;
 mod handshake;
 mod sanitize;
@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
 use crate::auth::{Authenticator, ListenerAuth};
+use crate::authz::Authorizer;
 use crate::config::Config;
 use crate::error::GatewayError;
 pub use forward::Upstream;
@@ -46,10 +47,13 @@ pub struct Pipeline {
     auth: Arc<Authenticator>,
     /// The methods this listener accepts.
     listener: ListenerAuth,
+    authz: Arc<Authorizer>,
     issuer: Arc<StampIssuer>,
     upstream: Upstream,
-    /// `Some(limit)` on the API listener (SQL bodies); gRPC streams are not size-limited.
-    max_body: Option<usize>,
+    /// Largest SQL body, and largest gRPC message read to authorize a call.
+    max_body: usize,
+    /// The API listener's bodies are size-limited; gRPC streams are not.
+    limit_stream: bool,
     /// The Flight listener answers the Flight Handshake itself.
     answers_handshake: bool,
 }
@@ -65,22 +69,27 @@ impl Pipeline {
     pub fn from_config(
         config: &Config,
         auth: Arc<Authenticator>,
+        authz: Arc<Authorizer>,
         issuer: Arc<StampIssuer>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
         let api = Self {
             auth: Arc::clone(&auth),
             listener: ListenerAuth::from_config(&config.api, config, "api")?,
+            authz: Arc::clone(&authz),
             issuer: Arc::clone(&issuer),
             upstream: Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?,
-            max_body: Some(config.limits.max_api_body_bytes),
+            max_body: config.limits.max_api_body_bytes,
+            limit_stream: true,
             answers_handshake: false,
         };
         let flight = Self {
             auth,
             listener: ListenerAuth::from_config(&config.flight, config, "flight")?,
+            authz,
             issuer,
             upstream: Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?,
-            max_body: None,
+            max_body: config.limits.max_api_body_bytes,
+            limit_stream: false,
             answers_handshake: true,
         };
         Ok((api, flight))
@@ -99,12 +108,16 @@ impl Pipeline {
             // authenticate: who is calling; credentials are removed from the request here.
             let principal =
                 authenticate::authenticate(&self.auth, &self.listener, connection, request.headers_mut()).await?;
+            // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
+            let (mut request, allowed) =
+                authorize::authorize(&self.authz, connection, &principal, request, grpc, self.max_body).await?;
+            tracing::debug!(request_id = request_id.to_str().unwrap_or(""), policies = ?allowed.policies, "allowed");
             // stamp: the signed assertion the engine trusts, reused per principal.
             let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
             let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;
             request.headers_mut().insert(STAMP_HEADER, stamp);
             // forward: stream to the engine and back.
-            self.upstream.forward(request, self.max_body).await
+            self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
         .await;
         let mut response = match result {

@@ -1,0 +1,340 @@
+//! Authorization with Cedar. Each request becomes one Cedar request for its endpoint (the
+//! route or Flight RPC, with the statement's endpoint action) plus one per dataset its SQL
+//! touches; all must be allowed (Cedar's default is deny).
+//!
+//! Policies, schema and entities are loaded once ([`policies::PolicyBundle`]) and swapped
+//! whole on reload, so a request never sees half a policy set and nothing is parsed per
+//! request. The principal's entity (its groups as parents, its attributes) is built once
+//! per principal and cached with the bundle it was built against.
+
+pub mod flight;
+pub mod policies;
+pub mod sql;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Authorizer as CedarAuthorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    Request, RestrictedExpression,
+};
+use identity::{AuthMethod, ExpiringCache, Principal, PrincipalKind};
+
+use crate::config::AuthorizationConfig;
+use policies::{LoadError, PolicyBundle};
+pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
+
+/// Why a request was not authorized. Statuses are mapped in [`crate::error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthzError {
+    /// Cedar said no. Names the action and resource, never the policy text.
+    #[error("{action} on {resource} is not allowed")]
+    Denied { action: &'static str, resource: String },
+    #[error("{0}")]
+    Sql(#[from] SqlError),
+    /// A request the gateway cannot decode (bad protobuf or gRPC framing, non-UTF-8 SQL).
+    #[error("{0}")]
+    Malformed(String),
+    /// A call the gateway does not classify (fail closed).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A route the gateway does not serve.
+    #[error("{0}")]
+    NotRouted(String),
+}
+
+/// What the request's caller and transport look like to policy.
+#[derive(Debug)]
+pub struct RequestFacts<'a> {
+    pub principal: &'a Principal,
+    pub source_ip: IpAddr,
+    /// A verified client certificate came with the connection.
+    pub client_cert: bool,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub now: u64,
+}
+
+/// What a single Cedar request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// The endpoint is the request's path ([`RequestFacts::path`]).
+    Endpoint,
+    Dataset(sql::DatasetName),
+}
+
+/// One Cedar decision, with its reasons: for `gateway policy test` and `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub allowed: bool,
+    /// The determining policies: the permits that allowed, or the forbids that denied.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (and so did not apply).
+    pub errors: Vec<String>,
+}
+
+/// An allowed request: the policies that allowed it, for the audit stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    pub policies: Vec<String>,
+}
+
+/// One loaded policy set and what was derived from it.
+struct Loaded {
+    bundle: PolicyBundle,
+    /// Base entities plus each principal's own entity, per principal.
+    principals: ExpiringCache<Principal, Arc<Entities>>,
+}
+
+/// The authorize stage's state: the live policy set, swapped atomically on reload.
+pub struct Authorizer {
+    dir: PathBuf,
+    live: ArcSwap<Loaded>,
+    cedar: CedarAuthorizer,
+    defaults: NameDefaults,
+    cache_entries: usize,
+    types: Types,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// Entity type names, parsed once.
+struct Types {
+    user: EntityTypeName,
+    service: EntityTypeName,
+    workload: EntityTypeName,
+    group: EntityTypeName,
+    endpoint: EntityTypeName,
+    dataset: EntityTypeName,
+    action: EntityTypeName,
+}
+
+/// How long a principal's entity is reused (groups come from the credential, which may change).
+const PRINCIPAL_ENTITY_SECS: u64 = 60;
+
+impl Authorizer {
+    pub fn load(config: &AuthorizationConfig) -> Result<Self, LoadError> {
+        let bundle = PolicyBundle::load(&config.policies)?;
+        let parse = |name: &str| EntityTypeName::from_str(name).map_err(|e| LoadError(vec![e.to_string()]));
+        let types = Types {
+            user: parse("User")?,
+            service: parse("Service")?,
+            workload: parse("Workload")?,
+            group: parse("Group")?,
+            endpoint: parse("Endpoint")?,
+            dataset: parse("Dataset")?,
+            action: parse("Action")?,
+        };
+        Ok(Self {
+            dir: config.policies.clone(),
+            live: ArcSwap::from_pointee(Loaded {
+                bundle,
+                principals: ExpiringCache::new(config.principal_cache_entries),
+            }),
+            cedar: CedarAuthorizer::new(),
+            defaults: NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() },
+            cache_entries: config.principal_cache_entries,
+            types,
+        })
+    }
+
+    pub fn defaults(&self) -> &NameDefaults {
+        &self.defaults
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The files the current policy set was read from.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.live.load().bundle.files.clone()
+    }
+
+    /// Loads the directory again; on success the new set serves the next request, on failure
+    /// the old one keeps serving and the error says what is wrong where.
+    pub fn reload(&self) -> Result<usize, LoadError> {
+        let bundle = PolicyBundle::load(&self.dir)?;
+        let count = bundle.policies.policies().count();
+        self.live.store(Arc::new(Loaded { bundle, principals: ExpiringCache::new(self.cache_entries) }));
+        Ok(count)
+    }
+
+    /// Every access must be allowed; the first denial is the answer.
+    pub fn authorize(&self, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Result<Allowed, AuthzError> {
+        let live = self.live.load();
+        let entities = self.entities_for(&live, facts)?;
+        let base = self.context_pairs(facts);
+        let mut allowed = Allowed::default();
+        let mut asked: HashSet<(&'static str, Option<&sql::DatasetName>)> = HashSet::new();
+        for access in accesses {
+            let endpoint = access.endpoint.as_str();
+            let datasets = access.datasets.iter().map(|(action, dataset)| (action.as_str(), Some(dataset)));
+            for (action, dataset) in std::iter::once((endpoint, None)).chain(datasets) {
+                if !asked.insert((action, dataset)) {
+                    continue;
+                }
+                let resource = dataset.map_or(Resource::Endpoint, |d| Resource::Dataset(d.clone()));
+                let evaluation = self.evaluate(&live, &entities, facts, &base, action, &resource);
+                for error in &evaluation.errors {
+                    // A policy that errors does not apply (Cedar's semantics); authors want to know.
+                    tracing::warn!(%error, action, "a policy failed to evaluate");
+                }
+                if !evaluation.allowed {
+                    let resource = match dataset {
+                        Some(d) => format!("dataset {d}"),
+                        None => format!("endpoint {}", facts.path),
+                    };
+                    return Err(AuthzError::Denied { action, resource });
+                }
+                allowed.policies.extend(evaluation.policies);
+            }
+        }
+        allowed.policies.sort();
+        allowed.policies.dedup();
+        Ok(allowed)
+    }
+
+    /// One Cedar request, for the policy commands.
+    pub fn decide(&self, facts: &RequestFacts<'_>, action: &str, resource: &Resource) -> Result<Evaluation, AuthzError> {
+        let live = self.live.load();
+        let entities = self.entities_for(&live, facts)?;
+        let base = self.context_pairs(facts);
+        Ok(self.evaluate(&live, &entities, facts, &base, action, resource))
+    }
+
+    fn evaluate(
+        &self,
+        live: &Loaded,
+        entities: &Entities,
+        facts: &RequestFacts<'_>,
+        base: &[(String, RestrictedExpression)],
+        action: &str,
+        resource: &Resource,
+    ) -> Evaluation {
+        let mut context = base.to_vec();
+        let resource = match resource {
+            Resource::Endpoint => self.uid(&self.types.endpoint, facts.path),
+            Resource::Dataset(dataset) => {
+                context.push(("catalog".into(), RestrictedExpression::new_string(dataset.catalog.clone())));
+                context.push(("schema".into(), RestrictedExpression::new_string(dataset.schema.clone())));
+                context.push(("table".into(), RestrictedExpression::new_string(dataset.table.clone())));
+                self.uid(&self.types.dataset, &dataset.to_string())
+            }
+        };
+        let request = Context::from_pairs(context).map_err(|e| e.to_string()).and_then(|context| {
+            let action = self.uid(&self.types.action, action);
+            let principal = self.principal_uid(facts.principal);
+            Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
+        });
+        let request = match request {
+            Ok(request) => request,
+            // Fail closed: a request Cedar cannot represent is denied.
+            Err(error) => return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error] },
+        };
+        let response = self.cedar.is_authorized(&request, &live.bundle.policies, entities);
+        Evaluation {
+            allowed: response.decision() == Decision::Allow,
+            policies: response.diagnostics().reason().map(PolicyId::to_string).collect(),
+            errors: response.diagnostics().errors().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn uid(&self, type_name: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+    }
+
+    fn principal_uid(&self, principal: &Principal) -> EntityUid {
+        let type_name = match principal.kind {
+            PrincipalKind::User => &self.types.user,
+            PrincipalKind::Service => &self.types.service,
+            PrincipalKind::Workload => &self.types.workload,
+        };
+        self.uid(type_name, &principal.id)
+    }
+
+    /// The base entities plus this principal (groups as parents, email and tenant as
+    /// attributes), cached per principal for this policy set.
+    fn entities_for(&self, live: &Loaded, facts: &RequestFacts<'_>) -> Result<Arc<Entities>, AuthzError> {
+        if let Some(entities) = live.principals.get(facts.principal, facts.now) {
+            return Ok(entities);
+        }
+        let principal = facts.principal;
+        let mut attrs = HashMap::new();
+        if let Some(email) = &principal.email {
+            attrs.insert("email".to_string(), RestrictedExpression::new_string(email.clone()));
+        }
+        if let Some(tenant) = &principal.tenant {
+            attrs.insert("tenant".to_string(), RestrictedExpression::new_string(tenant.clone()));
+        }
+        let parents: HashSet<EntityUid> = principal.groups.iter().map(|g| self.uid(&self.types.group, g)).collect();
+        let failed = |e: String| {
+            tracing::error!(error = %e, principal = %principal.id, "cannot build the principal's entity");
+            AuthzError::Denied { action: "any action", resource: format!("principal {}", principal.id) }
+        };
+        let entity = Entity::new(self.principal_uid(principal), attrs, parents).map_err(|e| failed(e.to_string()))?;
+        let entities = live.bundle.entities.clone().add_entities([entity], None).map_err(|e| failed(e.to_string()))?;
+        let entities = Arc::new(entities);
+        live.principals.insert(principal.clone(), Arc::clone(&entities), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
+        Ok(entities)
+    }
+
+    /// The context every request carries (see `policies/schema.cedarschema`).
+    fn context_pairs(&self, facts: &RequestFacts<'_>) -> Vec<(String, RestrictedExpression)> {
+        let principal = facts.principal;
+        let mut pairs = Vec::with_capacity(12);
+        pairs.push(("source_ip".into(), RestrictedExpression::new_ip(facts.source_ip.to_string())));
+        pairs.push(("now".into(), RestrictedExpression::new_datetime(rfc3339(facts.now))));
+        pairs.push(("mfa".into(), RestrictedExpression::new_bool(principal.mfa)));
+        pairs.push(("auth_method".into(), RestrictedExpression::new_string(auth_method(principal.auth_method).into())));
+        pairs.push(("client_cert".into(), RestrictedExpression::new_bool(facts.client_cert)));
+        let spiffe = [Some(&principal.id), principal.client_cert.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|id| id.starts_with("spiffe://"));
+        if let Some(spiffe) = spiffe {
+            pairs.push(("spiffe_id".into(), RestrictedExpression::new_string(spiffe.clone())));
+        }
+        pairs.push(("method".into(), RestrictedExpression::new_string(facts.method.to_string())));
+        pairs.push(("path".into(), RestrictedExpression::new_string(facts.path.to_string())));
+        pairs
+    }
+}
+
+fn auth_method(method: AuthMethod) -> &'static str {
+    method.as_str()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, the form Cedar's `datetime()` reads.
+fn rfc3339(unix: u64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_are_in_cedar_form() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T10:13:20Z");
+    }
+}

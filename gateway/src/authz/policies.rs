@@ -1,0 +1,240 @@
+//! Loading a policy directory: `schema.cedarschema`, every `*.cedar` file, and an optional
+//! `entities.json`, parsed once and validated against the schema in strict mode. Every
+//! problem is reported as `file:line:col: message`, so an author can jump to it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use miette::Diagnostic;
+
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+pub const ENTITIES_FILE: &str = "entities.json";
+/// Principals come from credentials, never from the entities file.
+const PRINCIPAL_TYPES: &[&str] = &["User", "Service", "Workload"];
+
+/// A loaded, validated policy set.
+pub struct PolicyBundle {
+    pub policies: PolicySet,
+    pub schema: Schema,
+    pub entities: Entities,
+    /// Every file read, for the reload watcher.
+    pub files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for PolicyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyBundle").field("policies", &self.policies.policies().count()).finish_non_exhaustive()
+    }
+}
+
+/// Everything wrong with a policy directory, one `file:line:col: message` per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub Vec<String>);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl PolicyBundle {
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+
+        let schema_path = dir.join(SCHEMA_FILE);
+        let schema = match read(&schema_path) {
+            Ok(text) => match Schema::from_cedarschema_str(&text) {
+                Ok((schema, _warnings)) => Some(schema),
+                Err(error) => {
+                    problems.extend(diagnostics(&schema_path, &text, &error));
+                    None
+                }
+            },
+            Err(error) => return Err(LoadError(vec![error])),
+        };
+
+        let mut files = policy_files(dir).map_err(|e| LoadError(vec![format!("{}: {e}", dir.display())]))?;
+        if files.is_empty() {
+            problems.push(format!("{}: no *.cedar policy files", dir.display()));
+        }
+        let mut policies = PolicySet::new();
+        // Policy id → (file, its text), to place validation errors.
+        let mut sources: HashMap<PolicyId, (PathBuf, String)> = HashMap::new();
+        for path in &files {
+            let text = match read(path) {
+                Ok(text) => text,
+                Err(error) => {
+                    problems.push(error);
+                    continue;
+                }
+            };
+            let set = match PolicySet::from_str(&text) {
+                Ok(set) => set,
+                Err(error) => {
+                    problems.extend(diagnostics(path, &text, &error));
+                    continue;
+                }
+            };
+            if set.templates().next().is_some() {
+                problems.push(format!("{}: policy templates are not supported", path.display()));
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for (i, policy) in set.policies().enumerate() {
+                // `@id("...")` names a policy in decisions and the audit log; else file and index.
+                let id = PolicyId::new(policy.annotation("id").map_or_else(|| format!("{name}#{i}"), str::to_string));
+                if let Err(error) = policies.add(policy.new_id(id.clone())) {
+                    problems.push(format!("{}: {error}", path.display()));
+                    continue;
+                }
+                sources.insert(id, (path.clone(), text.clone()));
+            }
+        }
+
+        let entities_path = dir.join(ENTITIES_FILE);
+        let mut entities = Entities::empty();
+        if let Some(schema) = &schema {
+            if problems.is_empty() {
+                let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+                for error in result.validation_errors() {
+                    match sources.get(error.policy_id()) {
+                        Some((path, text)) => problems.extend(diagnostics(path, text, error)),
+                        None => problems.push(format!("policy {}: {error}", error.policy_id())),
+                    }
+                }
+            }
+            if entities_path.exists() {
+                files.push(entities_path.clone());
+                match read(&entities_path) {
+                    Ok(text) => match Entities::from_json_str(&text, Some(schema)) {
+                        Ok(loaded) => {
+                            if let Some(e) = loaded.iter().find(|e| PRINCIPAL_TYPES.contains(&e.uid().type_name().to_string().as_str())) {
+                                problems.push(format!(
+                                    "{}: {} is a principal; principals come from credentials, not this file",
+                                    entities_path.display(),
+                                    e.uid()
+                                ));
+                            }
+                            entities = loaded;
+                        }
+                        Err(error) => problems.extend(diagnostics(&entities_path, &text, &error)),
+                    },
+                    Err(error) => problems.push(error),
+                }
+            }
+        }
+        files.push(schema_path);
+        match schema {
+            Some(schema) if problems.is_empty() => Ok(Self { policies, schema, entities, files }),
+            _ => Err(LoadError(problems)),
+        }
+    }
+}
+
+/// The `*.cedar` files of `dir`, sorted.
+fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `file:line:col: message` for a diagnostic and each related one.
+fn diagnostics(path: &Path, text: &str, diagnostic: &dyn Diagnostic) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut related: Vec<&dyn Diagnostic> = diagnostic.related().map(|r| r.collect()).unwrap_or_default();
+    if related.is_empty() {
+        related.push(diagnostic);
+    }
+    for d in related {
+        let offset = d.labels().and_then(|mut labels| labels.next()).map(|label| label.offset());
+        let place = match offset {
+            Some(offset) => {
+                let (line, col) = line_col(text, offset);
+                format!("{}:{line}:{col}", path.display())
+            }
+            None => path.display().to_string(),
+        };
+        let mut message = format!("{place}: {d}");
+        if let Some(help) = d.help() {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        out.push(message);
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "entity Group; entity User in [Group]; entity Endpoint; action query appliesTo { principal: [User], resource: [Endpoint] };";
+
+    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn loads_and_names_policies_by_id_annotation() {
+        let d = dir(&[
+            (SCHEMA_FILE, SCHEMA),
+            ("a.cedar", "@id(\"readers\")\npermit(principal in Group::\"r\", action == Action::\"query\", resource);\npermit(principal, action, resource) when { false };"),
+        ]);
+        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let ids: Vec<String> = bundle.policies.policies().map(|p| p.id().to_string()).collect();
+        assert!(ids.contains(&"readers".to_string()) && ids.contains(&"a.cedar#1".to_string()), "{ids:?}");
+    }
+
+    #[test]
+    fn syntax_and_validation_errors_name_file_line_and_column() {
+        let d = dir(&[(SCHEMA_FILE, SCHEMA), ("bad.cedar", "permit(principal, action, resource);\nforbid(principal action, resource);")]);
+        let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
+        assert!(error.contains("bad.cedar:2:"), "{error}");
+
+        let d = dir(&[(SCHEMA_FILE, SCHEMA), ("typo.cedar", "permit(principal, action, resource)\n  when { principal.nope == 1 };")]);
+        let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
+        assert!(error.contains("typo.cedar:2:"), "{error}");
+        assert!(error.contains("nope"), "{error}");
+
+        let d = dir(&[(SCHEMA_FILE, "entity User in [Nope];"), ("a.cedar", "permit(principal, action, resource);")]);
+        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("schema.cedarschema"));
+    }
+
+    #[test]
+    fn principals_in_the_entities_file_are_refused() {
+        let d = dir(&[
+            (SCHEMA_FILE, SCHEMA),
+            ("a.cedar", "permit(principal, action, resource);"),
+            (ENTITIES_FILE, r#"[{"uid": {"type": "User", "id": "alice"}, "attrs": {}, "parents": []}]"#),
+        ]);
+        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("principals come from credentials"));
+    }
+
+    #[test]
+    fn empty_or_missing_directory_is_an_error() {
+        let d = dir(&[(SCHEMA_FILE, SCHEMA)]);
+        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("no *.cedar"));
+        assert!(PolicyBundle::load(&d.path().join("missing")).is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! `gateway policy validate | test | check`: for policy authors. The decisions come from the
+//! same code the gateway runs per request ([`crate::authz::Authorizer`]), so a test that
+//! passes here passes in production.
+//!
+//! Exit codes: 0 valid / all tests pass / allowed; 1 invalid, a test failed, or an error;
+//! 3 denied (`check` only); 2 bad usage.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use identity::{AuthMethod, Principal, PrincipalKind};
+use serde::Deserialize;
+
+use crate::authz::sql::DatasetName;
+use crate::authz::{Authorizer, Evaluation, RequestFacts, Resource};
+use crate::config::AuthorizationConfig;
+
+/// `check`'s exit code for a denied request.
+pub const DENIED: u8 = 3;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse the schema, policies and entities and validate the policies (strict mode).
+    Validate(DirArgs),
+    /// Run the request → expected-decision cases in DIR/tests/*.json.
+    Test(DirArgs),
+    /// Decide one request and say why.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, default_value = "policies")]
+    pub dir: PathBuf,
+    /// `User::"alice"`, `Service::"etl"` or `Workload::"spiffe://..."`.
+    #[arg(long)]
+    pub principal: String,
+    /// The principal's groups (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// `query`, `describe`, `write`, `admin` (endpoints) or `select`, `insert`, `update`,
+    /// `delete`, `ddl` (datasets).
+    #[arg(long)]
+    pub action: String,
+    /// `Endpoint::"/v1/sql"` or `Dataset::"datafusion.demo.orders"`.
+    #[arg(long)]
+    pub resource: String,
+    /// Context as JSON: `source_ip`, `now` (RFC 3339), `mfa`, `client_cert`, `method`.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// The context fields a test or `check` may set; the rest take the defaults shown.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextInput {
+    /// Default `192.0.2.10` (a documentation address: neither loopback nor any range).
+    source_ip: Option<IpAddr>,
+    /// Default: now.
+    now: Option<String>,
+    #[serde(default)]
+    mfa: bool,
+    #[serde(default)]
+    client_cert: bool,
+    /// Default `POST`.
+    method: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalInput {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    tenant: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceInput {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+/// One case in `tests/*.json` (each file: a JSON array of cases).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    principal: PrincipalInput,
+    action: String,
+    resource: ResourceInput,
+    #[serde(default)]
+    context: ContextInput,
+    /// `allow` or `deny`.
+    expect: Expected,
+    /// The determining policy ids expected (optional; compared as a set).
+    policies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expected {
+    Allow,
+    Deny,
+}
+
+pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
+    match command {
+        PolicyCommand::Validate(args) => {
+            let authz = load(&args.dir)?;
+            println!("{}: valid ({} files)", args.dir.display(), authz.files().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test(args) => test(&args.dir),
+        PolicyCommand::Check(args) => check(&args),
+    }
+}
+
+fn load(dir: &Path) -> Result<Authorizer, String> {
+    Authorizer::load(&AuthorizationConfig::new(dir.to_path_buf())).map_err(|e| format!("invalid policies:\n{e}"))
+}
+
+fn test(dir: &Path) -> Result<ExitCode, String> {
+    let authz = load(dir)?;
+    let tests = dir.join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests)
+        .map_err(|e| format!("{}: {e}", tests.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let cases: Vec<Case> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        for case in cases {
+            let outcome = run_case(&authz, &case);
+            match outcome {
+                Ok(()) => passed += 1,
+                Err(why) => {
+                    failed += 1;
+                    println!("FAIL {}: {}\n  {why}", file.display(), case.name);
+                }
+            }
+        }
+    }
+    println!("policy tests: {passed} passed, {failed} failed ({} files)", files.len());
+    if passed + failed == 0 {
+        return Err(format!("{}: no test cases", tests.display()));
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_case(authz: &Authorizer, case: &Case) -> Result<(), String> {
+    let principal = principal(&case.principal.kind, &case.principal.id, &case.principal.groups)?;
+    let principal = Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
+    let evaluation = decide(authz, principal, &case.action, &case.resource.kind, &case.resource.id, &case.context)?;
+    let actual = if evaluation.allowed { Expected::Allow } else { Expected::Deny };
+    let mut problems = Vec::new();
+    if actual != case.expect {
+        problems.push(format!("expected {:?}, got {actual:?}", case.expect));
+    }
+    if let Some(expected) = &case.policies {
+        let mut expected = expected.clone();
+        let mut got = evaluation.policies.clone();
+        expected.sort();
+        got.sort();
+        if expected != got {
+            problems.push(format!("expected determining policies {expected:?}, got {got:?}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!("{}{}", problems.join("; "), reasons(&evaluation)))
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode, String> {
+    let authz = load(&args.dir)?;
+    let (kind, id) = split_uid(&args.principal).ok_or("--principal: expected Type::\"id\"")?;
+    let principal = principal(&kind, &id, &args.groups)?;
+    let principal = Principal { tenant: args.tenant.clone(), email: args.email.clone(), ..principal };
+    let context: ContextInput = match &args.context {
+        Some(json) => serde_json::from_str(json).map_err(|e| format!("--context: {e}"))?,
+        None => ContextInput::default(),
+    };
+    let (resource_kind, resource_id) = split_uid(&args.resource).ok_or("--resource: expected Type::\"id\"")?;
+    let evaluation = decide(&authz, principal, &args.action, &resource_kind, &resource_id, &context)?;
+    println!("{}{}", if evaluation.allowed { "ALLOW" } else { "DENY" }, reasons(&evaluation));
+    Ok(if evaluation.allowed { ExitCode::SUCCESS } else { ExitCode::from(DENIED) })
+}
+
+fn reasons(evaluation: &Evaluation) -> String {
+    let mut out = String::new();
+    if evaluation.policies.is_empty() {
+        out.push_str(if evaluation.allowed { "" } else { "\n  no policy permits this (default deny)" });
+    } else {
+        out.push_str(&format!("\n  determining policies: {}", evaluation.policies.join(", ")));
+    }
+    for error in &evaluation.errors {
+        out.push_str(&format!("\n  error: {error}"));
+    }
+    out
+}
+
+fn decide(
+    authz: &Authorizer,
+    principal: Principal,
+    action: &str,
+    resource_kind: &str,
+    resource_id: &str,
+    context: &ContextInput,
+) -> Result<Evaluation, String> {
+    let now = match &context.now {
+        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("context.now {text:?}: {e}"))
+            .and_then(|t| u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970")))?,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let (resource, path) = match resource_kind {
+        "Endpoint" => (Resource::Endpoint, resource_id.to_string()),
+        "Dataset" => {
+            let name = DatasetName::parse_id(resource_id)
+                .ok_or_else(|| format!("Dataset::{resource_id:?}: expected catalog.schema.table"))?;
+            (Resource::Dataset(name), "/v1/sql".to_string())
+        }
+        other => return Err(format!("resource type {other:?}: expected Endpoint or Dataset")),
+    };
+    let principal = Principal { mfa: context.mfa, ..principal };
+    let facts = RequestFacts {
+        principal: &principal,
+        source_ip: context.source_ip.unwrap_or(IpAddr::from([192, 0, 2, 10])),
+        client_cert: context.client_cert,
+        method: context.method.as_deref().unwrap_or("POST"),
+        path: &path,
+        now,
+    };
+    authz.decide(&facts, action, &resource).map_err(|e| e.to_string())
+}
+
+/// A principal of the Cedar type `kind`, authenticated the way that type is.
+fn principal(kind: &str, id: &str, groups: &[String]) -> Result<Principal, String> {
+    let (kind, method) = match kind {
+        "User" => (PrincipalKind::User, AuthMethod::Oidc),
+        "Service" => (PrincipalKind::Service, AuthMethod::ApiKey),
+        "Workload" => (PrincipalKind::Workload, AuthMethod::Mtls),
+        other => return Err(format!("principal type {other:?}: expected User, Service or Workload")),
+    };
+    let mut principal = Principal::new(kind, id, id, method);
+    principal.groups = groups.to_vec();
+    Ok(principal)
+}
+
+/// `Type::"id"` → (`Type`, `id`).
+fn split_uid(uid: &str) -> Option<(String, String)> {
+    let (kind, id) = uid.split_once("::")?;
+    let id = id.strip_prefix('"')?.strip_suffix('"')?;
+    Some((kind.to_string(), id.replace("\\\"", "\"")))
+}

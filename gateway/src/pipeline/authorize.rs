@@ -1,0 +1,172 @@
+//! Authorize: what the request does, and whether Cedar allows it (see [`crate::authz`]).
+//!
+//! To know what a request does, this stage reads as much of it as that takes and no more:
+//! the SQL body of `POST /v1/sql` (bounded by `limits.max_api_body_bytes`), or the first
+//! gRPC message of a Flight call that carries a command. What was read is passed on in
+//! front of the rest of the body, which still streams.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::{HeaderMap, Method, Request};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use identity::Principal;
+
+use super::{Body, BoxError, Connection};
+use crate::authz::flight::Rpc;
+use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
+use crate::error::{GatewayError, full};
+
+/// Authorizes `request` and returns it, with its body ready to forward.
+pub async fn authorize(
+    authz: &Authorizer,
+    connection: &Connection,
+    principal: &Principal,
+    request: Request<Incoming>,
+    grpc: bool,
+    max_body: usize,
+) -> Result<(Request<Body>, Allowed), GatewayError> {
+    let (parts, body) = request.into_parts();
+    let (accesses, body) = if grpc {
+        grpc_call(authz, &parts, body, max_body).await?
+    } else {
+        http_call(authz, &parts, body, max_body).await?
+    };
+    let facts = RequestFacts {
+        principal,
+        source_ip: connection.peer.ip(),
+        client_cert: connection.workload.is_some(),
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let allowed = authz.authorize(&facts, &accesses)?;
+    Ok((Request::from_parts(parts, body), allowed))
+}
+
+type Inspected = (Vec<StatementAccess>, Body);
+
+async fn http_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
+    match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/v1/sql") => {
+            let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_body as u64) {
+                return Err(GatewayError::PayloadTooLarge(max_body));
+            }
+            let bytes = match Limited::new(body, max_body).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) if error.is::<LengthLimitError>() => return Err(GatewayError::PayloadTooLarge(max_body)),
+                Err(error) => return Err(GatewayError::ClientBody(error.to_string())),
+            };
+            let text = std::str::from_utf8(&bytes).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
+            let accesses = sql::analyze(text, authz.defaults()).map_err(AuthzError::from)?;
+            Ok((accesses, full(bytes)))
+        }
+        (&Method::GET, "/v1/datasets") => {
+            let accesses = vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }];
+            Ok((accesses, Limited::new(body, max_body).boxed_unsync()))
+        }
+        (method, path) => Err(AuthzError::NotRouted(format!("no route for {method} {}", printable(path))).into()),
+    }
+}
+
+async fn grpc_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
+    let path = parts.uri.path();
+    let rpc = Rpc::from_path(path).ok_or_else(|| AuthzError::NotRouted(format!("no such RPC: {}", printable(path))))?;
+    if !rpc.needs_message() {
+        return Ok((flight::classify(rpc, &[], authz.defaults())?, body.map_err(BoxError::from).boxed_unsync()));
+    }
+    let (message, body) = first_message(body, max_body).await?;
+    Ok((flight::classify(rpc, &message, authz.defaults())?, body))
+}
+
+/// Reads until the first gRPC message is complete: 1 byte compressed flag, 4 bytes length.
+/// Returns that message and a body that replays what was read, then streams the rest.
+async fn first_message(mut body: Incoming, max_body: usize) -> Result<(Bytes, Body), GatewayError> {
+    let mut read = BytesMut::new();
+    let mut trailers = None;
+    loop {
+        if read.len() >= 5 {
+            if read[0] != 0 {
+                return Err(AuthzError::Unsupported(
+                    "compressed gRPC requests cannot be authorized; send them uncompressed".into(),
+                )
+                .into());
+            }
+            let len = (&read[1..5]).get_u32() as usize;
+            if len > max_body {
+                return Err(GatewayError::PayloadTooLarge(max_body));
+            }
+            if read.len() >= 5 + len {
+                let read = read.freeze();
+                let message = read.slice(5..5 + len);
+                let replay = Replay { read: Some(read), trailers, rest: body };
+                return Ok((message, replay.boxed_unsync()));
+            }
+        }
+        match body.frame().await {
+            None => return Err(AuthzError::Malformed("the request ended before its first gRPC message".into()).into()),
+            Some(Err(error)) => return Err(GatewayError::ClientBody(error.to_string())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => read.extend_from_slice(&data),
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    if read.len() < 5 {
+                        return Err(AuthzError::Malformed("the request ended before its first gRPC message".into()).into());
+                    }
+                }
+            },
+        }
+        if trailers.is_some() && read.len() >= 5 && read.len() < 5 + (&read[1..5]).get_u32() as usize {
+            return Err(AuthzError::Malformed("the request ended inside its first gRPC message".into()).into());
+        }
+    }
+}
+
+/// The bytes already read, then any trailers read with them, then the rest of the body.
+struct Replay {
+    read: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    rest: Incoming,
+}
+
+impl HttpBody for Replay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(read) = self.read.take() {
+            return Poll::Ready(Some(Ok(Frame::data(read))));
+        }
+        if let Some(trailers) = self.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx).map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_none() && self.trailers.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let rest = self.rest.size_hint();
+        let len = self.read.as_ref().map_or(0, |r| r.len() as u64);
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + len);
+        }
+        hint.set_lower(rest.lower() + len);
+        hint
+    }
+}
+
+/// A client-chosen path, safe for a message.
+fn printable(path: &str) -> String {
+    path.chars().filter(|c| c.is_ascii_graphic()).take(120).collect()
+}
