@@ -53,11 +53,12 @@ fn write_config(pki: &common::Pki, extra: &str, api_upstream: &str) -> std::path
     }
     let (cert, key) = pki.leaf("server");
     let yaml = format!(
-        "api: {{listen: '127.0.0.1:0', upstream: '{api_upstream}'}}\nflight: {{listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}}\nhealth: {{listen: '127.0.0.1:0'}}\ntls:\n  certificate_file: {}\n  key_file: {}\n  client_auth: required\n  client_ca_file: {}\nstamp:\n  key_file: {}\n{extra}",
+        "api: {{listen: '127.0.0.1:0', upstream: '{api_upstream}'}}\nflight: {{listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}}\nhealth: {{listen: '127.0.0.1:0'}}\ntls:\n  certificate_file: {}\n  key_file: {}\n  client_auth: required\n  client_ca_file: {}\nstamp:\n  key_file: {}\nauthorization:\n  policies: {}\n{extra}",
         cert.display(),
         key.display(),
         pki.ca().display(),
-        stamp_key.display()
+        stamp_key.display(),
+        common::allow_all_policies(pki.path()).display()
     );
     let path = pki.path().join("gateway.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -226,30 +227,38 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     });
     let printed = rx.recv_timeout(Duration::from_secs(60)).expect("gateway up did not print its usage");
 
-    // The curl command exactly as printed (two lines joined by the shell's `\` continuation).
-    let curl_start = printed.find("curl --cacert").unwrap();
-    let curl_end =
-        printed[curl_start..].find("'SELECT * FROM whoami'").unwrap() + curl_start + "'SELECT * FROM whoami'".len();
-    let curl = &printed[curl_start..curl_end];
-    let out = Command::new("sh").arg("-c").arg(format!("{curl} --fail-with-body -sS")).output().unwrap();
-    let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{curl}\n{body}{}", String::from_utf8_lossy(&out.stderr));
+    // Every curl command exactly as printed (lines joined by the shell's `\` continuation).
+    let curls: Vec<&str> = printed
+        .match_indices("curl --cacert")
+        .map(|(start, _)| {
+            let data = printed[start..].find("-d '").unwrap() + start + 4;
+            let end = printed[data..].find('\'').unwrap() + data + 1;
+            &printed[start..end]
+        })
+        .collect();
+    assert_eq!(curls.len(), 4, "{printed}");
+    let run = |curl: &str| {
+        let out = Command::new("sh").arg("-c").arg(format!("{curl} -sS -w '\\n%{{http_code}}'")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_string(), body.to_string())
+    };
+    // mTLS: the workload's SPIFFE ID is the principal.
+    let (status, body) = run(curls[0]);
+    assert_eq!(status, "200", "{}\n{body}", curls[0]);
     assert!(body.contains("spiffe://portcullis.dev/workload/dev-client"), "{body}");
-
-    // The API-key curl command exactly as printed: runs as the development service.
-    let key_start = printed
-        .find("curl --cacert")
-        .map(|first| first + 1)
-        .and_then(|after| printed[after..].find("curl --cacert").map(|i| i + after))
-        .unwrap();
-    let key_end =
-        printed[key_start..].find("'SELECT * FROM my_orders'").unwrap() + key_start + "'SELECT * FROM my_orders'".len();
-    let curl = &printed[key_start..key_end];
-    assert!(curl.contains("X-API-Key: pcl_"), "{curl}");
-    let out = Command::new("sh").arg("-c").arg(format!("{curl} --fail-with-body -sS")).output().unwrap();
-    let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{curl}\n{body}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(body.contains("\"tenant\":\"acme\""), "{body}");
+    // Two tenants' API keys, the same query, different rows.
+    assert!(curls[1].contains("X-API-Key: pcl_") && curls[2].contains("X-API-Key: pcl_"), "{printed}");
+    let (status, acme) = run(curls[1]);
+    assert_eq!(status, "200", "{acme}");
+    assert!(acme.contains("\"tenant\":\"acme\"") && !acme.contains("globex"), "{acme}");
+    let (status, globex) = run(curls[2]);
+    assert_eq!(status, "200", "{globex}");
+    assert!(globex.contains("\"tenant\":\"globex\"") && !globex.contains("acme"), "{globex}");
+    // The other tenant's dataset: refused by Cedar, naming the action and dataset.
+    let (status, body) = run(curls[3]);
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("select on dataset datafusion.globex.orders is not allowed"), "{body}");
 
     // The Python (ADBC over pyarrow) snippet exactly as printed.
     let py_start = printed.find("python3 -c \"").unwrap();

@@ -335,6 +335,6 @@ mod tests {
     #[test]
     fn datetimes_are_in_cedar_form() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T10:13:20Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
     }
 }

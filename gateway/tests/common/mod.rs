@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway::config::{
-    AuthConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig, Timeouts,
+    AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig, Timeouts,
     TlsConfig,
 };
 use gateway::pki::{self, LeafSpec};
@@ -92,6 +92,22 @@ pub fn stamp_keys(dir: &Path) -> (PathBuf, String) {
     (key, pair.public_spki_pem)
 }
 
+/// The repository's shipped policies (`policies/`).
+pub fn shipped_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// A policy directory with the shipped schema and one policy that allows everything: for
+/// tests about other stages.
+pub fn allow_all_policies(dir: &Path) -> PathBuf {
+    let policies = dir.join("allow-all-policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::copy(shipped_policies().join("schema.cedarschema"), policies.join("schema.cedarschema")).unwrap();
+    std::fs::write(policies.join("allow-all.cedar"), "@id(\"allow-all\")\npermit(principal, action, resource);\n")
+        .unwrap();
+    policies
+}
+
 pub fn gateway_config(
     pki: &Pki,
     client_auth: ClientAuth,
@@ -120,6 +136,7 @@ pub fn gateway_config(
         timeouts: Timeouts::default(),
         limits: Limits::default(),
         auth: AuthConfig::default(),
+        authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
     }
 }
 

@@ -1,0 +1,135 @@
+"""Cedar authorization through the gateway's Flight listener with real Flight SQL clients:
+pyarrow.flight (Handshake with an API key, then Flight SQL commands built by hand) and ADBC.
+
+Run by gateway/tests/authz.rs with the shipped policies, which passes:
+  FLIGHT_URI   grpc+tls://localhost:PORT (the gateway's Flight listener)
+  CA_FILE      the CA that signed the gateway's certificate
+  ACME_KEY     an API key for service "acme-reader" (tenant acme, group acme)
+Exits non-zero if any check fails.
+"""
+
+import os
+import sys
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow.flight as flight
+
+URI = os.environ["FLIGHT_URI"]
+CA = open(os.environ["CA_FILE"], "rb").read()
+ACME_KEY = os.environ["ACME_KEY"]
+
+checks = []
+
+
+def check(name, fn):
+    try:
+        fn()
+    except Exception as exc:  # report every failure, then exit non-zero
+        checks.append((name, False))
+        print(f"FAIL {name}: {exc!r}", file=sys.stderr)
+    else:
+        checks.append((name, True))
+        print(f"ok   {name}")
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number, payload):
+    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
+
+
+def _any(type_name, message):
+    return _field(1, b"type.googleapis.com/arrow.flight.protocol.sql." + type_name) + _field(2, message)
+
+
+def statement(sql):
+    """A Flight SQL CommandStatementQuery (protobuf Any), built by hand."""
+    return _any(b"CommandStatementQuery", _field(1, sql.encode()))
+
+
+def session():
+    client = flight.FlightClient(URI, tls_root_certs=CA)
+    header = client.authenticate_basic_token(b"acme-reader", ACME_KEY.encode())
+    return client, flight.FlightCallOptions(headers=[header])
+
+
+def expect_denied(fn, *needles):
+    try:
+        fn()
+    except flight.FlightUnauthorizedError as exc:  # gRPC PERMISSION_DENIED
+        for needle in needles:
+            assert needle in str(exc), (needle, str(exc))
+    else:
+        raise AssertionError("the call was allowed")
+
+
+def own_tenant_is_readable():
+    client, options = session()
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(statement("SELECT DISTINCT tenant FROM acme.orders")), options)
+    rows = client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist()
+    assert rows == [{"tenant": "acme"}], rows
+
+
+def other_tenant_is_refused_by_any_spelling():
+    client, options = session()
+    for sql in [
+        "SELECT * FROM globex.orders",
+        "select * from GLOBEX.Orders",
+        'SELECT * FROM "globex"."orders"',
+        "SELECT * FROM acme.orders WHERE order_id IN (SELECT order_id FROM datafusion.globex.orders)",
+        "WITH x AS (SELECT * FROM globex.customers) SELECT * FROM x",
+    ]:
+        descriptor = flight.FlightDescriptor.for_command(statement(sql))
+        expect_denied(lambda: client.get_flight_info(descriptor, options), "select on dataset datafusion.globex.")
+
+
+def prepared_statement_of_other_tenant_is_refused():
+    client, options = session()
+    body = _any(b"ActionCreatePreparedStatementRequest", _field(1, b"SELECT * FROM globex.orders"))
+    action = flight.Action("CreatePreparedStatement", body)
+    expect_denied(lambda: list(client.do_action(action, options)), "datafusion.globex.orders")
+
+
+def catalog_calls_are_describe():
+    client, options = session()
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(_any(b"CommandGetTables", b"")), options)
+    tables = client.do_get(info.endpoints[0].ticket, options).read_all()
+    assert tables.num_rows > 0, tables
+
+
+def adbc_reads_own_tenant_and_is_refused_the_other():
+    kwargs = {
+        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+        "adbc.flight.sql.rpc.call_header.x-api-key": ACME_KEY,
+    }
+    with flightsql.connect(URI, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM acme.customers")
+        assert cur.fetch_arrow_table().to_pylist() == [{"n": 3}]
+        try:
+            cur.execute("SELECT * FROM globex.customers")
+            cur.fetch_arrow_table()
+        except Exception as exc:
+            assert "select on dataset datafusion.globex.customers is not allowed" in str(exc), exc
+        else:
+            raise AssertionError("ADBC read the other tenant's dataset")
+
+
+check("own tenant's dataset is readable", own_tenant_is_readable)
+check("other tenant's dataset is refused by any spelling", other_tenant_is_refused_by_any_spelling)
+check("a prepared statement on the other tenant is refused", prepared_statement_of_other_tenant_is_refused)
+check("Flight SQL GetTables is a describe call", catalog_calls_are_describe)
+check("ADBC: own tenant read, other tenant refused", adbc_reads_own_tenant_and_is_refused_the_other)
+
+failed = sum(1 for _, ok in checks if not ok)
+print(f"{len(checks) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
