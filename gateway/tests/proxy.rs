@@ -230,15 +230,25 @@ async fn grpc_streaming_in_every_direction_and_statuses_pass_through() {
     assert_eq!(got.len(), 1000);
     assert_eq!(got[999].app_metadata, "999:true");
 
-    // Client streaming.
-    let sent = futures::stream::iter((0..500).map(|_| FlightData::default()));
+    // Client streaming; the first message names what is written (authorization reads it).
+    let sent = futures::stream::iter((0..500).map(|i| FlightData {
+        flight_descriptor: (i == 0).then(|| FlightDescriptor::new_cmd(ingest_command("acme.orders"))),
+        ..Default::default()
+    }));
     let mut put = client.do_put(sent).await.unwrap().into_inner();
     assert_eq!(put.next().await.unwrap().unwrap().app_metadata, "500");
 
     // Bidirectional: each reply arrives before the next message is sent.
     let (tx, rx) = tokio::sync::mpsc::channel::<FlightData>(1);
+    let first = FlightData {
+        flight_descriptor: Some(FlightDescriptor::new_cmd(ingest_command("acme.orders"))),
+        app_metadata: "m0".into(),
+        ..Default::default()
+    };
+    tx.send(first).await.unwrap();
     let mut replies = client.do_exchange(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-    for i in 0..20 {
+    assert_eq!(replies.next().await.unwrap().unwrap().app_metadata, "m0");
+    for i in 1..20 {
         tx.send(FlightData { app_metadata: format!("m{i}").into(), ..Default::default() }).await.unwrap();
         assert_eq!(replies.next().await.unwrap().unwrap().app_metadata, format!("m{i}"));
     }
@@ -246,9 +256,17 @@ async fn grpc_streaming_in_every_direction_and_statuses_pass_through() {
     assert!(replies.next().await.is_none());
 
     // The upstream's own error status comes back as it was sent (in trailers).
-    let status = client.do_action(Action::new("x", "")).await.unwrap_err();
+    let status = client.do_action(Action::new("ClosePreparedStatement", "")).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(status.message(), "echo refuses actions");
+}
+
+/// A Flight SQL `CommandStatementIngest` for `table`, as a descriptor's command.
+fn ingest_command(table: &str) -> Vec<u8> {
+    use arrow_flight::sql::{Any, CommandStatementIngest, ProstMessageExt};
+    let ingest = CommandStatementIngest { table: table.into(), ..Default::default() };
+    let any: Any = ingest.as_any();
+    prost::Message::encode_to_vec(&any)
 }
 
 /// An engine instance the echo test never uses (the Stack type wants one).

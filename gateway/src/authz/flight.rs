@@ -1,6 +1,6 @@
 //! What a Flight / Flight SQL call does, for Cedar. The RPC comes from the gRPC path; for
-//! the calls that carry a command (GetFlightInfo, PollFlightInfo, GetSchema, DoPut, DoAction)
-//! the first request message is decoded: SQL commands go through [`super::sql`], catalog
+//! the calls that carry a command (GetFlightInfo, PollFlightInfo, GetSchema, DoPut,
+//! DoExchange, DoAction) the first request message is decoded: SQL commands go through [`super::sql`], catalog
 //! commands are `describe`, and anything unknown is refused.
 //!
 //! DoGet needs no inspection: its ticket comes from a GetFlightInfo this stage authorized,
@@ -46,7 +46,10 @@ impl Rpc {
 
     /// Whether the first request message decides what the call does.
     pub fn needs_message(self) -> bool {
-        matches!(self, Self::GetFlightInfo | Self::PollFlightInfo | Self::GetSchema | Self::DoPut | Self::DoAction)
+        matches!(
+            self,
+            Self::GetFlightInfo | Self::PollFlightInfo | Self::GetSchema | Self::DoPut | Self::DoExchange | Self::DoAction
+        )
     }
 }
 
@@ -108,17 +111,17 @@ pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec
     match rpc {
         Rpc::DoGet => only(EndpointAction::Query),
         Rpc::ListFlights | Rpc::ListActions => only(EndpointAction::Describe),
-        Rpc::DoExchange => Err(AuthzError::Unsupported("DoExchange is not allowed through the gateway".into())),
         Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => {
             let descriptor = FlightDescriptor::decode(message).map_err(malformed("FlightDescriptor"))?;
-            command(&descriptor, false, defaults)
+            command(&descriptor, Direction::Read, defaults)
         }
-        Rpc::DoPut => {
+        Rpc::DoPut | Rpc::DoExchange => {
             let data = FlightData::decode(message).map_err(malformed("FlightData"))?;
-            let descriptor = data
-                .flight_descriptor
-                .ok_or_else(|| AuthzError::Malformed("DoPut's first message has no FlightDescriptor".into()))?;
-            command(&descriptor, true, defaults)
+            let descriptor = data.flight_descriptor.ok_or_else(|| {
+                AuthzError::Malformed("the first message of DoPut or DoExchange has no FlightDescriptor".into())
+            })?;
+            let direction = if rpc == Rpc::DoPut { Direction::Write } else { Direction::Both };
+            command(&descriptor, direction, defaults)
         }
         Rpc::DoAction => {
             let action = Action::decode(message).map_err(malformed("Action"))?;
@@ -137,22 +140,40 @@ pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec
     }
 }
 
-fn command(descriptor: &FlightDescriptor, put: bool, defaults: &NameDefaults) -> Result<Vec<StatementAccess>, AuthzError> {
+/// Which commands an RPC may carry: reads (GetFlightInfo...), writes (DoPut), or both
+/// (DoExchange, whose stream goes both ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Read,
+    Write,
+    Both,
+}
+
+fn command(
+    descriptor: &FlightDescriptor,
+    direction: Direction,
+    defaults: &NameDefaults,
+) -> Result<Vec<StatementAccess>, AuthzError> {
+    let (read, put) = (direction != Direction::Write, direction != Direction::Read);
     if descriptor.r#type != 2 {
         return Err(AuthzError::Unsupported("only command descriptors (Flight SQL) are allowed".into()));
     }
     let Any { type_url, value } = Any::decode(descriptor.cmd.clone()).map_err(malformed("the descriptor's command"))?;
     let name = type_url.strip_prefix(TYPE_PREFIX).unwrap_or("");
     let only = |endpoint| Ok(vec![StatementAccess { endpoint, datasets: Vec::new() }]);
-    match (name, put) {
-        ("CommandStatementQuery", false) | ("CommandStatementUpdate", true) => {
+    match name {
+        "CommandStatementQuery" if read => {
+            let command = SqlCommand::decode(value).map_err(malformed(name))?;
+            Ok(sql::analyze(&command.query, defaults)?)
+        }
+        "CommandStatementUpdate" if put => {
             let command = SqlCommand::decode(value).map_err(malformed(name))?;
             Ok(sql::analyze(&command.query, defaults)?)
         }
         // Handles: authorized when prepared (see DoAction), bound to the principal.
-        ("CommandPreparedStatementQuery", _) => only(EndpointAction::Query),
-        ("CommandPreparedStatementUpdate", true) => only(EndpointAction::Write),
-        ("CommandStatementIngest", true) => {
+        "CommandPreparedStatementQuery" => only(EndpointAction::Query),
+        "CommandPreparedStatementUpdate" if put => only(EndpointAction::Write),
+        "CommandStatementIngest" if put => {
             let ingest = CommandStatementIngest::decode(value).map_err(malformed(name))?;
             let mut parts = Vec::new();
             parts.extend(ingest.catalog.clone());
@@ -163,12 +184,13 @@ fn command(descriptor: &FlightDescriptor, put: bool, defaults: &NameDefaults) ->
             let dataset = sql::dataset_name(&sqlparser::ast::ObjectName::from(idents), defaults)?;
             Ok(vec![StatementAccess { endpoint: EndpointAction::Write, datasets: vec![(DatasetAction::Insert, dataset)] }])
         }
-        (
-            "CommandGetCatalogs" | "CommandGetDbSchemas" | "CommandGetTables" | "CommandGetTableTypes"
-            | "CommandGetSqlInfo" | "CommandGetPrimaryKeys" | "CommandGetExportedKeys" | "CommandGetImportedKeys"
-            | "CommandGetCrossReference" | "CommandGetXdbcTypeInfo",
-            false,
-        ) => only(EndpointAction::Describe),
+        "CommandGetCatalogs" | "CommandGetDbSchemas" | "CommandGetTables" | "CommandGetTableTypes"
+        | "CommandGetSqlInfo" | "CommandGetPrimaryKeys" | "CommandGetExportedKeys" | "CommandGetImportedKeys"
+        | "CommandGetCrossReference" | "CommandGetXdbcTypeInfo"
+            if read =>
+        {
+            only(EndpointAction::Describe)
+        }
         _ => Err(AuthzError::Unsupported(format!(
             "the Flight SQL command {} is not allowed here",
             printable(if name.is_empty() { &type_url } else { name })
@@ -244,6 +266,7 @@ mod tests {
         assert_eq!(access[0].datasets[0].1.to_string(), "datafusion.public.secret");
         let other = Action { r#type: "BeginTransaction".into(), body: Bytes::new() }.encode_to_vec();
         assert!(matches!(classify(Rpc::DoAction, &other, &defaults()), Err(AuthzError::Unsupported(_))));
-        assert!(classify(Rpc::DoExchange, &[], &defaults()).is_err());
+        // DoExchange carries a command like DoPut; without one it is refused.
+        assert!(matches!(classify(Rpc::DoExchange, &[], &defaults()), Err(AuthzError::Malformed(_))));
     }
 }
