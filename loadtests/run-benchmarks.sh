@@ -18,6 +18,19 @@ BIN="$CARGO_TARGET_DIR/release"
 STATE=$(mktemp -d)
 trap 'kill "$UP" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
+# The shipped policies plus one permit for the benchmark's workload on the demo table, so the
+# figures include Cedar as deployed (`gateway up` keeps a policy folder that exists).
+mkdir -p "$STATE/policies"
+cp policies/*.cedar policies/schema.cedarschema policies/entities.json "$STATE/policies/"
+cat >"$STATE/policies/90-benchmark.cedar" <<'CEDAR'
+@id("benchmark-reader")
+permit(
+  principal == Workload::"spiffe://portcullis.dev/workload/dev-client",
+  action == Action::"select",
+  resource == Dataset::"datafusion.demo.orders"
+);
+CEDAR
+
 "$BIN/gateway" up --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
   --health-listen 127.0.0.1:29090 --engine-http-listen 127.0.0.1:28091 --engine-flight-listen 127.0.0.1:25052 \
   >/dev/null 2>"$STATE/up.log" &
