@@ -46,9 +46,9 @@ pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<boo
     let dirs = vec![authz.dir().to_path_buf()];
     let relevant = |path: &std::path::Path| {
         path.extension().is_some_and(|e| e == "cedar")
-            || path.file_name().is_some_and(|n| {
-                n == crate::authz::policies::SCHEMA_FILE || n == crate::authz::policies::ENTITIES_FILE
-            })
+            || path
+                .file_name()
+                .is_some_and(|n| n == crate::authz::policies::SCHEMA_FILE || n == crate::authz::policies::ENTITIES_FILE)
     };
     let reload = move || {
         let count = authz.reload().map_err(|e| e.to_string())?;

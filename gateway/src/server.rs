@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::authz::Authorizer;
 use crate::auth::Authenticator;
+use crate::authz::Authorizer;
 use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
 use crate::pipeline::{Connection, Pipeline};
 use crate::tls::TlsMaterial;

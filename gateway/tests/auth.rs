@@ -369,7 +369,13 @@ async fn listeners_choose_methods_and_can_require_a_certificate_too() {
         c.auth.oidc = vec![provider("main", &issuer)];
         c.auth.api_keys = Some(ApiKeysConfig {
             file: None,
-            keys: vec![gateway::config::ApiKeyEntry { name: "svc".into(), hash, groups: vec![], tenant: None, expires: None }],
+            keys: vec![gateway::config::ApiKeyEntry {
+                name: "svc".into(),
+                hash,
+                groups: vec![],
+                tenant: None,
+                expires: None,
+            }],
         });
         c.api.auth = ListenerAuthConfig {
             methods: Some(vec![AuthMethodName::Oidc]),
@@ -406,7 +412,13 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
         c.auth.oidc = vec![provider("main", &issuer)];
         c.auth.api_keys = Some(ApiKeysConfig {
             file: None,
-            keys: vec![gateway::config::ApiKeyEntry { name: "svc-etl".into(), hash, groups: vec![], tenant: None, expires: None }],
+            keys: vec![gateway::config::ApiKeyEntry {
+                name: "svc-etl".into(),
+                hash,
+                groups: vec![],
+                tenant: None,
+                expires: None,
+            }],
         });
     })
     .await;

@@ -113,10 +113,18 @@ async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused()
     assert_denied(&sql(&stack, &reader, "GRANT SELECT ON acme.orders TO bob").await, "GRANT statements", "GRANT");
     assert_denied(&sql(&stack, &reader, "SET datafusion.execution.batch_size = 1").await, "SET statements", "SET");
     // A route the gateway does not serve.
-    let reply = stack.client(None).request(stack.gateway.api_addr, "GET", "/v1/admin", &[("x-api-key", &reader)], "").await.unwrap();
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "GET", "/v1/admin", &[("x-api-key", &reader)], "")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 404, "{}", reply.text());
     // The read endpoints work for the same key.
-    let reply = stack.client(None).request(stack.gateway.api_addr, "GET", "/v1/datasets", &[("x-api-key", &reader)], "").await.unwrap();
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "GET", "/v1/datasets", &[("x-api-key", &reader)], "")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
@@ -148,7 +156,8 @@ async fn a_broken_policy_file_is_rejected_under_load_and_a_fixed_one_is_picked_u
     }
     let (stack, key, _) = stack(dir.path()).await;
     let stack = Arc::new(stack);
-    let (sent, failed, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (sent, failed, stop) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
     let mut load = Vec::new();
     for _ in 0..4 {
         let (stack, key, sent, failed, stop) =
@@ -183,7 +192,11 @@ async fn a_broken_policy_file_is_rejected_under_load_and_a_fixed_one_is_picked_u
         tokio::time::sleep(Duration::from_millis(100)).await;
         let reply = sql(&stack, &key, "SELECT * FROM acme.orders").await;
         if reply.status == 403 {
-            assert!(reply.text().contains("select on dataset datafusion.acme.orders is not allowed"), "{}", reply.text());
+            assert!(
+                reply.text().contains("select on dataset datafusion.acme.orders is not allowed"),
+                "{}",
+                reply.text()
+            );
             picked_up = true;
             break;
         }

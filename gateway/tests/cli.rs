@@ -276,3 +276,67 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     assert!(status.success(), "{status}");
     assert!(std::net::TcpStream::connect(&ports[3]).is_err(), "the engine still listens after shutdown");
 }
+
+#[test]
+fn policy_commands_validate_test_and_check_with_exit_codes() {
+    let shipped = common::shipped_policies();
+    let dir = shipped.to_str().unwrap();
+    let out = gateway(&["policy", "validate", dir]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&["policy", "test", dir]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains(" 0 failed"), "{stdout}");
+
+    let check = |resource: &str| {
+        gateway(&[
+            "policy",
+            "check",
+            "--dir",
+            dir,
+            "--principal",
+            "Service::\"dev-acme\"",
+            "--group",
+            "acme",
+            "--tenant",
+            "acme",
+            "--action",
+            "select",
+            "--resource",
+            resource,
+        ])
+    };
+    let out = check("Dataset::\"datafusion.acme.orders\"");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ALLOW\n  determining policies: tenant-read"));
+    let out = check("Dataset::\"datafusion.globex.orders\"");
+    assert_eq!(out.status.code(), Some(3), "denied is exit code 3");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DENY"));
+
+    // A broken copy: exit 1, with file:line:col.
+    let broken = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, broken.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        broken.path().join("99-typo.cedar"),
+        "permit(principal, action, resource)\n  when { context.mfaa };",
+    )
+    .unwrap();
+    let out = gateway(&["policy", "validate", broken.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("99-typo.cedar:2:10"), "{stderr}");
+    // `gateway check` refuses a config whose policies do not validate.
+    let pki = common::Pki::new();
+    let path = write_config(&pki, "", "http://127.0.0.1:8091");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let policies_line = yaml.lines().find(|l| l.trim_start().starts_with("policies:")).unwrap().to_string();
+    std::fs::write(&path, yaml.replace(&policies_line, &format!("  policies: {}", broken.path().display()))).unwrap();
+    let out = gateway(&["check", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("authorization.policies") && stderr.contains("99-typo.cedar:2:10"), "{stderr}");
+}

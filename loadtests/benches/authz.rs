@@ -48,7 +48,9 @@ fn with_generated(dir: &Path, extra: usize) -> PathBuf {
 
 fn bench(c: &mut Criterion) {
     let defaults = NameDefaults { catalog: "datafusion".into(), schema: "public".into() };
-    c.bench_function("sql: tables of a simple SELECT", |b| b.iter(|| sql::analyze(black_box(SIMPLE), &defaults).unwrap()));
+    c.bench_function("sql: tables of a simple SELECT", |b| {
+        b.iter(|| sql::analyze(black_box(SIMPLE), &defaults).unwrap())
+    });
     c.bench_function("sql: tables of a CTE + join + subquery + UNION", |b| {
         b.iter(|| sql::analyze(black_box(COMPLEX), &defaults).unwrap())
     });

@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::sql::{self, DatasetAction, EndpointAction, NameDefaults, StatementAccess};
 use super::AuthzError;
+use super::sql::{self, DatasetAction, EndpointAction, NameDefaults, StatementAccess};
 
 pub const SERVICE: &str = "/arrow.flight.protocol.FlightService/";
 
@@ -48,7 +48,12 @@ impl Rpc {
     pub fn needs_message(self) -> bool {
         matches!(
             self,
-            Self::GetFlightInfo | Self::PollFlightInfo | Self::GetSchema | Self::DoPut | Self::DoExchange | Self::DoAction
+            Self::GetFlightInfo
+                | Self::PollFlightInfo
+                | Self::GetSchema
+                | Self::DoPut
+                | Self::DoExchange
+                | Self::DoAction
         )
     }
 }
@@ -180,13 +185,24 @@ fn command(
             parts.extend(ingest.schema.clone().or(ingest.catalog.as_ref().map(|_| defaults.schema.clone())));
             parts.push(ingest.table);
             // Flight SQL names are taken as given (the engine does not fold them).
-            let idents: Vec<sqlparser::ast::Ident> = parts.into_iter().map(|p| sqlparser::ast::Ident::with_quote('"', p)).collect();
+            let idents: Vec<sqlparser::ast::Ident> =
+                parts.into_iter().map(|p| sqlparser::ast::Ident::with_quote('"', p)).collect();
             let dataset = sql::dataset_name(&sqlparser::ast::ObjectName::from(idents), defaults)?;
-            Ok(vec![StatementAccess { endpoint: EndpointAction::Write, datasets: vec![(DatasetAction::Insert, dataset)] }])
+            Ok(vec![StatementAccess {
+                endpoint: EndpointAction::Write,
+                datasets: vec![(DatasetAction::Insert, dataset)],
+            }])
         }
-        "CommandGetCatalogs" | "CommandGetDbSchemas" | "CommandGetTables" | "CommandGetTableTypes"
-        | "CommandGetSqlInfo" | "CommandGetPrimaryKeys" | "CommandGetExportedKeys" | "CommandGetImportedKeys"
-        | "CommandGetCrossReference" | "CommandGetXdbcTypeInfo"
+        "CommandGetCatalogs"
+        | "CommandGetDbSchemas"
+        | "CommandGetTables"
+        | "CommandGetTableTypes"
+        | "CommandGetSqlInfo"
+        | "CommandGetPrimaryKeys"
+        | "CommandGetExportedKeys"
+        | "CommandGetImportedKeys"
+        | "CommandGetCrossReference"
+        | "CommandGetXdbcTypeInfo"
             if read =>
         {
             only(EndpointAction::Describe)
@@ -222,7 +238,10 @@ mod tests {
 
     #[test]
     fn statement_query_is_classified_from_its_sql() {
-        let message = descriptor("CommandStatementQuery", SqlCommand { query: "SELECT * FROM demo.orders".into() }.encode_to_vec());
+        let message = descriptor(
+            "CommandStatementQuery",
+            SqlCommand { query: "SELECT * FROM demo.orders".into() }.encode_to_vec(),
+        );
         let access = classify(Rpc::GetFlightInfo, &message, &defaults()).unwrap();
         assert_eq!(access[0].endpoint, EndpointAction::Query);
         assert_eq!(access[0].datasets[0].1.to_string(), "datafusion.demo.orders");
@@ -235,22 +254,28 @@ mod tests {
         let message = descriptor("CommandStatementSubstraitPlan", Vec::new());
         assert!(matches!(classify(Rpc::GetFlightInfo, &message, &defaults()), Err(AuthzError::Unsupported(_))));
         // An update command on a read RPC is refused, not treated as a query.
-        let message = descriptor("CommandStatementUpdate", SqlCommand { query: "DELETE FROM t".into() }.encode_to_vec());
+        let message =
+            descriptor("CommandStatementUpdate", SqlCommand { query: "DELETE FROM t".into() }.encode_to_vec());
         assert!(classify(Rpc::GetFlightInfo, &message, &defaults()).is_err());
         assert!(matches!(classify(Rpc::GetFlightInfo, b"\xff\xff", &defaults()), Err(AuthzError::Malformed(_))));
     }
 
     #[test]
     fn do_put_update_and_ingest_name_their_targets() {
-        let update = descriptor("CommandStatementUpdate", SqlCommand { query: "INSERT INTO t VALUES (1)".into() }.encode_to_vec());
-        let data = FlightData { flight_descriptor: Some(FlightDescriptor::decode(update.as_slice()).unwrap()) }.encode_to_vec();
+        let update = descriptor(
+            "CommandStatementUpdate",
+            SqlCommand { query: "INSERT INTO t VALUES (1)".into() }.encode_to_vec(),
+        );
+        let data = FlightData { flight_descriptor: Some(FlightDescriptor::decode(update.as_slice()).unwrap()) }
+            .encode_to_vec();
         let access = classify(Rpc::DoPut, &data, &defaults()).unwrap();
         assert_eq!(access[0].endpoint, EndpointAction::Write);
         assert_eq!(access[0].datasets[0].0, DatasetAction::Insert);
 
         let ingest = CommandStatementIngest { table: "Orders".into(), schema: Some("demo".into()), catalog: None };
         let put = descriptor("CommandStatementIngest", ingest.encode_to_vec());
-        let data = FlightData { flight_descriptor: Some(FlightDescriptor::decode(put.as_slice()).unwrap()) }.encode_to_vec();
+        let data =
+            FlightData { flight_descriptor: Some(FlightDescriptor::decode(put.as_slice()).unwrap()) }.encode_to_vec();
         let access = classify(Rpc::DoPut, &data, &defaults()).unwrap();
         assert_eq!(access[0].datasets[0].1.to_string(), "datafusion.demo.Orders");
     }
@@ -261,7 +286,8 @@ mod tests {
             type_url: format!("{TYPE_PREFIX}ActionCreatePreparedStatementRequest"),
             value: SqlCommand { query: "SELECT * FROM secret".into() }.encode_to_vec().into(),
         };
-        let action = Action { r#type: "CreatePreparedStatement".into(), body: request.encode_to_vec().into() }.encode_to_vec();
+        let action =
+            Action { r#type: "CreatePreparedStatement".into(), body: request.encode_to_vec().into() }.encode_to_vec();
         let access = classify(Rpc::DoAction, &action, &defaults()).unwrap();
         assert_eq!(access[0].datasets[0].1.to_string(), "datafusion.public.secret");
         let other = Action { r#type: "BeginTransaction".into(), body: Bytes::new() }.encode_to_vec();

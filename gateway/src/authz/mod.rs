@@ -204,7 +204,12 @@ impl Authorizer {
     }
 
     /// One Cedar request, for the policy commands.
-    pub fn decide(&self, facts: &RequestFacts<'_>, action: &str, resource: &Resource) -> Result<Evaluation, AuthzError> {
+    pub fn decide(
+        &self,
+        facts: &RequestFacts<'_>,
+        action: &str,
+        resource: &Resource,
+    ) -> Result<Evaluation, AuthzError> {
         let live = self.live.load();
         let entities = self.entities_for(&live, facts)?;
         let base = self.context_pairs(facts);

@@ -112,7 +112,10 @@ impl PolicyBundle {
                 match read(&entities_path) {
                     Ok(text) => match Entities::from_json_str(&text, Some(schema)) {
                         Ok(loaded) => {
-                            if let Some(e) = loaded.iter().find(|e| PRINCIPAL_TYPES.contains(&e.uid().type_name().to_string().as_str())) {
+                            if let Some(e) = loaded
+                                .iter()
+                                .find(|e| PRINCIPAL_TYPES.contains(&e.uid().type_name().to_string().as_str()))
+                            {
                                 problems.push(format!(
                                     "{}: {} is a principal; principals come from credentials, not this file",
                                     entities_path.display(),
@@ -199,7 +202,10 @@ mod tests {
     fn loads_and_names_policies_by_id_annotation() {
         let d = dir(&[
             (SCHEMA_FILE, SCHEMA),
-            ("a.cedar", "@id(\"readers\")\npermit(principal in Group::\"r\", action == Action::\"query\", resource);\npermit(principal, action, resource) when { false };"),
+            (
+                "a.cedar",
+                "@id(\"readers\")\npermit(principal in Group::\"r\", action == Action::\"query\", resource);\npermit(principal, action, resource) when { false };",
+            ),
         ]);
         let bundle = PolicyBundle::load(d.path()).unwrap();
         let ids: Vec<String> = bundle.policies.policies().map(|p| p.id().to_string()).collect();
@@ -208,11 +214,17 @@ mod tests {
 
     #[test]
     fn syntax_and_validation_errors_name_file_line_and_column() {
-        let d = dir(&[(SCHEMA_FILE, SCHEMA), ("bad.cedar", "permit(principal, action, resource);\nforbid(principal action, resource);")]);
+        let d = dir(&[
+            (SCHEMA_FILE, SCHEMA),
+            ("bad.cedar", "permit(principal, action, resource);\nforbid(principal action, resource);"),
+        ]);
         let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
         assert!(error.contains("bad.cedar:2:"), "{error}");
 
-        let d = dir(&[(SCHEMA_FILE, SCHEMA), ("typo.cedar", "permit(principal, action, resource)\n  when { principal.nope == 1 };")]);
+        let d = dir(&[
+            (SCHEMA_FILE, SCHEMA),
+            ("typo.cedar", "permit(principal, action, resource)\n  when { principal.nope == 1 };"),
+        ]);
         let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
         assert!(error.contains("typo.cedar:2:"), "{error}");
         assert!(error.contains("nope"), "{error}");

@@ -234,7 +234,10 @@ fn create_external_table(parser: &mut Parser<'_>, defaults: &NameDefaults) -> Re
     let _ = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false).map_err(parse)?;
     skip_to_end_of_statement(parser);
-    Ok(StatementAccess { endpoint: EndpointAction::Admin, datasets: vec![(DatasetAction::Ddl, dataset_name(&name, defaults)?)] })
+    Ok(StatementAccess {
+        endpoint: EndpointAction::Admin,
+        datasets: vec![(DatasetAction::Ddl, dataset_name(&name, defaults)?)],
+    })
 }
 
 /// The rest of a COPY or CREATE EXTERNAL TABLE (target, format, options) names no dataset.
@@ -413,7 +416,14 @@ struct Scope {
 
 impl<'a> Collector<'a> {
     fn new(defaults: &'a NameDefaults) -> Self {
-        Self { defaults, datasets: Vec::new(), targets: Vec::new(), scopes: Vec::new(), catalog_only: false, error: None }
+        Self {
+            defaults,
+            datasets: Vec::new(),
+            targets: Vec::new(),
+            scopes: Vec::new(),
+            catalog_only: false,
+            error: None,
+        }
     }
 
     fn target(&mut self, name: &ObjectName, action: DatasetAction) -> Result<(), SqlError> {
@@ -598,16 +608,20 @@ mod tests {
     fn ctes_are_not_tables_but_cannot_hide_one() {
         assert_eq!(reads("WITH t AS (SELECT * FROM demo.orders) SELECT * FROM t"), ["select datafusion.demo.orders"]);
         // A CTE named like the table it reads: inside its body the name is the real table.
-        assert_eq!(reads("WITH secret AS (SELECT * FROM secret) SELECT * FROM secret"), ["select datafusion.public.secret"]);
+        assert_eq!(
+            reads("WITH secret AS (SELECT * FROM secret) SELECT * FROM secret"),
+            ["select datafusion.public.secret"]
+        );
         // A later CTE's name is not visible in an earlier one's body.
         assert_eq!(
             reads("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a"),
             ["select datafusion.public.b"]
         );
         // Earlier CTEs are visible in later ones; a qualified name is never a CTE.
-        assert_eq!(reads("WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT * FROM b, public.a"), [
-            "select datafusion.public.a"
-        ]);
+        assert_eq!(
+            reads("WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT * FROM b, public.a"),
+            ["select datafusion.public.a"]
+        );
         // Out of scope again after the subquery that defined it.
         assert_eq!(reads("SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x) s, x"), ["select datafusion.public.x"]);
         assert_eq!(
@@ -618,36 +632,36 @@ mod tests {
 
     #[test]
     fn writes_and_ddl_name_their_targets() {
-        assert_eq!(show("INSERT INTO demo.t SELECT * FROM demo.orders"), [(
-            "write",
-            vec!["select datafusion.demo.orders".to_string(), "insert datafusion.demo.t".to_string()]
-        )]);
+        assert_eq!(
+            show("INSERT INTO demo.t SELECT * FROM demo.orders"),
+            [("write", vec!["select datafusion.demo.orders".to_string(), "insert datafusion.demo.t".to_string()])]
+        );
         assert_eq!(show("UPDATE t SET a = 1")[0], ("write", vec!["update datafusion.public.t".to_string()]));
-        assert_eq!(show("DELETE FROM t WHERE a IN (SELECT a FROM u)")[0], (
-            "write",
-            vec!["select datafusion.public.u".to_string(), "delete datafusion.public.t".to_string()]
-        ));
-        assert_eq!(show("CREATE TABLE n AS SELECT * FROM o")[0], (
-            "admin",
-            vec!["select datafusion.public.o".to_string(), "ddl datafusion.public.n".to_string()]
-        ));
-        assert_eq!(show("DROP TABLE a, b.c")[0], (
-            "admin",
-            vec!["ddl datafusion.b.c".to_string(), "ddl datafusion.public.a".to_string()]
-        ));
+        assert_eq!(
+            show("DELETE FROM t WHERE a IN (SELECT a FROM u)")[0],
+            ("write", vec!["select datafusion.public.u".to_string(), "delete datafusion.public.t".to_string()])
+        );
+        assert_eq!(
+            show("CREATE TABLE n AS SELECT * FROM o")[0],
+            ("admin", vec!["select datafusion.public.o".to_string(), "ddl datafusion.public.n".to_string()])
+        );
+        assert_eq!(
+            show("DROP TABLE a, b.c")[0],
+            ("admin", vec!["ddl datafusion.b.c".to_string(), "ddl datafusion.public.a".to_string()])
+        );
         assert_eq!(show("CREATE VIEW v AS SELECT * FROM o")[0].0, "admin");
-        assert_eq!(show("COPY demo.orders TO '/tmp/x.csv' STORED AS CSV")[0], (
-            "write",
-            vec!["select datafusion.demo.orders".to_string()]
-        ));
-        assert_eq!(show("COPY (SELECT * FROM secret) TO '/tmp/x' OPTIONS (format 'csv')")[0], (
-            "write",
-            vec!["select datafusion.public.secret".to_string()]
-        ));
-        assert_eq!(show("CREATE EXTERNAL TABLE ext STORED AS CSV LOCATION '/tmp/x.csv'")[0], (
-            "admin",
-            vec!["ddl datafusion.public.ext".to_string()]
-        ));
+        assert_eq!(
+            show("COPY demo.orders TO '/tmp/x.csv' STORED AS CSV")[0],
+            ("write", vec!["select datafusion.demo.orders".to_string()])
+        );
+        assert_eq!(
+            show("COPY (SELECT * FROM secret) TO '/tmp/x' OPTIONS (format 'csv')")[0],
+            ("write", vec!["select datafusion.public.secret".to_string()])
+        );
+        assert_eq!(
+            show("CREATE EXTERNAL TABLE ext STORED AS CSV LOCATION '/tmp/x.csv'")[0],
+            ("admin", vec!["ddl datafusion.public.ext".to_string()])
+        );
     }
 
     #[test]

@@ -170,7 +170,8 @@ fn test(dir: &Path) -> Result<ExitCode, String> {
 
 fn run_case(authz: &Authorizer, case: &Case) -> Result<(), String> {
     let principal = principal(&case.principal.kind, &case.principal.id, &case.principal.groups)?;
-    let principal = Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
+    let principal =
+        Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
     let evaluation = decide(authz, principal, &case.action, &case.resource.kind, &case.resource.id, &case.context)?;
     let actual = if evaluation.allowed { Expected::Allow } else { Expected::Deny };
     let mut problems = Vec::new();
@@ -231,7 +232,9 @@ fn decide(
     let now = match &context.now {
         Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map_err(|e| format!("context.now {text:?}: {e}"))
-            .and_then(|t| u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970")))?,
+            .and_then(|t| {
+                u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))
+            })?,
         None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let (resource, path) = match resource_kind {

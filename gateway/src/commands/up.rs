@@ -17,8 +17,8 @@ use clap::Args;
 use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
-    ApiKeysConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig,
-    Timeouts, TlsConfig,
+    ApiKeysConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener,
+    ListenerAuthConfig, StampConfig, Timeouts, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
 use crate::server;

@@ -52,7 +52,12 @@ pub async fn authorize(
 
 type Inspected = (Vec<StatementAccess>, Body);
 
-async fn http_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
+async fn http_call(
+    authz: &Authorizer,
+    parts: &Parts,
+    body: Incoming,
+    max_body: usize,
+) -> Result<Inspected, GatewayError> {
     match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/sql") => {
             let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -64,7 +69,8 @@ async fn http_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: 
                 Err(error) if error.is::<LengthLimitError>() => return Err(GatewayError::PayloadTooLarge(max_body)),
                 Err(error) => return Err(GatewayError::ClientBody(error.to_string())),
             };
-            let text = std::str::from_utf8(&bytes).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
             let accesses = sql::analyze(text, authz.defaults()).map_err(AuthzError::from)?;
             Ok((accesses, full(bytes)))
         }
@@ -76,7 +82,12 @@ async fn http_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: 
     }
 }
 
-async fn grpc_call(authz: &Authorizer, parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
+async fn grpc_call(
+    authz: &Authorizer,
+    parts: &Parts,
+    body: Incoming,
+    max_body: usize,
+) -> Result<Inspected, GatewayError> {
     let path = parts.uri.path();
     let rpc = Rpc::from_path(path).ok_or_else(|| AuthzError::NotRouted(format!("no such RPC: {}", printable(path))))?;
     if !rpc.needs_message() {
@@ -118,7 +129,9 @@ async fn first_message(mut body: Incoming, max_body: usize) -> Result<(Bytes, Bo
                 Err(frame) => {
                     trailers = frame.into_trailers().ok();
                     if read.len() < 5 {
-                        return Err(AuthzError::Malformed("the request ended before its first gRPC message".into()).into());
+                        return Err(
+                            AuthzError::Malformed("the request ended before its first gRPC message".into()).into()
+                        );
                     }
                 }
             },

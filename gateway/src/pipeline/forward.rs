@@ -58,7 +58,11 @@ impl Upstream {
 
     /// Sends `request` upstream; the response body streams back as it arrives. `max_body` is
     /// the limit the authorize stage put on the request body, to name it if it is exceeded.
-    pub async fn forward(&self, request: Request<Body>, max_body: Option<usize>) -> Result<Response<Body>, GatewayError> {
+    pub async fn forward(
+        &self,
+        request: Request<Body>,
+        max_body: Option<usize>,
+    ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         parts.uri = Uri::builder()

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway::config::{
-    AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig, StampConfig, Timeouts,
-    TlsConfig,
+    AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig,
+    StampConfig, Timeouts, TlsConfig,
 };
 use gateway::pki::{self, LeafSpec};
 use http_body_util::{BodyExt, Full};
