@@ -22,7 +22,7 @@ use cedar_policy::{
     Authorizer as CedarAuthorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     Request, RestrictedExpression,
 };
-use identity::{AuthMethod, ExpiringCache, Principal, PrincipalKind};
+use identity::{ExpiringCache, Principal, PrincipalKind};
 
 use crate::config::AuthorizationConfig;
 use policies::{LoadError, PolicyBundle};
@@ -299,7 +299,7 @@ impl Authorizer {
         pairs.push(("source_ip".into(), RestrictedExpression::new_ip(facts.source_ip.to_string())));
         pairs.push(("now".into(), RestrictedExpression::new_datetime(rfc3339(facts.now))));
         pairs.push(("mfa".into(), RestrictedExpression::new_bool(principal.mfa)));
-        pairs.push(("auth_method".into(), RestrictedExpression::new_string(auth_method(principal.auth_method).into())));
+        pairs.push(("auth_method".into(), RestrictedExpression::new_string(principal.auth_method.as_str().into())));
         pairs.push(("client_cert".into(), RestrictedExpression::new_bool(facts.client_cert)));
         let spiffe = [Some(&principal.id), principal.client_cert.as_ref()]
             .into_iter()
@@ -312,10 +312,6 @@ impl Authorizer {
         pairs.push(("path".into(), RestrictedExpression::new_string(facts.path.to_string())));
         pairs
     }
-}
-
-fn auth_method(method: AuthMethod) -> &'static str {
-    method.as_str()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the form Cedar's `datetime()` reads.

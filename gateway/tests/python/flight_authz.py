@@ -122,13 +122,22 @@ def adbc_reads_own_tenant_and_is_refused_the_other():
             assert "select on dataset datafusion.globex.customers is not allowed" in str(exc), exc
         else:
             raise AssertionError("ADBC read the other tenant's dataset")
+        # API keys are read-only, whichever RPC carries the statement.
+        for sql, needle in [("DELETE FROM acme.orders", "write on endpoint"), ("DROP TABLE acme.orders", "admin on endpoint")]:
+            try:
+                cur.execute(sql)
+                cur.fetchall()
+            except Exception as exc:
+                assert needle in str(exc), (sql, exc)
+            else:
+                raise AssertionError(f"ADBC ran {sql!r} with a read-only key")
 
 
 check("own tenant's dataset is readable", own_tenant_is_readable)
 check("other tenant's dataset is refused by any spelling", other_tenant_is_refused_by_any_spelling)
 check("a prepared statement on the other tenant is refused", prepared_statement_of_other_tenant_is_refused)
 check("Flight SQL GetTables is a describe call", catalog_calls_are_describe)
-check("ADBC: own tenant read, other tenant refused", adbc_reads_own_tenant_and_is_refused_the_other)
+check("ADBC: own tenant read, other tenant and writes refused", adbc_reads_own_tenant_and_is_refused_the_other)
 
 failed = sum(1 for _, ok in checks if not ok)
 print(f"{len(checks) - failed} passed, {failed} failed")
