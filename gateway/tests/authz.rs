@@ -148,12 +148,7 @@ async fn flight_sql_clients_are_authorized_per_dataset() {
 #[tokio::test]
 async fn a_broken_policy_file_is_rejected_under_load_and_a_fixed_one_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(shipped_policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    common::copy_shipped_policies(dir.path());
     let (stack, key, _) = stack(dir.path()).await;
     let stack = Arc::new(stack);
     let (sent, failed, stop) =

@@ -314,12 +314,7 @@ fn policy_commands_validate_test_and_check_with_exit_codes() {
 
     // A broken copy: exit 1, with file:line:col.
     let broken = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, broken.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    common::copy_shipped_policies(broken.path());
     std::fs::write(
         broken.path().join("99-typo.cedar"),
         "permit(principal, action, resource)\n  when { context.mfaa };",

@@ -45,7 +45,11 @@ pub struct Provider {
     /// Serialises refreshes: a second caller waits for the first one's result.
     refreshing: tokio::sync::Mutex<()>,
     /// Unix time of the last refresh caused by an unknown kid.
-    last_forced: AtomicU64,
+    last_unknown_kid: AtomicU64,
+    /// Unix time of the last refresh caused by a request while no keys were known. Kept apart
+    /// from the above so that start-up (or an outage) does not delay the refetch for a key
+    /// the provider has just rotated in.
+    last_no_keys: AtomicU64,
 }
 
 impl Provider {
@@ -98,7 +102,8 @@ impl Provider {
             cooldown: config.unknown_kid_cooldown_secs,
             keys: ArcSwapOption::empty(),
             refreshing: tokio::sync::Mutex::new(()),
-            last_forced: AtomicU64::new(0),
+            last_unknown_kid: AtomicU64::new(0),
+            last_no_keys: AtomicU64::new(0),
         };
         // A key file is part of the configuration: a bad one fails the start, like a bad cert.
         if let KeySource::File(path) = &provider.source {
@@ -167,11 +172,12 @@ impl Provider {
         }
     }
 
-    /// A refresh for an unknown kid (or no keys yet), unless one ran within the cooldown.
-    async fn refresh_for_unknown_key(&self, now: u64) {
-        let last = self.last_forced.load(Ordering::Relaxed);
+    /// A refresh for an unknown kid (or no keys yet), unless one for the same cause (`last`)
+    /// ran within the cooldown.
+    async fn refresh_rate_limited(&self, last_refresh: &AtomicU64, now: u64) {
+        let last = last_refresh.load(Ordering::Relaxed);
         if now < last.saturating_add(self.cooldown)
-            || self.last_forced.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            || last_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             // Within the cooldown, or another request just started this refresh: wait for
             // any refresh in flight, then use what it brought.
@@ -203,7 +209,7 @@ impl Provider {
         let keys = match self.keys.load_full() {
             Some(keys) => keys,
             None => {
-                self.refresh_for_unknown_key(now).await;
+                self.refresh_rate_limited(&self.last_no_keys, now).await;
                 self.keys.load_full().ok_or_else(|| AuthError::KeysUnavailable(self.name.clone()))?
             }
         };
@@ -214,7 +220,7 @@ impl Provider {
         let keys = if kid_known {
             keys
         } else {
-            self.refresh_for_unknown_key(now).await;
+            self.refresh_rate_limited(&self.last_unknown_kid, now).await;
             self.keys.load_full().unwrap_or(keys)
         };
         let verified = parsed.verify(&keys, &self.algorithms).map_err(AuthError::from)?;

@@ -97,6 +97,16 @@ pub fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
+/// A copy of the shipped policies in `dir`, to change in a test.
+pub fn copy_shipped_policies(dir: &Path) {
+    for entry in std::fs::read_dir(shipped_policies()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// A policy directory with the shipped schema and one policy that allows everything: for
 /// tests about other stages.
 pub fn allow_all_policies(dir: &Path) -> PathBuf {

@@ -11,48 +11,16 @@ Exits non-zero on the first failed check.
 """
 
 import os
-import sys
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow.flight as flight
+
+from checks import check, finish, statement
 
 URI = os.environ["FLIGHT_URI"]
 CA = open(os.environ["CA_FILE"], "rb").read()
 API_KEY = os.environ["API_KEY"]
 JWT = os.environ["JWT"]
-
-checks = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception as exc:  # report every failure, then exit non-zero
-        checks.append((name, False))
-        print(f"FAIL {name}: {exc!r}", file=sys.stderr)
-    else:
-        checks.append((name, True))
-        print(f"ok   {name}")
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def statement(sql):
-    """A Flight SQL CommandStatementQuery (protobuf Any), built by hand."""
-    command = b"\x0a" + _varint(len(sql)) + sql
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    return b"\x0a" + _varint(len(type_url)) + type_url + b"\x12" + _varint(len(command)) + command
-
 
 def basic_token_with_api_key():
     client = flight.FlightClient(URI, tls_root_certs=CA)
@@ -103,6 +71,4 @@ check("pyarrow Handshake with a wrong API key is refused", basic_token_with_wron
 check("ADBC with a bearer JWT", adbc_with_bearer_jwt)
 check("ADBC without credentials is refused", adbc_without_credentials_is_refused)
 
-failed = sum(1 for _, ok in checks if not ok)
-print(f"{len(checks) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

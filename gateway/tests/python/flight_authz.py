@@ -9,53 +9,15 @@ Exits non-zero if any check fails.
 """
 
 import os
-import sys
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow.flight as flight
 
+from checks import check, field, finish, sql_any, statement
+
 URI = os.environ["FLIGHT_URI"]
 CA = open(os.environ["CA_FILE"], "rb").read()
 ACME_KEY = os.environ["ACME_KEY"]
-
-checks = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception as exc:  # report every failure, then exit non-zero
-        checks.append((name, False))
-        print(f"FAIL {name}: {exc!r}", file=sys.stderr)
-    else:
-        checks.append((name, True))
-        print(f"ok   {name}")
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number, payload):
-    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
-
-
-def _any(type_name, message):
-    return _field(1, b"type.googleapis.com/arrow.flight.protocol.sql." + type_name) + _field(2, message)
-
-
-def statement(sql):
-    """A Flight SQL CommandStatementQuery (protobuf Any), built by hand."""
-    return _any(b"CommandStatementQuery", _field(1, sql.encode()))
-
 
 def session():
     client = flight.FlightClient(URI, tls_root_certs=CA)
@@ -95,14 +57,14 @@ def other_tenant_is_refused_by_any_spelling():
 
 def prepared_statement_of_other_tenant_is_refused():
     client, options = session()
-    body = _any(b"ActionCreatePreparedStatementRequest", _field(1, b"SELECT * FROM globex.orders"))
+    body = sql_any(b"ActionCreatePreparedStatementRequest", field(1, b"SELECT * FROM globex.orders"))
     action = flight.Action("CreatePreparedStatement", body)
     expect_denied(lambda: list(client.do_action(action, options)), "datafusion.globex.orders")
 
 
 def catalog_calls_are_describe():
     client, options = session()
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(_any(b"CommandGetTables", b"")), options)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(sql_any(b"CommandGetTables", b"")), options)
     tables = client.do_get(info.endpoints[0].ticket, options).read_all()
     assert tables.num_rows > 0, tables
 
@@ -139,6 +101,4 @@ check("a prepared statement on the other tenant is refused", prepared_statement_
 check("Flight SQL GetTables is a describe call", catalog_calls_are_describe)
 check("ADBC: own tenant read, other tenant and writes refused", adbc_reads_own_tenant_and_is_refused_the_other)
 
-failed = sum(1 for _, ok in checks if not ok)
-print(f"{len(checks) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()
