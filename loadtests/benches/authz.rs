@@ -1,6 +1,7 @@
 //! The authorize stage's cost (`cargo bench -p loadtests --bench authz`): the SQL table
-//! extraction, and Cedar decisions (endpoint plus datasets) with the shipped policy set and
-//! with 100 and 1,000 generated policies. Policies are parsed once, at load; nothing here
+//! extraction, Cedar decisions (endpoint plus datasets) with the shipped policy set and with
+//! 100 and 1,000 generated policies, and the stage as a request sees it when it repeats
+//! within the second (decision cache). Policies are parsed once, at load; nothing here
 //! parses a policy per request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,6 +80,10 @@ fn bench(c: &mut Criterion) {
         });
         c.bench_function(&format!("cedar, {label}: endpoint + 3 datasets"), |b| {
             b.iter(|| authz.authorize(black_box(&facts), black_box(&complex)).unwrap())
+        });
+        let classify = |payload: &[u8]| Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), &defaults)?);
+        c.bench_function(&format!("stage, {label}: repeated request (decision cache)"), |b| {
+            b.iter(|| authz.authorize_request(black_box(&facts), black_box(COMPLEX.as_bytes()), classify).unwrap())
         });
     }
 }

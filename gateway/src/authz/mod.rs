@@ -7,6 +7,7 @@
 //! request. The principal's entity (its groups as parents, its attributes) is built once
 //! per principal and cached with the bundle it was built against.
 
+pub mod decisions;
 pub mod flight;
 pub mod policies;
 pub mod sql;
@@ -25,6 +26,7 @@ use cedar_policy::{
 use identity::{ExpiringCache, Principal, PrincipalKind};
 
 use crate::config::AuthorizationConfig;
+use decisions::{DecisionCache, Key};
 use policies::{LoadError, PolicyBundle};
 pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
 
@@ -88,6 +90,14 @@ struct Loaded {
     bundle: PolicyBundle,
     /// Base entities plus each principal's own entity, per principal.
     principals: ExpiringCache<Principal, Arc<Entities>>,
+    /// Whole outcomes for this second (see [`decisions`]).
+    decisions: DecisionCache,
+}
+
+impl Loaded {
+    fn new(bundle: PolicyBundle, cache_entries: usize) -> Self {
+        Self { bundle, principals: ExpiringCache::new(cache_entries), decisions: DecisionCache::new(cache_entries) }
+    }
 }
 
 /// The authorize stage's state: the live policy set, swapped atomically on reload.
@@ -135,10 +145,7 @@ impl Authorizer {
         };
         Ok(Self {
             dir: config.policies.clone(),
-            live: ArcSwap::from_pointee(Loaded {
-                bundle,
-                principals: ExpiringCache::new(config.principal_cache_entries),
-            }),
+            live: ArcSwap::from_pointee(Loaded::new(bundle, config.principal_cache_entries)),
             cedar: CedarAuthorizer::new(),
             defaults: NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() },
             cache_entries: config.principal_cache_entries,
@@ -164,14 +171,48 @@ impl Authorizer {
     pub fn reload(&self) -> Result<usize, LoadError> {
         let bundle = PolicyBundle::load(&self.dir)?;
         let count = bundle.policies.policies().count();
-        self.live.store(Arc::new(Loaded { bundle, principals: ExpiringCache::new(self.cache_entries) }));
+        self.live.store(Arc::new(Loaded::new(bundle, self.cache_entries)));
         Ok(count)
     }
 
-    /// Every access must be allowed; the first denial is the answer.
-    pub fn authorize(&self, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Result<Allowed, AuthzError> {
+    /// Authorizes a request whose meaning `classify` extracts from `payload` (the SQL body,
+    /// or the Flight call's first message). A repeat of the same request by the same caller
+    /// within the same second gets the first one's outcome without classifying again.
+    pub fn authorize_request(
+        &self,
+        facts: &RequestFacts<'_>,
+        payload: &[u8],
+        classify: impl FnOnce(&[u8]) -> Result<Vec<StatementAccess>, AuthzError>,
+    ) -> Result<Allowed, AuthzError> {
         let live = self.live.load();
-        let entities = self.entities_for(&live, facts)?;
+        let key = Key {
+            principal: facts.principal,
+            source_ip: facts.source_ip,
+            client_cert: facts.client_cert,
+            method: facts.method,
+            path: facts.path,
+            payload,
+        };
+        if let Some(outcome) = live.decisions.get(&key, facts.now) {
+            return outcome;
+        }
+        let outcome = classify(payload).and_then(|accesses| self.authorize_with(&live, facts, &accesses));
+        live.decisions.insert(&key, facts.now, &outcome);
+        outcome
+    }
+
+    /// Every access must be allowed; the first denial is the answer. Not cached.
+    pub fn authorize(&self, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Result<Allowed, AuthzError> {
+        self.authorize_with(&self.live.load(), facts, accesses)
+    }
+
+    fn authorize_with(
+        &self,
+        live: &Loaded,
+        facts: &RequestFacts<'_>,
+        accesses: &[StatementAccess],
+    ) -> Result<Allowed, AuthzError> {
+        let entities = self.entities_for(live, facts)?;
         let base = self.context_pairs(facts);
         let mut allowed = Allowed::default();
         let mut asked: HashSet<(&'static str, Option<&sql::DatasetName>)> = HashSet::new();
@@ -183,7 +224,7 @@ impl Authorizer {
                     continue;
                 }
                 let resource = dataset.map_or(Resource::Endpoint, |d| Resource::Dataset(d.clone()));
-                let evaluation = self.evaluate(&live, &entities, facts, &base, action, &resource);
+                let evaluation = self.evaluate(live, &entities, facts, &base, action, &resource);
                 for error in &evaluation.errors {
                     // A policy that errors does not apply (Cedar's semantics); authors want to know.
                     tracing::warn!(%error, action, "a policy failed to evaluate");
@@ -245,7 +286,7 @@ impl Authorizer {
             // Fail closed: a request Cedar cannot represent is denied.
             Err(error) => return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error] },
         };
-        let response = self.cedar.is_authorized(&request, &live.bundle.policies, entities);
+        let response = self.cedar.is_authorized(&request, live.bundle.policies_for(action), entities);
         Evaluation {
             allowed: response.decision() == Decision::Allow,
             policies: response.diagnostics().reason().map(PolicyId::to_string).collect(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{ActionConstraint, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -17,6 +17,10 @@ const PRINCIPAL_TYPES: &[&str] = &["User", "Service", "Workload"];
 /// A loaded, validated policy set.
 pub struct PolicyBundle {
     pub policies: PolicySet,
+    /// Per action id, the policies whose action scope can match it: Cedar evaluates every
+    /// policy of the set it is given, so each request gets only the ones that can apply.
+    /// Empty when the schema has action groups (then every request gets the whole set).
+    by_action: HashMap<String, PolicySet>,
     pub schema: Schema,
     pub entities: Entities,
     /// Every file read, for the reload watcher.
@@ -132,10 +136,42 @@ impl PolicyBundle {
         }
         files.push(schema_path);
         match schema {
-            Some(schema) if problems.is_empty() => Ok(Self { policies, schema, entities, files }),
+            Some(schema) if problems.is_empty() => {
+                let by_action = slice_by_action(&policies, &schema).map_err(|e| LoadError(vec![e]))?;
+                Ok(Self { policies, by_action, schema, entities, files })
+            }
             _ => Err(LoadError(problems)),
         }
     }
+
+    /// The policies that can apply to `action`.
+    pub fn policies_for(&self, action: &str) -> &PolicySet {
+        self.by_action.get(action).unwrap_or(&self.policies)
+    }
+}
+
+/// Exact without action groups: then `action in [A, B]` matches exactly A and B, and a policy
+/// whose action scope does not match a request is false for it (neither permits nor forbids).
+fn slice_by_action(policies: &PolicySet, schema: &Schema) -> Result<HashMap<String, PolicySet>, String> {
+    let mut sliced = HashMap::new();
+    if schema.action_groups().next().is_some() {
+        return Ok(sliced);
+    }
+    for action in schema.actions() {
+        let mut set = PolicySet::new();
+        for policy in policies.policies() {
+            let applies = match policy.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(uid) => uid == *action,
+                ActionConstraint::In(uids) => uids.contains(action),
+            };
+            if applies {
+                set.add(policy.clone()).map_err(|e| e.to_string())?;
+            }
+        }
+        sliced.insert(action.id().unescaped().to_string(), set);
+    }
+    Ok(sliced)
 }
 
 /// The `*.cedar` files of `dir`, sorted.
@@ -210,6 +246,31 @@ mod tests {
         let bundle = PolicyBundle::load(d.path()).unwrap();
         let ids: Vec<String> = bundle.policies.policies().map(|p| p.id().to_string()).collect();
         assert!(ids.contains(&"readers".to_string()) && ids.contains(&"a.cedar#1".to_string()), "{ids:?}");
+        // Both can apply to `query`; an action the schema does not know gets the whole set.
+        assert_eq!(bundle.policies_for("query").policies().count(), 2);
+        assert_eq!(bundle.policies_for("nope").policies().count(), 2);
+    }
+
+    #[test]
+    fn each_action_gets_the_policies_that_can_apply_to_it() {
+        let schema = "entity User; entity Endpoint; action read, write appliesTo { principal: [User], resource: [Endpoint] };";
+        let d = dir(&[
+            (SCHEMA_FILE, schema),
+            ("a.cedar", "@id(\"r\") permit(principal, action == Action::\"read\", resource);\n@id(\"w\") forbid(principal, action in [Action::\"write\"], resource);\n@id(\"any\") permit(principal, action, resource) when { false };"),
+        ]);
+        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let ids = |action: &str| {
+            let mut ids: Vec<String> = bundle.policies_for(action).policies().map(|p| p.id().to_string()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("read"), ["any", "r"]);
+        assert_eq!(ids("write"), ["any", "w"]);
+        // With action groups, `action in` may match children: no slicing.
+        let grouped = "entity User; entity Endpoint; action all; action read in [all] appliesTo { principal: [User], resource: [Endpoint] };";
+        let d = dir(&[(SCHEMA_FILE, grouped), ("a.cedar", "permit(principal, action in [Action::\"all\"], resource);")]);
+        let bundle = PolicyBundle::load(d.path()).unwrap();
+        assert_eq!(bundle.policies_for("read").policies().count(), 1);
     }
 
     #[test]

@@ -33,11 +33,8 @@ pub async fn authorize(
     max_body: usize,
 ) -> Result<(Request<Body>, Allowed), GatewayError> {
     let (parts, body) = request.into_parts();
-    let (accesses, body) = if grpc {
-        grpc_call(authz, &parts, body, max_body).await?
-    } else {
-        http_call(authz, &parts, body, max_body).await?
-    };
+    let (call, payload, body) =
+        if grpc { grpc_call(&parts, body, max_body).await? } else { http_call(&parts, body, max_body).await? };
     let facts = RequestFacts {
         principal,
         source_ip: connection.peer.ip(),
@@ -46,18 +43,31 @@ pub async fn authorize(
         path: parts.uri.path(),
         now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
-    let allowed = authz.authorize(&facts, &accesses)?;
+    let defaults = authz.defaults();
+    let allowed = authz.authorize_request(&facts, &payload, |payload| match call {
+        Call::Sql => {
+            let text =
+                std::str::from_utf8(payload).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
+            Ok(sql::analyze(text, defaults)?)
+        }
+        Call::Datasets => Ok(vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }]),
+        Call::Flight(rpc) => flight::classify(rpc, payload, defaults),
+    })?;
     Ok((Request::from_parts(parts, body), allowed))
 }
 
-type Inspected = (Vec<StatementAccess>, Body);
+/// The kind of call, known from the route; its payload says the rest.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Sql,
+    Datasets,
+    Flight(Rpc),
+}
 
-async fn http_call(
-    authz: &Authorizer,
-    parts: &Parts,
-    body: Incoming,
-    max_body: usize,
-) -> Result<Inspected, GatewayError> {
+/// The call, the bytes that say what it does, and the body to forward.
+type Inspected = (Call, Bytes, Body);
+
+async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
     match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/sql") => {
             let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -69,32 +79,23 @@ async fn http_call(
                 Err(error) if error.is::<LengthLimitError>() => return Err(GatewayError::PayloadTooLarge(max_body)),
                 Err(error) => return Err(GatewayError::ClientBody(error.to_string())),
             };
-            let text =
-                std::str::from_utf8(&bytes).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
-            let accesses = sql::analyze(text, authz.defaults()).map_err(AuthzError::from)?;
-            Ok((accesses, full(bytes)))
+            Ok((Call::Sql, bytes.clone(), full(bytes)))
         }
         (&Method::GET, "/v1/datasets") => {
-            let accesses = vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }];
-            Ok((accesses, Limited::new(body, max_body).boxed_unsync()))
+            Ok((Call::Datasets, Bytes::new(), Limited::new(body, max_body).boxed_unsync()))
         }
         (method, path) => Err(AuthzError::NotRouted(format!("no route for {method} {}", printable(path))).into()),
     }
 }
 
-async fn grpc_call(
-    authz: &Authorizer,
-    parts: &Parts,
-    body: Incoming,
-    max_body: usize,
-) -> Result<Inspected, GatewayError> {
+async fn grpc_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
     let path = parts.uri.path();
     let rpc = Rpc::from_path(path).ok_or_else(|| AuthzError::NotRouted(format!("no such RPC: {}", printable(path))))?;
     if !rpc.needs_message() {
-        return Ok((flight::classify(rpc, &[], authz.defaults())?, body.map_err(BoxError::from).boxed_unsync()));
+        return Ok((Call::Flight(rpc), Bytes::new(), body.map_err(BoxError::from).boxed_unsync()));
     }
     let (message, body) = first_message(body, max_body).await?;
-    Ok((flight::classify(rpc, &message, authz.defaults())?, body))
+    Ok((Call::Flight(rpc), message, body))
 }
 
 /// Reads until the first gRPC message is complete: 1 byte compressed flag, 4 bytes length.
