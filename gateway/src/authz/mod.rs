@@ -7,6 +7,7 @@
 //! request. The principal's entity (its groups as parents, its attributes) is built once
 //! per principal and cached with the bundle it was built against.
 
+mod context;
 pub mod decisions;
 pub mod flight;
 pub mod policies;
@@ -20,12 +21,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use cedar_policy::{
-    Authorizer as CedarAuthorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    Request, RestrictedExpression,
+    Authorizer as CedarAuthorizer, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, Request,
+    RestrictedExpression,
 };
 use identity::{ExpiringCache, Principal, PrincipalKind};
 
 use crate::config::AuthorizationConfig;
+use context::ContextCache;
 use decisions::{DecisionCache, Key};
 use policies::{LoadError, PolicyBundle};
 pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
@@ -105,6 +107,7 @@ pub struct Authorizer {
     dir: PathBuf,
     live: ArcSwap<Loaded>,
     cedar: CedarAuthorizer,
+    contexts: ContextCache,
     defaults: NameDefaults,
     cache_entries: usize,
     types: Types,
@@ -147,6 +150,7 @@ impl Authorizer {
             dir: config.policies.clone(),
             live: ArcSwap::from_pointee(Loaded::new(bundle, config.principal_cache_entries)),
             cedar: CedarAuthorizer::new(),
+            contexts: ContextCache::new(config.principal_cache_entries),
             defaults: NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() },
             cache_entries: config.principal_cache_entries,
             types,
@@ -213,7 +217,6 @@ impl Authorizer {
         accesses: &[StatementAccess],
     ) -> Result<Allowed, AuthzError> {
         let entities = self.entities_for(live, facts)?;
-        let base = self.context_pairs(facts);
         let mut allowed = Allowed::default();
         let mut asked: HashSet<(&'static str, Option<&sql::DatasetName>)> = HashSet::new();
         for access in accesses {
@@ -224,7 +227,7 @@ impl Authorizer {
                     continue;
                 }
                 let resource = dataset.map_or(Resource::Endpoint, |d| Resource::Dataset(d.clone()));
-                let evaluation = self.evaluate(live, &entities, facts, &base, action, &resource);
+                let evaluation = self.evaluate(live, &entities, facts, action, &resource);
                 for error in &evaluation.errors {
                     // A policy that errors does not apply (Cedar's semantics); authors want to know.
                     tracing::warn!(%error, action, "a policy failed to evaluate");
@@ -253,8 +256,7 @@ impl Authorizer {
     ) -> Result<Evaluation, AuthzError> {
         let live = self.live.load();
         let entities = self.entities_for(&live, facts)?;
-        let base = self.context_pairs(facts);
-        Ok(self.evaluate(&live, &entities, facts, &base, action, resource))
+        Ok(self.evaluate(&live, &entities, facts, action, resource))
     }
 
     fn evaluate(
@@ -262,21 +264,14 @@ impl Authorizer {
         live: &Loaded,
         entities: &Entities,
         facts: &RequestFacts<'_>,
-        base: &[(String, RestrictedExpression)],
         action: &str,
         resource: &Resource,
     ) -> Evaluation {
-        let mut context = base.to_vec();
-        let resource = match resource {
-            Resource::Endpoint => self.uid(&self.types.endpoint, facts.path),
-            Resource::Dataset(dataset) => {
-                context.push(("catalog".into(), RestrictedExpression::new_string(dataset.catalog.clone())));
-                context.push(("schema".into(), RestrictedExpression::new_string(dataset.schema.clone())));
-                context.push(("table".into(), RestrictedExpression::new_string(dataset.table.clone())));
-                self.uid(&self.types.dataset, &dataset.to_string())
-            }
+        let (resource, dataset) = match resource {
+            Resource::Endpoint => (self.uid(&self.types.endpoint, facts.path), None),
+            Resource::Dataset(dataset) => (self.uid(&self.types.dataset, &dataset.to_string()), Some(dataset)),
         };
-        let request = Context::from_pairs(context).map_err(|e| e.to_string()).and_then(|context| {
+        let request = self.contexts.context(facts, dataset).and_then(|context| {
             let action = self.uid(&self.types.action, action);
             let principal = self.principal_uid(facts.principal);
             Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
@@ -331,52 +326,5 @@ impl Authorizer {
         let entities = Arc::new(entities);
         live.principals.insert(principal.clone(), Arc::clone(&entities), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
         Ok(entities)
-    }
-
-    /// The context every request carries (see `policies/schema.cedarschema`).
-    fn context_pairs(&self, facts: &RequestFacts<'_>) -> Vec<(String, RestrictedExpression)> {
-        let principal = facts.principal;
-        let mut pairs = Vec::with_capacity(12);
-        pairs.push(("source_ip".into(), RestrictedExpression::new_ip(facts.source_ip.to_string())));
-        pairs.push(("now".into(), RestrictedExpression::new_datetime(rfc3339(facts.now))));
-        pairs.push(("mfa".into(), RestrictedExpression::new_bool(principal.mfa)));
-        pairs.push(("auth_method".into(), RestrictedExpression::new_string(principal.auth_method.as_str().into())));
-        pairs.push(("client_cert".into(), RestrictedExpression::new_bool(facts.client_cert)));
-        let spiffe = [Some(&principal.id), principal.client_cert.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|id| id.starts_with("spiffe://"));
-        if let Some(spiffe) = spiffe {
-            pairs.push(("spiffe_id".into(), RestrictedExpression::new_string(spiffe.clone())));
-        }
-        pairs.push(("method".into(), RestrictedExpression::new_string(facts.method.to_string())));
-        pairs.push(("path".into(), RestrictedExpression::new_string(facts.path.to_string())));
-        pairs
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, the form Cedar's `datetime()` reads.
-fn rfc3339(unix: u64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        time.year(),
-        u8::from(time.month()),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datetimes_are_in_cedar_form() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
     }
 }

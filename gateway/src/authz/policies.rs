@@ -253,10 +253,14 @@ mod tests {
 
     #[test]
     fn each_action_gets_the_policies_that_can_apply_to_it() {
-        let schema = "entity User; entity Endpoint; action read, write appliesTo { principal: [User], resource: [Endpoint] };";
+        let schema =
+            "entity User; entity Endpoint; action read, write appliesTo { principal: [User], resource: [Endpoint] };";
         let d = dir(&[
             (SCHEMA_FILE, schema),
-            ("a.cedar", "@id(\"r\") permit(principal, action == Action::\"read\", resource);\n@id(\"w\") forbid(principal, action in [Action::\"write\"], resource);\n@id(\"any\") permit(principal, action, resource) when { false };"),
+            (
+                "a.cedar",
+                "@id(\"r\") permit(principal, action == Action::\"read\", resource);\n@id(\"w\") forbid(principal, action in [Action::\"write\"], resource);\n@id(\"any\") permit(principal, action, resource) when { false };",
+            ),
         ]);
         let bundle = PolicyBundle::load(d.path()).unwrap();
         let ids = |action: &str| {
@@ -268,7 +272,8 @@ mod tests {
         assert_eq!(ids("write"), ["any", "w"]);
         // With action groups, `action in` may match children: no slicing.
         let grouped = "entity User; entity Endpoint; action all; action read in [all] appliesTo { principal: [User], resource: [Endpoint] };";
-        let d = dir(&[(SCHEMA_FILE, grouped), ("a.cedar", "permit(principal, action in [Action::\"all\"], resource);")]);
+        let d =
+            dir(&[(SCHEMA_FILE, grouped), ("a.cedar", "permit(principal, action in [Action::\"all\"], resource);")]);
         let bundle = PolicyBundle::load(d.path()).unwrap();
         assert_eq!(bundle.policies_for("read").policies().count(), 1);
     }
