@@ -57,7 +57,8 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut principal = Principal::new(PrincipalKind::Service, "dev-acme", "dev-acme", AuthMethod::ApiKey);
-    principal.groups = vec!["acme".into()];
+    // Two of the generated policies name groups of this principal (they stay in its slice).
+    principal.groups = vec!["acme".into(), "tenant-0".into(), "tenant-1".into()];
     principal.tenant = Some("acme".into());
     let facts = RequestFacts {
         principal: &principal,

@@ -29,7 +29,7 @@ use identity::{ExpiringCache, Principal, PrincipalKind};
 use crate::config::AuthorizationConfig;
 use context::ContextCache;
 use decisions::{DecisionCache, Key};
-use policies::{LoadError, PolicyBundle};
+use policies::{LoadError, PolicyBundle, PrincipalPolicies};
 pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
 
 /// Why a request was not authorized. Statuses are mapped in [`crate::error`].
@@ -91,7 +91,7 @@ pub struct Allowed {
 struct Loaded {
     bundle: PolicyBundle,
     /// Base entities plus each principal's own entity, per principal.
-    principals: ExpiringCache<Principal, Arc<Entities>>,
+    principals: ExpiringCache<Principal, Arc<PrincipalView>>,
     /// Whole outcomes for this second (see [`decisions`]).
     decisions: DecisionCache,
 }
@@ -100,6 +100,12 @@ impl Loaded {
     fn new(bundle: PolicyBundle, cache_entries: usize) -> Self {
         Self { bundle, principals: ExpiringCache::new(cache_entries), decisions: DecisionCache::new(cache_entries) }
     }
+}
+
+/// What is built once per principal: its entity store and the policies that can apply to it.
+struct PrincipalView {
+    entities: Entities,
+    policies: PrincipalPolicies,
 }
 
 /// The authorize stage's state: the live policy set, swapped atomically on reload.
@@ -216,7 +222,7 @@ impl Authorizer {
         facts: &RequestFacts<'_>,
         accesses: &[StatementAccess],
     ) -> Result<Allowed, AuthzError> {
-        let entities = self.entities_for(live, facts)?;
+        let view = self.principal_view(live, facts)?;
         let mut allowed = Allowed::default();
         let mut asked: HashSet<(&'static str, Option<&sql::DatasetName>)> = HashSet::new();
         for access in accesses {
@@ -227,7 +233,7 @@ impl Authorizer {
                     continue;
                 }
                 let resource = dataset.map_or(Resource::Endpoint, |d| Resource::Dataset(d.clone()));
-                let evaluation = self.evaluate(live, &entities, facts, action, &resource);
+                let evaluation = self.evaluate(&view, facts, action, &resource);
                 for error in &evaluation.errors {
                     // A policy that errors does not apply (Cedar's semantics); authors want to know.
                     tracing::warn!(%error, action, "a policy failed to evaluate");
@@ -255,14 +261,13 @@ impl Authorizer {
         resource: &Resource,
     ) -> Result<Evaluation, AuthzError> {
         let live = self.live.load();
-        let entities = self.entities_for(&live, facts)?;
-        Ok(self.evaluate(&live, &entities, facts, action, resource))
+        let view = self.principal_view(&live, facts)?;
+        Ok(self.evaluate(&view, facts, action, resource))
     }
 
     fn evaluate(
         &self,
-        live: &Loaded,
-        entities: &Entities,
+        view: &PrincipalView,
         facts: &RequestFacts<'_>,
         action: &str,
         resource: &Resource,
@@ -281,7 +286,7 @@ impl Authorizer {
             // Fail closed: a request Cedar cannot represent is denied.
             Err(error) => return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error] },
         };
-        let response = self.cedar.is_authorized(&request, live.bundle.policies_for(action), entities);
+        let response = self.cedar.is_authorized(&request, view.policies.for_action(action), &view.entities);
         Evaluation {
             allowed: response.decision() == Decision::Allow,
             policies: response.diagnostics().reason().map(PolicyId::to_string).collect(),
@@ -303,10 +308,11 @@ impl Authorizer {
     }
 
     /// The base entities plus this principal (groups as parents, email and tenant as
-    /// attributes), cached per principal for this policy set.
-    fn entities_for(&self, live: &Loaded, facts: &RequestFacts<'_>) -> Result<Arc<Entities>, AuthzError> {
-        if let Some(entities) = live.principals.get(facts.principal, facts.now) {
-            return Ok(entities);
+    /// attributes), and the policies that can apply to it; cached per principal for this
+    /// policy set.
+    fn principal_view(&self, live: &Loaded, facts: &RequestFacts<'_>) -> Result<Arc<PrincipalView>, AuthzError> {
+        if let Some(view) = live.principals.get(facts.principal, facts.now) {
+            return Ok(view);
         }
         let principal = facts.principal;
         let mut attrs = HashMap::new();
@@ -321,10 +327,12 @@ impl Authorizer {
             tracing::error!(error = %e, principal = %principal.id, "cannot build the principal's entity");
             AuthzError::Denied { action: "any action", resource: format!("principal {}", principal.id) }
         };
-        let entity = Entity::new(self.principal_uid(principal), attrs, parents).map_err(|e| failed(e.to_string()))?;
+        let uid = self.principal_uid(principal);
+        let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| failed(e.to_string()))?;
         let entities = live.bundle.entities.clone().add_entities([entity], None).map_err(|e| failed(e.to_string()))?;
-        let entities = Arc::new(entities);
-        live.principals.insert(principal.clone(), Arc::clone(&entities), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
-        Ok(entities)
+        let policies = live.bundle.for_principal(&uid, &entities).map_err(failed)?;
+        let view = Arc::new(PrincipalView { entities, policies });
+        live.principals.insert(principal.clone(), Arc::clone(&view), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
+        Ok(view)
     }
 }

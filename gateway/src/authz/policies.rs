@@ -2,11 +2,14 @@
 //! `entities.json`, parsed once and validated against the schema in strict mode. Every
 //! problem is reported as `file:line:col: message`, so an author can jump to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{ActionConstraint, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{
+    ActionConstraint, Entities, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Schema, ValidationMode,
+    Validator,
+};
 use miette::Diagnostic;
 
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -148,6 +151,46 @@ impl PolicyBundle {
     pub fn policies_for(&self, action: &str) -> &PolicySet {
         self.by_action.get(action).unwrap_or(&self.policies)
     }
+
+    /// The policies that can apply to `principal` (whose entity, with its ancestors, is in
+    /// `entities`), per action. Exact: a policy whose principal scope does not match is false
+    /// for every request of that principal.
+    pub fn for_principal(&self, principal: &EntityUid, entities: &Entities) -> Result<PrincipalPolicies, String> {
+        let ancestors: HashSet<&EntityUid> = entities.ancestors(principal).map(Iterator::collect).unwrap_or_default();
+        let is_or_in = |uid: &EntityUid| uid == principal || ancestors.contains(uid);
+        let applies = |policy: &Policy| match policy.principal_constraint() {
+            PrincipalConstraint::Any => true,
+            PrincipalConstraint::Eq(uid) => uid == *principal,
+            PrincipalConstraint::In(uid) => is_or_in(&uid),
+            PrincipalConstraint::Is(type_name) => type_name == *principal.type_name(),
+            PrincipalConstraint::IsIn(type_name, uid) => type_name == *principal.type_name() && is_or_in(&uid),
+        };
+        let filter = |set: &PolicySet| -> Result<PolicySet, String> {
+            let mut out = PolicySet::new();
+            for policy in set.policies().filter(|p| applies(p)) {
+                out.add(policy.clone()).map_err(|e| e.to_string())?;
+            }
+            Ok(out)
+        };
+        let mut by_action = HashMap::new();
+        for action in self.by_action.keys() {
+            by_action.insert(action.clone(), filter(self.policies_for(action))?);
+        }
+        Ok(PrincipalPolicies { all: filter(&self.policies)?, by_action })
+    }
+}
+
+/// One principal's slice of the policy set, per action.
+#[derive(Debug)]
+pub struct PrincipalPolicies {
+    all: PolicySet,
+    by_action: HashMap<String, PolicySet>,
+}
+
+impl PrincipalPolicies {
+    pub fn for_action(&self, action: &str) -> &PolicySet {
+        self.by_action.get(action).unwrap_or(&self.all)
+    }
 }
 
 /// Exact without action groups: then `action in [A, B]` matches exactly A and B, and a policy
@@ -270,6 +313,29 @@ mod tests {
         };
         assert_eq!(ids("read"), ["any", "r"]);
         assert_eq!(ids("write"), ["any", "w"]);
+
+        // Per principal: scopes naming another principal or a group it is not in drop out.
+        let schema = "entity Group in [Group]; entity User in [Group]; entity Endpoint; action read appliesTo { principal: [User], resource: [Endpoint] };";
+        let d = dir(&[
+            (SCHEMA_FILE, schema),
+            (
+                "a.cedar",
+                "@id(\"all\") permit(principal, action, resource);\n@id(\"bob\") permit(principal == User::\"bob\", action, resource);\n@id(\"org\") permit(principal in Group::\"org\", action, resource);\n@id(\"users\") permit(principal is User in Group::\"org\", action, resource);\n@id(\"other\") forbid(principal in Group::\"other\", action, resource);",
+            ),
+            (
+                ENTITIES_FILE,
+                r#"[{"uid": {"type": "Group", "id": "team"}, "attrs": {}, "parents": [{"type": "Group", "id": "org"}]}]"#,
+            ),
+        ]);
+        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let alice: EntityUid = r#"User::"alice""#.parse().unwrap();
+        let team: EntityUid = r#"Group::"team""#.parse().unwrap();
+        let entity = cedar_policy::Entity::new_no_attrs(alice.clone(), HashSet::from([team]));
+        let entities = bundle.entities.clone().add_entities([entity], None).unwrap();
+        let slice = bundle.for_principal(&alice, &entities).unwrap();
+        let mut ids: Vec<String> = slice.for_action("read").policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["all", "org", "users"], "org through team's parent");
         // With action groups, `action in` may match children: no slicing.
         let grouped = "entity User; entity Endpoint; action all; action read in [all] appliesTo { principal: [User], resource: [Endpoint] };";
         let d =
