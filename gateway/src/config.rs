@@ -31,6 +31,45 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Cedar policies: required, so a gateway never runs without them.
     pub authorization: AuthorizationConfig,
+    /// Off unless configured.
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Every request, by client IP, before authentication.
+    #[serde(default)]
+    pub per_ip: Option<QuotaConfig>,
+    /// Failed authentications by client IP; past it the address is refused for a while.
+    #[serde(default)]
+    pub failed_auth_per_ip: Option<QuotaConfig>,
+    /// Every authenticated request, by principal.
+    #[serde(default)]
+    pub per_principal: Option<QuotaConfig>,
+    /// Overrides by group (the most generous of a principal's groups applies).
+    #[serde(default)]
+    pub groups: std::collections::HashMap<String, QuotaConfig>,
+    /// Overrides by principal id (win over groups).
+    #[serde(default)]
+    pub principals: std::collections::HashMap<String, QuotaConfig>,
+}
+
+/// `requests` per `per_secs` seconds, sustained, with bursts of up to `burst` (default:
+/// `requests`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub requests: u32,
+    #[serde(default = "one")]
+    pub per_secs: u64,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use crate::auth::AuthError;
 use crate::authz::{AuthzError, SqlError};
 use crate::pipeline::Body;
+use crate::ratelimit::Limited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -16,6 +17,8 @@ pub enum GatewayError {
     Unauthenticated(#[from] AuthError),
     #[error("{0}")]
     Authorization(#[from] AuthzError),
+    #[error("rate limit exceeded ({}); retry in {} s", .0.limiter, retry_secs(.0))]
+    RateLimited(Limited),
     #[error("request body over the limit of {0} bytes")]
     PayloadTooLarge(usize),
     /// The client's request body broke off or was malformed at the HTTP level.
@@ -38,6 +41,7 @@ impl GatewayError {
             GatewayError::Authorization(AuthzError::Malformed(_)) | GatewayError::ClientBody(_) => "bad_request",
             GatewayError::Authorization(AuthzError::NotRouted(_)) => "not_found",
             GatewayError::Authorization(_) => "forbidden",
+            GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
@@ -54,6 +58,7 @@ impl GatewayError {
             | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::Authorization(AuthzError::NotRouted(_)) => StatusCode::NOT_FOUND,
             GatewayError::Authorization(_) => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -71,7 +76,7 @@ impl GatewayError {
             | GatewayError::ClientBody(_) => 3,
             GatewayError::Authorization(AuthzError::NotRouted(_)) => 12,
             GatewayError::Authorization(_) => 7,
-            GatewayError::PayloadTooLarge(_) => 8,
+            GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) => 14,
             GatewayError::UpstreamTimeout => 4,
             GatewayError::Internal(_) => 13,
@@ -106,6 +111,14 @@ impl GatewayError {
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
+        if let GatewayError::RateLimited(limited) = &self {
+            let headers = response.headers_mut();
+            let secs = retry_secs(limited);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert("ratelimit-limit", HeaderValue::from(limited.limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("ratelimit-reset", HeaderValue::from(secs));
+        }
         response
     }
 
@@ -125,6 +138,11 @@ impl GatewayError {
         ))
         .ok()
     }
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After` has no fractions).
+fn retry_secs(limited: &Limited) -> u64 {
+    limited.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// gRPC's `grpc-message` is percent-encoded (anything outside printable ASCII, and `%`).

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod pipeline;
 pub mod pki;
+pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod tls;

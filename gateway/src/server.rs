@@ -19,6 +19,7 @@ use crate::auth::Authenticator;
 use crate::authz::Authorizer;
 use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
 use crate::pipeline::{Connection, Pipeline};
+use crate::ratelimit::RateLimits;
 use crate::tls::TlsMaterial;
 use crate::{health, reload, workload};
 
@@ -57,6 +58,7 @@ pub struct Prepared {
     pub tls: TlsMaterial,
     pub auth: Arc<Authenticator>,
     pub authz: Arc<Authorizer>,
+    pub limits: Arc<RateLimits>,
     pub issuer: Arc<StampIssuer>,
 }
 
@@ -75,10 +77,11 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         Authorizer::load(&config.authorization)
             .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?,
     );
+    let limits = Arc::new(RateLimits::from_config(&config.rate_limits)?);
     // Building the pipelines checks the upstream URLs and each listener's methods.
-    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&issuer))?;
+    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&limits), Arc::clone(&issuer))?;
     tls.server_config(API_ALPN)?;
-    Ok(Prepared { config, tls, auth, authz, issuer })
+    Ok(Prepared { config, tls, auth, authz, limits, issuer })
 }
 
 /// A running gateway.
@@ -102,10 +105,11 @@ impl Running {
 
 /// Binds all listeners and serves until [`Running::shutdown`].
 pub async fn start(prepared: Prepared) -> Result<Running, String> {
-    let Prepared { config, tls, auth, authz, issuer } = prepared;
+    let Prepared { config, tls, auth, authz, limits, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
     let (api, flight) =
-        Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), issuer).map_err(|e| e.to_string())?;
+        Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&limits), issuer)
+            .map_err(|e| e.to_string())?;
     let bind = |addr: SocketAddr, name: &'static str| async move {
         TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
     };
@@ -138,6 +142,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
         tokio::spawn(reload::watch_policies(authz, stopped.clone())),
+        tokio::spawn(prune_rate_limits(limits, stopped.clone())),
     ];
     if let Some(keys) = config.auth.api_keys.clone() {
         tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));
@@ -145,6 +150,16 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     tasks.extend(auth.spawn_refreshers(&stopped));
     tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
     Ok(Running { api_addr, flight_addr, health_addr, stop, tasks })
+}
+
+/// Keeps the limiters' memory bounded: idle keys are dropped every few seconds.
+async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => limits.prune(),
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 async fn serve_tls(

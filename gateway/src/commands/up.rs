@@ -168,6 +168,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             api_keys: Some(ApiKeysConfig { file: Some(state.api_keys_file.clone()), keys: Vec::new() }),
             ..Default::default()
         },
+        rate_limits: Default::default(),
         authorization: AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
     };
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;

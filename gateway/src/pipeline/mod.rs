@@ -1,13 +1,14 @@
 //! The request pipeline, built here top to bottom: read this file to follow a request's life.
 //!
 //! ```text
-//! accept (TLS, in `server`) → sanitize → authenticate → authorize (Cedar) → stamp → forward (stream)
-//!                                          ↘ Flight Handshake: answered here
+//! accept (TLS, in `server`) → sanitize → rate-limit (ip) → authenticate → rate-limit (principal)
+//!     → authorize (Cedar) → stamp → forward (stream)
+//!                  ↘ Flight Handshake: answered after rate-limit (ip)
 //! ```
 //!
-//! Rate limits (per IP before authentication, per principal after) and the audit stage take
-//! their places in [`Pipeline::handle`] as they are built; each stage is one module, and
-//! errors from every stage become responses in one place ([`GatewayError::into_response`]).
+//! The audit stage takes its place in [`Pipeline::handle`] when it is built; each stage is
+//! one module, and errors from every stage become responses in one place
+//! ([`GatewayError::into_response`]).
 
 mod authenticate;
 mod authorize;
@@ -24,10 +25,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
-use crate::auth::{Authenticator, ListenerAuth};
+use crate::auth::{AuthError, Authenticator, ListenerAuth};
 use crate::authz::Authorizer;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::ratelimit::RateLimits;
 pub use forward::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,6 +50,7 @@ pub struct Pipeline {
     /// The methods this listener accepts.
     listener: ListenerAuth,
     authz: Arc<Authorizer>,
+    limits: Arc<RateLimits>,
     issuer: Arc<StampIssuer>,
     upstream: Upstream,
     /// Largest SQL body, and largest gRPC message read to authorize a call.
@@ -70,12 +73,14 @@ impl Pipeline {
         config: &Config,
         auth: Arc<Authenticator>,
         authz: Arc<Authorizer>,
+        limits: Arc<RateLimits>,
         issuer: Arc<StampIssuer>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
         let api = Self {
             auth: Arc::clone(&auth),
             listener: ListenerAuth::from_config(&config.api, config, "api")?,
             authz: Arc::clone(&authz),
+            limits: Arc::clone(&limits),
             issuer: Arc::clone(&issuer),
             upstream: Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?,
             max_body: config.limits.max_api_body_bytes,
@@ -86,6 +91,7 @@ impl Pipeline {
             auth,
             listener: ListenerAuth::from_config(&config.flight, config, "flight")?,
             authz,
+            limits,
             issuer,
             upstream: Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?,
             max_body: config.limits.max_api_body_bytes,
@@ -100,7 +106,10 @@ impl Pipeline {
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
         let grpc = is_grpc(&request);
+        let ip = connection.peer.ip();
         let result = async {
+            // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
+            self.limits.check_ip(ip).map_err(GatewayError::RateLimited)?;
             // The Flight Handshake authenticates and opens a session; nothing to forward.
             if grpc && self.answers_handshake && request.uri().path() == handshake::PATH {
                 return handshake::answer(&self.auth, &self.listener, connection, request.headers()).await;
@@ -108,6 +117,8 @@ impl Pipeline {
             // authenticate: who is calling; credentials are removed from the request here.
             let principal =
                 authenticate::authenticate(&self.auth, &self.listener, connection, request.headers_mut()).await?;
+            // rate-limit (principal): the caller's own quota (group and principal overrides).
+            self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
             // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
             let (mut request, allowed) =
                 authorize::authorize(&self.authz, connection, &principal, request, grpc, self.max_body).await?;
@@ -120,6 +131,12 @@ impl Pipeline {
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
         .await;
+        // A failed sign-in (not a provider outage) counts against the address's failed-auth quota.
+        if let Err(GatewayError::Unauthenticated(error)) = &result
+            && !matches!(error, AuthError::KeysUnavailable(_))
+        {
+            self.limits.failed_authentication(ip);
+        }
         let mut response = match result {
             Ok(response) => response,
             Err(error) => error.into_response(grpc, request_id.to_str().unwrap_or("")),

@@ -146,6 +146,7 @@ pub fn gateway_config(
         timeouts: Timeouts::default(),
         limits: Limits::default(),
         auth: AuthConfig::default(),
+        rate_limits: Default::default(),
         authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
     }
 }
@@ -189,6 +190,8 @@ impl Stack {
 /// A TLS client (rustls, aws-lc-rs) speaking HTTP/1.1 or h2 to the gateway.
 pub struct Client {
     pub config: Arc<rustls::ClientConfig>,
+    /// Connect from this loopback address (any of 127.0.0.0/8) instead of the default.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 pub struct Reply {
@@ -228,7 +231,7 @@ pub fn client_config(ca: &Path, identity: Option<(PathBuf, PathBuf)>, alpn: &[&[
 
 impl Client {
     pub fn new(pki: &Pki, leaf: Option<&str>) -> Self {
-        Self { config: client_config(&pki.ca(), leaf.map(|l| pki.leaf(l)), &[b"http/1.1"]) }
+        Self { config: client_config(&pki.ca(), leaf.map(|l| pki.leaf(l)), &[b"http/1.1"]), local_ip: None }
     }
 
     /// Opens a TLS connection; the error is the handshake's.
@@ -236,7 +239,14 @@ impl Client {
         &self,
         addr: SocketAddr,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = match self.local_ip {
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         let mut tls = TlsConnector::from(Arc::clone(&self.config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await?;
