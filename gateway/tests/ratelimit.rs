@@ -114,6 +114,14 @@ async fn brute_force_is_blocked_while_another_address_is_served() {
     }
     // Three failures are allowed, the fourth blocks the address: no more guesses are checked.
     assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
+    // Requests without credentials are not failed sign-ins (probes elsewhere are not blocked).
+    let probe = Some(IpAddr::from([127, 0, 0, 5]));
+    for _ in 0..5 {
+        let mut client = stack.client(None);
+        client.local_ip = probe;
+        let reply = client.request(stack.gateway.api_addr, "POST", "/v1/sql", &[], "SELECT 1").await.unwrap();
+        assert_eq!(reply.status, 401);
+    }
     // Even the right key is refused from that address for now...
     assert_limited(&select(&stack, attacker, &key).await, "failed_auth");
     // ...while a legitimate client elsewhere is served.

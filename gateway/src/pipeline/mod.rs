@@ -131,8 +131,10 @@ impl Pipeline {
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
         .await;
-        // A failed sign-in (not a provider outage) counts against the address's failed-auth quota.
+        // A failed sign-in counts against the address's failed-auth quota; a request without
+        // credentials (a probe, a misconfigured client) or a provider outage does not.
         if let Err(GatewayError::Unauthenticated(error)) = &result
+            && !error.is_missing()
             && !matches!(error, AuthError::KeysUnavailable(_))
         {
             self.limits.failed_authentication(ip);
