@@ -1,5 +1,5 @@
-//! The plain-HTTP health listener: `/healthz` (the process is up) and `/readyz` (the engine
-//! answers its `/health` too).
+//! The plain-HTTP health listener: `/healthz` (the process is up), `/readyz` (the engine
+//! answers its `/health` too) and `/metrics` (Prometheus text, see [`crate::metrics`]).
 
 use std::time::Duration;
 
@@ -30,12 +30,23 @@ pub async fn serve(listener: TcpListener, upstream: String, mut stopped: watch::
                 let (client, ready_url) = (client.clone(), ready_url.clone());
                 async move {
                     let (status, text) = match request.uri().path() {
-                        "/healthz" => (StatusCode::OK, "ok\n"),
-                        "/readyz" if upstream_ready(&client, &ready_url).await => (StatusCode::OK, "ready\n"),
-                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "upstream not ready\n"),
-                        _ => (StatusCode::NOT_FOUND, "not found\n"),
+                        "/healthz" => (StatusCode::OK, Bytes::from_static(b"ok\n")),
+                        "/readyz" if upstream_ready(&client, &ready_url).await => {
+                            (StatusCode::OK, Bytes::from_static(b"ready\n"))
+                        }
+                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"upstream not ready\n")),
+                        "/metrics" => {
+                            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                            let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(now))));
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                            );
+                            return Ok::<_, std::convert::Infallible>(response);
+                        }
+                        _ => (StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
                     };
-                    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                    let mut response = Response::new(Full::new(text));
                     *response.status_mut() = status;
                     Ok::<_, std::convert::Infallible>(response)
                 }

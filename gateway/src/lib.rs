@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod pipeline;
 pub mod pki;
 pub mod ratelimit;

@@ -24,8 +24,13 @@ pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Re
         .cloned()
         .chain(tls.crl_files.iter().cloned())
         .collect();
-    let reload = move || TlsMaterial::load(&tls).and_then(|material| live.swap(&material)).map_err(|e| e.to_string());
-    watch_files(files, "TLS certificates", reload, stopped).await;
+    let reload = move || {
+        let material = TlsMaterial::load(&tls).map_err(|e| e.to_string())?;
+        live.swap(&material).map_err(|e| e.to_string())?;
+        crate::metrics::certificates(&material.expiries);
+        Ok(())
+    };
+    watch_files(files, "certificates", reload, stopped).await;
 }
 
 /// The API keys file: a removed key stops working, a new one starts, without a restart.
@@ -37,7 +42,7 @@ pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopp
         auth.replace_api_keys(loaded);
         Ok(())
     };
-    watch_files(files, "API keys", reload, stopped).await;
+    watch_files(files, "api_keys", reload, stopped).await;
 }
 
 /// The policy directory: any change to the schema, a `*.cedar` file (added ones too) or the
@@ -128,8 +133,14 @@ async fn watch(
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
         match reload() {
-            Ok(()) => tracing::info!(cause, what, "reloaded"),
-            Err(error) => tracing::error!(cause, what, %error, "reload rejected; the previous version keeps serving"),
+            Ok(()) => {
+                crate::metrics::reload(what, true);
+                tracing::info!(cause, what, "reloaded");
+            }
+            Err(error) => {
+                crate::metrics::reload(what, false);
+                tracing::error!(cause, what, %error, "reload rejected; the previous version keeps serving");
+            }
         }
     }
 }

@@ -107,6 +107,7 @@ impl Running {
 pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let Prepared { config, tls, auth, authz, limits, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
+    crate::metrics::certificates(&tls.expiries);
     let (api, flight) =
         Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&limits), issuer)
             .map_err(|e| e.to_string())?;

@@ -84,6 +84,8 @@ pub struct TlsMaterial {
     pub client_auth: ClientAuth,
     pub client_roots: Option<Arc<RootCertStore>>,
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// (name, notAfter as Unix seconds) of the served certificate and each CA certificate.
+    pub expiries: Vec<(String, i64)>,
 }
 
 impl TlsMaterial {
@@ -94,7 +96,8 @@ impl TlsMaterial {
             resolve_pem(config.certificate.as_deref(), config.certificate_file.as_deref(), "tls.certificate")?;
         let key_pem = resolve_pem(config.key.as_deref(), config.key_file.as_deref(), "tls.key")?;
         let chain = parse_certificates(&cert_pem, "tls.certificate")?;
-        check_validity(&chain[0], "tls.certificate")?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut expiries = vec![("server".to_string(), now + check_validity(&chain[0], "tls.certificate")?)];
         let key = parse_private_key(&key_pem, "tls.key")?;
         let certified_key = CertifiedKey::from_der(chain, key, &provider())
             .map_err(|e| ConfigError::new("tls.key", format!("does not match tls.certificate or is unusable: {e}")))?;
@@ -111,8 +114,8 @@ impl TlsMaterial {
                 let pem = std::fs::read(path)
                     .map_err(|e| ConfigError::new("tls.client_ca_file", format!("{}: {e}", path.display())))?;
                 let mut roots = RootCertStore::empty();
-                for cert in parse_certificates(&pem, "tls.client_ca_file")? {
-                    check_validity(&cert, "tls.client_ca_file")?;
+                for (i, cert) in parse_certificates(&pem, "tls.client_ca_file")?.into_iter().enumerate() {
+                    expiries.push((format!("client_ca[{i}]"), now + check_validity(&cert, "tls.client_ca_file")?));
                     roots.add(cert).map_err(|e| ConfigError::new("tls.client_ca_file", e.to_string()))?;
                 }
                 Some(Arc::new(roots))
@@ -126,7 +129,7 @@ impl TlsMaterial {
                 crls.push(crl.map_err(|e| ConfigError::new(&field, format!("not a PEM CRL: {e}")))?);
             }
         }
-        Ok(Self { certified_key, client_auth: config.client_auth, client_roots, crls })
+        Ok(Self { certified_key, client_auth: config.client_auth, client_roots, crls, expiries })
     }
 
     /// A rustls server configuration offering `alpn` (in preference order).

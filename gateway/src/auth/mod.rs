@@ -77,6 +77,29 @@ pub enum AuthError {
 impl AuthError {
     /// RFC 6750 §3.1: a request without credentials gets a bare challenge; a bad token gets
     /// `error="invalid_token"`.
+    /// The category, for metrics (a closed set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::InvalidApiKey => "invalid_api_key",
+            AuthError::ExpiredApiKey => "expired_api_key",
+            AuthError::InvalidSession => "invalid_session",
+            AuthError::MethodNotAllowed(_) => "method_not_allowed",
+            AuthError::ClientCertificateRequired => "client_certificate_required",
+            AuthError::Ambiguous => "ambiguous",
+            AuthError::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
+
     pub fn is_missing(&self) -> bool {
         matches!(self, AuthError::Missing | AuthError::ClientCertificateRequired)
     }

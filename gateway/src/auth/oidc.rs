@@ -161,11 +161,13 @@ impl Provider {
         }
         match self.fetch_keys().await {
             Ok(keys) => {
+                crate::metrics::jwks_refresh(&self.issuer, true);
                 tracing::info!(provider = %self.name, keys = keys.len(), "OIDC key set loaded");
                 self.keys.store(Some(Arc::new(keys)));
                 Ok(())
             }
             Err(error) => {
+                crate::metrics::jwks_refresh(&self.issuer, false);
                 tracing::warn!(provider = %self.name, %error, "OIDC key set refresh failed; keeping the last good set");
                 Err(error)
             }

@@ -44,6 +44,21 @@ impl Rpc {
         })
     }
 
+    /// The RPC's name, e.g. for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ListFlights => "ListFlights",
+            Self::GetFlightInfo => "GetFlightInfo",
+            Self::PollFlightInfo => "PollFlightInfo",
+            Self::GetSchema => "GetSchema",
+            Self::DoGet => "DoGet",
+            Self::DoPut => "DoPut",
+            Self::DoExchange => "DoExchange",
+            Self::DoAction => "DoAction",
+            Self::ListActions => "ListActions",
+        }
+    }
+
     /// Whether the first request message decides what the call does.
     pub fn needs_message(self) -> bool {
         matches!(

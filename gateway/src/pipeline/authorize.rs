@@ -52,7 +52,13 @@ pub async fn authorize(
         }
         Call::Datasets => Ok(vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }]),
         Call::Flight(rpc) => flight::classify(rpc, payload, defaults),
-    })?;
+    });
+    match &allowed {
+        Ok(_) => crate::metrics::decision(true),
+        Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
+        Err(_) => {}
+    }
+    let allowed = allowed?;
     Ok((Request::from_parts(parts, body), allowed))
 }
 

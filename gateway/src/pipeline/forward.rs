@@ -26,6 +26,8 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
+    /// The listener it serves, for metrics.
+    listener: &'static str,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -53,6 +55,7 @@ impl Upstream {
             scheme,
             authority,
             response_timeout: Duration::from_secs(timeouts.upstream_response_secs),
+            listener: if http2_only { "flight" } else { "api" },
         })
     }
 
@@ -76,6 +79,7 @@ impl Upstream {
         // The engine is spoken to in the protocol its port serves, whatever the client used.
         parts.version = http::Version::default();
 
+        let started = std::time::Instant::now();
         let response =
             match tokio::time::timeout(self.response_timeout, self.client.request(Request::from_parts(parts, body)))
                 .await
@@ -84,6 +88,7 @@ impl Upstream {
                 Ok(Err(error)) => return Err(classify(error, max_body)),
                 Ok(Ok(response)) => response,
             };
+        crate::metrics::upstream_latency(self.listener, started.elapsed());
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // A small body of known length is read before the head is returned, so the client

@@ -59,6 +59,8 @@ pub struct Pipeline {
     limit_stream: bool,
     /// The Flight listener answers the Flight Handshake itself.
     answers_handshake: bool,
+    /// `api` or `flight`, for metrics.
+    name: &'static str,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -86,6 +88,7 @@ impl Pipeline {
             max_body: config.limits.max_api_body_bytes,
             limit_stream: true,
             answers_handshake: false,
+            name: "api",
         };
         let flight = Self {
             auth,
@@ -97,6 +100,7 @@ impl Pipeline {
             max_body: config.limits.max_api_body_bytes,
             limit_stream: false,
             answers_handshake: true,
+            name: "flight",
         };
         Ok((api, flight))
     }
@@ -107,6 +111,7 @@ impl Pipeline {
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
         let grpc = is_grpc(&request);
         let ip = connection.peer.ip();
+        let route = route(grpc, request.uri().path());
         let result = async {
             // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
             self.limits.check_ip(ip).map_err(GatewayError::RateLimited)?;
@@ -131,6 +136,16 @@ impl Pipeline {
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
         .await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(error) => error.http_status().as_u16(),
+        };
+        crate::metrics::request(self.name, route, status);
+        match &result {
+            Err(GatewayError::Unauthenticated(error)) => crate::metrics::auth_failure(error.reason()),
+            Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
+            _ => {}
+        }
         // A failed sign-in counts against the address's failed-auth quota; a request without
         // credentials (a probe, a misconfigured client) or a provider outage does not.
         if let Err(GatewayError::Unauthenticated(error)) = &result
@@ -145,6 +160,21 @@ impl Pipeline {
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
         response
+    }
+}
+
+/// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
+fn route(grpc: bool, path: &str) -> &'static str {
+    if grpc {
+        if path == handshake::PATH {
+            return "Handshake";
+        }
+        return crate::authz::flight::Rpc::from_path(path).map_or("other", crate::authz::flight::Rpc::name);
+    }
+    match path {
+        "/v1/sql" => "/v1/sql",
+        "/v1/datasets" => "/v1/datasets",
+        _ => "other",
     }
 }
 

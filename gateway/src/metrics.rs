@@ -1,0 +1,167 @@
+//! Prometheus metrics, served as text on the health listener's `/metrics`.
+//!
+//! One registry per process (like Prometheus client libraries' default registry): stages
+//! record into it without carrying a handle. Label values come from closed sets (listener,
+//! known routes, error categories, limiter names, configured issuers), so the number of
+//! series stays bounded whatever clients send.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the upstream latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    /// Per bucket (not cumulative), then the sum and count.
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Registry {
+    requests: BTreeMap<(&'static str, &'static str, u16), u64>,
+    auth_failures: BTreeMap<&'static str, u64>,
+    decisions: BTreeMap<&'static str, u64>,
+    rate_limited: BTreeMap<&'static str, u64>,
+    jwks_refreshes: BTreeMap<(String, &'static str), u64>,
+    reloads: BTreeMap<(&'static str, &'static str), u64>,
+    /// Certificate → its `notAfter` (Unix seconds).
+    certificates: BTreeMap<String, i64>,
+    upstream_latency: BTreeMap<&'static str, Histogram>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+
+fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    // A poisoned lock only means another thread panicked mid-update; counters stay usable.
+    f(&mut REGISTRY.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// One request's outcome: `route` is a known route or RPC name, else `other`.
+pub fn request(listener: &'static str, route: &'static str, status: u16) {
+    with(|r| *r.requests.entry((listener, route, status)).or_default() += 1);
+}
+
+pub fn auth_failure(reason: &'static str) {
+    with(|r| *r.auth_failures.entry(reason).or_default() += 1);
+}
+
+pub fn decision(allowed: bool) {
+    with(|r| *r.decisions.entry(if allowed { "allowed" } else { "denied" }).or_default() += 1);
+}
+
+pub fn rate_limited(limiter: &'static str) {
+    with(|r| *r.rate_limited.entry(limiter).or_default() += 1);
+}
+
+pub fn jwks_refresh(issuer: &str, ok: bool) {
+    with(|r| *r.jwks_refreshes.entry((issuer.to_string(), if ok { "ok" } else { "error" })).or_default() += 1);
+}
+
+/// A reload of `what` (`certificates`, `api_keys`, `policies`).
+pub fn reload(what: &'static str, ok: bool) {
+    with(|r| *r.reloads.entry((what, if ok { "ok" } else { "rejected" })).or_default() += 1);
+}
+
+/// The certificates now in use (served chain leaf, CA bundle), replacing the previous set.
+pub fn certificates(expiries: &[(String, i64)]) {
+    with(|r| r.certificates = expiries.iter().cloned().collect());
+}
+
+pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    with(|r| {
+        let h = r.upstream_latency.entry(listener).or_default();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            h.buckets[i] += 1;
+        }
+        h.sum += secs;
+        h.count += 1;
+    });
+}
+
+/// The Prometheus text exposition format (version 0.0.4).
+pub fn render(now_unix: i64) -> String {
+    let mut out = String::new();
+    with(|r| {
+        family(&mut out, "gateway_requests_total", "counter", "Requests by listener, route and status.");
+        for ((listener, route, status), n) in &r.requests {
+            let _ = writeln!(
+                out,
+                "gateway_requests_total{{listener=\"{listener}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        family(&mut out, "gateway_auth_failures_total", "counter", "Refused authentications by reason.");
+        for (reason, n) in &r.auth_failures {
+            let _ = writeln!(out, "gateway_auth_failures_total{{reason=\"{reason}\"}} {n}");
+        }
+        family(&mut out, "gateway_authz_decisions_total", "counter", "Cedar authorization outcomes.");
+        for (result, n) in &r.decisions {
+            let _ = writeln!(out, "gateway_authz_decisions_total{{result=\"{result}\"}} {n}");
+        }
+        family(&mut out, "gateway_rate_limited_total", "counter", "Requests refused by a rate limiter.");
+        for (limiter, n) in &r.rate_limited {
+            let _ = writeln!(out, "gateway_rate_limited_total{{limiter=\"{limiter}\"}} {n}");
+        }
+        family(&mut out, "gateway_jwks_refreshes_total", "counter", "OIDC key set fetches by issuer and result.");
+        for ((issuer, result), n) in &r.jwks_refreshes {
+            let issuer = escape(issuer);
+            let _ = writeln!(out, "gateway_jwks_refreshes_total{{issuer=\"{issuer}\",result=\"{result}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "gateway_reloads_total",
+            "counter",
+            "Reloads of certificates, API keys and policies by result.",
+        );
+        for ((what, result), n) in &r.reloads {
+            let _ = writeln!(out, "gateway_reloads_total{{what=\"{what}\",result=\"{result}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "gateway_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until each served and CA certificate expires.",
+        );
+        for (certificate, not_after) in &r.certificates {
+            let certificate = escape(certificate);
+            let _ = writeln!(
+                out,
+                "gateway_certificate_expiry_seconds{{certificate=\"{certificate}\"}} {}",
+                not_after - now_unix
+            );
+        }
+        family(&mut out, "gateway_upstream_latency_seconds", "histogram", "Time to the engine's response headers.");
+        for (listener, h) in &r.upstream_latency {
+            let mut cumulative = 0;
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "gateway_upstream_latency_seconds_bucket{{listener=\"{listener}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "gateway_upstream_latency_seconds_bucket{{listener=\"{listener}\",le=\"+Inf\"}} {}\n\
+                 gateway_upstream_latency_seconds_sum{{listener=\"{listener}\"}} {}\n\
+                 gateway_upstream_latency_seconds_count{{listener=\"{listener}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+    });
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

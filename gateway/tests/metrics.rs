@@ -1,0 +1,123 @@
+//! `/metrics` on the health listener: valid Prometheus text with the series the gateway's
+//! stages record, after a mix of allowed, denied, unauthenticated and rate-limited requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Stack, shipped_policies};
+use gateway::auth::apikeys;
+use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth, QuotaConfig, RateLimitConfig};
+use http_body_util::{BodyExt, Empty};
+
+async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request =
+        http::Request::get("/metrics").header("host", "localhost").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (content_type, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Parses the text format strictly enough to catch a malformed exposition: every sample's
+/// family is declared by a TYPE line first, labels are `name="value"` pairs, values are numbers.
+fn parse(text: &str) -> HashMap<String, f64> {
+    let mut families: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            families.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| families.get(*f).is_some_and(|k| k == "histogram")))
+            .unwrap_or(name);
+        assert!(families.contains_key(family), "sample before its TYPE: {line}");
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap();
+            for pair in inner.split("\",") {
+                let (key, value) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                assert!(!value.trim_end_matches('"').contains('"') || value.contains("\\\""), "{line}");
+            }
+        }
+        samples.insert(series.to_string(), value.parse().unwrap());
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_every_stage_recorded() {
+    let key = apikeys::generate().unwrap();
+    let hash = key.hash.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig {
+            file: None,
+            keys: vec![ApiKeyEntry {
+                name: "dev-acme".into(),
+                hash,
+                groups: vec!["acme".into()],
+                tenant: Some("acme".into()),
+                expires: None,
+            }],
+        });
+        c.authorization.policies = shipped_policies();
+        c.rate_limits = RateLimitConfig {
+            per_principal: Some(QuotaConfig { requests: 3, per_secs: 60, burst: None }),
+            ..Default::default()
+        };
+    })
+    .await;
+    let client = stack.client(None);
+    let api = stack.gateway.api_addr;
+    let sql = |key: &str, sql: &str| {
+        let (client, key, sql) = (&client, key.to_string(), sql.to_string());
+        async move { client.request(api, "POST", "/v1/sql", &[("x-api-key", &key)], &sql).await.unwrap().status }
+    };
+    let wrong = apikeys::generate().unwrap().key;
+    let statuses = [
+        sql(&key.key, "SELECT count(*) FROM acme.orders").await,
+        sql(&key.key, "SELECT * FROM globex.orders").await,
+        sql(&wrong, "SELECT 1").await,
+        sql(&key.key, "SELECT 1").await,
+        sql(&key.key, "SELECT 1").await,
+    ];
+    assert_eq!(statuses, [200, 403, 401, 200, 429]);
+
+    let (content_type, text) = scrape(stack.gateway.health_addr).await;
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let samples = parse(&text);
+    let get = |series: &str| samples.get(series).copied().unwrap_or_else(|| panic!("missing {series} in\n{text}"));
+    for status in ["200", "401", "403", "429"] {
+        let series = format!("gateway_requests_total{{listener=\"api\",route=\"/v1/sql\",status=\"{status}\"}}");
+        assert!(get(&series) >= 1.0, "{series}");
+    }
+    assert_eq!(get("gateway_requests_total{listener=\"api\",route=\"/v1/sql\",status=\"200\"}"), 2.0);
+    assert_eq!(get("gateway_auth_failures_total{reason=\"invalid_api_key\"}"), 1.0);
+    assert_eq!(get("gateway_authz_decisions_total{result=\"allowed\"}"), 2.0);
+    assert_eq!(get("gateway_authz_decisions_total{result=\"denied\"}"), 1.0);
+    assert_eq!(get("gateway_rate_limited_total{limiter=\"principal\"}"), 1.0);
+    assert_eq!(get("gateway_upstream_latency_seconds_count{listener=\"api\"}"), 2.0);
+    assert_eq!(get("gateway_upstream_latency_seconds_bucket{listener=\"api\",le=\"+Inf\"}"), 2.0);
+    let expiry = get("gateway_certificate_expiry_seconds{certificate=\"server\"}");
+    assert!(expiry > 25.0 * 86_400.0 && expiry <= 30.0 * 86_400.0, "the test certificate lives 30 days: {expiry}");
+    assert!(get("gateway_certificate_expiry_seconds{certificate=\"client_ca[0]\"}") > 0.0);
+    for family in ["gateway_jwks_refreshes_total", "gateway_reloads_total"] {
+        assert!(text.contains(&format!("# TYPE {family} counter")), "{family}");
+    }
+}
