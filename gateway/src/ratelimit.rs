@@ -100,11 +100,13 @@ impl RateLimits {
 
     /// Before authentication: the per-IP limit, and the brute-force block.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Limited> {
-        if let Some(until) = self.blocked.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).copied() {
+        // No failed-auth quota, no blocks: skip the lock on the hot path.
+        if let Some(failed_auth) = &self.failed_auth
+            && let Some(until) = self.blocked.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).copied()
+        {
             let now = Instant::now();
             if until > now {
-                let limit = self.failed_auth.as_ref().map_or(0, |l| l.limit);
-                return Err(Limited { limiter: "failed_auth", limit, retry_after: until - now });
+                return Err(Limited { limiter: "failed_auth", limit: failed_auth.limit, retry_after: until - now });
             }
         }
         match &self.per_ip {

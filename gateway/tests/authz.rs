@@ -203,3 +203,35 @@ async fn a_broken_policy_file_is_rejected_under_load_and_a_fixed_one_is_picked_u
     assert!(picked_up, "the fixed policy file was not picked up within 10 s");
     assert!(during > 20, "the load ran only {during} requests");
 }
+
+#[tokio::test]
+async fn flight_calls_the_gateway_cannot_read_are_refused() {
+    let (stack, key, _) = stack(&shipped_policies()).await;
+    let auth = [("x-api-key", key.as_str())];
+    let framed = |flag: u8, message: &[u8]| {
+        let mut body = vec![flag];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+        bytes::Bytes::from(body)
+    };
+    // A compressed first message cannot be inspected: PERMISSION_DENIED (7), never forwarded.
+    let head = stack.grpc_head("GetFlightInfo", &auth, framed(1, b"anything")).await;
+    assert_eq!(head["grpc-status"], "7", "{head:?}");
+    assert!(head["grpc-message"].to_str().unwrap().contains("compressed"), "{head:?}");
+    // A body that ends inside its first message, or bytes that are not a FlightDescriptor:
+    // INVALID_ARGUMENT (3).
+    let mut cut = framed(0, b"0123456789").to_vec();
+    cut.truncate(8);
+    let head = stack.grpc_head("GetFlightInfo", &auth, cut.into()).await;
+    assert_eq!(head["grpc-status"], "3", "{head:?}");
+    let head = stack.grpc_head("GetFlightInfo", &auth, framed(0, b"\xff\xff\xff")).await;
+    assert_eq!(head["grpc-status"], "3", "{head:?}");
+    // A first message over the size limit is refused unread: RESOURCE_EXHAUSTED (8).
+    let mut huge = vec![0u8];
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    let head = stack.grpc_head("GetFlightInfo", &auth, huge.into()).await;
+    assert_eq!(head["grpc-status"], "8", "{head:?}");
+    // An RPC outside the Flight service: UNIMPLEMENTED (12).
+    let head = stack.grpc_head("NoSuchRpc", &auth, framed(0, b"")).await;
+    assert_eq!(head["grpc-status"], "12", "{head:?}");
+}

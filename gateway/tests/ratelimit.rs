@@ -62,22 +62,9 @@ async fn per_ip_limit_answers_429_with_retry_after_and_grpc_resource_exhausted()
     // Another address has its own quota.
     assert_eq!(select(&stack, Some(IpAddr::from([127, 0, 0, 2])), &key).await.status, 200);
     // The Flight listener shares the per-IP limiter: gRPC gets RESOURCE_EXHAUSTED (8).
-    let mut client = stack.client(None);
-    client.config = common::client_config(&stack.pki.ca(), None, &[b"h2"]);
-    let tls = client.connect(stack.gateway.flight_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::post("https://localhost/arrow.flight.protocol.FlightService/ListActions")
-        .header("content-type", "application/grpc")
-        .header("x-api-key", &key)
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.headers()["grpc-status"], "8");
-    assert!(response.headers()["grpc-message"].to_str().unwrap().contains("rate limit exceeded"));
+    let head = stack.grpc_head("ListActions", &[("x-api-key", &key)], bytes::Bytes::from_static(&[0; 5])).await;
+    assert_eq!(head["grpc-status"], "8");
+    assert!(head["grpc-message"].to_str().unwrap().contains("rate limit exceeded"));
 }
 
 #[tokio::test]

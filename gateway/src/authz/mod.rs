@@ -4,8 +4,10 @@
 //!
 //! Policies, schema and entities are loaded once ([`policies::PolicyBundle`]) and swapped
 //! whole on reload, so a request never sees half a policy set and nothing is parsed per
-//! request. The principal's entity (its groups as parents, its attributes) is built once
-//! per principal and cached with the bundle it was built against.
+//! request. The principal's entity (its groups as parents, its attributes) and the policies
+//! that can apply to it are built once per principal and cached with the bundle they were
+//! built against; contexts once per second per request shape; whole outcomes for the second
+//! ([`decisions`]).
 
 mod context;
 pub mod decisions;

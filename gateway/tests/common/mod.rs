@@ -185,6 +185,28 @@ impl Stack {
     pub fn client(&self, leaf: Option<&str>) -> Client {
         Client::new(&self.pki, leaf)
     }
+
+    /// One raw gRPC call to the Flight listener over h2 (TLS, no client certificate) with
+    /// `body` as sent (framing included): the response head, where the gateway's own refusals
+    /// carry `grpc-status` and `grpc-message`.
+    pub async fn grpc_head(&self, rpc: &str, headers: &[(&str, &str)], body: Bytes) -> http::HeaderMap {
+        let mut client = self.client(None);
+        client.config = client_config(&self.pki.ca(), None, &[b"h2"]);
+        let tls = client.connect(self.gateway.flight_addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut request = http::Request::post(format!("https://localhost/arrow.flight.protocol.FlightService/{rpc}"))
+            .header("content-type", "application/grpc");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        sender.send_request(request.body(Full::new(body)).unwrap()).await.unwrap().headers().clone()
+    }
 }
 
 /// A TLS client (rustls, aws-lc-rs) speaking HTTP/1.1 or h2 to the gateway.
