@@ -34,6 +34,175 @@ pub struct Config {
     /// Off unless configured.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// SIEM audit events; off (no sinks) unless configured.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Where audit events go and what happens when they cannot be written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `deny`: refuse requests (503) while an event cannot be written; `allow`: keep serving.
+    #[serde(default)]
+    pub on_failure: OnAuditFailure,
+    /// SQL text in events: `full`, `hashed` (SHA-256) or `off`.
+    #[serde(default)]
+    pub sql: SqlInAudit,
+    /// Events waiting for the writer; past it, requests wait (nothing is dropped).
+    #[serde(default = "queue_capacity")]
+    pub queue_capacity: usize,
+    /// Network sinks' on-disk spool (one folder per sink). Required with a network sink.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Per network sink; past it, events for that sink are dropped (`allow`) or requests
+    /// refused (`deny`).
+    #[serde(default = "gib1")]
+    pub spool_max_bytes: u64,
+    /// A successful sign-in event per principal, method and source IP at most this often
+    /// (0: one per request). Failures are always recorded.
+    #[serde(default = "secs300")]
+    pub signin_interval_secs: u64,
+    /// A security finding when one source IP gets this many 401/403 within `window_secs`.
+    #[serde(default)]
+    pub finding: FindingConfig,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            on_failure: OnAuditFailure::default(),
+            sql: SqlInAudit::default(),
+            queue_capacity: queue_capacity(),
+            spool_dir: None,
+            spool_max_bytes: gib1(),
+            signin_interval_secs: 300,
+            finding: FindingConfig::default(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAuditFailure {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlInAudit {
+    #[default]
+    Full,
+    Hashed,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingConfig {
+    /// 0 turns findings off.
+    #[serde(default = "twenty")]
+    pub threshold: u32,
+    #[serde(default = "secs60")]
+    pub window_secs: u64,
+}
+
+impl Default for FindingConfig {
+    fn default() -> Self {
+        Self { threshold: 20, window_secs: 60 }
+    }
+}
+
+/// One destination for events; several may be configured at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Stdout,
+    File {
+        path: PathBuf,
+        /// Rotate when the file would grow past this.
+        #[serde(default = "mib100")]
+        max_bytes: u64,
+        /// Rotated files kept (`PATH.1` newest … `PATH.N`).
+        #[serde(default = "five")]
+        keep: usize,
+        #[serde(default)]
+        fsync: FsyncPolicy,
+    },
+    Syslog {
+        /// `host:port` of an RFC 5424 receiver over TCP (octet-counted framing, RFC 6587).
+        address: String,
+        /// TLS (RFC 5425) verified against this CA bundle; plain TCP when absent.
+        #[serde(default)]
+        tls_ca_file: Option<PathBuf>,
+        /// The name checked against the receiver's certificate (default: the host).
+        #[serde(default)]
+        tls_server_name: Option<String>,
+        #[serde(default = "facility")]
+        facility: u8,
+        #[serde(default = "app_name")]
+        app_name: String,
+    },
+    Http {
+        url: String,
+        /// `json` (a JSON array of events per POST) or `splunk_hec`.
+        #[serde(default)]
+        format: HttpFormat,
+        /// Sent as `Authorization: Splunk TOKEN` (HEC) or `Bearer TOKEN` (json); use
+        /// `${env:NAME}` or `${file:PATH}`.
+        #[serde(default)]
+        token: Option<Secret>,
+        /// More trust anchors for an https receiver with a private CA.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        #[serde(default = "batch_events")]
+        batch_events: usize,
+        #[serde(default = "secs30")]
+        max_backoff_secs: u64,
+    },
+}
+
+impl SinkConfig {
+    /// Network sinks go through the spool; local ones are written by the writer thread.
+    pub fn is_network(&self) -> bool {
+        matches!(self, SinkConfig::Syslog { .. } | SinkConfig::Http { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every batch the writer takes from the queue (durable on return).
+    #[default]
+    Batch,
+    /// About once a second.
+    Interval,
+    /// Left to the OS.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpFormat {
+    #[default]
+    Json,
+    SplunkHec,
+}
+
+/// A configured secret: `${env:NAME}` / `${file:PATH}` or inline; never printed by `{:?}`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -400,6 +569,30 @@ fn default_audience() -> String {
 fn default_lifetime() -> u64 {
     60
 }
+fn queue_capacity() -> usize {
+    65_536
+}
+fn gib1() -> u64 {
+    1 << 30
+}
+fn mib100() -> u64 {
+    100 << 20
+}
+fn twenty() -> u32 {
+    20
+}
+fn five() -> usize {
+    5
+}
+fn facility() -> u8 {
+    13
+}
+fn app_name() -> String {
+    "portcullis".into()
+}
+fn batch_events() -> usize {
+    500
+}
 fn secs30() -> u64 {
     30
 }
@@ -495,6 +688,17 @@ impl Config {
                 fix(&mut keys.file);
             }
             config.authorization.policies = dir.join(&config.authorization.policies);
+            if let Some(spool) = &mut config.audit.spool_dir {
+                *spool = dir.join(&*spool);
+            }
+            for sink in &mut config.audit.sinks {
+                match sink {
+                    SinkConfig::File { path, .. } => *path = dir.join(&*path),
+                    SinkConfig::Syslog { tls_ca_file, .. } => fix(tls_ca_file),
+                    SinkConfig::Http { ca_file, .. } => fix(ca_file),
+                    SinkConfig::Stdout => {}
+                }
+            }
             for crl in &mut config.tls.crl_files {
                 *crl = dir.join(&*crl);
             }

@@ -28,6 +28,9 @@ pub enum GatewayError {
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    /// `audit.on_failure: deny` and an audit target cannot be written.
+    #[error("audit events cannot be written; requests are refused until the audit log recovers")]
+    AuditUnavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -45,6 +48,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::AuditUnavailable => "audit_unavailable",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -62,6 +66,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,7 +82,7 @@ impl GatewayError {
             GatewayError::Authorization(AuthzError::NotRouted(_)) => 12,
             GatewayError::Authorization(_) => 7,
             GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
-            GatewayError::UpstreamUnavailable(_) => 14,
+            GatewayError::UpstreamUnavailable(_) | GatewayError::AuditUnavailable => 14,
             GatewayError::UpstreamTimeout => 4,
             GatewayError::Internal(_) => 13,
         }

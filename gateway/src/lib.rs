@@ -1,6 +1,7 @@
 //! The Portcullis gateway: TLS and mTLS termination, identity stamping, and a streaming
 //! proxy to the engine. The request's life is in [`pipeline`]; listeners in [`server`].
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod cli;

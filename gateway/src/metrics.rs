@@ -32,6 +32,12 @@ struct Registry {
     /// Certificate → its `notAfter` (Unix seconds).
     certificates: BTreeMap<String, i64>,
     upstream_latency: BTreeMap<&'static str, Histogram>,
+    /// (sink, outcome) → events.
+    audit_events: BTreeMap<(String, &'static str), u64>,
+    audit_dropped: BTreeMap<String, u64>,
+    audit_queue_depth: usize,
+    audit_queue_full: u64,
+    audit_spool_bytes: BTreeMap<String, u64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
@@ -81,6 +87,37 @@ pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
         }
         h.sum += secs;
         h.count += 1;
+    });
+}
+
+/// Audit events by sink and outcome (`written`, `delivered`, `retried`).
+pub fn audit_events(sink: &str, outcome: &'static str, n: usize) {
+    if n > 0 {
+        with(|r| *r.audit_events.entry((sink.to_string(), outcome)).or_default() += n as u64);
+    }
+}
+
+/// Events that could not be kept (must stay zero).
+pub fn audit_dropped(sink: &str, n: usize) {
+    with(|r| *r.audit_dropped.entry(sink.to_string()).or_default() += n as u64);
+}
+
+pub fn audit_queue_depth(depth: usize) {
+    with(|r| r.audit_queue_depth = depth);
+}
+
+/// A request waited for room in the audit queue.
+pub fn audit_queue_full() {
+    with(|r| r.audit_queue_full += 1);
+}
+
+pub fn audit_spool_bytes(sink: &str, bytes: u64) {
+    with(|r| {
+        if let Some(value) = r.audit_spool_bytes.get_mut(sink) {
+            *value = bytes;
+        } else {
+            r.audit_spool_bytes.insert(sink.to_string(), bytes);
+        }
     });
 }
 
@@ -134,6 +171,26 @@ pub fn render(now_unix: i64) -> String {
                 "gateway_certificate_expiry_seconds{{certificate=\"{certificate}\"}} {}",
                 not_after - now_unix
             );
+        }
+        family(&mut out, "gateway_audit_events_total", "counter", "Audit events by sink and outcome.");
+        for ((sink, outcome), n) in &r.audit_events {
+            let sink = escape(sink);
+            let _ = writeln!(out, "gateway_audit_events_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {n}");
+        }
+        family(&mut out, "gateway_audit_dropped_total", "counter", "Audit events lost (must stay zero).");
+        let _ = writeln!(out, "gateway_audit_dropped_total {}", r.audit_dropped.values().sum::<u64>());
+        for (sink, n) in &r.audit_dropped {
+            let sink = escape(sink);
+            let _ = writeln!(out, "gateway_audit_dropped_total{{sink=\"{sink}\"}} {n}");
+        }
+        family(&mut out, "gateway_audit_queue_depth", "gauge", "Audit records waiting for the writer.");
+        let _ = writeln!(out, "gateway_audit_queue_depth {}", r.audit_queue_depth);
+        family(&mut out, "gateway_audit_queue_full_total", "counter", "Requests that waited for room in the audit queue.");
+        let _ = writeln!(out, "gateway_audit_queue_full_total {}", r.audit_queue_full);
+        family(&mut out, "gateway_audit_spool_bytes", "gauge", "Bytes spooled on disk and not yet delivered, per network sink.");
+        for (sink, n) in &r.audit_spool_bytes {
+            let sink = escape(sink);
+            let _ = writeln!(out, "gateway_audit_spool_bytes{{sink=\"{sink}\"}} {n}");
         }
         family(&mut out, "gateway_upstream_latency_seconds", "histogram", "Time to the engine's response headers.");
         for (listener, h) in &r.upstream_latency {

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::{Auditor, Record, TlsRecord, now_ms};
 use crate::auth::Authenticator;
 use crate::authz::Authorizer;
 use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
@@ -78,8 +79,16 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
             .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?,
     );
     let limits = Arc::new(RateLimits::from_config(&config.rate_limits)?);
+    crate::audit::Auditor::check(&config.audit)?;
     // Building the pipelines checks the upstream URLs and each listener's methods.
-    Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&limits), Arc::clone(&issuer))?;
+    Pipeline::from_config(
+        &config,
+        Arc::clone(&auth),
+        Arc::clone(&authz),
+        Arc::clone(&limits),
+        Arc::clone(&issuer),
+        Arc::new(Auditor::off()),
+    )?;
     tls.server_config(API_ALPN)?;
     Ok(Prepared { config, tls, auth, authz, limits, issuer })
 }
@@ -92,13 +101,20 @@ pub struct Running {
     pub health_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    audit_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Stops accepting, lets open requests finish (up to 5 s), then waits for the audit
+    /// writer to write what is queued.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(writer) = self.audit_writer {
+            // The listeners' pipelines (the queue's senders) are gone; the writer drains and ends.
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }
@@ -108,9 +124,17 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let Prepared { config, tls, auth, authz, limits, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
     crate::metrics::certificates(&tls.expiries);
-    let (api, flight) =
-        Pipeline::from_config(&config, Arc::clone(&auth), Arc::clone(&authz), Arc::clone(&limits), issuer)
-            .map_err(|e| e.to_string())?;
+    let (stop, stopped) = watch::channel(false);
+    let audit = Auditor::start(&config.audit, &stopped).map_err(|e| e.to_string())?;
+    let (api, flight) = Pipeline::from_config(
+        &config,
+        Arc::clone(&auth),
+        Arc::clone(&authz),
+        Arc::clone(&limits),
+        issuer,
+        audit.auditor,
+    )
+    .map_err(|e| e.to_string())?;
     let bind = |addr: SocketAddr, name: &'static str| async move {
         TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
     };
@@ -120,7 +144,6 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
     let (api_addr, flight_addr, health_addr) = (addr(&api_listener)?, addr(&flight_listener)?, addr(&health_listener)?);
 
-    let (stop, stopped) = watch::channel(false);
     let api_tls = Arc::clone(&tls_configs);
     let flight_tls = Arc::clone(&tls_configs);
     let mut tasks = vec![
@@ -149,8 +172,9 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));
     }
     tasks.extend(auth.spawn_refreshers(&stopped));
+    tasks.extend(audit.tasks);
     tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
-    Ok(Running { api_addr, flight_addr, health_addr, stop, tasks })
+    Ok(Running { api_addr, flight_addr, health_addr, stop, tasks, audit_writer: audit.writer })
 }
 
 /// Keeps the limiters' memory bounded: idle keys are dropped every few seconds.
@@ -160,6 +184,14 @@ async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver
             _ = tokio::time::sleep(Duration::from_secs(5)) => limits.prune(),
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// A connection refused before HTTP is an API Activity event too.
+fn audit_tls_failure(pipeline: &Pipeline, peer: SocketAddr, error: String) {
+    let auditor = pipeline.auditor();
+    if auditor.enabled() {
+        auditor.submit(Record::Tls(TlsRecord { time_ms: now_ms(), listener: pipeline.name(), peer, error }));
     }
 }
 
@@ -206,10 +238,12 @@ async fn serve_tls(
                 Ok(Ok(tls_stream)) => tls_stream,
                 Ok(Err(error)) => {
                     tracing::info!(%peer, %error, "TLS handshake failed");
+                    audit_tls_failure(&pipeline, peer, format!("TLS handshake failed: {error}"));
                     return;
                 }
                 Err(_) => {
                     tracing::info!(%peer, "TLS handshake timed out");
+                    audit_tls_failure(&pipeline, peer, "TLS handshake timed out".into());
                     return;
                 }
             };

@@ -220,8 +220,8 @@ async fn grpc_streaming_in_every_direction_and_statuses_pass_through() {
         format!("http://{echo_addr}"),
         key,
     );
-    let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
-    let stack_like = Stack { pki, engine: dummy_engine().await, gateway };
+    let gateway = gateway::server::start(gateway::server::prepare(config.clone()).unwrap()).await.unwrap();
+    let stack_like = Stack { pki, engine: dummy_engine().await, gateway, config };
     let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
 
     // Server streaming, 1000 messages; the upstream saw the gateway's stamp.
@@ -293,13 +293,13 @@ async fn upstream_down_is_502_and_unavailable() {
         format!("http://{addr}")
     };
     let config = common::gateway_config(&pki, ClientAuth::Required, closed.clone(), closed, key);
-    let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+    let gateway = gateway::server::start(gateway::server::prepare(config.clone()).unwrap()).await.unwrap();
     let reply = common::Client::new(&pki, Some("workload")).sql(gateway.api_addr, "SELECT 1").await.unwrap();
     assert_eq!(reply.status, 502);
     assert_eq!(reply.json()["error"]["code"], "upstream_unavailable");
     assert!(!reply.text().contains("127.0.0.1"), "upstream address leaked: {}", reply.text());
 
-    let stack_like = Stack { pki, engine: dummy_engine().await, gateway };
+    let stack_like = Stack { pki, engine: dummy_engine().await, gateway, config };
     let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
     let status = client.do_get(Ticket::new("1")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -335,7 +335,7 @@ async fn health_and_readiness() {
     assert_eq!(get("/healthz").await, 200);
     assert_eq!(get("/readyz").await, 200);
     assert_eq!(get("/other").await, 404);
-    let Stack { engine, gateway, pki: _pki } = stack;
+    let Stack { engine, gateway, pki: _pki, .. } = stack;
     engine.shutdown().await;
     let addr = gateway.health_addr;
     let stream = TcpStream::connect(addr).await.unwrap();
@@ -361,12 +361,12 @@ async fn silent_upstream_is_504_and_deadline_exceeded() {
     let (key, _) = common::stamp_keys(pki.path());
     let mut config = common::gateway_config(&pki, ClientAuth::Required, silent.clone(), silent, key);
     config.timeouts.upstream_response_secs = 1;
-    let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+    let gateway = gateway::server::start(gateway::server::prepare(config.clone()).unwrap()).await.unwrap();
     let reply = common::Client::new(&pki, Some("workload")).sql(gateway.api_addr, "SELECT 1").await.unwrap();
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["error"]["code"], "upstream_timeout");
 
-    let stack_like = Stack { pki, engine: dummy_engine().await, gateway };
+    let stack_like = Stack { pki, engine: dummy_engine().await, gateway, config };
     let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
     let status = client.do_get(Ticket::new("1")).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");

@@ -7,7 +7,7 @@
 //! SHA-256 and a map lookup, and a client certificate was read when the connection opened.
 
 pub mod apikeys;
-mod fetch;
+pub mod fetch;
 pub mod jws;
 pub mod oidc;
 

@@ -158,7 +158,7 @@ mod tests {
             path: "/v1/sql",
             payload: b"SELECT 1",
         };
-        let allowed: Outcome = Ok(Allowed { policies: vec!["p".into()] });
+        let allowed: Outcome = Ok(Allowed { policies: vec!["p".into()], ..Allowed::default() });
         cache.insert(&key, 100, &allowed);
         assert_eq!(cache.get(&key, 100), Some(allowed.clone()));
         assert_eq!(cache.get(&key, 101), None, "a new second");

@@ -160,6 +160,30 @@ pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec
     }
 }
 
+/// The SQL a call carries, for the audit record: a statement query or update, or the
+/// statement a prepared statement is created from. `None` for anything else or on a decode
+/// error (the authorization answer already covers those).
+pub fn sql_text(rpc: Rpc, message: &[u8]) -> Option<String> {
+    let descriptor = match rpc {
+        Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => FlightDescriptor::decode(message).ok()?,
+        Rpc::DoPut | Rpc::DoExchange => FlightData::decode(message).ok()?.flight_descriptor?,
+        Rpc::DoAction => {
+            let action = Action::decode(message).ok()?;
+            if action.r#type != "CreatePreparedStatement" {
+                return None;
+            }
+            let any = Any::decode(action.body).ok()?;
+            return Some(SqlCommand::decode(any.value).ok()?.query);
+        }
+        _ => return None,
+    };
+    let any = Any::decode(descriptor.cmd).ok()?;
+    match any.type_url.strip_prefix(TYPE_PREFIX)? {
+        "CommandStatementQuery" | "CommandStatementUpdate" => Some(SqlCommand::decode(any.value).ok()?.query),
+        _ => None,
+    }
+}
+
 /// Which commands an RPC may carry: reads (GetFlightInfo...), writes (DoPut), or both
 /// (DoExchange, whose stream goes both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,6 +87,10 @@ pub struct Evaluation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowed {
     pub policies: Vec<String>,
+    /// The endpoint actions asked about (`query`, `write`, ...).
+    pub actions: Vec<&'static str>,
+    /// Every dataset the request touches, as `catalog.schema.table`.
+    pub datasets: Vec<String>,
 }
 
 /// One loaded policy set and what was derived from it.
@@ -248,10 +252,16 @@ impl Authorizer {
                     return Err(AuthzError::Denied { action, resource });
                 }
                 allowed.policies.extend(evaluation.policies);
+                match dataset {
+                    Some(d) => allowed.datasets.push(d.to_string()),
+                    None => allowed.actions.push(action),
+                }
             }
         }
         allowed.policies.sort();
         allowed.policies.dedup();
+        allowed.datasets.sort();
+        allowed.datasets.dedup();
         Ok(allowed)
     }
 

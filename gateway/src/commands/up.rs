@@ -17,6 +17,7 @@ use clap::Args;
 use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
+    AuditConfig, FsyncPolicy, SinkConfig,
     ApiKeysConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener,
     ListenerAuthConfig, StampConfig, Timeouts, TlsConfig,
 };
@@ -169,6 +170,16 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             ..Default::default()
         },
         rate_limits: Default::default(),
+        // Every request's OCSF event, one JSON line each, in the state dir.
+        audit: AuditConfig {
+            sinks: vec![SinkConfig::File {
+                path: args.state_dir.join("audit.log"),
+                max_bytes: 100 << 20,
+                keep: 5,
+                fsync: FsyncPolicy::Interval,
+            }],
+            ..Default::default()
+        },
         authorization: AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
     };
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;
@@ -198,7 +209,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             })?;
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
         let running = server::start(prepared).await?;
-        print_usage(&state, running.api_addr.port(), running.flight_addr.port());
+        print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
         tokio::select! {
             _ = shutdown_signal() => {}
             status = engine.wait() => tracing::error!(?status, "the engine exited"),
@@ -235,13 +246,14 @@ async fn stop_child(child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
-fn print_usage(state: &DevState, api_port: u16, flight_port: u16) {
+fn print_usage(state: &DevState, audit_log: &Path, api_port: u16, flight_port: u16) {
     let dir = state.tls_dir.display();
     let policies = state.policies.display();
     let key = |tenant: &str| {
         state.dev_api_keys.iter().find(|(t, _)| t == tenant).map(|(_, k)| k.as_str()).unwrap_or_default()
     };
     let (acme, globex) = (key("acme"), key("globex"));
+    let audit = audit_log.display();
     println!(
         r#"
 Portcullis is up. The engine listens on loopback only; talk to the gateway.
@@ -268,6 +280,8 @@ with f.connect('grpc+tls://localhost:{flight_port}', autocommit=True, db_kwargs=
     'adbc.flight.sql.client_option.mtls_cert_chain': r('{dir}/client.pem'),
     'adbc.flight.sql.client_option.mtls_private_key': r('{dir}/client-key.pem')}}) as c, c.cursor() as cur:
   cur.execute('SELECT * FROM whoami'); print(cur.fetch_arrow_table())"
+
+  Audit events (OCSF, one JSON line per request and sign-in): {audit}
 
 Ctrl-C stops the gateway and the engine.
 "#

@@ -21,6 +21,7 @@ use identity::Principal;
 use super::{Body, BoxError, Connection};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
+use crate::audit::{ApiRecord, Decision};
 use crate::error::{GatewayError, full};
 
 /// Authorizes `request` and returns it, with its body ready to forward.
@@ -31,6 +32,7 @@ pub async fn authorize(
     request: Request<Incoming>,
     grpc: bool,
     max_body: usize,
+    audit: Option<Notes<'_>>,
 ) -> Result<(Request<Body>, Allowed), GatewayError> {
     let (parts, body) = request.into_parts();
     let (call, payload, body) =
@@ -58,8 +60,45 @@ pub async fn authorize(
         Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
         Err(_) => {}
     }
+    if let Some(notes) = audit {
+        record_outcome(notes.record, &allowed, call, &payload, notes.sql);
+    }
     let allowed = allowed?;
     Ok((Request::from_parts(parts, body), allowed))
+}
+
+/// The audit record this stage fills in, and whether it should carry the SQL text.
+#[derive(Debug)]
+pub struct Notes<'a> {
+    pub record: &'a mut ApiRecord,
+    pub sql: bool,
+}
+
+/// What the audit record learns here: the SQL, the decision, the policies and datasets.
+fn record_outcome(record: &mut ApiRecord, outcome: &Result<Allowed, AuthzError>, call: Call, payload: &Bytes, sql: bool) {
+    if sql {
+        record.sql = match call {
+            Call::Sql => Some(payload.clone()),
+            Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
+            Call::Datasets => None,
+        };
+    }
+    match outcome {
+        Ok(allowed) => {
+            record.decision = Decision::Allowed;
+            record.policies.clone_from(&allowed.policies);
+            record.actions.clone_from(&allowed.actions);
+            record.datasets.clone_from(&allowed.datasets);
+        }
+        Err(AuthzError::Denied { action, resource }) => {
+            record.decision = Decision::Denied;
+            match resource.strip_prefix("dataset ") {
+                Some(dataset) => record.datasets.push(dataset.to_string()),
+                None => record.actions.push(action),
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// The kind of call, known from the route; its payload says the rest.

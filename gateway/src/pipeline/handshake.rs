@@ -4,12 +4,15 @@
 //! is what `pyarrow.flight.FlightClient.authenticate_basic_token` and ADBC's username /
 //! password options speak. The engine never sees the Handshake.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::stream;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use identity::Principal;
 
 use super::{Body, BoxError, Connection};
 use crate::auth::{Authenticator, ListenerAuth};
@@ -22,7 +25,7 @@ pub async fn answer(
     listener: &ListenerAuth,
     connection: &Connection,
     headers: &HeaderMap,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<(Arc<Principal>, Response<Body>), GatewayError> {
     let (principal, token) = auth.handshake(listener, headers, connection.workload.as_ref()).await?;
     tracing::debug!(principal = %principal.id, "Flight handshake: session opened");
     let bearer =
@@ -35,5 +38,5 @@ pub async fn answer(
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     response.headers_mut().insert(AUTHORIZATION, bearer);
-    Ok(response)
+    Ok((principal, response))
 }

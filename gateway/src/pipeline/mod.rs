@@ -1,15 +1,17 @@
 //! The request pipeline, built here top to bottom: read this file to follow a request's life.
 //!
 //! ```text
-//! accept (TLS, in `server`) → sanitize → rate-limit (ip) → authenticate → rate-limit (principal)
-//!     → authorize (Cedar) → stamp → forward (stream)
+//! accept (TLS, in `server`) → sanitize → audit gate → rate-limit (ip) → authenticate
+//!     → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
+//!     → audit (every outcome, when the response body ends)
 //!                  ↘ Flight Handshake: answered after rate-limit (ip)
 //! ```
 //!
-//! The audit stage takes its place in [`Pipeline::handle`] when it is built; each stage is
-//! one module, and errors from every stage become responses in one place
-//! ([`GatewayError::into_response`]).
+//! Each stage is one module; errors from every stage become responses in one place
+//! ([`GatewayError::into_response`]), and every response, refusals included, passes the
+//! audit stage. TLS handshake failures are audited by `server`.
 
+mod audit;
 mod authenticate;
 mod authorize;
 mod forward;
@@ -25,6 +27,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
+use crate::audit::{Auditor, Record, SignInRecord, now_ms};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
 use crate::authz::Authorizer;
 use crate::config::Config;
@@ -52,6 +55,7 @@ pub struct Pipeline {
     authz: Arc<Authorizer>,
     limits: Arc<RateLimits>,
     issuer: Arc<StampIssuer>,
+    audit: Arc<Auditor>,
     upstream: Upstream,
     /// Largest SQL body, and largest gRPC message read to authorize a call.
     max_body: usize,
@@ -77,6 +81,7 @@ impl Pipeline {
         authz: Arc<Authorizer>,
         limits: Arc<RateLimits>,
         issuer: Arc<StampIssuer>,
+        audit: Arc<Auditor>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
         let api = Self {
             auth: Arc::clone(&auth),
@@ -84,6 +89,7 @@ impl Pipeline {
             authz: Arc::clone(&authz),
             limits: Arc::clone(&limits),
             issuer: Arc::clone(&issuer),
+            audit: Arc::clone(&audit),
             upstream: Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?,
             max_body: config.limits.max_api_body_bytes,
             limit_stream: true,
@@ -96,6 +102,7 @@ impl Pipeline {
             authz,
             limits,
             issuer,
+            audit,
             upstream: Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?,
             max_body: config.limits.max_api_body_bytes,
             limit_stream: false,
@@ -105,33 +112,71 @@ impl Pipeline {
         Ok((api, flight))
     }
 
+    pub fn auditor(&self) -> &Arc<Auditor> {
+        &self.audit
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// One request, start to finish. Never fails: every error becomes a response.
     pub async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
+        let started = std::time::Instant::now();
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
         let grpc = is_grpc(&request);
         let ip = connection.peer.ip();
         let route = route(grpc, request.uri().path());
+        let mut record = self
+            .audit
+            .enabled()
+            .then(|| audit::begin(self.name, connection, &request, &request_id, grpc.then_some(route)));
+        let bytes_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let result = async {
+            // audit gate: with `on_failure: deny`, nothing is served while events cannot be written.
+            if self.audit.refusing() {
+                return Err(GatewayError::AuditUnavailable);
+            }
             // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
             self.limits.check_ip(ip).map_err(GatewayError::RateLimited)?;
             // The Flight Handshake authenticates and opens a session; nothing to forward.
             if grpc && self.answers_handshake && request.uri().path() == handshake::PATH {
-                return handshake::answer(&self.auth, &self.listener, connection, request.headers()).await;
+                let (principal, response) =
+                    handshake::answer(&self.auth, &self.listener, connection, request.headers()).await?;
+                self.signed_in(connection, &request_id, principal.clone(), "handshake", true);
+                if let Some(record) = record.as_mut() {
+                    record.principal = Some(principal);
+                }
+                return Ok(response);
             }
             // authenticate: who is calling; credentials are removed from the request here.
             let principal =
                 authenticate::authenticate(&self.auth, &self.listener, connection, request.headers_mut()).await?;
+            self.signed_in(connection, &request_id, Arc::clone(&principal), "request", false);
+            if let Some(record) = record.as_mut() {
+                record.principal = Some(Arc::clone(&principal));
+            }
             // rate-limit (principal): the caller's own quota (group and principal overrides).
             self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
             // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
-            let (mut request, allowed) =
-                authorize::authorize(&self.authz, connection, &principal, request, grpc, self.max_body).await?;
-            tracing::debug!(request_id = request_id.to_str().unwrap_or(""), policies = ?allowed.policies, "allowed");
+            let (mut request, _allowed) = authorize::authorize(
+                &self.authz,
+                connection,
+                &principal,
+                request,
+                grpc,
+                self.max_body,
+                record.as_deref_mut().map(|record| authorize::Notes { record, sql: self.audit.wants_sql() }),
+            )
+            .await?;
             // stamp: the signed assertion the engine trusts, reused per principal.
             let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
             let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;
             request.headers_mut().insert(STAMP_HEADER, stamp);
+            if record.is_some() {
+                request = audit::count_request(request, &bytes_in);
+            }
             // forward: stream to the engine and back.
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
@@ -142,7 +187,10 @@ impl Pipeline {
         };
         crate::metrics::request(self.name, route, status);
         match &result {
-            Err(GatewayError::Unauthenticated(error)) => crate::metrics::auth_failure(error.reason()),
+            Err(GatewayError::Unauthenticated(error)) => {
+                crate::metrics::auth_failure(error.reason());
+                self.sign_in_failed(connection, &request_id, error, grpc && request_is_handshake(route));
+            }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
             _ => {}
         }
@@ -154,13 +202,69 @@ impl Pipeline {
         {
             self.limits.failed_authentication(ip);
         }
+        if status == 401 || status == 403 {
+            self.audit.refused(ip);
+        }
+        if let (Some(record), Err(error)) = (record.as_mut(), &result) {
+            record.error = Some((error.code(), error.to_string()));
+        }
         let mut response = match result {
             Ok(response) => response,
             Err(error) => error.into_response(grpc, request_id.to_str().unwrap_or("")),
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-        response
+        // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
+        match record {
+            Some(record) => audit::finish(&self.audit, record, started, bytes_in, response),
+            None => response,
+        }
     }
+
+    fn signed_in(
+        &self,
+        connection: &Connection,
+        request_id: &HeaderValue,
+        principal: Arc<Principal>,
+        flow: &'static str,
+        always: bool,
+    ) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let record = || SignInRecord {
+            time_ms: now_ms(),
+            request_id: request_id.clone(),
+            listener: self.name,
+            peer: connection.peer,
+            principal: Some(Arc::clone(&principal)),
+            flow,
+            failure: None,
+        };
+        if always {
+            self.audit.submit(Record::SignIn(Box::new(record())));
+        } else {
+            self.audit.signed_in(record, &principal, connection.peer.ip());
+        }
+    }
+
+    fn sign_in_failed(&self, connection: &Connection, request_id: &HeaderValue, error: &AuthError, handshake: bool) {
+        if !self.audit.enabled() {
+            return;
+        }
+        self.audit.submit(Record::SignIn(Box::new(SignInRecord {
+            time_ms: now_ms(),
+            request_id: request_id.clone(),
+            listener: self.name,
+            peer: connection.peer,
+            principal: None,
+            flow: if handshake { "handshake" } else { "request" },
+            failure: Some((error.reason(), error.to_string())),
+        })));
+    }
+}
+
+fn request_is_handshake(route: &str) -> bool {
+    route == "Handshake"
 }
 
 /// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).

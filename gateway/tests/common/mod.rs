@@ -147,6 +147,7 @@ pub fn gateway_config(
         limits: Limits::default(),
         auth: AuthConfig::default(),
         rate_limits: Default::default(),
+        audit: Default::default(),
         authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
     }
 }
@@ -156,6 +157,8 @@ pub struct Stack {
     pub pki: Pki,
     pub engine: engine::server::Running,
     pub gateway: gateway::server::Running,
+    /// The gateway's config, to start it again.
+    pub config: Config,
 }
 
 impl Stack {
@@ -178,8 +181,8 @@ impl Stack {
         config.api.upstream = format!("http://{}", engine.http_addr);
         config.flight.upstream = format!("http://{}", engine.flight_addr);
         adjust(&mut config);
-        let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
-        Self { pki, engine, gateway }
+        let gateway = gateway::server::start(gateway::server::prepare(config.clone()).unwrap()).await.unwrap();
+        Self { pki, engine, gateway, config }
     }
 
     pub fn client(&self, leaf: Option<&str>) -> Client {

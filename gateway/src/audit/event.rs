@@ -1,0 +1,592 @@
+//! What one audit event records, and its OCSF 1.3 JSON form (one line per event).
+//!
+//! Records are built on the request path from what the stages already have (no
+//! formatting there); the writer thread turns them into JSON with [`Formatter`]. Classes:
+//! API Activity (6003) for every request and TLS failure, Authentication (3002) for sign-ins,
+//! Detection Finding (2004) for bursts of refusals from one address.
+//!
+//! No field ever holds a credential: the stages strip tokens and keys before a record sees
+//! the request, and error messages name the problem, not the value.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Uri};
+use identity::Principal;
+use serde::Serialize;
+
+use crate::config::SqlInAudit;
+
+pub const OCSF_VERSION: &str = "1.3.0";
+
+/// One thing that happened, waiting in the queue.
+#[derive(Debug)]
+pub enum Record {
+    Api(Box<ApiRecord>),
+    Tls(TlsRecord),
+    SignIn(Box<SignInRecord>),
+    Finding(FindingRecord),
+}
+
+/// Cedar's answer, if the request got that far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    NotEvaluated,
+    Allowed,
+    Denied,
+}
+
+/// One request, whatever its outcome.
+#[derive(Debug)]
+pub struct ApiRecord {
+    /// Unix milliseconds when the request arrived.
+    pub time_ms: i64,
+    pub request_id: HeaderValue,
+    /// `api` or `flight`.
+    pub listener: &'static str,
+    pub peer: SocketAddr,
+    pub method: Method,
+    /// Only the path is recorded (a query string could carry anything).
+    pub uri: Uri,
+    /// The Flight RPC, for gRPC calls.
+    pub rpc: Option<&'static str>,
+    pub principal: Option<Arc<Principal>>,
+    /// The SQL the request carried (HTTP body, or the Flight command's query).
+    pub sql: Option<Bytes>,
+    /// The endpoint actions Cedar was asked about (`query`, `write`, ...).
+    pub actions: Vec<&'static str>,
+    pub datasets: Vec<String>,
+    pub decision: Decision,
+    pub policies: Vec<String>,
+    pub status: u16,
+    /// For gRPC: the status from the trailers (or the refusal).
+    pub grpc_status: Option<u16>,
+    /// The refusal's category and message (never a credential).
+    pub error: Option<(&'static str, String)>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_us: u64,
+}
+
+/// A connection that never got to HTTP.
+#[derive(Debug)]
+pub struct TlsRecord {
+    pub time_ms: i64,
+    pub listener: &'static str,
+    pub peer: SocketAddr,
+    pub error: String,
+}
+
+/// A sign-in: success (principal set) or failure (reason set).
+#[derive(Debug)]
+pub struct SignInRecord {
+    pub time_ms: i64,
+    pub request_id: HeaderValue,
+    pub listener: &'static str,
+    pub peer: SocketAddr,
+    pub principal: Option<Arc<Principal>>,
+    /// `handshake` for the Flight Handshake, else how the credential was presented.
+    pub flow: &'static str,
+    pub failure: Option<(&'static str, String)>,
+}
+
+/// One address produced a burst of 401/403 responses.
+#[derive(Debug)]
+pub struct FindingRecord {
+    pub time_ms: i64,
+    pub ip: IpAddr,
+    pub count: u32,
+    pub window_secs: u64,
+}
+
+/// Turns records into OCSF JSON lines.
+#[derive(Debug, Clone)]
+pub struct Formatter {
+    pub sql: SqlInAudit,
+    pub version: &'static str,
+}
+
+impl Formatter {
+    /// Appends `record` as one JSON line with a fresh unique event id.
+    pub fn write_line(&self, record: &Record, out: &mut Vec<u8>) {
+        let uid = uuid::Uuid::new_v4();
+        let mut uid_buf = uuid::Uuid::encode_buffer();
+        let uid = uid.hyphenated().encode_lower(&mut uid_buf);
+        let result = match record {
+            Record::Api(api) => serde_json::to_writer(&mut *out, &self.api(api, uid)),
+            Record::Tls(tls) => serde_json::to_writer(&mut *out, &self.tls(tls, uid)),
+            Record::SignIn(signin) => serde_json::to_writer(&mut *out, &self.signin(signin, uid)),
+            Record::Finding(finding) => serde_json::to_writer(&mut *out, &self.finding(finding, uid)),
+        };
+        // Serializing plain structs into a Vec cannot fail; if it ever did, the line is
+        // still a JSON object saying so rather than a torn line.
+        if result.is_err() {
+            out.extend_from_slice(b"{\"class_uid\":0,\"message\":\"event could not be serialized\"}");
+        }
+        out.push(b'\n');
+    }
+
+    fn metadata<'a>(&self, uid: &'a str, correlation: Option<&'a str>, tags: Vec<Tag<'a>>) -> Metadata<'a> {
+        Metadata {
+            uid,
+            version: OCSF_VERSION,
+            correlation_uid: correlation,
+            product: Product { name: "Portcullis Gateway", vendor_name: "Portcullis", version: self.version },
+            tags,
+        }
+    }
+
+    fn api<'a>(&self, r: &'a ApiRecord, uid: &'a str) -> ApiActivity<'a> {
+        let request_id = r.request_id.to_str().ok();
+        let success = r.error.is_none() && r.status < 400 && r.grpc_status.is_none_or(|s| s == 0);
+        let activity = activity(&r.actions);
+        let mut tags = principal_tags(r.principal.as_deref());
+        tags.extend(r.datasets.iter().map(|d| Tag { name: "dataset", value: d }));
+        let (sql, sql_sha256) = match (&r.sql, self.sql) {
+            (Some(sql), SqlInAudit::Full) => (Some(String::from_utf8_lossy(sql)), None),
+            (Some(sql), SqlInAudit::Hashed) => (None, Some(sha256_hex(sql))),
+            _ => (None, None),
+        };
+        // Allowed when policy allowed it (even if the engine then failed), or nothing refused it.
+        let disposition =
+            if r.decision == Decision::Allowed || success { (1, "Allowed") } else { (2, "Blocked") };
+        let operation = match r.rpc {
+            Some(rpc) => rpc.to_string(),
+            None => format!("{} {}", r.method, r.uri.path()),
+        };
+        ApiActivity {
+            class_uid: 6003,
+            class_name: "API Activity",
+            category_uid: 6,
+            category_name: "Application Activity",
+            activity_id: activity.0,
+            activity_name: activity.1,
+            type_uid: 600_300 + u32::from(activity.0),
+            time: r.time_ms,
+            severity_id: if success { 1 } else { 3 },
+            status_id: if success { 1 } else { 2 },
+            status: if success { "Success" } else { "Failure" },
+            status_code: r.grpc_status.map_or_else(|| r.status.to_string(), |g| format!("grpc:{g}")),
+            status_detail: r.error.as_ref().map(|(_, message)| message.as_str()),
+            disposition_id: disposition.0,
+            disposition: disposition.1,
+            duration: r.duration_us / 1000,
+            metadata: self.metadata(uid, request_id, tags),
+            actor: r.principal.as_deref().map(|p| Actor {
+                user: user(p),
+                authorizations: r.policies.iter().map(|uid| Authorization { decision: "Allowed", policy: Named { uid } }).collect(),
+                idp: p.issuer.as_deref().map(|name| Idp { name }),
+            }),
+            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
+            http_request: HttpRequest { http_method: r.method.as_str(), url: Url { path: r.uri.path() }, uid: request_id },
+            http_response: HttpResponse { code: r.status },
+            api: Api { operation, request: RequestUid { uid: request_id }, service: Service { name: r.listener } },
+            resources: r.datasets.iter().map(|name| Resource { name, r#type: "dataset" }).collect(),
+            traffic: Traffic { bytes_in: r.bytes_in, bytes_out: r.bytes_out },
+            unmapped: ApiUnmapped {
+                decision: match r.decision {
+                    Decision::NotEvaluated => None,
+                    Decision::Allowed => Some("allow"),
+                    Decision::Denied => Some("deny"),
+                },
+                error_code: r.error.as_ref().map(|(code, _)| *code),
+                grpc_status: r.grpc_status,
+                sql,
+                sql_sha256,
+                duration_us: r.duration_us,
+            },
+        }
+    }
+
+    fn tls<'a>(&self, r: &'a TlsRecord, uid: &'a str) -> ApiActivity<'a> {
+        ApiActivity {
+            class_uid: 6003,
+            class_name: "API Activity",
+            category_uid: 6,
+            category_name: "Application Activity",
+            activity_id: 99,
+            activity_name: "Other",
+            type_uid: 600_399,
+            time: r.time_ms,
+            severity_id: 3,
+            status_id: 2,
+            status: "Failure",
+            status_code: "tls_handshake_failed".into(),
+            status_detail: Some(&r.error),
+            disposition_id: 2,
+            disposition: "Blocked",
+            duration: 0,
+            metadata: self.metadata(uid, None, Vec::new()),
+            actor: None,
+            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
+            http_request: HttpRequest { http_method: "", url: Url { path: "" }, uid: None },
+            http_response: HttpResponse { code: 0 },
+            api: Api { operation: "TLS handshake".into(), request: RequestUid { uid: None }, service: Service { name: r.listener } },
+            resources: Vec::new(),
+            traffic: Traffic { bytes_in: 0, bytes_out: 0 },
+            unmapped: ApiUnmapped {
+                decision: None,
+                error_code: Some("tls_handshake_failed"),
+                grpc_status: None,
+                sql: None,
+                sql_sha256: None,
+                duration_us: 0,
+            },
+        }
+    }
+
+    fn signin<'a>(&self, r: &'a SignInRecord, uid: &'a str) -> Authentication<'a> {
+        let request_id = r.request_id.to_str().ok();
+        let success = r.failure.is_none();
+        let method = r.principal.as_deref().map(|p| p.auth_method.as_str());
+        Authentication {
+            class_uid: 3002,
+            class_name: "Authentication",
+            category_uid: 3,
+            category_name: "Identity & Access Management",
+            activity_id: 1,
+            activity_name: "Logon",
+            type_uid: 300_201,
+            time: r.time_ms,
+            severity_id: if success { 1 } else { 3 },
+            status_id: if success { 1 } else { 2 },
+            status: if success { "Success" } else { "Failure" },
+            status_code: r.failure.as_ref().map(|(reason, _)| *reason),
+            status_detail: r.failure.as_ref().map(|(_, message)| message.as_str()),
+            auth_protocol: method.map(|m| match m {
+                "oidc" => "OpenID Connect",
+                "api_key" => "API key",
+                "mtls" => "mTLS client certificate",
+                other => other,
+            }),
+            is_mfa: r.principal.as_deref().map(|p| p.mfa),
+            metadata: self.metadata(uid, request_id, principal_tags(r.principal.as_deref())),
+            user: r.principal.as_deref().map(user),
+            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
+            service: Service { name: r.listener },
+            unmapped: SignInUnmapped { auth_method: method, flow: r.flow },
+        }
+    }
+
+    fn finding<'a>(&self, r: &'a FindingRecord, uid: &'a str) -> Finding<'a> {
+        Finding {
+            class_uid: 2004,
+            class_name: "Detection Finding",
+            category_uid: 2,
+            category_name: "Findings",
+            activity_id: 1,
+            activity_name: "Create",
+            type_uid: 200_401,
+            time: r.time_ms,
+            severity_id: 4,
+            severity: "High",
+            status_id: 1,
+            metadata: self.metadata(uid, None, Vec::new()),
+            finding_info: FindingInfo {
+                uid,
+                title: "Burst of refused requests from one source IP",
+                desc: format!(
+                    "{} responses with status 401 or 403 to {} within {} s",
+                    r.count, r.ip, r.window_secs
+                ),
+                types: ["Credential Access: Brute Force"],
+            },
+            src_endpoint: IpOnly { ip: r.ip },
+            count: r.count,
+            unmapped: FindingUnmapped { window_secs: r.window_secs },
+        }
+    }
+}
+
+/// OCSF API Activity's activity from the endpoint actions Cedar was asked about.
+fn activity(actions: &[&'static str]) -> (u8, &'static str) {
+    if actions.contains(&"write") {
+        (3, "Update")
+    } else if actions.contains(&"admin") {
+        (99, "Other")
+    } else if actions.is_empty() {
+        (0, "Unknown")
+    } else {
+        (2, "Read")
+    }
+}
+
+fn user(p: &Principal) -> User<'_> {
+    User {
+        uid: &p.id,
+        name: &p.subject,
+        r#type: p.kind.as_str(),
+        email_addr: p.email.as_deref(),
+        groups: p.groups.iter().map(|name| Group { name }).collect(),
+        org: p.tenant.as_deref().map(|name| Org { name }),
+    }
+}
+
+/// Tags SIEM rules group by: tenant and principal (datasets are added by the caller).
+fn principal_tags(p: Option<&Principal>) -> Vec<Tag<'_>> {
+    let Some(p) = p else { return Vec::new() };
+    let mut tags = vec![Tag { name: "principal", value: &p.id }];
+    if let Some(tenant) = &p.tenant {
+        tags.push(Tag { name: "tenant", value: tenant });
+    }
+    tags
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    uid: &'a str,
+    version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_uid: Option<&'a str>,
+    product: Product,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<Tag<'a>>,
+}
+
+#[derive(Serialize)]
+struct Product {
+    name: &'static str,
+    vendor_name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Tag<'a> {
+    name: &'static str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct ApiActivity<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u8,
+    activity_name: &'static str,
+    type_uid: u32,
+    time: i64,
+    severity_id: u8,
+    status_id: u8,
+    status: &'static str,
+    status_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_detail: Option<&'a str>,
+    disposition_id: u8,
+    disposition: &'static str,
+    /// Milliseconds (OCSF); microseconds in `unmapped.duration_us`.
+    duration: u64,
+    metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<Actor<'a>>,
+    src_endpoint: Endpoint,
+    http_request: HttpRequest<'a>,
+    http_response: HttpResponse,
+    api: Api<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    resources: Vec<Resource<'a>>,
+    traffic: Traffic,
+    unmapped: ApiUnmapped<'a>,
+}
+
+#[derive(Serialize)]
+struct Actor<'a> {
+    user: User<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authorizations: Vec<Authorization<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idp: Option<Idp<'a>>,
+}
+
+#[derive(Serialize)]
+struct User<'a> {
+    uid: &'a str,
+    name: &'a str,
+    r#type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<Group<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<Org<'a>>,
+}
+
+#[derive(Serialize)]
+struct Group<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Org<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Idp<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Authorization<'a> {
+    decision: &'static str,
+    policy: Named<'a>,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    uid: &'a str,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: IpAddr,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct IpOnly {
+    ip: IpAddr,
+}
+
+#[derive(Serialize)]
+struct HttpRequest<'a> {
+    http_method: &'a str,
+    url: Url<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Url<'a> {
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct HttpResponse {
+    code: u16,
+}
+
+#[derive(Serialize)]
+struct Api<'a> {
+    operation: String,
+    request: RequestUid<'a>,
+    service: Service,
+}
+
+#[derive(Serialize)]
+struct RequestUid<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Service {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    name: &'a str,
+    r#type: &'static str,
+}
+
+#[derive(Serialize)]
+struct Traffic {
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+#[derive(Serialize)]
+struct ApiUnmapped<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql_sha256: Option<String>,
+    duration_us: u64,
+}
+
+#[derive(Serialize)]
+struct Authentication<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u8,
+    activity_name: &'static str,
+    type_uid: u32,
+    time: i64,
+    severity_id: u8,
+    status_id: u8,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_mfa: Option<bool>,
+    metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<User<'a>>,
+    src_endpoint: Endpoint,
+    service: Service,
+    unmapped: SignInUnmapped,
+}
+
+#[derive(Serialize)]
+struct SignInUnmapped {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'static str>,
+    flow: &'static str,
+}
+
+#[derive(Serialize)]
+struct Finding<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u8,
+    activity_name: &'static str,
+    type_uid: u32,
+    time: i64,
+    severity_id: u8,
+    severity: &'static str,
+    status_id: u8,
+    metadata: Metadata<'a>,
+    finding_info: FindingInfo<'a>,
+    src_endpoint: IpOnly,
+    count: u32,
+    unmapped: FindingUnmapped,
+}
+
+#[derive(Serialize)]
+struct FindingInfo<'a> {
+    uid: &'a str,
+    title: &'static str,
+    desc: String,
+    types: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+struct FindingUnmapped {
+    window_secs: u64,
+}

@@ -1,0 +1,371 @@
+//! The audit stage's machinery: OCSF events for every request, sign-in and finding, to
+//! several sinks at once, with no event lost.
+//!
+//! ```text
+//! pipeline ─record→ bounded queue ─→ writer thread ─┬→ stdout
+//!                                                   ├→ file (rotation, fsync policy)
+//!                                                   └→ spool (disk) ─→ delivery task ─→ syslog / HTTP
+//! ```
+//!
+//! Requests only build a record and queue it; formatting and I/O happen on the writer
+//! thread, delivery to the network in a task per sink reading its spool. When the queue is
+//! full the request waits for room (back-pressure, never a drop). When a local target
+//! (file, spool) cannot be written, `on_failure: deny` refuses requests with 503 until it
+//! recovers; `allow` keeps serving and keeps the events in memory (bounded) until then.
+
+pub mod deliver;
+pub mod event;
+pub mod spool;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use identity::Principal;
+use tokio::sync::watch;
+
+use crate::config::{AuditConfig, ConfigError, OnAuditFailure, SinkConfig, SqlInAudit, resolve_reference};
+pub use event::{ApiRecord, Decision, FindingRecord, Record, SignInRecord, TlsRecord};
+use writer::{Health, Target};
+
+/// The handle stages use; cheap to share.
+#[derive(Debug)]
+pub struct Auditor {
+    queue: Option<SyncSender<Record>>,
+    health: Arc<Health>,
+    deny: bool,
+    sql: bool,
+    signins: SignIns,
+    findings: Findings,
+}
+
+/// What starting the audit machinery gave: the handle, the writer thread and delivery tasks.
+#[derive(Debug)]
+pub struct Started {
+    pub auditor: Arc<Auditor>,
+    pub writer: Option<std::thread::JoinHandle<()>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A network sink, checked, before its spool is opened.
+enum Network {
+    Http(deliver::HttpReceiver, usize, Duration),
+    Syslog(deliver::SyslogReceiver),
+}
+
+impl Auditor {
+    /// Checks the sinks (files openable, URLs valid, CA files readable) without starting
+    /// anything: what `gateway check` runs.
+    pub fn check(config: &AuditConfig) -> Result<(), ConfigError> {
+        for (i, sink) in config.sinks.iter().enumerate() {
+            network(sink, i)?;
+        }
+        if config.sinks.iter().any(SinkConfig::is_network) && config.spool_dir.is_none() {
+            return Err(ConfigError::new("audit.spool_dir", "required with a syslog or http sink"));
+        }
+        if config.queue_capacity == 0 {
+            return Err(ConfigError::new("audit.queue_capacity", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Opens every sink and starts the writer thread and delivery tasks.
+    pub fn start(config: &AuditConfig, stopped: &watch::Receiver<bool>) -> Result<Started, ConfigError> {
+        Self::check(config)?;
+        let health = Arc::new(Health::default());
+        let mut targets = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, sink) in config.sinks.iter().enumerate() {
+            let field = format!("audit.sinks[{i}]");
+            match sink {
+                SinkConfig::Stdout => targets.push(Target::Stdout),
+                SinkConfig::File { path, max_bytes, keep, fsync } => {
+                    let file = writer::RotatingFile::open(path.clone(), *max_bytes, *keep, *fsync)
+                        .map_err(|e| ConfigError::new(format!("{field}.path"), format!("{}: {e}", path.display())))?;
+                    targets.push(Target::File(file));
+                }
+                SinkConfig::Syslog { address, .. } | SinkConfig::Http { url: address, .. } => {
+                    let receiver = network(sink, i)?.ok_or_else(|| ConfigError::new(&field, "not a network sink"))?;
+                    let kind = if matches!(sink, SinkConfig::Http { .. }) { "http" } else { "syslog" };
+                    let name = format!("{kind}:{}", sink_label(address));
+                    let spool_root = config.spool_dir.as_ref().ok_or_else(|| ConfigError::new("audit.spool_dir", "required"))?;
+                    let dir = spool_root.join(format!("{i}-{kind}"));
+                    let (spool_writer, reader) = spool::open(&dir, config.spool_max_bytes)
+                        .map_err(|e| ConfigError::new("audit.spool_dir", format!("{}: {e}", dir.display())))?;
+                    let backlog = spool_writer.shared().backlog.load(Ordering::Relaxed);
+                    if backlog > 0 {
+                        tracing::info!(sink = name, bytes = backlog, "audit spool has events from before; delivering them");
+                    }
+                    targets.push(Target::Spool { name: name.clone(), writer: spool_writer, fsync: fsync_of(sink) });
+                    let (receiver, batch, backoff) = match receiver {
+                        Network::Http(http, batch, backoff) => (deliver::Receiver::Http(http), batch, backoff),
+                        Network::Syslog(syslog) => (deliver::Receiver::Syslog(syslog), 200, Duration::from_secs(30)),
+                    };
+                    tasks.push(tokio::spawn(deliver::run(name, reader, receiver, batch, backoff, stopped.clone())));
+                }
+            }
+        }
+        if targets.is_empty() {
+            tracing::warn!("audit is off: no audit.sinks configured");
+            return Ok(Started { auditor: Arc::new(Self::off()), writer: None, tasks });
+        }
+        let (queue, receiver) = std::sync::mpsc::sync_channel(config.queue_capacity);
+        let formatter = event::Formatter { sql: config.sql, version: env!("CARGO_PKG_VERSION") };
+        let writer_health = Arc::clone(&health);
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer::run(receiver, formatter, targets, writer_health))
+            .map_err(|e| ConfigError::new("audit", format!("cannot start the writer thread: {e}")))?;
+        let auditor = Self {
+            queue: Some(queue),
+            health,
+            deny: config.on_failure == OnAuditFailure::Deny,
+            sql: config.sql != SqlInAudit::Off,
+            signins: SignIns::new(Duration::from_secs(config.signin_interval_secs)),
+            findings: Findings::new(config.finding.threshold, Duration::from_secs(config.finding.window_secs)),
+        };
+        Ok(Started { auditor: Arc::new(auditor), writer: Some(writer), tasks })
+    }
+
+    /// No sinks: records are not even built.
+    pub fn off() -> Self {
+        Self {
+            queue: None,
+            health: Arc::new(Health::default()),
+            deny: false,
+            sql: false,
+            signins: SignIns::new(Duration::ZERO),
+            findings: Findings::new(0, Duration::ZERO),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Whether records should carry the SQL text.
+    pub fn wants_sql(&self) -> bool {
+        self.sql
+    }
+
+    /// `on_failure: deny` and a target cannot be written: refuse requests.
+    pub fn refusing(&self) -> bool {
+        self.deny && self.health.failing.load(Ordering::Relaxed)
+    }
+
+    /// Queues a record; waits for room if the queue is full (the writer never waits on
+    /// requests, so this cannot deadlock).
+    pub fn submit(&self, record: Record) {
+        let Some(queue) = &self.queue else { return };
+        self.health.depth.fetch_add(1, Ordering::Relaxed);
+        match queue.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(record)) => {
+                crate::metrics::audit_queue_full();
+                if queue.send(record).is_err() {
+                    self.lost();
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => self.lost(),
+        }
+    }
+
+    fn lost(&self) {
+        self.health.depth.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::audit_dropped("queue", 1);
+        tracing::error!("audit writer has stopped; an event was lost");
+    }
+
+    /// A successful authentication: recorded as a sign-in the first time this principal,
+    /// method and address are seen in the sign-in interval.
+    pub fn signed_in(&self, record: impl FnOnce() -> SignInRecord, principal: &Principal, ip: IpAddr) {
+        if self.enabled() && self.signins.first(principal, ip) {
+            self.submit(Record::SignIn(Box::new(record())));
+        }
+    }
+
+    /// A 401 or 403 went to `ip`: a finding when that address crosses the threshold.
+    pub fn refused(&self, ip: IpAddr) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(count) = self.findings.refused(ip) {
+            tracing::warn!(%ip, count, "burst of refused requests from one address");
+            self.submit(Record::Finding(FindingRecord {
+                time_ms: now_ms(),
+                ip,
+                count,
+                window_secs: self.findings.window.as_secs(),
+            }));
+        }
+    }
+}
+
+/// Builds the network receiver for a sink (None for local sinks); reads CA files and
+/// resolves the token.
+fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> {
+    let field = format!("audit.sinks[{i}]");
+    let roots = |path: &Option<std::path::PathBuf>, name: &str| -> Result<Vec<_>, ConfigError> {
+        let Some(path) = path else { return Ok(Vec::new()) };
+        let pem = std::fs::read(path).map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))?;
+        rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
+            .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
+            .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))
+    };
+    match sink {
+        SinkConfig::Stdout => Ok(None),
+        SinkConfig::File { keep, max_bytes, .. } => {
+            if *max_bytes == 0 {
+                return Err(ConfigError::new(format!("{field}.max_bytes"), "must be more than 0"));
+            }
+            if *keep > 1000 {
+                return Err(ConfigError::new(format!("{field}.keep"), "at most 1000"));
+            }
+            Ok(None)
+        }
+        SinkConfig::Http { url, format, token, ca_file, batch_events, max_backoff_secs } => {
+            let token = token.as_ref().map(|t| resolve_reference(&t.0, &format!("{field}.token"))).transpose()?;
+            let receiver = deliver::HttpReceiver::new(url, *format, token.as_deref(), roots(ca_file, "ca_file")?)
+                .map_err(|e| ConfigError::new(format!("{field}.url"), e))?;
+            if *batch_events == 0 {
+                return Err(ConfigError::new(format!("{field}.batch_events"), "must be at least 1"));
+            }
+            Ok(Some(Network::Http(receiver, *batch_events, Duration::from_secs((*max_backoff_secs).max(1)))))
+        }
+        SinkConfig::Syslog { address, tls_ca_file, tls_server_name, facility, app_name } => {
+            let tls = match tls_ca_file {
+                Some(_) => Some((roots(tls_ca_file, "tls_ca_file")?, tls_server_name.clone())),
+                None if tls_server_name.is_some() => {
+                    return Err(ConfigError::new(format!("{field}.tls_server_name"), "needs tls_ca_file"));
+                }
+                None => None,
+            };
+            let receiver = deliver::SyslogReceiver::new(address, tls, *facility, app_name)
+                .map_err(|e| ConfigError::new(format!("{field}.address"), e))?;
+            Ok(Some(Network::Syslog(receiver)))
+        }
+    }
+}
+
+fn fsync_of(_sink: &SinkConfig) -> crate::config::FsyncPolicy {
+    // Spools are synced about once a second: a crash loses at most that second's events
+    // still in the page cache, and delivery does not wait on the disk.
+    crate::config::FsyncPolicy::Interval
+}
+
+/// A sink's label for metrics and logs: the host and port, never a URL's path or query
+/// (which could carry a token).
+fn sink_label(address: &str) -> String {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    host.rsplit('@').next().unwrap_or(host).to_string()
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which (principal, method, address) signed in recently.
+#[derive(Debug)]
+struct SignIns {
+    interval: Duration,
+    hasher: RandomState,
+    seen: Mutex<HashMap<u64, Instant>>,
+}
+
+impl SignIns {
+    fn new(interval: Duration) -> Self {
+        Self { interval, hasher: RandomState::new(), seen: Mutex::new(HashMap::new()) }
+    }
+
+    fn first(&self, principal: &Principal, ip: IpAddr) -> bool {
+        if self.interval.is_zero() {
+            return true;
+        }
+        let key = self.hasher.hash_one((&principal.id, principal.kind, principal.auth_method, &principal.issuer, ip));
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now.duration_since(*at) < self.interval);
+        }
+        match seen.get(&key) {
+            Some(at) if now.duration_since(*at) < self.interval => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// 401/403 counts per address in fixed windows.
+#[derive(Debug)]
+struct Findings {
+    threshold: u32,
+    window: Duration,
+    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Findings {
+    fn new(threshold: u32, window: Duration) -> Self {
+        Self { threshold, window, counts: Mutex::new(HashMap::new()) }
+    }
+
+    /// The count, when this refusal makes the address reach the threshold (once per window).
+    fn refused(&self, ip: IpAddr) -> Option<u32> {
+        if self.threshold == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() > 100_000 {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let entry = counts.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        (entry.1 == self.threshold).then_some(entry.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_once_per_window_at_the_threshold() {
+        let findings = Findings::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(findings.refused(ip), None);
+        assert_eq!(findings.refused(other), None);
+        assert_eq!(findings.refused(ip), None);
+        assert_eq!(findings.refused(ip), Some(3));
+        assert_eq!(findings.refused(ip), None, "one finding per window");
+        assert_eq!(Findings::new(0, Duration::from_secs(1)).refused(ip), None);
+    }
+
+    #[test]
+    fn sign_ins_are_deduplicated_per_interval() {
+        let signins = SignIns::new(Duration::from_secs(60));
+        let p = Principal::new(identity::PrincipalKind::Service, "svc", "svc", identity::AuthMethod::ApiKey);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(signins.first(&p, ip));
+        assert!(!signins.first(&p, ip));
+        assert!(signins.first(&p, "192.0.2.9".parse().unwrap()), "another address is another sign-in");
+        assert!(SignIns::new(Duration::ZERO).first(&p, ip));
+    }
+
+    #[test]
+    fn sink_labels_never_carry_paths_or_userinfo() {
+        assert_eq!(sink_label("https://user:pw@hec.example:8088/services/collector?token=x"), "hec.example:8088");
+        assert_eq!(sink_label("127.0.0.1:6514"), "127.0.0.1:6514");
+    }
+}
