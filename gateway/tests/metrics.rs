@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use common::{Stack, shipped_policies};
 use gateway::auth::apikeys;
-use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth, QuotaConfig, RateLimitConfig};
+use gateway::config::{
+    ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FsyncPolicy, QuotaConfig, RateLimitConfig, SinkConfig,
+};
 use http_body_util::{BodyExt, Empty};
 
 async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
@@ -65,7 +67,13 @@ fn parse(text: &str) -> HashMap<String, f64> {
 async fn metrics_are_prometheus_text_with_every_stage_recorded() {
     let key = apikeys::generate().unwrap();
     let hash = key.hash.clone();
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_log = audit_dir.path().join("audit.log");
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.audit = AuditConfig {
+            sinks: vec![SinkConfig::File { path: audit_log, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Never }],
+            ..Default::default()
+        };
         c.auth.api_keys = Some(ApiKeysConfig {
             file: None,
             keys: vec![ApiKeyEntry {
@@ -99,7 +107,19 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
     ];
     assert_eq!(statuses, [200, 403, 401, 200, 429]);
 
-    let (content_type, text) = scrape(stack.gateway.health_addr).await;
+    // Audit events are written by the writer thread: wait until the five requests' are.
+    let file_sink = format!("gateway_audit_events_total{{sink=\"file:{}\",outcome=\"written\"}}", audit_dir.path().join("audit.log").display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (content_type, text) = loop {
+        let (content_type, text) = scrape(stack.gateway.health_addr).await;
+        let written = parse(&text).get(&file_sink).copied().unwrap_or(0.0);
+        // Five API Activity events, at least two sign-ins (one success, one failure).
+        if written >= 7.0 {
+            break (content_type, text);
+        }
+        assert!(std::time::Instant::now() < deadline, "audit events not written: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let samples = parse(&text);
     let get = |series: &str| samples.get(series).copied().unwrap_or_else(|| panic!("missing {series} in\n{text}"));
@@ -117,7 +137,33 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
     let expiry = get("gateway_certificate_expiry_seconds{certificate=\"server\"}");
     assert!(expiry > 25.0 * 86_400.0 && expiry <= 30.0 * 86_400.0, "the test certificate lives 30 days: {expiry}");
     assert!(get("gateway_certificate_expiry_seconds{certificate=\"client_ca[0]\"}") > 0.0);
+    assert_eq!(get("gateway_audit_dropped_total"), 0.0);
+    assert_eq!(get("gateway_audit_queue_depth"), 0.0);
+    assert_eq!(get("gateway_audit_queue_full_total"), 0.0);
+    assert!(text.contains("# TYPE gateway_audit_spool_bytes gauge"));
     for family in ["gateway_jwks_refreshes_total", "gateway_reloads_total"] {
         assert!(text.contains(&format!("# TYPE {family} counter")), "{family}");
+    }
+}
+
+/// The sample alert rules parse, and every series they use is one the gateway exports.
+#[test]
+fn alert_rules_use_exported_series() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/prometheus-alerts.yaml");
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exported = gateway::metrics::render(0);
+    let mut alerts = Vec::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let (alert, expr) = (rule["alert"].as_str().unwrap(), rule["expr"].as_str().unwrap());
+            alerts.push(alert.to_string());
+            let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gateway_"));
+            for name in names {
+                assert!(exported.contains(&format!("# TYPE {name} ")), "{alert} uses {name}, which is not exported");
+            }
+        }
+    }
+    for wanted in ["CertificateExpiringSoon", "RefusalBurst", "AuditSpoolGrowing", "AuditEventsDropped", "UpstreamErrors"] {
+        assert!(alerts.iter().any(|a| a.ends_with(wanted)), "{wanted} missing");
     }
 }

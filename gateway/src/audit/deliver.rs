@@ -20,6 +20,7 @@ use crate::config::HttpFormat;
 
 const BATCH_BYTES: usize = 4 << 20;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const LINGER: Duration = Duration::from_millis(200);
 
 /// One receiver: HTTP (webhook / Splunk HEC) or syslog.
 pub enum Receiver {
@@ -90,6 +91,7 @@ pub async fn run(
             .unwrap_or_else(|_| Err(format!("no answer within {} s", SEND_TIMEOUT.as_secs())));
         match sent {
             Ok(()) => {
+                let full = batch.events >= batch_events;
                 if let Err(error) = reader.commit(&batch) {
                     tracing::error!(sink = name, %error, "audit spool cursor cannot be saved; events may be sent again");
                 }
@@ -99,6 +101,11 @@ pub async fn run(
                     failing = false;
                 }
                 backoff = Duration::from_millis(100);
+                // A short batch: let the next one fill for a moment (one POST per batch, not
+                // per event). A full one means a backlog: go on at once.
+                if !full && sleep_or_stop(LINGER, &mut stopped).await {
+                    return;
+                }
             }
             Err(error) => {
                 receiver.disconnect();

@@ -103,14 +103,27 @@ pub struct FindingRecord {
 /// Turns records into OCSF JSON lines.
 #[derive(Debug, Clone)]
 pub struct Formatter {
-    pub sql: SqlInAudit,
-    pub version: &'static str,
+    sql: SqlInAudit,
+    version: &'static str,
+    /// Event ids: a random UUIDv4 per process, its low 48 bits XORed with a counter, so ids
+    /// are unique without a random draw (a syscall) per event.
+    id_base: u128,
+    counter: u64,
 }
 
 impl Formatter {
+    pub fn new(sql: SqlInAudit, version: &'static str) -> Self {
+        Self { sql, version, id_base: uuid::Uuid::new_v4().as_u128(), counter: 0 }
+    }
+
+    fn next_id(&mut self) -> uuid::Uuid {
+        self.counter += 1;
+        uuid::Uuid::from_u128(self.id_base ^ u128::from(self.counter & 0xFFFF_FFFF_FFFF))
+    }
+
     /// Appends `record` as one JSON line with a fresh unique event id.
-    pub fn write_line(&self, record: &Record, out: &mut Vec<u8>) {
-        let uid = uuid::Uuid::new_v4();
+    pub fn write_line(&mut self, record: &Record, out: &mut Vec<u8>) {
+        let uid = self.next_id();
         let mut uid_buf = uuid::Uuid::encode_buffer();
         let uid = uid.hyphenated().encode_lower(&mut uid_buf);
         let result = match record {

@@ -115,7 +115,7 @@ impl Auditor {
             return Ok(Started { auditor: Arc::new(Self::off()), writer: None, tasks });
         }
         let (queue, receiver) = std::sync::mpsc::sync_channel(config.queue_capacity);
-        let formatter = event::Formatter { sql: config.sql, version: env!("CARGO_PKG_VERSION") };
+        let formatter = event::Formatter::new(config.sql, env!("CARGO_PKG_VERSION"));
         let writer_health = Arc::clone(&health);
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())

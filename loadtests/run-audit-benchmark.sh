@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# What audit costs, in one go, on loopback only: one engine (from `gateway up`) and four
+# gateways in front of it that differ only in `audit:` — off, file, HTTP to a live receiver,
+# HTTP to a dead one (nothing listening: events pile up in the spool). The same `SELECT 1`
+# load (mTLS, keep-alive) runs against each, with the gateway's CPU per request.
+#
+#   bash loadtests/run-audit-benchmark.sh
+#   N=20000 C=4 bash loadtests/run-audit-benchmark.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20000}
+C=${C:-4}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
+cargo build --release -q -p engine
+cargo build --release -q -p gateway -p loadtests
+BIN="$CARGO_TARGET_DIR/release"
+STATE=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
+
+mkdir -p "$STATE/policies"
+cp policies/*.cedar policies/schema.cedarschema policies/entities.json "$STATE/policies/"
+cat >"$STATE/policies/90-benchmark.cedar" <<'CEDAR'
+@id("benchmark-reader")
+permit(principal == Workload::"spiffe://portcullis.dev/workload/dev-client", action, resource);
+CEDAR
+
+"$BIN/gateway" up --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
+  --health-listen 127.0.0.1:29090 --engine-http-listen 127.0.0.1:28091 --engine-flight-listen 127.0.0.1:25052 \
+  >/dev/null 2>"$STATE/up.log" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.2; done
+
+# A webhook receiver that takes every batch and answers 200.
+python3 - 127.0.0.1 28999 >/dev/null 2>&1 <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+PY
+PIDS+=($!)
+
+gateway() { # NAME PORT_SUFFIX AUDIT_YAML
+  cat >"$STATE/$1.yaml" <<YAML
+api: {listen: 127.0.0.1:380$2, upstream: http://127.0.0.1:28091}
+flight: {listen: 127.0.0.1:350$2, upstream: http://127.0.0.1:25052}
+health: {listen: 127.0.0.1:390$2}
+tls:
+  certificate_file: $STATE/tls/server.pem
+  key_file: $STATE/tls/server-key.pem
+  client_auth: optional
+  client_ca_file: $STATE/tls/ca.pem
+stamp: {key_file: $STATE/stamp-key.pem}
+authorization: {policies: $STATE/policies}
+audit:
+$3
+YAML
+  "$BIN/gateway" run -c "$STATE/$1.yaml" 2>"$STATE/$1.log" &
+  PIDS+=($!)
+  echo $! >"$STATE/$1.pid"
+}
+gateway off 01 "  sinks: []"
+gateway file 02 "  sinks: [{type: file, path: $STATE/audit-file.log, fsync: interval}]"
+gateway http 03 "  spool_dir: $STATE/spool-live
+  sinks: [{type: http, url: http://127.0.0.1:28999/events}]"
+gateway dead 04 "  on_failure: allow
+  spool_dir: $STATE/spool-dead
+  sinks: [{type: http, url: http://127.0.0.1:28998/events}]"
+for port in 39001 39002 39003 39004; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+done
+
+TLS=(--ca "$STATE/tls/ca.pem" --cert "$STATE/tls/client.pem" --key "$STATE/tls/client-key.pem")
+echo "# $(date -u +%F) $(nproc) cores; N=$N C=$C; audit off / file / http (live) / http (dead receiver)"
+for name in off file http dead; do
+  port=$(grep -o '380[0-9][0-9]' "$STATE/$name.yaml" | head -1)
+  echo "## audit: $name"
+  "$BIN/loadgen" http --target "https://127.0.0.1:$port" "${TLS[@]}" -n "$N" -c "$C" --sql "SELECT 1" \
+    --server-pid "$(cat "$STATE/$name.pid")"
+done
+echo "## spool of the dead receiver: $(du -sh "$STATE/spool-dead" | cut -f1); file sink: $(wc -l <"$STATE/audit-file.log") events"
