@@ -37,6 +37,9 @@ pub struct Config {
     /// SIEM audit events; off (no sinks) unless configured.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The file this config was read from, for reloading the parts that reload (quotas).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Where audit events go and what happens when they cannot be written.
@@ -670,6 +673,7 @@ impl Config {
             message: e.to_string(),
         })?;
         let mut config = Self::from_yaml(&text, &origin)?;
+        config.source = Some(path.to_path_buf());
         if let Some(dir) = path.parent() {
             let fix = |p: &mut Option<PathBuf>| {
                 if let Some(p) = p {

@@ -4,11 +4,16 @@
 //!
 //! Memory stays bounded under many distinct keys: [`RateLimits::prune`] drops keys whose state
 //! is back to full capacity, and runs every few seconds.
+//!
+//! Quotas are reloadable ([`RateLimits::replace`]): the limiters are swapped whole, so every
+//! quota starts afresh; addresses blocked for failed authentications stay blocked.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -66,13 +71,35 @@ fn quota_of(quota: &QuotaConfig, field: &str) -> Result<Quota, ConfigError> {
 
 /// All limiters of a gateway, shared by its listeners.
 pub struct RateLimits {
-    per_ip: Option<Keyed<IpAddr>>,
-    failed_auth: Option<Keyed<IpAddr>>,
+    live: ArcSwap<Limiters>,
     /// Addresses refused until an instant, after too many failed authentications.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// One configuration's limiters.
+struct Limiters {
+    per_ip: Option<Keyed<IpAddr>>,
+    failed_auth: Option<Keyed<IpAddr>>,
     per_principal: Option<Keyed<String>>,
     groups: HashMap<String, Keyed<String>>,
     principals: HashMap<String, Keyed<String>>,
+}
+
+impl Limiters {
+    fn from_config(config: &RateLimitConfig) -> Result<Self, ConfigError> {
+        let overrides = |map: &HashMap<String, QuotaConfig>, field: &str| {
+            map.iter()
+                .map(|(name, quota)| Ok((name.clone(), Keyed::new(quota, &format!("{field}.{name}"))?)))
+                .collect::<Result<HashMap<_, _>, ConfigError>>()
+        };
+        Ok(Self {
+            per_ip: keyed(&config.per_ip, "rate_limits.per_ip")?,
+            failed_auth: keyed(&config.failed_auth_per_ip, "rate_limits.failed_auth_per_ip")?,
+            per_principal: keyed(&config.per_principal, "rate_limits.per_principal")?,
+            groups: overrides(&config.groups, "rate_limits.groups")?,
+            principals: overrides(&config.principals, "rate_limits.principals")?,
+        })
+    }
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -83,25 +110,20 @@ impl std::fmt::Debug for RateLimits {
 
 impl RateLimits {
     pub fn from_config(config: &RateLimitConfig) -> Result<Self, ConfigError> {
-        let overrides = |map: &HashMap<String, QuotaConfig>, field: &str| {
-            map.iter()
-                .map(|(name, quota)| Ok((name.clone(), Keyed::new(quota, &format!("{field}.{name}"))?)))
-                .collect::<Result<HashMap<_, _>, ConfigError>>()
-        };
-        Ok(Self {
-            per_ip: keyed(&config.per_ip, "rate_limits.per_ip")?,
-            failed_auth: keyed(&config.failed_auth_per_ip, "rate_limits.failed_auth_per_ip")?,
-            blocked: Mutex::new(HashMap::new()),
-            per_principal: keyed(&config.per_principal, "rate_limits.per_principal")?,
-            groups: overrides(&config.groups, "rate_limits.groups")?,
-            principals: overrides(&config.principals, "rate_limits.principals")?,
-        })
+        Ok(Self { live: ArcSwap::from_pointee(Limiters::from_config(config)?), blocked: Mutex::new(HashMap::new()) })
+    }
+
+    /// New quotas, checked first: a bad config is refused and the old quotas stay.
+    pub fn replace(&self, config: &RateLimitConfig) -> Result<(), ConfigError> {
+        self.live.store(Arc::new(Limiters::from_config(config)?));
+        Ok(())
     }
 
     /// Before authentication: the per-IP limit, and the brute-force block.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Limited> {
+        let live = self.live.load();
         // No failed-auth quota, no blocks: skip the lock on the hot path.
-        if let Some(failed_auth) = &self.failed_auth
+        if let Some(failed_auth) = &live.failed_auth
             && let Some(until) = self.blocked.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).copied()
         {
             let now = Instant::now();
@@ -109,7 +131,7 @@ impl RateLimits {
                 return Err(Limited { limiter: "failed_auth", limit: failed_auth.limit, retry_after: until - now });
             }
         }
-        match &self.per_ip {
+        match &live.per_ip {
             Some(limiter) => limiter.check(&ip, "ip"),
             None => Ok(()),
         }
@@ -118,7 +140,8 @@ impl RateLimits {
     /// A failed authentication from `ip`: past the failed-auth quota, the address is refused
     /// until the quota would allow another attempt.
     pub fn failed_authentication(&self, ip: IpAddr) {
-        let Some(limiter) = &self.failed_auth else { return };
+        let live = self.live.load();
+        let Some(limiter) = &live.failed_auth else { return };
         if let Err(limited) = limiter.check(&ip, "failed_auth") {
             tracing::warn!(%ip, retry_after_ms = limited.retry_after.as_millis() as u64, "too many failed authentications; address blocked");
             self.blocked
@@ -131,11 +154,12 @@ impl RateLimits {
     /// After authentication: the principal's own override, else its most generous group
     /// override, else the default per-principal quota.
     pub fn check_principal(&self, principal: &Principal) -> Result<(), Limited> {
-        let limiter = self
+        let live = self.live.load();
+        let limiter = live
             .principals
             .get(&principal.id)
-            .or_else(|| principal.groups.iter().filter_map(|g| self.groups.get(g)).max_by_key(|l| l.limit));
-        match limiter.or(self.per_principal.as_ref()) {
+            .or_else(|| principal.groups.iter().filter_map(|g| live.groups.get(g)).max_by_key(|l| l.limit));
+        match limiter.or(live.per_principal.as_ref()) {
             Some(limiter) => limiter.check(&principal.id, "principal"),
             None => Ok(()),
         }
@@ -143,11 +167,12 @@ impl RateLimits {
 
     /// Forgets keys back at full capacity and expired blocks (bounded memory).
     pub fn prune(&self) {
-        for limiter in [&self.per_ip, &self.failed_auth].into_iter().flatten() {
+        let live = self.live.load();
+        for limiter in [&live.per_ip, &live.failed_auth].into_iter().flatten() {
             limiter.limiter.retain_recent();
             limiter.limiter.shrink_to_fit();
         }
-        for limiter in self.per_principal.iter().chain(self.groups.values()).chain(self.principals.values()) {
+        for limiter in live.per_principal.iter().chain(live.groups.values()).chain(live.principals.values()) {
             limiter.limiter.retain_recent();
             limiter.limiter.shrink_to_fit();
         }
@@ -157,12 +182,13 @@ impl RateLimits {
 
     /// Keys held, all limiters together (for tests and metrics).
     pub fn keys(&self) -> usize {
-        let ips = [&self.per_ip, &self.failed_auth].into_iter().flatten().map(|l| l.limiter.len()).sum::<usize>();
-        let principals = self
+        let live = self.live.load();
+        let ips = [&live.per_ip, &live.failed_auth].into_iter().flatten().map(|l| l.limiter.len()).sum::<usize>();
+        let principals = live
             .per_principal
             .iter()
-            .chain(self.groups.values())
-            .chain(self.principals.values())
+            .chain(live.groups.values())
+            .chain(live.principals.values())
             .map(|l| l.limiter.len())
             .sum::<usize>();
         ips + principals

@@ -1,4 +1,4 @@
-//! Hot reload of certificates, API keys and policies: on SIGHUP, and when one of their files changes,
+//! Hot reload of certificates, API keys, policies and rate-limit quotas: on SIGHUP, and when one of their files changes,
 //! load again and swap the new version in. A bad new file is rejected and logged; the old
 //! version keeps serving. Open connections are never dropped.
 
@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::Authenticator;
 use crate::auth::apikeys::ApiKeys;
 use crate::authz::Authorizer;
-use crate::config::{ApiKeysConfig, TlsConfig};
+use crate::config::{ApiKeysConfig, Config, TlsConfig};
+use crate::ratelimit::RateLimits;
 use crate::server::TlsConfigs;
 use crate::tls::TlsMaterial;
 
@@ -61,6 +62,25 @@ pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<boo
         Ok(())
     };
     watch(dirs, relevant, "policies", reload, stopped).await;
+}
+
+/// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest
+/// of the file is read and must be valid, but other sections need a restart.
+pub async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
+    let watched = path_for_watch(&path);
+    let reload = move || {
+        let config = Config::from_file(&path).map_err(|e| e.to_string())?;
+        limits.replace(&config.rate_limits).map_err(|e| e.to_string())
+    };
+    watch_files(vec![watched], "rate_limits", reload, stopped).await;
+}
+
+/// Watching needs the file's folder: a bare file name is in the current one.
+fn path_for_watch(path: &std::path::Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => path.to_path_buf(),
+        _ => std::path::Path::new(".").join(path),
+    }
 }
 
 async fn watch_files(

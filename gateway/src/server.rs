@@ -166,8 +166,11 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
         tokio::spawn(reload::watch_policies(authz, stopped.clone())),
-        tokio::spawn(prune_rate_limits(limits, stopped.clone())),
+        tokio::spawn(prune_rate_limits(Arc::clone(&limits), stopped.clone())),
     ];
+    if let Some(path) = config.source.clone() {
+        tasks.push(tokio::spawn(reload::watch_quotas(path, limits, stopped.clone())));
+    }
     if let Some(keys) = config.auth.api_keys.clone() {
         tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));
     }

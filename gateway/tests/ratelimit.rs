@@ -114,3 +114,47 @@ async fn brute_force_is_blocked_while_another_address_is_served() {
     // ...while a legitimate client elsewhere is served.
     assert_eq!(select(&stack, Some(IpAddr::from([127, 0, 0, 4])), &key).await.status, 200);
 }
+
+#[tokio::test]
+async fn quotas_reload_when_the_config_file_changes() {
+    // Only `rate_limits` is read on reload; the rest must parse but is not applied.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    let config = |requests: u32| {
+        format!(
+            "tls: {{certificate_file: c.pem, key_file: k.pem}}\nstamp: {{key_file: s.pem}}\nauthorization: {{policies: p}}\n\
+             rate_limits:\n  per_principal: {{requests: {requests}, per_secs: 60}}\n"
+        )
+    };
+    std::fs::write(&file, config(1000)).unwrap();
+    let source = file.clone();
+    let (stack, key, _) = {
+        let plain = apikeys::generate().unwrap();
+        let keys = vec![ApiKeyEntry { name: "plain".into(), hash: plain.hash.clone(), groups: vec![], tenant: None, expires: None }];
+        let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+            c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
+            c.rate_limits = RateLimitConfig { per_principal: Some(per_minute(1000)), ..Default::default() };
+            c.source = Some(source);
+        })
+        .await;
+        (stack, plain.key, ())
+    };
+    for _ in 0..3 {
+        assert_eq!(select(&stack, None, &key).await.status, 200);
+    }
+    // A bad file is refused: the old quotas stay.
+    std::fs::write(&file, "rate_limits: {per_principal: {requests: 0}}\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(select(&stack, None, &key).await.status, 200);
+    // Two requests a minute: the new quota applies (afresh) once the file is read again.
+    std::fs::write(&file, config(2)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if select(&stack, None, &key).await.status == 429 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new quota was never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_limited(&select(&stack, None, &key).await, "principal");
+}

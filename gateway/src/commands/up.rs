@@ -171,6 +171,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         },
         rate_limits: Default::default(),
         // Every request's OCSF event, one JSON line each, in the state dir.
+        source: None,
         audit: AuditConfig {
             sinks: vec![SinkConfig::File {
                 path: args.state_dir.join("audit.log"),

@@ -148,6 +148,7 @@ pub fn gateway_config(
         auth: AuthConfig::default(),
         rate_limits: Default::default(),
         audit: Default::default(),
+        source: None,
         authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
     }
 }
