@@ -105,16 +105,19 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish (up to 5 s), then waits for the audit
-    /// writer to write what is queued.
+    /// Stops accepting, lets open requests finish (up to 5 s), then gives the audit writer
+    /// up to 2 s to write what is queued.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
         if let Some(writer) = self.audit_writer {
-            // The listeners' pipelines (the queue's senders) are gone; the writer drains and ends.
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            // The writer ends once the last pipeline (a queue sender) is gone. A connection
+            // that outlived the graceful period still holds one: wait a bounded time only;
+            // what is queued is written within the writer's 10 ms linger anyway.
+            let joined = tokio::task::spawn_blocking(move || writer.join());
+            let _ = tokio::time::timeout(Duration::from_secs(2), joined).await;
         }
     }
 }
