@@ -132,7 +132,7 @@ impl Pipeline {
             .audit
             .enabled()
             .then(|| audit::begin(self.name, connection, &request, &request_id, grpc.then_some(route)));
-        let bytes_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
         let result = async {
             // audit gate: with `on_failure: deny`, nothing is served while events cannot be written.
             if self.audit.refusing() {
@@ -174,8 +174,8 @@ impl Pipeline {
             let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
             let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;
             request.headers_mut().insert(STAMP_HEADER, stamp);
-            if record.is_some() {
-                request = audit::count_request(request, &bytes_in);
+            if let Some(counter) = &bytes_in {
+                request = audit::count_request(request, counter);
             }
             // forward: stream to the engine and back.
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
@@ -214,9 +214,9 @@ impl Pipeline {
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
         // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
-        match record {
-            Some(record) => audit::finish(&self.audit, record, started, bytes_in, response),
-            None => response,
+        match (record, bytes_in) {
+            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, started, bytes_in, response),
+            _ => response,
         }
     }
 
