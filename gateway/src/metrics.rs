@@ -185,9 +185,19 @@ pub fn render(now_unix: i64) -> String {
         }
         family(&mut out, "gateway_audit_queue_depth", "gauge", "Audit records waiting for the writer.");
         let _ = writeln!(out, "gateway_audit_queue_depth {}", r.audit_queue_depth);
-        family(&mut out, "gateway_audit_queue_full_total", "counter", "Requests that waited for room in the audit queue.");
+        family(
+            &mut out,
+            "gateway_audit_queue_full_total",
+            "counter",
+            "Requests that waited for room in the audit queue.",
+        );
         let _ = writeln!(out, "gateway_audit_queue_full_total {}", r.audit_queue_full);
-        family(&mut out, "gateway_audit_spool_bytes", "gauge", "Bytes spooled on disk and not yet delivered, per network sink.");
+        family(
+            &mut out,
+            "gateway_audit_spool_bytes",
+            "gauge",
+            "Bytes spooled on disk and not yet delivered, per network sink.",
+        );
         for (sink, n) in &r.audit_spool_bytes {
             let sink = escape(sink);
             let _ = writeln!(out, "gateway_audit_spool_bytes{{sink=\"{sink}\"}} {n}");

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use common::{Reply, Stack};
 use gateway::auth::apikeys;
 use gateway::config::{
-    ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat,
-    OnAuditFailure, QuotaConfig, RateLimitConfig, Secret, SinkConfig, SqlInAudit,
+    ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure,
+    QuotaConfig, RateLimitConfig, Secret, SinkConfig, SqlInAudit,
 };
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -59,8 +59,11 @@ fn key_entry(name: &str, hash: &str, tenant: Option<&str>) -> ApiKeyEntry {
 /// Allow everything except calls by the `blocked` service (a Cedar forbid).
 fn policies_with_a_forbid(dir: &Path) -> std::path::PathBuf {
     let policies = common::allow_all_policies(dir);
-    std::fs::write(policies.join("forbid.cedar"), "@id(\"no-blocked\")\nforbid(principal == Service::\"blocked\", action, resource);\n")
-        .unwrap();
+    std::fs::write(
+        policies.join("forbid.cedar"),
+        "@id(\"no-blocked\")\nforbid(principal == Service::\"blocked\", action, resource);\n",
+    )
+    .unwrap();
     policies
 }
 
@@ -70,10 +73,7 @@ fn read_events(path: &Path) -> Vec<Value> {
 }
 
 fn api_events<'a>(events: &'a [Value], request_id: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["class_uid"] == 6003 && e["metadata"]["correlation_uid"] == request_id)
-        .collect()
+    events.iter().filter(|e| e["class_uid"] == 6003 && e["metadata"]["correlation_uid"] == request_id).collect()
 }
 
 fn request_id(reply: &Reply) -> String {
@@ -150,7 +150,8 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
         unauthenticated.push(sql(wrong_key.clone(), "SELECT 1").await);
     }
     let bearer = format!("Bearer {bogus_token}");
-    unauthenticated.push(client.request(api, "POST", "/v1/sql", &[("authorization", &bearer)], "SELECT 1").await.unwrap());
+    unauthenticated
+        .push(client.request(api, "POST", "/v1/sql", &[("authorization", &bearer)], "SELECT 1").await.unwrap());
     assert!(unauthenticated.iter().all(|r| r.status == 401));
     let mtls = stack.client(Some("workload")).sql(api, "SELECT 3").await.unwrap();
     assert_eq!(mtls.status, 200);
@@ -165,8 +166,10 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     assert!(foreign.sql(api, "SELECT 1").await.is_err());
 
     let events_path = log.clone();
-    wait_for("the TLS failure event", || read_events(&events_path).iter().any(|e| e["status_code"] == "tls_handshake_failed"))
-        .await;
+    wait_for("the TLS failure event", || {
+        read_events(&events_path).iter().any(|e| e["status_code"] == "tls_handshake_failed")
+    })
+    .await;
     let events = read_events(&log);
 
     // Allowed: principal, tenant tag, SQL, policies, bytes, status.
@@ -186,7 +189,9 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     assert_eq!(event["traffic"]["bytes_in"], 26);
     assert_eq!(event["src_endpoint"]["ip"], "127.0.0.1");
     assert_eq!(event["metadata"]["version"], "1.3.0");
-    assert!(event["metadata"]["tags"].as_array().unwrap().iter().any(|t| t["name"] == "tenant" && t["value"] == "acme"));
+    assert!(
+        event["metadata"]["tags"].as_array().unwrap().iter().any(|t| t["name"] == "tenant" && t["value"] == "acme")
+    );
     // Denied by the forbid: blocked, with Cedar's decision.
     let [event] = api_events(&events, &request_id(&denied))[..] else { panic!() };
     assert_eq!((event["status"].as_str(), event["disposition"].as_str()), (Some("Failure"), Some("Blocked")));
@@ -212,9 +217,11 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     // A bearer token on a gateway without OIDC providers.
     assert!(failed.iter().any(|e| e["status_code"] == "method_not_allowed"));
     assert!(signins.iter().any(|e| e["status"] == "Success" && e["auth_protocol"] == "mTLS client certificate"));
-    assert!(signins.iter().any(|e| e["unmapped"]["flow"] == "handshake"
-        && e["status"] == "Success"
-        && e["user"]["uid"] == "reader"));
+    assert!(
+        signins
+            .iter()
+            .any(|e| e["unmapped"]["flow"] == "handshake" && e["status"] == "Success" && e["user"]["uid"] == "reader")
+    );
     // Three 401/403 from one address crossed the threshold: one finding.
     let findings: Vec<_> = events.iter().filter(|e| e["class_uid"] == 2004).collect();
     assert_eq!(findings.len(), 1, "{findings:?}");
@@ -278,7 +285,8 @@ impl Receiver {
     async fn resume(&mut self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.addr = listener.local_addr().unwrap();
-        let (events, authorization, ids) = (Arc::clone(&self.events), Arc::clone(&self.authorization), Arc::clone(&self.ids));
+        let (events, authorization, ids) =
+            (Arc::clone(&self.events), Arc::clone(&self.authorization), Arc::clone(&self.ids));
         let keep = self.keep_events;
         let mut tasks = tokio::task::JoinSet::new();
         let connections = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
@@ -289,7 +297,8 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (events, authorization, ids) = (Arc::clone(&events), Arc::clone(&authorization), Arc::clone(&ids));
                 let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let (events, authorization, ids) = (Arc::clone(&events), Arc::clone(&authorization), Arc::clone(&ids));
+                    let (events, authorization, ids) =
+                        (Arc::clone(&events), Arc::clone(&authorization), Arc::clone(&ids));
                     async move {
                         if let Some(value) = request.headers().get("authorization") {
                             *authorization.lock().unwrap() = Some(value.to_str().unwrap().to_string());
@@ -495,8 +504,10 @@ async fn a_restarted_gateway_delivers_what_it_spooled() {
     }
     let Stack { gateway, config, engine, pki } = stack;
     gateway.shutdown().await;
-    let spooled: u64 =
-        std::fs::read_dir(spool.path().join("spool/0-http")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let spooled: u64 = std::fs::read_dir(spool.path().join("spool/0-http"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     assert!(spooled > 0, "the events wait in the spool");
 
     let receiver = Receiver::start(port, true).await;
@@ -653,7 +664,8 @@ async fn syslog_over_tcp_and_tls_is_rfc_5424() {
     let (mut tcp, _) = plain.accept().await.unwrap();
     let messages = read_frames(&mut tcp, 4).await;
     let parsed: Vec<_> = messages.iter().map(|m| parse_rfc5424(m)).collect();
-    let find = |id: &str| parsed.iter().find(|(_, _, e)| e["metadata"]["correlation_uid"] == id && e["class_uid"] == 6003);
+    let find =
+        |id: &str| parsed.iter().find(|(_, _, e)| e["metadata"]["correlation_uid"] == id && e["class_uid"] == 6003);
     let (pri, msgid, _) = find(&request_id(&ok)).unwrap();
     assert_eq!((*pri, msgid.as_str()), (13 * 8 + 6, "api_activity"));
     let (pri, _, event) = find(&request_id(&refused)).unwrap();

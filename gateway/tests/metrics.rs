@@ -108,7 +108,10 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
     assert_eq!(statuses, [200, 403, 401, 200, 429]);
 
     // Audit events are written by the writer thread: wait until the five requests' are.
-    let file_sink = format!("gateway_audit_events_total{{sink=\"file:{}\",outcome=\"written\"}}", audit_dir.path().join("audit.log").display());
+    let file_sink = format!(
+        "gateway_audit_events_total{{sink=\"file:{}\",outcome=\"written\"}}",
+        audit_dir.path().join("audit.log").display()
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (content_type, text) = loop {
         let (content_type, text) = scrape(stack.gateway.health_addr).await;
@@ -157,13 +160,16 @@ fn alert_rules_use_exported_series() {
         for rule in group["rules"].as_sequence().unwrap() {
             let (alert, expr) = (rule["alert"].as_str().unwrap(), rule["expr"].as_str().unwrap());
             alerts.push(alert.to_string());
-            let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gateway_"));
+            let names =
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gateway_"));
             for name in names {
                 assert!(exported.contains(&format!("# TYPE {name} ")), "{alert} uses {name}, which is not exported");
             }
         }
     }
-    for wanted in ["CertificateExpiringSoon", "RefusalBurst", "AuditSpoolGrowing", "AuditEventsDropped", "UpstreamErrors"] {
+    for wanted in
+        ["CertificateExpiringSoon", "RefusalBurst", "AuditSpoolGrowing", "AuditEventsDropped", "UpstreamErrors"]
+    {
         assert!(alerts.iter().any(|a| a.ends_with(wanted)), "{wanted} missing");
     }
 }

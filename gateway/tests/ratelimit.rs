@@ -130,7 +130,13 @@ async fn quotas_reload_when_the_config_file_changes() {
     let source = file.clone();
     let (stack, key, _) = {
         let plain = apikeys::generate().unwrap();
-        let keys = vec![ApiKeyEntry { name: "plain".into(), hash: plain.hash.clone(), groups: vec![], tenant: None, expires: None }];
+        let keys = vec![ApiKeyEntry {
+            name: "plain".into(),
+            hash: plain.hash.clone(),
+            groups: vec![],
+            tenant: None,
+            expires: None,
+        }];
         let stack = Stack::start_with(ClientAuth::Optional, move |c| {
             c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
             c.rate_limits = RateLimitConfig { per_principal: Some(per_minute(1000)), ..Default::default() };

@@ -164,7 +164,10 @@ impl Dial {
     }
 }
 
-fn tls_connector(extra_roots: Vec<CertificateDer<'static>>, webpki: bool) -> Result<tokio_rustls::TlsConnector, String> {
+fn tls_connector(
+    extra_roots: Vec<CertificateDer<'static>>,
+    webpki: bool,
+) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     if webpki {
         roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
@@ -302,7 +305,8 @@ impl SyslogReceiver {
         let tls = match tls {
             None => None,
             Some((roots, server_name)) => {
-                let name = ServerName::try_from(server_name.unwrap_or_else(|| host.clone())).map_err(|e| e.to_string())?;
+                let name =
+                    ServerName::try_from(server_name.unwrap_or_else(|| host.clone())).map_err(|e| e.to_string())?;
                 Some((tls_connector(roots, false)?, name))
             }
         };

@@ -162,8 +162,7 @@ impl Formatter {
             _ => (None, None),
         };
         // Allowed when policy allowed it (even if the engine then failed), or nothing refused it.
-        let disposition =
-            if r.decision == Decision::Allowed || success { (1, "Allowed") } else { (2, "Blocked") };
+        let disposition = if r.decision == Decision::Allowed || success { (1, "Allowed") } else { (2, "Blocked") };
         let operation = match r.rpc {
             Some(rpc) => rpc.to_string(),
             None => format!("{} {}", r.method, r.uri.path()),
@@ -188,11 +187,19 @@ impl Formatter {
             metadata: self.metadata(uid, request_id, tags),
             actor: r.principal.as_deref().map(|p| Actor {
                 user: user(p),
-                authorizations: r.policies.iter().map(|uid| Authorization { decision: "Allowed", policy: Named { uid } }).collect(),
+                authorizations: r
+                    .policies
+                    .iter()
+                    .map(|uid| Authorization { decision: "Allowed", policy: Named { uid } })
+                    .collect(),
                 idp: p.issuer.as_deref().map(|name| Idp { name }),
             }),
             src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
-            http_request: HttpRequest { http_method: r.method.as_str(), url: Url { path: r.uri.path() }, uid: request_id },
+            http_request: HttpRequest {
+                http_method: r.method.as_str(),
+                url: Url { path: r.uri.path() },
+                uid: request_id,
+            },
             http_response: HttpResponse { code: r.status },
             api: Api { operation, request: RequestUid { uid: request_id }, service: Service { name: r.listener } },
             resources: r.datasets.iter().map(|name| Resource { name, r#type: "dataset" }).collect(),
@@ -235,7 +242,11 @@ impl Formatter {
             src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
             http_request: HttpRequest { http_method: "", url: Url { path: "" }, uid: None },
             http_response: HttpResponse { code: 0 },
-            api: Api { operation: "TLS handshake".into(), request: RequestUid { uid: None }, service: Service { name: r.listener } },
+            api: Api {
+                operation: "TLS handshake".into(),
+                request: RequestUid { uid: None },
+                service: Service { name: r.listener },
+            },
             resources: Vec::new(),
             traffic: Traffic { bytes_in: 0, bytes_out: 0 },
             unmapped: ApiUnmapped {
@@ -299,10 +310,7 @@ impl Formatter {
             finding_info: FindingInfo {
                 uid,
                 title: "Burst of refused requests from one source IP",
-                desc: format!(
-                    "{} responses with status 401 or 403 to {} within {} s",
-                    r.count, r.ip, r.window_secs
-                ),
+                desc: format!("{} responses with status 401 or 403 to {} within {} s", r.count, r.ip, r.window_secs),
                 types: ["Credential Access: Brute Force"],
             },
             src_endpoint: IpOnly { ip: r.ip },

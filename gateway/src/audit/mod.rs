@@ -93,13 +93,18 @@ impl Auditor {
                     let receiver = network(sink, i)?.ok_or_else(|| ConfigError::new(&field, "not a network sink"))?;
                     let kind = if matches!(sink, SinkConfig::Http { .. }) { "http" } else { "syslog" };
                     let name = format!("{kind}:{}", sink_label(address));
-                    let spool_root = config.spool_dir.as_ref().ok_or_else(|| ConfigError::new("audit.spool_dir", "required"))?;
+                    let spool_root =
+                        config.spool_dir.as_ref().ok_or_else(|| ConfigError::new("audit.spool_dir", "required"))?;
                     let dir = spool_root.join(format!("{i}-{kind}"));
                     let (spool_writer, reader) = spool::open(&dir, config.spool_max_bytes)
                         .map_err(|e| ConfigError::new("audit.spool_dir", format!("{}: {e}", dir.display())))?;
                     let backlog = spool_writer.shared().backlog.load(Ordering::Relaxed);
                     if backlog > 0 {
-                        tracing::info!(sink = name, bytes = backlog, "audit spool has events from before; delivering them");
+                        tracing::info!(
+                            sink = name,
+                            bytes = backlog,
+                            "audit spool has events from before; delivering them"
+                        );
                     }
                     targets.push(Target::Spool { name: name.clone(), writer: spool_writer, fsync: fsync_of(sink) });
                     let (receiver, batch, backoff) = match receiver {
@@ -212,7 +217,8 @@ fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> 
     let field = format!("audit.sinks[{i}]");
     let roots = |path: &Option<std::path::PathBuf>, name: &str| -> Result<Vec<_>, ConfigError> {
         let Some(path) = path else { return Ok(Vec::new()) };
-        let pem = std::fs::read(path).map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))?;
         rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
             .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
             .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))

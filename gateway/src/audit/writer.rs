@@ -114,7 +114,11 @@ impl Guarded {
     fn keep(&mut self, lines: &[u8], events: usize) {
         if self.pending.len() + lines.len() > MAX_PENDING_BYTES {
             crate::metrics::audit_dropped(self.target.name(), events);
-            tracing::error!(target_name = self.target.name(), events, "audit events dropped: target failing and its buffer is full");
+            tracing::error!(
+                target_name = self.target.name(),
+                events,
+                "audit events dropped: target failing and its buffer is full"
+            );
             return;
         }
         self.pending.extend_from_slice(lines);
@@ -138,8 +142,10 @@ impl Guarded {
 
 /// Runs until every sender is gone, then writes what is left.
 pub fn run(receiver: Receiver<Record>, mut formatter: Formatter, targets: Vec<Target>, health: Arc<Health>) {
-    let mut targets: Vec<Guarded> =
-        targets.into_iter().map(|target| Guarded { target, pending: Vec::new(), pending_events: 0, failing: false }).collect();
+    let mut targets: Vec<Guarded> = targets
+        .into_iter()
+        .map(|target| Guarded { target, pending: Vec::new(), pending_events: 0, failing: false })
+        .collect();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut lines = Vec::with_capacity(1 << 20);
     let mut last_sync = Instant::now();

@@ -17,9 +17,8 @@ use clap::Args;
 use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
-    AuditConfig, FsyncPolicy, SinkConfig,
-    ApiKeysConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener,
-    ListenerAuthConfig, StampConfig, Timeouts, TlsConfig,
+    ApiKeysConfig, AuditConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener,
+    Limits, Listener, ListenerAuthConfig, SinkConfig, StampConfig, Timeouts, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
 use crate::server;

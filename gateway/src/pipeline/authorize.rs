@@ -19,9 +19,9 @@ use hyper::body::Incoming;
 use identity::Principal;
 
 use super::{Body, BoxError, Connection};
+use crate::audit::{ApiRecord, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
-use crate::audit::{ApiRecord, Decision};
 use crate::error::{GatewayError, full};
 
 /// Authorizes `request` and returns it, with its body ready to forward.
@@ -75,7 +75,13 @@ pub struct Notes<'a> {
 }
 
 /// What the audit record learns here: the SQL, the decision, the policies and datasets.
-fn record_outcome(record: &mut ApiRecord, outcome: &Result<Allowed, AuthzError>, call: Call, payload: &Bytes, sql: bool) {
+fn record_outcome(
+    record: &mut ApiRecord,
+    outcome: &Result<Allowed, AuthzError>,
+    call: Call,
+    payload: &Bytes,
+    sql: bool,
+) {
     if sql {
         record.sql = match call {
             Call::Sql => Some(payload.clone()),
