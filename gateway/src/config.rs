@@ -282,11 +282,29 @@ fn default_schema() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub listen: SocketAddr,
-    /// `http://127.0.0.1:PORT` (loopback plaintext, the default).
+    /// `http://127.0.0.1:PORT` (loopback plaintext, the default), or `https://HOST:PORT` with
+    /// `upstream_tls` for an engine that is not on loopback.
     pub upstream: String,
+    /// TLS to an `https://` upstream: its CA and the gateway's client certificate.
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTls>,
     /// Which authentication methods this listener accepts.
     #[serde(default)]
     pub auth: ListenerAuthConfig,
+}
+
+/// How the gateway connects to an `https://` upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// CA bundle the engine's certificate must chain to (default: the Mozilla roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The gateway's client certificate chain and key, for an engine that requires mTLS.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Per-listener authentication. By default every configured method is accepted: OIDC when
@@ -553,6 +571,7 @@ fn default_api() -> Listener {
     Listener {
         listen: SocketAddr::from(([0, 0, 0, 0], 8090)),
         upstream: "http://127.0.0.1:8091".into(),
+        upstream_tls: None,
         auth: ListenerAuthConfig::default(),
     }
 }
@@ -560,6 +579,7 @@ fn default_flight() -> Listener {
     Listener {
         listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
         upstream: "http://127.0.0.1:50052".into(),
+        upstream_tls: None,
         auth: ListenerAuthConfig::default(),
     }
 }
@@ -683,6 +703,13 @@ impl Config {
             fix(&mut config.tls.certificate_file);
             fix(&mut config.tls.key_file);
             fix(&mut config.tls.client_ca_file);
+            for listener in [&mut config.api, &mut config.flight] {
+                if let Some(tls) = &mut listener.upstream_tls {
+                    fix(&mut tls.ca_file);
+                    fix(&mut tls.certificate_file);
+                    fix(&mut tls.key_file);
+                }
+            }
             fix(&mut config.stamp.key_file);
             for provider in &mut config.auth.oidc {
                 fix(&mut provider.jwks_file);

@@ -1,21 +1,18 @@
 //! The plain-HTTP health listener: `/healthz` (the process is up), `/readyz` (the engine
 //! answers its `/health` too) and `/metrics` (Prometheus text, see [`crate::metrics`]).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(listener: TcpListener, upstream: String, mut stopped: watch::Receiver<bool>) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let ready_url = format!("{}/health", upstream.trim_end_matches('/'));
+use crate::pipeline::Upstream;
+
+pub async fn serve(listener: TcpListener, upstream: Upstream, mut stopped: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -24,16 +21,14 @@ pub async fn serve(listener: TcpListener, upstream: String, mut stopped: watch::
             },
             _ = stopped.changed() => return,
         };
-        let (client, ready_url) = (client.clone(), ready_url.clone());
+        let upstream = upstream.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let (client, ready_url) = (client.clone(), ready_url.clone());
+                let upstream = upstream.clone();
                 async move {
                     let (status, text) = match request.uri().path() {
                         "/healthz" => (StatusCode::OK, Bytes::from_static(b"ok\n")),
-                        "/readyz" if upstream_ready(&client, &ready_url).await => {
-                            (StatusCode::OK, Bytes::from_static(b"ready\n"))
-                        }
+                        "/readyz" if upstream.ready().await => (StatusCode::OK, Bytes::from_static(b"ready\n")),
                         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"upstream not ready\n")),
                         "/metrics" => {
                             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -53,20 +48,5 @@ pub async fn serve(listener: TcpListener, upstream: String, mut stopped: watch::
             });
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
-    }
-}
-
-async fn upstream_ready(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    url: &str,
-) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else { return false };
-    match tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await {
-        Ok(Ok(response)) => {
-            let ok = response.status().is_success();
-            let _ = response.into_body().collect().await;
-            ok
-        }
-        _ => false,
     }
 }

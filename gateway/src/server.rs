@@ -147,6 +147,8 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
     let (api_addr, flight_addr, health_addr) = (addr(&api_listener)?, addr(&flight_listener)?, addr(&health_listener)?);
 
+    // Readiness asks the engine behind the API listener, the way requests reach it.
+    let ready_upstream = api.upstream().clone();
     let api_tls = Arc::clone(&tls_configs);
     let flight_tls = Arc::clone(&tls_configs);
     let mut tasks = vec![
@@ -166,7 +168,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
             config.limits.clone(),
             stopped.clone(),
         )),
-        tokio::spawn(health::serve(health_listener, config.api.upstream.clone(), stopped.clone())),
+        tokio::spawn(health::serve(health_listener, ready_upstream, stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
         tokio::spawn(reload::watch_policies(authz, stopped.clone())),
         tokio::spawn(prune_rate_limits(Arc::clone(&limits), stopped.clone())),

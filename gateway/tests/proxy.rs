@@ -318,32 +318,13 @@ async fn api_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn health_and_readiness() {
     let stack = Stack::start(ClientAuth::Required).await;
-    let get = |path: &'static str| {
-        let addr = stack.gateway.health_addr;
-        async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-            tokio::spawn(conn);
-            let request = http::Request::get(path)
-                .header("host", "x")
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap();
-            sender.send_request(request).await.unwrap().status().as_u16()
-        }
-    };
-    assert_eq!(get("/healthz").await, 200);
-    assert_eq!(get("/readyz").await, 200);
-    assert_eq!(get("/other").await, 404);
-    let Stack { engine, gateway, pki: _pki, .. } = stack;
+    let addr = stack.gateway.health_addr;
+    assert_eq!(health_status(addr, "/healthz").await, 200);
+    assert_eq!(health_status(addr, "/readyz").await, 200);
+    assert_eq!(health_status(addr, "/other").await, 404);
+    let Stack { engine, gateway: _gateway, pki: _pki, .. } = stack;
     engine.shutdown().await;
-    let addr = gateway.health_addr;
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let request =
-        http::Request::get("/readyz").header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
-    assert_eq!(sender.send_request(request).await.unwrap().status().as_u16(), 503);
+    assert_eq!(health_status(addr, "/readyz").await, 503);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,4 +351,157 @@ async fn silent_upstream_is_504_and_deadline_exceeded() {
     let mut client = FlightServiceClient::new(grpc_channel(&stack_like, stack_like.gateway.flight_addr.port()).await);
     let status = client.do_get(Ticket::new("1")).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+}
+
+/// A TLS front's port, and the client identities it saw.
+type Front = (u16, Arc<std::sync::Mutex<Vec<String>>>);
+
+/// An engine that is not on loopback, as the gateway sees it: TLS in front of the engine's
+/// port, requiring a client certificate from its own PKI (not the gateway's). Records who
+/// connected (the client certificate's identity) and pipes the bytes to the engine.
+async fn tls_front(engine_pki: &common::Pki, backend: String) -> Front {
+    use rustls::pki_types::pem::PemObject;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(engine_pki.ca()).unwrap()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), gateway::tls::provider())
+            .build()
+            .unwrap();
+    let (cert, key) = engine_pki.leaf("server");
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+    let mut config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let backend = backend.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, record, backend) = (acceptor.clone(), Arc::clone(&record), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let identity = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| gateway::workload::principal_from_certificate(&chain[0]))
+                    .map(|p| p.id);
+                record.lock().unwrap().push(identity.unwrap_or_default());
+                let mut engine = TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_a_client_certificate() {
+    let engine_pki = common::Pki::new();
+    // The engine's own ports are known only inside the stack's setup: start the TLS fronts
+    // there, on the runtime, and point the gateway at them.
+    let fronts: Arc<std::sync::Mutex<Vec<Front>>> = Arc::default();
+    let handle = tokio::runtime::Handle::current();
+    let upstream_tls = engine_side_tls(&engine_pki);
+    let slot = Arc::clone(&fronts);
+    let pki_ref = &engine_pki;
+    let stack = Stack::start_with(ClientAuth::Required, |c| {
+        let (api, flight) = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                (tls_front(pki_ref, c.api.upstream.clone()).await, tls_front(pki_ref, c.flight.upstream.clone()).await)
+            })
+        });
+        let tls = upstream_tls.clone();
+        c.api.upstream = format!("https://localhost:{}", api.0);
+        c.flight.upstream = format!("https://localhost:{}", flight.0);
+        c.api.upstream_tls = Some(tls.clone());
+        c.flight.upstream_tls = Some(tls);
+        slot.lock().unwrap().extend([api, flight]);
+    })
+    .await;
+    let (api_seen, flight_seen) = {
+        let fronts = fronts.lock().unwrap();
+        (Arc::clone(&fronts[0].1), Arc::clone(&fronts[1].1))
+    };
+    // HTTP/1.1 over TLS to the engine; the stamp still says who called.
+    let reply =
+        stack.client(Some("workload")).sql(stack.gateway.api_addr, "SELECT current_principal() AS p").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("spiffe://test.example/ns/etl/sa/loader"), "{}", reply.text());
+    // The engine side saw the gateway's upstream client certificate.
+    assert_eq!(api_seen.lock().unwrap().first().map(String::as_str), Some("spiffe://test.example/ns/etl/sa/loader"));
+    // Readiness goes the same way.
+    assert_eq!(health_status(stack.gateway.health_addr, "/readyz").await, 200);
+    // gRPC: h2 over TLS (ALPN h2) to the Flight port.
+    let mut client = FlightServiceClient::new(grpc_channel(&stack, stack.gateway.flight_addr.port()).await);
+    let actions: Vec<_> = client.list_actions(Empty {}).await.unwrap().into_inner().collect().await;
+    assert!(!actions.is_empty() && actions.iter().all(Result::is_ok), "{actions:?}");
+    assert!(!flight_seen.lock().unwrap().is_empty());
+
+    // Fail closed: an engine certificate from a CA the gateway does not trust, or no client
+    // certificate for an engine that requires one, is a 502, never a plaintext fallback.
+    let untrusted = gateway::config::UpstreamTls { ca_file: Some(stack.pki.ca()), ..engine_side_tls(&engine_pki) };
+    let anonymous =
+        gateway::config::UpstreamTls { certificate_file: None, key_file: None, ..engine_side_tls(&engine_pki) };
+    for tls in [untrusted, anonymous] {
+        let mut config = stack.config.clone();
+        config.api.upstream_tls = Some(tls);
+        let other = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
+        let reply = stack.client(Some("workload")).sql(other.api_addr, "SELECT 1").await.unwrap();
+        assert_eq!(reply.status, 502, "{}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], "upstream_unavailable");
+        other.shutdown().await;
+    }
+}
+
+/// The engine PKI's CA and its `workload` leaf as the gateway's upstream client certificate.
+fn engine_side_tls(engine_pki: &common::Pki) -> gateway::config::UpstreamTls {
+    let (cert, key) = engine_pki.leaf("workload");
+    gateway::config::UpstreamTls { ca_file: Some(engine_pki.ca()), certificate_file: Some(cert), key_file: Some(key) }
+}
+
+#[test]
+fn upstream_transport_is_checked_at_startup() {
+    let pki = common::Pki::new();
+    let (key, _) = common::stamp_keys(pki.path());
+    let loopback = "http://127.0.0.1:9".to_string();
+    let check = |api: &str, tls: Option<gateway::config::UpstreamTls>| {
+        let mut config = common::gateway_config(&pki, ClientAuth::Required, api.into(), loopback.clone(), key.clone());
+        config.api.upstream_tls = tls;
+        gateway::server::prepare(config).map(|_| ()).map_err(|e| e.to_string())
+    };
+    // The stamp is a bearer assertion: never in the clear off the machine.
+    let err = check("http://10.1.2.3:8091", None).unwrap_err();
+    assert!(err.contains("api.upstream") && err.contains("loopback"), "{err}");
+    let err = check("http://127.0.0.1:8091", Some(Default::default())).unwrap_err();
+    assert!(err.contains("api.upstream_tls") && err.contains("https"), "{err}");
+    let half = gateway::config::UpstreamTls { certificate_file: Some(pki.leaf("workload").0), ..Default::default() };
+    let err = check("https://engine.internal:8091", Some(half)).unwrap_err();
+    assert!(err.contains("go together"), "{err}");
+    let mismatched = gateway::config::UpstreamTls {
+        ca_file: Some(pki.ca()),
+        certificate_file: Some(pki.leaf("workload").0),
+        key_file: Some(pki.leaf("mailer").1),
+    };
+    let err = check("https://engine.internal:8091", Some(mismatched)).unwrap_err();
+    assert!(err.contains("api.upstream_tls.key_file"), "{err}");
+    assert!(check("https://engine.internal:8091", None).is_ok(), "Mozilla roots by default");
+}
+
+/// A GET's status on the health listener (plain HTTP/1.1).
+async fn health_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request =
+        http::Request::get(path).header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    sender.send_request(request).await.unwrap().status().as_u16()
 }

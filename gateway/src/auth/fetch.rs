@@ -39,7 +39,8 @@ pub fn check_url(url: &str) -> Result<Uri, String> {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback address (brackets allowed around IPv6).
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')

@@ -141,11 +141,13 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         api: Listener {
             listen: args.api_listen,
             upstream: format!("http://{}", args.engine_http_listen),
+            upstream_tls: None,
             auth: ListenerAuthConfig::default(),
         },
         flight: Listener {
             listen: args.flight_listen,
             upstream: format!("http://{}", args.engine_flight_listen),
+            upstream_tls: None,
             auth: ListenerAuthConfig::default(),
         },
         health: HealthListener { listen: args.health_listen },

@@ -8,21 +8,24 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::{Body, BoxError};
-use crate::config::{ConfigError, Timeouts};
+use crate::config::{ConfigError, Timeouts, UpstreamTls};
 use crate::error::GatewayError;
 
 /// Response bodies up to this many bytes, with a declared length, are passed on whole.
 const SMALL_BODY_BYTES: u64 = 64 * 1024;
 
+type Connector = HttpsConnector<HttpConnector>;
+
 /// A pooled client for one upstream (the engine's HTTP or Flight port).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -37,17 +40,45 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// `http2_only` speaks h2c with prior knowledge (gRPC); otherwise HTTP/1.1.
-    pub fn new(url: &str, http2_only: bool, timeouts: &Timeouts, field: &str) -> Result<Self, ConfigError> {
+    /// `http2_only` speaks h2 (gRPC: h2c with prior knowledge, or h2 over TLS); otherwise
+    /// HTTP/1.1. Plain `http://` only to loopback: the stamp is a bearer assertion and must
+    /// not cross a network in the clear; anything else is `https://` with `tls`.
+    pub fn new(
+        url: &str,
+        tls: Option<&UpstreamTls>,
+        http2_only: bool,
+        timeouts: &Timeouts,
+        field: &str,
+    ) -> Result<Self, ConfigError> {
         let uri: Uri = url.parse().map_err(|e| ConfigError::new(field, format!("not a URL: {e}")))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| ConfigError::new(field, "missing scheme (http://)"))?;
-        if scheme != Scheme::HTTP {
-            return Err(ConfigError::new(field, "only http:// upstreams on loopback are supported"));
-        }
         let authority = uri.authority().cloned().ok_or_else(|| ConfigError::new(field, "missing host:port"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(timeouts.upstream_connect_secs)));
-        connector.set_nodelay(true);
+        let tls_field = format!("{field}_tls");
+        if scheme == Scheme::HTTP {
+            if !crate::auth::fetch::is_loopback(authority.host()) {
+                return Err(ConfigError::new(
+                    field,
+                    "plain http:// upstreams must be on loopback; use https:// with upstream_tls for a remote engine",
+                ));
+            }
+            if tls.is_some() {
+                return Err(ConfigError::new(&tls_field, "only for an https:// upstream"));
+            }
+        } else if scheme != Scheme::HTTPS {
+            return Err(ConfigError::new(field, "scheme must be http:// (loopback) or https://"));
+        }
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(timeouts.upstream_connect_secs)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(tls.cloned().unwrap_or_default(), &tls_field)?)
+            .https_or_http();
+        let connector = if http2_only {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(Duration::from_secs(timeouts.idle_secs)).http2_only(http2_only);
         Ok(Self {
@@ -57,6 +88,27 @@ impl Upstream {
             response_timeout: Duration::from_secs(timeouts.upstream_response_secs),
             listener: if http2_only { "flight" } else { "api" },
         })
+    }
+
+    /// The engine answers `GET /health` with a success status within 2 s.
+    pub async fn ready(&self) -> bool {
+        let Ok(uri) = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query("/health")
+            .build()
+        else {
+            return false;
+        };
+        let Ok(request) = Request::get(uri).body(crate::error::empty()) else { return false };
+        match tokio::time::timeout(Duration::from_secs(2), self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let ok = response.status().is_success();
+                let _ = response.into_body().collect().await;
+                ok
+            }
+            _ => false,
+        }
     }
 
     /// Sends `request` upstream; the response body streams back as it arrives. `max_body` is
@@ -106,6 +158,42 @@ impl Upstream {
             _ => body.map_err(BoxError::from).boxed_unsync(),
         };
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// The client side of TLS to the engine: its CA (or the Mozilla roots), and the gateway's
+/// client certificate when the engine requires one.
+fn client_tls(tls: UpstreamTls, field: &str) -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::new(format!("{field}.ca_file"), format!("{}: {e}", path.display())))?;
+            for cert in crate::tls::parse_certificates(&pem, &format!("{field}.ca_file"))? {
+                roots.add(cert).map_err(|e| ConfigError::new(format!("{field}.ca_file"), e.to_string()))?;
+            }
+        }
+        None => roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(field, e.to_string()))?
+        .with_root_certificates(roots);
+    match (&tls.certificate_file, &tls.key_file) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path, name: &str| {
+                std::fs::read(path)
+                    .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))
+            };
+            let chain =
+                crate::tls::parse_certificates(&read(cert, "certificate_file")?, &format!("{field}.certificate_file"))?;
+            let key = crate::tls::parse_private_key(&read(key, "key_file")?, &format!("{field}.key_file"))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                ConfigError::new(format!("{field}.key_file"), format!("does not match the certificate: {e}"))
+            })
+        }
+        _ => Err(ConfigError::new(field, "certificate_file and key_file go together")),
     }
 }
 

@@ -90,7 +90,13 @@ impl Pipeline {
             limits: Arc::clone(&limits),
             issuer: Arc::clone(&issuer),
             audit: Arc::clone(&audit),
-            upstream: Upstream::new(&config.api.upstream, false, &config.timeouts, "api.upstream")?,
+            upstream: Upstream::new(
+                &config.api.upstream,
+                config.api.upstream_tls.as_ref(),
+                false,
+                &config.timeouts,
+                "api.upstream",
+            )?,
             max_body: config.limits.max_api_body_bytes,
             limit_stream: true,
             answers_handshake: false,
@@ -103,7 +109,13 @@ impl Pipeline {
             limits,
             issuer,
             audit,
-            upstream: Upstream::new(&config.flight.upstream, true, &config.timeouts, "flight.upstream")?,
+            upstream: Upstream::new(
+                &config.flight.upstream,
+                config.flight.upstream_tls.as_ref(),
+                true,
+                &config.timeouts,
+                "flight.upstream",
+            )?,
             max_body: config.limits.max_api_body_bytes,
             limit_stream: false,
             answers_handshake: true,
@@ -118,6 +130,10 @@ impl Pipeline {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// One request, start to finish. Never fails: every error becomes a response.

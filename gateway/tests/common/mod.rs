@@ -127,8 +127,13 @@ pub fn gateway_config(
 ) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     Config {
-        api: Listener { listen: any, upstream: api_upstream, auth: ListenerAuthConfig::default() },
-        flight: Listener { listen: any, upstream: flight_upstream, auth: ListenerAuthConfig::default() },
+        api: Listener { listen: any, upstream: api_upstream, upstream_tls: None, auth: ListenerAuthConfig::default() },
+        flight: Listener {
+            listen: any,
+            upstream: flight_upstream,
+            upstream_tls: None,
+            auth: ListenerAuthConfig::default(),
+        },
         health: HealthListener { listen: any },
         tls: TlsConfig {
             certificate_file: Some(pki.leaf("server").0),
