@@ -159,6 +159,9 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("svc:{}", good.key)));
     let handshake = stack.grpc_head("Handshake", &[("authorization", &basic)], Bytes::from_static(&[0; 5])).await;
     let session = handshake["authorization"].to_str().unwrap().to_string();
+    // A Flight call: the RPC is the operation, the status comes from the trailers.
+    let listed = stack.grpc_head("ListActions", &[("x-api-key", &good.key)], Bytes::from_static(&[0; 5])).await;
+    let flight_id = listed["x-request-id"].to_str().unwrap().to_string();
     // A TLS failure: a client certificate from another CA.
     let stranger = common::Pki::new();
     let mut foreign = stack.client(None);
@@ -206,6 +209,11 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
         assert_eq!(event["http_response"]["code"], 401);
         assert!(event.get("actor").is_none());
     }
+    let [event] = api_events(&events, &flight_id)[..] else { panic!("one event for the Flight call") };
+    assert_eq!(event["api"]["operation"], "ListActions");
+    assert_eq!(event["api"]["service"]["name"], "flight");
+    assert_eq!(event["status_code"], "grpc:0");
+    assert_eq!(event["unmapped"]["grpc_status"], 0);
     let [event] = api_events(&events, &request_id(&mtls))[..] else { panic!() };
     assert_eq!(event["actor"]["user"]["type"], "workload");
 
