@@ -5,7 +5,7 @@
 # load (mTLS, keep-alive) runs against each, with the gateway's CPU per request.
 #
 #   bash loadtests/run-audit-benchmark.sh
-#   N=20000 C=4 bash loadtests/run-audit-benchmark.sh
+#   N=10000 C=4 ROUNDS=3 bash loadtests/run-audit-benchmark.sh   # rounds interleave the four, medians at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
@@ -76,11 +76,20 @@ for port in 39001 39002 39003 39004; do
 done
 
 TLS=(--ca "$STATE/tls/ca.pem" --cert "$STATE/tls/client.pem" --key "$STATE/tls/client-key.pem")
-echo "# $(date -u +%F) $(nproc) cores; N=$N C=$C; audit off / file / http (live) / http (dead receiver)"
+ROUNDS=${ROUNDS:-3}
+echo "# $(date -u +%F) $(nproc) cores; N=$N C=$C; $ROUNDS interleaved rounds of: audit off / file / http (live) / http (dead receiver)"
+for round in $(seq "$ROUNDS"); do
+  for name in off file http dead; do
+    port=$(grep -o '380[0-9][0-9]' "$STATE/$name.yaml" | head -1)
+    "$BIN/loadgen" http --target "https://127.0.0.1:$port" "${TLS[@]}" -n "$N" -c "$C" --sql "SELECT 1" \
+      --server-pid "$(cat "$STATE/$name.pid")" | sed "s/^/$name $round /" | tee -a "$STATE/runs.txt"
+  done
+done
+# Medians per configuration: throughput (req/s) and gateway CPU per request (µs).
+echo "## medians over $ROUNDS rounds"
 for name in off file http dead; do
-  port=$(grep -o '380[0-9][0-9]' "$STATE/$name.yaml" | head -1)
-  echo "## audit: $name"
-  "$BIN/loadgen" http --target "https://127.0.0.1:$port" "${TLS[@]}" -n "$N" -c "$C" --sql "SELECT 1" \
-    --server-pid "$(cat "$STATE/$name.pid")"
+  rps=$(awk -v n="$name" '$1 == n && $3 == "throughput" {print $4}' "$STATE/runs.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  cpu=$(awk -v n="$name" '$1 == n && $3 == "server" {print $5}' "$STATE/runs.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$name: $rps req/s, $cpu µs CPU/request"
 done
 echo "## spool of the dead receiver: $(du -sh "$STATE/spool-dead" | cut -f1); file sink: $(wc -l <"$STATE/audit-file.log") events"
