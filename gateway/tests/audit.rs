@@ -185,6 +185,7 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     assert_eq!(event["http_request"]["url"]["path"], "/v1/sql");
     assert_eq!(event["actor"]["user"]["uid"], "reader");
     assert_eq!(event["actor"]["user"]["type"], "service");
+    assert_eq!(event["unmapped"]["auth_method"], "api_key");
     assert_eq!(event["actor"]["user"]["org"]["name"], "acme");
     assert_eq!(event["actor"]["authorizations"][0]["policy"]["uid"], "allow-all");
     assert_eq!(event["unmapped"]["sql"], "SELECT 'audited-text' AS x");

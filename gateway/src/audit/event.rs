@@ -205,6 +205,7 @@ impl Formatter {
             resources: r.datasets.iter().map(|name| Resource { name, r#type: "dataset" }).collect(),
             traffic: Traffic { bytes_in: r.bytes_in, bytes_out: r.bytes_out },
             unmapped: ApiUnmapped {
+                auth_method: r.principal.as_deref().map(|p| p.auth_method.as_str()),
                 decision: match r.decision {
                     Decision::NotEvaluated => None,
                     Decision::Allowed => Some("allow"),
@@ -250,6 +251,7 @@ impl Formatter {
             resources: Vec::new(),
             traffic: Traffic { bytes_in: 0, bytes_out: 0 },
             unmapped: ApiUnmapped {
+                auth_method: None,
                 decision: None,
                 error_code: Some("tls_handshake_failed"),
                 grpc_status: None,
@@ -530,6 +532,9 @@ struct Traffic {
 
 #[derive(Serialize)]
 struct ApiUnmapped<'a> {
+    /// How the principal authenticated (`oidc`, `api_key`, `mtls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
