@@ -152,9 +152,30 @@ pub fn gateway_config(
         limits: Limits::default(),
         auth: AuthConfig::default(),
         rate_limits: Default::default(),
-        audit: Default::default(),
+        audit: suite_audit(),
         source: None,
         authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
+    }
+}
+
+/// Every test gateway writes its audit events under `$CARGO_TARGET_TMPDIR/test-audit/`
+/// (one file per gateway), so `.ci/run` can check that nothing the whole suite did put a
+/// token, key or session token into an event. Tests that configure audit replace this.
+pub fn suite_audit() -> gateway::config::AuditConfig {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = std::env::current_exe().unwrap().file_stem().unwrap().to_string_lossy().into_owned();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{binary}-{}-{n}.log", std::process::id()));
+    gateway::config::AuditConfig {
+        sinks: vec![gateway::config::SinkConfig::File {
+            path,
+            max_bytes: 1 << 30,
+            keep: 1,
+            fsync: gateway::config::FsyncPolicy::Never,
+        }],
+        ..Default::default()
     }
 }
 
