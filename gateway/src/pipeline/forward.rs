@@ -81,11 +81,6 @@ impl Upstream {
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(Duration::from_secs(timeouts.idle_secs)).http2_only(http2_only);
-        if http2_only {
-            // h2's default 64 KiB windows cap a large result at one window per round trip;
-            // BDP-based windows let a DoGet stream at the engine's pace.
-            builder.http2_adaptive_window(true);
-        }
         Ok(Self {
             client: builder.build(connector),
             scheme,
