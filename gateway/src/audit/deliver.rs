@@ -164,26 +164,6 @@ impl Dial {
     }
 }
 
-fn tls_connector(
-    extra_roots: Vec<CertificateDer<'static>>,
-    webpki: bool,
-) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if webpki {
-        roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
-    }
-    for cert in extra_roots {
-        roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
 /// An HTTP endpoint taking batches: a JSON array (webhook) or Splunk HEC events.
 pub struct HttpReceiver {
     uri: Uri,
@@ -208,7 +188,7 @@ impl HttpReceiver {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
             let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-            Some((tls_connector(extra_roots, true)?, name))
+            Some((crate::auth::fetch::tls_connector(extra_roots, true)?, name))
         } else {
             None
         };
@@ -307,7 +287,7 @@ impl SyslogReceiver {
             Some((roots, server_name)) => {
                 let name =
                     ServerName::try_from(server_name.unwrap_or_else(|| host.clone())).map_err(|e| e.to_string())?;
-                Some((tls_connector(roots, false)?, name))
+                Some((crate::auth::fetch::tls_connector(roots, false)?, name))
             }
         };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -168,15 +168,7 @@ impl Formatter {
             None => format!("{} {}", r.method, r.uri.path()),
         };
         ApiActivity {
-            class_uid: 6003,
-            class_name: "API Activity",
-            category_uid: 6,
-            category_name: "Application Activity",
-            activity_id: activity.0,
-            activity_name: activity.1,
-            type_uid: 600_300 + u32::from(activity.0),
-            time: r.time_ms,
-            severity_id: if success { 1 } else { 3 },
+            header: Header::new(Class::ApiActivity, activity, r.time_ms, if success { 1 } else { 3 }),
             status_id: if success { 1 } else { 2 },
             status: if success { "Success" } else { "Failure" },
             status_code: r.grpc_status.map_or_else(|| r.status.to_string(), |g| format!("grpc:{g}")),
@@ -222,15 +214,7 @@ impl Formatter {
 
     fn tls<'a>(&self, r: &'a TlsRecord, uid: &'a str) -> ApiActivity<'a> {
         ApiActivity {
-            class_uid: 6003,
-            class_name: "API Activity",
-            category_uid: 6,
-            category_name: "Application Activity",
-            activity_id: 99,
-            activity_name: "Other",
-            type_uid: 600_399,
-            time: r.time_ms,
-            severity_id: 3,
+            header: Header::new(Class::ApiActivity, (99, "Other"), r.time_ms, 3),
             status_id: 2,
             status: "Failure",
             status_code: "tls_handshake_failed".into(),
@@ -267,15 +251,7 @@ impl Formatter {
         let success = r.failure.is_none();
         let method = r.principal.as_deref().map(|p| p.auth_method.as_str());
         Authentication {
-            class_uid: 3002,
-            class_name: "Authentication",
-            category_uid: 3,
-            category_name: "Identity & Access Management",
-            activity_id: 1,
-            activity_name: "Logon",
-            type_uid: 300_201,
-            time: r.time_ms,
-            severity_id: if success { 1 } else { 3 },
+            header: Header::new(Class::Authentication, (1, "Logon"), r.time_ms, if success { 1 } else { 3 }),
             status_id: if success { 1 } else { 2 },
             status: if success { "Success" } else { "Failure" },
             status_code: r.failure.as_ref().map(|(reason, _)| *reason),
@@ -297,15 +273,7 @@ impl Formatter {
 
     fn finding<'a>(&self, r: &'a FindingRecord, uid: &'a str) -> Finding<'a> {
         Finding {
-            class_uid: 2004,
-            class_name: "Detection Finding",
-            category_uid: 2,
-            category_name: "Findings",
-            activity_id: 1,
-            activity_name: "Create",
-            type_uid: 200_401,
-            time: r.time_ms,
-            severity_id: 4,
+            header: Header::new(Class::DetectionFinding, (1, "Create"), r.time_ms, 4),
             severity: "High",
             status_id: 1,
             metadata: self.metadata(uid, None, Vec::new()),
@@ -366,6 +334,49 @@ fn sha256_hex(data: &[u8]) -> String {
     out
 }
 
+/// The OCSF event classes the gateway emits.
+#[derive(Debug, Clone, Copy)]
+enum Class {
+    ApiActivity,
+    Authentication,
+    DetectionFinding,
+}
+
+/// The classification and time every OCSF event starts with.
+#[derive(Serialize)]
+struct Header {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u8,
+    activity_name: &'static str,
+    type_uid: u32,
+    time: i64,
+    severity_id: u8,
+}
+
+impl Header {
+    fn new(class: Class, (activity_id, activity_name): (u8, &'static str), time: i64, severity_id: u8) -> Self {
+        let (class_uid, class_name, category_uid, category_name) = match class {
+            Class::ApiActivity => (6003, "API Activity", 6, "Application Activity"),
+            Class::Authentication => (3002, "Authentication", 3, "Identity & Access Management"),
+            Class::DetectionFinding => (2004, "Detection Finding", 2, "Findings"),
+        };
+        Self {
+            class_uid,
+            class_name,
+            category_uid,
+            category_name,
+            activity_id,
+            activity_name,
+            type_uid: class_uid * 100 + u32::from(activity_id),
+            time,
+            severity_id,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Metadata<'a> {
     uid: &'a str,
@@ -392,15 +403,9 @@ struct Tag<'a> {
 
 #[derive(Serialize)]
 struct ApiActivity<'a> {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u8,
-    activity_name: &'static str,
-    type_uid: u32,
-    time: i64,
-    severity_id: u8,
+    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
+    #[serde(flatten)]
+    header: Header,
     status_id: u8,
     status: &'static str,
     status_code: String,
@@ -550,15 +555,9 @@ struct ApiUnmapped<'a> {
 
 #[derive(Serialize)]
 struct Authentication<'a> {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u8,
-    activity_name: &'static str,
-    type_uid: u32,
-    time: i64,
-    severity_id: u8,
+    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
+    #[serde(flatten)]
+    header: Header,
     status_id: u8,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -586,15 +585,9 @@ struct SignInUnmapped {
 
 #[derive(Serialize)]
 struct Finding<'a> {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u8,
-    activity_name: &'static str,
-    type_uid: u32,
-    time: i64,
-    severity_id: u8,
+    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
+    #[serde(flatten)]
+    header: Header,
     severity: &'static str,
     status_id: u8,
     metadata: Metadata<'a>,

@@ -49,20 +49,31 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A TLS client (no client certificate) trusting `extra_roots`, plus the Mozilla roots when
+/// `webpki` is set (public IdPs, SaaS receivers) — off for a private CA only (a syslog server).
+pub fn tls_connector(
+    extra_roots: Vec<CertificateDer<'static>>,
+    webpki: bool,
+) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if webpki {
+        roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+    }
+    for cert in extra_roots {
+        roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 impl Fetcher {
     /// `extra_roots`: more trust anchors (a private IdP's CA), besides the Mozilla set.
     pub fn new(extra_roots: Vec<CertificateDer<'static>>, timeout: Duration) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        for cert in extra_roots {
-            roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self { tls: tokio_rustls::TlsConnector::from(Arc::new(config)), timeout })
+        Ok(Self { tls: tls_connector(extra_roots, true)?, timeout })
     }
 
     /// GETs `url` and returns the body of a 200 response.
