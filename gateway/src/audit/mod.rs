@@ -106,7 +106,10 @@ impl Auditor {
                             "audit spool has events from before; delivering them"
                         );
                     }
-                    targets.push(Target::Spool { name: name.clone(), writer: spool_writer, fsync: fsync_of(sink) });
+                    // Spools are synced about once a second: a crash loses at most that second's
+                    // events still in the page cache, and delivery never waits on the disk.
+                    let fsync = crate::config::FsyncPolicy::Interval;
+                    targets.push(Target::Spool { name: name.clone(), writer: spool_writer, fsync });
                     let (receiver, batch, backoff) = match receiver {
                         Network::Http(http, batch, backoff) => (deliver::Receiver::Http(http), batch, backoff),
                         Network::Syslog(syslog) => (deliver::Receiver::Syslog(syslog), 200, Duration::from_secs(30)),
@@ -258,12 +261,6 @@ fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> 
     }
 }
 
-fn fsync_of(_sink: &SinkConfig) -> crate::config::FsyncPolicy {
-    // Spools are synced about once a second: a crash loses at most that second's events
-    // still in the page cache, and delivery does not wait on the disk.
-    crate::config::FsyncPolicy::Interval
-}
-
 /// A sink's label for metrics and logs: the host and port, never a URL's path or query
 /// (which could carry a token).
 fn sink_label(address: &str) -> String {
@@ -367,6 +364,37 @@ mod tests {
         assert!(!signins.first(&p, ip));
         assert!(signins.first(&p, "192.0.2.9".parse().unwrap()), "another address is another sign-in");
         assert!(SignIns::new(Duration::ZERO).first(&p, ip));
+    }
+
+    fn config(yaml: &str) -> AuditConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_sinks_are_refused_at_startup() {
+        let check = |yaml: &str| Auditor::check(&config(yaml)).unwrap_err().to_string();
+        // Events carry principals and SQL: never in the clear off the machine.
+        let err = check("spool_dir: s\nsinks: [{type: http, url: 'http://10.1.2.3/events'}]");
+        assert!(err.contains("audit.sinks[0].url") && err.contains("https"), "{err}");
+        let err = check("sinks: [{type: http, url: 'https://siem.example/events'}]");
+        assert!(err.contains("audit.spool_dir"), "{err}");
+        let err = check("spool_dir: s\nsinks: [{type: syslog, address: 'siem:6514', tls_server_name: siem}]");
+        assert!(err.contains("tls_server_name") && err.contains("tls_ca_file"), "{err}");
+        let err = check("spool_dir: s\nsinks: [{type: syslog, address: 'siem:6514', facility: 24}]");
+        assert!(err.contains("facility"), "{err}");
+        let err = check("sinks: [{type: file, path: a.log, max_bytes: 0}]");
+        assert!(err.contains("max_bytes"), "{err}");
+        let err =
+            check("spool_dir: s\nsinks: [{type: http, url: 'https://h/e', token: '${env:PORTCULLIS_SURELY_UNSET}'}]");
+        assert!(err.contains("sinks[0].token") && err.contains("PORTCULLIS_SURELY_UNSET"), "{err}");
+        assert!(Auditor::check(&config("spool_dir: s\nsinks: [{type: http, url: 'http://127.0.0.1:9/e'}]")).is_ok());
+    }
+
+    #[test]
+    fn a_sink_token_never_shows_in_debug_output() {
+        let audit = config("spool_dir: s\nsinks: [{type: http, url: 'https://h/e', token: TOPSECRET-HEC}]");
+        let debug = format!("{audit:?}");
+        assert!(!debug.contains("TOPSECRET") && debug.contains("<redacted>"), "{debug}");
     }
 
     #[test]

@@ -205,7 +205,7 @@ impl Pipeline {
         match &result {
             Err(GatewayError::Unauthenticated(error)) => {
                 crate::metrics::auth_failure(error.reason());
-                self.sign_in_failed(connection, &request_id, error, grpc && request_is_handshake(route));
+                self.sign_in_failed(connection, &request_id, error, route == "Handshake");
             }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
             _ => {}
@@ -277,10 +277,6 @@ impl Pipeline {
             failure: Some((error.reason(), error.to_string())),
         })));
     }
-}
-
-fn request_is_handshake(route: &str) -> bool {
-    route == "Handshake"
 }
 
 /// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
