@@ -32,6 +32,8 @@ pub enum Command {
     Policy(commands::policy::PolicyCommand),
     /// Development stack in one command: PKI, stamp keys, the engine as a child, the gateway.
     Up(commands::up::UpArgs),
+    /// Exec probe for shell-less images: GET a loopback health URL, exit 0 on 2xx.
+    Health(commands::health::HealthArgs),
 }
 
 /// `-c FILE` plus the TLS flags that override the file.
@@ -85,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Tls(command) => commands::tls::run(command),
         Command::Up(args) => commands::up::run(args),
         Command::Apikey(command) => commands::apikey::run(command),
+        Command::Health(args) => commands::health::run(args),
         Command::Policy(command) => match commands::policy::run(command) {
             Ok(code) => return code,
             Err(message) => Err(message),

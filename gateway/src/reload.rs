@@ -111,7 +111,7 @@ async fn watch(
         // and removals count as changes.
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
-            && event.paths.iter().any(|p| relevant(p))
+            && event.paths.iter().any(|p| relevant(p) || is_projection_swap(p))
         {
             let _ = file_tx.try_send("file change");
         }
@@ -163,6 +163,13 @@ async fn watch(
             }
         }
     }
+}
+
+/// Kubernetes projects Secret and ConfigMap volumes as `name -> ..data/name`, and updates
+/// them by renaming a new `..data` link over the old one: the watched names never change,
+/// only `..data` does.
+fn is_projection_swap(path: &std::path::Path) -> bool {
+    path.file_name().is_some_and(|n| n == "..data")
 }
 
 fn same_file(event_path: &std::path::Path, watched: &std::path::Path) -> bool {

@@ -270,11 +270,24 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     assert!(out.status.success(), "{}\n{text}{}", &printed[py_start..py_end], String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("spiffe://portcullis.dev/workload/dev-client"), "{text}");
 
+    // The exec probe of the scratch image: 0 on a 2xx answer, 1 on anything else.
+    let ready = format!("http://{}/readyz", ports[2]);
+    let out = gateway(&["health", "--url", &ready]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&["health", "--url", &format!("http://{}/health", ports[3])]);
+    assert!(out.status.success(), "engine /health: {}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&["health", "--url", &format!("http://{}/nope", ports[2])]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // SIGTERM stops the gateway and, with it, the engine.
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(std::net::TcpStream::connect(&ports[3]).is_err(), "the engine still listens after shutdown");
+    let out = gateway(&["health", "--url", &ready]);
+    assert_eq!(out.status.code(), Some(1), "a stopped gateway must fail its probe");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connect"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

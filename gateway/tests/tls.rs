@@ -192,6 +192,73 @@ async fn certificate_hot_reload_switches_the_served_certificate() {
     assert_eq!(reply.status, 200);
 }
 
+/// Lays out `dir` the way the kubelet projects a Secret: the files live in a timestamped
+/// folder, `..data` links to it, and each name links through `..data`.
+fn project_secret(dir: &std::path::Path, version: &str, files: &[(&str, &std::path::Path)]) {
+    let folder = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, source) in files {
+        std::fs::copy(source, folder.join(name)).unwrap();
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+    // The kubelet's atomic swap: a new link, renamed over the old one.
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_secret_rotation_by_data_symlink_swap_is_picked_up() {
+    let stack = Stack::start_with(ClientAuth::Optional, |config| {
+        let cert = config.tls.certificate_file.clone().unwrap();
+        let key = config.tls.key_file.clone().unwrap();
+        let secret = cert.parent().unwrap().join("secret");
+        project_secret(&secret, "2026_12_01_00_00_00.1", &[("tls.crt", &cert), ("tls.key", &key)]);
+        config.tls.certificate_file = Some(secret.join("tls.crt"));
+        config.tls.key_file = Some(secret.join("tls.key"));
+    })
+    .await;
+    let addr = stack.gateway.api_addr;
+    let served = || async {
+        let tls = Client::new(&stack.pki, Some("workload")).connect(addr).await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+    };
+    let before = served().await;
+    let (cert, key) = stack.pki.leaf("server");
+    gateway::pki::issue_leaf(
+        stack.pki.path(),
+        &gateway::pki::LeafSpec {
+            name: "server".into(),
+            hosts: vec!["localhost".into()],
+            valid_days: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Nothing the gateway reads changed yet: the new files are outside the projected folder.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(served().await, before);
+    project_secret(
+        &stack.pki.path().join("secret"),
+        "2026_12_01_01_00_00.2",
+        &[("tls.crt", &cert), ("tls.key", &key)],
+    );
+    let mut after = served().await;
+    for _ in 0..50 {
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = served().await;
+    }
+    assert_ne!(after, before, "the rotated Secret was not picked up");
+    let reply = stack.client(Some("workload")).sql(addr, "SELECT 1 AS one").await.unwrap();
+    assert_eq!(reply.status, 200);
+}
+
 #[tokio::test]
 async fn revoked_client_certificates_are_refused_when_a_crl_is_configured() {
     let pki = common::Pki::new();

@@ -2,6 +2,7 @@
 
 pub mod apikey;
 pub mod check;
+pub mod health;
 pub mod policy;
 pub mod run;
 pub mod tls;

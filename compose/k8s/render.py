@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The Helm chart (compose/helm/portcullis) is the source of truth; the plain manifests in
+compose/k8s/ are the chart rendered with fixed values, written by this script.
+
+  python3 compose/k8s/render.py            # write the plain manifests
+  python3 compose/k8s/render.py --check    # fail if they differ from the chart (CI)
+  python3 compose/k8s/render.py --values F [--set-image REPO@DIGEST] [--no-native-sidecar] -o OUT
+                                           # render one variant (tests)
+
+Every render is linted first (helm lint --strict through helm-python-sdk, the Helm Go library).
+"""
+import argparse
+import pathlib
+import sys
+
+import helm_python as helm
+import yaml
+
+HERE = pathlib.Path(__file__).resolve().parent
+CHART = HERE.parent / "helm" / "portcullis"
+RELEASE, NAMESPACE = "portcullis", "portcullis"
+HEADER = (
+    "# Generated from compose/helm/portcullis by `python3 compose/k8s/render.py` ({values}).\n"
+    "# Do not edit: change the chart and render again (CI checks they agree).\n"
+)
+# Plain manifest -> the chart values it is rendered with.
+PLAIN = {
+    "portcullis.yaml": [],
+    "portcullis-hardened.yaml": ["values-hardened.yaml"],
+    "portcullis-spiffe.yaml": ["values-spiffe.yaml"],
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def render(value_files: list[str], overrides: dict | None = None) -> str:
+    values: dict = {}
+    for name in value_files:
+        path = pathlib.Path(name) if "/" in name else CHART / name
+        merge(values, yaml.safe_load(path.read_text()) or {})
+    merge(values, overrides or {})
+    report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE, kube_version="v1.32.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + [
+        {"path": "", "error": e} for e in report["errors"]
+    ]
+    if problems:
+        raise SystemExit("helm lint: " + "; ".join(f"{m['path']}: {m['error']}" for m in problems))
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = []
+    for template in sorted(manifests):
+        for doc in yaml.safe_load_all(manifests[template]):
+            if doc:
+                docs.append(doc)
+    order = ["Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment",
+             "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"]
+    docs.sort(key=lambda d: (order.index(d["kind"]) if d["kind"] in order else 99, d["metadata"]["name"]))
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--values", action="append", default=[])
+    parser.add_argument("--set-image", help="repository@sha256:digest")
+    parser.add_argument("--no-native-sidecar", action="store_true")
+    parser.add_argument("-o", "--output")
+    args = parser.parse_args()
+    if args.output:
+        overrides: dict = {}
+        if args.set_image:
+            repository, digest = args.set_image.split("@", 1)
+            overrides["image"] = {"repository": repository, "digest": digest}
+        if args.no_native_sidecar:
+            overrides["sidecar"] = {"native": False}
+        pathlib.Path(args.output).write_text(render(args.values, overrides))
+        return 0
+    stale = []
+    for name, value_files in PLAIN.items():
+        text = HEADER.format(values=", ".join(value_files) or "default values") + render(value_files)
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"render.py: {', '.join(stale)} differ from the chart; run python3 compose/k8s/render.py",
+              file=sys.stderr)
+        return 1
+    print("render.py: plain manifests " + ("match the chart" if args.check else "written"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
