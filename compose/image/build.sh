@@ -4,7 +4,7 @@
 #
 #   compose/image/build.sh                          # release: static binaries, then the image
 #   compose/image/build.sh --binaries DIR           # reuse built binaries (e.g. target/debug)
-#   options: --tag NAME (default localhost/portcullis:VERSION) --save FILE (oci-archive)
+#   options: --tag NAME (default localhost/portcullis:VERSION) --save FILE (docker-archive tar)
 #
 # Reproducible: every file and the image's creation time are pinned to the last commit's
 # time (SOURCE_DATE_EPOCH), so the same binaries give the same digest.
@@ -79,7 +79,7 @@ cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt
 printf 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$rootfs/etc/passwd"
 printf 'nogroup:x:65534:\n' >"$rootfs/etc/group"
 chmod 0755 "$rootfs/usr/local/bin/"*
-find "$rootfs" -type f ! -path '*/usr/local/bin/*' -exec chmod 0644 {} +
+chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group" "$rootfs/etc/ssl/certs/ca-certificates.crt"
 chmod 1777 "$rootfs/tmp"
 find "$context" -exec touch -h -d "@$epoch" {} +
 cp "$here/Containerfile" "$context/Containerfile"
@@ -95,7 +95,7 @@ echo "$tag $($runtime image inspect --format '{{.Id}}' "$tag")"
 if [ -n "$save" ]; then
   rm -f "$save"
   if [ "$runtime" = podman ]; then
-    podman save --quiet --format oci-archive -o "$save" "$tag"
+    podman save --quiet --format docker-archive -o "$save" "$tag"
   else
     docker save -o "$save" "$tag"
   fi

@@ -44,6 +44,10 @@ pub struct UpArgs {
     /// Cedar policy directory (default: the shipped policies, copied into the state folder).
     #[arg(long)]
     pub policies: Option<PathBuf>,
+    /// Create the state folder's files (PKI, stamp keys, API keys, policies) and exit: the
+    /// one-shot secrets job of the compose stack and the pod test.
+    #[arg(long)]
+    pub init_only: bool,
 }
 
 /// The shipped policy set (`policies/` in the repository), embedded for `gateway up`.
@@ -136,6 +140,10 @@ pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
 
 pub fn run(args: UpArgs) -> Result<(), String> {
     let state = prepare_state(&args.state_dir)?;
+    if args.init_only {
+        println!("{}: development PKI, stamp keys, API keys and policies ready", args.state_dir.display());
+        return Ok(());
+    }
     let tls = |name: &str| pki::leaf_paths(&state.tls_dir, name);
     let config = Config {
         api: Listener {

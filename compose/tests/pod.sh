@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The sidecar pod from the Kubernetes manifests, run with `podman kube play`: the chart
+# rendered with the plain-sidecar value (podman 4.3 runs init containers to completion, so
+# not the native sidecar) and this image by digest; Secrets and the policy ConfigMap laid
+# out as the kubelet projects them. A real curl in the pod's network namespace (the pod has
+# only loopback: --network none) checks the principal and a tenant's rows; then a Secret
+# rotation and a ConfigMap change are made the kubelet's way and must be picked up.
+#
+#   compose/tests/pod.sh IMAGE GATEWAY_BIN     (the host gateway binary makes the dev PKI)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+image="$1"
+gateway="$2"
+: "${CONTAINERS_CONF:?set CONTAINERS_CONF (runtime = runc and lower ulimits; see .ci/containers.conf)}"
+
+work="$(mktemp -d)"
+pod_yaml="$work/pod.yaml"
+cleanup() {
+  podman kube down "$pod_yaml" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+[ -n "${KEEP_POD:-}" ] || trap cleanup EXIT
+fail() { echo "pod.sh: $*" >&2; podman logs "${gw:-none}" 2>&1 | tail -n 20 >&2 || true; exit 1; }
+
+# project DIR VERSION NAME=SOURCE...: the kubelet's layout and atomic `..data` swap.
+project() {
+  local dir="$1" version="$2"
+  shift 2
+  mkdir -p "$dir/..$version"
+  for pair in "$@"; do
+    cp "${pair#*=}" "$dir/..$version/${pair%%=*}"
+    [ -L "$dir/${pair%%=*}" ] || ln -s "..data/${pair%%=*}" "$dir/${pair%%=*}"
+  done
+  # Mode 0440, group = the pod's fsGroup, as the chart's defaultMode and fsGroup give.
+  chgrp -R 65534 "$dir" && chmod 0750 "$dir" "$dir/..$version" && chmod 0440 "$dir/..$version"/*
+  ln -s "..$version" "$dir/..data_tmp"
+  mv -T "$dir/..data_tmp" "$dir/..data"
+}
+
+"$gateway" up --state-dir "$work/state" --init-only >/dev/null
+state="$work/state"
+vol="$work/volumes"
+digest="$(podman image inspect --format '{{.Digest}}' "$image")"
+repository="${image%:*}"
+python3 "$root/compose/k8s/render.py" --no-native-sidecar --set-image "$repository@$digest" -o "$work/rendered.yaml"
+python3 "$here/pod_manifest.py" "$work/rendered.yaml" "$vol" "$pod_yaml" "$work/configmaps"
+grep -q "image: $repository@$digest" "$pod_yaml" || fail "the manifest does not pull the image by digest"
+
+project "$vol/gateway-config" v1 "gateway.yaml=$work/configmaps/gateway-config/gateway.yaml"
+project "$vol/tls" v1 "tls.crt=$state/tls/server.pem" "tls.key=$state/tls/server-key.pem"
+project "$vol/client-ca" v1 "ca.crt=$state/tls/ca.pem"
+project "$vol/stamp-key" v1 "stamp-key.pem=$state/stamp-key.pem"
+project "$vol/stamp-public" v1 "stamp.pub.pem=$state/stamp-pub.pem"
+project "$vol/api-keys" v1 "api-keys.yaml=$state/api-keys.yaml"
+policy_files=()
+for f in "$root"/policies/*.cedar "$root/policies/schema.cedarschema" "$root/policies/entities.json"; do
+  policy_files+=("$(basename "$f")=$f")
+done
+project "$vol/policies" v1 "${policy_files[@]}"
+
+# (Without systemd, podman cannot schedule the probes itself: it says so, and the test runs them.)
+podman kube play --network none "$pod_yaml" >"$work/play.log" 2>&1 || { cat "$work/play.log" >&2; exit 1; }
+pod_name="$(podman pod ps --format '{{.Name}}' | grep '^portcullis-pod' | head -n1)"
+gw="$pod_name-gateway"
+for _ in $(seq 60); do
+  if podman exec "$gw" /usr/local/bin/gateway health --url http://127.0.0.1:9090/readyz >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  sleep 1
+done
+[ "${ready:-0}" = 1 ] || fail "the gateway did not become ready (its exec probe never passed)"
+echo "ok: pod ready (exec probe: gateway health --url http://127.0.0.1:9090/readyz)"
+
+# Both containers run hardened.
+for c in gateway engine; do
+  read -r ro user caps <<<"$(podman inspect "$pod_name-$c" --format '{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{len .EffectiveCaps}}')"
+  if [ "$ro" != true ] || [ "${user%%:*}" != 65534 ] || [ "$caps" != 0 ]; then
+    fail "$c: read-only root $ro, user $user, $caps capabilities (want true, 65534, 0)"
+  fi
+  podman exec "$pod_name-$c" /bin/sh -c true >/dev/null 2>&1 && fail "$c: the image has a shell"
+done
+echo "ok: gateway and engine read-only, UID 65534, no capabilities, no shell"
+# podman 4.3 wraps exec probes in /bin/sh (which scratch has not), so run each probe as
+# the manifest states it.
+for c in gateway engine; do
+  for probe in livenessProbe readinessProbe; do
+    mapfile -t command < <(python3 -c 'import sys, yaml
+spec = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]
+c = next(c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == sys.argv[2])
+print("\n".join(c[sys.argv[3]]["exec"]["command"]))' "$pod_yaml" "$c" "$probe")
+    podman exec "$pod_name-$c" "${command[@]}" >/dev/null || fail "$c $probe failed: ${command[*]}"
+  done
+done
+echo "ok: liveness and readiness probes of both containers pass"
+
+pid="$(podman inspect --format '{{.State.Pid}}' "$(podman pod inspect "$pod_name" --format '{{.InfraContainerID}}')")"
+inpod() { nsenter -t "$pid" -n "$@"; }
+acme="$(cat "$state/dev-api-key-acme")"
+sql() { # KEY SQL -> body, then the status on the last line
+  inpod curl -sS --cacert "$state/tls/ca.pem" -H "X-API-Key: $1" -w '\n%{http_code}' \
+    https://localhost:8090/v1/sql -d "$2"
+}
+out="$(sql "$acme" 'SELECT order_id, tenant FROM my_orders')"
+if [ "$(tail -n1 <<<"$out")" != 200 ] || ! grep -q '"tenant":"acme"' <<<"$out" || grep -q globex <<<"$out"; then
+  fail "acme's rows through the pod: $out"
+fi
+out="$(sql "$acme" 'SELECT current_principal() AS p FROM whoami')"
+grep -q '"p":"dev-acme"' <<<"$out" || fail "current_principal() for the acme key: $out"
+out="$(inpod curl -sS --cacert "$state/tls/ca.pem" --cert "$state/tls/client.pem" --key "$state/tls/client-key.pem" \
+  https://localhost:8090/v1/sql -d 'SELECT current_principal() AS p FROM whoami')"
+grep -q 'spiffe://portcullis.dev/workload/dev-client' <<<"$out" || fail "current_principal() over mTLS: $out"
+out="$(sql "$acme" 'SELECT * FROM globex.orders')"
+[ "$(tail -n1 <<<"$out")" = 403 ] || fail "acme reading globex.orders: $out"
+out="$(sql "pcl_$(printf 'A%.0s' $(seq 43))" 'SELECT 1')"
+[ "$(tail -n1 <<<"$out")" = 401 ] || fail "an unknown API key: $out"
+echo "ok: curl in the pod: current_principal() = dev-acme / the SPIFFE ID, acme's rows only, 403, 401"
+
+# Secret rotation, the kubelet's way: a new server certificate behind a swapped ..data.
+serial() {
+  inpod openssl s_client -connect 127.0.0.1:8090 -servername localhost </dev/null 2>/dev/null \
+    | openssl x509 -noout -serial
+}
+before="$(serial)"
+"$gateway" tls add rotated --dir "$state/tls" --host localhost --ip 127.0.0.1 --days 30 >/dev/null
+project "$vol/tls" v2 "tls.crt=$state/tls/rotated.pem" "tls.key=$state/tls/rotated-key.pem"
+for _ in $(seq 50); do
+  [ "$(serial)" != "$before" ] && break
+  sleep 0.2
+done
+[ "$(serial)" != "$before" ] || fail "the rotated Secret was not picked up"
+out="$(sql "$acme" 'SELECT 1 AS one')"
+[ "$(tail -n1 <<<"$out")" = 200 ] || fail "after the rotation: $out"
+echo "ok: Secret rotation (..data swap) picked up without a restart"
+
+# ConfigMap update: a new policy file arrives by the same swap and is enforced.
+out="$(sql "$acme" 'SELECT * FROM acme.orders')"
+[ "$(tail -n1 <<<"$out")" = 200 ] || fail "acme reading acme.orders before the change: $out"
+printf '@id("freeze-acme-orders")\nforbid(principal, action == Action::"select", resource == Dataset::"datafusion.acme.orders");\n' \
+  >"$work/99-freeze.cedar"
+project "$vol/policies" v2 "${policy_files[@]}" "99-freeze.cedar=$work/99-freeze.cedar"
+for _ in $(seq 50); do
+  out="$(sql "$acme" 'SELECT * FROM acme.orders')"
+  [ "$(tail -n1 <<<"$out")" = 403 ] && break
+  sleep 0.2
+done
+[ "$(tail -n1 <<<"$out")" = 403 ] || fail "the updated policy ConfigMap was not picked up: $out"
+echo "ok: policy ConfigMap update (..data swap) hot-reloaded"
+
+for c in gateway engine; do
+  restarts="$(podman inspect "$pod_name-$c" --format '{{.RestartCount}}')"
+  [ "$restarts" = 0 ] || fail "$c restarted $restarts times"
+done
+echo "ok: no container restarted"
