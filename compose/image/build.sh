@@ -58,7 +58,7 @@ done
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 rootfs="$context/rootfs"
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/etc/portcullis" "$rootfs/tmp"
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/etc/portcullis" "$rootfs/tmp" "$context/state"
 for bin in gateway engine; do
   cp "$binaries/$bin" "$rootfs/usr/local/bin/$bin"
   # The dependency list scanners read (cargo-auditable's .dep-v0 section).
@@ -85,7 +85,7 @@ find "$context" -exec touch -h -d "@$epoch" {} +
 cp "$here/Containerfile" "$context/Containerfile"
 
 if [ "$runtime" = podman ]; then
-  podman build --quiet --timestamp "$epoch" --build-arg "VERSION=$version" \
+  podman build --quiet --no-cache --timestamp "$epoch" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$revision" -t "$tag" -f "$context/Containerfile" "$context" >/dev/null
 else
   SOURCE_DATE_EPOCH="$epoch" docker build --quiet --build-arg "VERSION=$version" \
