@@ -27,9 +27,9 @@ echo "ok: reproducible (two uncached builds: image $second)"
 
 # What is in it: the two binaries, CA roots, passwd/group, /tmp, and (dynamic builds only)
 # the binaries' shared libraries. No shell, no package manager.
-layer="$(tar -tf "$out/portcullis.tar" | grep -E '\.tar$|/layer\.tar$' | head -n1)"
-files="$(tar -xOf "$out/portcullis.tar" "$layer" | tar -t | sort)"
-unexpected="$(grep -vE '^(usr/|usr/local/|usr/local/bin/|usr/local/bin/(gateway|engine)|etc/|etc/(passwd|group)|etc/ssl/|etc/ssl/certs/|etc/ssl/certs/ca-certificates\.crt|etc/portcullis/|tmp/|lib/.*|lib64/.*|usr/lib/.*)$' <<<"$files" || true)"
+layers="$(tar -tf "$out/portcullis.tar" | grep -E '^[^/]+\.tar$')"
+files="$(for layer in $layers; do tar -xOf "$out/portcullis.tar" "$layer" | tar -t; done | sort -u)"
+unexpected="$(grep -vE '^(usr/|usr/local/|usr/local/bin/|usr/local/bin/(gateway|engine)|etc/|etc/(passwd|group)|etc/ssl/|etc/ssl/certs/|etc/ssl/certs/ca-certificates\.crt|etc/portcullis/|var/|var/lib/|var/lib/portcullis/|tmp/|lib/.*|lib64/.*|usr/lib/.*)$' <<<"$files" || true)"
 [ -z "$unexpected" ] || fail "unexpected files in the image: $unexpected"
 grep -qE '(^|/)(sh|bash|busybox|apt|dpkg)$' <<<"$files" && fail "the image has a shell or package manager"
 echo "ok: FROM scratch: $(wc -l <<<"$files") entries, gateway and engine only"
@@ -71,7 +71,10 @@ PY
 if [ -n "${ADVISORY_DB:-}" ]; then
   # cargo-audit reads binaries up to 100 MB: the gateway's, as the image carries it (a
   # debug engine is larger; trivy above read both).
-  tar -xOf "$out/portcullis.tar" "$layer" | tar -x -C "$out" usr/local/bin/gateway
+  for layer in $layers; do
+    tar -xOf "$out/portcullis.tar" "$layer" | tar -x -C "$out" --wildcards 'usr/local/bin/gateway' 2>/dev/null || true
+  done
+  [ -x "$out/usr/local/bin/gateway" ] || fail "no gateway binary in the image's layers"
   cargo audit --no-fetch -d "$ADVISORY_DB" -D warnings bin "$out/usr/local/bin/gateway" >"$out/audit-bin.log" 2>&1 \
     || { cat "$out/audit-bin.log" >&2; fail "cargo audit bin on the image's gateway"; }
   grep -q "not built with 'cargo auditable'" "$out/audit-bin.log" && fail "cargo audit cannot read the gateway's dependency list"

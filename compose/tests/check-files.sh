@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Offline checks of every deployment file: the chart renders the plain manifests; the
+# manifests (default, hardened, SPIFFE) pass schema validation, the Pod Security Standards
+# restricted compliance check and trivy's misconfiguration rules, and validate.sh; the
+# compose file, the Containerfile, the alert rules and the shell scripts pass their linters.
+# Every check is first shown to fail on a planted bad input.
+#
+#   compose/tests/check-files.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fail() { echo "check-files.sh: $*" >&2; exit 1; }
+must_fail() { # WHAT COMMAND...
+  local what="$1"
+  shift
+  if "$@" >"$work/planted.log" 2>&1; then fail "$what passed a planted bad input"; fi
+}
+
+# Kubernetes: the checks one manifest must pass (each prints why it fails).
+# (No schema exists offline for the Prometheus Operator's CRDs: those two kinds are skipped.)
+schema() { kubernetes-validate --kubernetes-version 1.32.0 --strict --quiet --no-warn "$1"; }
+pss() {
+  local dir
+  dir="$(mktemp -d -p "$work")"
+  cp "$1" "$dir/"
+  trivy config --quiet --skip-check-update --compliance k8s-pss-restricted-0.1 --format json "$dir" >"$dir/pss.json"
+  python3 - "$dir/pss.json" <<'PY'
+import json, sys
+failed = [f"{c['ID']} {c['Name']} ({m['ID']})" for c in json.load(open(sys.argv[1]))["Results"]
+          for r in c.get("Results") or [] for m in r.get("Misconfigurations") or [] if m["Status"] == "FAIL"]
+if failed:
+    sys.exit("PSS restricted: " + "; ".join(failed))
+PY
+}
+misconfig() {
+  local dir
+  dir="$(mktemp -d -p "$work")"
+  cp "$1" "$dir/"
+  trivy config --quiet --skip-check-update --ignorefile compose/k8s/.trivyignore --severity MEDIUM,HIGH,CRITICAL \
+    --exit-code 1 "$dir"
+}
+offline_validate() { compose/k8s/validate.sh -n portcullis -f "$1"; }
+
+echo "== chart and plain manifests"
+python3 compose/k8s/render.py --check
+for manifest in compose/k8s/portcullis.yaml compose/k8s/portcullis-hardened.yaml compose/k8s/portcullis-spiffe.yaml; do
+  schema "$manifest" || fail "$manifest: schema"
+  pss "$manifest" || fail "$manifest: Pod Security Standards restricted"
+  misconfig "$manifest" >"$work/misconfig.log" || { cat "$work/misconfig.log" >&2; fail "$manifest: trivy config"; }
+  offline_validate "$manifest" >"$work/validate.log" || { cat "$work/validate.log" >&2; fail "$manifest: validate.sh"; }
+  echo "ok: $manifest: schema, PSS restricted, trivy config, validate.sh ($(grep -c '✅' "$work/validate.log") ✅)"
+done
+# The plain-container sidecar variant (older clusters) too.
+python3 compose/k8s/render.py --no-native-sidecar -o "$work/plain-sidecar.yaml"
+schema "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: schema"
+pss "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: PSS restricted"
+offline_validate "$work/plain-sidecar.yaml" >/dev/null || fail "the plain-sidecar variant: validate.sh"
+echo "ok: plain-container sidecar variant"
+
+echo "== deliberately bad manifests fail the same checks"
+python3 compose/tests/bad_manifests.py compose/k8s/portcullis.yaml "$work/bad"
+must_fail "a manifest with an unknown field (schema)" schema <(sed 's/^  replicas: 2$/  replicas: 2\n  replicaz: 2/' compose/k8s/portcullis.yaml)
+for case in privileged hostpath floating-tag secret-in-configmap; do
+  bad="$work/bad/bad-$case.yaml"
+  caught=""
+  pss "$bad" >/dev/null 2>&1 || caught="$caught PSS-restricted"
+  misconfig "$bad" >"$work/bad-$case.trivy" 2>&1 || caught="$caught trivy:$(grep -oE 'KSV-[0-9]+' "$work/bad-$case.trivy" | sort -u | tr '\n' ',' | sed 's/,$//')"
+  offline_validate "$bad" >"$work/bad-$case.validate" || caught="$caught validate.sh:\"$(grep -m1 '❌' "$work/bad-$case.validate" | cut -c5-60)…\""
+  [ -n "$caught" ] || fail "bad-$case passed every check"
+  case "$case" in
+    privileged | hostpath) [[ "$caught" == *PSS-restricted* ]] || fail "bad-$case passed the PSS check" ;;
+  esac
+  [[ "$caught" == *validate.sh* ]] || fail "bad-$case passed validate.sh"
+  echo "ok: bad-$case refused by:$caught"
+done
+
+echo "== compose, Containerfile, alert rules, shell scripts"
+docker-compose -f compose/docker-compose.yml config -q
+printf 'services:\n  gateway:\n    image: x\n    read_onl: true\n' >"$work/bad-compose.yml"
+must_fail "docker-compose config" docker-compose -f "$work/bad-compose.yml" config -q
+echo "ok: compose/docker-compose.yml (docker-compose config -q)"
+hadolint compose/image/Containerfile
+printf 'FROM debian:latest\nRUN apt-get update && apt-get install -y curl\n' >"$work/Containerfile.bad"
+must_fail hadolint hadolint "$work/Containerfile.bad"
+echo "ok: compose/image/Containerfile (hadolint)"
+rules=compose/helm/portcullis/files/prometheus-alerts.yaml
+promtool check rules "$rules" >/dev/null
+sed 's/expr: .*gateway_audit_dropped_total.*/expr: sum(rate(gateway_audit_dropped_total[5m]) > /' "$rules" >"$work/bad-rules.yaml"
+must_fail promtool promtool check rules "$work/bad-rules.yaml"
+echo "ok: $rules (promtool check rules)"
+scripts=(.ci/run .ci/test .ci/supply-chain .ci/check-audit-secrets compose/image/build.sh compose/k8s/validate.sh compose/tests/*.sh loadtests/*.sh)
+shellcheck "${scripts[@]}"
+# shellcheck disable=SC2016 # the planted script is literal
+printf '#!/bin/sh\nrm -rf $1/\n' >"$work/bad.sh"
+must_fail shellcheck shellcheck "$work/bad.sh"
+echo "ok: ${#scripts[@]} shell scripts (shellcheck)"
