@@ -5,7 +5,7 @@
 # compose file, the Containerfile, the alert rules and the shell scripts pass their linters.
 # Every check is first shown to fail on a planted bad input.
 #
-#   compose/tests/check-files.sh
+#   compose/tests/check-files.sh [GATEWAY_BIN]   (with the binary: the README's kubectl commands too)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -59,6 +59,24 @@ schema "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: schema"
 pss "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: PSS restricted"
 offline_validate "$work/plain-sidecar.yaml" >/dev/null || fail "the plain-sidecar variant: validate.sh"
 echo "ok: plain-container sidecar variant"
+
+if [ -n "${1:-}" ]; then
+  # The README's Secret and ConfigMap commands, run as written (client-side dry run, no
+  # cluster) from a development state folder, make what the manifest mounts.
+  mkdir -p "$work/readme"
+  "$1" up --state-dir "$work/readme/.portcullis" --init-only >/dev/null
+  cp -r policies "$work/readme/policies"
+  grep -E '^kubectl -n portcullis create (secret|configmap) ' README.md >"$work/readme/commands"
+  [ "$(wc -l <"$work/readme/commands")" -ge 6 ] || fail "the README's kubectl create commands are missing"
+  while read -r command; do
+    (cd "$work/readme" && eval "$command --dry-run=client -o yaml") || fail "README: $command"
+    echo "---"
+  done <"$work/readme/commands" >"$work/readme/created.yaml"
+  schema "$work/readme/created.yaml" || fail "README kubectl output: schema"
+  sed 's/^  stamp-key.pem:/  stamp.pem:/' "$work/readme/created.yaml" >"$work/readme/planted.yaml"
+  must_fail "readme_secrets.py" python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/planted.yaml"
+  python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/created.yaml"
+fi
 
 echo "== deliberately bad manifests fail the same checks"
 python3 compose/tests/bad_manifests.py compose/k8s/portcullis.yaml "$work/bad"

@@ -17,7 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "== deployment files (offline)"
-bash "$here/check-files.sh"
+bash "$here/check-files.sh" "$binaries/gateway"
 echo "== image"
 bash "$here/image.sh" "$binaries" "$tag" "$out"
 echo "== sidecar pod (podman kube play)"
