@@ -152,7 +152,8 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
 /// The sample alert rules parse, and every series they use is one the gateway exports.
 #[test]
 fn alert_rules_use_exported_series() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/helm/portcullis/files/prometheus-alerts.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compose/helm/portcullis/files/prometheus-alerts.yaml");
     let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let exported = gateway::metrics::render(0);
     let mut alerts = Vec::new();

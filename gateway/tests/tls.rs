@@ -241,11 +241,7 @@ async fn kubernetes_secret_rotation_by_data_symlink_swap_is_picked_up() {
     // Nothing the gateway reads changed yet: the new files are outside the projected folder.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(served().await, before);
-    project_secret(
-        &stack.pki.path().join("secret"),
-        "2026_12_01_01_00_00.2",
-        &[("tls.crt", &cert), ("tls.key", &key)],
-    );
+    project_secret(&stack.pki.path().join("secret"), "2026_12_01_01_00_00.2", &[("tls.crt", &cert), ("tls.key", &key)]);
     let mut after = served().await;
     for _ in 0..50 {
         if after != before {

@@ -82,8 +82,7 @@ mod tests {
         assert_eq!((addr.to_string(), path.as_str()), ("127.0.0.1:9090".to_string(), "/readyz"));
         let (addr, path) = parse_url("http://[::1]:8091").unwrap();
         assert_eq!((addr.to_string(), path.as_str()), ("[::1]:8091".to_string(), "/"));
-        for bad in ["https://127.0.0.1:9090/", "http://10.0.0.1:9090/", "http://localhost:9090/", "http://127.0.0.1/"]
-        {
+        for bad in ["https://127.0.0.1:9090/", "http://10.0.0.1:9090/", "http://localhost:9090/", "http://127.0.0.1/"] {
             assert!(parse_url(bad).is_err(), "{bad} was accepted");
         }
     }
