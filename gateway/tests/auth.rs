@@ -435,5 +435,5 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "Flight auth checks failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
 }

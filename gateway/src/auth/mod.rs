@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use identity::{ExpiringCache, Principal};
@@ -367,6 +368,14 @@ fn with_client_certificate(authenticated: Authenticated, workload: Option<&Arc<P
     }
 }
 
+/// Basic credentials' base64: the standard alphabet, padded or not. grpc-go (ADBC's
+/// `username` / `password`) sends it unpadded; everything else about it stays strict
+/// (alphabet, trailing bits, no whitespace).
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 enum Credentials<'a> {
     Bearer(&'a str),
     /// The password of `Basic base64(user:password)`; the user name is ignored.
@@ -385,7 +394,7 @@ fn credentials(value: &[u8]) -> Option<Credentials<'_>> {
         return Some(Credentials::Bearer(rest));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD.decode(rest).ok()?;
+        let decoded = BASIC.decode(rest).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (_, password) = decoded.split_once(':')?;
         return Some(Credentials::Basic(password.to_string()));
@@ -401,4 +410,34 @@ fn sha256(text: &str) -> [u8; 32] {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Credentials, credentials};
+
+    fn basic_password(value: &str) -> Option<String> {
+        match credentials(value.as_bytes()) {
+            Some(Credentials::Basic(password)) => Some(password),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn basic_credentials_accept_padded_and_unpadded_base64_only() {
+        // "x:secret" = 8 bytes: padded "eDpzZWNyZXQ=", grpc-go sends "eDpzZWNyZXQ".
+        assert_eq!(basic_password("Basic eDpzZWNyZXQ=").as_deref(), Some("secret"));
+        assert_eq!(basic_password("Basic eDpzZWNyZXQ").as_deref(), Some("secret"));
+        // "ab:secret" = 9 bytes: no padding either way.
+        assert_eq!(basic_password("basic YWI6c2VjcmV0").as_deref(), Some("secret"));
+        for bad in [
+            "Basic eDpzZWNyZXQ==", // too much padding
+            "Basic eDpzZWNyZXR=",  // non-zero trailing bits
+            "Basic eDpz ZWNyZXQ=", // whitespace inside
+            "Basic eDpzZWNyZXQ_",  // URL-safe alphabet
+            "Basic c2VjcmV0",      // no colon
+        ] {
+            assert_eq!(basic_password(bad), None, "{bad} was accepted");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 """Flight clients authenticating to the gateway (over TLS, no client certificate):
-pyarrow.flight's Basic-auth Handshake with an API key, and ADBC Flight SQL with a bearer JWT.
+pyarrow.flight's Basic-auth Handshake with an API key, and ADBC Flight SQL with a bearer JWT
+and with its `username` / `password` options (grpc-go sends unpadded base64 Basic auth).
 
 Run by gateway/tests/auth.rs, which starts the engine, the gateway and an OIDC provider and
 passes:
@@ -66,7 +67,25 @@ def adbc_without_credentials_is_refused():
         raise AssertionError("a query ran without credentials")
 
 
+def adbc_username_password(user, password, principal):
+    def run():
+        kwargs = {
+            "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+            "username": user,
+            "password": password,
+        }
+        with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_principal() AS p")
+            rows = cur.fetch_arrow_table().to_pylist()
+        assert rows == [{"p": principal}], rows
+    return run
+
+
 check("pyarrow authenticate_basic_token with an API key, then a query", basic_token_with_api_key)
+# len(user) + 1 + len(password) at every remainder mod 3: unpadded base64 of each length.
+for user in ["x", "ab", "reader", "analyst", "dev-acme"]:
+    check(f"ADBC username {user!r} / password = API key", adbc_username_password(user, API_KEY, "svc-etl"))
+check("ADBC username / password = JWT", adbc_username_password("alice", JWT, "alice"))
 check("pyarrow Handshake with a wrong API key is refused", basic_token_with_wrong_key_is_refused)
 check("ADBC with a bearer JWT", adbc_with_bearer_jwt)
 check("ADBC without credentials is refused", adbc_without_credentials_is_refused)
