@@ -67,7 +67,7 @@ pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<boo
 /// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest
 /// of the file is read and must be valid, but other sections need a restart.
 pub async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
-    let watched = path_for_watch(&path);
+    let watched = path.clone();
     let reload = move || {
         let config = Config::from_file(&path).map_err(|e| e.to_string())?;
         limits.replace(&config.rate_limits).map_err(|e| e.to_string())
@@ -75,20 +75,20 @@ pub async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch
     watch_files(vec![watched], "rate_limits", reload, stopped).await;
 }
 
-/// Watching needs the file's folder: a bare file name is in the current one.
-fn path_for_watch(path: &std::path::Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => path.to_path_buf(),
-        _ => std::path::Path::new(".").join(path),
-    }
+/// Watches work on absolute paths: notify names changed files by the watched folder's
+/// absolute path, and with a relative `-c gateway.yaml` every file the config names is
+/// relative to the working directory (a bare name has no folder to watch at all).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 async fn watch_files(
-    mut files: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     what: &'static str,
     reload: impl Fn() -> Result<(), String>,
     stopped: watch::Receiver<bool>,
 ) {
+    let mut files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
     files.sort();
     files.dedup();
     let dirs: Vec<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
@@ -118,6 +118,7 @@ async fn watch(
     });
     let _watcher = match watcher {
         Ok(mut watcher) => {
+            dirs = dirs.iter().map(|d| absolute(d)).collect();
             dirs.sort();
             dirs.dedup();
             for dir in dirs {

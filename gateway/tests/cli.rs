@@ -348,3 +348,80 @@ fn policy_commands_validate_test_and_check_with_exit_codes() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("authorization.policies") && stderr.contains("99-typo.cedar:2:10"), "{stderr}");
 }
+
+/// `gateway run -c gateway.yaml` with the certificate and the API keys file beside it, all
+/// named relative to a config given by a relative path: a replaced certificate and a new key
+/// are picked up without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_works_with_a_relative_config_path() {
+    let pki = common::Pki::new();
+    common::stamp_keys(pki.path());
+    common::allow_all_policies(pki.path());
+    let old_key = gateway::auth::apikeys::generate().unwrap();
+    let new_key = gateway::auth::apikeys::generate().unwrap();
+    let keys_entry = |name: &str, hash: &str| format!("  - {{name: {name}, hash: \"{hash}\"}}\n");
+    std::fs::write(pki.path().join("api-keys.yaml"), format!("keys:\n{}", keys_entry("old", &old_key.hash))).unwrap();
+    std::fs::write(
+        pki.path().join("gateway.yaml"),
+        "api: {listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}\nflight: {listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}\nhealth: {listen: '127.0.0.1:0'}\ntls: {certificate_file: server.pem, key_file: server-key.pem, client_auth: optional, client_ca_file: ca.pem}\nstamp: {key_file: stamp-key.pem}\nauth: {api_keys: {file: api-keys.yaml}}\nauthorization: {policies: allow-all-policies}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(GATEWAY)
+        .args(["run", "-c", "gateway.yaml"])
+        .current_dir(pki.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("api_addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+            let _ = log_tx.send(line);
+        }
+    });
+    let addr: std::net::SocketAddr =
+        rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not log its address").parse().unwrap();
+    let client = common::Client::new(&pki, None);
+    let served = || async {
+        let tls = client.connect(addr).await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+    };
+    let status = |key: String| {
+        let client = &client;
+        async move { client.request(addr, "POST", "/v1/sql", &[("x-api-key", &key)], "SELECT 1").await.unwrap().status }
+    };
+    let before = served().await;
+    assert_eq!(status(new_key.key.clone()).await, 401);
+
+    gateway::pki::issue_leaf(
+        pki.path(),
+        &gateway::pki::LeafSpec {
+            name: "server".into(),
+            hosts: vec!["localhost".into()],
+            valid_days: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let keys = format!("keys:\n{}{}", keys_entry("old", &old_key.hash), keys_entry("new", &new_key.hash));
+    std::fs::write(pki.path().join("api-keys.yaml"), keys).unwrap();
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if served().await != before && status(new_key.key.clone()).await != 401 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log: Vec<String> = log_rx.try_iter().collect();
+    assert!(reloaded, "certificate or API key not reloaded with a relative -c:\n{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("reloaded") && l.contains("certificates")), "{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("reloaded") && l.contains("api_keys")), "{}", log.join("\n"));
+}
