@@ -86,6 +86,49 @@ async fn curl_over_mtls() {
     assert_eq!(stdout, "p\nspiffe://test.example/ns/etl/sa/loader\n");
 }
 
+/// Refusals sent before the request body was read arrive whole over HTTP/2: the system curl
+/// (7.88 on Debian) used to exit 92 ("Stream error in the HTTP/2 framing layer") on about
+/// half of them when the gateway reset the unread stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_arrive_whole_over_http2_with_curl() {
+    let stack = Stack::start(ClientAuth::Optional).await;
+    let port = stack.gateway.api_addr.port();
+    let ca = stack.pki.ca();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let body = "SELECT ".to_string() + &"1 + ".repeat(4000) + "1";
+        (0..30)
+            .map(|i| {
+                // A small and a 16 KiB body; a wrong API key and no credentials at all.
+                let data = if i % 2 == 0 { "SELECT 1" } else { body.as_str() };
+                let mut command = std::process::Command::new("curl");
+                command
+                    .args(["-sS", "--http2", "--resolve", &format!("localhost:{port}:127.0.0.1")])
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .args(["-w", "\n%{http_code} %{http_version}", "-d", data])
+                    .arg(format!("https://localhost:{port}/v1/sql"));
+                if i % 3 != 0 {
+                    command.args(["-H", &format!("X-API-Key: pcl_{}", "A".repeat(43))]);
+                }
+                command.output().expect("curl is installed (.ci/test installs it)")
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (i, output) in outputs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "try {i}: curl exited {:?}: {}\n{stdout}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.ends_with("\n401 2"), "try {i}: {stdout}");
+        assert!(stdout.contains("\"code\":\"unauthenticated\""), "try {i}: {stdout}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_flight_sql_through_the_gateway_over_mtls() {
     let stack = Stack::start(ClientAuth::Required).await;

@@ -149,6 +149,10 @@ impl Pipeline {
             .enabled()
             .then(|| audit::begin(self.name, connection, &request, &request_id, grpc.then_some(route)));
         let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        // The body stays outside until authorize takes it: a request refused before then has
+        // its unread body discarded (below), so the refusal is not lost to a stream reset.
+        let (mut parts, body) = request.into_parts();
+        let mut unread = Some(body);
         let result = async {
             // audit gate: with `on_failure: deny`, nothing is served while events cannot be written.
             if self.audit.refusing() {
@@ -157,9 +161,9 @@ impl Pipeline {
             // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
             self.limits.check_ip(ip).map_err(GatewayError::RateLimited)?;
             // The Flight Handshake authenticates and opens a session; nothing to forward.
-            if grpc && self.answers_handshake && request.uri().path() == handshake::PATH {
+            if grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
                 let (principal, response) =
-                    handshake::answer(&self.auth, &self.listener, connection, request.headers()).await?;
+                    handshake::answer(&self.auth, &self.listener, connection, &parts.headers).await?;
                 self.signed_in(connection, &request_id, principal.clone(), "handshake", true);
                 if let Some(record) = record.as_mut() {
                     record.principal = Some(principal);
@@ -168,7 +172,7 @@ impl Pipeline {
             }
             // authenticate: who is calling; credentials are removed from the request here.
             let principal =
-                authenticate::authenticate(&self.auth, &self.listener, connection, request.headers_mut()).await?;
+                authenticate::authenticate(&self.auth, &self.listener, connection, &mut parts.headers).await?;
             self.signed_in(connection, &request_id, Arc::clone(&principal), "request", false);
             if let Some(record) = record.as_mut() {
                 record.principal = Some(Arc::clone(&principal));
@@ -176,11 +180,12 @@ impl Pipeline {
             // rate-limit (principal): the caller's own quota (group and principal overrides).
             self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
             // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
+            let body = unread.take().ok_or_else(|| GatewayError::Internal("request body taken twice".into()))?;
             let (mut request, _allowed) = authorize::authorize(
                 &self.authz,
                 connection,
                 &principal,
-                request,
+                Request::from_parts(parts, body),
                 grpc,
                 self.max_body,
                 record.as_deref_mut().map(|record| authorize::Notes { record, sql: self.audit.wants_sql() }),
@@ -197,6 +202,10 @@ impl Pipeline {
             self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
         }
         .await;
+        let refused = result.is_err();
+        if let (true, Some(body), false) = (refused, unread, grpc) {
+            discard(body).await;
+        }
         let status = match &result {
             Ok(response) => response.status().as_u16(),
             Err(error) => error.http_status().as_u16(),
@@ -280,6 +289,30 @@ impl Pipeline {
 }
 
 /// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
+/// Reads what is left of a refused request's body, at most 64 KiB for at most one second,
+/// so that an HTTP/2 stream ends with the client's own END_STREAM and not with a reset of
+/// the unread stream, which curl (7.88) reports as a framing error instead of the refusal.
+/// The bounds keep a refused client from holding the gateway; gRPC calls are not drained
+/// (their clients take a reset, and a stream may never end).
+async fn discard(mut body: Incoming) {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    const MAX_DISCARD: u64 = 64 * 1024;
+    if body.is_end_stream() || body.size_hint().lower() > MAX_DISCARD {
+        return;
+    }
+    let drain = async {
+        let mut read = 0u64;
+        while read <= MAX_DISCARD {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
 fn route(grpc: bool, path: &str) -> &'static str {
     if grpc {
         if path == handshake::PATH {
