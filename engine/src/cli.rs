@@ -43,6 +43,10 @@ pub struct Args {
     /// Validate the configuration, keys, datasets and views, then exit.
     #[arg(long)]
     pub check: bool,
+    /// Shut down when standard input closes. `gateway up` holds the other end of the pipe,
+    /// so the engine goes with it even when the gateway is killed (SIGKILL, OOM).
+    #[arg(long)]
+    pub exit_with_stdin: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -140,10 +144,30 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     let running = crate::server::start(&config, auth).await?;
-    shutdown_signal().await;
+    if args.exit_with_stdin {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stdin_closed() => tracing::warn!("standard input closed (the parent is gone)"),
+        }
+    } else {
+        shutdown_signal().await;
+    }
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+/// Resolves when standard input reaches end of file (or fails): read on a thread, as tokio's
+/// stdin is a blocking read too.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 async fn shutdown_signal() {

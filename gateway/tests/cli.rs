@@ -195,18 +195,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn up_starts_the_stack_and_its_printed_commands_work() {
-    let engine_bin = std::path::Path::new(GATEWAY).with_file_name("engine");
-    assert!(
-        engine_bin.exists(),
-        "{} missing: `cargo test --workspace` (or `cargo build -p engine`) builds it",
-        engine_bin.display()
-    );
-    let state = tempfile::tempdir().unwrap();
-    let ports: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+/// `gateway up` on these five ports (api, flight, health, engine http, engine flight); the
+/// child and what it printed up to its usage line.
+fn spawn_up(state: &std::path::Path, ports: &[String]) -> (std::process::Child, String) {
     let mut child = Command::new(GATEWAY)
-        .args(["up", "--state-dir", state.path().to_str().unwrap()])
+        .args(["up", "--state-dir", state.to_str().unwrap()])
         .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
         .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
         .stdout(Stdio::piped())
@@ -226,6 +219,53 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
         }
     });
     let printed = rx.recv_timeout(Duration::from_secs(60)).expect("gateway up did not print its usage");
+    (child, printed)
+}
+
+/// A gateway killed hard (SIGKILL) takes its engine with it, so the next `gateway up` starts;
+/// and `gateway up` refuses, without printing "up", when something else holds the engine's port.
+#[test]
+fn a_killed_gateway_up_takes_its_engine_and_a_busy_engine_port_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let ports: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let (mut child, _) = spawn_up(state.path(), &ports);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::net::TcpStream::connect(&ports[3]).is_err()
+    });
+    assert!(gone, "the engine outlived its killed gateway");
+    let (mut again, printed) = spawn_up(state.path(), &ports);
+    assert!(printed.contains("Ctrl-C stops"));
+    Command::new("kill").arg("-TERM").arg(again.id().to_string()).status().unwrap();
+    assert!(again.wait().unwrap().success());
+
+    let squatter = std::net::TcpListener::bind(&ports[3]).unwrap();
+    let out = Command::new(GATEWAY)
+        .args(["up", "--state-dir", state.path().to_str().unwrap()])
+        .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
+        .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
+        .output()
+        .unwrap();
+    drop(squatter);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("Ctrl-C stops"), "{stdout}");
+    assert!(stderr.contains(&format!("the engine's address {} is in use", ports[3])), "{stderr}");
+}
+
+#[test]
+fn up_starts_the_stack_and_its_printed_commands_work() {
+    let engine_bin = std::path::Path::new(GATEWAY).with_file_name("engine");
+    assert!(
+        engine_bin.exists(),
+        "{} missing: `cargo test --workspace` (or `cargo build -p engine`) builds it",
+        engine_bin.display()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let ports: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let (mut child, printed) = spawn_up(state.path(), &ports);
 
     // Every curl command exactly as printed (lines joined by the shell's `\` continuation).
     let curls: Vec<&str> = printed

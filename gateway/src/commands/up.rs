@@ -201,8 +201,19 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             .map(|dir| dir.join("engine"))
             .ok_or("cannot locate the engine binary; pass --engine-bin")?,
     };
+    // An engine left running (say, by a gateway killed hard before this fix) would answer
+    // in place of ours: refuse to start instead of printing commands that reach it.
+    for addr in [args.engine_http_listen, args.engine_flight_listen] {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            format!("the engine's address {addr} is in use ({e}): is an engine from an earlier run still up? stop it, or pass --engine-http-listen / --engine-flight-listen")
+        })?;
+    }
     runtime()?.block_on(async move {
+        // The engine exits when its stdin closes: the pipe's other end is this process's, so
+        // the engine goes with it however it ends.
         let mut engine = tokio::process::Command::new(&engine_bin)
+            .arg("--exit-with-stdin")
+            .stdin(std::process::Stdio::piped())
             .arg("--stamp-public-key")
             .arg(&state.stamp_public_key)
             .arg("--http-listen")
@@ -217,6 +228,8 @@ pub fn run(args: UpArgs) -> Result<(), String> {
                     engine_bin.display()
                 )
             })?;
+        // Held here: `Child::wait` would close it.
+        let _engine_stdin = engine.stdin.take();
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
         let running = server::start(prepared).await?;
         print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
