@@ -140,24 +140,7 @@ async fn large_result_streams_through_with_bounded_gateway_memory() {
     // stack's engine, signing with the stack's stamp key (which the engine trusts).
     let pki = &stack.pki;
     let path = write_config(pki, "", &format!("http://{}", stack.engine.http_addr));
-    let mut child = Command::new(GATEWAY)
-        .args(["run", "-c", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The listening addresses are in the startup log line (read on a thread, with a deadline).
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("api_addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let api_addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not log its address");
-    let addr: std::net::SocketAddr = api_addr.parse().unwrap();
+    let (mut child, addr, _log) = spawn_run(Command::new(GATEWAY).args(["run", "-c", path.to_str().unwrap()]));
     let client = stack.client(Some("workload"));
     let baseline = peak_rss_kib(child.id());
 
@@ -189,6 +172,25 @@ async fn large_result_streams_through_with_bounded_gateway_memory() {
     let growth_mib = (peak.saturating_sub(baseline)) / 1024;
     assert!(growth_mib < 64, "gateway peak RSS grew by {growth_mib} MiB while streaming {} MiB", total / 1024 / 1024);
     println!("streamed {} MiB; gateway peak RSS {} MiB (grew {growth_mib} MiB)", total / 1024 / 1024, peak / 1024);
+}
+
+/// Starts a `gateway run` command with info logs on stderr: the child, its API address (from
+/// the startup log line, with a deadline) and every log line as it comes.
+fn spawn_run(command: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = command.env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("api_addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+            let _ = log_tx.send(line);
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not log its address").parse().unwrap();
+    (child, addr, log_rx)
 }
 
 fn free_port() -> u16 {
@@ -406,58 +408,20 @@ async fn hot_reload_works_with_a_relative_config_path() {
         "api: {listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}\nflight: {listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}\nhealth: {listen: '127.0.0.1:0'}\ntls: {certificate_file: server.pem, key_file: server-key.pem, client_auth: optional, client_ca_file: ca.pem}\nstamp: {key_file: stamp-key.pem}\nauth: {api_keys: {file: api-keys.yaml}}\nauthorization: {policies: allow-all-policies}\n",
     )
     .unwrap();
-    let mut child = Command::new(GATEWAY)
-        .args(["run", "-c", "gateway.yaml"])
-        .current_dir(pki.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("api_addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-            let _ = log_tx.send(line);
-        }
-    });
-    let addr: std::net::SocketAddr =
-        rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not log its address").parse().unwrap();
+    let (mut child, addr, log_rx) =
+        spawn_run(Command::new(GATEWAY).args(["run", "-c", "gateway.yaml"]).current_dir(pki.path()));
     let client = common::Client::new(&pki, None);
-    let served = || async {
-        let tls = client.connect(addr).await.unwrap();
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
-    };
     let status = |key: String| {
         let client = &client;
         async move { client.request(addr, "POST", "/v1/sql", &[("x-api-key", &key)], "SELECT 1").await.unwrap().status }
     };
-    let before = served().await;
+    let before = common::served_certificate(&pki, addr).await;
     assert_eq!(status(new_key.key.clone()).await, 401);
 
-    gateway::pki::issue_leaf(
-        pki.path(),
-        &gateway::pki::LeafSpec {
-            name: "server".into(),
-            hosts: vec!["localhost".into()],
-            valid_days: 10,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    pki.reissue_server();
     let keys = format!("keys:\n{}{}", keys_entry("old", &old_key.hash), keys_entry("new", &new_key.hash));
     std::fs::write(pki.path().join("api-keys.yaml"), keys).unwrap();
-    let mut reloaded = false;
-    for _ in 0..50 {
-        if served().await != before && status(new_key.key.clone()).await != 401 {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let reloaded = common::certificate_changes(&pki, addr, &before).await && status(new_key.key.clone()).await != 401;
     let _ = child.kill();
     let _ = child.wait();
     let log: Vec<String> = log_rx.try_iter().collect();

@@ -150,11 +150,7 @@ async fn openssl_s_client_cannot_negotiate_old_protocols() {
 async fn certificate_hot_reload_switches_the_served_certificate() {
     let stack = Stack::start(ClientAuth::Optional).await;
     let addr = stack.gateway.api_addr;
-    let served = || async {
-        let tls = Client::new(&stack.pki, Some("workload")).connect(addr).await.unwrap();
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
-    };
-    let before = served().await;
+    let before = common::served_certificate(&stack.pki, addr).await;
     // A held-open connection survives the reload.
     let open = stack.client(Some("workload"));
     let kept = open.connect(addr).await.unwrap();
@@ -164,29 +160,12 @@ async fn certificate_hot_reload_switches_the_served_certificate() {
     let good = std::fs::read(&cert_path).unwrap();
     std::fs::write(&cert_path, b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(served().await, before);
+    assert_eq!(common::served_certificate(&stack.pki, addr).await, before);
     std::fs::write(&cert_path, &good).unwrap();
 
     // Issue a new server certificate in place: new connections get it.
-    gateway::pki::issue_leaf(
-        stack.pki.path(),
-        &gateway::pki::LeafSpec {
-            name: "server".into(),
-            hosts: vec!["localhost".into()],
-            valid_days: 10,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut after = served().await;
-    for _ in 0..50 {
-        if after != before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = served().await;
-    }
-    assert_ne!(after, before, "the new certificate was not picked up");
+    stack.pki.reissue_server();
+    assert!(common::certificate_changes(&stack.pki, addr, &before).await, "the new certificate was not picked up");
     drop(kept);
     let reply = stack.client(Some("workload")).sql(addr, "SELECT 1 AS one").await.unwrap();
     assert_eq!(reply.status, 200);
@@ -222,35 +201,14 @@ async fn kubernetes_secret_rotation_by_data_symlink_swap_is_picked_up() {
     })
     .await;
     let addr = stack.gateway.api_addr;
-    let served = || async {
-        let tls = Client::new(&stack.pki, Some("workload")).connect(addr).await.unwrap();
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
-    };
-    let before = served().await;
+    let before = common::served_certificate(&stack.pki, addr).await;
     let (cert, key) = stack.pki.leaf("server");
-    gateway::pki::issue_leaf(
-        stack.pki.path(),
-        &gateway::pki::LeafSpec {
-            name: "server".into(),
-            hosts: vec!["localhost".into()],
-            valid_days: 10,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    stack.pki.reissue_server();
     // Nothing the gateway reads changed yet: the new files are outside the projected folder.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(served().await, before);
+    assert_eq!(common::served_certificate(&stack.pki, addr).await, before);
     project_secret(&stack.pki.path().join("secret"), "2026_12_01_01_00_00.2", &[("tls.crt", &cert), ("tls.key", &key)]);
-    let mut after = served().await;
-    for _ in 0..50 {
-        if after != before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = served().await;
-    }
-    assert_ne!(after, before, "the rotated Secret was not picked up");
+    assert!(common::certificate_changes(&stack.pki, addr, &before).await, "the rotated Secret was not picked up");
     let reply = stack.client(Some("workload")).sql(addr, "SELECT 1 AS one").await.unwrap();
     assert_eq!(reply.status, 200);
 }

@@ -75,6 +75,13 @@ impl Pki {
         self.path().join("ca.pem")
     }
 
+    /// A new `server` leaf (localhost, 10 days) written over the old one, as a rotation does.
+    pub fn reissue_server(&self) {
+        let spec =
+            LeafSpec { name: "server".into(), hosts: vec!["localhost".into()], valid_days: 10, ..Default::default() };
+        pki::issue_leaf(self.path(), &spec).unwrap();
+    }
+
     /// (certificate, key) of a leaf; `stranger` lives under the other CA.
     pub fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
         if name == "stranger" {
@@ -336,4 +343,21 @@ impl Client {
     pub async fn sql(&self, addr: SocketAddr, sql: &str) -> Result<Reply, String> {
         self.request(addr, "POST", "/v1/sql", &[], sql).await
     }
+}
+
+/// The leaf certificate `addr` serves to a new connection (no client certificate).
+pub async fn served_certificate(pki: &Pki, addr: SocketAddr) -> Vec<u8> {
+    let tls = Client::new(pki, None).connect(addr).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+}
+
+/// Waits up to 5 s for `addr` to serve a certificate other than `before`; false if it never does.
+pub async fn certificate_changes(pki: &Pki, addr: SocketAddr, before: &[u8]) -> bool {
+    for _ in 0..50 {
+        if served_certificate(pki, addr).await != before {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
