@@ -391,5 +391,16 @@ impl FlightSqlService for FlightSqlEngine {
         Err(Status::invalid_argument(format!("unsupported Flight SQL ticket: {}", message.type_url)))
     }
 
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as arrow_flight::flight_service_server::FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let body = crate::flight_session::answer(&action.r#type, &action.body)
+            .ok_or_else(|| Status::invalid_argument(format!("unsupported Flight action: {}", action.r#type)))??;
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(result) }))))
+    }
+
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }

@@ -13,6 +13,7 @@ mod demo;
 pub mod encode;
 pub mod error;
 pub mod flight;
+mod flight_session;
 pub mod handles;
 pub mod http;
 pub mod principal_functions;

@@ -360,6 +360,54 @@ impl Receiver {
     }
 }
 
+/// ADBC's normal use (connect, query, close, which sends CloseSession) through the gateway:
+/// no refusal, and 25 sessions from one address raise no brute-force finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_adbc_sessions_are_served_and_raise_no_finding() {
+    let key = apikeys::generate().unwrap();
+    let keys = vec![key_entry("reader", &key.hash, Some("acme"))];
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("audit.log");
+    let sink = log_path.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
+        c.audit = AuditConfig {
+            sinks: vec![SinkConfig::File { path: sink, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
+            finding: FindingConfig { threshold: 3, window_secs: 60 },
+            ..Default::default()
+        };
+    })
+    .await;
+    let script = r#"
+import os, adbc_driver_flightsql.dbapi as f
+kw = {"adbc.flight.sql.client_option.tls_root_certs": open(os.environ["CA_FILE"]).read(),
+      "adbc.flight.sql.rpc.call_header.x-api-key": os.environ["API_KEY"]}
+for i in range(25):
+    with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM acme.customers")
+        assert cur.fetch_arrow_table().to_pylist() == [{"n": 3}]
+print("25 sessions")
+"#;
+    let output = tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script])
+        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
+        .env("CA_FILE", stack.pki.ca())
+        .env("API_KEY", &key.key)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    wait_for("the CloseSession events", || {
+        read_events(&log_path).iter().filter(|e| e["api"]["operation"] == "DoAction").count() >= 25
+    })
+    .await;
+    let events = read_events(&log_path);
+    let refused: Vec<_> = events.iter().filter(|e| e["status"] == "Failure").collect();
+    assert!(refused.is_empty(), "ordinary ADBC calls were refused: {refused:?}");
+    assert!(!events.iter().any(|e| e["class_uid"] == 2004), "a finding for ordinary sessions");
+}
+
 fn http_sink(url: String, format: HttpFormat, token: Option<&str>) -> SinkConfig {
     SinkConfig::Http {
         url,

@@ -153,7 +153,13 @@ pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec
                     let request = SqlCommand::decode(any.value).map_err(malformed("CreatePreparedStatement"))?;
                     Ok(sql::analyze(&request.query, defaults)?)
                 }
-                "ClosePreparedStatement" => only(EndpointAction::Query),
+                // What client libraries send in normal use (ADBC closes its session on every
+                // connection): the engine answers them; they name no dataset.
+                "ClosePreparedStatement"
+                | "CloseSession"
+                | "GetSessionOptions"
+                | "SetSessionOptions"
+                | "CancelFlightInfo" => only(EndpointAction::Query),
                 other => Err(AuthzError::Unsupported(format!("the Flight action {} is not allowed", printable(other)))),
             }
         }
@@ -331,6 +337,13 @@ mod tests {
         assert_eq!(access[0].datasets[0].1.to_string(), "datafusion.public.secret");
         let other = Action { r#type: "BeginTransaction".into(), body: Bytes::new() }.encode_to_vec();
         assert!(matches!(classify(Rpc::DoAction, &other, &defaults()), Err(AuthzError::Unsupported(_))));
+        for session in ["CloseSession", "GetSessionOptions", "SetSessionOptions", "CancelFlightInfo"] {
+            let action = Action { r#type: session.into(), body: Bytes::new() }.encode_to_vec();
+            let access = classify(Rpc::DoAction, &action, &defaults()).unwrap();
+            assert!(
+                matches!(access[..], [StatementAccess { endpoint: EndpointAction::Query, ref datasets }] if datasets.is_empty())
+            );
+        }
         // DoExchange carries a command like DoPut; without one it is refused.
         assert!(matches!(classify(Rpc::DoExchange, &[], &defaults()), Err(AuthzError::Malformed(_))));
     }

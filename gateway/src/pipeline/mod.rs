@@ -227,7 +227,16 @@ impl Pipeline {
         {
             self.limits.failed_authentication(ip);
         }
-        if status == 401 || status == 403 {
+        // Refusal findings count what probing looks like, failed sign-ins and Cedar denials;
+        // not calls without credentials, unsupported calls or malformed requests.
+        let probing = match &result {
+            Err(GatewayError::Unauthenticated(error)) => {
+                !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_))
+            }
+            Err(GatewayError::Authorization(crate::authz::AuthzError::Denied { .. })) => true,
+            _ => false,
+        };
+        if probing {
             self.audit.refused(ip);
         }
         if let (Some(record), Err(error)) = (record.as_mut(), &result) {
