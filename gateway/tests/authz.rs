@@ -142,7 +142,7 @@ async fn flight_sql_clients_are_authorized_per_dataset() {
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "Flight authorization checks failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, LengthLimitError};
+use http_body_util::{BodyExt, Empty, LengthLimitError};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -143,6 +143,13 @@ impl Upstream {
         crate::metrics::upstream_latency(self.listener, started.elapsed());
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // A trailers-only gRPC answer (an error without data: grpc-status in the head, which
+        // ends the stream) must leave as one. A body that says it has ended lets hyper end the
+        // stream with the head; any other body adds an empty DATA frame after it, which
+        // clients read as a stream without trailers, losing the engine's status.
+        if body.is_end_stream() {
+            return Ok(Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync()));
+        }
         // A small body of known length is read before the head is returned, so the client
         // gets head and body in one write instead of one per hop of the body through the
         // connection task. Bounded by SMALL_BODY_BYTES; anything else streams.

@@ -95,7 +95,38 @@ def adbc_reads_own_tenant_and_is_refused_the_other():
                 raise AssertionError(f"ADBC ran {sql!r} with a read-only key")
 
 
+def engine_errors_reach_the_client():
+    # The engine answers these with a trailers-only gRPC error (no data): its status and
+    # message must arrive, not "server closed the stream without sending trailers".
+    kwargs = {
+        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+        "adbc.flight.sql.rpc.call_header.x-api-key": ACME_KEY,
+    }
+    with flightsql.connect(URI, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
+        try:
+            cur.execute("SELECT nosuchcol FROM acme.orders")
+            cur.fetchall()
+        except Exception as exc:
+            assert "nosuchcol" in str(exc) and "trailers" not in str(exc), exc
+        else:
+            raise AssertionError("a typo ran")
+    client, options = session()
+    try:
+        client.get_flight_info(flight.FlightDescriptor.for_command(statement("SELECT nosuchcol FROM acme.orders")), options)
+    except Exception as exc:  # pyarrow maps INVALID_ARGUMENT to ArrowInvalid
+        assert "invalid argument" in str(exc) and "nosuchcol" in str(exc), exc
+    else:
+        raise AssertionError("GetFlightInfo planned a typo")
+    try:
+        client.do_get(flight.Ticket(b"not-a-ticket"), options).read_all()
+    except Exception as exc:
+        assert "Stream removed" not in str(exc) and "invalid argument" in str(exc), exc
+    else:
+        raise AssertionError("a bogus ticket was served")
+
+
 check("own tenant's dataset is readable", own_tenant_is_readable)
+check("engine errors (trailers-only) reach ADBC and pyarrow", engine_errors_reach_the_client)
 check("other tenant's dataset is refused by any spelling", other_tenant_is_refused_by_any_spelling)
 check("a prepared statement on the other tenant is refused", prepared_statement_of_other_tenant_is_refused)
 check("Flight SQL GetTables is a describe call", catalog_calls_are_describe)
