@@ -76,6 +76,14 @@ if [ -n "${1:-}" ]; then
   sed 's/^  stamp-key.pem:/  stamp.pem:/' "$work/readme/created.yaml" >"$work/readme/planted.yaml"
   must_fail "readme_secrets.py" python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/planted.yaml"
   python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/created.yaml"
+  # The gateway.yaml each render carries is one the gateway accepts (unknown fields refused).
+  for manifest in compose/k8s/portcullis.yaml compose/k8s/portcullis-hardened.yaml compose/k8s/portcullis-spiffe.yaml; do
+    python3 compose/tests/chart_config.py "$manifest" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
+    "$1" check -c "$work/gateway.yaml" >/dev/null || fail "$manifest: gateway check refuses its gateway.yaml"
+  done
+  sed 's/^  client_auth:/  client_authz:/' "$work/gateway.yaml" >"$work/gateway-bad.yaml"
+  must_fail "gateway check" "$1" check -c "$work/gateway-bad.yaml"
+  echo "ok: gateway check accepts the gateway.yaml of every render"
 fi
 
 echo "== deliberately bad manifests fail the same checks"
