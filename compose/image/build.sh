@@ -60,7 +60,8 @@ trap 'rm -rf "$context"' EXIT
 rootfs="$context/rootfs"
 mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/etc/portcullis" "$rootfs/tmp" "$context/state"
 for bin in gateway engine; do
-  cp "$binaries/$bin" "$rootfs/usr/local/bin/$bin"
+  # Without debug information (the release profile keeps line tables: 3-5x the size).
+  objcopy --strip-debug "$binaries/$bin" "$rootfs/usr/local/bin/$bin"
   # The dependency list scanners read (cargo-auditable's .dep-v0 section).
   python3 "$here/dep_list.py" "$bin" "$context/$bin.dep"
   objcopy --remove-section .dep-v0 --add-section ".dep-v0=$context/$bin.dep" \
