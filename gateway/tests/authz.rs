@@ -143,6 +143,12 @@ async fn flight_sql_clients_are_authorized_per_dataset() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "Flight authorization checks failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    // The engine's trailers-only INVALID_ARGUMENT for the SQL typo counts as 400, not 200.
+    let metrics = gateway::metrics::render(0);
+    assert!(
+        metrics.contains(r#"gateway_requests_total{listener="flight",route="GetFlightInfo",status="400"}"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -207,6 +207,7 @@ impl Pipeline {
             discard(body).await;
         }
         let status = match &result {
+            Ok(response) if grpc => trailers_only_status(response).unwrap_or(response.status().as_u16()),
             Ok(response) => response.status().as_u16(),
             Err(error) => error.http_status().as_u16(),
         };
@@ -320,6 +321,27 @@ async fn discard(mut body: Incoming) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
+/// The status a trailers-only gRPC error (the engine's answer with `grpc-status` in the head)
+/// counts as in the request metrics: the HTTP equivalent of its code, as gateway refusals
+/// count (errors that come in trailers after data are known only when the body ends).
+fn trailers_only_status(response: &Response<Body>) -> Option<u16> {
+    let code: u8 = response.headers().get("grpc-status")?.to_str().ok()?.parse().ok()?;
+    Some(match code {
+        0 => return None,
+        3 | 9 | 11 => 400, // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
+        16 => 401,         // UNAUTHENTICATED
+        7 => 403,          // PERMISSION_DENIED
+        5 => 404,          // NOT_FOUND
+        6 | 10 => 409,     // ALREADY_EXISTS, ABORTED
+        8 => 429,          // RESOURCE_EXHAUSTED
+        1 => 499,          // CANCELLED
+        12 => 501,         // UNIMPLEMENTED
+        14 => 503,         // UNAVAILABLE
+        4 => 504,          // DEADLINE_EXCEEDED
+        _ => 500,          // UNKNOWN, INTERNAL, DATA_LOSS
+    })
 }
 
 fn route(grpc: bool, path: &str) -> &'static str {
