@@ -10,6 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,7 +91,7 @@ pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(SpoolWriter, SpoolReader)
             backlog += if s == segment { len.saturating_sub(offset) } else { len };
         }
     }
-    let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, newest))?;
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(segment_path(dir, newest))?;
     let size = file.metadata()?.len();
     let shared = Arc::new(Shared { dir: dir.to_path_buf(), backlog: AtomicU64::new(backlog), appended: Notify::new() });
     let writer = SpoolWriter { shared: Arc::clone(&shared), max_bytes, segment: newest, file, size };
@@ -112,7 +113,8 @@ impl SpoolWriter {
         }
         if self.size > 0 && self.size + lines.len() as u64 > SEGMENT_BYTES {
             let next = self.segment + 1;
-            let file = OpenOptions::new().create(true).append(true).open(segment_path(&self.shared.dir, next))?;
+            let file =
+                OpenOptions::new().create(true).append(true).mode(0o600).open(segment_path(&self.shared.dir, next))?;
             (self.segment, self.file, self.size) = (next, file, 0);
         }
         self.file.write_all(lines)?;

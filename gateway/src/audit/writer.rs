@@ -10,6 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -221,7 +222,8 @@ impl RotatingFile {
 
     fn reopen(&mut self) -> io::Result<()> {
         self.file = None;
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        // Audit events name principals, addresses and SQL: readable by the gateway's user only.
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
         let meta = file.metadata()?;
         (self.size, self.inode) = (meta.len(), (meta.dev(), meta.ino()));
         self.file = Some(file);
@@ -269,6 +271,15 @@ impl RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_files_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let _sink = RotatingFile::open(path.clone(), 1 << 20, 2, FsyncPolicy::Never).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_n_files() {
