@@ -397,9 +397,11 @@ async fn listeners_choose_methods_and_can_require_a_certificate_too() {
     let reply =
         with_cert.request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", &key.key)], WHO).await.unwrap();
     assert_refused(&reply, "API keys not accepted on this listener", &key.key);
-    // The certificate alone is not enough here either.
+    // The certificate alone is not enough here either, and the refusal offers only what the
+    // listener takes.
     let reply = with_cert.request(stack.gateway.api_addr, "POST", "/v1/sql", &[], WHO).await.unwrap();
     assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["message"], "no credentials: send a bearer token", "{}", reply.text());
 }
 
 #[tokio::test]

@@ -38,8 +38,9 @@ const MAX_CACHE_SECS: u64 = 600;
 /// credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("no credentials: send a bearer token, an API key (X-API-Key) or a client certificate")]
-    Missing,
+    /// With what this listener accepts, so a caller is not told to try a method it refuses.
+    #[error("no credentials: send {0}")]
+    Missing(&'static str),
     #[error("token malformed: {0}")]
     Malformed(&'static str),
     #[error("token expired")]
@@ -81,7 +82,7 @@ impl AuthError {
     /// The category, for metrics (a closed set).
     pub fn reason(&self) -> &'static str {
         match self {
-            AuthError::Missing => "missing",
+            AuthError::Missing(_) => "missing",
             AuthError::Malformed(_) => "malformed",
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not_yet_valid",
@@ -102,7 +103,7 @@ impl AuthError {
     }
 
     pub fn is_missing(&self) -> bool {
-        matches!(self, AuthError::Missing | AuthError::ClientCertificateRequired)
+        matches!(self, AuthError::Missing(_) | AuthError::ClientCertificateRequired)
     }
 }
 
@@ -118,6 +119,20 @@ pub struct ListenerAuth {
 }
 
 impl ListenerAuth {
+    /// The credentials this listener takes, for the "no credentials" message.
+    fn accepted(&self) -> &'static str {
+        match (self.oidc, self.api_key, self.mtls) {
+            (true, true, true) => "a bearer token, an API key (X-API-Key) or a client certificate",
+            (true, true, false) => "a bearer token or an API key (X-API-Key)",
+            (true, false, true) => "a bearer token or a client certificate",
+            (false, true, true) => "an API key (X-API-Key) or a client certificate",
+            (true, false, false) => "a bearer token",
+            (false, true, false) => "an API key (X-API-Key)",
+            (false, false, true) => "a client certificate",
+            (false, false, false) => "credentials this listener accepts (none are configured)",
+        }
+    }
+
     pub fn from_config(listener: &Listener, config: &Config, field: &str) -> Result<Self, ConfigError> {
         let settings = &listener.auth;
         let has_oidc = !config.auth.oidc.is_empty();
@@ -272,7 +287,7 @@ impl Authenticator {
                     Some(workload) if listener.mtls => {
                         Ok(Authenticated { principal: Arc::clone(workload), expires: None })
                     }
-                    _ => Err(AuthError::Missing),
+                    _ => Err(AuthError::Missing(listener.accepted())),
                 };
             }
         };
