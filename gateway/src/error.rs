@@ -21,6 +21,9 @@ pub enum GatewayError {
     RateLimited(Limited),
     #[error("request body over the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// A route the gateway serves, with another method; the `Allow` value.
+    #[error("{0} {1} is not allowed; use {2}")]
+    MethodNotAllowed(String, &'static str, &'static str),
     /// The client's request body broke off or was malformed at the HTTP level.
     #[error("request body could not be read: {0}")]
     ClientBody(String),
@@ -46,6 +49,7 @@ impl GatewayError {
             GatewayError::Authorization(_) => "forbidden",
             GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
+            GatewayError::MethodNotAllowed(..) => "method_not_allowed",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::AuditUnavailable => "audit_unavailable",
@@ -64,6 +68,7 @@ impl GatewayError {
             GatewayError::Authorization(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +84,7 @@ impl GatewayError {
             GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
             | GatewayError::Authorization(AuthzError::Malformed(_))
             | GatewayError::ClientBody(_) => 3,
-            GatewayError::Authorization(AuthzError::NotRouted(_)) => 12,
+            GatewayError::Authorization(AuthzError::NotRouted(_)) | GatewayError::MethodNotAllowed(..) => 12,
             GatewayError::Authorization(_) => 7,
             GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) | GatewayError::AuditUnavailable => 14,
@@ -115,6 +120,9 @@ impl GatewayError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let GatewayError::MethodNotAllowed(_, _, allow) = &self {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if let GatewayError::RateLimited(limited) = &self {
             let headers = response.headers_mut();

@@ -119,6 +119,15 @@ async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused()
         .await
         .unwrap();
     assert_eq!(reply.status, 404, "{}", reply.text());
+    // A route it serves, with the wrong method: 405 naming the right one, as the engine does.
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "GET", "/v1/sql", &[("x-api-key", &reader)], "")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 405, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
+    assert_eq!(reply.headers.get("allow").map(|v| v.to_str().unwrap()), Some("POST"));
     // The read endpoints work for the same key.
     let reply = stack
         .client(None)

@@ -135,6 +135,8 @@ async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Ins
         (&Method::GET, "/v1/datasets") => {
             Ok((Call::Datasets, Bytes::new(), Limited::new(body, max_body).boxed_unsync()))
         }
+        (method, "/v1/sql") => Err(GatewayError::MethodNotAllowed(method.to_string(), "/v1/sql", "POST")),
+        (method, "/v1/datasets") => Err(GatewayError::MethodNotAllowed(method.to_string(), "/v1/datasets", "GET")),
         (method, path) => Err(AuthzError::NotRouted(format!("no route for {method} {}", printable(path))).into()),
     }
 }
