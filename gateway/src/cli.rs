@@ -32,6 +32,9 @@ pub enum Command {
     Policy(commands::policy::PolicyCommand),
     /// Development stack in one command: PKI, stamp keys, the engine as a child, the gateway.
     Up(commands::up::UpArgs),
+    /// Identity stamp keys: a new Ed25519 pair for the gateway and the engine.
+    #[command(subcommand)]
+    Stamp(commands::stamp::StampCommand),
     /// Exec probe for shell-less images: GET a loopback health URL, exit 0 on 2xx.
     Health(commands::health::HealthArgs),
 }
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Up(args) => commands::up::run(args),
         Command::Apikey(command) => commands::apikey::run(command),
         Command::Health(args) => commands::health::run(args),
+        Command::Stamp(command) => commands::stamp::run(command),
         Command::Policy(command) => match commands::policy::run(command) {
             Ok(code) => return code,
             Err(message) => Err(message),

@@ -429,3 +429,38 @@ async fn hot_reload_works_with_a_relative_config_path() {
     assert!(log.iter().any(|l| l.contains("reloaded") && l.contains("certificates")), "{}", log.join("\n"));
     assert!(log.iter().any(|l| l.contains("reloaded") && l.contains("api_keys")), "{}", log.join("\n"));
 }
+
+/// `stamp keygen` writes a pair the gateway signs with and the engine verifies with, never
+/// over an existing key; `apikey new` refuses an expiry in the past.
+#[test]
+fn stamp_keygen_and_apikey_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gateway(&["stamp", "keygen", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let private = std::fs::read_to_string(dir.path().join("stamp-key.pem")).unwrap();
+    let public = std::fs::read_to_string(dir.path().join("stamp-pub.pem")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("stamp-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let signer = identity::StampSigner::from_pem(private.as_bytes(), identity::DEFAULT_AUDIENCE).unwrap();
+    let verifier = identity::StampVerifier::from_pems([public.as_bytes()], identity::DEFAULT_AUDIENCE, 2, 10).unwrap();
+    let principal =
+        identity::Principal::new(identity::PrincipalKind::Service, "svc", "svc", identity::AuthMethod::ApiKey);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let stamp = signer.sign(&principal, now, 60).unwrap();
+    assert_eq!(verifier.verify(&stamp).unwrap().principal.id, "svc");
+    let again = gateway(&["stamp", "keygen", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("stamp-key.pem")).unwrap(), private);
+
+    let past = gateway(&["apikey", "new", "--name", "etl", "--expires", "2020-01-01"]);
+    assert_eq!(past.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&past.stderr).contains("is in the past"),
+        "{}",
+        String::from_utf8_lossy(&past.stderr)
+    );
+    let future = gateway(&["apikey", "new", "--name", "etl", "--expires", "2999-01-01"]);
+    assert!(future.status.success());
+}

@@ -33,7 +33,11 @@ pub fn run(command: ApiKeyCommand) -> Result<(), String> {
         return Err("--name must be a non-empty single-line name without quotes".into());
     }
     if let Some(expires) = &args.expires {
-        apikeys::parse_expiry(expires).map_err(|e| format!("--expires: {e}"))?;
+        let at = apikeys::parse_expiry(expires).map_err(|e| format!("--expires: {e}"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if at <= now {
+            return Err(format!("--expires: {expires:?} is in the past: the key would never work"));
+        }
     }
     let new = apikeys::generate()?;
     let groups: Vec<String> = args.groups.iter().map(|g| format!("{g:?}")).collect();
