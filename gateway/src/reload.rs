@@ -67,12 +67,12 @@ pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<boo
 /// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest
 /// of the file is read and must be valid, but other sections need a restart.
 pub async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
-    let watched = path.clone();
+    let files = vec![path.clone()];
     let reload = move || {
         let config = Config::from_file(&path).map_err(|e| e.to_string())?;
         limits.replace(&config.rate_limits).map_err(|e| e.to_string())
     };
-    watch_files(vec![watched], "rate_limits", reload, stopped).await;
+    watch_files(files, "rate_limits", reload, stopped).await;
 }
 
 /// Watches work on absolute paths: notify names changed files by the watched folder's

@@ -201,8 +201,8 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             .map(|dir| dir.join("engine"))
             .ok_or("cannot locate the engine binary; pass --engine-bin")?,
     };
-    // An engine left running (say, by a gateway killed hard before this fix) would answer
-    // in place of ours: refuse to start instead of printing commands that reach it.
+    // Something already on the engine's address (an engine another process left running)
+    // would answer in place of ours: refuse to start instead of printing commands that reach it.
     for addr in [args.engine_http_listen, args.engine_flight_listen] {
         std::net::TcpListener::bind(addr).map_err(|e| {
             format!("the engine's address {addr} is in use ({e}): is an engine from an earlier run still up? stop it, or pass --engine-http-listen / --engine-flight-listen")

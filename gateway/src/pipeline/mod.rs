@@ -298,7 +298,6 @@ impl Pipeline {
     }
 }
 
-/// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
 /// Reads what is left of a refused request's body, at most 64 KiB for at most one second,
 /// so that an HTTP/2 stream ends with the client's own END_STREAM and not with a reset of
 /// the unread stream, which curl (7.88) reports as a framing error instead of the refusal.
@@ -344,6 +343,7 @@ fn trailers_only_status(response: &Response<Body>) -> Option<u16> {
     })
 }
 
+/// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
 fn route(grpc: bool, path: &str) -> &'static str {
     if grpc {
         if path == handshake::PATH {
