@@ -454,6 +454,13 @@ fn stamp_keygen_and_apikey_expiry() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
     assert_eq!(std::fs::read_to_string(dir.path().join("stamp-key.pem")).unwrap(), private);
 
+    // `gateway up` binds loopback unless told otherwise (it prints development keys).
+    let help = String::from_utf8_lossy(&gateway(&["up", "--help"]).stdout).into_owned();
+    for default in ["127.0.0.1:8090", "127.0.0.1:50051", "127.0.0.1:9090"] {
+        assert!(help.contains(&format!("[default: {default}]")), "{help}");
+    }
+    assert!(!help.contains("0.0.0.0"), "{help}");
+
     let past = gateway(&["apikey", "new", "--name", "etl", "--expires", "2020-01-01"]);
     assert_eq!(past.status.code(), Some(1));
     assert!(

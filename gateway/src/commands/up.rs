@@ -31,11 +31,12 @@ pub struct UpArgs {
     /// The engine binary (default: `engine` next to this binary).
     #[arg(long)]
     pub engine_bin: Option<PathBuf>,
-    #[arg(long, default_value = "0.0.0.0:8090")]
+    /// Loopback by default: the development keys `up` prints are for this machine.
+    #[arg(long, default_value = "127.0.0.1:8090")]
     pub api_listen: SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:50051")]
+    #[arg(long, default_value = "127.0.0.1:50051")]
     pub flight_listen: SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:9090")]
+    #[arg(long, default_value = "127.0.0.1:9090")]
     pub health_listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:8091")]
     pub engine_http_listen: SocketAddr,
