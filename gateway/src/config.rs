@@ -711,6 +711,15 @@ impl Config {
                 }
             }
             fix(&mut config.stamp.key_file);
+            // `${file:PATH}` references follow the same rule as the `*_file` fields.
+            let fix_reference = |value: &mut Option<String>| {
+                if let Some(value) = value {
+                    *value = reference_relative_to(value, dir);
+                }
+            };
+            fix_reference(&mut config.tls.certificate);
+            fix_reference(&mut config.tls.key);
+            fix_reference(&mut config.stamp.key);
             for provider in &mut config.auth.oidc {
                 fix(&mut provider.jwks_file);
                 fix(&mut provider.ca_file);
@@ -726,7 +735,12 @@ impl Config {
                 match sink {
                     SinkConfig::File { path, .. } => *path = dir.join(&*path),
                     SinkConfig::Syslog { tls_ca_file, .. } => fix(tls_ca_file),
-                    SinkConfig::Http { ca_file, .. } => fix(ca_file),
+                    SinkConfig::Http { ca_file, token, .. } => {
+                        fix(ca_file);
+                        if let Some(token) = token {
+                            token.0 = reference_relative_to(&token.0, dir);
+                        }
+                    }
                     SinkConfig::Stdout => {}
                 }
             }
@@ -735,6 +749,14 @@ impl Config {
             }
         }
         Ok(config)
+    }
+}
+
+/// `${file:RELATIVE}` → `${file:DIR/RELATIVE}`; anything else unchanged.
+fn reference_relative_to(value: &str, dir: &Path) -> String {
+    match value.trim().strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+        Some(path) if Path::new(path).is_relative() => format!("${{file:{}}}", dir.join(path).display()),
+        _ => value.to_string(),
     }
 }
 
@@ -771,6 +793,22 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "tls:\n  certificate_file: c.pem\n  key_file: k.pem\nstamp:\n  key_file: s.pem\nauthorization:\n  policies: p\n";
+
+    #[test]
+    fn file_references_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(
+            &path,
+            "tls:\n  certificate: ${file:c.pem}\n  key: ${file:/abs/k.pem}\nstamp:\n  key: ${env:STAMP}\nauthorization:\n  policies: p\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        let expected = format!("${{file:{}}}", dir.path().join("c.pem").display());
+        assert_eq!(config.tls.certificate.as_deref(), Some(expected.as_str()));
+        assert_eq!(config.tls.key.as_deref(), Some("${file:/abs/k.pem}"));
+        assert_eq!(config.stamp.key.as_deref(), Some("${env:STAMP}"));
+    }
 
     #[test]
     fn defaults_mirror_the_spice_ports() {
