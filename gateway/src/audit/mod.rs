@@ -64,6 +64,16 @@ impl Auditor {
     pub fn check(config: &AuditConfig) -> Result<(), ConfigError> {
         for (i, sink) in config.sinks.iter().enumerate() {
             network(sink, i)?;
+            // What `run` would fail to open, `check` refuses too (it creates no file).
+            if let SinkConfig::File { path, .. } = sink {
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                if !folder.is_dir() {
+                    return Err(ConfigError::new(
+                        format!("audit.sinks[{i}].path"),
+                        format!("{}: the folder {} does not exist", path.display(), folder.display()),
+                    ));
+                }
+            }
         }
         if config.sinks.iter().any(SinkConfig::is_network) && config.spool_dir.is_none() {
             return Err(ConfigError::new("audit.spool_dir", "required with a syslog or http sink"));
@@ -384,6 +394,9 @@ mod tests {
         assert!(err.contains("facility"), "{err}");
         let err = check("sinks: [{type: file, path: a.log, max_bytes: 0}]");
         assert!(err.contains("max_bytes"), "{err}");
+        // `gateway check` refuses what `run` could not open.
+        let err = check("sinks: [{type: file, path: /portcullis-surely-missing/audit.log}]");
+        assert!(err.contains("sinks[0].path") && err.contains("does not exist"), "{err}");
         let err =
             check("spool_dir: s\nsinks: [{type: http, url: 'https://h/e', token: '${env:PORTCULLIS_SURELY_UNSET}'}]");
         assert!(err.contains("sinks[0].token") && err.contains("PORTCULLIS_SURELY_UNSET"), "{err}");
