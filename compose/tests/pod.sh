@@ -7,6 +7,7 @@
 # rotation and a ConfigMap change are made the kubelet's way and must be picked up.
 #
 #   compose/tests/pod.sh IMAGE GATEWAY_BIN     (the host gateway binary makes the dev PKI)
+#   KEEP_POD=1 leaves the pod running to look at (podman kube down to remove it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
