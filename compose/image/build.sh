@@ -86,7 +86,7 @@ find "$context" -exec touch -h -d "@$epoch" {} +
 cp "$here/Containerfile" "$context/Containerfile"
 
 if [ "$runtime" = podman ]; then
-  podman build --quiet --no-cache --timestamp "$epoch" --build-arg "VERSION=$version" \
+  podman build --quiet --no-cache --layers=false --timestamp "$epoch" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$revision" -t "$tag" -f "$context/Containerfile" "$context" >/dev/null
 else
   SOURCE_DATE_EPOCH="$epoch" docker build --quiet --build-arg "VERSION=$version" \
