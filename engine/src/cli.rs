@@ -143,14 +143,15 @@ async fn run(args: Args) -> Result<(), String> {
             tracing::info!(?keys, audience = %config.stamp.audience, "verifying identity stamps");
         }
     }
+    let stop = shutdown_signal();
     let running = crate::server::start(&config, auth).await?;
     if args.exit_with_stdin {
         tokio::select! {
-            _ = shutdown_signal() => {}
+            _ = stop => {}
             _ = stdin_closed() => tracing::warn!("standard input closed (the parent is gone)"),
         }
     } else {
-        shutdown_signal().await;
+        stop.await;
     }
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -170,23 +171,23 @@ async fn stdin_closed() {
     let _ = rx.await;
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM; the handlers are installed when this is called
+/// (before serving), so a signal right after startup still shuts down cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut term, mut interrupt)) = handlers {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -6,8 +6,9 @@ use crate::server;
 pub fn run(args: ConfigArgs) -> Result<(), String> {
     let prepared = server::prepare(args.load()?).map_err(|e| e.to_string())?;
     runtime()?.block_on(async {
+        let stop = shutdown_signal();
         let running = server::start(prepared).await?;
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         running.shutdown().await;
         Ok(())

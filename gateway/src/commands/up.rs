@@ -232,10 +232,11 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         // Held here: `Child::wait` would close it.
         let _engine_stdin = engine.stdin.take();
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
+        let stop = shutdown_signal();
         let running = server::start(prepared).await?;
         print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
         tokio::select! {
-            _ = shutdown_signal() => {}
+            _ = stop => {}
             status = engine.wait() => tracing::error!(?status, "the engine exited"),
         }
         tracing::info!("shutting down");
