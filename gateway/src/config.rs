@@ -754,7 +754,7 @@ impl Config {
 
 /// `${file:RELATIVE}` → `${file:DIR/RELATIVE}`; anything else unchanged.
 fn reference_relative_to(value: &str, dir: &Path) -> String {
-    match value.trim().strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+    match file_reference(value) {
         Some(path) if Path::new(path).is_relative() => format!("${{file:{}}}", dir.join(path).display()),
         _ => value.to_string(),
     }
@@ -772,6 +772,11 @@ pub fn resolve_pem(inline: Option<&str>, file: Option<&Path>, field: &str) -> Re
     }
 }
 
+/// The PATH of a `${file:PATH}` reference.
+fn file_reference(value: &str) -> Option<&str> {
+    value.trim().strip_prefix("${file:")?.strip_suffix('}')
+}
+
 /// `${env:NAME}` → the variable, `${file:PATH}` → the file's contents, anything else as is.
 pub fn resolve_reference(value: &str, field: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim();
@@ -779,7 +784,7 @@ pub fn resolve_reference(value: &str, field: &str) -> Result<String, ConfigError
         return std::env::var(name)
             .map_err(|_| ConfigError::new(field, format!("environment variable {name} is not set")));
     }
-    if let Some(path) = trimmed.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+    if let Some(path) = file_reference(value) {
         return std::fs::read_to_string(path).map_err(|e| ConfigError::new(field, format!("{path}: {e}")));
     }
     if trimmed.starts_with("${") {

@@ -398,12 +398,21 @@ print("25 sessions")
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    wait_for("the CloseSession events", || {
-        read_events(&log_path).iter().filter(|e| e["api"]["operation"] == "DoAction").count() >= 25
+    // Requests without any credential (a probe, a misconfigured client) are not probing either.
+    for _ in 0..4 {
+        let reply =
+            stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &[], "SELECT 1").await.unwrap();
+        assert_eq!(reply.status, 401);
+    }
+    wait_for("the CloseSession and 401 events", || {
+        let events = read_events(&log_path);
+        events.iter().filter(|e| e["api"]["operation"] == "DoAction").count() >= 25
+            && events.iter().filter(|e| e["http_response"]["code"] == 401).count() >= 4
     })
     .await;
     let events = read_events(&log_path);
-    let refused: Vec<_> = events.iter().filter(|e| e["status"] == "Failure").collect();
+    let refused: Vec<_> =
+        events.iter().filter(|e| e["status"] == "Failure" && e["api"]["service"]["name"] == "flight").collect();
     assert!(refused.is_empty(), "ordinary ADBC calls were refused: {refused:?}");
     assert!(!events.iter().any(|e| e["class_uid"] == 2004), "a finding for ordinary sessions");
 }
