@@ -5,6 +5,7 @@ use std::sync::Arc;
 use identity::{Principal, StampVerifier};
 
 use crate::error::EngineError;
+use crate::listing::Listing;
 
 /// How the engine establishes the caller of each request.
 #[derive(Debug)]
@@ -16,20 +17,28 @@ pub enum Authenticator {
     DangerousDevelopment(Arc<Principal>),
 }
 
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Arc<Principal>,
+    pub listing: Listing,
+}
+
 impl Authenticator {
     /// The caller of a request whose stamp header (if any) is `stamp`.
-    pub fn authenticate(&self, stamp: Option<&[u8]>) -> Result<Arc<Principal>, EngineError> {
+    pub fn authenticate(&self, stamp: Option<&[u8]>) -> Result<Caller, EngineError> {
         match self {
             Authenticator::Stamps(verifier) => {
                 let stamp = stamp.ok_or(EngineError::Unauthenticated(identity::StampError::Missing))?;
                 let stamp = std::str::from_utf8(stamp)
                     .map_err(|_| EngineError::Unauthenticated(identity::StampError::Malformed("not ASCII")))?;
                 let verified = verifier.verify(stamp).map_err(EngineError::Unauthenticated)?;
-                Ok(Arc::clone(&verified.principal))
+                let listing = verified.catalog.clone().map_or_else(Listing::nothing, Listing::Only);
+                Ok(Caller { principal: Arc::clone(&verified.principal), listing })
             }
             Authenticator::DangerousDevelopment(principal) => {
                 tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
-                Ok(Arc::clone(principal))
+                Ok(Caller { principal: Arc::clone(principal), listing: Listing::Everything })
             }
         }
     }

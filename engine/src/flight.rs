@@ -32,9 +32,10 @@ use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::caller::Authenticator;
+use crate::caller::{Authenticator, Caller};
 use crate::error::EngineError;
 use crate::handles::HandleStore;
+use crate::listing::Listing;
 use crate::query::QueryEngine;
 use crate::tickets::TicketSealer;
 
@@ -64,7 +65,8 @@ impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let stamp = request.metadata().get(STAMP_HEADER).map(|v| v.as_bytes());
         let caller = self.0.authenticate(stamp).map_err(Status::from)?;
-        request.extensions_mut().insert(caller);
+        request.extensions_mut().insert(caller.principal);
+        request.extensions_mut().insert(caller.listing);
         Ok(request)
     }
 }
@@ -95,6 +97,12 @@ fn sql_info() -> Result<SqlInfoData, FlightError> {
     builder.append(SqlInfo::FlightSqlServerCancel, false);
     builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
     builder.build()
+}
+
+/// What a catalog listing may show the caller (put there by the interceptor; nothing
+/// without it).
+fn listing<T>(request: &Request<T>) -> Listing {
+    request.extensions().get::<Listing>().cloned().unwrap_or_else(Listing::nothing)
 }
 
 /// The caller put there by the interceptor.
@@ -143,11 +151,12 @@ fn stream_batch(batch: RecordBatch) -> Response<DataStream> {
 impl FlightSqlEngine {
     async fn plan(
         &self,
-        caller: Arc<Principal>,
+        principal: Arc<Principal>,
+        listing: Listing,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DataFrame, Status> {
-        let frame = self.engine.plan(caller, sql).await?;
+        let frame = self.engine.plan(&Caller { principal, listing }, sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
             None => Ok(frame),
@@ -187,9 +196,10 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
-        let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
+        let listing = listing(&request);
+        let frame = self.plan(Arc::clone(&caller), listing.clone(), &query.query, None).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let handle = self.tickets.seal(&caller, &query.query);
+        let handle = self.tickets.seal(&caller, &listing, &query.query);
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         flight_info(&schema, ticket, request.into_inner())
     }
@@ -200,8 +210,8 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
-        let sql = self.tickets.open(&ticket.statement_handle, &caller)?;
-        stream_frame(self.plan(caller, &sql, None).await?).await
+        let (sql, listing) = self.tickets.open(&ticket.statement_handle, &caller)?;
+        stream_frame(self.plan(caller, listing, &sql, None).await?).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -210,12 +220,13 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = caller(&request)?;
-        let frame = self.plan(Arc::clone(&caller), &query.query, None).await?;
+        let listing = listing(&request);
+        let frame = self.plan(Arc::clone(&caller), listing.clone(), &query.query, None).await?;
         let parameters = parameter_schema(&frame)?;
         // A query with placeholders has no final schema until values are bound.
         let dataset_schema =
             if parameters.fields().is_empty() { ipc_schema(frame.schema().as_arrow())? } else { bytes::Bytes::new() };
-        let handle = self.handles.create(caller, &query.query)?;
+        let handle = self.handles.create(caller, listing, &query.query)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
             dataset_schema,
@@ -258,7 +269,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
-        let frame = self.plan(caller, &statement.sql, statement.params).await?;
+        let frame = self.plan(caller, statement.listing, &statement.sql, statement.params).await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -270,7 +281,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
-        stream_frame(self.plan(caller, &statement.sql, statement.params).await?).await
+        stream_frame(self.plan(caller, statement.listing, &statement.sql, statement.params).await?).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -294,10 +305,11 @@ impl FlightSqlService for FlightSqlEngine {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let mut builder = query.into_builder();
-        let mut catalogs: Vec<String> = self.engine.schemas().into_iter().map(|(c, _)| c).collect();
+        let mut catalogs: Vec<String> =
+            self.engine.listed_schemas(&listing(&request)).await?.into_iter().map(|(c, _)| c).collect();
         catalogs.dedup();
         for catalog in catalogs {
             builder.append(catalog);
@@ -317,10 +329,10 @@ impl FlightSqlService for FlightSqlEngine {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let mut builder = query.into_builder();
-        for (catalog, schema) in self.engine.schemas() {
+        for (catalog, schema) in self.engine.listed_schemas(&listing(&request)).await? {
             builder.append(catalog, schema);
         }
         Ok(stream_batch(builder.build().map_err(Status::from)?))
@@ -338,10 +350,10 @@ impl FlightSqlService for FlightSqlEngine {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let mut builder = query.into_builder();
-        for table in self.engine.tables().await? {
+        for table in self.engine.listed_tables(&listing(&request)).await? {
             builder
                 .append(&table.catalog, &table.schema, &table.name, table_type_name(table.kind), &table.arrow_schema)
                 .map_err(Status::from)?;

@@ -15,11 +15,14 @@ use datafusion::common::ScalarValue;
 use identity::Principal;
 
 use crate::error::EngineError;
+use crate::listing::Listing;
 
 #[derive(Debug, Clone)]
 pub struct Statement {
     pub owner: Arc<Principal>,
     pub sql: Arc<str>,
+    /// What the statement's catalog reads list: the creating request's listing.
+    pub listing: Listing,
     /// Bound parameter values (`$1`, `$2`, ...) for prepared statements.
     pub params: Option<Vec<ScalarValue>>,
     expires: Instant,
@@ -38,7 +41,7 @@ impl HandleStore {
     }
 
     /// Stores a statement for `owner` and returns its handle.
-    pub fn create(&self, owner: Arc<Principal>, sql: &str) -> Result<Bytes, EngineError> {
+    pub fn create(&self, owner: Arc<Principal>, listing: Listing, sql: &str) -> Result<Bytes, EngineError> {
         let now = Instant::now();
         let id = *uuid::Uuid::new_v4().as_bytes();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -51,7 +54,7 @@ impl HandleStore {
                 )));
             }
         }
-        entries.insert(id, Statement { owner, sql: sql.into(), params: None, expires: now + self.ttl });
+        entries.insert(id, Statement { owner, sql: sql.into(), listing, params: None, expires: now + self.ttl });
         Ok(Bytes::copy_from_slice(&id))
     }
 
@@ -110,7 +113,7 @@ mod tests {
     #[test]
     fn owner_only() {
         let store = HandleStore::new(8, Duration::from_secs(60));
-        let handle = store.create(user("alice"), "SELECT 1").unwrap();
+        let handle = store.create(user("alice"), Listing::nothing(), "SELECT 1").unwrap();
         assert_eq!(&*store.get(&handle, &user("alice")).unwrap().sql, "SELECT 1");
         assert!(matches!(store.get(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
         assert!(matches!(store.close(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
@@ -122,13 +125,13 @@ mod tests {
     #[test]
     fn bounded_and_expiring() {
         let store = HandleStore::new(2, Duration::from_millis(0));
-        store.create(user("a"), "SELECT 1").unwrap();
-        let h = store.create(user("a"), "SELECT 2").unwrap();
+        store.create(user("a"), Listing::nothing(), "SELECT 1").unwrap();
+        let h = store.create(user("a"), Listing::nothing(), "SELECT 2").unwrap();
         // Expired entries make room, and are no longer served.
-        assert!(store.create(user("a"), "SELECT 3").is_ok());
+        assert!(store.create(user("a"), Listing::nothing(), "SELECT 3").is_ok());
         assert!(matches!(store.get(&h, &user("a")), Err(EngineError::NotFound(_))));
         let full = HandleStore::new(1, Duration::from_secs(60));
-        full.create(user("a"), "SELECT 1").unwrap();
-        assert!(matches!(full.create(user("a"), "SELECT 2"), Err(EngineError::Exhausted(_))));
+        full.create(user("a"), Listing::nothing(), "SELECT 1").unwrap();
+        assert!(matches!(full.create(user("a"), Listing::nothing(), "SELECT 2"), Err(EngineError::Exhausted(_))));
     }
 }

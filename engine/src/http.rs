@@ -74,7 +74,7 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
         return Err(EngineError::BadRequest("the request body must be one SQL statement".into()));
     }
 
-    let frame = shared.engine.plan(caller, sql).await?;
+    let frame = shared.engine.plan(&caller, sql).await?;
     let mut stream = frame.execute_stream().await?;
     let schema = stream.schema();
     // Wait for the first batch so that errors raised when execution starts (a missing file,
@@ -126,8 +126,8 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
 }
 
 async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Response<Body>, EngineError> {
-    shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
-    let tables = shared.engine.tables().await?;
+    let caller = shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
+    let tables = shared.engine.listed_tables(&caller.listing).await?;
     let list: Vec<serde_json::Value> = tables
         .iter()
         .filter(|t| t.schema != "information_schema")

@@ -16,6 +16,7 @@ pub mod flight;
 mod flight_session;
 pub mod handles;
 pub mod http;
+pub mod listing;
 pub mod principal_functions;
 pub mod query;
 pub mod server;

@@ -8,14 +8,15 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::view::ViewTable;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, TableType};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
-use identity::Principal;
 
+use crate::caller::Caller;
 use crate::config::{Config, SqlConfig};
 use crate::error::EngineError;
-use crate::principal_functions::{self, Caller};
+use crate::listing::{ListedCatalogs, Listing};
+use crate::principal_functions::{self, Caller as SessionCaller};
 use crate::{datasets, demo};
 
 /// A table or view the engine serves.
@@ -46,7 +47,7 @@ impl QueryEngine {
         let session_config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public")
-            .with_option_extension(Caller::default());
+            .with_option_extension(SessionCaller::default());
         let ctx = SessionContext::new_with_config(session_config);
         for udf in principal_functions::all() {
             ctx.register_udf(udf);
@@ -63,16 +64,19 @@ impl QueryEngine {
         Ok(Self { ctx, sql_options: sql_options(&config.sql) })
     }
 
-    /// A session for one request, carrying its caller.
-    fn session(&self, caller: Arc<Principal>) -> SessionState {
-        let mut state = self.ctx.state();
-        state.config_mut().options_mut().extensions.insert(Caller(Some(caller)));
+    /// A session for one request, carrying its caller; its catalog lists what `listing`
+    /// shows (see [`crate::listing`]).
+    fn session(&self, caller: &Caller) -> SessionState {
+        let state = self.ctx.state();
+        let catalogs = Arc::new(ListedCatalogs::new(Arc::clone(state.catalog_list()), caller.listing.clone()));
+        let mut state = SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build();
+        state.config_mut().options_mut().extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
         state
     }
 
     /// Parses and plans one SQL statement for `caller`, refusing what the engine's SQL
     /// options do not allow. Nothing runs until the returned frame is executed.
-    pub async fn plan(&self, caller: Arc<Principal>, sql: &str) -> Result<DataFrame, EngineError> {
+    pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, EngineError> {
         let state = self.session(caller);
         let plan = state.create_logical_plan(sql).await?;
         self.sql_options
@@ -85,8 +89,8 @@ impl QueryEngine {
         Ok(DataFrame::new(state, plan))
     }
 
-    /// Every table and view, for `/v1/datasets` and Flight SQL `GetTables`.
-    pub async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
+    /// Every table and view.
+    async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
         let mut out = Vec::new();
         for catalog_name in self.ctx.catalog_names() {
             let Some(catalog) = self.ctx.catalog(&catalog_name) else { continue };
@@ -110,17 +114,21 @@ impl QueryEngine {
         Ok(out)
     }
 
-    /// Catalog and schema names, for Flight SQL `GetCatalogs` / `GetDbSchemas`.
-    pub fn schemas(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for catalog_name in self.ctx.catalog_names() {
-            if let Some(catalog) = self.ctx.catalog(&catalog_name) {
-                let mut names = catalog.schema_names();
-                names.sort();
-                out.extend(names.into_iter().map(|s| (catalog_name.clone(), s)));
-            }
-        }
-        out
+    /// The tables and views `listing` shows, for `/v1/datasets` and Flight SQL `GetTables`.
+    pub async fn listed_tables(&self, listing: &Listing) -> Result<Vec<TableInfo>, EngineError> {
+        let mut tables = self.tables().await?;
+        tables.retain(|t| listing.shows(&t.catalog, &t.schema, &t.name));
+        Ok(tables)
+    }
+
+    /// The catalog and schema names that hold a table `listing` shows, for Flight SQL
+    /// `GetCatalogs` / `GetDbSchemas` (a schema's name can say whose data it holds).
+    pub async fn listed_schemas(&self, listing: &Listing) -> Result<Vec<(String, String)>, EngineError> {
+        let mut out: Vec<(String, String)> =
+            self.listed_tables(listing).await?.into_iter().map(|t| (t.catalog, t.schema)).collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 }
 

@@ -1,8 +1,13 @@
 //! Flight statement tickets: self-contained and sealed, so issuing one costs no server memory.
 //!
 //! ```text
-//! 0x01 | expiry (u64 BE, Unix s) | caller fingerprint (32) | SQL | HMAC-SHA256 tag (32)
+//! 0x02 | expiry (u64 BE, Unix s) | caller fingerprint (32) | listing | SQL | HMAC-SHA256 tag (32)
+//! listing = 0x00 | count (u16 BE) | count × (length (u16 BE) | catalog.schema.table)
+//!         | 0x01 (everything: development mode)
 //! ```
+//!
+//! The listing is the one the planning request's stamp carried (see `listing`), so a
+//! `SHOW TABLES` planned by GetFlightInfo lists the same tables when its ticket is fetched.
 //!
 //! The key is random per engine process (tickets do not survive a restart, which clients
 //! already expect of Flight tickets). The fingerprint is a SHA-256 over the caller's kind, id,
@@ -14,8 +19,9 @@ use bytes::Bytes;
 use identity::Principal;
 
 use crate::error::EngineError;
+use crate::listing::Listing;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER: usize = 1 + 8 + 32;
 const TAG: usize = 32;
 
@@ -53,27 +59,40 @@ impl TicketSealer {
         Ok(Self { key, ttl_secs })
     }
 
-    pub fn seal(&self, caller: &Principal, sql: &str) -> Bytes {
-        self.seal_at(caller, sql, now())
+    pub fn seal(&self, caller: &Principal, listing: &Listing, sql: &str) -> Bytes {
+        self.seal_at(caller, listing, sql, now())
     }
 
-    fn seal_at(&self, caller: &Principal, sql: &str, now: u64) -> Bytes {
-        let mut out = Vec::with_capacity(HEADER + sql.len() + TAG);
+    fn seal_at(&self, caller: &Principal, listing: &Listing, sql: &str, now: u64) -> Bytes {
+        let mut out = Vec::with_capacity(HEADER + sql.len() + TAG + 3);
         out.push(VERSION);
         out.extend_from_slice(&(now + self.ttl_secs).to_be_bytes());
         out.extend_from_slice(&fingerprint(caller));
+        match listing {
+            Listing::Everything => out.push(1),
+            Listing::Only(names) => {
+                // Names the gateway signed into a stamp of at most 16 KiB: both lengths fit.
+                let names: Vec<&String> = names.iter().filter(|n| n.len() <= usize::from(u16::MAX)).collect();
+                out.push(0);
+                out.extend_from_slice(&u16::try_from(names.len()).unwrap_or(u16::MAX).to_be_bytes());
+                for name in names.into_iter().take(usize::from(u16::MAX)) {
+                    out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
+                    out.extend_from_slice(name.as_bytes());
+                }
+            }
+        }
         out.extend_from_slice(sql.as_bytes());
         let tag = hmac::sign(&self.key, &out);
         out.extend_from_slice(tag.as_ref());
         Bytes::from(out)
     }
 
-    /// The SQL of a ticket `caller` may use.
-    pub fn open(&self, ticket: &[u8], caller: &Principal) -> Result<String, EngineError> {
+    /// The SQL and listing of a ticket `caller` may use.
+    pub fn open(&self, ticket: &[u8], caller: &Principal) -> Result<(String, Listing), EngineError> {
         self.open_at(ticket, caller, now())
     }
 
-    fn open_at(&self, ticket: &[u8], caller: &Principal, now: u64) -> Result<String, EngineError> {
+    fn open_at(&self, ticket: &[u8], caller: &Principal, now: u64) -> Result<(String, Listing), EngineError> {
         let invalid = || EngineError::NotFound("invalid or expired Flight ticket".into());
         if ticket.len() < HEADER + TAG || ticket[0] != VERSION {
             return Err(invalid());
@@ -88,8 +107,32 @@ impl TicketSealer {
         if body[9..HEADER] != fingerprint(caller) {
             return Err(EngineError::Forbidden("this Flight ticket belongs to another principal".into()));
         }
-        String::from_utf8(body[HEADER..].to_vec()).map_err(|_| invalid())
+        let (listing, sql) = read_listing(&body[HEADER..]).ok_or_else(invalid)?;
+        Ok((String::from_utf8(sql.to_vec()).map_err(|_| invalid())?, listing))
     }
+}
+
+/// The listing at the start of `rest`, and what follows it (authenticated already).
+fn read_listing(rest: &[u8]) -> Option<(Listing, &[u8])> {
+    let (&kind, mut rest) = rest.split_first()?;
+    if kind == 1 {
+        return Some((Listing::Everything, rest));
+    }
+    if kind != 0 {
+        return None;
+    }
+    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head.to_vec())
+    };
+    let count = u16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?);
+    let mut names = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = u16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?);
+        names.push(String::from_utf8(take(&mut rest, usize::from(len))?).ok()?);
+    }
+    Some((Listing::Only(names.into()), rest))
 }
 
 #[cfg(test)]
@@ -104,8 +147,14 @@ mod tests {
     #[test]
     fn round_trip_and_binding() {
         let sealer = TicketSealer::new(60).unwrap();
-        let ticket = sealer.seal_at(&user("alice"), "SELECT 1", 1000);
-        assert_eq!(sealer.open_at(&ticket, &user("alice"), 1001).unwrap(), "SELECT 1");
+        let listing = Listing::Only(vec!["datafusion.acme.orders".to_string()].into());
+        let ticket = sealer.seal_at(&user("alice"), &listing, "SELECT 1", 1000);
+        let (sql, opened) = sealer.open_at(&ticket, &user("alice"), 1001).unwrap();
+        assert_eq!(sql, "SELECT 1");
+        assert!(opened.shows("datafusion", "acme", "orders") && !opened.shows("datafusion", "globex", "orders"));
+        let everything = sealer.seal_at(&user("alice"), &Listing::Everything, "SELECT 2", 1000);
+        let (sql, opened) = sealer.open_at(&everything, &user("alice"), 1001).unwrap();
+        assert!(sql == "SELECT 2" && matches!(opened, Listing::Everything));
         assert!(matches!(sealer.open_at(&ticket, &user("bob"), 1001), Err(EngineError::Forbidden(_))));
         assert!(matches!(sealer.open_at(&ticket, &user("alice"), 1060), Err(EngineError::NotFound(_))));
     }
@@ -113,9 +162,9 @@ mod tests {
     #[test]
     fn tampering_and_foreign_keys_are_refused() {
         let sealer = TicketSealer::new(60).unwrap();
-        let ticket = sealer.seal_at(&user("alice"), "SELECT 1", 1000);
+        let ticket = sealer.seal_at(&user("alice"), &Listing::nothing(), "SELECT 1", 1000);
         let mut tampered = ticket.to_vec();
-        tampered[HEADER] = b'X'; // change the SQL
+        tampered[HEADER + 3] = b'X'; // change the SQL
         assert!(matches!(sealer.open_at(&tampered, &user("alice"), 1001), Err(EngineError::NotFound(_))));
         let mut extended = ticket.to_vec();
         extended[1..9].copy_from_slice(&u64::MAX.to_be_bytes()); // extend the expiry

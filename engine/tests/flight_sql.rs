@@ -94,7 +94,8 @@ async fn prepared_statement_with_and_without_parameters() {
 #[tokio::test]
 async fn catalog_metadata() {
     let engine = TestEngine::start().await;
-    let stamp = engine.stamp(&user("alice", &[]));
+    let listed = ["datafusion.demo.orders", "datafusion.demo.customers", "datafusion.public.whoami"];
+    let stamp = engine.listing_stamp(&user("alice", &[]), &listed);
     let mut client = client(&engine, Some(&stamp)).await;
 
     let info = client.get_catalogs().await.unwrap();
@@ -127,6 +128,39 @@ async fn catalog_metadata() {
     let info = client.get_sql_info(vec![arrow_flight::sql::SqlInfo::FlightSqlServerName]).await.unwrap();
     let info = fetch(&mut client, info).await;
     assert_eq!(info[0].num_rows(), 1);
+
+    // The listing is the stamp's: tables it does not name (globex.*, acme.*, the views) and
+    // schemas holding none of them are not listed.
+    let all = CommandGetTables {
+        catalog: None,
+        db_schema_filter_pattern: None,
+        table_name_filter_pattern: None,
+        table_types: vec![],
+        include_schema: false,
+    };
+    let info = client.get_tables(all.clone()).await.unwrap();
+    let tables = fetch(&mut client, info).await;
+    assert_eq!(strings(&tables, "table_name"), vec!["customers", "orders", "whoami"]);
+    let schemas =
+        client.get_db_schemas(CommandGetDbSchemas { catalog: None, db_schema_filter_pattern: None }).await.unwrap();
+    assert_eq!(strings(&fetch(&mut client, schemas).await, "db_schema_name"), vec!["demo", "public"]);
+    // A statement ticket keeps the listing of the request that planned it, whatever stamp
+    // fetches it; a plain stamp (no listing) lists nothing.
+    let info = client.execute("SHOW TABLES".into(), None).await.unwrap();
+    let plain = engine.stamp(&user("alice", &[]));
+    let mut plain_client = crate::client(&engine, Some(&plain)).await;
+    let shown = fetch(&mut plain_client, info).await;
+    let mut names: Vec<String> = strings(&shown, "table_schema")
+        .into_iter()
+        .zip(strings(&shown, "table_name"))
+        .filter(|(schema, _)| schema != "information_schema")
+        .map(|(schema, table)| format!("{schema}.{table}"))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["demo.customers", "demo.orders", "public.whoami"]);
+    let info = plain_client.get_tables(all).await.unwrap();
+    let tables = fetch(&mut plain_client, info).await;
+    assert!(strings(&tables, "table_name").is_empty());
 }
 
 #[tokio::test]

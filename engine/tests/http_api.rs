@@ -246,16 +246,34 @@ async fn small_results_are_sent_whole_and_large_ones_stream() {
 }
 
 #[tokio::test]
-async fn datasets_lists_tables_and_views() {
+async fn datasets_lists_the_tables_and_views_the_stamp_names() {
     let engine = TestEngine::start().await;
-    let stamp = engine.stamp(&user("alice", &[]));
+    let alice = user("alice", &[]);
+    let listed = ["datafusion.demo.customers", "datafusion.demo.orders", "datafusion.public.my_orders"];
+    let stamp =
+        engine.listing_stamp(&alice, &[&listed[..], &["datafusion.public.whoami", "datafusion.nope.x"]].concat());
     let reply = engine.http.send("GET", "/v1/datasets", &[(STAMP_HEADER, &stamp)], "").await;
     assert_eq!(reply.status, 200);
     let list = reply.json();
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    for expected in ["demo.customers", "demo.orders", "my_orders", "whoami"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
-    }
+    assert_eq!(names, ["demo.customers", "demo.orders", "my_orders", "whoami"]);
+    // Fail closed: a stamp without a listing lists nothing; SQL's catalog follows the stamp.
+    let plain = engine.stamp(&alice);
+    let reply = engine.http.send("GET", "/v1/datasets", &[(STAMP_HEADER, &plain)], "").await;
+    assert_eq!(reply.json(), serde_json::json!([]));
+    let catalog = "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables \
+                   WHERE table_schema <> 'information_schema' ORDER BY t";
+    let reply = engine.http.sql(Some(&plain), catalog).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(rows(&reply).is_empty(), "{}", reply.text());
+    let reply = engine.http.sql(Some(&stamp), catalog).await;
+    let tables: Vec<String> = rows(&reply).iter().map(|r| r["t"].as_str().unwrap().to_string()).collect();
+    assert_eq!(tables, ["demo.customers", "demo.orders", "public.my_orders", "public.whoami"]);
+    let reply = engine.http.sql(Some(&stamp), "SHOW TABLES").await;
+    assert!(!reply.text().contains("globex") && reply.text().contains("my_orders"), "{}", reply.text());
+    // Lookups are not listings: a plain stamp still reads any table by name.
+    let reply = engine.http.sql(Some(&plain), "SELECT count(*) AS n FROM globex.orders").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
     let orders = list.as_array().unwrap().iter().find(|d| d["name"] == "demo.orders").unwrap();
     assert_eq!(orders["kind"], "table");
     assert_eq!(orders["columns"][0]["name"], "order_id");

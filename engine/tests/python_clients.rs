@@ -15,7 +15,10 @@ async fn adbc_and_pyarrow_flight_clients() {
     let output = tokio::process::Command::new(&python)
         .arg(script)
         .env("FLIGHT_URI", format!("grpc://{}", engine.running.flight_addr))
-        .env("STAMP", engine.stamp(&user("alice", &["acme"])))
+        .env(
+            "STAMP",
+            engine.listing_stamp(&user("alice", &["acme"]), &["datafusion.demo.customers", "datafusion.demo.orders"]),
+        )
         .env("BOB_STAMP", engine.stamp(&user("bob", &["acme"])))
         .output()
         .await

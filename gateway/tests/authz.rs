@@ -78,10 +78,14 @@ async fn a_tenant_cannot_read_another_tenants_dataset_by_any_spelling() {
     // The all-tenant table and datasets the entities file does not know are not readable either.
     assert_denied(&sql(&stack, &key, "SELECT * FROM demo.orders").await, "datafusion.demo.orders", "demo.orders");
     assert_denied(&sql(&stack, &key, "SELECT * FROM \"Globex\".orders").await, "datafusion.Globex.orders", "Globex");
-    // The catalog is describe-only: names, no rows of anyone's data.
-    let reply = sql(&stack, &key, "SELECT table_schema, table_name FROM information_schema.tables").await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(reply.text().contains("globex"), "{}", reply.text());
+    // The catalog is describe-only, and lists only what the caller may read: not even the
+    // other tenant's table names (or its schema's).
+    for query in ["SELECT table_schema, table_name FROM information_schema.tables", "SHOW TABLES"] {
+        let reply = sql(&stack, &key, query).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.text().contains("acme") && reply.text().contains("my_orders"), "{}", reply.text());
+        assert!(!reply.text().contains("globex") && !reply.text().contains("\"demo\""), "{query}: {}", reply.text());
+    }
     // Everyone reads the per-caller views: same query, the caller's own rows.
     let reply = sql(&stack, &key, "SELECT DISTINCT tenant FROM my_orders").await;
     assert_eq!(reply.json(), serde_json::json!([{"tenant": "acme"}]));
@@ -128,13 +132,21 @@ async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused()
     assert_eq!(reply.status, 405, "{}", reply.text());
     assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
     assert_eq!(reply.headers.get("allow").map(|v| v.to_str().unwrap()), Some("POST"));
-    // The read endpoints work for the same key.
+    // The read endpoints work for the same key, and list only what it may read.
     let reply = stack
         .client(None)
         .request(stack.gateway.api_addr, "GET", "/v1/datasets", &[("x-api-key", &reader)], "")
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed: Vec<String> =
+        reply.json().as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        listed,
+        ["acme.customers", "acme.orders", "my_customers", "my_managed_orders", "my_orders", "whoami"],
+        "{}",
+        reply.text()
+    );
 }
 
 #[tokio::test]

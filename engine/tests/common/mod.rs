@@ -61,6 +61,12 @@ impl TestEngine {
         self.signer.sign(principal, now(), 60).unwrap()
     }
 
+    /// A stamp as the gateway signs it for a catalog listing that may show `tables`.
+    pub fn listing_stamp(&self, principal: &Principal, tables: &[&str]) -> String {
+        let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        self.signer.sign_with_catalog(principal, Some(&tables), now(), 60).unwrap()
+    }
+
     pub fn flight_url(&self) -> String {
         format!("http://{}", self.running.flight_addr)
     }

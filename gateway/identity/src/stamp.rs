@@ -9,7 +9,9 @@
 //! The signature covers `v1.<key id>.<claims>` exactly as sent, so nothing is parsed before
 //! it is verified except the version and key id. The claims are the principal, the audience,
 //! and issued-at / expiry in Unix seconds; a stamp lives at most
-//! [`MAX_STAMP_LIFETIME_SECS`].
+//! [`MAX_STAMP_LIFETIME_SECS`]. A stamp for a catalog listing also carries `catalog`: the
+//! datasets (`catalog.schema.table`) policy lets the caller see, so the engine lists only
+//! those (it has no policy of its own, and lists nothing when the claim is absent).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,11 +62,13 @@ pub enum StampError {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Claims<A, P> {
+struct Claims<A, P, C> {
     aud: A,
     iat: u64,
     exp: u64,
     principal: P,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog: Option<C>,
 }
 
 /// A stamp that passed verification.
@@ -73,6 +77,9 @@ pub struct VerifiedStamp {
     pub principal: Arc<Principal>,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// The datasets a catalog listing may show (see the module docs); `None` when the
+    /// stamp was not issued for a listing.
+    pub catalog: Option<Arc<[String]>>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -102,10 +109,22 @@ impl StampSigner {
 
     /// Signs a stamp for `principal`, valid from `issued_at` for `lifetime_secs`.
     pub fn sign(&self, principal: &Principal, issued_at: u64, lifetime_secs: u64) -> Result<String, StampError> {
+        self.sign_with_catalog(principal, None, issued_at, lifetime_secs)
+    }
+
+    /// [`Self::sign`], for a catalog listing that may show `catalog`.
+    pub fn sign_with_catalog(
+        &self,
+        principal: &Principal,
+        catalog: Option<&[String]>,
+        issued_at: u64,
+        lifetime_secs: u64,
+    ) -> Result<String, StampError> {
         if lifetime_secs > MAX_STAMP_LIFETIME_SECS {
             return Err(StampError::LifetimeTooLong);
         }
-        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp: issued_at + lifetime_secs, principal };
+        let claims =
+            Claims { aud: self.audience.as_str(), iat: issued_at, exp: issued_at + lifetime_secs, principal, catalog };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -162,6 +181,12 @@ impl StampIssuer {
         let reuse_until = now + self.lifetime - self.refresh_before;
         self.cache.insert(principal.clone(), Arc::clone(&stamp), reuse_until, now);
         Ok(stamp)
+    }
+
+    /// A fresh stamp for a catalog listing that may show `catalog` (not cached: listings
+    /// are rare and the list depends on the request's context).
+    pub fn catalog_stamp(&self, principal: &Principal, catalog: &[String]) -> Result<String, StampError> {
+        self.signer.sign_with_catalog(principal, Some(catalog), unix_now(), self.lifetime)
     }
 }
 
@@ -256,7 +281,7 @@ impl StampVerifier {
 
         // Authentic from here on: only now parse what the gateway signed.
         let json = URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| StampError::Malformed("claims are not base64url"))?;
-        let claims: Claims<String, Principal> =
+        let claims: Claims<String, Principal, Vec<String>> =
             serde_json::from_slice(&json).map_err(|_| StampError::Malformed("claims are not valid JSON"))?;
         if claims.aud != self.audience {
             return Err(StampError::WrongAudience);
@@ -270,7 +295,12 @@ impl StampVerifier {
         if now >= claims.exp + self.leeway {
             return Err(StampError::Expired);
         }
-        Ok(VerifiedStamp { principal: Arc::new(claims.principal), issued_at: claims.iat, expires_at: claims.exp })
+        Ok(VerifiedStamp {
+            principal: Arc::new(claims.principal),
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+            catalog: claims.catalog.map(Arc::from),
+        })
     }
 }
 
@@ -308,6 +338,17 @@ mod tests {
         // Second call is served from the cache and returns the same value.
         let again = verifier.verify_at(&stamp, NOW + 2).unwrap();
         assert!(Arc::ptr_eq(&verified, &again));
+    }
+
+    #[test]
+    fn catalog_claim_round_trips_and_is_absent_otherwise() {
+        let (signer, verifier) = setup();
+        let visible = vec!["datafusion.acme.orders".to_string()];
+        let stamp = signer.sign_with_catalog(&alice(), Some(&visible), NOW, 60).unwrap();
+        let verified = verifier.verify_at(&stamp, NOW).unwrap();
+        assert_eq!(verified.catalog.as_deref(), Some(&visible[..]));
+        let plain = verifier.verify_at(&signer.sign(&alice(), NOW, 60).unwrap(), NOW).unwrap();
+        assert_eq!(plain.catalog, None);
     }
 
     #[test]

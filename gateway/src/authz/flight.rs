@@ -3,8 +3,10 @@
 //! DoExchange, DoAction) the first request message is decoded: SQL commands go through [`super::sql`], catalog
 //! commands are `describe`, and anything unknown is refused.
 //!
-//! DoGet needs no inspection: its ticket comes from a GetFlightInfo this stage authorized,
-//! and the engine binds tickets and prepared-statement handles to the principal that asked.
+//! DoGet's ticket comes from a GetFlightInfo this stage authorized, and the engine binds
+//! tickets and prepared-statement handles to the principal that asked; it is read only to
+//! tell a catalog listing (a GetTables, GetDbSchemas or GetCatalogs ticket, whose answer the
+//! engine filters by the list the stamp carries) from a query.
 
 use bytes::Bytes;
 use prost::Message;
@@ -64,6 +66,7 @@ impl Rpc {
         matches!(
             self,
             Self::GetFlightInfo
+                | Self::DoGet
                 | Self::PollFlightInfo
                 | Self::GetSchema
                 | Self::DoPut
@@ -129,7 +132,9 @@ const TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
 pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec<StatementAccess>, AuthzError> {
     let only = |endpoint| Ok(vec![StatementAccess { endpoint, datasets: Vec::new() }]);
     match rpc {
-        Rpc::DoGet => only(EndpointAction::Query),
+        // `message` is a listing ticket or nothing (see [`listing_ticket`]).
+        Rpc::DoGet if message.is_empty() => only(EndpointAction::Query),
+        Rpc::DoGet => only(EndpointAction::Describe),
         Rpc::ListFlights | Rpc::ListActions => only(EndpointAction::Describe),
         Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => {
             let descriptor = FlightDescriptor::decode(message).map_err(malformed("FlightDescriptor"))?;
@@ -164,6 +169,25 @@ pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec
             }
         }
     }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Ticket {
+    #[prost(bytes = "bytes", tag = "1")]
+    ticket: Bytes,
+}
+
+/// Whether DoGet's `message` is a ticket for a catalog listing. The engine's catalog
+/// tickets are the Flight SQL command itself; statement tickets are sealed, anything else
+/// is the engine's to refuse.
+pub fn listing_ticket(message: &[u8]) -> bool {
+    let Some(any) = Ticket::decode(message).ok().and_then(|t| Any::decode(t.ticket).ok()) else {
+        return false;
+    };
+    matches!(
+        any.type_url.strip_prefix(TYPE_PREFIX),
+        Some("CommandGetCatalogs" | "CommandGetDbSchemas" | "CommandGetTables")
+    )
 }
 
 /// The SQL a call carries, for the audit record: a statement query or update, or the

@@ -91,6 +91,9 @@ pub struct Allowed {
     pub actions: Vec<&'static str>,
     /// Every dataset the request touches, as `catalog.schema.table`.
     pub datasets: Vec<String>,
+    /// For a request that only reads the catalog (every endpoint action `describe`): the
+    /// datasets the caller may `select`, which is all the engine will list to it.
+    pub listing: Option<Vec<String>>,
 }
 
 /// One loaded policy set and what was derived from it.
@@ -262,7 +265,31 @@ impl Authorizer {
         allowed.policies.dedup();
         allowed.datasets.sort();
         allowed.datasets.dedup();
+        if !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe) {
+            allowed.listing = Some(self.listing(live, &view, facts));
+        }
         Ok(allowed)
+    }
+
+    /// The known datasets (entities of type `Dataset`) Cedar lets this caller `select`, for
+    /// a catalog listing: a tenant does not even learn another tenant's table names.
+    fn listing(&self, live: &Loaded, view: &PrincipalView, facts: &RequestFacts<'_>) -> Vec<String> {
+        let mut names: Vec<String> = live
+            .bundle
+            .entities
+            .iter()
+            .map(Entity::uid)
+            .filter(|uid| uid.type_name() == &self.types.dataset)
+            .filter_map(|uid| {
+                let name = uid.id().unescaped().to_string();
+                let dataset = sql::DatasetName::parse_id(&name)?;
+                let evaluation =
+                    self.evaluate(view, facts, DatasetAction::Select.as_str(), &Resource::Dataset(dataset));
+                evaluation.allowed.then_some(name)
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// One Cedar request, for the policy commands.

@@ -148,6 +148,9 @@ async fn grpc_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Ins
         return Ok((Call::Flight(rpc), Bytes::new(), body.map_err(BoxError::from).boxed_unsync()));
     }
     let (message, body) = first_message(body, max_body).await?;
+    // A DoGet is a query unless its ticket is a catalog listing: only those are told apart
+    // (and cached) by their ticket.
+    let message = if rpc == Rpc::DoGet && !flight::listing_ticket(&message) { Bytes::new() } else { message };
     Ok((Call::Flight(rpc), message, body))
 }
 

@@ -181,7 +181,7 @@ impl Pipeline {
             self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
             // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
             let body = unread.take().ok_or_else(|| GatewayError::Internal("request body taken twice".into()))?;
-            let (mut request, _allowed) = authorize::authorize(
+            let (mut request, allowed) = authorize::authorize(
                 &self.authz,
                 connection,
                 &principal,
@@ -191,9 +191,15 @@ impl Pipeline {
                 record.as_deref_mut().map(|record| authorize::Notes { record, sql: self.audit.wants_sql() }),
             )
             .await?;
-            // stamp: the signed assertion the engine trusts, reused per principal.
-            let stamp = self.issuer.stamp_for(&principal).map_err(|e| GatewayError::Internal(e.to_string()))?;
-            let stamp = HeaderValue::from_str(&stamp).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            // stamp: the signed assertion the engine trusts, reused per principal; a catalog
+            // listing's carries what the engine may list.
+            let stamp = match &allowed.listing {
+                None => self.issuer.stamp_for(&principal).map(|s| HeaderValue::from_str(&s)),
+                Some(listing) => self.issuer.catalog_stamp(&principal, listing).map(|s| HeaderValue::from_str(&s)),
+            };
+            let stamp = stamp
+                .map_err(|e| GatewayError::Internal(e.to_string()))?
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
             request.headers_mut().insert(STAMP_HEADER, stamp);
             if let Some(counter) = &bytes_in {
                 request = audit::count_request(request, counter);

@@ -62,11 +62,25 @@ def prepared_statement_of_other_tenant_is_refused():
     expect_denied(lambda: list(client.do_action(action, options)), "datafusion.globex.orders")
 
 
-def catalog_calls_are_describe():
+def catalog_calls_list_only_what_the_caller_may_read():
     client, options = session()
     info = client.get_flight_info(flight.FlightDescriptor.for_command(sql_any(b"CommandGetTables", b"")), options)
-    tables = client.do_get(info.endpoints[0].ticket, options).read_all()
-    assert tables.num_rows > 0, tables
+    tables = client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist()
+    names = sorted(f"{t['db_schema_name']}.{t['table_name']}" for t in tables)
+    assert "acme.orders" in names and "public.my_orders" in names, names
+    assert not [n for n in names if n.startswith(("globex.", "demo."))], names
+    # ADBC's GetObjects (GetCatalogs, GetDbSchemas, GetTables): the other tenant's schema is
+    # not even named.
+    kwargs = {
+        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+        "adbc.flight.sql.rpc.call_header.x-api-key": ACME_KEY,
+    }
+    with flightsql.connect(URI, db_kwargs=kwargs, autocommit=True) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        schemas = {s["db_schema_name"] for c in objects for s in c["catalog_db_schemas"] or []}
+        tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []}
+        assert schemas == {"acme", "public"}, schemas
+        assert {"orders", "customers", "my_orders", "whoami"} <= tables, tables
 
 
 def adbc_reads_own_tenant_and_is_refused_the_other():
@@ -129,7 +143,7 @@ check("own tenant's dataset is readable", own_tenant_is_readable)
 check("engine errors (trailers-only) reach ADBC and pyarrow", engine_errors_reach_the_client)
 check("other tenant's dataset is refused by any spelling", other_tenant_is_refused_by_any_spelling)
 check("a prepared statement on the other tenant is refused", prepared_statement_of_other_tenant_is_refused)
-check("Flight SQL GetTables is a describe call", catalog_calls_are_describe)
+check("Flight SQL GetTables / ADBC GetObjects list only what the caller may read", catalog_calls_list_only_what_the_caller_may_read)
 check("ADBC: own tenant read, other tenant and writes refused", adbc_reads_own_tenant_and_is_refused_the_other)
 
 finish()
