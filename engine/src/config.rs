@@ -105,6 +105,12 @@ pub struct Dataset {
     /// Inferred from the file extension when absent; required for folders.
     #[serde(default)]
     pub format: Option<Format>,
+    /// For the gateway's policy, when the gateway reads this file (`authorization.engine_config`):
+    /// the Cedar `Dataset` entity's `tenant` and `classification`. The engine does not use them.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub classification: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -125,6 +131,11 @@ pub struct View {
     pub name: String,
     /// A SELECT; it may call `current_principal()` and friends, evaluated per query.
     pub sql: String,
+    /// As for datasets: labels for the gateway's policy.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub classification: Option<String>,
 }
 
 fn default_http_listen() -> SocketAddr {

@@ -257,6 +257,11 @@ pub struct AuthorizationConfig {
     /// Principals whose Cedar entity is kept built (each for up to a minute).
     #[serde(default = "cache_entries")]
     pub principal_cache_entries: usize,
+    /// The engine's configuration file: each dataset and view it defines becomes a Cedar
+    /// `Dataset` entity with its `tenant` and `classification`, and a query naming a table
+    /// it does not serve is answered 404. Reloaded like the policies.
+    #[serde(default)]
+    pub engine_config: Option<PathBuf>,
 }
 
 impl AuthorizationConfig {
@@ -266,6 +271,7 @@ impl AuthorizationConfig {
             default_catalog: default_catalog(),
             default_schema: default_schema(),
             principal_cache_entries: cache_entries(),
+            engine_config: None,
         }
     }
 }
@@ -728,6 +734,9 @@ impl Config {
                 fix(&mut keys.file);
             }
             config.authorization.policies = dir.join(&config.authorization.policies);
+            if let Some(engine) = &mut config.authorization.engine_config {
+                *engine = dir.join(&*engine);
+            }
             if let Some(spool) = &mut config.audit.spool_dir {
                 *spool = dir.join(&*spool);
             }

@@ -46,6 +46,7 @@ impl GatewayError {
             GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => "invalid_sql",
             GatewayError::Authorization(AuthzError::Malformed(_)) | GatewayError::ClientBody(_) => "bad_request",
             GatewayError::Authorization(AuthzError::NotRouted(_)) => "not_found",
+            GatewayError::Authorization(AuthzError::UnknownDataset(_)) => "dataset_not_found",
             GatewayError::Authorization(_) => "forbidden",
             GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
@@ -64,7 +65,9 @@ impl GatewayError {
             GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
             | GatewayError::Authorization(AuthzError::Malformed(_))
             | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            GatewayError::Authorization(AuthzError::NotRouted(_)) => StatusCode::NOT_FOUND,
+            GatewayError::Authorization(AuthzError::NotRouted(_) | AuthzError::UnknownDataset(_)) => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::Authorization(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +88,7 @@ impl GatewayError {
             | GatewayError::Authorization(AuthzError::Malformed(_))
             | GatewayError::ClientBody(_) => 3,
             GatewayError::Authorization(AuthzError::NotRouted(_)) | GatewayError::MethodNotAllowed(..) => 12,
+            GatewayError::Authorization(AuthzError::UnknownDataset(_)) => 5,
             GatewayError::Authorization(_) => 7,
             GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) | GatewayError::AuditUnavailable => 14,

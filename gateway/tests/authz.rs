@@ -92,6 +92,57 @@ async fn a_tenant_cannot_read_another_tenants_dataset_by_any_spelling() {
 }
 
 #[tokio::test]
+async fn a_dataset_is_onboarded_by_the_engine_config_alone_and_an_unknown_one_is_404() {
+    // The engine's file is the one place a dataset is added: its tenant label makes it a
+    // Cedar entity that the shipped tenant policy applies to, with no entities.json edit.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("invoices.csv");
+    std::fs::write(&csv, "invoice_id,amount\n1,10\n2,20\n").unwrap();
+    let engine_yaml = dir.path().join("engine.yaml");
+    let extra = format!(
+        "datasets:\n  - {{name: acme.invoices, path: {0}, tenant: acme}}\n  - {{name: globex.invoices, path: {0}, tenant: globex}}\n",
+        csv.display()
+    );
+    std::fs::write(&engine_yaml, format!("{}{extra}", engine::config::EMBEDDED_DEFAULT)).unwrap();
+    let engine_config = engine::config::Config::from_file(&engine_yaml).unwrap();
+    let key = apikeys::generate().unwrap();
+    let entry = ApiKeyEntry {
+        name: "acme-reader".into(),
+        hash: key.hash.clone(),
+        groups: vec!["acme".into()],
+        tenant: Some("acme".into()),
+        expires: None,
+    };
+    let engine_file = engine_yaml.clone();
+    let stack = Stack::start_with_engine(ClientAuth::Optional, engine_config, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
+        c.authorization.policies = shipped_policies();
+        c.authorization.engine_config = Some(engine_file);
+    })
+    .await;
+    let reply = sql(&stack, &key.key, "SELECT sum(amount) AS total FROM acme.invoices").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json(), serde_json::json!([{"total": 30}]));
+    assert_denied(
+        &sql(&stack, &key.key, "SELECT * FROM globex.invoices").await,
+        "datafusion.globex.invoices",
+        "globex",
+    );
+    // A table the engine does not serve: 404 naming it, not a 403 that sends the user to
+    // the policy team.
+    let reply = sql(&stack, &key.key, "SELECT * FROM acme.invoicez").await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "dataset_not_found");
+    assert!(reply.text().contains("datafusion.acme.invoicez does not exist"), "{}", reply.text());
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "GET", "/v1/datasets", &[("x-api-key", &key.key)], "")
+        .await
+        .unwrap();
+    assert!(reply.text().contains("\"acme.invoices\"") && !reply.text().contains("globex"), "{}", reply.text());
+}
+
+#[tokio::test]
 async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused() {
     let (stack, reader, etl) = stack(&shipped_policies()).await;
     // Even in the writers group, an API key writes nothing and changes no catalog.
@@ -139,8 +190,9 @@ async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused()
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let listed: Vec<String> =
+    let mut listed: Vec<String> =
         reply.json().as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    listed.sort();
     assert_eq!(
         listed,
         ["acme.customers", "acme.orders", "my_customers", "my_managed_orders", "my_orders", "whoami"],

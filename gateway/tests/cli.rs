@@ -367,6 +367,87 @@ fn policy_commands_validate_test_and_check_with_exit_codes() {
     assert_eq!(out.status.code(), Some(3), "denied is exit code 3");
     assert!(String::from_utf8_lossy(&out.stdout).contains("DENY"));
 
+    // A misspelt action is an error (exit 1) naming the declared ones, not a "deny".
+    let out = gateway(&[
+        "policy",
+        "check",
+        "--dir",
+        dir,
+        "--principal",
+        "User::\"a\"",
+        "--action",
+        "read",
+        "--resource",
+        "Dataset::\"datafusion.acme.orders\"",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown action \"read\"") && stderr.contains("select"), "{stderr}");
+    // --sql: the endpoint, then each dataset the statement touches, each decided.
+    let engine_yaml = concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/demo/engine.yaml");
+    let out = gateway(&[
+        "policy",
+        "check",
+        "--dir",
+        dir,
+        "--engine-config",
+        engine_yaml,
+        "--principal",
+        "Service::\"dev-acme\"",
+        "--tenant",
+        "acme",
+        "--sql",
+        "SELECT * FROM acme.orders o JOIN globex.customers c ON o.customer_id = c.customer_id JOIN acme.nope n ON true",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    for line in [
+        "ALLOW query on Endpoint::\"/v1/sql\"",
+        "ALLOW select on Dataset::\"datafusion.acme.orders\"\n  determining policies: tenant-read",
+        "DENY select on Dataset::\"datafusion.globex.customers\"",
+        "DENY select on Dataset::\"datafusion.acme.nope\" (not served by the engine)",
+    ] {
+        assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
+    }
+    // With the engine's file, validate and test warn about datasets it does not serve.
+    let stale = tempfile::tempdir().unwrap();
+    common::copy_shipped_policies(stale.path());
+    std::fs::write(
+        stale.path().join("70-stale.cedar"),
+        "@id(\"stale\")\npermit(principal, action == Action::\"select\", resource == Dataset::\"datafusion.acme.gone\");\n",
+    )
+    .unwrap();
+    let out = gateway(&["policy", "validate", stale.path().to_str().unwrap(), "--engine-config", engine_yaml]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "70-stale.cedar: policy stale names Dataset::\"datafusion.acme.gone\", which the engine does not serve"
+        ),
+        "{stderr}"
+    );
+    let out = gateway(&["policy", "test", dir, "--engine-config", engine_yaml]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("\"datafusion.public.unknown\" is not served"), "{stderr}");
+    // Entity errors name the entity and the attribute; a duplicate @id names both files.
+    let entities = std::fs::read_to_string(stale.path().join("entities.json")).unwrap();
+    std::fs::write(
+        stale.path().join("entities.json"),
+        entities.replacen("\"tenant\": \"acme\"", "\"tenat\": \"acme\"", 1),
+    )
+    .unwrap();
+    std::fs::write(stale.path().join("70-stale.cedar"), "@id(\"admin\")\nforbid(principal, action, resource);\n")
+        .unwrap();
+    let out = gateway(&["policy", "validate", stale.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("attribute `tenat` on `Dataset::\"datafusion.acme.orders\"`"), "{stderr}");
+    assert!(
+        stderr.contains("70-stale.cedar: policy #0 has the id \"admin\", which")
+            && stderr.contains("00-admin.cedar already uses"),
+        "{stderr}"
+    );
+
     // A broken copy: exit 1, with file:line:col.
     let broken = tempfile::tempdir().unwrap();
     common::copy_shipped_policies(broken.path());

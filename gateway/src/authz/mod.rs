@@ -13,6 +13,7 @@ mod context;
 pub mod decisions;
 pub mod flight;
 pub mod policies;
+pub mod served;
 pub mod sql;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +32,7 @@ use identity::{ExpiringCache, Principal, PrincipalKind};
 use crate::config::AuthorizationConfig;
 use context::ContextCache;
 use decisions::{DecisionCache, Key};
-use policies::{LoadError, PolicyBundle, PrincipalPolicies};
+use policies::{EngineCatalog, LoadError, PolicyBundle, PrincipalPolicies};
 pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
 
 /// Why a request was not authorized. Statuses are mapped in [`crate::error`].
@@ -51,6 +52,10 @@ pub enum AuthzError {
     /// A route the gateway does not serve.
     #[error("{0}")]
     NotRouted(String),
+    /// A dataset the engine does not serve (known from `authorization.engine_config`) and
+    /// that no policy allows: a typo or a table not onboarded yet, not a refusal.
+    #[error("dataset {0} does not exist (the engine does not serve it)")]
+    UnknownDataset(String),
 }
 
 /// What the request's caller and transport look like to policy.
@@ -120,6 +125,7 @@ struct PrincipalView {
 /// The authorize stage's state: the live policy set, swapped atomically on reload.
 pub struct Authorizer {
     dir: PathBuf,
+    engine_config: Option<PathBuf>,
     live: ArcSwap<Loaded>,
     cedar: CedarAuthorizer,
     contexts: ContextCache,
@@ -150,7 +156,9 @@ const PRINCIPAL_ENTITY_SECS: u64 = 60;
 
 impl Authorizer {
     pub fn load(config: &AuthorizationConfig) -> Result<Self, LoadError> {
-        let bundle = PolicyBundle::load(&config.policies)?;
+        let defaults = NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() };
+        let engine = config.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &defaults });
+        let bundle = PolicyBundle::load_with(&config.policies, engine)?;
         let parse = |name: &str| EntityTypeName::from_str(name).map_err(|e| LoadError(vec![e.to_string()]));
         let types = Types {
             user: parse("User")?,
@@ -163,10 +171,11 @@ impl Authorizer {
         };
         Ok(Self {
             dir: config.policies.clone(),
+            engine_config: config.engine_config.clone(),
             live: ArcSwap::from_pointee(Loaded::new(bundle, config.principal_cache_entries)),
             cedar: CedarAuthorizer::new(),
             contexts: ContextCache::new(config.principal_cache_entries),
-            defaults: NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() },
+            defaults,
             cache_entries: config.principal_cache_entries,
             types,
         })
@@ -188,7 +197,8 @@ impl Authorizer {
     /// Loads the directory again; on success the new set serves the next request, on failure
     /// the old one keeps serving and the error says what is wrong where.
     pub fn reload(&self) -> Result<usize, LoadError> {
-        let bundle = PolicyBundle::load(&self.dir)?;
+        let engine = self.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &self.defaults });
+        let bundle = PolicyBundle::load_with(&self.dir, engine)?;
         let count = bundle.policies.policies().count();
         self.live.store(Arc::new(Loaded::new(bundle, self.cache_entries)));
         Ok(count)
@@ -248,6 +258,12 @@ impl Authorizer {
                     tracing::warn!(%error, action, "a policy failed to evaluate");
                 }
                 if !evaluation.allowed {
+                    if let (Some(d), Some(served)) = (dataset, &live.bundle.served) {
+                        let name = d.to_string();
+                        if !served.contains(&name) {
+                            return Err(AuthzError::UnknownDataset(name));
+                        }
+                    }
                     let resource = match dataset {
                         Some(d) => format!("dataset {d}"),
                         None => format!("endpoint {}", facts.path),
@@ -292,7 +308,18 @@ impl Authorizer {
         names
     }
 
-    /// One Cedar request, for the policy commands.
+    /// What the current set loaded but looks wrong (see [`PolicyBundle::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.live.load().bundle.warnings.clone()
+    }
+
+    /// Whether the engine serves `dataset`; `None` when no engine configuration was given.
+    pub fn serves(&self, dataset: &sql::DatasetName) -> Option<bool> {
+        self.live.load().bundle.served.as_ref().map(|served| served.contains(&dataset.to_string()))
+    }
+
+    /// One Cedar request, for the policy commands. An action the schema does not declare is
+    /// an error, not a deny: `read` for `select` is a typo to fix, not a decision.
     pub fn decide(
         &self,
         facts: &RequestFacts<'_>,
@@ -300,6 +327,15 @@ impl Authorizer {
         resource: &Resource,
     ) -> Result<Evaluation, AuthzError> {
         let live = self.live.load();
+        let declared: Vec<String> = live.bundle.schema.actions().map(|a| a.id().unescaped().to_string()).collect();
+        if !declared.iter().any(|a| a == action) {
+            let mut declared = declared;
+            declared.sort();
+            return Err(AuthzError::Unsupported(format!(
+                "unknown action {action:?}: the schema declares {}",
+                declared.join(", ")
+            )));
+        }
         let view = self.principal_view(&live, facts)?;
         Ok(self.evaluate(&view, facts, action, resource))
     }

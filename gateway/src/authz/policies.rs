@@ -1,15 +1,19 @@
 //! Loading a policy directory: `schema.cedarschema`, every `*.cedar` file, and an optional
-//! `entities.json`, parsed once and validated against the schema in strict mode. Every
-//! problem is reported as `file:line:col: message`, so an author can jump to it.
+//! `entities.json`, parsed once and validated against the schema in strict mode, plus the
+//! datasets the engine serves when its configuration file is given ([`super::served`]).
+//! Every problem is reported as `file:line:col: message`, so an author can jump to it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy::{
-    ActionConstraint, Entities, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
 };
+
+use super::served::{self, Served};
+use super::sql::NameDefaults;
 use miette::Diagnostic;
 
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -28,6 +32,18 @@ pub struct PolicyBundle {
     pub entities: Entities,
     /// Every file read, for the reload watcher.
     pub files: Vec<PathBuf>,
+    /// The datasets the engine serves (`catalog.schema.table`), when its file was given.
+    pub served: Option<HashSet<String>>,
+    /// What is valid but probably wrong: a policy or an entity naming a dataset the engine
+    /// does not serve.
+    pub warnings: Vec<String>,
+}
+
+/// Where the served datasets come from: the engine's configuration file.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineCatalog<'a> {
+    pub config: &'a Path,
+    pub defaults: &'a NameDefaults,
 }
 
 impl std::fmt::Debug for PolicyBundle {
@@ -50,6 +66,11 @@ impl std::error::Error for LoadError {}
 
 impl PolicyBundle {
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        Self::load_with(dir, None)
+    }
+
+    /// [`Self::load`], with the datasets `engine` serves as `Dataset` entities.
+    pub fn load_with(dir: &Path, engine: Option<EngineCatalog<'_>>) -> Result<Self, LoadError> {
         let mut problems = Vec::new();
         let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
 
@@ -94,6 +115,19 @@ impl PolicyBundle {
             for (i, policy) in set.policies().enumerate() {
                 // `@id("...")` names a policy in decisions and the audit log; else file and index.
                 let id = PolicyId::new(policy.annotation("id").map_or_else(|| format!("{name}#{i}"), str::to_string));
+                if let Some((first, _)) = sources.get(&id) {
+                    problems.push(format!(
+                        "{}: policy #{i} has the id {:?}, which {} already uses: ids must be unique",
+                        path.display(),
+                        id.to_string(),
+                        if first == path {
+                            "an earlier policy of this file".to_string()
+                        } else {
+                            first.display().to_string()
+                        }
+                    ));
+                    continue;
+                }
                 if let Err(error) = policies.add(policy.new_id(id.clone())) {
                     problems.push(format!("{}: {error}", path.display()));
                     continue;
@@ -138,10 +172,27 @@ impl PolicyBundle {
             }
         }
         files.push(schema_path);
+        let mut served_names = None;
+        let mut warnings = Vec::new();
+        if let (Some(engine), Some(schema)) = (engine, &schema) {
+            files.push(engine.config.to_path_buf());
+            match served::read(engine.config, engine.defaults) {
+                Ok(served) => {
+                    match add_served(entities.clone(), &served, schema, &entities_path) {
+                        Ok(merged) => entities = merged,
+                        Err(mut errors) => problems.append(&mut errors),
+                    }
+                    let names: HashSet<String> = served.iter().map(|s| s.name.to_string()).collect();
+                    warnings = unserved_names(&policies, &entities, &names, &sources, &entities_path);
+                    served_names = Some(names);
+                }
+                Err(error) => problems.push(error),
+            }
+        }
         match schema {
             Some(schema) if problems.is_empty() => {
                 let by_action = slice_by_action(&policies, &schema).map_err(|e| LoadError(vec![e]))?;
-                Ok(Self { policies, by_action, schema, entities, files })
+                Ok(Self { policies, by_action, schema, entities, files, served: served_names, warnings })
             }
             _ => Err(LoadError(problems)),
         }
@@ -177,6 +228,103 @@ impl PolicyBundle {
             by_action.insert(action.clone(), filter(self.policies_for(action))?);
         }
         Ok(PrincipalPolicies { all: filter(&self.policies)?, by_action })
+    }
+}
+
+/// `entities` plus one `Dataset` entity per served dataset (its `tenant` and
+/// `classification` as attributes). A dataset entities.json already defines keeps that
+/// definition, unless the engine's file labels it too: two sources of truth are refused.
+fn add_served(
+    entities: Entities,
+    served: &[Served],
+    schema: &Schema,
+    entities_path: &Path,
+) -> Result<Entities, Vec<String>> {
+    let dataset = EntityTypeName::from_str("Dataset").map_err(|e| vec![e.to_string()])?;
+    let mut problems = Vec::new();
+    let mut added = Vec::new();
+    let mut seen = HashSet::new();
+    for s in served {
+        let uid = EntityUid::from_type_name_and_id(dataset.clone(), EntityId::new(s.name.to_string()));
+        if !seen.insert(uid.clone()) {
+            continue;
+        }
+        if entities.get(&uid).is_some() {
+            if s.labelled() {
+                problems.push(format!(
+                    "{uid} is labelled both in {} and in {}: keep one",
+                    entities_path.display(),
+                    s.origin
+                ));
+            }
+            continue;
+        }
+        let mut attrs = HashMap::new();
+        for (key, value) in [("tenant", &s.tenant), ("classification", &s.classification)] {
+            if let Some(value) = value {
+                attrs.insert(key.to_string(), RestrictedExpression::new_string(value.clone()));
+            }
+        }
+        match Entity::new(uid, attrs, HashSet::new()) {
+            Ok(entity) => added.push(entity),
+            Err(error) => problems.push(format!("{}: {error}", s.origin)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    entities.add_entities(added, Some(schema)).map_err(|e| vec![format!("engine datasets: {e}")])
+}
+
+/// Warnings for `policy validate`: policies and entities naming a dataset that is not served.
+fn unserved_names(
+    policies: &PolicySet,
+    entities: &Entities,
+    served: &HashSet<String>,
+    sources: &HashMap<PolicyId, (PathBuf, String)>,
+    entities_path: &Path,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for policy in policies.policies() {
+        let mut named = Vec::new();
+        if let Ok(json) = policy.to_json() {
+            datasets_in(&json, &mut named);
+        }
+        named.sort();
+        named.dedup();
+        let place = sources.get(policy.id()).map_or_else(String::new, |(path, _)| format!("{}: ", path.display()));
+        for name in named.into_iter().filter(|n| !served.contains(n)) {
+            warnings.push(format!(
+                "{place}policy {} names Dataset::{name:?}, which the engine does not serve",
+                policy.id()
+            ));
+        }
+    }
+    for entity in entities.iter() {
+        let uid = entity.uid();
+        let id = uid.id().unescaped().to_string();
+        if uid.type_name().to_string() == "Dataset" && !served.contains(&id) {
+            warnings.push(format!("{}: {uid} is not served by the engine", entities_path.display()));
+        }
+    }
+    warnings
+}
+
+/// Every `Dataset` entity literal in a policy's JSON form (scope and conditions).
+fn datasets_in(json: &serde_json::Value, out: &mut Vec<String>) {
+    match json {
+        serde_json::Value::Object(map) => {
+            if let (Some(serde_json::Value::String(kind)), Some(serde_json::Value::String(id))) =
+                (map.get("type"), map.get("id"))
+            {
+                if kind == "Dataset" {
+                    out.push(id.clone());
+                }
+            }
+            map.values().for_each(|v| datasets_in(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| datasets_in(v, out)),
+        _ => {}
     }
 }
 
@@ -247,6 +395,12 @@ fn diagnostics(path: &Path, text: &str, diagnostic: &dyn Diagnostic) -> Vec<Stri
             None => path.display().to_string(),
         };
         let mut message = format!("{place}: {d}");
+        // Cedar says which entity and attribute in the error's causes.
+        let mut source = d.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
         if let Some(help) = d.help() {
             message.push_str(&format!(" (help: {help})"));
         }

@@ -4,6 +4,10 @@
 //!
 //! Exit codes: 0 valid / all tests pass / allowed; 1 invalid, a test failed, or an error;
 //! 3 denied (`check` only); 2 bad usage.
+//!
+//! With `--engine-config`, the datasets the engine's file defines are entities as they are
+//! for the gateway (`authorization.engine_config`), and `validate` and `test` warn about a
+//! policy, entity or test naming a dataset the engine does not serve.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -34,12 +38,18 @@ pub enum PolicyCommand {
 pub struct DirArgs {
     #[arg(default_value = "policies")]
     pub dir: PathBuf,
+    /// The engine's configuration file (see `authorization.engine_config`).
+    #[arg(long)]
+    pub engine_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[arg(long, default_value = "policies")]
     pub dir: PathBuf,
+    /// The engine's configuration file (see `authorization.engine_config`).
+    #[arg(long)]
+    pub engine_config: Option<PathBuf>,
     /// `User::"alice"`, `Service::"etl"` or `Workload::"spiffe://..."`.
     #[arg(long)]
     pub principal: String,
@@ -52,11 +62,15 @@ pub struct CheckArgs {
     pub email: Option<String>,
     /// `query`, `describe`, `write`, `admin` (endpoints) or `select`, `insert`, `update`,
     /// `delete`, `ddl` (datasets).
-    #[arg(long)]
-    pub action: String,
+    #[arg(long, required_unless_present = "sql", conflicts_with = "sql", requires = "resource")]
+    pub action: Option<String>,
     /// `Endpoint::"/v1/sql"` or `Dataset::"datafusion.demo.orders"`.
+    #[arg(long, requires = "action")]
+    pub resource: Option<String>,
+    /// A statement, decided as `POST /v1/sql` would be: the endpoint action, then each
+    /// dataset it touches.
     #[arg(long)]
-    pub resource: String,
+    pub sql: Option<String>,
     /// Context as JSON: `source_ip`, `now` (RFC 3339), `mfa`, `client_cert`, `method`.
     #[arg(long)]
     pub context: Option<String>,
@@ -124,21 +138,30 @@ enum Expected {
 pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
     match command {
         PolicyCommand::Validate(args) => {
-            let authz = load(&args.dir)?;
-            println!("{}: valid ({} files)", args.dir.display(), authz.files().len());
+            let authz = load(&args.dir, args.engine_config.as_deref())?;
+            let warnings = authz.warnings();
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            let note = if warnings.is_empty() { String::new() } else { format!(", {} warnings", warnings.len()) };
+            println!("{}: valid ({} files{note})", args.dir.display(), authz.files().len());
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test(args) => test(&args.dir),
+        PolicyCommand::Test(args) => test(&args.dir, args.engine_config.as_deref()),
         PolicyCommand::Check(args) => check(&args),
     }
 }
 
-fn load(dir: &Path) -> Result<Authorizer, String> {
-    Authorizer::load(&AuthorizationConfig::new(dir.to_path_buf())).map_err(|e| format!("invalid policies:\n{e}"))
+fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
+    let config = AuthorizationConfig {
+        engine_config: engine_config.map(Path::to_path_buf),
+        ..AuthorizationConfig::new(dir.to_path_buf())
+    };
+    Authorizer::load(&config).map_err(|e| format!("invalid policies:\n{e}"))
 }
 
-fn test(dir: &Path) -> Result<ExitCode, String> {
-    let authz = load(dir)?;
+fn test(dir: &Path, engine_config: Option<&Path>) -> Result<ExitCode, String> {
+    let authz = load(dir, engine_config)?;
     let tests = dir.join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&tests)
         .map_err(|e| format!("{}: {e}", tests.display()))?
@@ -151,6 +174,18 @@ fn test(dir: &Path) -> Result<ExitCode, String> {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let cases: Vec<Case> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         for case in cases {
+            let unserved = (case.resource.kind == "Dataset")
+                .then(|| DatasetName::parse_id(&case.resource.id))
+                .flatten()
+                .is_some_and(|d| authz.serves(&d) == Some(false));
+            if unserved {
+                eprintln!(
+                    "warning: {}: {}: Dataset::{:?} is not served by the engine",
+                    file.display(),
+                    case.name,
+                    case.resource.id
+                );
+            }
             let outcome = run_case(&authz, &case);
             match outcome {
                 Ok(()) => passed += 1,
@@ -194,7 +229,7 @@ fn run_case(authz: &Authorizer, case: &Case) -> Result<(), String> {
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode, String> {
-    let authz = load(&args.dir)?;
+    let authz = load(&args.dir, args.engine_config.as_deref())?;
     let (kind, id) = split_uid(&args.principal).ok_or("--principal: expected Type::\"id\"")?;
     let principal = principal(&kind, &id, &args.groups)?;
     let principal = Principal { tenant: args.tenant.clone(), email: args.email.clone(), ..principal };
@@ -202,10 +237,42 @@ fn check(args: &CheckArgs) -> Result<ExitCode, String> {
         Some(json) => serde_json::from_str(json).map_err(|e| format!("--context: {e}"))?,
         None => ContextInput::default(),
     };
-    let (resource_kind, resource_id) = split_uid(&args.resource).ok_or("--resource: expected Type::\"id\"")?;
-    let evaluation = decide(&authz, principal, &args.action, &resource_kind, &resource_id, &context)?;
-    println!("{}{}", if evaluation.allowed { "ALLOW" } else { "DENY" }, reasons(&evaluation));
-    Ok(if evaluation.allowed { ExitCode::SUCCESS } else { ExitCode::from(DENIED) })
+    // (action, resource type, resource id) to decide, in order.
+    let requests: Vec<(String, String, String)> = match (&args.sql, &args.action, &args.resource) {
+        (Some(sql), _, _) => {
+            let accesses = crate::authz::sql::analyze(sql, authz.defaults()).map_err(|e| format!("--sql: {e}"))?;
+            let mut requests = Vec::new();
+            for access in accesses {
+                requests.push((access.endpoint.as_str().to_string(), "Endpoint".to_string(), "/v1/sql".to_string()));
+                for (action, dataset) in access.datasets {
+                    requests.push((action.as_str().to_string(), "Dataset".to_string(), dataset.to_string()));
+                }
+            }
+            requests.dedup();
+            requests
+        }
+        (None, Some(action), Some(resource)) => {
+            let (kind, id) = split_uid(resource).ok_or("--resource: expected Type::\"id\"")?;
+            vec![(action.clone(), kind, id)]
+        }
+        _ => return Err("give --action and --resource, or --sql".into()),
+    };
+    let mut allowed = true;
+    for (action, kind, id) in &requests {
+        let evaluation = decide(&authz, principal.clone(), action, kind, id, &context)?;
+        allowed &= evaluation.allowed;
+        let verdict = if evaluation.allowed { "ALLOW" } else { "DENY" };
+        if args.sql.is_some() {
+            let served = match DatasetName::parse_id(id).filter(|_| kind == "Dataset").and_then(|d| authz.serves(&d)) {
+                Some(false) => " (not served by the engine)",
+                _ => "",
+            };
+            println!("{verdict} {action} on {kind}::{id:?}{served}{}", reasons(&evaluation));
+        } else {
+            println!("{verdict}{}", reasons(&evaluation));
+        }
+    }
+    Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(DENIED) })
 }
 
 fn reasons(evaluation: &Evaluation) -> String {

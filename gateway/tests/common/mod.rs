@@ -202,8 +202,16 @@ impl Stack {
 
     /// [`Self::start`] with the gateway config adjusted (authentication methods, say).
     pub async fn start_with(client_auth: ClientAuth, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_engine(client_auth, engine::config::Config::embedded_default().unwrap(), adjust).await
+    }
+
+    /// [`Self::start_with`] with the engine's configuration given (listen addresses replaced).
+    pub async fn start_with_engine(
+        client_auth: ClientAuth,
+        mut engine_config: engine::config::Config,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let pki = Pki::new();
-        let mut engine_config = engine::config::Config::embedded_default().unwrap();
         engine_config.http_listen = "127.0.0.1:0".parse().unwrap();
         engine_config.flight_listen = "127.0.0.1:0".parse().unwrap();
         let (stamp_key, public_pem) = stamp_keys(pki.path());

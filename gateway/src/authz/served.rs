@@ -1,0 +1,116 @@
+//! The datasets the engine serves, read from the engine's own configuration file
+//! (`authorization.engine_config`), so onboarding a dataset is one edit: add it to the
+//! engine's `datasets:` or `views:` with its `tenant` and `classification`, and it is a Cedar
+//! `Dataset` entity with those attributes. Knowing what is served also lets the gateway answer
+//! a query on a table that does not exist with 404 instead of a silent 403, and lets
+//! `policy validate` warn about a policy or test naming a dataset that is not served.
+//!
+//! Only the fields read here are interpreted; the engine validates its file itself.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+use super::sql::{self, DatasetName, NameDefaults};
+
+/// The tables the engine registers itself when `demo_data: true`.
+const DEMO_TABLES: &[&str] = &["demo.customers", "demo.orders"];
+
+#[derive(Deserialize)]
+struct EngineFile {
+    #[serde(default)]
+    demo_data: bool,
+    #[serde(default)]
+    datasets: Vec<Entry>,
+    #[serde(default)]
+    views: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    name: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    classification: Option<String>,
+}
+
+/// One served dataset and the labels the engine's file gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub name: DatasetName,
+    pub tenant: Option<String>,
+    pub classification: Option<String>,
+    /// Where it is defined, for messages: `engine.yaml: datasets[2]`.
+    pub origin: String,
+}
+
+impl Served {
+    pub fn labelled(&self) -> bool {
+        self.tenant.is_some() || self.classification.is_some()
+    }
+}
+
+/// Reads the served datasets from the engine configuration file at `path`.
+pub fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: EngineFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let demo = file.demo_data.then_some(DEMO_TABLES).unwrap_or_default();
+    for (i, name) in demo.iter().enumerate() {
+        let origin = format!("{}: demo_data[{i}]", path.display());
+        out.push(Served { name: parse(name, defaults, &origin)?, tenant: None, classification: None, origin });
+    }
+    for (section, entries) in [("datasets", file.datasets), ("views", file.views)] {
+        for (i, entry) in entries.into_iter().enumerate() {
+            let origin = format!("{}: {section}[{i}] ({})", path.display(), entry.name);
+            let name = parse(&entry.name, defaults, &origin)?;
+            out.push(Served { name, tenant: entry.tenant, classification: entry.classification, origin });
+        }
+    }
+    Ok(out)
+}
+
+/// The engine's `table` / `schema.table` names, resolved the way the engine (and the SQL
+/// analyzer) resolves them.
+fn parse(name: &str, defaults: &NameDefaults, origin: &str) -> Result<DatasetName, String> {
+    let object = Parser::new(&GenericDialect {})
+        .try_with_sql(name)
+        .and_then(|mut parser| parser.parse_object_name(false))
+        .map_err(|e| format!("{origin}: name {name:?}: {e}"))?;
+    sql::dataset_name(&object, defaults).map_err(|e| format!("{origin}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datasets_views_and_demo_tables_with_their_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.yaml");
+        let yaml = "demo_data: true\nhttp_listen: 127.0.0.1:1\ndatasets:\n  - {name: Sales.Orders, path: x.csv, tenant: acme}\nviews:\n  - {name: whoami, sql: SELECT 1, classification: public}\n";
+        std::fs::write(&path, yaml).unwrap();
+        let defaults = NameDefaults { catalog: "datafusion".into(), schema: "public".into() };
+        let served = read(&path, &defaults).unwrap();
+        let names: Vec<String> = served.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "datafusion.demo.customers",
+                "datafusion.demo.orders",
+                "datafusion.sales.orders",
+                "datafusion.public.whoami"
+            ]
+        );
+        assert_eq!(served[2].tenant.as_deref(), Some("acme"));
+        assert!(served[2].origin.ends_with("datasets[0] (Sales.Orders)"), "{}", served[2].origin);
+        assert_eq!(served[3].classification.as_deref(), Some("public"));
+        assert!(!served[0].labelled());
+        std::fs::write(&path, "datasets:\n  - {name: 'a b c', path: x}\n").unwrap();
+        assert!(read(&path, &defaults).unwrap_err().contains("datasets[0]"));
+        assert!(read(&dir.path().join("missing.yaml"), &defaults).is_err());
+    }
+}
