@@ -551,4 +551,28 @@ fn stamp_keygen_and_apikey_expiry() {
     );
     let future = gateway(&["apikey", "new", "--name", "etl", "--expires", "2999-01-01"]);
     assert!(future.status.success());
+
+    // --format json: one object; its entry is what the keys file holds and accepts the key.
+    let out = gateway(&[
+        "apikey",
+        "new",
+        "--name",
+        "etl",
+        "--group",
+        "acme",
+        "--tenant",
+        "acme",
+        "--expires",
+        "2999-01-01",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry: gateway::config::ApiKeyEntry = serde_json::from_value(printed["entry"].clone()).unwrap();
+    assert_eq!((entry.name.as_str(), entry.tenant.as_deref()), ("etl", Some("acme")));
+    let keys = gateway::auth::apikeys::ApiKeys::load(&gateway::config::ApiKeysConfig { file: None, keys: vec![entry] })
+        .unwrap();
+    let principal = keys.verify(printed["key"].as_str().unwrap(), 1_900_000_000).unwrap();
+    assert_eq!((principal.id.as_str(), principal.groups.as_slice()), ("etl", &["acme".to_string()][..]));
 }

@@ -1,5 +1,7 @@
 //! `gateway apikey new`: generate an API key, print it once, and print the entry (holding
-//! only its hash) to paste into `auth.api_keys.keys` or the keys file.
+//! only its hash) to paste into `auth.api_keys.keys` or the keys file. `--format json`
+//! prints one JSON object (`key`, and `entry` as the keys file holds it) for scripts that
+//! put the key into a secret store and the entry into the config.
 
 use clap::{Args, Subcommand};
 
@@ -25,6 +27,15 @@ pub struct NewArgs {
     /// Refused from this date on: `2027-01-31` or an RFC 3339 date-time.
     #[arg(long)]
     pub expires: Option<String>,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 pub fn run(command: ApiKeyCommand) -> Result<(), String> {
@@ -40,6 +51,17 @@ pub fn run(command: ApiKeyCommand) -> Result<(), String> {
         }
     }
     let new = apikeys::generate()?;
+    if args.format == Format::Json {
+        let mut entry = serde_json::json!({"name": args.name, "hash": new.hash, "groups": args.groups});
+        if let Some(tenant) = &args.tenant {
+            entry["tenant"] = tenant.as_str().into();
+        }
+        if let Some(expires) = &args.expires {
+            entry["expires"] = expires.as_str().into();
+        }
+        println!("{}", serde_json::json!({"key": new.key, "entry": entry}));
+        return Ok(());
+    }
     let groups: Vec<String> = args.groups.iter().map(|g| format!("{g:?}")).collect();
     println!("API key (shown once; the gateway keeps only its hash):\n\n  {}\n", new.key);
     println!("Add to auth.api_keys.keys, or to the keys file under `keys:`:\n");
