@@ -20,7 +20,7 @@ pub enum Command {
     /// Serve: TLS listeners for the API and Flight, plain health listener.
     Run(ConfigArgs),
     /// Validate the config and every file it names without binding a port.
-    Check(ConfigArgs),
+    Check(commands::check::CheckArgs),
     /// Development PKI: a CA and certificates signed by it.
     #[command(subcommand)]
     Tls(commands::tls::TlsCommand),

@@ -439,3 +439,39 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
     assert!(output.status.success(), "Flight auth checks failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
 }
+
+/// `gateway check` and `run` agree on a provider: `--online` fetches discovery and keys as
+/// `run` does, so an issuer differing from the provider's by a trailing slash fails `check`
+/// with a message saying so, where it used to pass `check` and fail every token at run time.
+#[tokio::test]
+async fn check_online_refuses_an_issuer_the_provider_does_not_use() {
+    let idp = Idp::start(free_port()).await;
+    let pki = common::Pki::new();
+    let (stamp_key, _) = common::stamp_keys(pki.path());
+    let (cert, key) = pki.leaf("server");
+    let policies = common::allow_all_policies(pki.path());
+    let check = move |issuer: &str| {
+        let yaml = format!(
+            "api: {{listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}}\nflight: {{listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:1'}}\ntls: {{certificate_file: {}, key_file: {}}}\nstamp: {{key_file: {}}}\nauthorization: {{policies: {}}}\nauth:\n  oidc:\n    - {{name: main, issuer: '{issuer}', audiences: [portcullis]}}\n",
+            cert.display(),
+            key.display(),
+            stamp_key.display(),
+            policies.display()
+        );
+        let path = pki.path().join("gateway.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["check", "--online", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let issuer = idp.issuer.clone();
+    let slashed = format!("{issuer}/");
+    let (good, bad) = tokio::task::spawn_blocking(move || (check(&issuer), check(&slashed))).await.unwrap();
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("auth.oidc provider main: "), "{good:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("differ only by a trailing slash"), "{stderr}");
+    idp.stop().await;
+}

@@ -242,6 +242,15 @@ impl Authenticator {
     }
 
     /// Replaces the API keys (file reload); the old set serves until this returns.
+    /// Fetches every OIDC provider's key set once, for `gateway check --online`.
+    pub async fn probe_providers(&self) -> Vec<(String, Result<usize, String>)> {
+        let mut out = Vec::new();
+        for provider in &self.providers {
+            out.push((provider.name.clone(), provider.probe().await));
+        }
+        out
+    }
+
     pub fn replace_api_keys(&self, keys: ApiKeys) {
         self.api_keys.store(Arc::new(keys));
     }

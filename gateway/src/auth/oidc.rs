@@ -121,6 +121,11 @@ impl Provider {
         self.keys.load().is_some()
     }
 
+    /// Fetches the key set as a refresh would, without keeping it: the number of keys.
+    pub async fn probe(&self) -> Result<usize, String> {
+        self.fetch_keys().await.map(|keys| keys.len())
+    }
+
     async fn fetch_keys(&self) -> Result<KeySet, String> {
         let jwks_uri = match &self.source {
             KeySource::File(path) => {
@@ -133,8 +138,15 @@ impl Provider {
                 let document: Value = serde_json::from_slice(&self.fetcher.get(&url).await?)
                     .map_err(|e| format!("{url}: not JSON: {e}"))?;
                 // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be ours, exactly.
-                if document.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-                    return Err(format!("{url}: the document's issuer is not {}", self.issuer));
+                let theirs = document.get("issuer").and_then(Value::as_str);
+                if theirs != Some(self.issuer.as_str()) {
+                    let theirs = theirs.unwrap_or("(none)");
+                    let hint = if theirs.trim_end_matches('/') == self.issuer.trim_end_matches('/') {
+                        " (they differ only by a trailing slash: tokens carry the provider's form in `iss`, so set issuer to it exactly)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!("{url}: the provider's issuer is {theirs:?}, not {:?}{hint}", self.issuer));
                 }
                 let uri = document.get("jwks_uri").and_then(Value::as_str).ok_or(format!("{url}: no jwks_uri"))?;
                 check_url(uri).map_err(|e| format!("{url}: jwks_uri: {e}"))?;
