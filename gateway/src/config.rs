@@ -25,6 +25,9 @@ pub struct Config {
     pub stamp: StampConfig,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// What SIGTERM does: drain, then close and wait for what is in flight.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -550,6 +553,26 @@ pub struct Timeouts {
     pub upstream_response_secs: u64,
 }
 
+/// SIGTERM (or Ctrl-C): first `/readyz` answers 503 while every listener keeps serving for
+/// `drain_secs`, so Kubernetes and load balancers stop routing new requests here; then the
+/// listeners close (HTTP/2 clients get GOAWAY, HTTP/1.1 keep-alive ends after the current
+/// response) and requests and streams in flight get `grace_secs` to finish. A second signal
+/// skips what is left of the drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(default = "secs5")]
+    pub drain_secs: u64,
+    #[serde(default = "secs25")]
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_secs: secs5(), grace_secs: secs25() }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -648,6 +671,9 @@ fn secs5() -> u64 {
 }
 fn secs10() -> u64 {
     10
+}
+fn secs25() -> u64 {
+    25
 }
 fn secs60() -> u64 {
     60

@@ -1,5 +1,9 @@
 //! The plain-HTTP health listener: `/healthz` (the process is up), `/readyz` (the engine
-//! answers its `/health` too) and `/metrics` (Prometheus text, see [`crate::metrics`]).
+//! answers its `/health` too, and the gateway is not draining for a shutdown) and `/metrics`
+//! (Prometheus text, see [`crate::metrics`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -12,7 +16,12 @@ use tokio::sync::watch;
 
 use crate::pipeline::Upstream;
 
-pub async fn serve(listener: TcpListener, upstream: Upstream, mut stopped: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    upstream: Upstream,
+    draining: Arc<AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -21,13 +30,16 @@ pub async fn serve(listener: TcpListener, upstream: Upstream, mut stopped: watch
             },
             _ = stopped.changed() => return,
         };
-        let upstream = upstream.clone();
+        let (upstream, draining) = (upstream.clone(), Arc::clone(&draining));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let upstream = upstream.clone();
+                let (upstream, draining) = (upstream.clone(), Arc::clone(&draining));
                 async move {
                     let (status, text) = match request.uri().path() {
                         "/healthz" => (StatusCode::OK, Bytes::from_static(b"ok\n")),
+                        "/readyz" if draining.load(Ordering::Relaxed) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"draining for shutdown\n"))
+                        }
                         "/readyz" if upstream.ready().await => (StatusCode::OK, Bytes::from_static(b"ready\n")),
                         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"upstream not ready\n")),
                         "/metrics" => {

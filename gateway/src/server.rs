@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -102,12 +103,30 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     audit_writer: Option<std::thread::JoinHandle<()>>,
+    /// Set for the drain: `/readyz` fails, everything else is served.
+    draining: Arc<AtomicBool>,
+    drain: Duration,
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish (up to 5 s), then gives the audit writer
-    /// up to 2 s to write what is queued.
+    /// [`Self::shutdown_unless`] with nothing to cut the drain short.
     pub async fn shutdown(self) {
+        self.shutdown_unless(std::future::pending()).await;
+    }
+
+    /// Drains (readiness fails, everything is served) for `shutdown.drain_secs` or until
+    /// `skip_drain` resolves, stops accepting, lets requests and streams in flight finish (up
+    /// to `shutdown.grace_secs`), then gives the audit writer up to 2 s for what is queued.
+    pub async fn shutdown_unless(self, skip_drain: impl std::future::Future<Output = ()>) {
+        if !self.drain.is_zero() {
+            self.draining.store(true, Ordering::Relaxed);
+            tracing::info!(drain_secs = self.drain.as_secs(), "draining: /readyz fails, requests are still served");
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain) => {}
+                _ = skip_drain => tracing::info!("second signal: drain cut short"),
+            }
+        }
+        tracing::info!("closing the listeners; waiting for requests in flight");
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -149,6 +168,8 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
 
     // Readiness asks the engine behind the API listener, the way requests reach it.
     let ready_upstream = api.upstream().clone();
+    let draining = Arc::new(AtomicBool::new(false));
+    let grace = Duration::from_secs(config.shutdown.grace_secs);
     let api_tls = Arc::clone(&tls_configs);
     let flight_tls = Arc::clone(&tls_configs);
     let mut tasks = vec![
@@ -158,6 +179,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
             move || api_tls.api.load_full(),
             config.timeouts.clone(),
             config.limits.clone(),
+            grace,
             stopped.clone(),
         )),
         tokio::spawn(serve_tls(
@@ -166,9 +188,10 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
             move || flight_tls.flight.load_full(),
             config.timeouts.clone(),
             config.limits.clone(),
+            grace,
             stopped.clone(),
         )),
-        tokio::spawn(health::serve(health_listener, ready_upstream, stopped.clone())),
+        tokio::spawn(health::serve(health_listener, ready_upstream, Arc::clone(&draining), stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
         tokio::spawn(reload::watch_policies(authz, stopped.clone())),
         tokio::spawn(prune_rate_limits(Arc::clone(&limits), stopped.clone())),
@@ -182,7 +205,8 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     tasks.extend(auth.spawn_refreshers(&stopped));
     tasks.extend(audit.tasks);
     tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
-    Ok(Running { api_addr, flight_addr, health_addr, stop, tasks, audit_writer: audit.writer })
+    let drain = Duration::from_secs(config.shutdown.drain_secs);
+    Ok(Running { api_addr, flight_addr, health_addr, stop, tasks, audit_writer: audit.writer, draining, drain })
 }
 
 /// Keeps the limiters' memory bounded: idle keys are dropped every few seconds.
@@ -209,6 +233,7 @@ async fn serve_tls(
     tls: impl Fn() -> Arc<ServerConfig> + Send + 'static,
     timeouts: Timeouts,
     limits: Limits,
+    grace: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -274,5 +299,7 @@ async fn serve_tls(
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period: cut off");
+    }
 }

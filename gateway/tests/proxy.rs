@@ -548,3 +548,51 @@ async fn health_status(addr: std::net::SocketAddr, path: &str) -> u16 {
         http::Request::get(path).header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     sender.send_request(request).await.unwrap().status().as_u16()
 }
+
+/// SIGTERM's order: readiness fails first while requests are still served (the drain),
+/// then the listeners close, and a response already streaming finishes whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_then_closes_and_lets_streams_finish() {
+    use http_body_util::BodyExt;
+    let stack = Stack::start_with(ClientAuth::Required, |c| {
+        c.shutdown = gateway::config::ShutdownConfig { drain_secs: 2, grace_secs: 30 };
+    })
+    .await;
+    let (api, health) = (stack.gateway.api_addr, stack.gateway.health_addr);
+    let client = stack.client(Some("workload"));
+    // A response large enough (tens of MB) that it is still streaming when the listeners close.
+    let tls = client.connect(api).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::post("/v1/sql")
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::from("SELECT value FROM generate_series(1, 1000000)")))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let Stack { gateway, engine: _engine, pki: _pki, .. } = stack;
+    let shutdown = tokio::spawn(gateway.shutdown());
+    // Draining: not ready, but new requests are still answered.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(health_status(health, "/readyz").await, 503);
+    assert_eq!(health_status(health, "/healthz").await, 200);
+    let reply = client.sql(api, "SELECT 1 AS one").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // After the drain the listener is closed...
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if client.connect(api).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the API listener still accepts after the drain");
+    // ...and the stream that started before finishes, every row.
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rows.len(), 1_000_000);
+    assert_eq!(rows[999_999]["value"], 1_000_000);
+    tokio::time::timeout(std::time::Duration::from_secs(30), shutdown).await.unwrap().unwrap();
+}

@@ -10,7 +10,7 @@ pub fn run(args: ConfigArgs) -> Result<(), String> {
         let running = server::start(prepared).await?;
         stop.await;
         tracing::info!("shutting down");
-        running.shutdown().await;
+        running.shutdown_unless(shutdown_signal()).await;
         Ok(())
     })
 }

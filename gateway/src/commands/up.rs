@@ -18,7 +18,7 @@ use crate::auth::apikeys;
 use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
     ApiKeysConfig, AuditConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener,
-    Limits, Listener, ListenerAuthConfig, SinkConfig, StampConfig, Timeouts, TlsConfig,
+    Limits, Listener, ListenerAuthConfig, ShutdownConfig, SinkConfig, StampConfig, Timeouts, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
 use crate::server;
@@ -160,6 +160,8 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             auth: ListenerAuthConfig::default(),
         },
         health: HealthListener { listen: args.health_listen },
+        // A development stack on one machine: no load balancer to drain from.
+        shutdown: ShutdownConfig { drain_secs: 0, ..ShutdownConfig::default() },
         tls: TlsConfig {
             certificate_file: Some(tls("server").0),
             key_file: Some(tls("server").1),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gateway::config::{
     AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig,
-    StampConfig, Timeouts, TlsConfig,
+    ShutdownConfig, StampConfig, Timeouts, TlsConfig,
 };
 use gateway::pki::{self, LeafSpec};
 use http_body_util::{BodyExt, Full};
@@ -156,6 +156,8 @@ pub fn gateway_config(
             lifetime_secs: 60,
         },
         timeouts: Timeouts::default(),
+        // Tests that shut a gateway down do not wait for a load balancer.
+        shutdown: ShutdownConfig { drain_secs: 0, ..ShutdownConfig::default() },
         limits: Limits::default(),
         auth: AuthConfig::default(),
         rate_limits: Default::default(),
