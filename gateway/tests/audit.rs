@@ -386,6 +386,17 @@ for i in range(25):
     with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) AS n FROM acme.customers")
         assert cur.fetch_arrow_table().to_pylist() == [{"n": 3}]
+with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
+    # A prepared statement: CreatePreparedStatement, DoPut (bind), GetFlightInfo, DoGet.
+    cur.execute("SELECT name FROM acme.customers WHERE customer_id = $1", parameters=(1,))
+    cur.fetchall()
+    try:
+        cur.execute("SELECT nosuchcol FROM acme.customers")
+        cur.fetchall()
+    except Exception:
+        pass
+    else:
+        raise AssertionError("a typo ran")
 print("25 sessions")
 "#;
     let output = tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
@@ -413,8 +424,32 @@ print("25 sessions")
     let events = read_events(&log_path);
     let refused: Vec<_> =
         events.iter().filter(|e| e["status"] == "Failure" && e["api"]["service"]["name"] == "flight").collect();
+    let refused: Vec<_> =
+        refused.into_iter().filter(|e| e["status_detail"].as_str().is_none_or(|d| !d.contains("nosuchcol"))).collect();
     assert!(refused.is_empty(), "ordinary ADBC calls were refused: {refused:?}");
     assert!(!events.iter().any(|e| e["class_uid"] == 2004), "a finding for ordinary sessions");
+    // The engine's own error is named in the event (the typo's message, with audit.sql full).
+    let typo = events
+        .iter()
+        .find(|e| e["status_detail"].as_str().is_some_and(|d| d.contains("nosuchcol")))
+        .unwrap_or_else(|| panic!("no event names the engine's error: {events:?}"));
+    assert!(["GetFlightInfo", "DoAction"].contains(&typo["api"]["operation"].as_str().unwrap()), "{typo}");
+    assert_eq!(typo["unmapped"]["engine_error_code"], "invalid_argument");
+    // Every DoGet carries, as its correlation id, the request id of the call that planned it
+    // (GetFlightInfo, or for a prepared statement the CreatePreparedStatement before that),
+    // and the datasets that call was authorized on.
+    let planners: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e["api"]["operation"] == "GetFlightInfo" || e["api"]["operation"] == "DoAction")
+        .filter_map(|e| e["http_request"]["uid"].as_str())
+        .collect();
+    let gets: Vec<&Value> = events.iter().filter(|e| e["api"]["operation"] == "DoGet").collect();
+    for get in &gets {
+        let correlation = get["metadata"]["correlation_uid"].as_str().unwrap();
+        assert!(planners.contains(correlation) && correlation != get["http_request"]["uid"], "{get}");
+    }
+    let with_rows = gets.iter().filter(|e| e["resources"][0]["name"] == "datafusion.acme.customers").count();
+    assert!(with_rows >= 26, "{with_rows} of {} DoGet events name the dataset their statement read", gets.len());
 }
 
 fn http_sink(url: String, format: HttpFormat, token: Option<&str>) -> SinkConfig {

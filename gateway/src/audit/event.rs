@@ -54,7 +54,8 @@ pub struct ApiRecord {
     pub principal: Option<Arc<Principal>>,
     /// The SQL the request carried (HTTP body, or the Flight command's query).
     pub sql: Option<Bytes>,
-    /// The endpoint actions Cedar was asked about (`query`, `write`, ...).
+    /// The actions Cedar was asked about (`query`, `write`, ...; for a refused dataset,
+    /// its action too: `select`, `insert`, ...).
     pub actions: Vec<&'static str>,
     pub datasets: Vec<String>,
     pub decision: Decision,
@@ -64,6 +65,13 @@ pub struct ApiRecord {
     pub grpc_status: Option<u16>,
     /// The refusal's category and message (never a credential).
     pub error: Option<(&'static str, String)>,
+    /// The engine's own error, when it answered one: its code (`invalid_sql`, or the gRPC
+    /// status name) and message. The message can quote the SQL, so an event carries it only
+    /// with `audit.sql: full`.
+    pub upstream_error: Option<(String, String)>,
+    /// For a call that runs what another planned (a DoGet of a statement ticket): the
+    /// planning request's id, the event's correlation id.
+    pub planned_by: Option<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_us: u64,
@@ -172,11 +180,14 @@ impl Formatter {
             status_id: if success { 1 } else { 2 },
             status: if success { "Success" } else { "Failure" },
             status_code: r.grpc_status.map_or_else(|| r.status.to_string(), |g| format!("grpc:{g}")),
-            status_detail: r.error.as_ref().map(|(_, message)| message.as_str()),
+            status_detail: r.error.as_ref().map(|(_, message)| message.as_str()).or_else(|| {
+                let (code, message) = r.upstream_error.as_ref()?;
+                Some(if self.sql == SqlInAudit::Full { message.as_str() } else { code.as_str() })
+            }),
             disposition_id: disposition.0,
             disposition: disposition.1,
             duration: r.duration_us / 1000,
-            metadata: self.metadata(uid, request_id, tags),
+            metadata: self.metadata(uid, r.planned_by.as_deref().or(request_id), tags),
             actor: r.principal.as_deref().map(|p| Actor {
                 user: user(p),
                 authorizations: r
@@ -204,6 +215,7 @@ impl Formatter {
                     Decision::Denied => Some("deny"),
                 },
                 error_code: r.error.as_ref().map(|(code, _)| *code),
+                engine_error_code: r.upstream_error.as_ref().map(|(code, _)| code.as_str()),
                 grpc_status: r.grpc_status,
                 sql,
                 sql_sha256,
@@ -238,6 +250,7 @@ impl Formatter {
                 auth_method: None,
                 decision: None,
                 error_code: Some("tls_handshake_failed"),
+                engine_error_code: None,
                 grpc_status: None,
                 sql: None,
                 sql_sha256: None,
@@ -290,11 +303,11 @@ impl Formatter {
     }
 }
 
-/// OCSF API Activity's activity from the endpoint actions Cedar was asked about.
+/// OCSF API Activity's activity from the actions Cedar was asked about.
 fn activity(actions: &[&'static str]) -> (u8, &'static str) {
-    if actions.contains(&"write") {
+    if actions.iter().any(|a| matches!(*a, "write" | "insert" | "update" | "delete")) {
         (3, "Update")
-    } else if actions.contains(&"admin") {
+    } else if actions.iter().any(|a| matches!(*a, "admin" | "ddl")) {
         (99, "Other")
     } else if actions.is_empty() {
         (0, "Unknown")
@@ -545,6 +558,8 @@ struct ApiUnmapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    engine_error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     grpc_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sql: Option<std::borrow::Cow<'a, str>>,
@@ -608,4 +623,21 @@ struct FindingInfo<'a> {
 #[derive(Serialize)]
 struct FindingUnmapped {
     window_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::activity;
+
+    #[test]
+    fn a_refused_dataset_action_names_the_activity() {
+        // A Cedar 403 on a dataset records the dataset action only.
+        assert_eq!(activity(&["select"]), (2, "Read"));
+        assert_eq!(activity(&["query", "select"]), (2, "Read"));
+        for write in ["insert", "update", "delete", "write"] {
+            assert_eq!(activity(&[write]), (3, "Update"));
+        }
+        assert_eq!(activity(&["ddl"]), (99, "Other"));
+        assert_eq!(activity(&[]), (0, "Unknown"));
+    }
 }

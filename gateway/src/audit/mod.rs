@@ -15,6 +15,7 @@
 
 pub mod deliver;
 pub mod event;
+pub mod plans;
 pub mod spool;
 pub mod writer;
 
@@ -42,6 +43,7 @@ pub struct Auditor {
     sql: bool,
     signins: SignIns,
     findings: Findings,
+    plans: plans::Plans,
 }
 
 /// What starting the audit machinery gave: the handle, the writer thread and delivery tasks.
@@ -146,6 +148,7 @@ impl Auditor {
             sql: config.sql != SqlInAudit::Off,
             signins: SignIns::new(Duration::from_secs(config.signin_interval_secs)),
             findings: Findings::new(config.finding.threshold, Duration::from_secs(config.finding.window_secs)),
+            plans: plans::Plans::new(),
         };
         Ok(Started { auditor: Arc::new(auditor), writer: Some(writer), tasks })
     }
@@ -159,7 +162,13 @@ impl Auditor {
             sql: false,
             signins: SignIns::new(Duration::ZERO),
             findings: Findings::new(0, Duration::ZERO),
+            plans: plans::Plans::new(),
         }
+    }
+
+    /// Flight planning calls and the calls that run what they planned (see [`plans`]).
+    pub fn plans(&self) -> &plans::Plans {
+        &self.plans
     }
 
     pub fn enabled(&self) -> bool {

@@ -190,6 +190,68 @@ pub fn listing_ticket(message: &[u8]) -> bool {
     )
 }
 
+/// The field-1 bytes of `CommandPreparedStatementQuery` / `ActionCreatePreparedStatementResult`
+/// (the handle), and of `arrow.flight.protocol.Result` (its body).
+#[derive(Clone, PartialEq, Message)]
+struct FirstBytes {
+    #[prost(bytes = "bytes", tag = "1")]
+    value: Bytes,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FlightEndpoint {
+    #[prost(message, optional, tag = "1")]
+    ticket: Option<Ticket>,
+}
+
+/// `FlightInfo`, only its endpoints.
+#[derive(Clone, PartialEq, Message)]
+struct FlightInfo {
+    #[prost(message, repeated, tag = "3")]
+    endpoint: Vec<FlightEndpoint>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PollInfo {
+    #[prost(message, optional, tag = "1")]
+    info: Option<FlightInfo>,
+}
+
+/// The token a call presents that an earlier call planned, for the audit record (see
+/// `audit::plans`): DoGet's ticket, or the handle of a prepared statement being executed.
+pub fn presented_token(rpc: Rpc, message: &[u8]) -> Option<Bytes> {
+    match rpc {
+        Rpc::DoGet => Some(Ticket::decode(message).ok()?.ticket).filter(|t| !t.is_empty()),
+        Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => {
+            let any = Any::decode(FlightDescriptor::decode(message).ok()?.cmd).ok()?;
+            if any.type_url.strip_prefix(TYPE_PREFIX)? != "CommandPreparedStatementQuery" {
+                return None;
+            }
+            Some(FirstBytes::decode(any.value).ok()?.value).filter(|h| !h.is_empty())
+        }
+        _ => None,
+    }
+}
+
+/// The tokens a planning call's first response message hands out: the endpoints' tickets of
+/// GetFlightInfo / PollFlightInfo, the handle of CreatePreparedStatement.
+pub fn planned_tokens(rpc: Rpc, message: &[u8]) -> Vec<Bytes> {
+    let tickets = |info: FlightInfo| info.endpoint.into_iter().filter_map(|e| e.ticket).map(|t| t.ticket).collect();
+    match rpc {
+        Rpc::GetFlightInfo => FlightInfo::decode(message).map(tickets).unwrap_or_default(),
+        Rpc::PollFlightInfo => PollInfo::decode(message).ok().and_then(|p| p.info).map(tickets).unwrap_or_default(),
+        Rpc::DoAction => {
+            let handle = FirstBytes::decode(message)
+                .ok()
+                .and_then(|result| Any::decode(result.value).ok())
+                .filter(|any| any.type_url.strip_prefix(TYPE_PREFIX) == Some("ActionCreatePreparedStatementResult"))
+                .and_then(|any| FirstBytes::decode(any.value).ok());
+            handle.map(|h| h.value).into_iter().filter(|h| !h.is_empty()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The SQL a call carries, for the audit record: a statement query or update, or the
 /// statement a prepared statement is created from. `None` for anything else or on a decode
 /// error (the authorization answer already covers those).

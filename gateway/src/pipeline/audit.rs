@@ -16,7 +16,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::{Body, BoxError, Connection};
+use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record, now_ms};
+use crate::authz::flight::{self, Rpc};
 
 /// A fresh record for a request that just arrived.
 pub fn begin<B>(
@@ -43,6 +45,8 @@ pub fn begin<B>(
         status: 0,
         grpc_status: None,
         error: None,
+        upstream_error: None,
+        planned_by: None,
         bytes_in: 0,
         bytes_out: 0,
         duration_us: 0,
@@ -66,17 +70,81 @@ pub fn finish(
     record.status = response.status().as_u16();
     if let Some(status) = grpc_status(response.headers()) {
         record.grpc_status = Some(status);
+        if record.error.is_none() {
+            record.upstream_error = grpc_error(status, response.headers());
+        }
     }
+    // The engine's HTTP errors are small JSON bodies: keep their start to name the error.
+    let error_body = (record.status >= 400 && record.error.is_none()).then(Vec::new);
+    // A Flight call that plans what a later call runs: read its first response message.
+    let planning = match Rpc::from_path(record.uri.path()) {
+        Some(rpc @ (Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::DoAction)) if record.error.is_none() => {
+            Some((rpc, Vec::new()))
+        }
+        _ => None,
+    };
     let declared = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     let (parts, body) = response.into_parts();
     let length = body.size_hint().exact().or(declared);
-    let body = Audited { inner: body, record: Some(record), auditor: Arc::clone(auditor), started, bytes_in, length };
+    let body = Audited {
+        inner: body,
+        record: Some(record),
+        auditor: Arc::clone(auditor),
+        started,
+        bytes_in,
+        length,
+        error_body,
+        planning,
+    };
     Response::from_parts(parts, body.boxed_unsync())
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
+
+/// The engine's gRPC error (status name, `grpc-message` decoded) for a status other than OK.
+fn grpc_error(status: u16, headers: &HeaderMap) -> Option<(String, String)> {
+    const NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+    ];
+    if status == 0 {
+        return None;
+    }
+    let code = NAMES.get(usize::from(status)).map_or_else(|| format!("grpc_{status}"), |n| (*n).to_string());
+    let message = headers
+        .get("grpc-message")
+        .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
+        .unwrap_or_default();
+    Some((code, message))
+}
+
+/// The engine's HTTP error body (`{"error": {"code", "message"}}`), as code and message.
+fn http_error(body: &[u8]) -> Option<(String, String)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = value.get("error")?;
+    let text = |key: &str| error.get(key).and_then(serde_json::Value::as_str).map(str::to_string);
+    Some((text("code")?, text("message").unwrap_or_default()))
+}
+
+/// How much of an error body is kept to name the error.
+const ERROR_BODY_BYTES: usize = 4096;
 
 struct Counted {
     inner: Body,
@@ -115,6 +183,48 @@ struct Audited {
     bytes_in: Arc<AtomicU64>,
     /// The body's length when known up front: a server stops polling once it is sent.
     length: Option<u64>,
+    /// The start of an error response's body (see [`http_error`]).
+    error_body: Option<Vec<u8>>,
+    /// A planning call's first response message, read until complete (see `audit::plans`).
+    planning: Option<(Rpc, Vec<u8>)>,
+}
+
+/// A planning response larger than this (a very wide schema) is not linked.
+const PLANNING_MESSAGE_BYTES: usize = 1024 * 1024;
+
+impl Audited {
+    /// Once the planning call's first message is complete, remembers the tokens it hands
+    /// out, before the client can present them.
+    fn read_planning(&mut self, data: &[u8]) {
+        let Some((rpc, buf)) = self.planning.as_mut() else { return };
+        let room = (PLANNING_MESSAGE_BYTES + 5).saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+        if buf.len() < 5 {
+            return;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if buf[0] != 0 || len > PLANNING_MESSAGE_BYTES {
+            self.planning = None;
+            return;
+        }
+        if buf.len() < 5 + len {
+            return;
+        }
+        let tokens = flight::planned_tokens(*rpc, &buf[5..5 + len]);
+        self.planning = None;
+        let Some(record) = self.record.as_ref() else { return };
+        if tokens.is_empty() {
+            return;
+        }
+        let plan = Arc::new(Plan {
+            request_id: record.request_id.to_str().unwrap_or("").to_string(),
+            datasets: record.datasets.clone(),
+        });
+        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        for token in tokens {
+            self.auditor.plans().remember(&token, Arc::clone(&plan), now);
+        }
+    }
 }
 
 impl Audited {
@@ -126,6 +236,11 @@ impl Audited {
             && record.error.is_none()
         {
             record.error = Some(("response_incomplete", message));
+        }
+        if let Some(body) = self.error_body.take()
+            && record.upstream_error.is_none()
+        {
+            record.upstream_error = http_error(&body);
         }
         self.auditor.submit(Record::Api(record));
     }
@@ -139,11 +254,24 @@ impl HttpBody for Audited {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(record) = self.record.as_mut() {
+                let this = &mut *self;
+                if let Some(data) = frame.data_ref()
+                    && this.planning.is_some()
+                {
+                    this.read_planning(data);
+                }
+                if let Some(record) = this.record.as_mut() {
                     if let Some(data) = frame.data_ref() {
                         record.bytes_out += data.len() as u64;
-                    } else if let Some(status) = frame.trailers_ref().and_then(grpc_status) {
+                        if let Some(kept) = this.error_body.as_mut() {
+                            let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
+                            kept.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    } else if let Some(trailers) = frame.trailers_ref()
+                        && let Some(status) = grpc_status(trailers)
+                    {
                         record.grpc_status = Some(status);
+                        record.upstream_error = grpc_error(status, trailers);
                     }
                 }
             }

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use identity::Principal;
 
 use super::{Body, BoxError, Connection};
+use crate::audit::plans::Plans;
 use crate::audit::{ApiRecord, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
@@ -35,7 +36,7 @@ pub async fn authorize(
     audit: Option<Notes<'_>>,
 ) -> Result<(Request<Body>, Allowed), GatewayError> {
     let (parts, body) = request.into_parts();
-    let (call, payload, body) =
+    let (call, payload, body, token) =
         if grpc { grpc_call(&parts, body, max_body).await? } else { http_call(&parts, body, max_body).await? };
     let facts = RequestFacts {
         principal,
@@ -62,16 +63,26 @@ pub async fn authorize(
     }
     if let Some(notes) = audit {
         record_outcome(notes.record, &allowed, call, &payload, notes.sql);
+        // A DoGet of a statement ticket (or an execution of a prepared statement): the
+        // datasets and request id of the call that planned it.
+        if let Some(plan) = token.and_then(|token| notes.plans.recall(&token, facts.now)) {
+            if notes.record.datasets.is_empty() {
+                notes.record.datasets.clone_from(&plan.datasets);
+            }
+            notes.record.planned_by = Some(plan.request_id.clone());
+        }
     }
     let allowed = allowed?;
     Ok((Request::from_parts(parts, body), allowed))
 }
 
-/// The audit record this stage fills in, and whether it should carry the SQL text.
+/// The audit record this stage fills in, whether it should carry the SQL text, and the
+/// plans of earlier Flight calls.
 #[derive(Debug)]
 pub struct Notes<'a> {
     pub record: &'a mut ApiRecord,
     pub sql: bool,
+    pub plans: &'a Plans,
 }
 
 /// What the audit record learns here: the SQL, the decision, the policies and datasets.
@@ -98,9 +109,9 @@ fn record_outcome(
         }
         Err(AuthzError::Denied { action, resource }) => {
             record.decision = Decision::Denied;
-            match resource.strip_prefix("dataset ") {
-                Some(dataset) => record.datasets.push(dataset.to_string()),
-                None => record.actions.push(action),
+            record.actions.push(action);
+            if let Some(dataset) = resource.strip_prefix("dataset ") {
+                record.datasets.push(dataset.to_string());
             }
         }
         Err(_) => {}
@@ -115,8 +126,9 @@ enum Call {
     Flight(Rpc),
 }
 
-/// The call, the bytes that say what it does, and the body to forward.
-type Inspected = (Call, Bytes, Body);
+/// The call, the bytes that say what it does, the body to forward, and the token it
+/// presents from an earlier Flight call (see [`flight::presented_token`]).
+type Inspected = (Call, Bytes, Body, Option<Bytes>);
 
 async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
     match (&parts.method, parts.uri.path()) {
@@ -130,10 +142,10 @@ async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Ins
                 Err(error) if error.is::<LengthLimitError>() => return Err(GatewayError::PayloadTooLarge(max_body)),
                 Err(error) => return Err(GatewayError::ClientBody(error.to_string())),
             };
-            Ok((Call::Sql, bytes.clone(), full(bytes)))
+            Ok((Call::Sql, bytes.clone(), full(bytes), None))
         }
         (&Method::GET, "/v1/datasets") => {
-            Ok((Call::Datasets, Bytes::new(), Limited::new(body, max_body).boxed_unsync()))
+            Ok((Call::Datasets, Bytes::new(), Limited::new(body, max_body).boxed_unsync(), None))
         }
         (method, "/v1/sql") => Err(GatewayError::MethodNotAllowed(method.to_string(), "/v1/sql", "POST")),
         (method, "/v1/datasets") => Err(GatewayError::MethodNotAllowed(method.to_string(), "/v1/datasets", "GET")),
@@ -145,13 +157,14 @@ async fn grpc_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Ins
     let path = parts.uri.path();
     let rpc = Rpc::from_path(path).ok_or_else(|| AuthzError::NotRouted(format!("no such RPC: {}", printable(path))))?;
     if !rpc.needs_message() {
-        return Ok((Call::Flight(rpc), Bytes::new(), body.map_err(BoxError::from).boxed_unsync()));
+        return Ok((Call::Flight(rpc), Bytes::new(), body.map_err(BoxError::from).boxed_unsync(), None));
     }
     let (message, body) = first_message(body, max_body).await?;
+    let token = flight::presented_token(rpc, &message);
     // A DoGet is a query unless its ticket is a catalog listing: only those are told apart
     // (and cached) by their ticket.
     let message = if rpc == Rpc::DoGet && !flight::listing_ticket(&message) { Bytes::new() } else { message };
-    Ok((Call::Flight(rpc), message, body))
+    Ok((Call::Flight(rpc), message, body, token))
 }
 
 /// Reads until the first gRPC message is complete: 1 byte compressed flag, 4 bytes length.

@@ -188,7 +188,11 @@ impl Pipeline {
                 Request::from_parts(parts, body),
                 grpc,
                 self.max_body,
-                record.as_deref_mut().map(|record| authorize::Notes { record, sql: self.audit.wants_sql() }),
+                record.as_deref_mut().map(|record| authorize::Notes {
+                    record,
+                    sql: self.audit.wants_sql(),
+                    plans: self.audit.plans(),
+                }),
             )
             .await?;
             // stamp: the signed assertion the engine trusts, reused per principal; a catalog
