@@ -38,6 +38,12 @@ struct Registry {
     audit_queue_depth: usize,
     audit_queue_full: u64,
     audit_spool_bytes: BTreeMap<String, u64>,
+    /// (route, gRPC status name) → Flight calls.
+    grpc_responses: BTreeMap<(&'static str, &'static str), u64>,
+    /// Listener → (open now, accepted in total).
+    connections: BTreeMap<&'static str, (u64, u64)>,
+    /// (listener, reason) → TLS handshakes that failed.
+    tls_failures: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
@@ -50,6 +56,40 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 /// One request's outcome: `route` is a known route or RPC name, else `other`.
 pub fn request(listener: &'static str, route: &'static str, status: u16) {
     with(|r| *r.requests.entry((listener, route, status)).or_default() += 1);
+}
+
+/// A Flight call's final gRPC status (see `pipeline::grpc_status`).
+pub fn grpc_response(route: &'static str, status: &'static str) {
+    with(|r| *r.grpc_responses.entry((route, status)).or_default() += 1);
+}
+
+/// An accepted connection: counted open until the guard is dropped.
+pub fn connection_opened(listener: &'static str) -> ConnectionGuard {
+    with(|r| {
+        let entry = r.connections.entry(listener).or_default();
+        entry.0 += 1;
+        entry.1 += 1;
+    });
+    ConnectionGuard(listener)
+}
+
+/// Keeps a connection counted in `gateway_connections_active` while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard(&'static str);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        with(|r| {
+            if let Some(entry) = r.connections.get_mut(self.0) {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// A TLS handshake that failed; `reason` from a closed set (see `server::tls_failure_reason`).
+pub fn tls_failure(listener: &'static str, reason: &'static str) {
+    with(|r| *r.tls_failures.entry((listener, reason)).or_default() += 1);
 }
 
 pub fn auth_failure(reason: &'static str) {
@@ -124,12 +164,42 @@ pub fn audit_spool_bytes(sink: &str, bytes: u64) {
 /// The Prometheus text exposition format (version 0.0.4).
 pub fn render(now_unix: i64) -> String {
     let mut out = String::new();
+    family(&mut out, "gateway_build_info", "gauge", "The running gateway's version (always 1).");
+    let _ = writeln!(
+        out,
+        "gateway_build_info{{version=\"{}\",crypto_provider=\"aws-lc-rs\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     with(|r| {
         family(&mut out, "gateway_requests_total", "counter", "Requests by listener, route and status.");
         for ((listener, route, status), n) in &r.requests {
             let _ = writeln!(
                 out,
                 "gateway_requests_total{{listener=\"{listener}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        family(&mut out, "gateway_grpc_responses_total", "counter", "Flight calls by route and final gRPC status.");
+        for ((route, status), n) in &r.grpc_responses {
+            let _ = writeln!(out, "gateway_grpc_responses_total{{route=\"{route}\",grpc_status=\"{status}\"}} {n}");
+        }
+        family(&mut out, "gateway_connections_active", "gauge", "Client connections open now, per listener.");
+        for (listener, (open, _)) in &r.connections {
+            let _ = writeln!(out, "gateway_connections_active{{listener=\"{listener}\"}} {open}");
+        }
+        family(&mut out, "gateway_connections_total", "counter", "Client connections accepted, per listener.");
+        for (listener, (_, total)) in &r.connections {
+            let _ = writeln!(out, "gateway_connections_total{{listener=\"{listener}\"}} {total}");
+        }
+        family(
+            &mut out,
+            "gateway_tls_handshake_failures_total",
+            "counter",
+            "Failed TLS handshakes by listener and reason.",
+        );
+        for ((listener, reason), n) in &r.tls_failures {
+            let _ = writeln!(
+                out,
+                "gateway_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}"
             );
         }
         family(&mut out, "gateway_auth_failures_total", "counter", "Refused authentications by reason.");

@@ -219,6 +219,34 @@ async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver
     }
 }
 
+/// Why a handshake failed, from a closed set (a metric label).
+fn tls_failure_reason(error: &std::io::Error) -> &'static str {
+    use rustls::Error as Tls;
+    match error.get_ref().and_then(|e| e.downcast_ref::<Tls>()) {
+        Some(Tls::NoCertificatesPresented) => "no_client_certificate",
+        Some(Tls::InvalidCertificate(_)) => "bad_certificate",
+        Some(Tls::PeerIncompatible(_)) => "incompatible",
+        Some(Tls::NoApplicationProtocol) => "no_application_protocol",
+        Some(Tls::AlertReceived(_)) => "alert_received",
+        Some(
+            Tls::InvalidMessage(_)
+            | Tls::InappropriateMessage { .. }
+            | Tls::InappropriateHandshakeMessage { .. }
+            | Tls::PeerMisbehaved(_)
+            | Tls::DecryptError,
+        ) => "protocol_error",
+        Some(_) => "other",
+        None if matches!(
+            error.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            "connection_closed"
+        }
+        None => "other",
+    }
+}
+
 /// A connection refused before HTTP is an API Activity event too.
 fn audit_tls_failure(pipeline: &Pipeline, peer: SocketAddr, error: String) {
     let auditor = pipeline.auditor();
@@ -267,15 +295,18 @@ async fn serve_tls(
         let (pipeline, builder) = (Arc::clone(&pipeline), Arc::clone(&builder));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _open = crate::metrics::connection_opened(pipeline.name());
             let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => tls_stream,
                 Ok(Err(error)) => {
                     tracing::info!(%peer, %error, "TLS handshake failed");
+                    crate::metrics::tls_failure(pipeline.name(), tls_failure_reason(&error));
                     audit_tls_failure(&pipeline, peer, format!("TLS handshake failed: {error}"));
                     return;
                 }
                 Err(_) => {
                     tracing::info!(%peer, "TLS handshake timed out");
+                    crate::metrics::tls_failure(pipeline.name(), "timeout");
                     audit_tls_failure(&pipeline, peer, "TLS handshake timed out".into());
                     return;
                 }

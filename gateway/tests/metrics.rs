@@ -106,6 +106,16 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
         sql(&key.key, "SELECT 1").await,
     ];
     assert_eq!(statuses, [200, 403, 401, 200, 429]);
+    // Handshakes that fail: a connection closed before its ClientHello, and a client
+    // certificate from a CA the gateway does not trust.
+    drop(tokio::net::TcpStream::connect(api).await.unwrap());
+    let foreign = common::Pki::new();
+    let mut stranger = stack.client(None);
+    stranger.config = common::client_config(&stack.pki.ca(), Some(foreign.leaf("workload")), &[b"http/1.1"]);
+    assert!(stranger.request(api, "POST", "/v1/sql", &[], "SELECT 1").await.is_err());
+    // A Flight call refused in a trailers-only answer: its gRPC status is counted.
+    let head = stack.grpc_head("ListFlights", &[], bytes::Bytes::from_static(&[0, 0, 0, 0, 0])).await;
+    assert_eq!(head["grpc-status"], "16");
 
     // Audit events are written by the writer thread: wait until the five requests' are.
     let file_sink = format!(
@@ -131,6 +141,14 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
         assert!(get(&series) >= 1.0, "{series}");
     }
     assert_eq!(get("gateway_requests_total{listener=\"api\",route=\"/v1/sql\",status=\"200\"}"), 2.0);
+    let build =
+        format!("gateway_build_info{{version=\"{}\",crypto_provider=\"aws-lc-rs\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(get(&build), 1.0);
+    assert_eq!(get("gateway_grpc_responses_total{route=\"ListFlights\",grpc_status=\"unauthenticated\"}"), 1.0);
+    assert!(get("gateway_connections_total{listener=\"api\"}") >= 7.0);
+    assert!(get("gateway_connections_active{listener=\"api\"}") >= 0.0);
+    assert_eq!(get("gateway_tls_handshake_failures_total{listener=\"api\",reason=\"bad_certificate\"}"), 1.0);
+    assert_eq!(get("gateway_tls_handshake_failures_total{listener=\"api\",reason=\"connection_closed\"}"), 1.0);
     assert_eq!(get("gateway_auth_failures_total{reason=\"invalid_api_key\"}"), 1.0);
     assert_eq!(get("gateway_authz_decisions_total{result=\"allowed\"}"), 2.0);
     assert_eq!(get("gateway_authz_decisions_total{result=\"denied\"}"), 1.0);

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::{Body, BoxError, Connection};
+use super::{Body, BoxError, Connection, grpc_status};
 use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record, now_ms};
 use crate::authz::flight::{self, Rpc};
@@ -68,7 +68,7 @@ pub fn finish(
     response: Response<Body>,
 ) -> Response<Body> {
     record.status = response.status().as_u16();
-    if let Some(status) = grpc_status(response.headers()) {
+    if let Some(status) = grpc_status::code(response.headers()) {
         record.grpc_status = Some(status);
         if record.error.is_none() {
             record.upstream_error = grpc_error(status, response.headers());
@@ -99,40 +99,16 @@ pub fn finish(
     Response::from_parts(parts, body.boxed_unsync())
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
 /// The engine's gRPC error (status name, `grpc-message` decoded) for a status other than OK.
 fn grpc_error(status: u16, headers: &HeaderMap) -> Option<(String, String)> {
-    const NAMES: [&str; 17] = [
-        "ok",
-        "cancelled",
-        "unknown",
-        "invalid_argument",
-        "deadline_exceeded",
-        "not_found",
-        "already_exists",
-        "permission_denied",
-        "resource_exhausted",
-        "failed_precondition",
-        "aborted",
-        "out_of_range",
-        "unimplemented",
-        "internal",
-        "unavailable",
-        "data_loss",
-        "unauthenticated",
-    ];
     if status == 0 {
         return None;
     }
-    let code = NAMES.get(usize::from(status)).map_or_else(|| format!("grpc_{status}"), |n| (*n).to_string());
     let message = headers
         .get("grpc-message")
         .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
         .unwrap_or_default();
-    Some((code, message))
+    Some((grpc_status::name(status).to_string(), message))
 }
 
 /// The engine's HTTP error body (`{"error": {"code", "message"}}`), as code and message.
@@ -268,7 +244,7 @@ impl HttpBody for Audited {
                             kept.extend_from_slice(&data[..data.len().min(room)]);
                         }
                     } else if let Some(trailers) = frame.trailers_ref()
-                        && let Some(status) = grpc_status(trailers)
+                        && let Some(status) = grpc_status::code(trailers)
                     {
                         record.grpc_status = Some(status);
                         record.upstream_error = grpc_error(status, trailers);

@@ -15,6 +15,7 @@ mod audit;
 mod authenticate;
 mod authorize;
 mod forward;
+mod grpc_status;
 mod handshake;
 mod sanitize;
 
@@ -258,6 +259,9 @@ impl Pipeline {
             Err(error) => error.into_response(grpc, request_id.to_str().unwrap_or("")),
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        if grpc {
+            response = grpc_status::observe(route, response);
+        }
         // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
         match (record, bytes_in) {
             (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, started, bytes_in, response),
