@@ -99,6 +99,21 @@ fn sql_info() -> Result<SqlInfoData, FlightError> {
     builder.build()
 }
 
+/// arrow-flight answers a ticket or command that does not decode with the decoder's Debug
+/// output (`DecodeError { description: ... }`): say what is wrong instead.
+pub fn readable_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let debug_output = response.headers().get("grpc-message").is_some_and(|m| m.as_bytes().starts_with(b"DecodeError"));
+    if debug_output {
+        response.headers_mut().insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "the ticket or command is not a Flight SQL message (a ticket comes from GetFlightInfo)",
+            ),
+        );
+    }
+    response
+}
+
 /// What a catalog listing may show the caller (put there by the interceptor; nothing
 /// without it).
 fn listing<T>(request: &Request<T>) -> Listing {

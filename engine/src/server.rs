@@ -73,6 +73,7 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
     let mut flight_stopped = stopped;
     let flight_task = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(flight::readable_status))
             .add_service(service)
             .serve_with_incoming_shutdown(
                 // Small request/response RPCs must not wait on Nagle's algorithm.

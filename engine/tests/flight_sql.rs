@@ -263,3 +263,16 @@ async fn statement_tickets_hold_no_server_state() {
     let err = client.prepare("SELECT 3".into(), None).await.unwrap_err().to_string();
     assert!(err.contains("too many open Flight statements"), "{err}");
 }
+
+#[tokio::test]
+async fn a_ticket_that_does_not_decode_gets_a_message_not_debug_output() {
+    let engine = TestEngine::start().await;
+    let stamp = engine.stamp(&user("alice", &[]));
+    let mut raw = FlightServiceClient::new(channel(&engine).await);
+    let mut request = tonic::Request::new(Ticket::new("not-a-ticket"));
+    request.metadata_mut().insert(STAMP_HEADER, stamp.parse().unwrap());
+    let status = raw.do_get(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("not a Flight SQL message"), "{}", status.message());
+    assert!(!status.message().contains("DecodeError"), "{}", status.message());
+}

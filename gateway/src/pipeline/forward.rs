@@ -215,7 +215,16 @@ fn classify(error: hyper_util::client::legacy::Error, max_body: Option<usize>) -
         }
         source = e.source();
     }
-    GatewayError::UpstreamUnavailable(format!("{error:?}"))
+    // The message and its causes ("client error (Connect): tcp connect error: Connection
+    // refused"), not the Debug form of the error.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    GatewayError::UpstreamUnavailable(message)
 }
 
 /// Removes connection-level headers (RFC 9110 §7.6.1), keeping `te: trailers` for gRPC.
