@@ -316,10 +316,9 @@ fn datasets_in(json: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Object(map) => {
             if let (Some(serde_json::Value::String(kind)), Some(serde_json::Value::String(id))) =
                 (map.get("type"), map.get("id"))
+                && kind == "Dataset"
             {
-                if kind == "Dataset" {
-                    out.push(id.clone());
-                }
+                out.push(id.clone());
             }
             map.values().for_each(|v| datasets_in(v, out));
         }

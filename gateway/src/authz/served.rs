@@ -58,7 +58,7 @@ pub fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String>
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: EngineFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    let demo = file.demo_data.then_some(DEMO_TABLES).unwrap_or_default();
+    let demo: &[&str] = if file.demo_data { DEMO_TABLES } else { &[] };
     for (i, name) in demo.iter().enumerate() {
         let origin = format!("{}: demo_data[{i}]", path.display());
         out.push(Served { name: parse(name, defaults, &origin)?, tenant: None, classification: None, origin });
