@@ -89,12 +89,16 @@ impl QueryEngine {
         Ok(DataFrame::new(state, plan))
     }
 
-    /// Every table and view.
+    /// Every table and view, sorted by catalog, schema and name (listings are stable).
     async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
         let mut out = Vec::new();
-        for catalog_name in self.ctx.catalog_names() {
+        let mut catalogs = self.ctx.catalog_names();
+        catalogs.sort();
+        for catalog_name in catalogs {
             let Some(catalog) = self.ctx.catalog(&catalog_name) else { continue };
-            for schema_name in catalog.schema_names() {
+            let mut schemas = catalog.schema_names();
+            schemas.sort();
+            for schema_name in schemas {
                 let Some(schema) = catalog.schema(&schema_name) else { continue };
                 let mut names = schema.table_names();
                 names.sort();
