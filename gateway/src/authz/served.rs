@@ -11,7 +11,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
 
 use super::sql::{self, DatasetName, NameDefaults};
 
@@ -78,7 +79,14 @@ pub fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String>
 fn parse(name: &str, defaults: &NameDefaults, origin: &str) -> Result<DatasetName, String> {
     let object = Parser::new(&GenericDialect {})
         .try_with_sql(name)
-        .and_then(|mut parser| parser.parse_object_name(false))
+        .and_then(|mut parser| {
+            let object = parser.parse_object_name(false)?;
+            // The whole name, not its first word: `a b c` is no table name.
+            match parser.peek_token().token {
+                Token::EOF => Ok(object),
+                other => Err(ParserError::ParserError(format!("unexpected {other} after the name"))),
+            }
+        })
         .map_err(|e| format!("{origin}: name {name:?}: {e}"))?;
     sql::dataset_name(&object, defaults).map_err(|e| format!("{origin}: {e}"))
 }
