@@ -627,7 +627,49 @@ struct FindingUnmapped {
 
 #[cfg(test)]
 mod tests {
-    use super::activity;
+    use super::*;
+
+    fn engine_error_event(sql: SqlInAudit) -> serde_json::Value {
+        let record = ApiRecord {
+            time_ms: 0,
+            request_id: HeaderValue::from_static("req-1"),
+            listener: "api",
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            method: Method::POST,
+            uri: Uri::from_static("/v1/sql"),
+            rpc: None,
+            principal: None,
+            sql: Some(Bytes::from_static(b"SELECT secret_literal")),
+            actions: vec!["query"],
+            datasets: Vec::new(),
+            decision: Decision::Allowed,
+            policies: Vec::new(),
+            status: 400,
+            grpc_status: None,
+            error: None,
+            upstream_error: Some(("query_error".into(), "no column named secret_literal".into())),
+            planned_by: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_us: 0,
+        };
+        let mut out = Vec::new();
+        Formatter::new(sql, "test").write_line(&Record::Api(Box::new(record)), &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn the_engine_error_message_is_kept_only_where_the_sql_is() {
+        // The engine's message can quote the SQL: only `sql: full` carries it.
+        let full = engine_error_event(SqlInAudit::Full);
+        assert_eq!(full["status_detail"], "no column named secret_literal");
+        assert_eq!(full["unmapped"]["engine_error_code"], "query_error");
+        for mode in [SqlInAudit::Hashed, SqlInAudit::Off] {
+            let event = engine_error_event(mode);
+            assert_eq!(event["status_detail"], "query_error");
+            assert!(!event.to_string().contains("secret_literal"), "{event}");
+        }
+    }
 
     #[test]
     fn a_refused_dataset_action_names_the_activity() {
