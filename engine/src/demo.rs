@@ -33,8 +33,9 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
         Field::new("order_date", DataType::Date32, false),
         Field::new("account_manager", DataType::Utf8, false),
     ]);
-    register_table(ctx, "demo.customers", csv_table(customers, CUSTOMERS)?)?;
-    register_table(ctx, "demo.orders", csv_table(orders, ORDERS)?)?;
+    let [customers_name, orders_name] = identity::DEMO_TABLES;
+    register_table(ctx, customers_name, csv_table(customers, CUSTOMERS)?)?;
+    register_table(ctx, orders_name, csv_table(orders, ORDERS)?)?;
     Ok(())
 }
 

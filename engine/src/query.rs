@@ -31,6 +31,10 @@ pub struct TableInfo {
 
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// The session most requests get (a stamp without a listing): the context's state over
+    /// catalogs that list nothing, built once so a request pays a clone, as `ctx.state()`
+    /// costs, not a rebuild of the session's registries.
+    unlisted: SessionState,
     sql_options: SQLOptions,
 }
 
@@ -61,15 +65,19 @@ impl QueryEngine {
         for (i, view) in config.views.iter().enumerate() {
             register_view(&ctx, &view.name, &view.sql).await.map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
-        Ok(Self { ctx, sql_options: sql_options(&config.sql) })
+        let unlisted = listed(ctx.state(), Listing::nothing());
+        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql) })
     }
 
-    /// A session for one request, carrying its caller; its catalog lists what `listing`
-    /// shows (see [`crate::listing`]).
+    /// A session for one request, carrying its caller; its catalog lists what the caller's
+    /// listing shows (see [`crate::listing`]). The catalogs themselves are shared, so tables
+    /// created later are there in every session.
     fn session(&self, caller: &Caller) -> SessionState {
-        let state = self.ctx.state();
-        let catalogs = Arc::new(ListedCatalogs::new(Arc::clone(state.catalog_list()), caller.listing.clone()));
-        let mut state = SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build();
+        let mut state = match &caller.listing {
+            Listing::Everything => self.ctx.state(),
+            Listing::Only(names) if names.is_empty() => self.unlisted.clone(),
+            listing => listed(self.ctx.state(), listing.clone()),
+        };
         state.config_mut().options_mut().extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
         state
     }
@@ -134,6 +142,12 @@ impl QueryEngine {
         out.dedup();
         Ok(out)
     }
+}
+
+/// `state` over catalogs that list what `listing` shows.
+fn listed(state: SessionState, listing: Listing) -> SessionState {
+    let catalogs = Arc::new(ListedCatalogs::new(Arc::clone(state.catalog_list()), listing));
+    SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build()
 }
 
 fn sql_options(config: &SqlConfig) -> SQLOptions {

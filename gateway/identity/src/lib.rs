@@ -36,6 +36,10 @@ pub fn is_valid_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= 128 && id.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
+/// The tables the engine registers with `demo_data: true`; the gateway, reading the engine's
+/// file (`authorization.engine_config`), knows them as served by these names.
+pub const DEMO_TABLES: [&str; 2] = ["demo.customers", "demo.orders"];
+
 /// The audience the engine expects unless configured otherwise.
 pub const DEFAULT_AUDIENCE: &str = "portcullis-engine";
 

@@ -16,9 +16,6 @@ use sqlparser::tokenizer::Token;
 
 use super::sql::{self, DatasetName, NameDefaults};
 
-/// The tables the engine registers itself when `demo_data: true`.
-const DEMO_TABLES: &[&str] = &["demo.customers", "demo.orders"];
-
 #[derive(Deserialize)]
 struct EngineFile {
     #[serde(default)]
@@ -59,7 +56,7 @@ pub fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String>
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: EngineFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    let demo: &[&str] = if file.demo_data { DEMO_TABLES } else { &[] };
+    let demo: &[&str] = if file.demo_data { &identity::DEMO_TABLES } else { &[] };
     for (i, name) in demo.iter().enumerate() {
         let origin = format!("{}: demo_data[{i}]", path.display());
         out.push(Served { name: parse(name, defaults, &origin)?, tenant: None, classification: None, origin });

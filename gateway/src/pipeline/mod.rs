@@ -340,8 +340,7 @@ async fn discard(mut body: Incoming) {
 /// counts as in the request metrics: the HTTP equivalent of its code, as gateway refusals
 /// count (errors that come in trailers after data are known only when the body ends).
 fn trailers_only_status(response: &Response<Body>) -> Option<u16> {
-    let code: u8 = response.headers().get("grpc-status")?.to_str().ok()?.parse().ok()?;
-    Some(match code {
+    Some(match grpc_status::code(response.headers())? {
         0 => return None,
         3 | 9 | 11 => 400, // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
         16 => 401,         // UNAUTHENTICATED
