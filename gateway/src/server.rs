@@ -70,8 +70,12 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     let pem = resolve_pem(config.stamp.key.as_deref(), config.stamp.key_file.as_deref(), "stamp.key")?;
     let signer = StampSigner::from_pem(&pem, config.stamp.audience.clone())
         .map_err(|e| ConfigError::new("stamp.key", e.to_string()))?;
-    if config.stamp.lifetime_secs == 0 || config.stamp.lifetime_secs > identity::MAX_STAMP_LIFETIME_SECS {
-        return Err(ConfigError::new("stamp.lifetime_secs", "must be between 1 and 60"));
+    let lifetimes = identity::MIN_STAMP_LIFETIME_SECS..=identity::MAX_STAMP_LIFETIME_SECS;
+    if !lifetimes.contains(&config.stamp.lifetime_secs) {
+        return Err(ConfigError::new(
+            "stamp.lifetime_secs",
+            format!("must be between {} and {}", lifetimes.start(), lifetimes.end()),
+        ));
     }
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
     let auth = Arc::new(Authenticator::from_config(&config)?);

@@ -21,7 +21,8 @@ pub use cache::ExpiringCache;
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use stamp::{
-    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner, StampVerifier, VerifiedStamp,
+    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, MIN_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner,
+    StampVerifier, VerifiedStamp,
 };
 
 /// Header (HTTP) and metadata key (gRPC) carrying the signed identity stamp.

@@ -29,6 +29,10 @@ use crate::principal::Principal;
 /// A stamp lives at most this long: short enough that a leaked stamp is nearly useless.
 pub const MAX_STAMP_LIFETIME_SECS: u64 = 60;
 
+/// And at least this long: the issuer reissues a cached stamp once a quarter of its life is
+/// left, which must leave whole seconds for clock skew and a slow request.
+pub const MIN_STAMP_LIFETIME_SECS: u64 = 4;
+
 /// Longer stamps are refused before any parsing (a principal with many groups still fits).
 pub const MAX_STAMP_LEN: usize = 16 * 1024;
 
@@ -160,10 +164,11 @@ pub struct StampIssuer {
 }
 
 impl StampIssuer {
-    /// `lifetime` is capped at [`MAX_STAMP_LIFETIME_SECS`]; a stamp is reissued once less
+    /// `lifetime` is held within [`MIN_STAMP_LIFETIME_SECS`]..=[`MAX_STAMP_LIFETIME_SECS`]
+    /// (configuration is checked against the same bounds); a stamp is reissued once less
     /// than a quarter of its lifetime is left, leaving room for clock skew and slow requests.
     pub fn new(signer: StampSigner, lifetime_secs: u64, capacity: usize) -> Self {
-        let lifetime = lifetime_secs.clamp(4, MAX_STAMP_LIFETIME_SECS);
+        let lifetime = lifetime_secs.clamp(MIN_STAMP_LIFETIME_SECS, MAX_STAMP_LIFETIME_SECS);
         Self { signer, lifetime, refresh_before: lifetime / 4, cache: ExpiringCache::new(capacity) }
     }
 

@@ -47,6 +47,8 @@ pub enum AuthError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
+    #[error("token issued in the future (iat beyond the clock leeway)")]
+    IssuedInFuture,
     #[error("token signature invalid")]
     BadSignature,
     #[error("token algorithm not allowed")]
@@ -86,6 +88,7 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed",
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not_yet_valid",
+            AuthError::IssuedInFuture => "issued_in_future",
             AuthError::BadSignature => "bad_signature",
             AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
             AuthError::UnknownIssuer => "unknown_issuer",
@@ -105,6 +108,20 @@ impl AuthError {
     pub fn is_missing(&self) -> bool {
         matches!(self, AuthError::Missing(_) | AuthError::ClientCertificateRequired)
     }
+}
+
+/// A request carrying two `Authorization` (or two `X-API-Key`) headers is refused: which
+/// one a server reads differs between implementations, and a proxy in front may have checked
+/// the other one.
+fn single_credentials(headers: &HeaderMap) -> Result<(), AuthError> {
+    let more_than_one = |name| headers.get_all(name).iter().nth(1).is_some();
+    if more_than_one(AUTHORIZATION.as_str()) {
+        return Err(AuthError::Malformed("more than one Authorization header"));
+    }
+    if more_than_one(API_KEY_HEADER) {
+        return Err(AuthError::Malformed("more than one X-API-Key header"));
+    }
+    Ok(())
 }
 
 /// Which methods one listener accepts.
@@ -275,6 +292,7 @@ impl Authenticator {
         if listener.require_client_certificate && workload.is_none() {
             return Err(AuthError::ClientCertificateRequired);
         }
+        single_credentials(headers)?;
         let bearer = match headers.get(AUTHORIZATION) {
             None => None,
             Some(value) => match credentials(value.as_bytes()) {
@@ -358,6 +376,7 @@ impl Authenticator {
         workload: Option<&Arc<Principal>>,
     ) -> Result<(Arc<Principal>, String), AuthError> {
         let now = unix_now();
+        single_credentials(headers)?;
         let basic = headers.get(AUTHORIZATION).and_then(|v| match credentials(v.as_bytes()) {
             Some(Credentials::Basic(password)) => Some(password),
             _ => None,

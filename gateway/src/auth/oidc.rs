@@ -247,16 +247,23 @@ impl Provider {
     }
 
     fn check_claims(&self, claims: &Value, now: u64) -> Result<(Principal, u64), AuthError> {
+        // NumericDate (RFC 7519 §2) may have a fraction: exp rounds down, nbf and iat up,
+        // so rounding never extends a token's validity.
         let exp =
-            claims.get("exp").and_then(Value::as_u64).ok_or(AuthError::Malformed("token has no numeric exp claim"))?;
+            numeric_date(claims, "exp", f64::floor)?.ok_or(AuthError::Malformed("token has no numeric exp claim"))?;
         if now >= exp.saturating_add(self.leeway) {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or(AuthError::Malformed("token nbf claim is not a number"))?;
-            if nbf > now.saturating_add(self.leeway) {
-                return Err(AuthError::NotYetValid);
-            }
+        if let Some(nbf) = numeric_date(claims, "nbf", f64::ceil)?
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        // A token issued in the future is a clock far off or a forged timeline.
+        if let Some(iat) = numeric_date(claims, "iat", f64::ceil)?
+            && iat > now.saturating_add(self.leeway)
+        {
+            return Err(AuthError::IssuedInFuture);
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
@@ -280,7 +287,37 @@ impl Provider {
             .and_then(Value::as_array)
             .is_some_and(|amr| amr.iter().any(|m| m.as_str() == Some("mfa")));
         principal.tenant = mapping.tenant.as_deref().and_then(|path| claim_string(claims, path));
+        // Identity values reach SQL, Cedar, the stamp and audit lines: no control characters
+        // (a NUL or a newline there could split a log line or confuse a comparison).
+        let controlled = |value: &str| value.chars().any(char::is_control);
+        if controlled(&principal.id) || controlled(&principal.subject) {
+            return Err(AuthError::Malformed("the user id or sub claim contains control characters"));
+        }
+        if principal.email.as_deref().is_some_and(controlled) || principal.tenant.as_deref().is_some_and(controlled) {
+            return Err(AuthError::Malformed("the email or tenant claim contains control characters"));
+        }
+        if principal.groups.iter().any(|group| controlled(group)) {
+            return Err(AuthError::Malformed("a groups claim value contains control characters"));
+        }
         Ok((principal, exp))
+    }
+}
+
+/// A NumericDate claim, whole seconds or with a fraction (`round` says which way), if present.
+fn numeric_date(claims: &Value, name: &'static str, round: fn(f64) -> f64) -> Result<Option<u64>, AuthError> {
+    let Some(value) = claims.get(name) else { return Ok(None) };
+    if let Some(whole) = value.as_u64() {
+        return Ok(Some(whole));
+    }
+    match value.as_f64() {
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds < u64::MAX as f64 => {
+            Ok(Some(round(seconds) as u64))
+        }
+        _ => Err(AuthError::Malformed(match name {
+            "exp" => "token exp claim is not a NumericDate",
+            "nbf" => "token nbf claim is not a NumericDate",
+            _ => "token iat claim is not a NumericDate",
+        })),
     }
 }
 
@@ -323,6 +360,17 @@ impl From<JwsError> for AuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_dates_take_fractions_and_round_toward_invalid() {
+        let claims = serde_json::json!({"exp": 1700000000.9, "nbf": 1700000000.1, "iat": 5, "bad": "soon", "neg": -1});
+        assert_eq!(numeric_date(&claims, "exp", f64::floor).unwrap(), Some(1_700_000_000));
+        assert_eq!(numeric_date(&claims, "nbf", f64::ceil).unwrap(), Some(1_700_000_001));
+        assert_eq!(numeric_date(&claims, "iat", f64::ceil).unwrap(), Some(5));
+        assert_eq!(numeric_date(&claims, "none", f64::ceil).unwrap(), None);
+        assert!(numeric_date(&claims, "bad", f64::ceil).is_err());
+        assert!(numeric_date(&claims, "neg", f64::ceil).is_err());
+    }
 
     #[test]
     fn claim_paths_reach_nested_and_colon_names() {

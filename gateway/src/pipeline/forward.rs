@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, HeaderName, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty, LengthLimitError};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -126,7 +126,7 @@ impl Upstream {
             .path_and_query(path)
             .build()
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        strip_hop_by_hop(&mut parts.headers);
+        // The client's hop-by-hop headers went in sanitize, before the gateway added its own.
         parts.headers.remove(HOST);
         // The engine is spoken to in the protocol its port serves, whatever the client used.
         parts.version = http::Version::default();
@@ -142,7 +142,7 @@ impl Upstream {
             };
         crate::metrics::upstream_latency(self.listener, started.elapsed());
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        super::sanitize::strip_hop_by_hop(&mut parts.headers);
         // A trailers-only gRPC answer (an error without data: grpc-status in the head, which
         // ends the stream) must leave as one. A body that says it has ended lets hyper end the
         // stream with the head; any other body adds an empty DATA frame after it, which
@@ -225,27 +225,4 @@ fn classify(error: hyper_util::client::legacy::Error, max_body: Option<usize>) -
         source = cause.source();
     }
     GatewayError::UpstreamUnavailable(message)
-}
-
-/// Removes connection-level headers (RFC 9110 §7.6.1), keeping `te: trailers` for gRPC.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
-    }
-    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"] {
-        headers.remove(name);
-    }
-    if headers.get(TE).is_some_and(|v| v != "trailers") {
-        headers.remove(TE);
-    }
 }

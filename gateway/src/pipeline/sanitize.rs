@@ -1,11 +1,17 @@
-//! Sanitize: strip every inbound header that could claim an identity, before anything reads
-//! the request; set `x-forwarded-for` from the socket, and a request id.
+//! Sanitize: strip the client's hop-by-hop headers and every inbound header that could claim
+//! an identity, before anything reads the request; set `x-forwarded-for` from the socket, and
+//! a request id.
+//!
+//! Hop-by-hop headers go first: a `Connection:` header names headers to drop at this hop, and
+//! applied later it would drop the ones the gateway adds (`Connection: x-portcullis-stamp`
+//! would remove the stamp, `Connection: x-request-id` the log correlation).
 //!
 //! Header names are compared case-insensitively with `_` read as `-` (some servers treat
 //! them alike, so `X_Principal` must go too). `traceparent` / `tracestate` pass through.
 
 use std::net::SocketAddr;
 
+use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Exact names (normalised) that carry identity in common proxies and frameworks.
@@ -59,8 +65,37 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
+/// Removes connection-level headers (RFC 9110 §7.6.1) and the headers `Connection` names,
+/// keeping `te: trailers` for gRPC. Applied to the client's request before anything is added
+/// to it, and to the engine's response.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"] {
+        headers.remove(name);
+    }
+    if headers.get(TE).is_some_and(|v| v != "trailers") {
+        headers.remove(TE);
+    }
+}
+
 /// Sanitizes `headers` in place and returns the request id now set on them.
 pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
+    strip_hop_by_hop(headers);
     // Keep the client's request id only when it is a sane token.
     let request_id = headers
         .get(identity::REQUEST_ID_HEADER)
@@ -110,6 +145,24 @@ mod tests {
         assert!(headers.contains_key("traceparent"));
         assert_eq!(headers["accept"], "text/csv");
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+    }
+
+    #[test]
+    fn connection_cannot_name_the_gateways_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("x-portcullis-stamp, x-forwarded-for, x-request-id, x-custom"),
+        );
+        headers.insert("x-custom", HeaderValue::from_static("hop"));
+        headers.insert("x-request-id", HeaderValue::from_static("req-7"));
+        let id = sanitize(&mut headers, "10.1.2.3:5555".parse().unwrap());
+        // The client's own request id was named hop-by-hop: it went, and a fresh one is set.
+        assert_ne!(id, "req-7");
+        assert_eq!(headers["x-request-id"], id);
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+        assert!(!headers.contains_key(CONNECTION));
+        assert!(!headers.contains_key("x-custom"));
     }
 
     #[test]
