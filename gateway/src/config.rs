@@ -69,6 +69,11 @@ pub struct AuditConfig {
     /// (0: one per request). Failures are always recorded.
     #[serde(default = "secs300")]
     pub signin_interval_secs: u64,
+    /// Connection refusals below HTTP (TLS failures, connection limits, header deadlines,
+    /// HTTP/2 protocol errors): the first per source and reason at once, the rest as one
+    /// event per source and reason per interval, with their count.
+    #[serde(default = "secs10")]
+    pub refusal_interval_secs: u64,
     /// A security finding when one source IP gets this many 401/403 within `window_secs`.
     #[serde(default)]
     pub finding: FindingConfig,
@@ -85,6 +90,7 @@ impl Default for AuditConfig {
             spool_dir: None,
             spool_max_bytes: gib1(),
             signin_interval_secs: 300,
+            refusal_interval_secs: 10,
             finding: FindingConfig::default(),
             sinks: Vec::new(),
         }
@@ -540,15 +546,28 @@ impl std::fmt::Debug for StampConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
-    /// Time for a client to complete the TLS handshake and send its request headers.
+    /// From accept to the end of the first request's head: the TLS handshake and the request
+    /// line and headers (HTTP/1.1) or the first HEADERS (h2). Later HTTP/1.1 requests on the
+    /// connection get as long for their head, from their first byte.
     #[serde(default = "secs10")]
     pub client_header_secs: u64,
-    /// Idle keep-alive connections are closed after this long.
+    /// A connection with no request in flight is closed after this long (h2 with GOAWAY).
     #[serde(default = "secs60")]
     pub idle_secs: u64,
+    /// Time to read what authorization needs: the SQL body of `POST /v1/sql`, or a Flight
+    /// call's first gRPC message (408 / DEADLINE_EXCEEDED).
+    #[serde(default = "secs30")]
+    pub client_body_secs: u64,
+    /// A streamed body (request or response) that yields nothing for this long is cut off.
+    #[serde(default = "secs300")]
+    pub stream_idle_secs: u64,
+    /// A response the client does not read for this long: the connection is closed.
+    #[serde(default = "secs60")]
+    pub client_write_secs: u64,
     #[serde(default = "secs5")]
     pub upstream_connect_secs: u64,
-    /// Time until the upstream's response headers (the body then streams without limit).
+    /// Time until the upstream's response headers (the body then streams, see
+    /// `stream_idle_secs`).
     #[serde(default = "secs300")]
     pub upstream_response_secs: u64,
 }
@@ -582,18 +601,61 @@ pub struct Limits {
     /// Largest request body on the API listener (SQL text).
     #[serde(default = "mib16")]
     pub max_api_body_bytes: usize,
+    /// Client connections open at once, both TLS listeners together. Unset: derived from the
+    /// process's open-file limit (half of it, less a reserve, since each client connection
+    /// can hold one to the engine). Connections past it are closed before the TLS handshake.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one source IP address.
+    #[serde(default = "per_ip_connections")]
+    pub max_connections_per_ip: usize,
+    /// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[serde(default = "streams_per_connection")]
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 control frames (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM) a client
+    /// may send per second, plus one per KiB the gateway sent it; past that the connection
+    /// gets GOAWAY and is closed.
+    #[serde(default = "control_frames")]
+    pub max_control_frames_per_sec: u32,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { client_header_secs: 10, idle_secs: 60, upstream_connect_secs: 5, upstream_response_secs: 300 }
+        Self {
+            client_header_secs: 10,
+            idle_secs: 60,
+            client_body_secs: 30,
+            stream_idle_secs: 300,
+            client_write_secs: 60,
+            upstream_connect_secs: 5,
+            upstream_response_secs: 300,
+        }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_header_bytes: kib64(), max_api_body_bytes: mib16() }
+        Self {
+            max_header_bytes: kib64(),
+            max_api_body_bytes: mib16(),
+            max_connections: None,
+            max_connections_per_ip: per_ip_connections(),
+            max_streams_per_connection: streams_per_connection(),
+            max_control_frames_per_sec: control_frames(),
+        }
     }
+}
+
+fn per_ip_connections() -> usize {
+    256
+}
+
+fn streams_per_connection() -> u32 {
+    128
+}
+
+fn control_frames() -> u32 {
+    1000
 }
 
 fn default_api() -> Listener {

@@ -24,6 +24,9 @@ pub enum GatewayError {
     /// A route the gateway serves, with another method; the `Allow` value.
     #[error("{0} {1} is not allowed; use {2}")]
     MethodNotAllowed(String, &'static str, &'static str),
+    /// What authorization reads (the SQL body, a first gRPC message) did not arrive in time.
+    #[error("{0} did not arrive within timeouts.client_body_secs ({1} s)")]
+    ClientTimeout(&'static str, u64),
     /// The client's request body broke off or was malformed at the HTTP level.
     #[error("request body could not be read: {0}")]
     ClientBody(String),
@@ -51,6 +54,7 @@ impl GatewayError {
             GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::MethodNotAllowed(..) => "method_not_allowed",
+            GatewayError::ClientTimeout(..) => "request_timeout",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::AuditUnavailable => "audit_unavailable",
@@ -72,6 +76,7 @@ impl GatewayError {
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::ClientTimeout(..) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,7 +97,7 @@ impl GatewayError {
             GatewayError::Authorization(_) => 7,
             GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
             GatewayError::UpstreamUnavailable(_) | GatewayError::AuditUnavailable => 14,
-            GatewayError::UpstreamTimeout => 4,
+            GatewayError::UpstreamTimeout | GatewayError::ClientTimeout(..) => 4,
             GatewayError::Internal(_) => 13,
         }
     }

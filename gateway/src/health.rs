@@ -1,6 +1,9 @@
 //! The plain-HTTP health listener: `/healthz` (the process is up), `/readyz` (the engine
 //! answers its `/health` too, and the gateway is not draining for a shutdown) and `/metrics`
 //! (Prometheus text, see [`crate::metrics`]).
+//!
+//! It has its own small connection budget and head deadline, apart from the TLS listeners',
+//! so a flood of client connections leaves the probes answering.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,12 +12,18 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::listener::ConnectionLimits;
 use crate::pipeline::Upstream;
+
+/// Probes and scrapers at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 64;
+/// For a probe to send its request, and the longest a connection stays.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn serve(
     listener: TcpListener,
@@ -22,16 +31,21 @@ pub async fn serve(
     draining: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let limits = ConnectionLimits::new(MAX_CONNECTIONS, MAX_CONNECTIONS);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(DEADLINE);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(_) => continue,
-            },
+        let (stream, peer) = tokio::select! {
+            accepted = crate::listener::accept(&listener) => accepted,
             _ = stopped.changed() => return,
         };
-        let (upstream, draining) = (upstream.clone(), Arc::clone(&draining));
+        let Ok(admission) = limits.admit(peer.ip()) else {
+            let _ = stream.set_zero_linger();
+            continue;
+        };
+        let (upstream, draining, builder) = (upstream.clone(), Arc::clone(&draining), builder.clone());
         tokio::spawn(async move {
+            let _admission = admission;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let (upstream, draining) = (upstream.clone(), Arc::clone(&draining));
                 async move {
@@ -58,7 +72,7 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = tokio::time::timeout(DEADLINE, builder.serve_connection(TokioIo::new(stream), service)).await;
         });
     }
 }

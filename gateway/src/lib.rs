@@ -1,5 +1,6 @@
 //! The Portcullis gateway: TLS and mTLS termination, identity stamping, and a streaming
-//! proxy to the engine. The request's life is in [`pipeline`]; listeners in [`server`].
+//! proxy to the engine. The request's life is in [`pipeline`]; connections in [`listener`];
+//! start and stop in [`server`].
 
 pub mod audit;
 pub mod auth;
@@ -9,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod pki;

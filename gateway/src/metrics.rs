@@ -44,6 +44,8 @@ struct Registry {
     connections: BTreeMap<&'static str, (u64, u64)>,
     /// (listener, reason) → TLS handshakes that failed.
     tls_failures: BTreeMap<(&'static str, &'static str), u64>,
+    /// (listener, reason) → connections refused or cut below HTTP (not TLS failures).
+    connection_refusals: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
@@ -90,6 +92,11 @@ impl Drop for ConnectionGuard {
 /// A TLS handshake that failed; `reason` from a closed set (see `server::tls_failure_reason`).
 pub fn tls_failure(listener: &'static str, reason: &'static str) {
     with(|r| *r.tls_failures.entry((listener, reason)).or_default() += 1);
+}
+
+/// A connection refused or cut below HTTP; `reason` from `listener::Refusal::code`.
+pub fn connection_refusal(listener: &'static str, reason: &'static str) {
+    with(|r| *r.connection_refusals.entry((listener, reason)).or_default() += 1);
 }
 
 pub fn auth_failure(reason: &'static str) {
@@ -201,6 +208,16 @@ pub fn render(now_unix: i64) -> String {
                 out,
                 "gateway_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}"
             );
+        }
+        family(
+            &mut out,
+            "gateway_connection_refusals_total",
+            "counter",
+            "Connections refused or cut below HTTP (limits, deadlines, protocol errors) by listener and reason.",
+        );
+        for ((listener, reason), n) in &r.connection_refusals {
+            let _ =
+                writeln!(out, "gateway_connection_refusals_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}");
         }
         family(&mut out, "gateway_auth_failures_total", "counter", "Refused authentications by reason.");
         for (reason, n) in &r.auth_failures {

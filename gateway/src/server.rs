@@ -1,5 +1,6 @@
-//! Listeners: accept TCP, complete the TLS handshake (bounded in time), read the client
-//! certificate's principal once, then serve HTTP/1.1 and HTTP/2 through the pipeline.
+//! The gateway's life: load and check everything ([`prepare`]), bind and start the
+//! listeners and background tasks ([`start`]), drain and stop ([`Running::shutdown`]).
+//! How a connection is served is [`crate::listener`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,23 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use identity::{StampIssuer, StampSigner};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::audit::{Auditor, Record, TlsRecord, now_ms};
+use crate::audit::Auditor;
 use crate::auth::Authenticator;
 use crate::authz::Authorizer;
-use crate::config::{Config, ConfigError, Limits, Timeouts, resolve_pem};
-use crate::pipeline::{Connection, Pipeline};
+use crate::config::{Config, ConfigError, resolve_pem};
+use crate::listener::{ConnectionLimits, Serving, serve_tls};
+use crate::pipeline::Pipeline;
 use crate::ratelimit::RateLimits;
 use crate::tls::TlsMaterial;
-use crate::{health, reload, workload};
+use crate::{health, reload};
 
 /// ALPN offered on each listener: gRPC needs h2; the API serves both.
 pub const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -176,13 +174,16 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     let grace = Duration::from_secs(config.shutdown.grace_secs);
     let api_tls = Arc::clone(&tls_configs);
     let flight_tls = Arc::clone(&tls_configs);
+    // One budget of connections for both TLS listeners: they share the descriptors.
+    let max_connections = config.limits.max_connections.unwrap_or_else(crate::listener::default_max_connections);
+    let connections = ConnectionLimits::new(max_connections, config.limits.max_connections_per_ip);
     let mut tasks = vec![
         tokio::spawn(serve_tls(
             api_listener,
             Arc::new(api),
             move || api_tls.api.load_full(),
-            config.timeouts.clone(),
-            config.limits.clone(),
+            Serving::new(&config.timeouts, &config.limits, false),
+            Arc::clone(&connections),
             grace,
             stopped.clone(),
         )),
@@ -190,8 +191,8 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
             flight_listener,
             Arc::new(flight),
             move || flight_tls.flight.load_full(),
-            config.timeouts.clone(),
-            config.limits.clone(),
+            Serving::new(&config.timeouts, &config.limits, true),
+            connections,
             grace,
             stopped.clone(),
         )),
@@ -208,7 +209,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
     }
     tasks.extend(auth.spawn_refreshers(&stopped));
     tasks.extend(audit.tasks);
-    tracing::info!(%api_addr, %flight_addr, %health_addr, "gateway listening");
+    tracing::info!(%api_addr, %flight_addr, %health_addr, max_connections, "gateway listening");
     let drain = Duration::from_secs(config.shutdown.drain_secs);
     Ok(Running { api_addr, flight_addr, health_addr, stop, tasks, audit_writer: audit.writer, draining, drain })
 }
@@ -220,121 +221,5 @@ async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver
             _ = tokio::time::sleep(Duration::from_secs(5)) => limits.prune(),
             _ = stopped.changed() => return,
         }
-    }
-}
-
-/// Why a handshake failed, from a closed set (a metric label).
-fn tls_failure_reason(error: &std::io::Error) -> &'static str {
-    use rustls::Error as Tls;
-    match error.get_ref().and_then(|e| e.downcast_ref::<Tls>()) {
-        Some(Tls::NoCertificatesPresented) => "no_client_certificate",
-        Some(Tls::InvalidCertificate(_)) => "bad_certificate",
-        Some(Tls::PeerIncompatible(_)) => "incompatible",
-        Some(Tls::NoApplicationProtocol) => "no_application_protocol",
-        Some(Tls::AlertReceived(_)) => "alert_received",
-        Some(
-            Tls::InvalidMessage(_)
-            | Tls::InappropriateMessage { .. }
-            | Tls::InappropriateHandshakeMessage { .. }
-            | Tls::PeerMisbehaved(_)
-            | Tls::DecryptError,
-        ) => "protocol_error",
-        Some(_) => "other",
-        None if matches!(
-            error.kind(),
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-        ) =>
-        {
-            "connection_closed"
-        }
-        None => "other",
-    }
-}
-
-/// A connection refused before HTTP is an API Activity event too.
-fn audit_tls_failure(pipeline: &Pipeline, peer: SocketAddr, error: String) {
-    let auditor = pipeline.auditor();
-    if auditor.enabled() {
-        auditor.submit(Record::Tls(TlsRecord { time_ms: now_ms(), listener: pipeline.name(), peer, error }));
-    }
-}
-
-async fn serve_tls(
-    listener: TcpListener,
-    pipeline: Arc<Pipeline>,
-    tls: impl Fn() -> Arc<ServerConfig> + Send + 'static,
-    timeouts: Timeouts,
-    limits: Limits,
-    grace: Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(timeouts.client_header_secs))
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(timeouts.idle_secs)));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let handshake_timeout = Duration::from_secs(timeouts.client_header_secs);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(tls());
-        let (pipeline, builder) = (Arc::clone(&pipeline), Arc::clone(&builder));
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _open = crate::metrics::connection_opened(pipeline.name());
-            let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => tls_stream,
-                Ok(Err(error)) => {
-                    tracing::info!(%peer, %error, "TLS handshake failed");
-                    crate::metrics::tls_failure(pipeline.name(), tls_failure_reason(&error));
-                    audit_tls_failure(&pipeline, peer, format!("TLS handshake failed: {error}"));
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    crate::metrics::tls_failure(pipeline.name(), "timeout");
-                    audit_tls_failure(&pipeline, peer, "TLS handshake timed out".into());
-                    return;
-                }
-            };
-            let workload = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(workload::principal_from_certificate)
-                .map(Arc::new);
-            let connection = Arc::new(Connection { peer, workload });
-            let service = hyper::service::service_fn(move |request| {
-                let (pipeline, connection) = (Arc::clone(&pipeline), Arc::clone(&connection));
-                async move { Ok::<_, std::convert::Infallible>(pipeline.handle(&connection, request).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-            if let Err(error) = watcher.watch(conn).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period: cut off");
     }
 }

@@ -24,7 +24,7 @@ pub const OCSF_VERSION: &str = "1.3.0";
 #[derive(Debug)]
 pub enum Record {
     Api(Box<ApiRecord>),
-    Tls(TlsRecord),
+    Connection(ConnectionRecord),
     SignIn(Box<SignInRecord>),
     Finding(FindingRecord),
 }
@@ -77,13 +77,21 @@ pub struct ApiRecord {
     pub duration_us: u64,
 }
 
-/// A connection that never got to HTTP.
+/// Connections refused below HTTP (a failed TLS handshake, a connection limit, a header
+/// deadline, an HTTP/2 protocol error...): the first from a source in an interval as it
+/// happens (`count` 1), the rest of that interval as one event with their count.
 #[derive(Debug)]
-pub struct TlsRecord {
+pub struct ConnectionRecord {
     pub time_ms: i64,
     pub listener: &'static str,
     pub peer: SocketAddr,
+    /// The closed set of [`crate::listener::Refusal`] codes.
+    pub reason: &'static str,
+    /// The first refusal's message (an aggregate: the last one's).
     pub error: String,
+    pub count: u64,
+    /// 0 for the first refusal, else the interval the count covers.
+    pub window_secs: u64,
 }
 
 /// A sign-in: success (principal set) or failure (reason set).
@@ -136,7 +144,7 @@ impl Formatter {
         let uid = uid.hyphenated().encode_lower(&mut uid_buf);
         let result = match record {
             Record::Api(api) => serde_json::to_writer(&mut *out, &self.api(api, uid)),
-            Record::Tls(tls) => serde_json::to_writer(&mut *out, &self.tls(tls, uid)),
+            Record::Connection(connection) => serde_json::to_writer(&mut *out, &self.connection(connection, uid)),
             Record::SignIn(signin) => serde_json::to_writer(&mut *out, &self.signin(signin, uid)),
             Record::Finding(finding) => serde_json::to_writer(&mut *out, &self.finding(finding, uid)),
         };
@@ -187,6 +195,7 @@ impl Formatter {
             disposition_id: disposition.0,
             disposition: disposition.1,
             duration: r.duration_us / 1000,
+            count: None,
             metadata: self.metadata(uid, r.planned_by.as_deref().or(request_id), tags),
             actor: r.principal.as_deref().map(|p| Actor {
                 user: user(p),
@@ -220,27 +229,29 @@ impl Formatter {
                 sql,
                 sql_sha256,
                 duration_us: r.duration_us,
+                window_secs: None,
             },
         }
     }
 
-    fn tls<'a>(&self, r: &'a TlsRecord, uid: &'a str) -> ApiActivity<'a> {
+    fn connection<'a>(&self, r: &'a ConnectionRecord, uid: &'a str) -> ApiActivity<'a> {
         ApiActivity {
             header: Header::new(Class::ApiActivity, (99, "Other"), r.time_ms, 3),
             status_id: 2,
             status: "Failure",
-            status_code: "tls_handshake_failed".into(),
+            status_code: r.reason.into(),
             status_detail: Some(&r.error),
             disposition_id: 2,
             disposition: "Blocked",
             duration: 0,
+            count: Some(r.count),
             metadata: self.metadata(uid, None, Vec::new()),
             actor: None,
             src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
             http_request: HttpRequest { http_method: "", url: Url { path: "" }, uid: None },
             http_response: HttpResponse { code: 0 },
             api: Api {
-                operation: "TLS handshake".into(),
+                operation: if r.reason.starts_with("tls_") { "TLS handshake".into() } else { "connection".into() },
                 request: RequestUid { uid: None },
                 service: Service { name: r.listener },
             },
@@ -249,12 +260,13 @@ impl Formatter {
             unmapped: ApiUnmapped {
                 auth_method: None,
                 decision: None,
-                error_code: Some("tls_handshake_failed"),
+                error_code: Some(r.reason),
                 engine_error_code: None,
                 grpc_status: None,
                 sql: None,
                 sql_sha256: None,
                 duration_us: 0,
+                window_secs: (r.window_secs > 0).then_some(r.window_secs),
             },
         }
     }
@@ -428,6 +440,9 @@ struct ApiActivity<'a> {
     disposition: &'static str,
     /// Milliseconds (OCSF); microseconds in `unmapped.duration_us`.
     duration: u64,
+    /// Events this one stands for (aggregated connection refusals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     metadata: Metadata<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<Actor<'a>>,
@@ -566,6 +581,9 @@ struct ApiUnmapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sql_sha256: Option<String>,
     duration_us: u64,
+    /// The interval an aggregated event's `count` covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_secs: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -9,36 +9,44 @@
 //!
 //! Requests only build a record and queue it; formatting and I/O happen on the writer
 //! thread, delivery to the network in a task per sink reading its spool. When the queue is
-//! full the request waits for room (back-pressure, never a drop). When a local target
+//! full the request waits for room (back-pressure, never a drop): an async wait on a slot
+//! (a semaphore the writer refills), so only that request waits and the runtime's threads
+//! go on serving everything else, health checks included. When a local target
 //! (file, spool) cannot be written, `on_failure: deny` refuses requests with 503 until it
 //! recovers; `allow` keeps serving and keeps the events in memory (bounded) until then.
 
 pub mod deliver;
 pub mod event;
 pub mod plans;
+pub mod refusals;
 pub mod spool;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use identity::Principal;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{AuditConfig, ConfigError, OnAuditFailure, SinkConfig, SqlInAudit, resolve_reference};
-pub use event::{ApiRecord, Decision, FindingRecord, Record, SignInRecord, TlsRecord};
+pub use event::{ApiRecord, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
 /// The handle stages use; cheap to share.
 #[derive(Debug)]
 pub struct Auditor {
-    queue: Option<SyncSender<Record>>,
+    /// Unbounded itself; `slots` bounds it to `audit.queue_capacity` records.
+    queue: Option<Sender<Record>>,
+    /// A permit per free place in the queue, taken by a sender, given back by the writer.
+    slots: Arc<Semaphore>,
     health: Arc<Health>,
+    refusals: refusals::Refusals,
     deny: bool,
     sql: bool,
     signins: SignIns,
@@ -134,30 +142,36 @@ impl Auditor {
             tracing::warn!("audit is off: no audit.sinks configured");
             return Ok(Started { auditor: Arc::new(Self::off()), writer: None, tasks });
         }
-        let (queue, receiver) = std::sync::mpsc::sync_channel(config.queue_capacity);
+        let (queue, receiver) = std::sync::mpsc::channel();
+        let slots = Arc::new(Semaphore::new(config.queue_capacity.min(Semaphore::MAX_PERMITS)));
         let formatter = event::Formatter::new(config.sql, env!("CARGO_PKG_VERSION"));
-        let writer_health = Arc::clone(&health);
+        let (writer_health, writer_slots) = (Arc::clone(&health), Arc::clone(&slots));
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer::run(receiver, formatter, targets, writer_health))
+            .spawn(move || writer::run(receiver, formatter, targets, writer_health, writer_slots))
             .map_err(|e| ConfigError::new("audit", format!("cannot start the writer thread: {e}")))?;
-        let auditor = Self {
+        let auditor = Arc::new(Self {
             queue: Some(queue),
+            slots,
             health,
+            refusals: refusals::Refusals::new(Duration::from_secs(config.refusal_interval_secs)),
             deny: config.on_failure == OnAuditFailure::Deny,
             sql: config.sql != SqlInAudit::Off,
             signins: SignIns::new(Duration::from_secs(config.signin_interval_secs)),
             findings: Findings::new(config.finding.threshold, Duration::from_secs(config.finding.window_secs)),
             plans: plans::Plans::new(),
-        };
-        Ok(Started { auditor: Arc::new(auditor), writer: Some(writer), tasks })
+        });
+        tasks.push(tokio::spawn(flush_refusals(Arc::clone(&auditor), stopped.clone())));
+        Ok(Started { auditor, writer: Some(writer), tasks })
     }
 
     /// No sinks: records are not even built.
     pub fn off() -> Self {
         Self {
             queue: None,
+            slots: Arc::new(Semaphore::new(0)),
             health: Arc::new(Health::default()),
+            refusals: refusals::Refusals::new(Duration::ZERO),
             deny: false,
             sql: false,
             signins: SignIns::new(Duration::ZERO),
@@ -185,20 +199,55 @@ impl Auditor {
         self.deny && self.health.failing.load(Ordering::Relaxed)
     }
 
-    /// Queues a record; waits for room if the queue is full (the writer never waits on
-    /// requests, so this cannot deadlock).
-    pub fn submit(&self, record: Record) {
-        let Some(queue) = &self.queue else { return };
-        self.health.depth.fetch_add(1, Ordering::Relaxed);
-        match queue.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(record)) => {
+    /// Queues a record; waits (asynchronously: only this request) for room if the queue is
+    /// full. The writer never waits on requests, so this cannot deadlock.
+    pub async fn submit(&self, record: Record) {
+        if self.queue.is_none() {
+            return;
+        }
+        match self.slots.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
                 crate::metrics::audit_queue_full();
-                if queue.send(record).is_err() {
-                    self.lost();
+                match self.slots.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return self.lost(),
                 }
             }
-            Err(TrySendError::Disconnected(_)) => self.lost(),
+        }
+        self.enqueue(record);
+    }
+
+    /// Queues a record if there is room now; hands it back otherwise.
+    pub fn try_submit(&self, record: Record) -> Result<(), Record> {
+        if self.queue.is_none() {
+            return Ok(());
+        }
+        match self.slots.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.enqueue(record);
+                Ok(())
+            }
+            Err(_) => Err(record),
+        }
+    }
+
+    /// From where nothing can wait (a response body dropped mid-stream): queued now if there
+    /// is room, else by a task that waits for room.
+    pub fn submit_detached(self: &Arc<Self>, record: Record) {
+        if let Err(record) = self.try_submit(record) {
+            let auditor = Arc::clone(self);
+            tokio::spawn(async move { auditor.submit(record).await });
+        }
+    }
+
+    /// Called with a slot already taken for `record`.
+    fn enqueue(&self, record: Record) {
+        let Some(queue) = &self.queue else { return };
+        self.health.depth.fetch_add(1, Ordering::Relaxed);
+        if queue.send(record).is_err() {
+            self.lost();
         }
     }
 
@@ -210,14 +259,31 @@ impl Auditor {
 
     /// A successful authentication: recorded as a sign-in the first time this principal,
     /// method and address are seen in the sign-in interval.
-    pub fn signed_in(&self, record: impl FnOnce() -> SignInRecord, principal: &Principal, ip: IpAddr) {
+    pub async fn signed_in(&self, record: impl FnOnce() -> SignInRecord, principal: &Principal, ip: IpAddr) {
         if self.enabled() && self.signins.first(principal, ip) {
-            self.submit(Record::SignIn(Box::new(record())));
+            self.submit(Record::SignIn(Box::new(record()))).await;
+        }
+    }
+
+    /// A connection refused below HTTP (see [`refusals`]): audited at once if it is the first
+    /// from this source and reason in the interval, else counted for the interval's event.
+    pub fn connection_refused(
+        self: &Arc<Self>,
+        listener: &'static str,
+        peer: SocketAddr,
+        reason: &'static str,
+        error: impl FnOnce() -> String,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(record) = self.refusals.note(listener, peer, reason, error) {
+            self.submit_detached(Record::Connection(record));
         }
     }
 
     /// A 401 or 403 went to `ip`: a finding when that address crosses the threshold.
-    pub fn refused(&self, ip: IpAddr) {
+    pub async fn refused(&self, ip: IpAddr) {
         if !self.enabled() {
             return;
         }
@@ -228,7 +294,22 @@ impl Auditor {
                 ip,
                 count,
                 window_secs: self.findings.window.as_secs(),
-            }));
+            }))
+            .await;
+        }
+    }
+}
+
+/// Writes each interval's aggregated connection refusals, and the last ones at shutdown.
+async fn flush_refusals(auditor: Arc<Auditor>, mut stopped: watch::Receiver<bool>) {
+    let mut done = false;
+    while !done {
+        tokio::select! {
+            _ = tokio::time::sleep(auditor.refusals.interval()) => {}
+            _ = stopped.changed() => done = true,
+        }
+        for record in auditor.refusals.flush() {
+            auditor.submit(Record::Connection(record)).await;
         }
     }
 }

@@ -142,7 +142,13 @@ impl Guarded {
 }
 
 /// Runs until every sender is gone, then writes what is left.
-pub fn run(receiver: Receiver<Record>, mut formatter: Formatter, targets: Vec<Target>, health: Arc<Health>) {
+pub fn run(
+    receiver: Receiver<Record>,
+    mut formatter: Formatter,
+    targets: Vec<Target>,
+    health: Arc<Health>,
+    slots: Arc<tokio::sync::Semaphore>,
+) {
     let mut targets: Vec<Guarded> = targets
         .into_iter()
         .map(|target| Guarded { target, pending: Vec::new(), pending_events: 0, failing: false })
@@ -178,6 +184,8 @@ pub fn run(receiver: Receiver<Record>, mut formatter: Formatter, targets: Vec<Ta
             target.offer(&lines, batch.len(), sync_due);
         }
         health.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        // Written (or kept by a failing target): their places in the queue are free again.
+        slots.add_permits(batch.len());
         crate::metrics::audit_queue_depth(health.depth.load(Ordering::Relaxed));
         health.failing.store(targets.iter().any(|t| t.failing), Ordering::Relaxed);
         batch.clear();

@@ -95,6 +95,7 @@ pub fn finish(
         length,
         error_body,
         planning,
+        queueing: None,
     };
     Response::from_parts(parts, body.boxed_unsync())
 }
@@ -163,7 +164,15 @@ struct Audited {
     error_body: Option<Vec<u8>>,
     /// A planning call's first response message, read until complete (see `audit::plans`).
     planning: Option<(Rpc, Vec<u8>)>,
+    /// The body has ended but the queue was full: the wait for room, and the end (`None`
+    /// or the error) to hand on once the event is queued. The response ends only then, so
+    /// a full queue slows this request and not the runtime.
+    queueing: Option<(Queueing, End)>,
 }
+
+type Queueing = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// How a body ends: `None`, or with an error.
+type End = Option<Result<Frame<Bytes>, BoxError>>;
 
 /// A planning response larger than this (a very wide schema) is not linked.
 const PLANNING_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -204,8 +213,9 @@ impl Audited {
 }
 
 impl Audited {
-    fn complete(&mut self, failure: Option<String>) {
-        let Some(mut record) = self.record.take() else { return };
+    /// The finished record, once.
+    fn complete(&mut self, failure: Option<String>) -> Option<Record> {
+        let mut record = self.record.take()?;
         record.duration_us = self.started.elapsed().as_micros() as u64;
         record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         if let Some(message) = failure
@@ -218,7 +228,20 @@ impl Audited {
         {
             record.upstream_error = http_error(&body);
         }
-        self.auditor.submit(Record::Api(record));
+        Some(Record::Api(record))
+    }
+
+    /// Queues the event as the body ends; `Pending` (the end held back) while the queue is full.
+    fn end(&mut self, cx: &mut Context<'_>, failure: Option<String>, end: End) -> Poll<End> {
+        let Some(record) = self.complete(failure) else { return Poll::Ready(end) };
+        let Err(record) = self.auditor.try_submit(record) else { return Poll::Ready(end) };
+        let auditor = Arc::clone(&self.auditor);
+        let mut wait: Queueing = Box::pin(async move { auditor.submit(record).await });
+        if wait.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(end);
+        }
+        self.queueing = Some((wait, end));
+        Poll::Pending
     }
 }
 
@@ -227,9 +250,15 @@ impl HttpBody for Audited {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some((wait, _)) = self.queueing.as_mut() {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            return Poll::Ready(self.queueing.take().and_then(|(_, end)| end));
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
+        match polled {
+            Poll::Ready(Some(Ok(ref frame))) => {
                 let this = &mut *self;
                 if let Some(data) = frame.data_ref()
                     && this.planning.is_some()
@@ -253,16 +282,18 @@ impl HttpBody for Audited {
             }
             Poll::Ready(Some(Err(error))) => {
                 let message = format!("the response broke off: {error}");
-                self.complete(Some(message));
+                return self.end(cx, Some(message), Some(Err(error)));
             }
-            Poll::Ready(None) => self.complete(None),
+            Poll::Ready(None) => return self.end(cx, None, None),
             Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A body that ended with its head stays so (a trailers-only gRPC answer must leave
+        // as one); its event is queued on drop.
+        self.queueing.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -277,7 +308,10 @@ impl Drop for Audited {
             // server did not poll it (hyper skips bodies that report end-of-stream).
             let sent = self.record.as_ref().map_or(0, |r| r.bytes_out);
             let ended = self.inner.is_end_stream() || self.length.is_some_and(|len| sent >= len);
-            self.complete((!ended).then(|| "the client went away before the response ended".to_string()));
+            let failure = (!ended).then(|| "the client went away before the response ended".to_string());
+            if let Some(record) = self.complete(failure) {
+                self.auditor.submit_detached(record);
+            }
         }
     }
 }

@@ -32,12 +32,20 @@ pub async fn authorize(
     principal: &Principal,
     request: Request<Incoming>,
     grpc: bool,
-    max_body: usize,
+    limits: BodyLimits,
     audit: Option<Notes<'_>>,
 ) -> Result<(Request<Body>, Allowed), GatewayError> {
     let (parts, body) = request.into_parts();
-    let (call, payload, body, token) =
-        if grpc { grpc_call(&parts, body, max_body).await? } else { http_call(&parts, body, max_body).await? };
+    let read = async {
+        if grpc { grpc_call(&parts, body, limits).await } else { http_call(&parts, body, limits.max_bytes).await }
+    };
+    let (call, payload, body, token) = match tokio::time::timeout(limits.read_within, read).await {
+        Ok(inspected) => inspected?,
+        Err(_) => {
+            let what = if grpc { "the first gRPC message" } else { "the request body" };
+            return Err(GatewayError::ClientTimeout(what, limits.read_within.as_secs()));
+        }
+    };
     let facts = RequestFacts {
         principal,
         source_ip: connection.peer.ip(),
@@ -74,6 +82,16 @@ pub async fn authorize(
     }
     let allowed = allowed?;
     Ok((Request::from_parts(parts, body), allowed))
+}
+
+/// How much of a request this stage reads, how fast, and how long the rest may stall.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// `timeouts.client_body_secs`.
+    pub read_within: std::time::Duration,
+    /// `timeouts.stream_idle_secs`, for the part of a gRPC request that streams on.
+    pub stream_idle: std::time::Duration,
 }
 
 /// The audit record this stage fills in, whether it should carry the SQL text, and the
@@ -153,13 +171,15 @@ async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Ins
     }
 }
 
-async fn grpc_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
+async fn grpc_call(parts: &Parts, body: Incoming, limits: BodyLimits) -> Result<Inspected, GatewayError> {
     let path = parts.uri.path();
     let rpc = Rpc::from_path(path).ok_or_else(|| AuthzError::NotRouted(format!("no such RPC: {}", printable(path))))?;
     if !rpc.needs_message() {
-        return Ok((Call::Flight(rpc), Bytes::new(), body.map_err(BoxError::from).boxed_unsync(), None));
+        let body = super::idle::IdleBody::client(body.map_err(BoxError::from).boxed_unsync(), limits.stream_idle);
+        return Ok((Call::Flight(rpc), Bytes::new(), body.boxed_unsync(), None));
     }
-    let (message, body) = first_message(body, max_body).await?;
+    let (message, body) = first_message(body, limits.max_bytes).await?;
+    let body = super::idle::IdleBody::client(body, limits.stream_idle).boxed_unsync();
     let token = flight::presented_token(rpc, &message);
     // A DoGet is a query unless its ticket is a catalog listing: only those are told apart
     // (and cached) by their ticket.

@@ -29,6 +29,7 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
+    stream_idle: Duration,
     /// The listener it serves, for metrics.
     listener: &'static str,
 }
@@ -86,6 +87,7 @@ impl Upstream {
             scheme,
             authority,
             response_timeout: Duration::from_secs(timeouts.upstream_response_secs),
+            stream_idle: Duration::from_secs(timeouts.stream_idle_secs),
             listener: if http2_only { "flight" } else { "api" },
         })
     }
@@ -162,7 +164,8 @@ impl Upstream {
                 };
                 collected.map_err(|never| match never {}).boxed_unsync()
             }
-            _ => body.map_err(BoxError::from).boxed_unsync(),
+            _ => super::idle::IdleBody::engine(body.map_err(BoxError::from).boxed_unsync(), self.stream_idle)
+                .boxed_unsync(),
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -212,6 +215,10 @@ fn classify(error: hyper_util::client::legacy::Error, max_body: Option<usize>) -
             && let Some(limit) = max_body
         {
             return GatewayError::PayloadTooLarge(limit);
+        }
+        // The client stopped sending the body being forwarded.
+        if let Some(idle) = e.downcast_ref::<super::idle::StreamIdle>() {
+            return GatewayError::ClientBody(idle.to_string());
         }
         source = e.source();
     }

@@ -17,6 +17,7 @@ mod authorize;
 mod forward;
 mod grpc_status;
 mod handshake;
+mod idle;
 mod sanitize;
 
 use std::net::SocketAddr;
@@ -58,8 +59,8 @@ pub struct Pipeline {
     issuer: Arc<StampIssuer>,
     audit: Arc<Auditor>,
     upstream: Upstream,
-    /// Largest SQL body, and largest gRPC message read to authorize a call.
-    max_body: usize,
+    /// Largest SQL body and gRPC message read to authorize a call, and how long it may take.
+    body: authorize::BodyLimits,
     /// The API listener's bodies are size-limited; gRPC streams are not.
     limit_stream: bool,
     /// The Flight listener answers the Flight Handshake itself.
@@ -98,7 +99,7 @@ impl Pipeline {
                 &config.timeouts,
                 "api.upstream",
             )?,
-            max_body: config.limits.max_api_body_bytes,
+            body: body_limits(config),
             limit_stream: true,
             answers_handshake: false,
             name: "api",
@@ -117,7 +118,7 @@ impl Pipeline {
                 &config.timeouts,
                 "flight.upstream",
             )?,
-            max_body: config.limits.max_api_body_bytes,
+            body: body_limits(config),
             limit_stream: false,
             answers_handshake: true,
             name: "flight",
@@ -165,7 +166,7 @@ impl Pipeline {
             if grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
                 let (principal, response) =
                     handshake::answer(&self.auth, &self.listener, connection, &parts.headers).await?;
-                self.signed_in(connection, &request_id, principal.clone(), "handshake", true);
+                self.signed_in(connection, &request_id, principal.clone(), "handshake", true).await;
                 if let Some(record) = record.as_mut() {
                     record.principal = Some(principal);
                 }
@@ -174,7 +175,7 @@ impl Pipeline {
             // authenticate: who is calling; credentials are removed from the request here.
             let principal =
                 authenticate::authenticate(&self.auth, &self.listener, connection, &mut parts.headers).await?;
-            self.signed_in(connection, &request_id, Arc::clone(&principal), "request", false);
+            self.signed_in(connection, &request_id, Arc::clone(&principal), "request", false).await;
             if let Some(record) = record.as_mut() {
                 record.principal = Some(Arc::clone(&principal));
             }
@@ -188,7 +189,7 @@ impl Pipeline {
                 &principal,
                 Request::from_parts(parts, body),
                 grpc,
-                self.max_body,
+                self.body,
                 record.as_deref_mut().map(|record| authorize::Notes {
                     record,
                     sql: self.audit.wants_sql(),
@@ -210,7 +211,7 @@ impl Pipeline {
                 request = audit::count_request(request, counter);
             }
             // forward: stream to the engine and back.
-            self.upstream.forward(request, self.limit_stream.then_some(self.max_body)).await
+            self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
         }
         .await;
         let refused = result.is_err();
@@ -226,7 +227,7 @@ impl Pipeline {
         match &result {
             Err(GatewayError::Unauthenticated(error)) => {
                 crate::metrics::auth_failure(error.reason());
-                self.sign_in_failed(connection, &request_id, error, route == "Handshake");
+                self.sign_in_failed(connection, &request_id, error, route == "Handshake").await;
             }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
             _ => {}
@@ -249,7 +250,7 @@ impl Pipeline {
             _ => false,
         };
         if probing {
-            self.audit.refused(ip);
+            self.audit.refused(ip).await;
         }
         if let (Some(record), Err(error)) = (record.as_mut(), &result) {
             record.error = Some((error.code(), error.to_string()));
@@ -269,7 +270,7 @@ impl Pipeline {
         }
     }
 
-    fn signed_in(
+    async fn signed_in(
         &self,
         connection: &Connection,
         request_id: &HeaderValue,
@@ -290,25 +291,41 @@ impl Pipeline {
             failure: None,
         };
         if always {
-            self.audit.submit(Record::SignIn(Box::new(record())));
+            self.audit.submit(Record::SignIn(Box::new(record()))).await;
         } else {
-            self.audit.signed_in(record, &principal, connection.peer.ip());
+            self.audit.signed_in(record, &principal, connection.peer.ip()).await;
         }
     }
 
-    fn sign_in_failed(&self, connection: &Connection, request_id: &HeaderValue, error: &AuthError, handshake: bool) {
+    async fn sign_in_failed(
+        &self,
+        connection: &Connection,
+        request_id: &HeaderValue,
+        error: &AuthError,
+        handshake: bool,
+    ) {
         if !self.audit.enabled() {
             return;
         }
-        self.audit.submit(Record::SignIn(Box::new(SignInRecord {
-            time_ms: now_ms(),
-            request_id: request_id.clone(),
-            listener: self.name,
-            peer: connection.peer,
-            principal: None,
-            flow: if handshake { "handshake" } else { "request" },
-            failure: Some((error.reason(), error.to_string())),
-        })));
+        self.audit
+            .submit(Record::SignIn(Box::new(SignInRecord {
+                time_ms: now_ms(),
+                request_id: request_id.clone(),
+                listener: self.name,
+                peer: connection.peer,
+                principal: None,
+                flow: if handshake { "handshake" } else { "request" },
+                failure: Some((error.reason(), error.to_string())),
+            })))
+            .await;
+    }
+}
+
+fn body_limits(config: &Config) -> authorize::BodyLimits {
+    authorize::BodyLimits {
+        max_bytes: config.limits.max_api_body_bytes,
+        read_within: std::time::Duration::from_secs(config.timeouts.client_body_secs),
+        stream_idle: std::time::Duration::from_secs(config.timeouts.stream_idle_secs),
     }
 }
 

@@ -1,0 +1,79 @@
+//! A streamed body that yields nothing for `timeouts.stream_idle_secs` is cut off with an
+//! error naming who stalled: the client (a request body, forwarded as it arrives) or the
+//! engine (a response body). The timer is armed only while the body waits, so a body that
+//! keeps flowing costs no timer work per frame.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::{Body, BoxError};
+
+/// The error a stalled body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("no data from the {who} for {secs} s (timeouts.stream_idle_secs)")]
+pub struct StreamIdle {
+    pub who: &'static str,
+    pub secs: u64,
+}
+
+pub struct IdleBody {
+    inner: Body,
+    limit: Duration,
+    who: &'static str,
+    /// Armed when the body last returned `Pending` after yielding something.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl IdleBody {
+    /// A request body: the client stalls it.
+    pub fn client(inner: Body, limit: Duration) -> Self {
+        Self { inner, limit, who: "client", timer: None, armed: false }
+    }
+
+    /// A response body: the engine stalls it.
+    pub fn engine(inner: Body, limit: Duration) -> Self {
+        Self { inner, limit, who: "engine", timer: None, armed: false }
+    }
+}
+
+impl HttpBody for IdleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.armed = false;
+            return Poll::Ready(frame);
+        }
+        if !this.armed {
+            this.armed = true;
+            let deadline = Instant::now() + this.limit;
+            match this.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                Poll::Ready(Some(Err(Box::new(StreamIdle { who: this.who, secs: this.limit.as_secs() }))))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
