@@ -576,3 +576,82 @@ fn stamp_keygen_and_apikey_expiry() {
     let principal = keys.verify(printed["key"].as_str().unwrap(), 1_900_000_000).unwrap();
     assert_eq!((principal.id.as_str(), principal.groups.as_slice()), ("etl", &["acme".to_string()][..]));
 }
+
+/// Resident memory of a process now, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A plain HTTP GET to the health listener: status and body.
+async fn health_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(path).header("host", "x").body(http_body_util::Empty::<bytes::Bytes>::new());
+    let response = sender.send_request(request.unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The gateway as its own process with 256 file descriptors: a flood of idle connections
+/// from ten addresses meets the connection limit derived from that (64) instead of the
+/// descriptor limit, `/healthz` answers throughout, requests are served again once the head
+/// deadline has cleared the flood, and the process's memory returns to where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_the_descriptor_limit_keeps_health_up_and_memory_flat() {
+    let stack = common::Stack::start(gateway::config::ClientAuth::Required).await;
+    let extra = "limits:\n  max_connections_per_ip: 1000\ntimeouts:\n  client_header_secs: 3\n";
+    let path = write_config(&stack.pki, extra, &format!("http://{}", stack.engine.http_addr));
+    let (mut child, addr, log) =
+        spawn_run(Command::new("prlimit").args(["--nofile=256:256", GATEWAY, "run", "-c", path.to_str().unwrap()]));
+    let started = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|line| line.contains("health_addr="))
+        .expect("no startup line");
+    let field = |name: &str| started.split(&format!("{name}=")).nth(1).unwrap().split_whitespace().next().unwrap();
+    assert_eq!(field("max_connections"), "64", "{started}");
+    let health: std::net::SocketAddr = field("health_addr").parse().unwrap();
+    let client = stack.client(Some("workload"));
+    assert_eq!(client.sql(addr, "SELECT 1").await.unwrap().status, 200);
+    let baseline = rss_kib(child.id());
+
+    let mut flood = Vec::new();
+    for i in 0..600u32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 2 + (i % 10) as u8], 0))).unwrap();
+        if let Ok(stream) = socket.connect(addr).await {
+            flood.push(stream);
+        }
+    }
+    for _ in 0..3 {
+        let probe = tokio::time::timeout(Duration::from_secs(2), health_get(health, "/healthz"));
+        assert_eq!(probe.await.expect("/healthz did not answer during the flood").0, 200);
+    }
+    let (_, metrics) = health_get(health, "/metrics").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_connection_refusals_total{listener=\"api\",reason=\"connection_limit\"}"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 500, "{refused} refused past the limit\n{metrics}");
+    // The head deadline clears the held connections; requests are served again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let reply = client.sql(addr, "SELECT 2").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(flood);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(!lines.iter().any(|l| l.contains("Too many open files")), "{}", lines.join("\n"));
+    let grown_mib = after.saturating_sub(baseline) / 1024;
+    assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB ({baseline} → {after} KiB)");
+    println!("flood: {refused} refused at the limit; gateway RSS {baseline} → {after} KiB");
+}

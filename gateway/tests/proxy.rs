@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "proxy/hostile.rs"]
+mod hostile;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -59,8 +59,9 @@ pub fn count_request(request: Request<Body>, counter: &Arc<AtomicU64>) -> Reques
     request.map(|body| Counted { inner: body, counter }.boxed_unsync())
 }
 
-/// Wraps the response so the event is queued when it ends.
-pub fn finish(
+/// Wraps the response so the event is queued when it ends; a response that ends with its
+/// head (no body) has its event queued here, waiting for room like every event.
+pub async fn finish(
     auditor: &Arc<Auditor>,
     mut record: Box<ApiRecord>,
     started: Instant,
@@ -86,7 +87,7 @@ pub fn finish(
     let declared = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     let (parts, body) = response.into_parts();
     let length = body.size_hint().exact().or(declared);
-    let body = Audited {
+    let mut body = Audited {
         inner: body,
         record: Some(record),
         auditor: Arc::clone(auditor),
@@ -97,6 +98,12 @@ pub fn finish(
         planning,
         queueing: None,
     };
+    // hyper never polls a body that has ended: queue its event now.
+    if body.inner.is_end_stream()
+        && let Some(record) = body.complete(None)
+    {
+        auditor.submit(record).await;
+    }
     Response::from_parts(parts, body.boxed_unsync())
 }
 
@@ -271,6 +278,12 @@ impl HttpBody for Audited {
                         if let Some(kept) = this.error_body.as_mut() {
                             let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
                             kept.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                        // hyper stops polling once a body of known length is sent: its last
+                        // frame goes out only once the event is queued.
+                        if this.length.is_some_and(|len| record.bytes_out >= len) {
+                            let Poll::Ready(Some(Ok(frame))) = polled else { return Poll::Pending };
+                            return this.end(cx, None, Some(Ok(frame)));
                         }
                     } else if let Some(trailers) = frame.trailers_ref()
                         && let Some(status) = grpc_status::code(trailers)

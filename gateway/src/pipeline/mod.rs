@@ -265,7 +265,7 @@ impl Pipeline {
         }
         // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
         match (record, bytes_in) {
-            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, started, bytes_in, response),
+            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, started, bytes_in, response).await,
             _ => response,
         }
     }
