@@ -307,8 +307,13 @@ impl SyslogReceiver {
 
     /// One RFC 5424 message per event: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID - JSON`.
     fn frames(&self, batch: &Batch) -> Vec<u8> {
-        let mut out = Vec::with_capacity(batch.lines.len() + batch.events * 96);
-        for line in batch.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        self.frame_lines(&batch.lines, batch.events)
+    }
+
+    /// [`Self::frames`] of newline-separated event lines (public for the fuzz target).
+    pub fn frame_lines(&self, lines: &[u8], events: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(lines.len() + events * 96);
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let (msgid, severity) = classify(line);
             let pri = u16::from(self.facility) * 8 + u16::from(severity);
             let timestamp = event_time(line);

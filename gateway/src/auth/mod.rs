@@ -419,14 +419,16 @@ const BASIC: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-enum Credentials<'a> {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credentials<'a> {
     Bearer(&'a str),
     /// The password of `Basic base64(user:password)`; the user name is ignored.
     Basic(String),
 }
 
 /// Parses an `Authorization` value; the scheme is case-insensitive (RFC 9110 §11.1).
-fn credentials(value: &[u8]) -> Option<Credentials<'_>> {
+/// Public for the fuzz target.
+pub fn credentials(value: &[u8]) -> Option<Credentials<'_>> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     let rest = rest.trim();

@@ -129,6 +129,30 @@ struct CommandStatementIngest {
 const TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
 
 /// Classifies one call; `message` is the first request message for [`Rpc::needs_message`].
+/// Why a gRPC request's first message cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The compressed flag is set: the gateway cannot read what it would authorize.
+    Compressed,
+    /// The declared length is over the limit.
+    TooLarge,
+}
+
+/// The first gRPC message in what has been read of a request body (a 1-byte compressed flag,
+/// a 4-byte big-endian length, the message): its byte range once complete, `None` while
+/// more is needed.
+pub fn first_message(read: &[u8], max_len: usize) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+    let Some(&[flag, a, b, c, d]) = read.first_chunk::<5>() else { return Ok(None) };
+    if flag != 0 {
+        return Err(FrameError::Compressed);
+    }
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if len > max_len {
+        return Err(FrameError::TooLarge);
+    }
+    Ok((read.len() >= 5 + len).then_some(5..5 + len))
+}
+
 pub fn classify(rpc: Rpc, message: &[u8], defaults: &NameDefaults) -> Result<Vec<StatementAccess>, AuthzError> {
     let only = |endpoint| Ok(vec![StatementAccess { endpoint, datasets: Vec::new() }]);
     match rpc {
@@ -357,6 +381,16 @@ fn printable(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_message_is_found_only_when_complete() {
+        assert_eq!(first_message(&[0, 0, 0], 10), Ok(None));
+        assert_eq!(first_message(&[0, 0, 0, 0, 2, 7], 10), Ok(None));
+        assert_eq!(first_message(&[0, 0, 0, 0, 2, 7, 8, 9], 10), Ok(Some(5..7)));
+        assert_eq!(first_message(&[0, 0, 0, 0, 0], 10), Ok(Some(5..5)));
+        assert_eq!(first_message(&[1, 0, 0, 0, 0], 10), Err(FrameError::Compressed));
+        assert_eq!(first_message(&[0, 0xff, 0xff, 0xff, 0xff], 10), Err(FrameError::TooLarge));
+    }
 
     fn defaults() -> NameDefaults {
         NameDefaults { catalog: "datafusion".into(), schema: "public".into() }

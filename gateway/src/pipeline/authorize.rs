@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request};
@@ -193,23 +193,21 @@ async fn first_message(mut body: Incoming, max_body: usize) -> Result<(Bytes, Bo
     let mut read = BytesMut::new();
     let mut trailers = None;
     loop {
-        if read.len() >= 5 {
-            if read[0] != 0 {
+        match flight::first_message(&read, max_body) {
+            Err(flight::FrameError::Compressed) => {
                 return Err(AuthzError::Unsupported(
                     "compressed gRPC requests cannot be authorized; send them uncompressed".into(),
                 )
                 .into());
             }
-            let len = (&read[1..5]).get_u32() as usize;
-            if len > max_body {
-                return Err(GatewayError::PayloadTooLarge(max_body));
-            }
-            if read.len() >= 5 + len {
+            Err(flight::FrameError::TooLarge) => return Err(GatewayError::PayloadTooLarge(max_body)),
+            Ok(Some(message)) => {
                 let read = read.freeze();
-                let message = read.slice(5..5 + len);
+                let message = read.slice(message);
                 let replay = Replay { read: Some(read), trailers, rest: body };
                 return Ok((message, replay.boxed_unsync()));
             }
+            Ok(None) => {}
         }
         match body.frame().await {
             None => return Err(AuthzError::Malformed("the request ended before its first gRPC message".into()).into()),
@@ -226,7 +224,7 @@ async fn first_message(mut body: Incoming, max_body: usize) -> Result<(Bytes, Bo
                 }
             },
         }
-        if trailers.is_some() && read.len() >= 5 && read.len() < 5 + (&read[1..5]).get_u32() as usize {
+        if trailers.is_some() && read.len() >= 5 {
             return Err(AuthzError::Malformed("the request ended inside its first gRPC message".into()).into());
         }
     }
