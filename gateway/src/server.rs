@@ -75,6 +75,7 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
             format!("must be between {} and {}", lifetimes.start(), lifetimes.end()),
         ));
     }
+    check_limits(&config)?;
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
     let auth = Arc::new(Authenticator::from_config(&config)?);
     let authz = Arc::new(
@@ -94,6 +95,28 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     )?;
     tls.server_config(API_ALPN)?;
     Ok(Prepared { config, tls, auth, authz, limits, issuer })
+}
+
+/// Zero would refuse every connection or close it at once: a limit or deadline is at least 1.
+fn check_limits(config: &Config) -> Result<(), ConfigError> {
+    let (t, l) = (&config.timeouts, &config.limits);
+    let fields = [
+        ("timeouts.client_header_secs", t.client_header_secs),
+        ("timeouts.idle_secs", t.idle_secs),
+        ("timeouts.client_body_secs", t.client_body_secs),
+        ("timeouts.stream_idle_secs", t.stream_idle_secs),
+        ("timeouts.client_write_secs", t.client_write_secs),
+        ("timeouts.upstream_connect_secs", t.upstream_connect_secs),
+        ("timeouts.upstream_response_secs", t.upstream_response_secs),
+        ("limits.max_connections", l.max_connections.map_or(1, |n| n as u64)),
+        ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+        ("limits.max_streams_per_connection", u64::from(l.max_streams_per_connection)),
+        ("limits.max_control_frames_per_sec", u64::from(l.max_control_frames_per_sec)),
+    ];
+    match fields.iter().find(|(_, value)| *value == 0) {
+        Some((field, _)) => Err(ConfigError::new(*field, "must be at least 1")),
+        None => Ok(()),
+    }
 }
 
 /// A running gateway.

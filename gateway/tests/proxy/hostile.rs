@@ -223,6 +223,12 @@ async fn stalled_bodies_and_slow_readers_get_their_timeouts_while_a_large_result
     let message = response.headers()["grpc-message"].to_str().unwrap();
     assert!(message.contains("first gRPC message"), "{message}");
     drop(feed);
+    eventually("the stalled call's event", 10, || {
+        events(&log)
+            .iter()
+            .any(|e| e["unmapped"]["grpc_status"] == 4 && e["unmapped"]["error_code"] == "request_timeout")
+    })
+    .await;
 
     // A large result read at normal speed streams to the end.
     let sql = "SELECT value FROM generate_series(1, 3000000)";
@@ -413,6 +419,20 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "{}", String::from_utf8_lossy(&answer));
     assert!(metric(health, protocol).await >= protocol_before + 2);
     eventually("the protocol_error event", 10, || !refusals(&log, "protocol_error").is_empty()).await;
+
+    // A request head over limits.max_header_bytes: 431, and a header_too_large refusal.
+    let too_large = "gateway_connection_refusals_total{listener=\"api\",reason=\"header_too_large\"}";
+    let too_large_before = metric(health, too_large).await;
+    // Exactly the limit and no end of head yet: the gateway reads all of it (nothing unread
+    // turns its close into a reset that could swallow the answer) and refuses.
+    let mut head = "GET /v1/datasets HTTP/1.1\r\nhost: localhost\r\nx-padding: ".to_string();
+    head.push_str(&"a".repeat(65_536 - head.len()));
+    let mut tls = stack.client(Some("workload")).connect(stack.gateway.api_addr).await.unwrap();
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut tls).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(metric(health, too_large).await > too_large_before);
+    eventually("the header_too_large event", 10, || !refusals(&log, "header_too_large").is_empty()).await;
 
     // Two credentials of one kind: 401 malformed, whichever comes first.
     let client = stack.client(None);
