@@ -117,7 +117,7 @@ promtool check rules "$rules" >/dev/null
 sed 's/expr: .*gateway_audit_dropped_total.*/expr: sum(rate(gateway_audit_dropped_total[5m]) > /' "$rules" >"$work/bad-rules.yaml"
 must_fail promtool promtool check rules "$work/bad-rules.yaml"
 echo "ok: $rules (promtool check rules)"
-scripts=(.ci/run .ci/test .ci/supply-chain .ci/check-audit-secrets compose/image/build.sh compose/k8s/validate.sh compose/tests/*.sh loadtests/*.sh)
+scripts=(.ci/run .ci/test .ci/fuzz .ci/supply-chain .ci/check-audit-secrets compose/image/build.sh compose/k8s/validate.sh compose/tests/*.sh loadtests/*.sh)
 shellcheck "${scripts[@]}"
 # shellcheck disable=SC2016 # the planted script is literal
 printf '#!/bin/sh\nrm -rf $1/\n' >"$work/bad.sh"
