@@ -208,6 +208,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         polled
     }
 
+    /// hyper writes head and body (and h2 frames) as one vectored write when it can.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(budget)) = (&polled, this.budget.as_mut()) {
+            budget.wrote(*n, this.activity.now_ms());
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
