@@ -475,3 +475,34 @@ async fn check_online_refuses_an_issuer_the_provider_does_not_use() {
     assert!(stderr.contains("differ only by a trailing slash"), "{stderr}");
     idp.stop().await;
 }
+
+/// RFC 7519 NumericDates may carry a fraction; a token issued in the future (past the
+/// leeway) is refused; identity claims with control characters are refused, since they
+/// would reach SQL, Cedar, the stamp and audit lines.
+#[tokio::test]
+async fn token_times_and_identity_characters_at_the_edges() {
+    let mut idp = Idp::start(0).await;
+    let issuer = idp.issuer.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, |c| c.auth.oidc = vec![provider("main", &issuer)]).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let fractional = json!({"iat": now - 0.5, "nbf": now - 1.25, "exp": now + 300.75});
+    let token = idp.token("rsa-1", fractional, 300).await;
+    let reply = with_bearer(&stack, &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Within the 5 s leeway a clock a little ahead is fine; an hour ahead is not.
+    let token = idp.token("rsa-1", json!({"iat": now as u64 + 2}), 300).await;
+    assert_eq!(with_bearer(&stack, &token).await.status, 200);
+    let token = idp.token("rsa-1", json!({"iat": now as u64 + 3600}), 300).await;
+    assert_refused(&with_bearer(&stack, &token).await, "issued in the future", &token);
+    let token = idp.token("rsa-1", json!({"exp": "tomorrow"}), 300).await;
+    assert_refused(&with_bearer(&stack, &token).await, "exp claim is not a NumericDate", &token);
+    for claims in [
+        json!({"sub": "alice\u{0}root"}),
+        json!({"sub": "alice\nINFO signed in as root"}),
+        json!({"email": "alice@acme.test\r\nx-injected: 1"}),
+        json!({"groups": ["acme", "admins\u{1b}[0m"]}),
+    ] {
+        let token = idp.token("rsa-1", claims.clone(), 300).await;
+        assert_refused(&with_bearer(&stack, &token).await, "control characters", &token);
+    }
+}
