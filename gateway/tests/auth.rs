@@ -367,16 +367,7 @@ async fn listeners_choose_methods_and_can_require_a_certificate_too() {
     let hash = key.hash.clone();
     let stack = Stack::start_with(ClientAuth::Optional, |c: &mut Config| {
         c.auth.oidc = vec![provider("main", &issuer)];
-        c.auth.api_keys = Some(ApiKeysConfig {
-            file: None,
-            keys: vec![gateway::config::ApiKeyEntry {
-                name: "svc".into(),
-                hash,
-                groups: vec![],
-                tenant: None,
-                expires: None,
-            }],
-        });
+        c.auth.api_keys = Some(common::inline_key("svc", &hash));
         c.api.auth = ListenerAuthConfig {
             methods: Some(vec![AuthMethodName::Oidc]),
             oidc_providers: None,
@@ -412,16 +403,7 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
     let hash = key.hash.clone();
     let stack = Stack::start_with(ClientAuth::Optional, |c| {
         c.auth.oidc = vec![provider("main", &issuer)];
-        c.auth.api_keys = Some(ApiKeysConfig {
-            file: None,
-            keys: vec![gateway::config::ApiKeyEntry {
-                name: "svc-etl".into(),
-                hash,
-                groups: vec![],
-                tenant: None,
-                expires: None,
-            }],
-        });
+        c.auth.api_keys = Some(common::inline_key("svc-etl", &hash));
     })
     .await;
     let jwt = idp.good().await;

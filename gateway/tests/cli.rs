@@ -127,14 +127,18 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Peak resident memory of a process, from /proc.
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A memory figure of a process (KiB), from /proc: `VmHWM` (peak resident), `VmRSS` (now).
+fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    memory_kib(pid, "VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,14 +585,8 @@ fn stamp_keygen_and_apikey_expiry() {
     assert_eq!((principal.id.as_str(), principal.groups.as_slice()), ("etl", &["acme".to_string()][..]));
 }
 
-/// Resident memory of a process now, from /proc.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    memory_kib(pid, "VmRSS")
 }
 
 /// A plain HTTP GET to the health listener: status and body.

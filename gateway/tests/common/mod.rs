@@ -125,6 +125,20 @@ pub fn allow_all_policies(dir: &Path) -> PathBuf {
     policies
 }
 
+/// `auth.api_keys` with one key, given by its hash, in the config itself.
+pub fn inline_key(name: &str, hash: &str) -> gateway::config::ApiKeysConfig {
+    gateway::config::ApiKeysConfig {
+        file: None,
+        keys: vec![gateway::config::ApiKeyEntry {
+            name: name.into(),
+            hash: hash.into(),
+            groups: vec![],
+            tenant: None,
+            expires: None,
+        }],
+    }
+}
+
 pub fn gateway_config(
     pki: &Pki,
     client_auth: ClientAuth,

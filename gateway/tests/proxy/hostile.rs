@@ -25,6 +25,46 @@ fn audit_to(config: &mut Config, path: &Path) {
     config.audit.refusal_interval_secs = 1;
 }
 
+/// A stack whose gateway audits to its own file (kept with the folder); `adjust` sets what
+/// the test attacks.
+async fn audited_stack(adjust: impl FnOnce(&mut Config)) -> (Stack, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+        adjust(c);
+        audit_to(c, &log);
+    })
+    .await;
+    (stack, dir, log)
+}
+
+/// An h2 connection to `addr` with the workload certificate.
+async fn h2_sender<B>(stack: &Stack, addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync,
+{
+    h2_connection(stack, addr).await.0
+}
+
+async fn h2_connection<B>(
+    stack: &Stack,
+    addr: SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<B>, tokio::task::JoinHandle<Result<(), hyper::Error>>)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync,
+{
+    let mut client = stack.client(Some("workload"));
+    client.config = client_config(&stack.pki.ca(), Some(stack.pki.leaf("workload")), &[b"h2"]);
+    let tls = client.connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
 fn events(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -72,12 +112,9 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_from_one_address_spares_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+    let (stack, _dir, log) = audited_stack(|c| {
         c.limits.max_connections_per_ip = 20;
         c.timeouts.client_header_secs = 3;
-        audit_to(c, &log);
     })
     .await;
     let (api, health) = (stack.gateway.api_addr, stack.gateway.health_addr);
@@ -131,12 +168,9 @@ async fn a_connection_flood_from_one_address_spares_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tls_and_idle_h2_connections_are_closed_at_their_deadlines() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+    let (stack, _dir, log) = audited_stack(|c| {
         c.timeouts.client_header_secs = 2;
         c.timeouts.idle_secs = 2;
-        audit_to(c, &log);
     })
     .await;
     // TLS done, no request: closed at the head deadline, as a refusal.
@@ -149,14 +183,7 @@ async fn idle_tls_and_idle_h2_connections_are_closed_at_their_deadlines() {
     eventually("the header_timeout event", 10, || !refusals(&log, "header_timeout").is_empty()).await;
 
     // h2: one request, then nothing: GOAWAY and close at the idle deadline.
-    let mut client = stack.client(Some("workload"));
-    client.config = client_config(&stack.pki.ca(), Some(stack.pki.leaf("workload")), &[b"h2"]);
-    let tls = client.connect(stack.gateway.api_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2_connection(&stack, stack.gateway.api_addr).await;
     let request = http::Request::post("https://localhost/v1/sql").body(Full::new(Bytes::from("SELECT 1"))).unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -180,12 +207,9 @@ async fn raw_h1(stack: &Stack, head: &str, body: &[u8], secs: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_bodies_and_slow_readers_get_their_timeouts_while_a_large_result_streams_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+    let (stack, dir, log) = audited_stack(|c| {
         c.timeouts.client_body_secs = 1;
         c.timeouts.client_write_secs = 2;
-        audit_to(c, &log);
     })
     .await;
     // Content-Length: 100, then 9 bytes and nothing more: 408 after client_body_secs.
@@ -203,14 +227,7 @@ async fn stalled_bodies_and_slow_readers_get_their_timeouts_while_a_large_result
     .await;
 
     // A Flight call whose first message never completes: DEADLINE_EXCEEDED.
-    let mut client = stack.client(Some("workload"));
-    client.config = client_config(&stack.pki.ca(), Some(stack.pki.leaf("workload")), &[b"h2"]);
-    let tls = client.connect(stack.gateway.flight_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_sender(&stack, stack.gateway.flight_addr).await;
     let (mut feed, frames) = futures::channel::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
     feed.try_send(Ok(http_body::Frame::data(Bytes::from_static(&[0, 0, 0])))).unwrap();
     let request = http::Request::post("https://localhost/arrow.flight.protocol.FlightService/DoGet")
@@ -380,24 +397,8 @@ fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
     let key = gateway::auth::apikeys::generate().unwrap();
-    let hash = key.hash.clone();
-    let stack = Stack::start_with(ClientAuth::Optional, |c| {
-        c.auth.api_keys = Some(gateway::config::ApiKeysConfig {
-            file: None,
-            keys: vec![gateway::config::ApiKeyEntry {
-                name: "svc".into(),
-                hash,
-                groups: vec![],
-                tenant: None,
-                expires: None,
-            }],
-        });
-        audit_to(c, &log);
-    })
-    .await;
+    let (stack, _dir, log) = audited_stack(|c| c.auth.api_keys = Some(common::inline_key("svc", &key.hash))).await;
     let health = stack.gateway.health_addr;
     let protocol = "gateway_connection_refusals_total{listener=\"api\",reason=\"protocol_error\"}";
     let protocol_before = metric(health, protocol).await;
