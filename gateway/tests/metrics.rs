@@ -2,6 +2,7 @@
 //! stages record, after a mix of allowed, denied, unauthenticated and rate-limited requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 pyarrow.flight's Basic-auth Handshake with an API key, and ADBC Flight SQL with a bearer JWT
 and with its `username` / `password` options (grpc-go sends unpadded base64 Basic auth).
 
-Run by gateway/tests/auth.rs, which starts the engine, the gateway and an OIDC provider and
+Run by gateway/tests/integration/auth.rs, which starts the engine, the gateway and an OIDC provider and
 passes:
   FLIGHT_URI   grpc+tls://localhost:PORT (the gateway's Flight listener)
   CA_FILE      the CA that signed the gateway's certificate

@@ -1,7 +1,7 @@
 """Cedar authorization through the gateway's Flight listener with real Flight SQL clients:
 pyarrow.flight (Handshake with an API key, then Flight SQL commands built by hand) and ADBC.
 
-Run by gateway/tests/authz.rs with the shipped policies, which passes:
+Run by gateway/tests/integration/authz.rs with the shipped policies, which passes:
   FLIGHT_URI   grpc+tls://localhost:PORT (the gateway's Flight listener)
   CA_FILE      the CA that signed the gateway's certificate
   ACME_KEY     an API key for service "acme-reader" (tenant acme, group acme)

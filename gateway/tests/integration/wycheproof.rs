@@ -3,7 +3,6 @@
 //! Wycheproof's verdict; cases with any other algorithm (HMAC, `none`, ES512) must be refused.
 //! The verifier is given what a provider publishes: the group's public key, or, where a group
 //! has only a private or secret key, that key (which the gateway must refuse to use).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -2,17 +2,16 @@
 //! serving discovery and the JWKS over HTTP), the gateway, and a real engine whose
 //! `current_principal()` shows who the gateway vouched for. Every rejection is proven; so is
 //! acceptance. Needs `npm ci --prefix gateway/tests/oidc` (done by `.ci/run`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::{Reply, Stack};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Reply, Stack};
 use gateway::auth::apikeys;
 use gateway::config::{
     ApiKeysConfig, AuthMethodName, ClaimMapping, ClientAuth, Config, ListenerAuthConfig, OidcProviderConfig,

@@ -1,8 +1,7 @@
 //! The `gateway` binary end to end: `tls init/add`, `check`, `run` streaming a large result
 //! with bounded memory, and `up` with its printed commands.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

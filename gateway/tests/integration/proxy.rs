@@ -1,21 +1,19 @@
 //! Forwarding through the gateway to a real engine: identity spoofing, curl over mTLS,
 //! gRPC streaming in every direction, upstream failures, and limits.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "proxy/hostile.rs"]
+use crate::common;
 mod hostile;
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::common::{Stack, client_config};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
     PollInfo, PutResult, SchemaResult, Ticket,
 };
-use common::{Stack, client_config};
 use futures::{Stream, StreamExt};
 use gateway::config::ClientAuth;
 use tokio::net::TcpStream;

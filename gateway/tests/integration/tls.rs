@@ -1,13 +1,12 @@
 //! Real TLS handshakes against the gateway: client-certificate modes, foreign and expired
 //! certificates, protocol versions, and certificate hot reload.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Client, Stack};
+use crate::common::{Client, Stack};
 use gateway::config::ClientAuth;
 
 #[tokio::test]

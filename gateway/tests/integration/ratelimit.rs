@@ -1,13 +1,11 @@
 //! Rate limits end to end: per IP, per principal with a group override, the failed-auth
 //! block against brute force (while another address is served), and the gRPC status.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use common::{Reply, Stack};
+use crate::common::{Reply, Stack};
 use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth, QuotaConfig, RateLimitConfig};
 

@@ -1,15 +1,14 @@
 //! Cedar authorization end to end: the shipped policies in front of the real engine, over
 //! HTTP and Flight SQL with real clients, and policy hot reload under load.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Reply, Stack, shipped_policies};
+use crate::common::{Reply, Stack, shipped_policies};
 use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth};
 

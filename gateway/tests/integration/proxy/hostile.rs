@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::common::{self, Client, Stack, client_config};
 use super::health_status;
+use crate::common::{self, Client, Stack, client_config};
 
 /// An audit file sink for one test, with refusals aggregated every second.
 fn audit_to(config: &mut Config, path: &Path) {

@@ -1,9 +1,8 @@
 //! Audit end to end: OCSF events for every outcome (and no secret anywhere), the HTTP sink
 //! through an outage and a gateway restart with nothing missing, `on_failure: deny`, and
 //! syslog over TCP and TLS parsed as RFC 5424.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -11,9 +10,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::common::{Reply, Stack};
 use base64::Engine as _;
 use bytes::Bytes;
-use common::{Reply, Stack};
 use gateway::auth::apikeys;
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure,
@@ -30,8 +29,10 @@ fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&buffer);
+        // The crates' own logs (every test in this binary writes them once this is set):
+        // hyper's and h2's debug output would only grow the buffer.
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("gateway=debug,identity=debug,engine=debug"))
             .with_ansi(false)
             .with_writer(move || Shared(Arc::clone(&sink)))
             .finish();
