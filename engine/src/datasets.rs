@@ -5,8 +5,8 @@ use std::path::Path;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
+use crate::catalog::register_table;
 use crate::config::{Dataset, Format};
-use crate::query::register_table;
 
 /// Registers one configured dataset under its name.
 pub async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {

@@ -10,7 +10,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
-use crate::query::register_table;
+use crate::catalog::register_table;
 
 const CUSTOMERS: &str = include_str!("../demo/customers.csv");
 const ORDERS: &str = include_str!("../demo/orders.csv");

@@ -17,14 +17,24 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use identity::{REQUEST_ID_HEADER, STAMP_HEADER};
 
+use crate::caller::Authenticator;
+use crate::config::Limits;
 use crate::encode::{self, Encoder};
 use crate::error::EngineError;
-use crate::server::Shared;
+use crate::query::QueryEngine;
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Results up to this size that are ready at once are sent whole rather than streamed.
 const SMALL_RESULT_BYTES: usize = 64 * 1024;
+
+/// What every HTTP request handler shares (built by `server`).
+#[derive(Debug)]
+pub struct Shared {
+    pub engine: Arc<QueryEngine>,
+    pub auth: Arc<Authenticator>,
+    pub limits: Limits,
+}
 
 /// Serves one request; never fails (every error becomes a response).
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {

@@ -6,6 +6,7 @@
 //! ([`http`], [`flight`]). Errors map to statuses in one place ([`error`]).
 
 pub mod caller;
+mod catalog;
 pub mod cli;
 pub mod config;
 mod datasets;

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::common::TableReference;
-use datafusion::datasource::TableProvider;
 use datafusion::datasource::view::ViewTable;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, TableType};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::caller::Caller;
+use crate::catalog::register_table;
 use crate::config::{Config, SqlConfig};
 use crate::error::EngineError;
 use crate::listing::{ListedCatalogs, Listing};
@@ -156,28 +154,6 @@ fn sql_options(config: &SqlConfig) -> SQLOptions {
         .with_allow_dml(config.allow_dml)
         // SET, PREPARE, BEGIN...: nothing a client of a shared engine should change.
         .with_allow_statements(false)
-}
-
-/// Registers `table` under `name` (`table` or `schema.table`), creating the schema if needed.
-pub(crate) fn register_table(
-    ctx: &SessionContext,
-    name: &str,
-    table: Arc<dyn TableProvider>,
-) -> datafusion::error::Result<()> {
-    let reference = TableReference::parse_str(name);
-    if let Some(schema) = reference.schema() {
-        let catalog = ctx
-            .catalog("datafusion")
-            .ok_or_else(|| datafusion::error::DataFusionError::Plan("default catalog missing".into()))?;
-        if catalog.schema(schema).is_none() {
-            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
-        }
-    }
-    if ctx.table_exist(reference.clone())? {
-        return Err(datafusion::error::DataFusionError::Plan(format!("{name} is defined twice")));
-    }
-    ctx.register_table(reference, table)?;
-    Ok(())
 }
 
 /// Views are planned once (to check them at startup) but their identity functions are

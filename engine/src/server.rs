@@ -12,18 +12,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::caller::Authenticator;
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::handles::HandleStore;
+use crate::http::Shared;
 use crate::query::QueryEngine;
 use crate::{flight, http};
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct Shared {
-    pub engine: Arc<QueryEngine>,
-    pub auth: Arc<Authenticator>,
-    pub limits: Limits,
-}
 
 /// A started engine: its bound addresses and a handle to stop it.
 #[derive(Debug)]

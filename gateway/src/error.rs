@@ -4,11 +4,10 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
 use crate::auth::AuthError;
 use crate::authz::{AuthzError, SqlError};
-use crate::pipeline::Body;
+use crate::body::{Body, empty, full};
 use crate::ratelimit::Limited;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,12 +177,4 @@ fn percent_encode(message: &str) -> String {
         }
     }
     out
-}
-
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
-}
-
-pub fn empty() -> Body {
-    full(Bytes::new())
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod body;
 pub mod cli;
 pub mod commands;
 pub mod config;

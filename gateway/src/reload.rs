@@ -14,7 +14,7 @@ use crate::auth::apikeys::ApiKeys;
 use crate::authz::Authorizer;
 use crate::config::{ApiKeysConfig, Config, TlsConfig};
 use crate::ratelimit::RateLimits;
-use crate::server::TlsConfigs;
+use crate::tls::TlsConfigs;
 use crate::tls::TlsMaterial;
 
 /// Certificates, keys, CA bundle and CRLs, for new connections.

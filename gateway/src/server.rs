@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use identity::{StampIssuer, StampSigner};
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -20,36 +18,8 @@ use crate::config::{Config, ConfigError, resolve_pem};
 use crate::listener::{ConnectionLimits, Serving, serve_tls};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::RateLimits;
-use crate::tls::TlsMaterial;
+use crate::tls::{API_ALPN, TlsConfigs, TlsMaterial};
 use crate::{health, reload};
-
-/// ALPN offered on each listener: gRPC needs h2; the API serves both.
-pub const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
-pub const FLIGHT_ALPN: &[&[u8]] = &[b"h2"];
-
-/// The live TLS configurations, swapped whole on reload.
-#[derive(Debug)]
-pub struct TlsConfigs {
-    pub api: ArcSwap<ServerConfig>,
-    pub flight: ArcSwap<ServerConfig>,
-}
-
-impl TlsConfigs {
-    pub fn build(material: &TlsMaterial) -> Result<Self, ConfigError> {
-        Ok(Self {
-            api: ArcSwap::new(material.server_config(API_ALPN)?),
-            flight: ArcSwap::new(material.server_config(FLIGHT_ALPN)?),
-        })
-    }
-
-    pub fn swap(&self, material: &TlsMaterial) -> Result<(), ConfigError> {
-        let api = material.server_config(API_ALPN)?;
-        let flight = material.server_config(FLIGHT_ALPN)?;
-        self.api.store(api);
-        self.flight.store(flight);
-        Ok(())
-    }
-}
 
 /// Everything `run` needs, loaded and checked; `gateway check` stops here.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
@@ -153,5 +154,33 @@ impl TlsMaterial {
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+/// ALPN offered on each listener: gRPC needs h2; the API serves both.
+pub const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub const FLIGHT_ALPN: &[&[u8]] = &[b"h2"];
+
+/// The live TLS configurations, swapped whole on reload.
+#[derive(Debug)]
+pub struct TlsConfigs {
+    pub api: ArcSwap<ServerConfig>,
+    pub flight: ArcSwap<ServerConfig>,
+}
+
+impl TlsConfigs {
+    pub fn build(material: &TlsMaterial) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api: ArcSwap::new(material.server_config(API_ALPN)?),
+            flight: ArcSwap::new(material.server_config(FLIGHT_ALPN)?),
+        })
+    }
+
+    pub fn swap(&self, material: &TlsMaterial) -> Result<(), ConfigError> {
+        let api = material.server_config(API_ALPN)?;
+        let flight = material.server_config(FLIGHT_ALPN)?;
+        self.api.store(api);
+        self.flight.store(flight);
+        Ok(())
     }
 }

@@ -85,7 +85,7 @@ pub struct ConnectionRecord {
     pub time_ms: i64,
     pub listener: &'static str,
     pub peer: SocketAddr,
-    /// The closed set of [`crate::listener::Refusal`] codes.
+    /// A code from the closed set of connection refusals (the listener's `Refusal`).
     pub reason: &'static str,
     /// The first refusal's message (an aggregate: the last one's).
     pub error: String,

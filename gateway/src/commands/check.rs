@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use crate::cli::ConfigArgs;
+use super::ConfigArgs;
 use crate::server;
 
 #[derive(Debug, Args)]
@@ -20,7 +20,7 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<(), String> {
     let prepared = server::prepare(args.config.load()?).map_err(|e| e.to_string())?;
     if args.online {
-        let probes = crate::cli::runtime()?.block_on(prepared.auth.probe_providers());
+        let probes = super::runtime()?.block_on(prepared.auth.probe_providers());
         let mut failed = Vec::new();
         for (name, probe) in probes {
             match probe {

@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand, and what the serving ones share (the config flags, the
+//! runtime, the shutdown signal).
 
 pub mod apikey;
 pub mod check;
@@ -8,3 +9,70 @@ pub mod run;
 pub mod stamp;
 pub mod tls;
 pub mod up;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `-c FILE` plus the TLS flags that override the file.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Server certificate chain file (PEM), overriding tls.certificate(_file).
+    #[arg(long)]
+    pub tls_certificate_file: Option<PathBuf>,
+    /// Server private key file (PEM), overriding tls.key(_file).
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Server certificate chain as PEM text (or ${env:..} / ${file:..}).
+    #[arg(long)]
+    pub tls_certificate: Option<String>,
+    /// Server private key as PEM text (or ${env:..} / ${file:..}).
+    #[arg(long)]
+    pub tls_key: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The config file with the flags applied on top.
+    pub fn load(&self) -> Result<crate::config::Config, String> {
+        let mut config = crate::config::Config::from_file(&self.config).map_err(|e| e.to_string())?;
+        if self.tls_certificate_file.is_some() || self.tls_certificate.is_some() {
+            config.tls.certificate_file = self.tls_certificate_file.clone();
+            config.tls.certificate = self.tls_certificate.clone();
+        }
+        if self.tls_key_file.is_some() || self.tls_key.is_some() {
+            config.tls.key_file = self.tls_key_file.clone();
+            config.tls.key = self.tls_key.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// A multi-threaded runtime for the serving commands.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("async runtime: {e}"))
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: a signal right after startup (a pod stopped as it
+/// comes up, a script) then shuts down cleanly instead of killing the process. Call it
+/// inside the runtime, before serving.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut term, mut interrupt)) = handlers {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,6 +1,6 @@
 //! `gateway run -c FILE`: serve until Ctrl-C / SIGTERM.
 
-use crate::cli::{ConfigArgs, runtime, shutdown_signal};
+use super::{ConfigArgs, runtime, shutdown_signal};
 use crate::server;
 
 pub fn run(args: ConfigArgs) -> Result<(), String> {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::{runtime, shutdown_signal};
 use crate::auth::apikeys;
-use crate::cli::{runtime, shutdown_signal};
 use crate::config::{
     ApiKeysConfig, AuditConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener,
     Limits, Listener, ListenerAuthConfig, ShutdownConfig, SinkConfig, StampConfig, Timeouts, TlsConfig,

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::Refusal;
 use super::frames::ControlBudget;
-use crate::pipeline::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// A graceful close (idle, or a flood's GOAWAY) gets this long before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -15,10 +15,11 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::{Body, BoxError, Connection, grpc_status};
+use super::{Connection, grpc_status};
 use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record, now_ms};
 use crate::authz::flight::{self, Rpc};
+use crate::body::{Body, BoxError};
 
 /// A fresh record for a request that just arrived.
 pub fn begin<B>(

@@ -18,12 +18,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use identity::Principal;
 
-use super::{Body, BoxError, Connection};
+use super::Connection;
 use crate::audit::plans::Plans;
 use crate::audit::{ApiRecord, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
-use crate::error::{GatewayError, full};
+use crate::body::full;
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
 
 /// Authorizes `request` and returns it, with its body ready to forward.
 pub async fn authorize(

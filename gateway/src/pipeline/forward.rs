@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Body, BoxError};
+use crate::body::{Body, BoxError};
 use crate::config::{ConfigError, Timeouts, UpstreamTls};
 use crate::error::GatewayError;
 
@@ -102,7 +102,7 @@ impl Upstream {
         else {
             return false;
         };
-        let Ok(request) = Request::get(uri).body(crate::error::empty()) else { return false };
+        let Ok(request) = Request::get(uri).body(crate::body::empty()) else { return false };
         match tokio::time::timeout(Duration::from_secs(2), self.client.request(request)).await {
             Ok(Ok(response)) => {
                 let ok = response.status().is_success();

@@ -10,7 +10,7 @@ use http::{HeaderMap, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// gRPC status codes by number, as metric labels and audit codes.
 const NAMES: [&str; 17] = [

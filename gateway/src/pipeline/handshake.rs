@@ -14,8 +14,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use identity::Principal;
 
-use super::{Body, BoxError, Connection};
+use super::Connection;
 use crate::auth::{Authenticator, ListenerAuth};
+use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 
 pub const PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";

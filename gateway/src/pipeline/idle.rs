@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// The error a stalled body ends with.
 #[derive(Debug, thiserror::Error)]

@@ -23,23 +23,18 @@ mod sanitize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
 use crate::audit::{Auditor, Record, SignInRecord, now_ms};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
 use crate::authz::Authorizer;
+use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimits;
 pub use forward::Upstream;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Bodies in both directions: streamed, never buffered whole.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// What the gateway knows about a connection once its TLS handshake is done.
 #[derive(Debug, Clone)]

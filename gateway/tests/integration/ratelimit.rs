@@ -1,7 +1,6 @@
 //! Rate limits end to end: per IP, per principal with a group override, the failed-auth
 //! block against brute force (while another address is served), and the gRPC status.
 
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 
