@@ -40,65 +40,72 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// The gRPC status codes the gateway answers with
+/// (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grpc {
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    Unauthenticated = 16,
+}
+
+/// A row of the error table: the code in bodies, events and metrics, and the two statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub code: &'static str,
+    pub http: StatusCode,
+    pub grpc: Grpc,
+}
+
 impl GatewayError {
+    /// The error table, one row per kind of error and no catch-all: a new error variant
+    /// does not compile until it has its row.
+    pub fn kind(&self) -> Kind {
+        use GatewayError as E;
+        use StatusCode as H;
+        let (code, http, grpc) = match self {
+            E::Unauthenticated(AuthError::KeysUnavailable(_)) => {
+                ("auth_unavailable", H::SERVICE_UNAVAILABLE, Grpc::Unavailable)
+            }
+            E::Unauthenticated(_) => ("unauthenticated", H::UNAUTHORIZED, Grpc::Unauthenticated),
+            E::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => {
+                ("invalid_sql", H::BAD_REQUEST, Grpc::InvalidArgument)
+            }
+            E::Authorization(AuthzError::Sql(SqlError::Unsupported(_) | SqlError::Name(_))) => {
+                ("forbidden", H::FORBIDDEN, Grpc::PermissionDenied)
+            }
+            E::Authorization(AuthzError::Denied { .. } | AuthzError::Unsupported(_)) => {
+                ("forbidden", H::FORBIDDEN, Grpc::PermissionDenied)
+            }
+            E::Authorization(AuthzError::Malformed(_)) | E::ClientBody(_) => {
+                ("bad_request", H::BAD_REQUEST, Grpc::InvalidArgument)
+            }
+            E::Authorization(AuthzError::NotRouted(_)) => ("not_found", H::NOT_FOUND, Grpc::Unimplemented),
+            E::Authorization(AuthzError::UnknownDataset(_)) => ("dataset_not_found", H::NOT_FOUND, Grpc::NotFound),
+            E::RateLimited(_) => ("rate_limited", H::TOO_MANY_REQUESTS, Grpc::ResourceExhausted),
+            E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, Grpc::ResourceExhausted),
+            E::MethodNotAllowed(..) => ("method_not_allowed", H::METHOD_NOT_ALLOWED, Grpc::Unimplemented),
+            E::ClientTimeout(..) => ("request_timeout", H::REQUEST_TIMEOUT, Grpc::DeadlineExceeded),
+            E::UpstreamUnavailable(_) => ("upstream_unavailable", H::BAD_GATEWAY, Grpc::Unavailable),
+            E::UpstreamTimeout => ("upstream_timeout", H::GATEWAY_TIMEOUT, Grpc::DeadlineExceeded),
+            E::AuditUnavailable => ("audit_unavailable", H::SERVICE_UNAVAILABLE, Grpc::Unavailable),
+            E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, Grpc::Internal),
+        };
+        Kind { code, http, grpc }
+    }
+
     pub fn code(&self) -> &'static str {
-        match self {
-            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => "auth_unavailable",
-            GatewayError::Unauthenticated(_) => "unauthenticated",
-            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => "invalid_sql",
-            GatewayError::Authorization(AuthzError::Malformed(_)) | GatewayError::ClientBody(_) => "bad_request",
-            GatewayError::Authorization(AuthzError::NotRouted(_)) => "not_found",
-            GatewayError::Authorization(AuthzError::UnknownDataset(_)) => "dataset_not_found",
-            GatewayError::Authorization(_) => "forbidden",
-            GatewayError::RateLimited(_) => "rate_limited",
-            GatewayError::PayloadTooLarge(_) => "payload_too_large",
-            GatewayError::MethodNotAllowed(..) => "method_not_allowed",
-            GatewayError::ClientTimeout(..) => "request_timeout",
-            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
-            GatewayError::UpstreamTimeout => "upstream_timeout",
-            GatewayError::AuditUnavailable => "audit_unavailable",
-            GatewayError::Internal(_) => "internal",
-        }
+        self.kind().code
     }
 
     pub fn http_status(&self) -> StatusCode {
-        match self {
-            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
-            | GatewayError::Authorization(AuthzError::Malformed(_))
-            | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            GatewayError::Authorization(AuthzError::NotRouted(_) | AuthzError::UnknownDataset(_)) => {
-                StatusCode::NOT_FOUND
-            }
-            GatewayError::Authorization(_) => StatusCode::FORBIDDEN,
-            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::ClientTimeout(..) => StatusCode::REQUEST_TIMEOUT,
-            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// gRPC status code (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
-    pub fn grpc_code(&self) -> u8 {
-        match self {
-            GatewayError::Unauthenticated(AuthError::KeysUnavailable(_)) => 14,
-            GatewayError::Unauthenticated(_) => 16,
-            GatewayError::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty))
-            | GatewayError::Authorization(AuthzError::Malformed(_))
-            | GatewayError::ClientBody(_) => 3,
-            GatewayError::Authorization(AuthzError::NotRouted(_)) | GatewayError::MethodNotAllowed(..) => 12,
-            GatewayError::Authorization(AuthzError::UnknownDataset(_)) => 5,
-            GatewayError::Authorization(_) => 7,
-            GatewayError::RateLimited(_) | GatewayError::PayloadTooLarge(_) => 8,
-            GatewayError::UpstreamUnavailable(_) | GatewayError::AuditUnavailable => 14,
-            GatewayError::UpstreamTimeout | GatewayError::ClientTimeout(..) => 4,
-            GatewayError::Internal(_) => 13,
-        }
+        self.kind().http
     }
 
     /// The response for this error, in the protocol the client spoke.
@@ -113,7 +120,7 @@ impl GatewayError {
             let mut response = Response::new(empty());
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+            headers.insert("grpc-status", HeaderValue::from(self.kind().grpc as u16));
             if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
                 headers.insert("grpc-message", message);
             }
@@ -177,4 +184,37 @@ fn percent_encode(message: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's error table, row by row.
+    #[test]
+    fn each_error_has_its_code_and_statuses() {
+        let limited = Limited { limiter: "ip", limit: 1, retry_after: std::time::Duration::from_secs(1) };
+        let rows: Vec<(GatewayError, &str, u16, u16)> = vec![
+            (AuthError::Expired.into(), "unauthenticated", 401, 16),
+            (AuthError::KeysUnavailable("idp".into()).into(), "auth_unavailable", 503, 14),
+            (AuthzError::Denied { action: "select", resource: "x".into() }.into(), "forbidden", 403, 7),
+            (AuthzError::Sql(SqlError::Unsupported("GRANT".into())).into(), "forbidden", 403, 7),
+            (AuthzError::Sql(SqlError::Parse("x".into())).into(), "invalid_sql", 400, 3),
+            (AuthzError::Malformed("x".into()).into(), "bad_request", 400, 3),
+            (AuthzError::NotRouted("x".into()).into(), "not_found", 404, 12),
+            (AuthzError::UnknownDataset("x".into()).into(), "dataset_not_found", 404, 5),
+            (GatewayError::MethodNotAllowed("GET".into(), "/v1/sql", "POST"), "method_not_allowed", 405, 12),
+            (GatewayError::ClientTimeout("the request body", 30), "request_timeout", 408, 4),
+            (GatewayError::RateLimited(limited), "rate_limited", 429, 8),
+            (GatewayError::PayloadTooLarge(1), "payload_too_large", 413, 8),
+            (GatewayError::UpstreamUnavailable("x".into()), "upstream_unavailable", 502, 14),
+            (GatewayError::UpstreamTimeout, "upstream_timeout", 504, 4),
+            (GatewayError::AuditUnavailable, "audit_unavailable", 503, 14),
+            (GatewayError::Internal("x".into()), "internal", 500, 13),
+        ];
+        for (error, code, http, grpc) in rows {
+            let kind = error.kind();
+            assert_eq!((kind.code, kind.http.as_u16(), kind.grpc as u16), (code, http, grpc), "{error:?}");
+        }
+    }
 }
