@@ -310,7 +310,7 @@ impl SyslogReceiver {
         self.frame_lines(&batch.lines, batch.events)
     }
 
-    /// [`Self::frames`] of newline-separated event lines (public for the fuzz target).
+    /// The frames of newline-separated event lines (public for the fuzz target).
     pub fn frame_lines(&self, lines: &[u8], events: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(lines.len() + events * 96);
         for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

@@ -1,7 +1,7 @@
 //! The TLS listeners, in the order a connection meets them: accept (connection limits,
 //! checked before any TLS work), the TLS handshake (within the head deadline), the protocol
 //! ALPN chose (h2 or HTTP/1.1, enforced), then hyper serving the pipeline while
-//! [`connection::drive`] holds the connection to its deadlines. Every refusal on the way is
+//! `connection::drive` holds the connection to its deadlines. Every refusal on the way is
 //! counted and audited, aggregated per source ([`crate::audit::refusals`]).
 
 mod connection;

@@ -6,6 +6,7 @@
 //! front of the rest of the body, which still streams.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,15 +20,15 @@ use hyper::body::Incoming;
 use identity::Principal;
 
 use super::Connection;
-use crate::audit::plans::Plans;
+use crate::audit::plans::{Plan, Plans};
 use crate::audit::{ApiRecord, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
-use crate::body::full;
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, full};
 use crate::error::GatewayError;
 
-/// Authorizes `request` and returns it, with its body ready to forward.
+/// Authorizes `request` and returns it, with its body ready to forward; and, when audit
+/// asks (`wants`), what the request turned out to do, whatever Cedar decided.
 pub async fn authorize(
     authz: &Authorizer,
     connection: &Connection,
@@ -35,17 +36,18 @@ pub async fn authorize(
     request: Request<Incoming>,
     grpc: bool,
     limits: BodyLimits,
-    audit: Option<Notes<'_>>,
-) -> Result<(Request<Body>, Allowed), GatewayError> {
+    wants: Option<AuditWants<'_>>,
+) -> (Result<(Request<Body>, Allowed), GatewayError>, Option<Learned>) {
     let (parts, body) = request.into_parts();
     let read = async {
         if grpc { grpc_call(&parts, body, limits).await } else { http_call(&parts, body, limits.max_bytes).await }
     };
     let (call, payload, body, token) = match tokio::time::timeout(limits.read_within, read).await {
-        Ok(inspected) => inspected?,
+        Ok(Ok(inspected)) => inspected,
+        Ok(Err(error)) => return (Err(error), None),
         Err(_) => {
             let what = if grpc { "the first gRPC message" } else { "the request body" };
-            return Err(GatewayError::ClientTimeout(what, limits.read_within.as_secs()));
+            return (Err(GatewayError::ClientTimeout(what, limits.read_within.as_secs())), None);
         }
     };
     let facts = RequestFacts {
@@ -71,19 +73,13 @@ pub async fn authorize(
         Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
         Err(_) => {}
     }
-    if let Some(notes) = audit {
-        record_outcome(notes.record, &allowed, call, &payload, notes.sql);
-        // A DoGet of a statement ticket (or an execution of a prepared statement): the
-        // datasets and request id of the call that planned it.
-        if let Some(plan) = token.and_then(|token| notes.plans.recall(&token, facts.now)) {
-            if notes.record.datasets.is_empty() {
-                notes.record.datasets.clone_from(&plan.datasets);
-            }
-            notes.record.planned_by = Some(plan.request_id.clone());
-        }
-    }
-    let allowed = allowed?;
-    Ok((Request::from_parts(parts, body), allowed))
+    // A DoGet of a statement ticket (or an execution of a prepared statement): the datasets
+    // and request id of the call that planned it.
+    let learned = wants.map(|wants| {
+        let plan = token.and_then(|token| wants.plans.recall(&token, facts.now));
+        Learned::of(&allowed, call, &payload, wants.sql, plan)
+    });
+    (allowed.map(|allowed| (Request::from_parts(parts, body), allowed)).map_err(GatewayError::from), learned)
 }
 
 /// How much of a request this stage reads, how fast, and how long the rest may stall.
@@ -96,45 +92,78 @@ pub struct BodyLimits {
     pub stream_idle: std::time::Duration,
 }
 
-/// The audit record this stage fills in, whether it should carry the SQL text, and the
-/// plans of earlier Flight calls.
-#[derive(Debug)]
-pub struct Notes<'a> {
-    pub record: &'a mut ApiRecord,
+/// What audit wants from this stage: the SQL text or not, and the plans of earlier Flight
+/// calls (to link a DoGet to the call that planned it).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditWants<'a> {
     pub sql: bool,
     pub plans: &'a Plans,
 }
 
-/// What the audit record learns here: the SQL, the decision, the policies and datasets.
-fn record_outcome(
-    record: &mut ApiRecord,
-    outcome: &Result<Allowed, AuthzError>,
-    call: Call,
-    payload: &Bytes,
-    sql: bool,
-) {
-    if sql {
-        record.sql = match call {
-            Call::Sql => Some(payload.clone()),
-            Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
-            Call::Datasets => None,
-        };
-    }
-    match outcome {
-        Ok(allowed) => {
-            record.decision = Decision::Allowed;
-            record.policies.clone_from(&allowed.policies);
-            record.actions.clone_from(&allowed.actions);
-            record.datasets.clone_from(&allowed.datasets);
+/// What authorization learned about a request, for its audit record.
+#[derive(Debug, Default)]
+pub struct Learned {
+    pub sql: Option<Bytes>,
+    pub decision: Option<Decision>,
+    pub actions: Vec<&'static str>,
+    pub datasets: Vec<String>,
+    pub policies: Vec<String>,
+    /// The planning call's, for a call that runs what another planned.
+    pub plan: Option<Arc<Plan>>,
+}
+
+impl Learned {
+    fn of(
+        outcome: &Result<Allowed, AuthzError>,
+        call: Call,
+        payload: &Bytes,
+        sql: bool,
+        plan: Option<Arc<Plan>>,
+    ) -> Self {
+        let mut learned = Self { plan, ..Self::default() };
+        if sql {
+            learned.sql = match call {
+                Call::Sql => Some(payload.clone()),
+                Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
+                Call::Datasets => None,
+            };
         }
-        Err(AuthzError::Denied { action, resource }) => {
-            record.decision = Decision::Denied;
-            record.actions.push(action);
-            if let Some(dataset) = resource.strip_prefix("dataset ") {
-                record.datasets.push(dataset.to_string());
+        match outcome {
+            Ok(allowed) => {
+                learned.decision = Some(Decision::Allowed);
+                learned.policies.clone_from(&allowed.policies);
+                learned.actions.clone_from(&allowed.actions);
+                learned.datasets.clone_from(&allowed.datasets);
             }
+            Err(AuthzError::Denied { action, resource }) => {
+                learned.decision = Some(Decision::Denied);
+                learned.actions.push(action);
+                if let Some(dataset) = resource.strip_prefix("dataset ") {
+                    learned.datasets.push(dataset.to_string());
+                }
+            }
+            Err(_) => {}
         }
-        Err(_) => {}
+        learned
+    }
+
+    /// Into the request's audit record.
+    pub fn record(self, record: &mut ApiRecord) {
+        if self.sql.is_some() {
+            record.sql = self.sql;
+        }
+        if let Some(decision) = self.decision {
+            record.decision = decision;
+        }
+        record.policies = self.policies;
+        record.actions = self.actions;
+        record.datasets = self.datasets;
+        if let Some(plan) = self.plan {
+            if record.datasets.is_empty() {
+                record.datasets.clone_from(&plan.datasets);
+            }
+            record.planned_by = Some(plan.request_id.clone());
+        }
     }
 }
 

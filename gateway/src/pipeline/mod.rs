@@ -1,15 +1,17 @@
 //! The request pipeline, built here top to bottom: read this file to follow a request's life.
 //!
 //! ```text
-//! accept (TLS, in `server`) → sanitize → audit gate → rate-limit (ip) → authenticate
-//!     → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
-//!     → audit (every outcome, when the response body ends)
+//! accept (limits, TLS, deadlines: `listener`) → sanitize → audit gate → rate-limit (ip)
+//!     → authenticate → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
+//!     → observe (every outcome: metrics, findings, the error response, the audit event,
+//!       queued when the response body ends)
 //!                  ↘ Flight Handshake: answered after rate-limit (ip)
 //! ```
 //!
-//! Each stage is one module; errors from every stage become responses in one place
-//! ([`GatewayError::into_response`]), and every response, refusals included, passes the
-//! audit stage. TLS handshake failures are audited by `server`.
+//! [`Pipeline::handle`] is that line: a request [`Context`], then [`Pipeline::stages`] in
+//! order (each stage is a module and returns what it learned), then [`Pipeline::observe`].
+//! Errors from every stage become responses in one place ([`GatewayError::into_response`]);
+//! refusals below HTTP are counted and audited by `listener`.
 
 mod audit;
 mod authenticate;
@@ -27,7 +29,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
-use crate::audit::{Auditor, Record, SignInRecord, now_ms};
+use crate::audit::{ApiRecord, Auditor, Record, SignInRecord, now_ms};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
 use crate::authz::Authorizer;
 use crate::body::Body;
@@ -42,6 +44,27 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// The verified client certificate's principal, if one was presented.
     pub workload: Option<Arc<Principal>>,
+}
+
+/// One request's context: what it is (id, route, protocol, start) and what the stages
+/// learned about it, in its audit record when audit is on.
+struct Context {
+    request_id: HeaderValue,
+    grpc: bool,
+    /// A known route or RPC, else `other` (a metric label).
+    route: &'static str,
+    started: std::time::Instant,
+    record: Option<Box<ApiRecord>>,
+    /// Request body bytes forwarded, counted as they stream (with audit on).
+    bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Context {
+    fn principal(&mut self, principal: Arc<Principal>) {
+        if let Some(record) = self.record.as_mut() {
+            record.principal = Some(principal);
+        }
+    }
 }
 
 /// One listener's pipeline: the shared state every stage needs.
@@ -135,132 +158,139 @@ impl Pipeline {
 
     /// One request, start to finish. Never fails: every error becomes a response.
     pub async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
-        let started = std::time::Instant::now();
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
-        let grpc = is_grpc(&request);
-        let ip = connection.peer.ip();
-        let route = route(grpc, request.uri().path());
-        let mut record = self
-            .audit
-            .enabled()
-            .then(|| audit::begin(self.name, connection, &request, &request_id, grpc.then_some(route)));
-        let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        let mut ctx = self.context(connection, &request, request_id);
         // The body stays outside until authorize takes it: a request refused before then has
         // its unread body discarded (below), so the refusal is not lost to a stream reset.
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let mut unread = Some(body);
-        let result = async {
-            // audit gate: with `on_failure: deny`, nothing is served while events cannot be written.
-            if self.audit.refusing() {
-                return Err(GatewayError::AuditUnavailable);
-            }
-            // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
-            self.limits.check_ip(ip).map_err(GatewayError::RateLimited)?;
-            // The Flight Handshake authenticates and opens a session; nothing to forward.
-            if grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
-                let (principal, response) =
-                    handshake::answer(&self.auth, &self.listener, connection, &parts.headers).await?;
-                self.signed_in(connection, &request_id, principal.clone(), "handshake", true).await;
-                if let Some(record) = record.as_mut() {
-                    record.principal = Some(principal);
-                }
-                return Ok(response);
-            }
-            // authenticate: who is calling; credentials are removed from the request here.
-            let principal =
-                authenticate::authenticate(&self.auth, &self.listener, connection, &mut parts.headers).await?;
-            self.signed_in(connection, &request_id, Arc::clone(&principal), "request", false).await;
-            if let Some(record) = record.as_mut() {
-                record.principal = Some(Arc::clone(&principal));
-            }
-            // rate-limit (principal): the caller's own quota (group and principal overrides).
-            self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
-            // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
-            let body = unread.take().ok_or_else(|| GatewayError::Internal("request body taken twice".into()))?;
-            let (mut request, allowed) = authorize::authorize(
-                &self.authz,
-                connection,
-                &principal,
-                Request::from_parts(parts, body),
-                grpc,
-                self.body,
-                record.as_deref_mut().map(|record| authorize::Notes {
-                    record,
-                    sql: self.audit.wants_sql(),
-                    plans: self.audit.plans(),
-                }),
-            )
-            .await?;
-            // stamp: the signed assertion the engine trusts, reused per principal; a catalog
-            // listing's carries what the engine may list.
-            let stamp = match &allowed.listing {
-                None => self.issuer.stamp_for(&principal).map(|s| HeaderValue::from_str(&s)),
-                Some(listing) => self.issuer.catalog_stamp(&principal, listing).map(|s| HeaderValue::from_str(&s)),
-            };
-            let stamp = stamp
-                .map_err(|e| GatewayError::Internal(e.to_string()))?
-                .map_err(|e| GatewayError::Internal(e.to_string()))?;
-            request.headers_mut().insert(STAMP_HEADER, stamp);
-            if let Some(counter) = &bytes_in {
-                request = audit::count_request(request, counter);
-            }
-            // forward: stream to the engine and back.
-            self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
-        }
-        .await;
+        let result = self.stages(&mut ctx, connection, parts, &mut unread).await;
         let refused = result.is_err();
-        if let (true, Some(body), false) = (refused, unread, grpc) {
+        if let (true, Some(body), false) = (refused, unread, ctx.grpc) {
             discard(body).await;
         }
+        self.observe(ctx, connection, result).await
+    }
+
+    /// The request's context, before any stage runs.
+    fn context(&self, connection: &Connection, request: &Request<Incoming>, request_id: HeaderValue) -> Context {
+        let grpc = is_grpc(request);
+        let route = route(grpc, request.uri().path());
+        let record = self
+            .audit
+            .enabled()
+            .then(|| audit::begin(self.name, connection, request, &request_id, grpc.then_some(route)));
+        let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        Context { request_id, grpc, route, started: std::time::Instant::now(), record, bytes_in }
+    }
+
+    /// The stages in request order, from the audit gate to forward; each hands on what it
+    /// learned through `ctx`.
+    async fn stages(
+        &self,
+        ctx: &mut Context,
+        connection: &Connection,
+        mut parts: http::request::Parts,
+        unread: &mut Option<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        // audit gate: with `on_failure: deny`, nothing is served while events cannot be written.
+        if self.audit.refusing() {
+            return Err(GatewayError::AuditUnavailable);
+        }
+        // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
+        self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)?;
+        // The Flight Handshake authenticates and opens a session; nothing to forward.
+        if ctx.grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
+            let (principal, response) =
+                handshake::answer(&self.auth, &self.listener, connection, &parts.headers).await?;
+            self.signed_in(connection, &ctx.request_id, principal.clone(), "handshake", true).await;
+            ctx.principal(principal);
+            return Ok(response);
+        }
+        // authenticate: who is calling; credentials are removed from the request here.
+        let principal = authenticate::authenticate(&self.auth, &self.listener, connection, &mut parts.headers).await?;
+        self.signed_in(connection, &ctx.request_id, Arc::clone(&principal), "request", false).await;
+        ctx.principal(Arc::clone(&principal));
+        // rate-limit (principal): the caller's own quota (group and principal overrides).
+        self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
+        // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
+        let body = unread.take().ok_or_else(|| GatewayError::Internal("request body taken twice".into()))?;
+        let wants = ctx
+            .record
+            .is_some()
+            .then(|| authorize::AuditWants { sql: self.audit.wants_sql(), plans: self.audit.plans() });
+        let request = Request::from_parts(parts, body);
+        let (authorized, learned) =
+            authorize::authorize(&self.authz, connection, &principal, request, ctx.grpc, self.body, wants).await;
+        if let (Some(record), Some(learned)) = (ctx.record.as_deref_mut(), learned) {
+            learned.record(record);
+        }
+        let (mut request, allowed) = authorized?;
+        // stamp: the signed assertion the engine trusts, reused per principal; a catalog
+        // listing's carries what the engine may list.
+        let stamp = match &allowed.listing {
+            None => self.issuer.stamp_for(&principal).map(|s| HeaderValue::from_str(&s)),
+            Some(listing) => self.issuer.catalog_stamp(&principal, listing).map(|s| HeaderValue::from_str(&s)),
+        };
+        let stamp = stamp
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        request.headers_mut().insert(STAMP_HEADER, stamp);
+        if let Some(counter) = &ctx.bytes_in {
+            request = audit::count_request(request, counter);
+        }
+        // forward: stream to the engine and back.
+        self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
+    }
+
+    /// observe: runs for every outcome, like pingora's logging phase. Metrics, the
+    /// failed-authentication quota, refusal findings, the failed sign-in's event, the error
+    /// response, and the request's audit event (queued when the response body ends).
+    async fn observe(
+        &self,
+        mut ctx: Context,
+        connection: &Connection,
+        result: Result<Response<Body>, GatewayError>,
+    ) -> Response<Body> {
+        let ip = connection.peer.ip();
         let status = match &result {
-            Ok(response) if grpc => trailers_only_status(response).unwrap_or(response.status().as_u16()),
+            Ok(response) if ctx.grpc => trailers_only_status(response).unwrap_or(response.status().as_u16()),
             Ok(response) => response.status().as_u16(),
             Err(error) => error.http_status().as_u16(),
         };
-        crate::metrics::request(self.name, route, status);
+        crate::metrics::request(self.name, ctx.route, status);
         match &result {
             Err(GatewayError::Unauthenticated(error)) => {
                 crate::metrics::auth_failure(error.reason());
-                self.sign_in_failed(connection, &request_id, error, route == "Handshake").await;
+                self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
+                // A failed sign-in counts against the address's failed-auth quota, and towards
+                // a refusal finding; a request without credentials (a probe, a misconfigured
+                // client) or a provider outage does not.
+                if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_)) {
+                    self.limits.failed_authentication(ip);
+                    self.audit.refused(ip).await;
+                }
             }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
+            // Cedar denials count towards findings too; unsupported or malformed calls do not.
+            Err(GatewayError::Authorization(crate::authz::AuthzError::Denied { .. })) => self.audit.refused(ip).await,
             _ => {}
         }
-        // A failed sign-in counts against the address's failed-auth quota; a request without
-        // credentials (a probe, a misconfigured client) or a provider outage does not.
-        if let Err(GatewayError::Unauthenticated(error)) = &result
-            && !error.is_missing()
-            && !matches!(error, AuthError::KeysUnavailable(_))
-        {
-            self.limits.failed_authentication(ip);
-        }
-        // Refusal findings count what probing looks like, failed sign-ins and Cedar denials;
-        // not calls without credentials, unsupported calls or malformed requests.
-        let probing = match &result {
-            Err(GatewayError::Unauthenticated(error)) => {
-                !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_))
-            }
-            Err(GatewayError::Authorization(crate::authz::AuthzError::Denied { .. })) => true,
-            _ => false,
-        };
-        if probing {
-            self.audit.refused(ip).await;
-        }
-        if let (Some(record), Err(error)) = (record.as_mut(), &result) {
+        if let (Some(record), Err(error)) = (ctx.record.as_mut(), &result) {
             record.error = Some((error.code(), error.to_string()));
         }
         let mut response = match result {
             Ok(response) => response,
-            Err(error) => error.into_response(grpc, request_id.to_str().unwrap_or("")),
+            Err(error) => error.into_response(ctx.grpc, ctx.request_id.to_str().unwrap_or("")),
         };
-        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-        if grpc {
-            response = grpc_status::observe(route, response);
+        response.headers_mut().insert(REQUEST_ID_HEADER, ctx.request_id);
+        if ctx.grpc {
+            response = grpc_status::observe(ctx.route, response);
         }
         // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
-        match (record, bytes_in) {
-            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, started, bytes_in, response).await,
+        match (ctx.record, ctx.bytes_in) {
+            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, ctx.started, bytes_in, response).await,
             _ => response,
         }
     }
