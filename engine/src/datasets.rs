@@ -9,7 +9,7 @@ use crate::catalog::register_table;
 use crate::config::{Dataset, Format};
 
 /// Registers one configured dataset under its name.
-pub async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {
+pub(crate) async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {
     let path = &dataset.path;
     let metadata =
         std::fs::metadata(path).map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;

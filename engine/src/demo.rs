@@ -16,7 +16,7 @@ const CUSTOMERS: &str = include_str!("../demo/customers.csv");
 const ORDERS: &str = include_str!("../demo/orders.csv");
 
 /// Registers `demo.customers` and `demo.orders`.
-pub fn register(ctx: &SessionContext) -> Result<()> {
+pub(crate) fn register(ctx: &SessionContext) -> Result<()> {
     let customers = Schema::new(vec![
         Field::new("customer_id", DataType::Int64, false),
         Field::new("tenant", DataType::Utf8, false),

@@ -196,8 +196,10 @@ fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     let types = frame.logical_plan().get_parameter_types().map_err(EngineError::from)?;
     let mut names: Vec<&String> = types.keys().collect();
     names.sort_by_key(|name| name.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
-    let fields: Vec<Field> =
-        names.into_iter().map(|name| Field::new(name, types[name].clone().unwrap_or(DataType::Null), true)).collect();
+    let fields: Vec<Field> = names
+        .into_iter()
+        .map(|name| Field::new(name, types.get(name).cloned().flatten().unwrap_or(DataType::Null), true))
+        .collect();
     Ok(Schema::new(fields))
 }
 

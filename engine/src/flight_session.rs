@@ -42,7 +42,7 @@ struct SessionOptionError {
 }
 
 /// The `Result` body of a session action, or `None` when `action` is not one.
-pub fn answer(action: &str, body: &[u8]) -> Option<Result<Vec<u8>, Status>> {
+pub(crate) fn answer(action: &str, body: &[u8]) -> Option<Result<Vec<u8>, Status>> {
     Some(match action {
         "CloseSession" => Ok(CloseSessionResult { status: 1 }.encode_to_vec()),
         // An empty GetSessionOptionsResult: no options.

@@ -94,20 +94,20 @@ impl TicketSealer {
 
     fn open_at(&self, ticket: &[u8], caller: &Principal, now: u64) -> Result<(String, Listing), EngineError> {
         let invalid = || EngineError::NotFound("invalid or expired Flight ticket".into());
-        if ticket.len() < HEADER + TAG || ticket[0] != VERSION {
+        if ticket.len() < HEADER + TAG || ticket.first() != Some(&VERSION) {
             return Err(invalid());
         }
         let (body, tag) = ticket.split_at(ticket.len() - TAG);
         hmac::verify(&self.key, body, tag).map_err(|_| invalid())?;
-        let mut expiry = [0u8; 8];
-        expiry.copy_from_slice(&body[1..9]);
+        let (header, rest) = body.split_at(HEADER);
+        let expiry = header.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).ok_or_else(invalid)?;
         if now >= u64::from_be_bytes(expiry) {
             return Err(invalid());
         }
-        if body[9..HEADER] != fingerprint(caller) {
+        if header.get(9..) != Some(fingerprint(caller).as_slice()) {
             return Err(EngineError::Forbidden("this Flight ticket belongs to another principal".into()));
         }
-        let (listing, sql) = read_listing(&body[HEADER..]).ok_or_else(invalid)?;
+        let (listing, sql) = read_listing(rest).ok_or_else(invalid)?;
         Ok((String::from_utf8(sql.to_vec()).map_err(|_| invalid())?, listing))
     }
 }

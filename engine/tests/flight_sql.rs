@@ -1,6 +1,8 @@
 //! Flight SQL against a real engine on loopback, with the arrow-flight Flight SQL client:
 //! queries, prepared statements, catalog metadata, and every refusal.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
+// modules that share them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The engine's HTTP API against a real engine on loopback: authentication, every rejection,
 //! row-level security, encodings and limits.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
+// modules that share them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
 mod common;
 

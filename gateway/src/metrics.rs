@@ -129,8 +129,8 @@ pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
     with(|r| {
         let h = r.upstream_latency.entry(listener).or_default();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            h.buckets[i] += 1;
+        if let Some((_, bucket)) = LATENCY_BUCKETS.iter().zip(h.buckets.iter_mut()).find(|(b, _)| secs <= **b) {
+            *bucket += 1;
         }
         h.sum += secs;
         h.count += 1;

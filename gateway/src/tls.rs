@@ -98,7 +98,8 @@ impl TlsMaterial {
         let key_pem = resolve_pem(config.key.as_deref(), config.key_file.as_deref(), "tls.key")?;
         let chain = parse_certificates(&cert_pem, "tls.certificate")?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut expiries = vec![("server".to_string(), now + check_validity(&chain[0], "tls.certificate")?)];
+        let leaf = chain.first().ok_or_else(|| ConfigError::new("tls.certificate", "no certificate in the PEM"))?;
+        let mut expiries = vec![("server".to_string(), now + check_validity(leaf, "tls.certificate")?)];
         let key = parse_private_key(&key_pem, "tls.key")?;
         let certified_key = CertifiedKey::from_der(chain, key, &provider())
             .map_err(|e| ConfigError::new("tls.key", format!("does not match tls.certificate or is unusable: {e}")))?;

@@ -1,6 +1,8 @@
 //! `/metrics` on the health listener: valid Prometheus text with the series the gateway's
 //! stages record, after a mix of allowed, denied, unauthenticated and rate-limited requests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
+// modules that share them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
 #[path = "integration/common/mod.rs"]
 mod common;

@@ -3,7 +3,7 @@
 //! 100 and 1,000 generated policies, and the stage as a request sees it when it repeats
 //! within the second (decision cache). Policies are parsed once, at load; nothing here
 //! parses a policy per request.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)] // a benchmark with a broken setup should stop loudly
 
 use std::hint::black_box;
 use std::net::IpAddr;

@@ -24,11 +24,8 @@ pub fn print(label: &str, mut sample: Sample, elapsed: Duration, cpu_secs: Optio
     sample.latencies.sort_unstable();
     let n = sample.latencies.len();
     let pct = |p: f64| -> f64 {
-        if n == 0 {
-            return 0.0;
-        }
-        let idx = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
-        sample.latencies[idx].as_secs_f64() * 1e6
+        let idx = ((n as f64 * p).ceil() as usize).clamp(1, n.max(1)) - 1;
+        sample.latencies.get(idx).map_or(0.0, |latency| latency.as_secs_f64() * 1e6)
     };
     let secs = elapsed.as_secs_f64().max(1e-9);
     println!("{label}");

@@ -2,7 +2,7 @@
 //! signature operations they avoid.
 //!
 //! Run: `cargo bench -p identity --bench stamp`
-#![allow(clippy::expect_used)] // a benchmark with a broken setup should stop loudly
+#![allow(clippy::expect_used, clippy::indexing_slicing, clippy::panic)] // a benchmark with a broken setup should stop loudly
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use identity::{AuthMethod, Principal, PrincipalKind, StampIssuer, StampSigner, StampVerifier};

@@ -61,7 +61,7 @@ pub fn generate_stamp_keypair() -> Result<StampKeyPair, KeyError> {
 /// It travels in the stamp so a verifier with several keys (rotation) picks the right one.
 pub fn key_id(raw_public_key: &[u8]) -> String {
     let hash = digest::digest(&digest::SHA256, raw_public_key);
-    hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hash.as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a PEM `PUBLIC KEY` and returns the raw 32-byte Ed25519 key.

@@ -354,7 +354,7 @@ fn event_time(line: &[u8]) -> String {
     let needle = b",\"time\":";
     let Some(start) = line.windows(needle.len()).position(|w| w == needle) else { return "-".into() };
     let digits: String =
-        line[start + needle.len()..].iter().take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
+        line.iter().skip(start + needle.len()).take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
     let Ok(ms) = digits.parse::<i128>() else { return "-".into() };
     time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000)
         .ok()

@@ -399,7 +399,7 @@ fn parse_key(
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
+    bytes.get(start..).unwrap_or_default()
 }
 
 /// The ROCA test (Nemec et al., CCS 2017): moduli from the vulnerable Infineon library are,

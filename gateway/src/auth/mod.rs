@@ -231,7 +231,7 @@ impl Authenticator {
         let mut providers = Vec::new();
         for (i, provider) in config.auth.oidc.iter().enumerate() {
             let field = format!("auth.oidc[{i}]");
-            if config.auth.oidc[..i].iter().any(|p| p.name == provider.name || p.issuer == provider.issuer) {
+            if config.auth.oidc.iter().take(i).any(|p| p.name == provider.name || p.issuer == provider.issuer) {
                 return Err(ConfigError::new(field, "two providers with one name or issuer"));
             }
             providers.push(Arc::new(Provider::new(provider, &field)?));
@@ -361,7 +361,8 @@ impl Authenticator {
         if !listener.providers.contains(&index) {
             return Err(AuthError::UnknownIssuer);
         }
-        let (principal, exp) = self.providers[index].verify(parsed, &claims, now).await?;
+        let provider = self.providers.get(index).ok_or(AuthError::UnknownIssuer)?;
+        let (principal, exp) = provider.verify(parsed, &claims, now).await?;
         let principal = Arc::new(principal);
         self.tokens.insert(digest, (Arc::clone(&principal), index, exp), exp.min(now + MAX_CACHE_SECS), now);
         Ok(Authenticated { principal, expires: Some(exp) })

@@ -28,7 +28,7 @@ struct Shape {
 }
 
 /// Contexts of the current second, by shape.
-pub struct ContextCache {
+pub(super) struct ContextCache {
     state: Mutex<(u64, HashMap<Shape, Context>)>,
     capacity: usize,
 }
@@ -40,12 +40,12 @@ impl std::fmt::Debug for ContextCache {
 }
 
 impl ContextCache {
-    pub fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         Self { state: Mutex::new((0, HashMap::new())), capacity }
     }
 
     /// The context for a request about `dataset` (or the endpoint, for `None`).
-    pub fn context(&self, facts: &RequestFacts<'_>, dataset: Option<&DatasetName>) -> Result<Context, String> {
+    pub(super) fn context(&self, facts: &RequestFacts<'_>, dataset: Option<&DatasetName>) -> Result<Context, String> {
         let principal = facts.principal;
         let spiffe_id = [Some(&principal.id), principal.client_cert.as_ref()]
             .into_iter()

@@ -221,7 +221,8 @@ fn copy_to(parser: &mut Parser<'_>, defaults: &NameDefaults) -> Result<Statement
 fn is_create_external(parser: &Parser<'_>) -> bool {
     let words: Vec<Token> = (0..5).map(|n| parser.peek_nth_token(n).token).collect();
     let is = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k);
-    is(&words[0], Keyword::CREATE) && words[1..].iter().any(|t| is(t, Keyword::EXTERNAL))
+    let Some((first, rest)) = words.split_first() else { return false };
+    is(first, Keyword::CREATE) && rest.iter().any(|t| is(t, Keyword::EXTERNAL))
 }
 
 /// DataFusion's `CREATE [OR REPLACE] [UNBOUNDED] EXTERNAL TABLE [IF NOT EXISTS] name ...`.
@@ -450,7 +451,7 @@ impl<'a> Collector<'a> {
     fn is_cte_in_scope(&self, name: &ObjectName) -> bool {
         let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else { return false };
         let name = normalize(ident);
-        self.scopes.iter().any(|scope| scope.names[..scope.visible].contains(&name))
+        self.scopes.iter().any(|scope| scope.names.iter().take(scope.visible).any(|n| *n == name))
     }
 
     fn read(&mut self, name: &ObjectName) {

@@ -52,12 +52,15 @@ pub fn run(command: ApiKeyCommand) -> Result<(), String> {
     }
     let new = apikeys::generate()?;
     if args.format == Format::Json {
-        let mut entry = serde_json::json!({"name": args.name, "hash": new.hash, "groups": args.groups});
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), args.name.as_str().into());
+        entry.insert("hash".into(), new.hash.as_str().into());
+        entry.insert("groups".into(), args.groups.clone().into());
         if let Some(tenant) = &args.tenant {
-            entry["tenant"] = tenant.as_str().into();
+            entry.insert("tenant".into(), tenant.as_str().into());
         }
         if let Some(expires) = &args.expires {
-            entry["expires"] = expires.as_str().into();
+            entry.insert("expires".into(), expires.as_str().into());
         }
         println!("{}", serde_json::json!({"key": new.key, "entry": entry}));
         return Ok(());

@@ -46,7 +46,7 @@ pub struct Deadlines {
 /// What the connection's requests and bytes tell the driver. Times are milliseconds since
 /// accept, plus one (0 means "not set").
 #[derive(Debug)]
-pub struct Activity {
+pub(super) struct Activity {
     accepted: Instant,
     /// Requests whose head has been read and whose response has not ended.
     live: AtomicUsize,
@@ -62,7 +62,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new(accepted: Instant) -> Arc<Self> {
+    pub(super) fn new(accepted: Instant) -> Arc<Self> {
         Arc::new(Self {
             accepted,
             live: AtomicUsize::new(0),
@@ -84,7 +84,7 @@ impl Activity {
     }
 
     /// A request's head is complete: its clock runs until its response body is dropped.
-    pub fn open(self: &Arc<Self>) -> Arc<RequestClock> {
+    pub(super) fn open(self: &Arc<Self>) -> Arc<RequestClock> {
         self.live.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
@@ -107,7 +107,7 @@ impl Activity {
 
 /// One request in flight.
 #[derive(Debug)]
-pub struct RequestClock {
+pub(super) struct RequestClock {
     activity: Arc<Activity>,
     /// When the response body last yielded a frame that has not been taken since.
     handed: AtomicU64,
@@ -121,13 +121,13 @@ impl Drop for RequestClock {
 }
 
 /// The response body, telling its clock when a frame waits for the client.
-pub struct Tracked {
+pub(super) struct Tracked {
     inner: Body,
     clock: Arc<RequestClock>,
 }
 
 impl Tracked {
-    pub fn new(inner: Body, clock: Arc<RequestClock>) -> Self {
+    pub(super) fn new(inner: Body, clock: Arc<RequestClock>) -> Self {
         Self { inner, clock }
     }
 }
@@ -157,7 +157,7 @@ impl HttpBody for Tracked {
 
 /// The stream a connection is served over: notes when an HTTP/1.1 head starts and feeds the
 /// h2 control-frame budget. Once the budget is spent, reads stop (the GOAWAY still goes out).
-pub struct Guarded<T> {
+pub(super) struct Guarded<T> {
     inner: T,
     activity: Arc<Activity>,
     /// HTTP/1.1: bytes read while nothing is in flight start a head.
@@ -166,7 +166,7 @@ pub struct Guarded<T> {
 }
 
 impl<T> Guarded<T> {
-    pub fn new(inner: T, activity: Arc<Activity>, h1: bool, control_frames_per_sec: u32) -> Self {
+    pub(super) fn new(inner: T, activity: Arc<Activity>, h1: bool, control_frames_per_sec: u32) -> Self {
         let budget = (!h1).then(|| ControlBudget::new(control_frames_per_sec));
         Self { inner, activity, h1, budget }
     }
@@ -180,7 +180,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let read = &buf.filled()[before..];
+        let read = buf.filled().get(before..).unwrap_or_default();
         if read.is_empty() {
             return polled;
         }
@@ -268,7 +268,7 @@ fn verdict(activity: &Activity, deadlines: Deadlines, now: Instant) -> Verdict {
 
 /// Serves `conn` until it ends or a deadline closes it; the refusal, if it was one. On
 /// shutdown (`stopped`) the connection is closed gracefully and left to finish.
-pub async fn drive<C>(
+pub(super) async fn drive<C>(
     conn: C,
     activity: Arc<Activity>,
     deadlines: Deadlines,

@@ -36,16 +36,18 @@ impl FrameCounter {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(bytes.len());
                 self.preface_left -= n;
-                bytes = &bytes[n..];
+                bytes = bytes.get(n..).unwrap_or_default();
             } else if self.payload_left > 0 {
                 let n = self.payload_left.min(bytes.len());
                 self.payload_left -= n;
-                bytes = &bytes[n..];
+                bytes = bytes.get(n..).unwrap_or_default();
             } else {
                 let n = (HEADER_LEN - self.have).min(bytes.len());
-                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                for (slot, byte) in self.header.iter_mut().skip(self.have).zip(bytes.iter().take(n)) {
+                    *slot = *byte;
+                }
                 self.have += n;
-                bytes = &bytes[n..];
+                bytes = bytes.get(n..).unwrap_or_default();
                 if self.have == HEADER_LEN {
                     self.have = 0;
                     let [l0, l1, l2, frame_type, ..] = self.header;

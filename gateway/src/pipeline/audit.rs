@@ -22,7 +22,7 @@ use crate::authz::flight::{self, Rpc};
 use crate::body::{Body, BoxError};
 
 /// A fresh record for a request that just arrived.
-pub fn begin<B>(
+pub(super) fn begin<B>(
     listener: &'static str,
     connection: &Connection,
     request: &Request<B>,
@@ -55,14 +55,14 @@ pub fn begin<B>(
 }
 
 /// Counts the request body's bytes as they are forwarded.
-pub fn count_request(request: Request<Body>, counter: &Arc<AtomicU64>) -> Request<Body> {
+pub(super) fn count_request(request: Request<Body>, counter: &Arc<AtomicU64>) -> Request<Body> {
     let counter = Arc::clone(counter);
     request.map(|body| Counted { inner: body, counter }.boxed_unsync())
 }
 
 /// Wraps the response so the event is queued when it ends; a response that ends with its
 /// head (no body) has its event queued here, waiting for room like every event.
-pub async fn finish(
+pub(super) async fn finish(
     auditor: &Arc<Auditor>,
     mut record: Box<ApiRecord>,
     started: Instant,
@@ -191,19 +191,16 @@ impl Audited {
     fn read_planning(&mut self, data: &[u8]) {
         let Some((rpc, buf)) = self.planning.as_mut() else { return };
         let room = (PLANNING_MESSAGE_BYTES + 5).saturating_sub(buf.len());
-        buf.extend_from_slice(&data[..data.len().min(room)]);
-        if buf.len() < 5 {
-            return;
-        }
-        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-        if buf[0] != 0 || len > PLANNING_MESSAGE_BYTES {
-            self.planning = None;
-            return;
-        }
-        if buf.len() < 5 + len {
-            return;
-        }
-        let tokens = flight::planned_tokens(*rpc, &buf[5..5 + len]);
+        buf.extend(data.iter().take(room));
+        let message = match flight::first_message(buf, PLANNING_MESSAGE_BYTES) {
+            Ok(None) => return,
+            Ok(Some(message)) => message,
+            Err(_) => {
+                self.planning = None;
+                return;
+            }
+        };
+        let tokens = flight::planned_tokens(*rpc, buf.get(message).unwrap_or_default());
         self.planning = None;
         let Some(record) = self.record.as_ref() else { return };
         if tokens.is_empty() {
@@ -278,7 +275,7 @@ impl HttpBody for Audited {
                         record.bytes_out += data.len() as u64;
                         if let Some(kept) = this.error_body.as_mut() {
                             let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
-                            kept.extend_from_slice(&data[..data.len().min(room)]);
+                            kept.extend(data.iter().take(room));
                         }
                         // hyper stops polling once a body of known length is sent: its last
                         // frame goes out only once the event is queued.

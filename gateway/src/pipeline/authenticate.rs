@@ -13,7 +13,7 @@ use super::Connection;
 use crate::auth::{API_KEY_HEADER, Authenticator, ListenerAuth};
 use crate::error::GatewayError;
 
-pub async fn authenticate(
+pub(super) async fn authenticate(
     auth: &Authenticator,
     listener: &ListenerAuth,
     connection: &Connection,

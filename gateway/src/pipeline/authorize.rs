@@ -29,7 +29,7 @@ use crate::error::GatewayError;
 
 /// Authorizes `request` and returns it, with its body ready to forward; and, when audit
 /// asks (`wants`), what the request turned out to do, whatever Cedar decided.
-pub async fn authorize(
+pub(super) async fn authorize(
     authz: &Authorizer,
     connection: &Connection,
     principal: &Principal,
@@ -84,7 +84,7 @@ pub async fn authorize(
 
 /// How much of a request this stage reads, how fast, and how long the rest may stall.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
+pub(super) struct BodyLimits {
     pub max_bytes: usize,
     /// `timeouts.client_body_secs`.
     pub read_within: std::time::Duration,
@@ -95,14 +95,14 @@ pub struct BodyLimits {
 /// What audit wants from this stage: the SQL text or not, and the plans of earlier Flight
 /// calls (to link a DoGet to the call that planned it).
 #[derive(Debug, Clone, Copy)]
-pub struct AuditWants<'a> {
+pub(super) struct AuditWants<'a> {
     pub sql: bool,
     pub plans: &'a Plans,
 }
 
 /// What authorization learned about a request, for its audit record.
 #[derive(Debug, Default)]
-pub struct Learned {
+pub(super) struct Learned {
     pub sql: Option<Bytes>,
     pub decision: Option<Decision>,
     pub actions: Vec<&'static str>,
@@ -148,7 +148,7 @@ impl Learned {
     }
 
     /// Into the request's audit record.
-    pub fn record(self, record: &mut ApiRecord) {
+    pub(super) fn record(self, record: &mut ApiRecord) {
         if self.sql.is_some() {
             record.sql = self.sql;
         }

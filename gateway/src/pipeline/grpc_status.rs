@@ -34,16 +34,16 @@ const NAMES: [&str; 17] = [
 ];
 
 /// A status code's name; `other` for a number outside the specification.
-pub fn name(code: u16) -> &'static str {
+pub(super) fn name(code: u16) -> &'static str {
     NAMES.get(usize::from(code)).copied().unwrap_or("other")
 }
 
-pub fn code(headers: &HeaderMap) -> Option<u16> {
+pub(super) fn code(headers: &HeaderMap) -> Option<u16> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// Counts the call's gRPC status in `gateway_grpc_responses_total` once it is known.
-pub fn observe(route: &'static str, response: Response<Body>) -> Response<Body> {
+pub(super) fn observe(route: &'static str, response: Response<Body>) -> Response<Body> {
     if let Some(code) = code(response.headers()) {
         crate::metrics::grpc_response(route, name(code));
         return response;

@@ -19,9 +19,9 @@ use crate::auth::{Authenticator, ListenerAuth};
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 
-pub const PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
+pub(super) const PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 
-pub async fn answer(
+pub(super) async fn answer(
     auth: &Authenticator,
     listener: &ListenerAuth,
     connection: &Connection,

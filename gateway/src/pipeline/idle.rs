@@ -17,12 +17,12 @@ use crate::body::{Body, BoxError};
 /// The error a stalled body ends with.
 #[derive(Debug, thiserror::Error)]
 #[error("no data from the {who} for {secs} s (timeouts.stream_idle_secs)")]
-pub struct StreamIdle {
+pub(super) struct StreamIdle {
     pub who: &'static str,
     pub secs: u64,
 }
 
-pub struct IdleBody {
+pub(super) struct IdleBody {
     inner: Body,
     limit: Duration,
     who: &'static str,
@@ -33,12 +33,12 @@ pub struct IdleBody {
 
 impl IdleBody {
     /// A request body: the client stalls it.
-    pub fn client(inner: Body, limit: Duration) -> Self {
+    pub(super) fn client(inner: Body, limit: Duration) -> Self {
         Self { inner, limit, who: "client", timer: None, armed: false }
     }
 
     /// A response body: the engine stalls it.
-    pub fn engine(inner: Body, limit: Duration) -> Self {
+    pub(super) fn engine(inner: Body, limit: Duration) -> Self {
         Self { inner, limit, who: "engine", timer: None, armed: false }
     }
 }

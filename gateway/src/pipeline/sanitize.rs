@@ -68,7 +68,7 @@ fn new_request_id() -> HeaderValue {
 /// Removes connection-level headers (RFC 9110 §7.6.1) and the headers `Connection` names,
 /// keeping `te: trailers` for gRPC. Applied to the client's request before anything is added
 /// to it, and to the engine's response.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -94,7 +94,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Sanitizes `headers` in place and returns the request id now set on them.
-pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
+pub(super) fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     strip_hop_by_hop(headers);
     // Keep the client's request id only when it is a sane token.
     let request_id = headers

@@ -1,7 +1,9 @@
 //! The gateway's integration tests, in one binary so the engine (DataFusion) is linked once:
 //! each module starts real engines and gateways on loopback ports. `metrics.rs` is its own
 //! binary: it asserts exact counts in the process-wide metrics registry.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
+// modules that share them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
 mod common;
 
