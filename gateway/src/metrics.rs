@@ -7,45 +7,96 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-#[derive(Default)]
+/// Per bucket (not cumulative), then the sum (µs) and count.
 struct Histogram {
-    /// Per bucket (not cumulative), then the sum and count.
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    sum: f64,
-    count: u64,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
 }
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The series of one family, by their labels: adding to a series seen before takes a read
+/// lock and an atomic add; only a series' first value takes the write lock. What a request
+/// records goes here; the rare families stay in [`Registry`].
+struct Family<K, V = AtomicU64> {
+    series: RwLock<BTreeMap<K, V>>,
+}
+
+impl<K: Ord, V: Default> Family<K, V> {
+    const fn new() -> Self {
+        Self { series: RwLock::new(BTreeMap::new()) }
+    }
+
+    fn with(&self, key: K, f: impl FnOnce(&V)) {
+        if let Some(value) = self.series.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return f(value);
+        }
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        f(series.entry(key).or_default());
+    }
+
+    fn each(&self, mut f: impl FnMut(&K, &V)) {
+        for (key, value) in self.series.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            f(key, value);
+        }
+    }
+}
+
+impl<K: Ord> Family<K> {
+    fn add(&self, key: K) {
+        self.with(key, |n| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn value(n: &AtomicU64) -> u64 {
+    n.load(Ordering::Relaxed)
+}
+
+static REQUESTS: Family<(&'static str, &'static str, u16)> = Family::new();
+/// (route, gRPC status name) → Flight calls.
+static GRPC_RESPONSES: Family<(&'static str, &'static str)> = Family::new();
+/// Listener → connections accepted, and closed.
+static CONNECTIONS: Family<&'static str> = Family::new();
+static CONNECTIONS_CLOSED: Family<&'static str> = Family::new();
+/// (listener, reason) → TLS handshakes that failed.
+static TLS_FAILURES: Family<(&'static str, &'static str)> = Family::new();
+/// (listener, reason) → connections refused or cut below HTTP (not TLS failures).
+static CONNECTION_REFUSALS: Family<(&'static str, &'static str)> = Family::new();
+static AUTH_FAILURES: Family<&'static str> = Family::new();
+static DECISIONS: Family<&'static str> = Family::new();
+static RATE_LIMITED: Family<&'static str> = Family::new();
+static UPSTREAM_LATENCY: Family<&'static str, Histogram> = Family::new();
 
 #[derive(Default)]
 struct Registry {
-    requests: BTreeMap<(&'static str, &'static str, u16), u64>,
-    auth_failures: BTreeMap<&'static str, u64>,
-    decisions: BTreeMap<&'static str, u64>,
-    rate_limited: BTreeMap<&'static str, u64>,
     jwks_refreshes: BTreeMap<(String, &'static str), u64>,
     reloads: BTreeMap<(&'static str, &'static str), u64>,
     /// Certificate → its `notAfter` (Unix seconds).
     certificates: BTreeMap<String, i64>,
-    upstream_latency: BTreeMap<&'static str, Histogram>,
     /// (sink, outcome) → events.
     audit_events: BTreeMap<(String, &'static str), u64>,
     audit_dropped: BTreeMap<String, u64>,
     audit_queue_depth: usize,
     audit_queue_full: u64,
     audit_spool_bytes: BTreeMap<String, u64>,
-    /// (route, gRPC status name) → Flight calls.
-    grpc_responses: BTreeMap<(&'static str, &'static str), u64>,
-    /// Listener → (open now, accepted in total).
-    connections: BTreeMap<&'static str, (u64, u64)>,
-    /// (listener, reason) → TLS handshakes that failed.
-    tls_failures: BTreeMap<(&'static str, &'static str), u64>,
-    /// (listener, reason) → connections refused or cut below HTTP (not TLS failures).
-    connection_refusals: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
@@ -57,21 +108,17 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 
 /// One request's outcome: `route` is a known route or RPC name, else `other`.
 pub fn request(listener: &'static str, route: &'static str, status: u16) {
-    with(|r| *r.requests.entry((listener, route, status)).or_default() += 1);
+    REQUESTS.add((listener, route, status));
 }
 
 /// A Flight call's final gRPC status (see `pipeline::grpc_status`).
 pub fn grpc_response(route: &'static str, status: &'static str) {
-    with(|r| *r.grpc_responses.entry((route, status)).or_default() += 1);
+    GRPC_RESPONSES.add((route, status));
 }
 
 /// An accepted connection: counted open until the guard is dropped.
 pub fn connection_opened(listener: &'static str) -> ConnectionGuard {
-    with(|r| {
-        let entry = r.connections.entry(listener).or_default();
-        entry.0 += 1;
-        entry.1 += 1;
-    });
+    CONNECTIONS.add(listener);
     ConnectionGuard(listener)
 }
 
@@ -81,34 +128,30 @@ pub struct ConnectionGuard(&'static str);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        with(|r| {
-            if let Some(entry) = r.connections.get_mut(self.0) {
-                entry.0 = entry.0.saturating_sub(1);
-            }
-        });
+        CONNECTIONS_CLOSED.add(self.0);
     }
 }
 
 /// A TLS handshake that failed; `reason` from a closed set (see `server::tls_failure_reason`).
 pub fn tls_failure(listener: &'static str, reason: &'static str) {
-    with(|r| *r.tls_failures.entry((listener, reason)).or_default() += 1);
+    TLS_FAILURES.add((listener, reason));
 }
 
 /// A connection refused or cut below HTTP; `reason` from `listener::Refusal::code`.
 pub fn connection_refusal(listener: &'static str, reason: &'static str) {
-    with(|r| *r.connection_refusals.entry((listener, reason)).or_default() += 1);
+    CONNECTION_REFUSALS.add((listener, reason));
 }
 
 pub fn auth_failure(reason: &'static str) {
-    with(|r| *r.auth_failures.entry(reason).or_default() += 1);
+    AUTH_FAILURES.add(reason);
 }
 
 pub fn decision(allowed: bool) {
-    with(|r| *r.decisions.entry(if allowed { "allowed" } else { "denied" }).or_default() += 1);
+    DECISIONS.add(if allowed { "allowed" } else { "denied" });
 }
 
 pub fn rate_limited(limiter: &'static str) {
-    with(|r| *r.rate_limited.entry(limiter).or_default() += 1);
+    RATE_LIMITED.add(limiter);
 }
 
 pub fn jwks_refresh(issuer: &str, ok: bool) {
@@ -127,13 +170,12 @@ pub fn certificates(expiries: &[(String, i64)]) {
 
 pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
-    with(|r| {
-        let h = r.upstream_latency.entry(listener).or_default();
-        if let Some((_, bucket)) = LATENCY_BUCKETS.iter().zip(h.buckets.iter_mut()).find(|(b, _)| secs <= **b) {
-            *bucket += 1;
+    UPSTREAM_LATENCY.with(listener, |h| {
+        if let Some((_, bucket)) = LATENCY_BUCKETS.iter().zip(&h.buckets).find(|(b, _)| secs <= **b) {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
-        h.sum += secs;
-        h.count += 1;
+        h.sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        h.count.fetch_add(1, Ordering::Relaxed);
     });
 }
 
@@ -179,58 +221,66 @@ pub fn render(now_unix: i64) -> String {
     );
     with(|r| {
         family(&mut out, "gateway_requests_total", "counter", "Requests by listener, route and status.");
-        for ((listener, route, status), n) in &r.requests {
+        REQUESTS.each(|(listener, route, status), n| {
+            let n = value(n);
             let _ = writeln!(
                 out,
                 "gateway_requests_total{{listener=\"{listener}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
-        }
+        });
         family(&mut out, "gateway_grpc_responses_total", "counter", "Flight calls by route and final gRPC status.");
-        for ((route, status), n) in &r.grpc_responses {
+        GRPC_RESPONSES.each(|(route, status), n| {
+            let n = value(n);
             let _ = writeln!(out, "gateway_grpc_responses_total{{route=\"{route}\",grpc_status=\"{status}\"}} {n}");
-        }
+        });
         family(&mut out, "gateway_connections_active", "gauge", "Client connections open now, per listener.");
-        for (listener, (open, _)) in &r.connections {
+        CONNECTIONS.each(|listener, total| {
+            let mut closed = 0;
+            CONNECTIONS_CLOSED.with(listener, |n| closed = value(n));
+            let open = value(total).saturating_sub(closed);
             let _ = writeln!(out, "gateway_connections_active{{listener=\"{listener}\"}} {open}");
-        }
+        });
         family(&mut out, "gateway_connections_total", "counter", "Client connections accepted, per listener.");
-        for (listener, (_, total)) in &r.connections {
+        CONNECTIONS.each(|listener, total| {
+            let total = value(total);
             let _ = writeln!(out, "gateway_connections_total{{listener=\"{listener}\"}} {total}");
-        }
+        });
         family(
             &mut out,
             "gateway_tls_handshake_failures_total",
             "counter",
             "Failed TLS handshakes by listener and reason.",
         );
-        for ((listener, reason), n) in &r.tls_failures {
+        TLS_FAILURES.each(|(listener, reason), n| {
+            let n = value(n);
             let _ = writeln!(
                 out,
                 "gateway_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}"
             );
-        }
+        });
         family(
             &mut out,
             "gateway_connection_refusals_total",
             "counter",
             "Connections refused or cut below HTTP (limits, deadlines, protocol errors) by listener and reason.",
         );
-        for ((listener, reason), n) in &r.connection_refusals {
+        CONNECTION_REFUSALS.each(|(listener, reason), n| {
+            let n = value(n);
             let _ =
                 writeln!(out, "gateway_connection_refusals_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}");
-        }
+        });
         family(&mut out, "gateway_auth_failures_total", "counter", "Refused authentications by reason.");
-        for (reason, n) in &r.auth_failures {
-            let _ = writeln!(out, "gateway_auth_failures_total{{reason=\"{reason}\"}} {n}");
-        }
+        AUTH_FAILURES.each(|reason, n| {
+            let _ = writeln!(out, "gateway_auth_failures_total{{reason=\"{reason}\"}} {}", value(n));
+        });
         family(&mut out, "gateway_authz_decisions_total", "counter", "Cedar authorization outcomes.");
-        for (result, n) in &r.decisions {
-            let _ = writeln!(out, "gateway_authz_decisions_total{{result=\"{result}\"}} {n}");
-        }
+        DECISIONS.each(|result, n| {
+            let _ = writeln!(out, "gateway_authz_decisions_total{{result=\"{result}\"}} {}", value(n));
+        });
         family(&mut out, "gateway_rate_limited_total", "counter", "Requests refused by a rate limiter.");
-        for (limiter, n) in &r.rate_limited {
-            let _ = writeln!(out, "gateway_rate_limited_total{{limiter=\"{limiter}\"}} {n}");
-        }
+        RATE_LIMITED.each(|limiter, n| {
+            let _ = writeln!(out, "gateway_rate_limited_total{{limiter=\"{limiter}\"}} {}", value(n));
+        });
         family(&mut out, "gateway_jwks_refreshes_total", "counter", "OIDC key set fetches by issuer and result.");
         for ((issuer, result), n) in &r.jwks_refreshes {
             let issuer = escape(issuer);
@@ -290,10 +340,10 @@ pub fn render(now_unix: i64) -> String {
             let _ = writeln!(out, "gateway_audit_spool_bytes{{sink=\"{sink}\"}} {n}");
         }
         family(&mut out, "gateway_upstream_latency_seconds", "histogram", "Time to the engine's response headers.");
-        for (listener, h) in &r.upstream_latency {
+        UPSTREAM_LATENCY.each(|listener, h| {
             let mut cumulative = 0;
-            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+                cumulative += value(n);
                 let _ = writeln!(
                     out,
                     "gateway_upstream_latency_seconds_bucket{{listener=\"{listener}\",le=\"{bound}\"}} {cumulative}"
@@ -304,9 +354,11 @@ pub fn render(now_unix: i64) -> String {
                 "gateway_upstream_latency_seconds_bucket{{listener=\"{listener}\",le=\"+Inf\"}} {}\n\
                  gateway_upstream_latency_seconds_sum{{listener=\"{listener}\"}} {}\n\
                  gateway_upstream_latency_seconds_count{{listener=\"{listener}\"}} {}",
-                h.count, h.sum, h.count
+                value(&h.count),
+                value(&h.sum_us) as f64 / 1e6,
+                value(&h.count)
             );
-        }
+        });
     });
     out
 }
