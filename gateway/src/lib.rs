@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod pki;
 pub mod ratelimit;

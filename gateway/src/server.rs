@@ -136,13 +136,22 @@ impl Running {
     }
 }
 
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{listener}.listen {addr}: {source}")]
+    Bind { listener: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
 /// Binds all listeners and serves until [`Running::shutdown`].
-pub async fn start(prepared: Prepared) -> Result<Running, String> {
+pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
     let Prepared { config, tls, auth, authz, limits, issuer } = prepared;
-    let tls_configs = Arc::new(TlsConfigs::build(&tls).map_err(|e| e.to_string())?);
+    let tls_configs = Arc::new(TlsConfigs::build(&tls)?);
     crate::metrics::certificates(&tls.expiries);
     let (stop, stopped) = watch::channel(false);
-    let audit = Auditor::start(&config.audit, &stopped).map_err(|e| e.to_string())?;
+    let audit = Auditor::start(&config.audit, &stopped)?;
     let (api, flight) = Pipeline::from_config(
         &config,
         Arc::clone(&auth),
@@ -150,16 +159,14 @@ pub async fn start(prepared: Prepared) -> Result<Running, String> {
         Arc::clone(&limits),
         issuer,
         audit.auditor,
-    )
-    .map_err(|e| e.to_string())?;
-    let bind = |addr: SocketAddr, name: &'static str| async move {
-        TcpListener::bind(addr).await.map_err(|e| format!("{name}.listen {addr}: {e}"))
+    )?;
+    let bind = |addr: SocketAddr, listener: &'static str| async move {
+        let bound = TcpListener::bind(addr).await.and_then(|bound| Ok((bound.local_addr()?, bound)));
+        bound.map_err(|source| StartError::Bind { listener, addr, source })
     };
-    let api_listener = bind(config.api.listen, "api").await?;
-    let flight_listener = bind(config.flight.listen, "flight").await?;
-    let health_listener = bind(config.health.listen, "health").await?;
-    let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
-    let (api_addr, flight_addr, health_addr) = (addr(&api_listener)?, addr(&flight_listener)?, addr(&health_listener)?);
+    let (api_addr, api_listener) = bind(config.api.listen, "api").await?;
+    let (flight_addr, flight_listener) = bind(config.flight.listen, "flight").await?;
+    let (health_addr, health_listener) = bind(config.health.listen, "health").await?;
 
     // Readiness asks the engine behind the API listener, the way requests reach it.
     let ready_upstream = api.upstream().clone();

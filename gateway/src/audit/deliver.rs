@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::spool::{Batch, SpoolReader};
 use crate::config::HttpFormat;
+use crate::outbound::Roots;
 
 const BATCH_BYTES: usize = 4 << 20;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,13 +183,13 @@ impl HttpReceiver {
         token: Option<&str>,
         extra_roots: Vec<CertificateDer<'static>>,
     ) -> Result<Self, String> {
-        let uri = crate::auth::fetch::check_url(url)?;
+        let uri = crate::outbound::check_url(url).map_err(|e| e.to_string())?;
         let host = uri.host().ok_or("URL without a host")?.trim_start_matches('[').trim_end_matches(']').to_string();
         let https = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
             let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-            Some((crate::auth::fetch::tls_connector(extra_roots, true)?, name))
+            Some((connector(Roots { webpki: true, extra: extra_roots })?, name))
         } else {
             None
         };
@@ -287,7 +288,7 @@ impl SyslogReceiver {
             Some((roots, server_name)) => {
                 let name =
                     ServerName::try_from(server_name.unwrap_or_else(|| host.clone())).map_err(|e| e.to_string())?;
-                Some((crate::auth::fetch::tls_connector(roots, false)?, name))
+                Some((connector(Roots { webpki: false, extra: roots })?, name))
             }
         };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -360,6 +361,11 @@ fn event_time(line: &[u8]) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "-".into())
+}
+
+/// A TLS connector for a sink (its CA is checked at start, so a failure here is a message).
+fn connector(roots: Roots) -> Result<tokio_rustls::TlsConnector, String> {
+    crate::outbound::connector(roots, "audit sink").map_err(|e| e.to_string())
 }
 
 /// RFC 5424 header fields are printable US-ASCII without spaces.

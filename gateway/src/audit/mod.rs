@@ -318,13 +318,9 @@ async fn flush_refusals(auditor: Arc<Auditor>, mut stopped: watch::Receiver<bool
 /// resolves the token.
 fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> {
     let field = format!("audit.sinks[{i}]");
-    let roots = |path: &Option<std::path::PathBuf>, name: &str| -> Result<Vec<_>, ConfigError> {
-        let Some(path) = path else { return Ok(Vec::new()) };
-        let pem = std::fs::read(path)
-            .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))?;
-        rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
-            .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
-            .map_err(|e| ConfigError::new(format!("{field}.{name}"), format!("{}: {e}", path.display())))
+    let roots = |path: &Option<std::path::PathBuf>, name: &str| match path {
+        Some(path) => crate::outbound::ca_file(path, &format!("{field}.{name}")),
+        None => Ok(Vec::new()),
     };
     match sink {
         SinkConfig::Stdout => Ok(None),

@@ -18,9 +18,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::AuthError;
-use super::fetch::{Fetcher, check_url};
+use super::fetch::Fetcher;
 use super::jws::{self, JwsError, KeySet, Parsed};
 use crate::config::{ClaimMapping, ConfigError, OidcProviderConfig};
+use crate::outbound::check_url;
 
 #[derive(Debug)]
 enum KeySource {
@@ -57,7 +58,7 @@ impl Provider {
         if config.audiences.is_empty() {
             return Err(ConfigError::new(format!("{field}.audiences"), "at least one audience is required"));
         }
-        check_url(&config.issuer).map_err(|e| ConfigError::new(format!("{field}.issuer"), e))?;
+        check_url(&config.issuer).map_err(|e| ConfigError::new(format!("{field}.issuer"), e.to_string()))?;
         let algorithms = if config.algorithms.is_empty() {
             jws::ASYMMETRIC.to_vec()
         } else {
@@ -73,22 +74,15 @@ impl Provider {
                 return Err(ConfigError::new(field.to_string(), "give jwks_uri or jwks_file, not both"));
             }
             (Some(uri), None) => {
-                check_url(uri).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e))?;
+                check_url(uri).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e.to_string()))?;
                 KeySource::JwksUri(uri.clone())
             }
             (None, Some(path)) => KeySource::File(path.clone()),
             (None, None) => KeySource::Discovery,
         };
-        let roots = match &config.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| ConfigError::new(format!("{field}.ca_file"), format!("{}: {e}", path.display())))?;
-                crate::tls::parse_certificates(&pem, &format!("{field}.ca_file"))?
-            }
-            None => Vec::new(),
-        };
-        let fetcher =
-            Fetcher::new(roots, Duration::from_secs(5)).map_err(|e| ConfigError::new(field.to_string(), e))?;
+        let ca_field = format!("{field}.ca_file");
+        let roots = config.ca_file.as_deref().map(|path| crate::outbound::ca_file(path, &ca_field)).transpose()?;
+        let fetcher = Fetcher::new(roots.unwrap_or_default(), Duration::from_secs(5), &ca_field)?;
         let provider = Self {
             name: config.name.clone(),
             issuer: config.issuer.clone(),

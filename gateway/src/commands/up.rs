@@ -235,7 +235,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         let _engine_stdin = engine.stdin.take();
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
         let stop = shutdown_signal();
-        let running = server::start(prepared).await?;
+        let running = server::start(prepared).await.map_err(|e| e.to_string())?;
         print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
         tokio::select! {
             _ = stop => {}

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::body::{Body, BoxError};
 use crate::config::{ConfigError, Timeouts, UpstreamTls};
 use crate::error::GatewayError;
+use crate::outbound::{self, Roots};
 
 /// Response bodies up to this many bytes, with a declared length, are passed on whole.
 const SMALL_BODY_BYTES: u64 = 64 * 1024;
@@ -56,7 +57,7 @@ impl Upstream {
         let authority = uri.authority().cloned().ok_or_else(|| ConfigError::new(field, "missing host:port"))?;
         let tls_field = format!("{field}_tls");
         if scheme == Scheme::HTTP {
-            if !crate::auth::fetch::is_loopback(authority.host()) {
+            if !outbound::is_loopback(authority.host()) {
                 return Err(ConfigError::new(
                     field,
                     "plain http:// upstreams must be on loopback; use https:// with upstream_tls for a remote engine",
@@ -174,23 +175,12 @@ impl Upstream {
 /// The client side of TLS to the engine: its CA (or the Mozilla roots), and the gateway's
 /// client certificate when the engine requires one.
 fn client_tls(tls: UpstreamTls, field: &str) -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError::new(format!("{field}.ca_file"), format!("{}: {e}", path.display())))?;
-            for cert in crate::tls::parse_certificates(&pem, &format!("{field}.ca_file"))? {
-                roots.add(cert).map_err(|e| ConfigError::new(format!("{field}.ca_file"), e.to_string()))?;
-            }
-        }
-        None => roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::new(field, e.to_string()))?
-        .with_root_certificates(roots);
-    match (&tls.certificate_file, &tls.key_file) {
-        (None, None) => Ok(builder.with_no_client_auth()),
+    let roots = match &tls.ca_file {
+        Some(path) => Roots { webpki: false, extra: outbound::ca_file(path, &format!("{field}.ca_file"))? },
+        None => Roots { webpki: true, extra: Vec::new() },
+    };
+    let identity = match (&tls.certificate_file, &tls.key_file) {
+        (None, None) => None,
         (Some(cert), Some(key)) => {
             let read = |path: &std::path::Path, name: &str| {
                 std::fs::read(path)
@@ -199,12 +189,11 @@ fn client_tls(tls: UpstreamTls, field: &str) -> Result<rustls::ClientConfig, Con
             let chain =
                 crate::tls::parse_certificates(&read(cert, "certificate_file")?, &format!("{field}.certificate_file"))?;
             let key = crate::tls::parse_private_key(&read(key, "key_file")?, &format!("{field}.key_file"))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                ConfigError::new(format!("{field}.key_file"), format!("does not match the certificate: {e}"))
-            })
+            Some((chain, key))
         }
-        _ => Err(ConfigError::new(field, "certificate_file and key_file go together")),
-    }
+        _ => return Err(ConfigError::new(field, "certificate_file and key_file go together")),
+    };
+    outbound::client_config(roots, identity, &format!("{field}.key_file"))
 }
 
 /// A body over the limit surfaces as a client error wrapping `LengthLimitError`.
