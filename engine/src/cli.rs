@@ -51,14 +51,7 @@ pub struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    process::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -143,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
             tracing::info!(?keys, audience = %config.stamp.audience, "verifying identity stamps");
         }
     }
-    let stop = shutdown_signal();
+    let stop = process::shutdown_signal();
     let running = crate::server::start(&config, auth).await?;
     if args.exit_with_stdin {
         tokio::select! {
@@ -169,25 +162,4 @@ async fn stdin_closed() {
         let _ = tx.send(());
     });
     let _ = rx.await;
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM; the handlers are installed when this is called
-/// (before serving), so a signal right after startup still shuts down cleanly.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let handlers = {
-        use tokio::signal::unix::{SignalKind, signal};
-        signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok())
-    };
-    async move {
-        #[cfg(unix)]
-        if let Some((mut term, mut interrupt)) = handlers {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

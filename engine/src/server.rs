@@ -92,15 +92,7 @@ async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stopped: tok
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, _) = process::accept(&listener) => {
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let service = hyper::service::service_fn(move |request| http::handle(Arc::clone(&shared), request));

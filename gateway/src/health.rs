@@ -36,7 +36,7 @@ pub async fn serve(
     builder.timer(TokioTimer::new()).header_read_timeout(DEADLINE);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = crate::listener::accept(&listener) => accepted,
+            accepted = process::accept(&listener) => accepted,
             _ = stopped.changed() => return,
         };
         let Ok(admission) = limits.admit(peer.ip()) else {

@@ -53,26 +53,3 @@ impl ConfigArgs {
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("async runtime: {e}"))
 }
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called,
-/// not when the future is first polled: a signal right after startup (a pod stopped as it
-/// comes up, a script) then shuts down cleanly instead of killing the process. Call it
-/// inside the runtime, before serving.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let handlers = {
-        use tokio::signal::unix::{SignalKind, signal};
-        signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok())
-    };
-    async move {
-        #[cfg(unix)]
-        if let Some((mut term, mut interrupt)) = handlers {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}

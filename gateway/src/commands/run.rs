@@ -1,6 +1,8 @@
 //! `gateway run -c FILE`: serve until Ctrl-C / SIGTERM.
 
-use super::{ConfigArgs, runtime, shutdown_signal};
+use process::shutdown_signal;
+
+use super::{ConfigArgs, runtime};
 use crate::server;
 
 pub fn run(args: ConfigArgs) -> Result<(), String> {

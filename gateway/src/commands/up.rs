@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{runtime, shutdown_signal};
+use process::shutdown_signal;
+
+use super::runtime;
 use crate::auth::apikeys;
 use crate::config::{
     ApiKeysConfig, AuditConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener,

@@ -10,7 +10,6 @@ mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -89,28 +88,6 @@ fn refused(pipeline: &Pipeline, peer: SocketAddr, refusal: Refusal, detail: Opti
     });
 }
 
-/// The next connection. Accept errors (EMFILE, ENFILE, ENOBUFS, a connection reset before
-/// it was accepted) back off briefly instead of spinning, and are logged at most every 10 s
-/// with how many there were.
-pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    static ERRORS: AtomicU64 = AtomicU64::new(0);
-    static LOGGED_AT_MS: AtomicU64 = AtomicU64::new(0);
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(error) => {
-                let errors = ERRORS.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = crate::audit::now_ms().max(0) as u64;
-                if now.saturating_sub(LOGGED_AT_MS.load(Ordering::Relaxed)) >= 10_000 {
-                    LOGGED_AT_MS.store(now, Ordering::Relaxed);
-                    tracing::warn!(%error, errors_so_far = errors, "accept failed; backing off");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// How one TLS listener serves its connections.
 #[derive(Clone)]
 pub struct Serving {
@@ -171,7 +148,7 @@ pub async fn serve_tls(
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            accepted = process::accept(&listener) => accepted,
             _ = stopped.changed() => break,
         };
         let accepted = tokio::time::Instant::now();
