@@ -321,16 +321,15 @@ where
     }
 }
 
-/// The refusal a connection error stands for; `None` for a client that just went away.
+/// The refusal a connection error stands for; `None` for a client that just went away (or
+/// an h2 peer that stopped answering keep-alive PINGs: dead, not hostile). Head deadlines
+/// are the driver's own, not hyper's.
 fn classify(error: &hyper::Error) -> Option<Refusal> {
     if error.is_parse_too_large() {
         return Some(Refusal::HeaderTooLarge);
     }
     if error.is_parse() || error.is_parse_version_h2() {
         return Some(Refusal::ProtocolError);
-    }
-    if error.is_timeout() {
-        return Some(Refusal::HeaderTimeout);
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

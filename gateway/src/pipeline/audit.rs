@@ -218,6 +218,32 @@ impl Audited {
 }
 
 impl Audited {
+    /// Notes a frame on its way out (bytes, the start of an error body, gRPC trailers, a
+    /// planning call's tokens); true when it is the last of a body of known length.
+    fn observe(&mut self, frame: &Frame<Bytes>) -> bool {
+        if let Some(data) = frame.data_ref()
+            && self.planning.is_some()
+        {
+            self.read_planning(data);
+        }
+        let Some(record) = self.record.as_mut() else { return false };
+        if let Some(data) = frame.data_ref() {
+            record.bytes_out += data.len() as u64;
+            if let Some(kept) = self.error_body.as_mut() {
+                let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
+                kept.extend(data.iter().take(room));
+            }
+            return self.length.is_some_and(|len| record.bytes_out >= len);
+        }
+        if let Some(trailers) = frame.trailers_ref()
+            && let Some(status) = grpc_status::code(trailers)
+        {
+            record.grpc_status = Some(status);
+            record.upstream_error = grpc_error(status, trailers);
+        }
+        false
+    }
+
     /// The finished record, once.
     fn complete(&mut self, failure: Option<String>) -> Option<Record> {
         let mut record = self.record.take()?;
@@ -261,44 +287,22 @@ impl HttpBody for Audited {
             }
             return Poll::Ready(self.queueing.take().and_then(|(_, end)| end));
         }
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match polled {
-            Poll::Ready(Some(Ok(ref frame))) => {
-                let this = &mut *self;
-                if let Some(data) = frame.data_ref()
-                    && this.planning.is_some()
-                {
-                    this.read_planning(data);
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                // hyper stops polling once a body of known length is sent: its last frame
+                // goes out only once the event is queued.
+                if self.observe(&frame) {
+                    return self.end(cx, None, Some(Ok(frame)));
                 }
-                if let Some(record) = this.record.as_mut() {
-                    if let Some(data) = frame.data_ref() {
-                        record.bytes_out += data.len() as u64;
-                        if let Some(kept) = this.error_body.as_mut() {
-                            let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
-                            kept.extend(data.iter().take(room));
-                        }
-                        // hyper stops polling once a body of known length is sent: its last
-                        // frame goes out only once the event is queued.
-                        if this.length.is_some_and(|len| record.bytes_out >= len) {
-                            let Poll::Ready(Some(Ok(frame))) = polled else { return Poll::Pending };
-                            return this.end(cx, None, Some(Ok(frame)));
-                        }
-                    } else if let Some(trailers) = frame.trailers_ref()
-                        && let Some(status) = grpc_status::code(trailers)
-                    {
-                        record.grpc_status = Some(status);
-                        record.upstream_error = grpc_error(status, trailers);
-                    }
-                }
+                Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 let message = format!("the response broke off: {error}");
-                return self.end(cx, Some(message), Some(Err(error)));
+                self.end(cx, Some(message), Some(Err(error)))
             }
-            Poll::Ready(None) => return self.end(cx, None, None),
-            Poll::Pending => {}
+            Poll::Ready(None) => self.end(cx, None, None),
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
