@@ -77,3 +77,41 @@ impl HttpBody for IdleBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// A body whose sender never sends: stalled.
+    fn stalled() -> (futures::channel::mpsc::Sender<Result<Frame<Bytes>, BoxError>>, Body) {
+        let (sender, frames) = futures::channel::mpsc::channel(1);
+        (sender, http_body_util::StreamBody::new(frames).boxed_unsync())
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_cut_off_naming_who_stalled() {
+        let (_client, body) = stalled();
+        let mut body = IdleBody::client(body, Duration::from_millis(50));
+        let error = body.frame().await.expect("an end").expect_err("a stall error");
+        let idle = error.downcast_ref::<StreamIdle>().expect("a StreamIdle");
+        assert_eq!(idle.who, "client");
+        let (_engine, body) = stalled();
+        let error = IdleBody::engine(body, Duration::from_millis(50)).frame().await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("no data from the engine"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_flowing_body_is_never_cut() {
+        let (mut sender, body) = stalled();
+        let mut body = IdleBody::client(body, Duration::from_millis(200));
+        for _ in 0..5 {
+            sender.try_send(Ok(Frame::data(Bytes::from_static(b"x")))).unwrap();
+            assert!(body.frame().await.unwrap().unwrap().is_data());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(sender);
+        assert!(body.frame().await.is_none(), "the body ends normally");
+    }
+}
