@@ -22,8 +22,8 @@ pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Re
     let files: Vec<PathBuf> = [&tls.certificate_file, &tls.key_file, &tls.client_ca_file]
         .into_iter()
         .flatten()
-        .cloned()
-        .chain(tls.crl_files.iter().cloned())
+        .chain(&tls.crl_files)
+        .map(|path| path.to_path_buf())
         .collect();
     let reload = move || {
         let material = TlsMaterial::load(&tls).map_err(|e| e.to_string())?;
@@ -36,7 +36,7 @@ pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Re
 
 /// The API keys file: a removed key stops working, a new one starts, without a restart.
 pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopped: watch::Receiver<bool>) {
-    let files: Vec<PathBuf> = keys.file.iter().cloned().collect();
+    let files: Vec<PathBuf> = keys.file.iter().map(|path| path.to_path_buf()).collect();
     let reload = move || {
         let loaded = ApiKeys::load(&keys).map_err(|e| e.to_string())?;
         tracing::info!(keys = loaded.len(), "API keys loaded");

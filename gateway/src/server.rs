@@ -35,7 +35,7 @@ pub struct Prepared {
 /// Loads and checks certificates, keys and upstreams without binding anything.
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     let tls = TlsMaterial::load(&config.tls)?;
-    let pem = resolve_pem(config.stamp.key.as_deref(), config.stamp.key_file.as_deref(), "stamp.key")?;
+    let pem = resolve_pem(config.stamp.key.as_ref(), config.stamp.key_file.as_deref(), "stamp.key")?;
     let signer = StampSigner::from_pem(&pem, config.stamp.audience.clone())
         .map_err(|e| ConfigError::new("stamp.key", e.to_string()))?;
     let lifetimes = identity::MIN_STAMP_LIFETIME_SECS..=identity::MAX_STAMP_LIFETIME_SECS;

@@ -93,9 +93,8 @@ impl TlsMaterial {
     /// Loads the certificate, key, CA bundle and CRLs the config names, and checks them:
     /// the key must match the certificate, nothing may be expired.
     pub fn load(config: &TlsConfig) -> Result<Self, ConfigError> {
-        let cert_pem =
-            resolve_pem(config.certificate.as_deref(), config.certificate_file.as_deref(), "tls.certificate")?;
-        let key_pem = resolve_pem(config.key.as_deref(), config.key_file.as_deref(), "tls.key")?;
+        let cert_pem = resolve_pem(config.certificate.as_ref(), config.certificate_file.as_deref(), "tls.certificate")?;
+        let key_pem = resolve_pem(config.key.as_ref(), config.key_file.as_deref(), "tls.key")?;
         let chain = parse_certificates(&cert_pem, "tls.certificate")?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let leaf = chain.first().ok_or_else(|| ConfigError::new("tls.certificate", "no certificate in the PEM"))?;

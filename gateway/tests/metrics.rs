@@ -74,7 +74,12 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
     let audit_log = audit_dir.path().join("audit.log");
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path: audit_log, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Never }],
+            sinks: vec![SinkConfig::File {
+                path: audit_log.into(),
+                max_bytes: 1 << 30,
+                keep: 1,
+                fsync: FsyncPolicy::Never,
+            }],
             ..Default::default()
         };
         c.auth.api_keys = Some(ApiKeysConfig {
@@ -87,7 +92,7 @@ async fn metrics_are_prometheus_text_with_every_stage_recorded() {
                 expires: None,
             }],
         });
-        c.authorization.policies = shipped_policies();
+        c.authorization.policies = shipped_policies().into();
         c.rate_limits = RateLimitConfig {
             per_principal: Some(QuotaConfig { requests: 3, per_secs: 60, burst: None }),
             ..Default::default()

@@ -19,6 +19,58 @@ use super::spool::{Batch, SpoolReader};
 use crate::config::HttpFormat;
 use crate::outbound::Roots;
 
+/// Why a sink's settings cannot be used; [`SinkError::field`] names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Url(#[from] crate::outbound::UrlError),
+    #[error("expected host:port")]
+    NoPort,
+    #[error("bad port in {0}")]
+    BadPort(String),
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+    #[error(transparent)]
+    Tls(#[from] crate::config::ConfigError),
+    #[error("the token has characters not allowed in a header")]
+    Token,
+    #[error("facility must be 0..=23")]
+    Facility,
+}
+
+impl SinkError {
+    /// The sink setting the error is about (under `audit.sinks[i]`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            SinkError::Url(_) => "url",
+            SinkError::NoPort | SinkError::BadPort(_) => "address",
+            SinkError::ServerName(_) => "tls_server_name",
+            SinkError::Tls(_) => "ca_file",
+            SinkError::Token => "token",
+            SinkError::Facility => "facility",
+        }
+    }
+}
+
+/// Why one delivery failed; the batch stays in the spool and is sent again.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("no answer within {} s", SEND_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("connect {address}: {source}")]
+    Connect { address: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("HTTP request: {0}")]
+    Request(#[from] http::Error),
+    #[error("HTTP {0}")]
+    Status(http::StatusCode),
+    #[error("write: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 const BATCH_BYTES: usize = 4 << 20;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_millis(200);
@@ -30,7 +82,7 @@ pub enum Receiver {
 }
 
 impl Receiver {
-    async fn send(&mut self, batch: &Batch) -> Result<(), String> {
+    async fn send(&mut self, batch: &Batch) -> Result<(), DeliveryError> {
         match self {
             Receiver::Http(http) => http.send(batch).await,
             Receiver::Syslog(syslog) => syslog.send(batch).await,
@@ -87,9 +139,8 @@ pub async fn run(
             }
             continue;
         }
-        let sent = tokio::time::timeout(SEND_TIMEOUT, receiver.send(&batch))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", SEND_TIMEOUT.as_secs())));
+        let sent =
+            tokio::time::timeout(SEND_TIMEOUT, receiver.send(&batch)).await.unwrap_or(Err(DeliveryError::Timeout));
         match sent {
             Ok(()) => {
                 let full = batch.events >= batch_events;
@@ -149,16 +200,16 @@ struct Dial {
 }
 
 impl Dial {
-    async fn connect(&self) -> Result<Stream, String> {
+    async fn connect(&self) -> Result<Stream, DeliveryError> {
         let tcp = tokio::time::timeout(SEND_TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
             .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect {}:{}: {e}", self.host, self.port))?;
+            .map_err(|_| DeliveryError::Timeout)?
+            .map_err(|source| DeliveryError::Connect { address: format!("{}:{}", self.host, self.port), source })?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => Ok(Box::new(tcp)),
             Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| format!("TLS: {e}"))?;
+                let tls = connector.connect(name.clone(), tcp).await.map_err(DeliveryError::Tls)?;
                 Ok(Box::new(tls))
             }
         }
@@ -182,13 +233,14 @@ impl HttpReceiver {
         format: HttpFormat,
         token: Option<&str>,
         extra_roots: Vec<CertificateDer<'static>>,
-    ) -> Result<Self, String> {
-        let uri = crate::outbound::check_url(url).map_err(|e| e.to_string())?;
-        let host = uri.host().ok_or("URL without a host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    ) -> Result<Self, SinkError> {
+        let uri = crate::outbound::check_url(url)?;
+        // `check_url` refused a URL without a host already.
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let https = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
-            let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+            let name = ServerName::try_from(host.clone()).map_err(|_| SinkError::ServerName(host.clone()))?;
             Some((connector(Roots { webpki: true, extra: extra_roots })?, name))
         } else {
             None
@@ -196,10 +248,10 @@ impl HttpReceiver {
         let authorization = token
             .map(|t| {
                 let scheme = if format == HttpFormat::SplunkHec { "Splunk" } else { "Bearer" };
-                let mut value = http::HeaderValue::from_str(&format!("{scheme} {}", t.trim()))
-                    .map_err(|_| "the token has characters not allowed in a header".to_string())?;
+                let mut value =
+                    http::HeaderValue::from_str(&format!("{scheme} {}", t.trim())).map_err(|_| SinkError::Token)?;
                 value.set_sensitive(true);
-                Ok::<_, String>(value)
+                Ok::<_, SinkError>(value)
             })
             .transpose()?;
         let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.clone());
@@ -231,32 +283,33 @@ impl HttpReceiver {
         body
     }
 
-    async fn send(&mut self, batch: &Batch) -> Result<(), String> {
-        if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
-            let io = TokioIo::new(self.dial.connect().await?);
-            let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.connection = Some(sender);
-        }
+    async fn send(&mut self, batch: &Batch) -> Result<(), DeliveryError> {
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = Request::post(path)
             .header(header::HOST, &self.authority)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::USER_AGENT, "portcullis-gateway")
-            .body(Full::new(Bytes::from(self.body(batch))))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(Bytes::from(self.body(batch))))?;
         if let Some(authorization) = &self.authorization {
             request.headers_mut().insert(header::AUTHORIZATION, authorization.clone());
         }
-        let sender = self.connection.as_mut().ok_or("not connected")?;
-        sender.ready().await.map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let sender = match &mut self.connection {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => {
+                let io = TokioIo::new(self.dial.connect().await?);
+                let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                self.connection.insert(sender)
+            }
+        };
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
         let status = response.status();
         // Drain the (small) answer so the connection can be reused.
         let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024).collect().await;
-        if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
+        if status.is_success() { Ok(()) } else { Err(DeliveryError::Status(status)) }
     }
 }
 
@@ -276,18 +329,18 @@ impl SyslogReceiver {
         tls: Option<(Vec<CertificateDer<'static>>, Option<String>)>,
         facility: u8,
         app_name: &str,
-    ) -> Result<Self, String> {
-        let (host, port) = address.rsplit_once(':').ok_or("expected host:port")?;
-        let port: u16 = port.parse().map_err(|_| format!("bad port in {address}"))?;
+    ) -> Result<Self, SinkError> {
+        let (host, port) = address.rsplit_once(':').ok_or(SinkError::NoPort)?;
+        let port: u16 = port.parse().map_err(|_| SinkError::BadPort(address.to_string()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         if facility > 23 {
-            return Err("facility must be 0..=23".into());
+            return Err(SinkError::Facility);
         }
         let tls = match tls {
             None => None,
             Some((roots, server_name)) => {
-                let name =
-                    ServerName::try_from(server_name.unwrap_or_else(|| host.clone())).map_err(|e| e.to_string())?;
+                let server_name = server_name.unwrap_or_else(|| host.clone());
+                let name = ServerName::try_from(server_name.clone()).map_err(|_| SinkError::ServerName(server_name))?;
                 Some((connector(Roots { webpki: false, extra: roots })?, name))
             }
         };
@@ -326,14 +379,14 @@ impl SyslogReceiver {
         out
     }
 
-    async fn send(&mut self, batch: &Batch) -> Result<(), String> {
-        if self.connection.is_none() {
-            self.connection = Some(self.dial.connect().await?);
-        }
+    async fn send(&mut self, batch: &Batch) -> Result<(), DeliveryError> {
         let frames = self.frames(batch);
-        let stream = self.connection.as_mut().ok_or("not connected")?;
-        stream.write_all(&frames).await.map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())
+        let stream = match &mut self.connection {
+            Some(stream) => stream,
+            None => self.connection.insert(self.dial.connect().await?),
+        };
+        stream.write_all(&frames).await?;
+        Ok(stream.flush().await?)
     }
 }
 
@@ -364,8 +417,8 @@ fn event_time(line: &[u8]) -> String {
 }
 
 /// A TLS connector for a sink (its CA is checked at start, so a failure here is a message).
-fn connector(roots: Roots) -> Result<tokio_rustls::TlsConnector, String> {
-    crate::outbound::connector(roots, "audit sink").map_err(|e| e.to_string())
+fn connector(roots: Roots) -> Result<tokio_rustls::TlsConnector, SinkError> {
+    Ok(crate::outbound::connector(roots, "audit sink")?)
 }
 
 /// RFC 5424 header fields are printable US-ASCII without spaces.

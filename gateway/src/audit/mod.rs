@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use identity::Principal;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{AuditConfig, ConfigError, OnAuditFailure, SinkConfig, SqlInAudit, resolve_reference};
+use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
 pub use event::{ApiRecord, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
@@ -105,7 +105,7 @@ impl Auditor {
             match sink {
                 SinkConfig::Stdout => targets.push(Target::Stdout),
                 SinkConfig::File { path, max_bytes, keep, fsync } => {
-                    let file = writer::RotatingFile::open(path.clone(), *max_bytes, *keep, *fsync)
+                    let file = writer::RotatingFile::open(path.to_path_buf(), *max_bytes, *keep, *fsync)
                         .map_err(|e| ConfigError::new(format!("{field}.path"), format!("{}: {e}", path.display())))?;
                     targets.push(Target::File(file));
                 }
@@ -318,7 +318,7 @@ async fn flush_refusals(auditor: Arc<Auditor>, mut stopped: watch::Receiver<bool
 /// resolves the token.
 fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> {
     let field = format!("audit.sinks[{i}]");
-    let roots = |path: &Option<std::path::PathBuf>, name: &str| match path {
+    let roots = |path: &Option<ConfigPath>, name: &str| match path {
         Some(path) => crate::outbound::ca_file(path, &format!("{field}.{name}")),
         None => Ok(Vec::new()),
     };
@@ -334,9 +334,9 @@ fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> 
             Ok(None)
         }
         SinkConfig::Http { url, format, token, ca_file, batch_events, max_backoff_secs } => {
-            let token = token.as_ref().map(|t| resolve_reference(&t.0, &format!("{field}.token"))).transpose()?;
+            let token = token.as_ref().map(|t| t.resolve(&format!("{field}.token"))).transpose()?;
             let receiver = deliver::HttpReceiver::new(url, *format, token.as_deref(), roots(ca_file, "ca_file")?)
-                .map_err(|e| ConfigError::new(format!("{field}.url"), e))?;
+                .map_err(|e| ConfigError::new(format!("{field}.{}", e.field()), e.to_string()))?;
             if *batch_events == 0 {
                 return Err(ConfigError::new(format!("{field}.batch_events"), "must be at least 1"));
             }
@@ -351,7 +351,7 @@ fn network(sink: &SinkConfig, i: usize) -> Result<Option<Network>, ConfigError> 
                 None => None,
             };
             let receiver = deliver::SyslogReceiver::new(address, tls, *facility, app_name)
-                .map_err(|e| ConfigError::new(format!("{field}.address"), e))?;
+                .map_err(|e| ConfigError::new(format!("{field}.{}", e.field()), e.to_string()))?;
             Ok(Some(Network::Syslog(receiver)))
         }
     }

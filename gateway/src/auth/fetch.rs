@@ -55,12 +55,11 @@ impl Fetcher {
         Ok(Self { tls: outbound::connector(Roots { webpki: true, extra: extra_roots }, field)?, timeout })
     }
 
-    /// GETs `url` and returns the body of a 200 response; the error names the URL.
-    pub async fn get(&self, url: &str) -> Result<Bytes, String> {
-        let fetched = tokio::time::timeout(self.timeout, self.get_inner(url))
+    /// GETs `url` and returns the body of a 200 response.
+    pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+        tokio::time::timeout(self.timeout, self.get_inner(url))
             .await
-            .unwrap_or(Err(FetchError::Timeout(self.timeout.as_secs())));
-        fetched.map_err(|error| format!("{url}: {error}"))
+            .unwrap_or(Err(FetchError::Timeout(self.timeout.as_secs())))
     }
 
     async fn get_inner(&self, url: &str) -> Result<Bytes, FetchError> {

@@ -258,9 +258,8 @@ impl Authenticator {
         self.providers.iter().map(|p| tokio::spawn(Arc::clone(p).keep_fresh(stopped.clone()))).collect()
     }
 
-    /// Replaces the API keys (file reload); the old set serves until this returns.
     /// Fetches every OIDC provider's key set once, for `gateway check --online`.
-    pub async fn probe_providers(&self) -> Vec<(String, Result<usize, String>)> {
+    pub async fn probe_providers(&self) -> Vec<(String, Result<usize, oidc::KeysError>)> {
         let mut out = Vec::new();
         for provider in &self.providers {
             out.push((provider.name.clone(), provider.probe().await));
@@ -268,6 +267,7 @@ impl Authenticator {
         out
     }
 
+    /// Replaces the API keys (file reload); the old set serves until this returns.
     pub fn replace_api_keys(&self, keys: ApiKeys) {
         self.api_keys.store(Arc::new(keys));
     }

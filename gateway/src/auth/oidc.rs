@@ -18,10 +18,29 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::AuthError;
-use super::fetch::Fetcher;
-use super::jws::{self, JwsError, KeySet, Parsed};
+use super::fetch::{FetchError, Fetcher};
+use super::jws::{self, JwksError, JwsError, KeySet, Parsed};
 use crate::config::{ClaimMapping, ConfigError, OidcProviderConfig};
-use crate::outbound::check_url;
+use crate::outbound::{UrlError, check_url};
+
+/// Why a provider's key set could not be had; each names the file or URL.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("{path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("{url}: {source}")]
+    Fetch { url: String, source: FetchError },
+    #[error("{url}: not JSON: {source}")]
+    NotJson { url: String, source: serde_json::Error },
+    #[error("{url}: the provider's issuer is {theirs:?}, not {ours:?}{hint}")]
+    Issuer { url: String, theirs: String, ours: String, hint: &'static str },
+    #[error("{url}: no jwks_uri")]
+    NoJwksUri { url: String },
+    #[error("{url}: jwks_uri: {source}")]
+    JwksUri { url: String, source: UrlError },
+    #[error("{origin}: {source}")]
+    Keys { origin: String, source: JwksError },
+}
 
 #[derive(Debug)]
 enum KeySource {
@@ -77,7 +96,7 @@ impl Provider {
                 check_url(uri).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e.to_string()))?;
                 KeySource::JwksUri(uri.clone())
             }
-            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, Some(path)) => KeySource::File(path.to_path_buf()),
             (None, None) => KeySource::Discovery,
         };
         let ca_field = format!("{field}.ca_file");
@@ -116,21 +135,26 @@ impl Provider {
     }
 
     /// Fetches the key set as a refresh would, without keeping it: the number of keys.
-    pub async fn probe(&self) -> Result<usize, String> {
+    pub async fn probe(&self) -> Result<usize, KeysError> {
         self.fetch_keys().await.map(|keys| keys.len())
     }
 
-    async fn fetch_keys(&self) -> Result<KeySet, String> {
+    async fn fetch_keys(&self) -> Result<KeySet, KeysError> {
         let jwks_uri = match &self.source {
             KeySource::File(path) => {
-                let json = tokio::fs::read(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
-                return KeySet::from_json(&json).map_err(|e| e.to_string());
+                let origin = || path.display().to_string();
+                let json = tokio::fs::read(path).await.map_err(|source| KeysError::File { path: origin(), source })?;
+                return KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: origin(), source });
             }
             KeySource::JwksUri(uri) => uri.clone(),
             KeySource::Discovery => {
                 let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
-                let document: Value = serde_json::from_slice(&self.fetcher.get(&url).await?)
-                    .map_err(|e| format!("{url}: not JSON: {e}"))?;
+                let fetched =
+                    self.fetcher.get(&url).await.map_err(|source| KeysError::Fetch { url: url.clone(), source })?;
+                let document: Value = match serde_json::from_slice(&fetched) {
+                    Ok(document) => document,
+                    Err(source) => return Err(KeysError::NotJson { url, source }),
+                };
                 // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be ours, exactly.
                 let theirs = document.get("issuer").and_then(Value::as_str);
                 if theirs != Some(self.issuer.as_str()) {
@@ -140,19 +164,26 @@ impl Provider {
                     } else {
                         ""
                     };
-                    return Err(format!("{url}: the provider's issuer is {theirs:?}, not {:?}{hint}", self.issuer));
+                    return Err(KeysError::Issuer { url, theirs: theirs.to_string(), ours: self.issuer.clone(), hint });
                 }
-                let uri = document.get("jwks_uri").and_then(Value::as_str).ok_or(format!("{url}: no jwks_uri"))?;
-                check_url(uri).map_err(|e| format!("{url}: jwks_uri: {e}"))?;
+                let Some(uri) = document.get("jwks_uri").and_then(Value::as_str) else {
+                    return Err(KeysError::NoJwksUri { url });
+                };
+                if let Err(source) = check_url(uri) {
+                    return Err(KeysError::JwksUri { url, source });
+                }
                 uri.to_string()
             }
         };
-        let json = self.fetcher.get(&jwks_uri).await?;
-        KeySet::from_json(&json).map_err(|e| format!("{jwks_uri}: {e}"))
+        let json = match self.fetcher.get(&jwks_uri).await {
+            Ok(json) => json,
+            Err(source) => return Err(KeysError::Fetch { url: jwks_uri, source }),
+        };
+        KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: jwks_uri, source })
     }
 
     /// Fetches the key set now; a concurrent caller waits for the same fetch instead.
-    async fn refresh(&self) -> Result<(), String> {
+    async fn refresh(&self) -> Result<(), KeysError> {
         let before = self.keys.load_full();
         let _guard = self.refreshing.lock().await;
         let after = self.keys.load_full();

@@ -170,8 +170,8 @@ impl Authorizer {
             action: parse("Action")?,
         };
         Ok(Self {
-            dir: config.policies.clone(),
-            engine_config: config.engine_config.clone(),
+            dir: config.policies.to_path_buf(),
+            engine_config: config.engine_config.as_deref().map(Path::to_path_buf),
             live: ArcSwap::from_pointee(Loaded::new(bundle, config.principal_cache_entries)),
             cedar: CedarAuthorizer::new(),
             contexts: ContextCache::new(config.principal_cache_entries),

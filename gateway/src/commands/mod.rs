@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::config::Reference;
+
 /// `-c FILE` plus the TLS flags that override the file.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -38,12 +40,12 @@ impl ConfigArgs {
     pub fn load(&self) -> Result<crate::config::Config, String> {
         let mut config = crate::config::Config::from_file(&self.config).map_err(|e| e.to_string())?;
         if self.tls_certificate_file.is_some() || self.tls_certificate.is_some() {
-            config.tls.certificate_file = self.tls_certificate_file.clone();
-            config.tls.certificate = self.tls_certificate.clone();
+            config.tls.certificate_file = self.tls_certificate_file.clone().map(Into::into);
+            config.tls.certificate = self.tls_certificate.clone().map(Reference::new);
         }
         if self.tls_key_file.is_some() || self.tls_key.is_some() {
-            config.tls.key_file = self.tls_key_file.clone();
-            config.tls.key = self.tls_key.clone();
+            config.tls.key_file = self.tls_key_file.clone().map(Into::into);
+            config.tls.key = self.tls_key.clone().map(Reference::new);
         }
         Ok(config)
     }

@@ -154,7 +154,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
 
 fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
     let config = AuthorizationConfig {
-        engine_config: engine_config.map(Path::to_path_buf),
+        engine_config: engine_config.map(Into::into),
         ..AuthorizationConfig::new(dir.to_path_buf())
     };
     Authorizer::load(&config).map_err(|e| format!("invalid policies:\n{e}"))

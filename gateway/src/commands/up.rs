@@ -19,8 +19,8 @@ use process::shutdown_signal;
 use super::runtime;
 use crate::auth::apikeys;
 use crate::config::{
-    ApiKeysConfig, AuditConfig, AuthConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener,
-    Limits, Listener, ListenerAuthConfig, ShutdownConfig, SinkConfig, StampConfig, Timeouts, TlsConfig,
+    ApiKeysConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener, Listener, ShutdownConfig,
+    SinkConfig, StampConfig, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
 use crate::server;
@@ -147,56 +147,24 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         println!("{}: development PKI, stamp keys, API keys and policies ready", args.state_dir.display());
         return Ok(());
     }
-    let tls = |name: &str| pki::leaf_paths(&state.tls_dir, name);
-    let config = Config {
-        api: Listener {
-            listen: args.api_listen,
-            upstream: format!("http://{}", args.engine_http_listen),
-            upstream_tls: None,
-            auth: ListenerAuthConfig::default(),
-        },
-        flight: Listener {
-            listen: args.flight_listen,
-            upstream: format!("http://{}", args.engine_flight_listen),
-            upstream_tls: None,
-            auth: ListenerAuthConfig::default(),
-        },
-        health: HealthListener { listen: args.health_listen },
-        // A development stack on one machine: no load balancer to drain from.
-        shutdown: ShutdownConfig { drain_secs: 0, ..ShutdownConfig::default() },
-        tls: TlsConfig {
-            certificate_file: Some(tls("server").0),
-            key_file: Some(tls("server").1),
+    let (certificate, key) = pki::leaf_paths(&state.tls_dir, "server");
+    let mut config = Config::new(
+        TlsConfig {
             client_auth: ClientAuth::Optional,
-            client_ca_file: Some(pki::ca_paths(&state.tls_dir).0),
-            ..Default::default()
+            client_ca_file: Some(pki::ca_paths(&state.tls_dir).0.into()),
+            ..TlsConfig::from_files(certificate, key)
         },
-        stamp: StampConfig {
-            key: None,
-            key_file: Some(state.stamp_key.clone()),
-            audience: identity::DEFAULT_AUDIENCE.into(),
-            lifetime_secs: 60,
-        },
-        timeouts: Timeouts::default(),
-        limits: Limits::default(),
-        auth: AuthConfig {
-            api_keys: Some(ApiKeysConfig { file: Some(state.api_keys_file.clone()), keys: Vec::new() }),
-            ..Default::default()
-        },
-        rate_limits: Default::default(),
-        // Every request's OCSF event, one JSON line each, in the state dir.
-        source: None,
-        audit: AuditConfig {
-            sinks: vec![SinkConfig::File {
-                path: args.state_dir.join("audit.log"),
-                max_bytes: 100 << 20,
-                keep: 5,
-                fsync: FsyncPolicy::Interval,
-            }],
-            ..Default::default()
-        },
-        authorization: AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
-    };
+        StampConfig::from_key_file(state.stamp_key.clone()),
+        AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
+    );
+    config.api = Listener::new(args.api_listen, args.engine_http_listen);
+    config.flight = Listener::new(args.flight_listen, args.engine_flight_listen);
+    config.health = HealthListener { listen: args.health_listen };
+    // A development stack on one machine: no load balancer to drain from.
+    config.shutdown = ShutdownConfig::immediate();
+    config.auth.api_keys = Some(ApiKeysConfig { file: Some(state.api_keys_file.clone().into()), keys: Vec::new() });
+    // Every request's OCSF event, one JSON line each, in the state dir.
+    config.audit.sinks = vec![SinkConfig::file(args.state_dir.join("audit.log"), FsyncPolicy::Interval)];
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;
     let engine_bin = match args.engine_bin {
         Some(path) => path,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use gateway::auth::apikeys;
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure,
-    QuotaConfig, RateLimitConfig, Secret, SinkConfig, SqlInAudit,
+    QuotaConfig, RateLimitConfig, Reference, SinkConfig, SqlInAudit,
 };
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -105,13 +105,18 @@ async fn every_outcome_is_an_ocsf_event_and_no_secret_is_written() {
     let log_path = log.clone();
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
-        c.authorization.policies = policies_with_a_forbid(log_path.parent().unwrap());
+        c.authorization.policies = policies_with_a_forbid(log_path.parent().unwrap()).into();
         c.rate_limits = RateLimitConfig {
             principals: HashMap::from([("limited".into(), QuotaConfig { requests: 1, per_secs: 3600, burst: None })]),
             ..Default::default()
         };
         c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path: log_path, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
+            sinks: vec![SinkConfig::File {
+                path: log_path.into(),
+                max_bytes: 1 << 30,
+                keep: 1,
+                fsync: FsyncPolicy::Batch,
+            }],
             sql: SqlInAudit::Full,
             signin_interval_secs: 0,
             finding: FindingConfig { threshold: 3, window_secs: 60 },
@@ -373,7 +378,7 @@ async fn ordinary_adbc_sessions_are_served_and_raise_no_finding() {
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
         c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path: sink, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
+            sinks: vec![SinkConfig::File { path: sink.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
             finding: FindingConfig { threshold: 3, window_secs: 60 },
             ..Default::default()
         };
@@ -457,7 +462,7 @@ fn http_sink(url: String, format: HttpFormat, token: Option<&str>) -> SinkConfig
     SinkConfig::Http {
         url,
         format,
-        token: token.map(|t| Secret(t.to_string())),
+        token: token.map(Reference::new),
         ca_file: None,
         batch_events: 500,
         max_backoff_secs: 1,
@@ -492,14 +497,14 @@ async fn http_sink_loses_nothing_through_an_outage_under_20000_requests() {
     let spool_dir = spool.path().to_path_buf();
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: entries });
-        c.authorization.policies = policies_with_a_forbid(&spool_dir);
+        c.authorization.policies = policies_with_a_forbid(&spool_dir).into();
         c.rate_limits = RateLimitConfig {
             principals: HashMap::from([("limited".into(), QuotaConfig { requests: 1, per_secs: 3600, burst: None })]),
             ..Default::default()
         };
         c.audit = AuditConfig {
             sinks: vec![http_sink(url, HttpFormat::Json, None)],
-            spool_dir: Some(spool_dir.join("spool")),
+            spool_dir: Some(spool_dir.join("spool").into()),
             on_failure: OnAuditFailure::Allow,
             ..Default::default()
         };
@@ -589,7 +594,7 @@ async fn a_restarted_gateway_delivers_what_it_spooled() {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: entries });
         c.audit = AuditConfig {
             sinks: vec![http_sink(url, HttpFormat::SplunkHec, Some("hec-token-0123456789"))],
-            spool_dir: Some(spool_dir),
+            spool_dir: Some(spool_dir.into()),
             ..Default::default()
         };
     })
@@ -638,7 +643,7 @@ async fn on_failure_deny_refuses_while_the_audit_file_cannot_be_written() {
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: entries });
         c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path, max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
+            sinks: vec![SinkConfig::File { path: path.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
             on_failure: OnAuditFailure::Deny,
             ..Default::default()
         };
@@ -749,7 +754,7 @@ async fn syslog_over_tcp_and_tls_is_rfc_5424() {
                     app_name: "portcullis".into(),
                 },
             ],
-            spool_dir: Some(spool_dir),
+            spool_dir: Some(spool_dir.into()),
             ..Default::default()
         };
     })

@@ -13,9 +13,7 @@ use crate::common::{Reply, Stack};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway::auth::apikeys;
-use gateway::config::{
-    ApiKeysConfig, AuthMethodName, ClaimMapping, ClientAuth, Config, ListenerAuthConfig, OidcProviderConfig,
-};
+use gateway::config::{ApiKeysConfig, AuthMethodName, ClientAuth, Config, ListenerAuthConfig, OidcProviderConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -72,17 +70,9 @@ impl Idp {
 
 fn provider(name: &str, issuer: &str) -> OidcProviderConfig {
     OidcProviderConfig {
-        name: name.into(),
-        issuer: issuer.into(),
-        audiences: vec!["portcullis".into()],
-        algorithms: Vec::new(),
         leeway_secs: 5,
-        jwks_uri: None,
-        jwks_file: None,
-        ca_file: None,
-        refresh_secs: 300,
         unknown_kid_cooldown_secs: 1,
-        claims: ClaimMapping::default(),
+        ..OidcProviderConfig::new(name, issuer, vec!["portcullis".into()])
     }
 }
 
@@ -334,7 +324,7 @@ async fn api_keys_accept_refuse_expire_and_reload() {
         &[("svc-etl", &live.hash, None), ("svc-old", &old.hash, Some("2020-01-01")), ("svc-gone", &removed.hash, None)],
     );
     let stack = Stack::start_with(ClientAuth::Optional, |c| {
-        c.auth.api_keys = Some(ApiKeysConfig { file: Some(file.clone()), keys: Vec::new() });
+        c.auth.api_keys = Some(ApiKeysConfig { file: Some(file.clone().into()), keys: Vec::new() });
     })
     .await;
     let reply = query(&stack, &[("x-api-key", &live.key)]).await;

@@ -28,7 +28,7 @@ async fn stack(policies: &Path) -> (Stack, String, String) {
     let policies = policies.to_path_buf();
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
-        c.authorization.policies = policies;
+        c.authorization.policies = policies.into();
     })
     .await;
     (stack, reader.key, etl.key)
@@ -115,8 +115,8 @@ async fn a_dataset_is_onboarded_by_the_engine_config_alone_and_an_unknown_one_is
     let engine_file = engine_yaml.clone();
     let stack = Stack::start_with_engine(ClientAuth::Optional, engine_config, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
-        c.authorization.policies = shipped_policies();
-        c.authorization.engine_config = Some(engine_file);
+        c.authorization.policies = shipped_policies().into();
+        c.authorization.engine_config = Some(engine_file.into());
     })
     .await;
     let reply = sql(&stack, &key.key, "SELECT sum(amount) AS total FROM acme.invoices").await;

@@ -491,7 +491,8 @@ async fn https_upstream_with_a_client_certificate() {
 
     // Fail closed: an engine certificate from a CA the gateway does not trust, or no client
     // certificate for an engine that requires one, is a 502, never a plaintext fallback.
-    let untrusted = gateway::config::UpstreamTls { ca_file: Some(stack.pki.ca()), ..engine_side_tls(&engine_pki) };
+    let untrusted =
+        gateway::config::UpstreamTls { ca_file: Some(stack.pki.ca().into()), ..engine_side_tls(&engine_pki) };
     let anonymous =
         gateway::config::UpstreamTls { certificate_file: None, key_file: None, ..engine_side_tls(&engine_pki) };
     for tls in [untrusted, anonymous] {
@@ -508,7 +509,11 @@ async fn https_upstream_with_a_client_certificate() {
 /// The engine PKI's CA and its `workload` leaf as the gateway's upstream client certificate.
 fn engine_side_tls(engine_pki: &common::Pki) -> gateway::config::UpstreamTls {
     let (cert, key) = engine_pki.leaf("workload");
-    gateway::config::UpstreamTls { ca_file: Some(engine_pki.ca()), certificate_file: Some(cert), key_file: Some(key) }
+    gateway::config::UpstreamTls {
+        ca_file: Some(engine_pki.ca().into()),
+        certificate_file: Some(cert.into()),
+        key_file: Some(key.into()),
+    }
 }
 
 #[test]
@@ -526,13 +531,14 @@ fn upstream_transport_is_checked_at_startup() {
     assert!(err.contains("api.upstream") && err.contains("loopback"), "{err}");
     let err = check("http://127.0.0.1:8091", Some(Default::default())).unwrap_err();
     assert!(err.contains("api.upstream_tls") && err.contains("https"), "{err}");
-    let half = gateway::config::UpstreamTls { certificate_file: Some(pki.leaf("workload").0), ..Default::default() };
+    let half =
+        gateway::config::UpstreamTls { certificate_file: Some(pki.leaf("workload").0.into()), ..Default::default() };
     let err = check("https://engine.internal:8091", Some(half)).unwrap_err();
     assert!(err.contains("go together"), "{err}");
     let mismatched = gateway::config::UpstreamTls {
-        ca_file: Some(pki.ca()),
-        certificate_file: Some(pki.leaf("workload").0),
-        key_file: Some(pki.leaf("mailer").1),
+        ca_file: Some(pki.ca().into()),
+        certificate_file: Some(pki.leaf("workload").0.into()),
+        key_file: Some(pki.leaf("mailer").1.into()),
     };
     let err = check("https://engine.internal:8091", Some(mismatched)).unwrap_err();
     assert!(err.contains("api.upstream_tls.key_file"), "{err}");

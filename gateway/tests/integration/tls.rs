@@ -195,8 +195,8 @@ async fn kubernetes_secret_rotation_by_data_symlink_swap_is_picked_up() {
         let key = config.tls.key_file.clone().unwrap();
         let secret = cert.parent().unwrap().join("secret");
         project_secret(&secret, "2026_12_01_00_00_00.1", &[("tls.crt", &cert), ("tls.key", &key)]);
-        config.tls.certificate_file = Some(secret.join("tls.crt"));
-        config.tls.key_file = Some(secret.join("tls.key"));
+        config.tls.certificate_file = Some(secret.join("tls.crt").into());
+        config.tls.key_file = Some(secret.join("tls.key").into());
     })
     .await;
     let addr = stack.gateway.api_addr;
@@ -224,7 +224,7 @@ async fn revoked_client_certificates_are_refused_when_a_crl_is_configured() {
         "http://127.0.0.1:9".into(),
         key,
     );
-    config.tls.crl_files = vec![crl];
+    config.tls.crl_files = vec![crl.into()];
     let gateway = gateway::server::start(gateway::server::prepare(config).unwrap()).await.unwrap();
     assert!(
         Client::new(&pki, Some("workload")).sql(gateway.api_addr, "SELECT 1").await.is_err(),

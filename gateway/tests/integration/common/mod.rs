@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway::config::{
-    AuthConfig, AuthorizationConfig, ClientAuth, Config, HealthListener, Limits, Listener, ListenerAuthConfig,
-    ShutdownConfig, StampConfig, Timeouts, TlsConfig,
+    AuthorizationConfig, ClientAuth, Config, HealthListener, Listener, ShutdownConfig, StampConfig, TlsConfig,
 };
 use gateway::pki::{self, LeafSpec};
 use http_body_util::{BodyExt, Full};
@@ -147,38 +146,22 @@ pub fn gateway_config(
     stamp_key: PathBuf,
 ) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    Config {
-        api: Listener { listen: any, upstream: api_upstream, upstream_tls: None, auth: ListenerAuthConfig::default() },
-        flight: Listener {
-            listen: any,
-            upstream: flight_upstream,
-            upstream_tls: None,
-            auth: ListenerAuthConfig::default(),
-        },
-        health: HealthListener { listen: any },
-        tls: TlsConfig {
-            certificate_file: Some(pki.leaf("server").0),
-            key_file: Some(pki.leaf("server").1),
+    let mut config = Config::new(
+        TlsConfig {
             client_auth,
-            client_ca_file: Some(pki.ca()),
-            ..Default::default()
+            client_ca_file: Some(pki.ca().into()),
+            ..TlsConfig::from_files(pki.leaf("server").0, pki.leaf("server").1)
         },
-        stamp: StampConfig {
-            key: None,
-            key_file: Some(stamp_key),
-            audience: identity::DEFAULT_AUDIENCE.into(),
-            lifetime_secs: 60,
-        },
-        timeouts: Timeouts::default(),
-        // Tests that shut a gateway down do not wait for a load balancer.
-        shutdown: ShutdownConfig { drain_secs: 0, ..ShutdownConfig::default() },
-        limits: Limits::default(),
-        auth: AuthConfig::default(),
-        rate_limits: Default::default(),
-        audit: suite_audit(),
-        source: None,
-        authorization: AuthorizationConfig::new(allow_all_policies(pki.path())),
-    }
+        StampConfig::from_key_file(stamp_key),
+        AuthorizationConfig::new(allow_all_policies(pki.path())),
+    );
+    config.api = Listener { listen: any, upstream: api_upstream, ..Listener::new(any, any) };
+    config.flight = Listener { listen: any, upstream: flight_upstream, ..Listener::new(any, any) };
+    config.health = HealthListener { listen: any };
+    // Tests that shut a gateway down do not wait for a load balancer.
+    config.shutdown = ShutdownConfig::immediate();
+    config.audit = suite_audit();
+    config
 }
 
 /// Every test gateway writes its audit events under `$CARGO_TARGET_TMPDIR/test-audit/`
@@ -193,7 +176,7 @@ pub fn suite_audit() -> gateway::config::AuditConfig {
     let path = dir.join(format!("{binary}-{}-{n}.log", std::process::id()));
     gateway::config::AuditConfig {
         sinks: vec![gateway::config::SinkConfig::File {
-            path,
+            path: path.into(),
             max_bytes: 1 << 30,
             keep: 1,
             fsync: gateway::config::FsyncPolicy::Never,

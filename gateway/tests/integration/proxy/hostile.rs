@@ -20,8 +20,12 @@ use crate::common::{self, Client, Stack, client_config};
 
 /// An audit file sink for one test, with refusals aggregated every second.
 fn audit_to(config: &mut Config, path: &Path) {
-    config.audit.sinks =
-        vec![SinkConfig::File { path: path.to_path_buf(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Never }];
+    config.audit.sinks = vec![SinkConfig::File {
+        path: path.to_path_buf().into(),
+        max_bytes: 1 << 30,
+        keep: 1,
+        fsync: FsyncPolicy::Never,
+    }];
     config.audit.refusal_interval_secs = 1;
 }
 
@@ -503,8 +507,12 @@ async fn a_stalled_audit_sink_makes_requests_wait_and_loses_nothing() {
         })
     };
     let stack = Stack::start_with(ClientAuth::Optional, |c| {
-        c.audit.sinks =
-            vec![SinkConfig::File { path: path.clone(), max_bytes: 1 << 40, keep: 1, fsync: FsyncPolicy::Never }];
+        c.audit.sinks = vec![SinkConfig::File {
+            path: path.clone().into(),
+            max_bytes: 1 << 40,
+            keep: 1,
+            fsync: FsyncPolicy::Never,
+        }];
         c.audit.queue_capacity = 8;
     })
     .await;
