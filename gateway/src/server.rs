@@ -82,6 +82,7 @@ fn check_limits(config: &Config) -> Result<(), ConfigError> {
         ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
         ("limits.max_streams_per_connection", u64::from(l.max_streams_per_connection)),
         ("limits.max_control_frames_per_sec", u64::from(l.max_control_frames_per_sec)),
+        ("runtime.worker_threads", config.runtime.worker_threads.map_or(1, |n| n as u64)),
     ];
     match fields.iter().find(|(_, value)| *value == 0) {
         Some((field, _)) => Err(ConfigError::new(*field, "must be at least 1")),

@@ -20,7 +20,7 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<(), String> {
     let prepared = server::prepare(args.config.load()?).map_err(|e| e.to_string())?;
     if args.online {
-        let probes = super::runtime()?.block_on(prepared.auth.probe_providers());
+        let probes = super::runtime(None)?.block_on(prepared.auth.probe_providers());
         let mut failed = Vec::new();
         for (name, probe) in probes {
             match probe {

@@ -51,7 +51,11 @@ impl ConfigArgs {
     }
 }
 
-/// A multi-threaded runtime for the serving commands.
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("async runtime: {e}"))
+/// A multi-threaded runtime for the serving commands: `worker_threads` of them, or one per CPU.
+pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build().map_err(|e| format!("async runtime: {e}"))
 }

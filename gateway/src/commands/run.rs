@@ -7,7 +7,7 @@ use crate::server;
 
 pub fn run(args: ConfigArgs) -> Result<(), String> {
     let prepared = server::prepare(args.load()?).map_err(|e| e.to_string())?;
-    runtime()?.block_on(async {
+    runtime(prepared.config.runtime.worker_threads)?.block_on(async {
         let stop = shutdown_signal();
         let running = server::start(prepared).await.map_err(|e| e.to_string())?;
         stop.await;

@@ -181,7 +181,7 @@ pub fn run(args: UpArgs) -> Result<(), String> {
             format!("the engine's address {addr} is in use ({e}): is an engine from an earlier run still up? stop it, or pass --engine-http-listen / --engine-flight-listen")
         })?;
     }
-    runtime()?.block_on(async move {
+    runtime(None)?.block_on(async move {
         // The engine exits when its stdin closes: the pipe's other end is this process's, so
         // the engine goes with it however it ends.
         let mut engine = tokio::process::Command::new(&engine_bin)

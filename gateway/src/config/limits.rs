@@ -1,5 +1,5 @@
-//! `timeouts`, `limits` and `shutdown`: how long and how much a client may take, and what
-//! SIGTERM does. Each section's `Default` is the one source of its defaults.
+//! `timeouts`, `limits`, `shutdown` and `runtime`: how long and how much a client may take,
+//! what SIGTERM does, and how many threads serve. Each section's `Default` is the one source of its defaults.
 
 use serde::Deserialize;
 
@@ -97,4 +97,13 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         Self { drain_secs: 5, grace_secs: 25 }
     }
+}
+
+/// The async runtime that serves every listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Threads serving connections (like Envoy's `--concurrency` or HAProxy's `nbthread`).
+    /// Unset: one per CPU the process may run on. The audit writer has its own thread.
+    pub worker_threads: Option<usize>,
 }

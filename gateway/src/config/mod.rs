@@ -24,7 +24,7 @@ use serde::Deserialize;
 pub use audit::{AuditConfig, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure, SinkConfig, SqlInAudit};
 pub use auth::{ApiKeyEntry, ApiKeysConfig, AuthConfig, ClaimMapping, OidcProviderConfig};
 pub use authorization::AuthorizationConfig;
-pub use limits::{Limits, ShutdownConfig, Timeouts};
+pub use limits::{Limits, RuntimeConfig, ShutdownConfig, Timeouts};
 pub use listeners::{AuthMethodName, HealthListener, Listener, ListenerAuthConfig, UpstreamTls};
 pub use path::ConfigPath;
 pub use rate_limits::{QuotaConfig, RateLimitConfig};
@@ -51,6 +51,8 @@ pub struct Config {
     /// What SIGTERM does: drain, then close and wait for what is in flight.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -96,6 +98,7 @@ impl Config {
             stamp,
             timeouts: Timeouts::default(),
             shutdown: ShutdownConfig::default(),
+            runtime: RuntimeConfig::default(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
             authorization,

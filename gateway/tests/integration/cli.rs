@@ -87,6 +87,7 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
         ("unset env reference", vec!["--tls-key".into(), "${env:PORTCULLIS_SURELY_UNSET}".into()], ""),
         ("zero limit", vec![], "limits:\n  max_connections_per_ip: 0\n"),
         ("zero deadline", vec![], "timeouts:\n  client_body_secs: 0\n"),
+        ("zero threads", vec![], "runtime:\n  worker_threads: 0\n"),
     ];
     for (name, flags, extra) in cases {
         let path = write_config(&pki, extra, "http://127.0.0.1:8091");
@@ -101,6 +102,7 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
             "expired certificate" => "expired",
             "zero limit" => "at `limits.max_connections_per_ip`: must be at least 1",
             "zero deadline" => "at `timeouts.client_body_secs`: must be at least 1",
+            "zero threads" => "at `runtime.worker_threads`: must be at least 1",
             _ => "PORTCULLIS_SURELY_UNSET",
         };
         assert!(stderr.contains(expected), "{name}: {stderr}");
