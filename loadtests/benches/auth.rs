@@ -8,7 +8,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use gateway::auth::{Authenticator, ListenerAuth, apikeys};
-use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClaimMapping, Config, OidcProviderConfig};
+use gateway::config::{
+    ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, OidcProviderConfig, StampConfig, TlsConfig,
+};
 use http::{HeaderMap, HeaderValue};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -71,20 +73,12 @@ impl Signers {
 }
 
 fn authenticator(jwks: &std::path::Path, cache_entries: usize, api_key_hash: &str) -> (Authenticator, ListenerAuth) {
-    let mut config = Config::from_yaml("tls: {}\nstamp: {}\n", "bench").unwrap();
+    let mut config =
+        Config::new(TlsConfig::default(), StampConfig::default(), AuthorizationConfig::new("unused-policies"));
     config.auth.token_cache_entries = cache_entries;
     config.auth.oidc = vec![OidcProviderConfig {
-        name: "idp".into(),
-        issuer: ISSUER.into(),
-        audiences: vec!["portcullis".into()],
-        algorithms: Vec::new(),
-        leeway_secs: 30,
-        jwks_uri: None,
-        jwks_file: Some(jwks.to_path_buf()),
-        ca_file: None,
-        refresh_secs: 300,
-        unknown_kid_cooldown_secs: 30,
-        claims: ClaimMapping::default(),
+        jwks_file: Some(jwks.into()),
+        ..OidcProviderConfig::new("idp", ISSUER, vec!["portcullis".into()])
     }];
     config.auth.api_keys = Some(ApiKeysConfig {
         file: None,
