@@ -5,6 +5,8 @@
 #
 #   bash loadtests/run-benchmarks.sh            # figures on stdout
 #   N=20000 C=4 bash loadtests/run-benchmarks.sh
+#   GATEWAY=/path/to/other/gateway bash loadtests/run-benchmarks.sh   # another gateway build
+#                                  (an earlier commit's, say) in front of the same engine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}     # requests per latency scenario
@@ -15,6 +17,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
 cargo build --release -q -p engine
 cargo build --release -q -p gateway -p loadtests
 BIN="$CARGO_TARGET_DIR/release"
+GATEWAY=${GATEWAY:-$BIN/gateway}
 STATE=$(mktemp -d)
 trap 'kill "$UP" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
@@ -31,7 +34,7 @@ permit(
 );
 CEDAR
 
-"$BIN/gateway" up --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
+"$GATEWAY" up --engine-bin "$BIN/engine" --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
   --health-listen 127.0.0.1:29090 --engine-http-listen 127.0.0.1:28091 --engine-flight-listen 127.0.0.1:25052 \
   >/dev/null 2>"$STATE/up.log" &
 UP=$!
