@@ -14,9 +14,12 @@ C=${C:-4}         # concurrent connections
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
 # Two builds: the engine's dependency features stay independent of the gateway's, so the
 # (long) DataFusion release build is shared with `cargo build --release -p engine`.
-cargo build --release -q -p engine
-cargo build --release -q -p gateway -p loadtests
-BIN="$CARGO_TARGET_DIR/release"
+# BIN=DIR: binaries already built (gateway, engine, loadgen).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p engine
+  cargo build --release -q -p gateway -p loadtests
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 GATEWAY=${GATEWAY:-$BIN/gateway}
 STATE=$(mktemp -d)
 trap 'kill "$UP" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
