@@ -4,7 +4,6 @@
 //! section lists its path fields a second time and a new `ConfigPath` field cannot miss it.
 
 use std::cell::RefCell;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
@@ -22,18 +21,6 @@ pub struct ConfigPath(PathBuf);
 impl ConfigPath {
     pub fn as_path(&self) -> &Path {
         &self.0
-    }
-
-    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
-        self.0.join(path)
-    }
-
-    pub fn display(&self) -> std::path::Display<'_> {
-        self.0.display()
-    }
-
-    pub fn file_name(&self) -> Option<&OsStr> {
-        self.0.file_name()
     }
 }
 
