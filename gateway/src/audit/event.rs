@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use identity::Principal;
-use serde::Serialize;
 
+use super::json::Json;
 use crate::config::SqlInAudit;
 
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -142,176 +142,258 @@ impl Formatter {
         let uid = self.next_id();
         let mut uid_buf = uuid::Uuid::encode_buffer();
         let uid = uid.hyphenated().encode_lower(&mut uid_buf);
-        let result = match record {
-            Record::Api(api) => serde_json::to_writer(&mut *out, &self.api(api, uid)),
-            Record::Connection(connection) => serde_json::to_writer(&mut *out, &self.connection(connection, uid)),
-            Record::SignIn(signin) => serde_json::to_writer(&mut *out, &self.signin(signin, uid)),
-            Record::Finding(finding) => serde_json::to_writer(&mut *out, &self.finding(finding, uid)),
-        };
-        // Serializing plain structs into a Vec cannot fail; if it ever did, the line is
-        // still a JSON object saying so rather than a torn line.
-        if result.is_err() {
-            out.extend_from_slice(b"{\"class_uid\":0,\"message\":\"event could not be serialized\"}");
+        let mut json = Json::object(out);
+        match record {
+            Record::Api(api) => self.api(&mut json, api, uid),
+            Record::Connection(connection) => self.connection(&mut json, connection, uid),
+            Record::SignIn(signin) => self.signin(&mut json, signin, uid),
+            Record::Finding(finding) => self.finding(&mut json, finding, uid),
         }
+        json.finish();
         out.push(b'\n');
     }
 
-    fn metadata<'a>(&self, uid: &'a str, correlation: Option<&'a str>, tags: Vec<Tag<'a>>) -> Metadata<'a> {
-        Metadata {
-            uid,
-            version: OCSF_VERSION,
-            correlation_uid: correlation,
-            product: Product { name: "Portcullis Gateway", vendor_name: "Portcullis", version: self.version },
-            tags,
+    /// `metadata`: the event id, schema version, correlation id, product, and tags
+    /// (principal and tenant, then `datasets`).
+    fn metadata(
+        &self,
+        json: &mut Json<'_>,
+        uid: &str,
+        correlation: Option<&str>,
+        p: Option<&Principal>,
+        datasets: &[String],
+    ) {
+        json.begin("metadata");
+        json.str("uid", uid);
+        json.str("version", OCSF_VERSION);
+        json.opt_str("correlation_uid", correlation);
+        json.begin("product");
+        json.str("name", "Portcullis Gateway");
+        json.str("vendor_name", "Portcullis");
+        json.str("version", self.version);
+        json.end();
+        let tags = p.map(|p| (&p.id, p.tenant.as_ref()));
+        if tags.is_some() || !datasets.is_empty() {
+            json.begin_array("tags");
+            let tag = |json: &mut Json<'_>, name: &'static str, value: &str| {
+                json.element();
+                json.str("name", name);
+                json.str("value", value);
+                json.end();
+            };
+            if let Some((id, tenant)) = tags {
+                tag(json, "principal", id);
+                if let Some(tenant) = tenant {
+                    tag(json, "tenant", tenant);
+                }
+            }
+            for dataset in datasets {
+                tag(json, "dataset", dataset);
+            }
+            json.end_array();
         }
+        json.end();
     }
 
-    fn api<'a>(&self, r: &'a ApiRecord, uid: &'a str) -> ApiActivity<'a> {
+    fn api(&self, json: &mut Json<'_>, r: &ApiRecord, uid: &str) {
         let request_id = r.request_id.to_str().ok();
         let success = r.error.is_none() && r.status < 400 && r.grpc_status.is_none_or(|s| s == 0);
-        let activity = activity(&r.actions);
-        let mut tags = principal_tags(r.principal.as_deref());
-        tags.extend(r.datasets.iter().map(|d| Tag { name: "dataset", value: d }));
-        let (sql, sql_sha256) = match (&r.sql, self.sql) {
-            (Some(sql), SqlInAudit::Full) => (Some(String::from_utf8_lossy(sql)), None),
-            (Some(sql), SqlInAudit::Hashed) => (None, Some(sha256_hex(sql))),
-            _ => (None, None),
-        };
         // Allowed when policy allowed it (even if the engine then failed), or nothing refused it.
         let disposition = if r.decision == Decision::Allowed || success { (1, "Allowed") } else { (2, "Blocked") };
-        let operation = match r.rpc {
-            Some(rpc) => rpc.to_string(),
-            None => format!("{} {}", r.method, r.uri.path()),
-        };
-        ApiActivity {
-            header: Header::new(Class::ApiActivity, activity, r.time_ms, if success { 1 } else { 3 }),
-            status_id: if success { 1 } else { 2 },
-            status: if success { "Success" } else { "Failure" },
-            status_code: r.grpc_status.map_or_else(|| r.status.to_string(), |g| format!("grpc:{g}")),
-            status_detail: r.error.as_ref().map(|(_, message)| message.as_str()).or_else(|| {
+        header(json, Class::ApiActivity, activity(&r.actions), r.time_ms, if success { 1 } else { 3 });
+        json.u64("status_id", if success { 1 } else { 2 });
+        json.str("status", if success { "Success" } else { "Failure" });
+        match r.grpc_status {
+            Some(grpc) => json.str_parts("status_code", &["grpc:", itoa::Buffer::new().format(grpc)]),
+            None => json.str("status_code", itoa::Buffer::new().format(r.status)),
+        }
+        json.opt_str(
+            "status_detail",
+            r.error.as_ref().map(|(_, message)| message.as_str()).or_else(|| {
                 let (code, message) = r.upstream_error.as_ref()?;
                 Some(if self.sql == SqlInAudit::Full { message.as_str() } else { code.as_str() })
             }),
-            disposition_id: disposition.0,
-            disposition: disposition.1,
-            duration: r.duration_us / 1000,
-            count: None,
-            metadata: self.metadata(uid, r.planned_by.as_deref().or(request_id), tags),
-            actor: r.principal.as_deref().map(|p| Actor {
-                user: user(p),
-                authorizations: r
-                    .policies
-                    .iter()
-                    .map(|uid| Authorization { decision: "Allowed", policy: Named { uid } })
-                    .collect(),
-                idp: p.issuer.as_deref().map(|name| Idp { name }),
-            }),
-            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
-            http_request: HttpRequest {
-                http_method: r.method.as_str(),
-                url: Url { path: r.uri.path() },
-                uid: request_id,
-            },
-            http_response: HttpResponse { code: r.status },
-            api: Api { operation, request: RequestUid { uid: request_id }, service: Service { name: r.listener } },
-            resources: r.datasets.iter().map(|name| Resource { name, r#type: "dataset" }).collect(),
-            traffic: Traffic { bytes_in: r.bytes_in, bytes_out: r.bytes_out },
-            unmapped: ApiUnmapped {
-                auth_method: r.principal.as_deref().map(|p| p.auth_method.as_str()),
-                decision: match r.decision {
-                    Decision::NotEvaluated => None,
-                    Decision::Allowed => Some("allow"),
-                    Decision::Denied => Some("deny"),
-                },
-                error_code: r.error.as_ref().map(|(code, _)| *code),
-                engine_error_code: r.upstream_error.as_ref().map(|(code, _)| code.as_str()),
-                grpc_status: r.grpc_status,
-                sql,
-                sql_sha256,
-                duration_us: r.duration_us,
-                window_secs: None,
-            },
+        );
+        json.u64("disposition_id", disposition.0);
+        json.str("disposition", disposition.1);
+        // Milliseconds (OCSF); microseconds in `unmapped.duration_us`.
+        json.u64("duration", r.duration_us / 1000);
+        self.metadata(json, uid, r.planned_by.as_deref().or(request_id), r.principal.as_deref(), &r.datasets);
+        if let Some(p) = r.principal.as_deref() {
+            json.begin("actor");
+            user(json, p);
+            if !r.policies.is_empty() {
+                json.begin_array("authorizations");
+                for policy in &r.policies {
+                    json.element();
+                    json.str("decision", "Allowed");
+                    json.begin("policy");
+                    json.str("uid", policy);
+                    json.end();
+                    json.end();
+                }
+                json.end_array();
+            }
+            if let Some(issuer) = p.issuer.as_deref() {
+                json.begin("idp");
+                json.str("name", issuer);
+                json.end();
+            }
+            json.end();
         }
+        endpoint(json, r.peer);
+        json.begin("http_request");
+        json.str("http_method", r.method.as_str());
+        json.begin("url");
+        json.str("path", r.uri.path());
+        json.end();
+        json.opt_str("uid", request_id);
+        json.end();
+        json.begin("http_response");
+        json.u64("code", u64::from(r.status));
+        json.end();
+        json.begin("api");
+        match r.rpc {
+            Some(rpc) => json.str("operation", rpc),
+            None => json.str_parts("operation", &[r.method.as_str(), " ", r.uri.path()]),
+        }
+        json.begin("request");
+        json.opt_str("uid", request_id);
+        json.end();
+        service(json, r.listener);
+        json.end();
+        if !r.datasets.is_empty() {
+            json.begin_array("resources");
+            for name in &r.datasets {
+                json.element();
+                json.str("name", name);
+                json.str("type", "dataset");
+                json.end();
+            }
+            json.end_array();
+        }
+        json.begin("traffic");
+        json.u64("bytes_in", r.bytes_in);
+        json.u64("bytes_out", r.bytes_out);
+        json.end();
+        json.begin("unmapped");
+        // How the principal authenticated (`oidc`, `api_key`, `mtls`).
+        json.opt_str("auth_method", r.principal.as_deref().map(|p| p.auth_method.as_str()));
+        json.opt_str(
+            "decision",
+            match r.decision {
+                Decision::NotEvaluated => None,
+                Decision::Allowed => Some("allow"),
+                Decision::Denied => Some("deny"),
+            },
+        );
+        json.opt_str("error_code", r.error.as_ref().map(|(code, _)| *code));
+        json.opt_str("engine_error_code", r.upstream_error.as_ref().map(|(code, _)| code.as_str()));
+        json.opt_u64("grpc_status", r.grpc_status.map(u64::from));
+        match (&r.sql, self.sql) {
+            (Some(sql), SqlInAudit::Full) => json.str("sql", &String::from_utf8_lossy(sql)),
+            (Some(sql), SqlInAudit::Hashed) => json.str("sql_sha256", &sha256_hex(sql)),
+            _ => {}
+        }
+        json.u64("duration_us", r.duration_us);
+        json.end();
     }
 
-    fn connection<'a>(&self, r: &'a ConnectionRecord, uid: &'a str) -> ApiActivity<'a> {
-        ApiActivity {
-            header: Header::new(Class::ApiActivity, (99, "Other"), r.time_ms, 3),
-            status_id: 2,
-            status: "Failure",
-            status_code: r.reason.into(),
-            status_detail: Some(&r.error),
-            disposition_id: 2,
-            disposition: "Blocked",
-            duration: 0,
-            count: Some(r.count),
-            metadata: self.metadata(uid, None, Vec::new()),
-            actor: None,
-            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
-            http_request: HttpRequest { http_method: "", url: Url { path: "" }, uid: None },
-            http_response: HttpResponse { code: 0 },
-            api: Api {
-                operation: if r.reason.starts_with("tls_") { "TLS handshake".into() } else { "connection".into() },
-                request: RequestUid { uid: None },
-                service: Service { name: r.listener },
-            },
-            resources: Vec::new(),
-            traffic: Traffic { bytes_in: 0, bytes_out: 0 },
-            unmapped: ApiUnmapped {
-                auth_method: None,
-                decision: None,
-                error_code: Some(r.reason),
-                engine_error_code: None,
-                grpc_status: None,
-                sql: None,
-                sql_sha256: None,
-                duration_us: 0,
-                window_secs: (r.window_secs > 0).then_some(r.window_secs),
-            },
-        }
+    /// A connection refused below HTTP: an API Activity event with `count` (aggregates).
+    fn connection(&self, json: &mut Json<'_>, r: &ConnectionRecord, uid: &str) {
+        header(json, Class::ApiActivity, (99, "Other"), r.time_ms, 3);
+        json.u64("status_id", 2);
+        json.str("status", "Failure");
+        json.str("status_code", r.reason);
+        json.str("status_detail", &r.error);
+        json.u64("disposition_id", 2);
+        json.str("disposition", "Blocked");
+        json.u64("duration", 0);
+        // Events this one stands for.
+        json.u64("count", r.count);
+        self.metadata(json, uid, None, None, &[]);
+        endpoint(json, r.peer);
+        json.begin("http_request");
+        json.str("http_method", "");
+        json.begin("url");
+        json.str("path", "");
+        json.end();
+        json.end();
+        json.begin("http_response");
+        json.u64("code", 0);
+        json.end();
+        json.begin("api");
+        json.str("operation", if r.reason.starts_with("tls_") { "TLS handshake" } else { "connection" });
+        json.begin("request");
+        json.end();
+        service(json, r.listener);
+        json.end();
+        json.begin("traffic");
+        json.u64("bytes_in", 0);
+        json.u64("bytes_out", 0);
+        json.end();
+        json.begin("unmapped");
+        json.str("error_code", r.reason);
+        json.u64("duration_us", 0);
+        // The interval an aggregated event's `count` covers.
+        json.opt_u64("window_secs", (r.window_secs > 0).then_some(r.window_secs));
+        json.end();
     }
 
-    fn signin<'a>(&self, r: &'a SignInRecord, uid: &'a str) -> Authentication<'a> {
+    fn signin(&self, json: &mut Json<'_>, r: &SignInRecord, uid: &str) {
         let request_id = r.request_id.to_str().ok();
         let success = r.failure.is_none();
         let method = r.principal.as_deref().map(|p| p.auth_method.as_str());
-        Authentication {
-            header: Header::new(Class::Authentication, (1, "Logon"), r.time_ms, if success { 1 } else { 3 }),
-            status_id: if success { 1 } else { 2 },
-            status: if success { "Success" } else { "Failure" },
-            status_code: r.failure.as_ref().map(|(reason, _)| *reason),
-            status_detail: r.failure.as_ref().map(|(_, message)| message.as_str()),
-            auth_protocol: method.map(|m| match m {
+        header(json, Class::Authentication, (1, "Logon"), r.time_ms, if success { 1 } else { 3 });
+        json.u64("status_id", if success { 1 } else { 2 });
+        json.str("status", if success { "Success" } else { "Failure" });
+        json.opt_str("status_code", r.failure.as_ref().map(|(reason, _)| *reason));
+        json.opt_str("status_detail", r.failure.as_ref().map(|(_, message)| message.as_str()));
+        json.opt_str(
+            "auth_protocol",
+            method.map(|m| match m {
                 "oidc" => "OpenID Connect",
                 "api_key" => "API key",
                 "mtls" => "mTLS client certificate",
                 other => other,
             }),
-            is_mfa: r.principal.as_deref().map(|p| p.mfa),
-            metadata: self.metadata(uid, request_id, principal_tags(r.principal.as_deref())),
-            user: r.principal.as_deref().map(user),
-            src_endpoint: Endpoint { ip: r.peer.ip(), port: r.peer.port() },
-            service: Service { name: r.listener },
-            unmapped: SignInUnmapped { auth_method: method, flow: r.flow },
+        );
+        if let Some(p) = r.principal.as_deref() {
+            json.bool("is_mfa", p.mfa);
         }
+        self.metadata(json, uid, request_id, r.principal.as_deref(), &[]);
+        if let Some(p) = r.principal.as_deref() {
+            user(json, p);
+        }
+        endpoint(json, r.peer);
+        service(json, r.listener);
+        json.begin("unmapped");
+        json.opt_str("auth_method", method);
+        json.str("flow", r.flow);
+        json.end();
     }
 
-    fn finding<'a>(&self, r: &'a FindingRecord, uid: &'a str) -> Finding<'a> {
-        Finding {
-            header: Header::new(Class::DetectionFinding, (1, "Create"), r.time_ms, 4),
-            severity: "High",
-            status_id: 1,
-            metadata: self.metadata(uid, None, Vec::new()),
-            finding_info: FindingInfo {
-                uid,
-                title: "Burst of refused requests from one source IP",
-                desc: format!("{} responses with status 401 or 403 to {} within {} s", r.count, r.ip, r.window_secs),
-                types: ["Credential Access: Brute Force"],
-            },
-            src_endpoint: IpOnly { ip: r.ip },
-            count: r.count,
-            unmapped: FindingUnmapped { window_secs: r.window_secs },
-        }
+    fn finding(&self, json: &mut Json<'_>, r: &FindingRecord, uid: &str) {
+        header(json, Class::DetectionFinding, (1, "Create"), r.time_ms, 4);
+        json.str("severity", "High");
+        json.u64("status_id", 1);
+        self.metadata(json, uid, None, None, &[]);
+        json.begin("finding_info");
+        json.str("uid", uid);
+        json.str("title", "Burst of refused requests from one source IP");
+        let desc = format!("{} responses with status 401 or 403 to {} within {} s", r.count, r.ip, r.window_secs);
+        json.str("desc", &desc);
+        json.begin_array("types");
+        json.string_element("Credential Access: Brute Force");
+        json.end_array();
+        json.end();
+        json.begin("src_endpoint");
+        json.ip("ip", r.ip);
+        json.end();
+        json.u64("count", u64::from(r.count));
+        json.begin("unmapped");
+        json.u64("window_secs", r.window_secs);
+        json.end();
     }
 }
 
@@ -328,25 +410,41 @@ fn activity(actions: &[&'static str]) -> (u8, &'static str) {
     }
 }
 
-fn user(p: &Principal) -> User<'_> {
-    User {
-        uid: &p.id,
-        name: &p.subject,
-        r#type: p.kind.as_str(),
-        email_addr: p.email.as_deref(),
-        groups: p.groups.iter().map(|name| Group { name }).collect(),
-        org: p.tenant.as_deref().map(|name| Org { name }),
+/// `user`: who the principal is.
+fn user(json: &mut Json<'_>, p: &Principal) {
+    json.begin("user");
+    json.str("uid", &p.id);
+    json.str("name", &p.subject);
+    json.str("type", p.kind.as_str());
+    json.opt_str("email_addr", p.email.as_deref());
+    if !p.groups.is_empty() {
+        json.begin_array("groups");
+        for group in &p.groups {
+            json.element();
+            json.str("name", group);
+            json.end();
+        }
+        json.end_array();
     }
+    if let Some(tenant) = p.tenant.as_deref() {
+        json.begin("org");
+        json.str("name", tenant);
+        json.end();
+    }
+    json.end();
 }
 
-/// Tags SIEM rules group by: tenant and principal (datasets are added by the caller).
-fn principal_tags(p: Option<&Principal>) -> Vec<Tag<'_>> {
-    let Some(p) = p else { return Vec::new() };
-    let mut tags = vec![Tag { name: "principal", value: &p.id }];
-    if let Some(tenant) = &p.tenant {
-        tags.push(Tag { name: "tenant", value: tenant });
-    }
-    tags
+fn endpoint(json: &mut Json<'_>, peer: SocketAddr) {
+    json.begin("src_endpoint");
+    json.ip("ip", peer.ip());
+    json.u64("port", u64::from(peer.port()));
+    json.end();
+}
+
+fn service(json: &mut Json<'_>, name: &str) {
+    json.begin("service");
+    json.str("name", name);
+    json.end();
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -367,280 +465,29 @@ enum Class {
     DetectionFinding,
 }
 
-/// The classification and time every OCSF event starts with.
-#[derive(Serialize)]
-struct Header {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u8,
-    activity_name: &'static str,
-    type_uid: u32,
+/// The classification and time every OCSF event starts with: first, so every line starts
+/// with `{"class_uid":…` (syslog reads it from there).
+fn header(
+    json: &mut Json<'_>,
+    class: Class,
+    (activity_id, activity_name): (u8, &'static str),
     time: i64,
     severity_id: u8,
-}
-
-impl Header {
-    fn new(class: Class, (activity_id, activity_name): (u8, &'static str), time: i64, severity_id: u8) -> Self {
-        let (class_uid, class_name, category_uid, category_name) = match class {
-            Class::ApiActivity => (6003, "API Activity", 6, "Application Activity"),
-            Class::Authentication => (3002, "Authentication", 3, "Identity & Access Management"),
-            Class::DetectionFinding => (2004, "Detection Finding", 2, "Findings"),
-        };
-        Self {
-            class_uid,
-            class_name,
-            category_uid,
-            category_name,
-            activity_id,
-            activity_name,
-            type_uid: class_uid * 100 + u32::from(activity_id),
-            time,
-            severity_id,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    uid: &'a str,
-    version: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_uid: Option<&'a str>,
-    product: Product,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<Tag<'a>>,
-}
-
-#[derive(Serialize)]
-struct Product {
-    name: &'static str,
-    vendor_name: &'static str,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Tag<'a> {
-    name: &'static str,
-    value: &'a str,
-}
-
-#[derive(Serialize)]
-struct ApiActivity<'a> {
-    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
-    #[serde(flatten)]
-    header: Header,
-    status_id: u8,
-    status: &'static str,
-    status_code: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_detail: Option<&'a str>,
-    disposition_id: u8,
-    disposition: &'static str,
-    /// Milliseconds (OCSF); microseconds in `unmapped.duration_us`.
-    duration: u64,
-    /// Events this one stands for (aggregated connection refusals).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u64>,
-    metadata: Metadata<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<Actor<'a>>,
-    src_endpoint: Endpoint,
-    http_request: HttpRequest<'a>,
-    http_response: HttpResponse,
-    api: Api<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    resources: Vec<Resource<'a>>,
-    traffic: Traffic,
-    unmapped: ApiUnmapped<'a>,
-}
-
-#[derive(Serialize)]
-struct Actor<'a> {
-    user: User<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    authorizations: Vec<Authorization<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    idp: Option<Idp<'a>>,
-}
-
-#[derive(Serialize)]
-struct User<'a> {
-    uid: &'a str,
-    name: &'a str,
-    r#type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email_addr: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    groups: Vec<Group<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    org: Option<Org<'a>>,
-}
-
-#[derive(Serialize)]
-struct Group<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Org<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Idp<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Authorization<'a> {
-    decision: &'static str,
-    policy: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    uid: &'a str,
-}
-
-#[derive(Serialize)]
-struct Endpoint {
-    ip: IpAddr,
-    port: u16,
-}
-
-#[derive(Serialize)]
-struct IpOnly {
-    ip: IpAddr,
-}
-
-#[derive(Serialize)]
-struct HttpRequest<'a> {
-    http_method: &'a str,
-    url: Url<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Url<'a> {
-    path: &'a str,
-}
-
-#[derive(Serialize)]
-struct HttpResponse {
-    code: u16,
-}
-
-#[derive(Serialize)]
-struct Api<'a> {
-    operation: String,
-    request: RequestUid<'a>,
-    service: Service,
-}
-
-#[derive(Serialize)]
-struct RequestUid<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Service {
-    name: &'static str,
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    name: &'a str,
-    r#type: &'static str,
-}
-
-#[derive(Serialize)]
-struct Traffic {
-    bytes_in: u64,
-    bytes_out: u64,
-}
-
-#[derive(Serialize)]
-struct ApiUnmapped<'a> {
-    /// How the principal authenticated (`oidc`, `api_key`, `mtls`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_method: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    engine_error_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grpc_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sql: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sql_sha256: Option<String>,
-    duration_us: u64,
-    /// The interval an aggregated event's `count` covers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    window_secs: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Authentication<'a> {
-    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
-    #[serde(flatten)]
-    header: Header,
-    status_id: u8,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_detail: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_protocol: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    is_mfa: Option<bool>,
-    metadata: Metadata<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<User<'a>>,
-    src_endpoint: Endpoint,
-    service: Service,
-    unmapped: SignInUnmapped,
-}
-
-#[derive(Serialize)]
-struct SignInUnmapped {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_method: Option<&'static str>,
-    flow: &'static str,
-}
-
-#[derive(Serialize)]
-struct Finding<'a> {
-    /// First, so every line starts with `{"class_uid":…` (syslog reads it from there).
-    #[serde(flatten)]
-    header: Header,
-    severity: &'static str,
-    status_id: u8,
-    metadata: Metadata<'a>,
-    finding_info: FindingInfo<'a>,
-    src_endpoint: IpOnly,
-    count: u32,
-    unmapped: FindingUnmapped,
-}
-
-#[derive(Serialize)]
-struct FindingInfo<'a> {
-    uid: &'a str,
-    title: &'static str,
-    desc: String,
-    types: [&'static str; 1],
-}
-
-#[derive(Serialize)]
-struct FindingUnmapped {
-    window_secs: u64,
+) {
+    let (class_uid, class_name, category_uid, category_name) = match class {
+        Class::ApiActivity => (6003, "API Activity", 6, "Application Activity"),
+        Class::Authentication => (3002, "Authentication", 3, "Identity & Access Management"),
+        Class::DetectionFinding => (2004, "Detection Finding", 2, "Findings"),
+    };
+    json.u64("class_uid", class_uid);
+    json.str("class_name", class_name);
+    json.u64("category_uid", category_uid);
+    json.str("category_name", category_name);
+    json.u64("activity_id", u64::from(activity_id));
+    json.str("activity_name", activity_name);
+    json.u64("type_uid", class_uid * 100 + u64::from(activity_id));
+    json.i64("time", time);
+    json.u64("severity_id", u64::from(severity_id));
 }
 
 #[cfg(test)]

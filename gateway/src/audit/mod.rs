@@ -17,6 +17,7 @@
 
 pub mod deliver;
 pub mod event;
+mod json;
 pub mod plans;
 pub mod refusals;
 pub mod spool;

@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimits;
 pub use forward::Upstream;
+pub use sanitize::sanitize;
 
 /// What the gateway knows about a connection once its TLS handshake is done.
 #[derive(Debug, Clone)]

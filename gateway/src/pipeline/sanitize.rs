@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Exact names (normalised) that carry identity in common proxies and frameworks.
@@ -52,23 +52,52 @@ fn is_identity_header(name: &HeaderName) -> bool {
     IDENTITY_HEADERS.contains(&normalised.as_str()) || IDENTITY_PREFIXES.iter().any(|p| normalised.starts_with(p))
 }
 
-/// A random (v4) UUID from aws-lc's user-space DRBG: `Uuid::new_v4` asks the kernel for
-/// every id, a system call per request.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Connection-level headers (RFC 9110 §7.6.1) besides those `Connection` names, and `te`
+/// (kept when it is `te: trailers`, which gRPC needs). Compared as text: no name is built.
+fn is_hop_by_hop_or_te(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+    )
+}
+
+/// A random (v4) UUID. Its 122 random bits come from SipHash, keyed once per process from
+/// the OS's random source (std's `RandomState`), over a counter: unique, unpredictable
+/// without the key, and without a system call or a DRBG call per request.
 fn new_request_id() -> HeaderValue {
-    let mut random = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut random).is_err() {
-        // Unreachable in practice (aws-lc aborts on DRBG failure); the kernel is the fallback.
-        random = *uuid::Uuid::new_v4().as_bytes();
-    }
+    use std::hash::BuildHasher;
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let high = u128::from(KEY.hash_one((n, 0u8)));
+    let low = u128::from(KEY.hash_one((n, 1u8)));
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Builder::from_random_bytes(random).into_uuid();
+    let id = uuid::Builder::from_random_bytes(((high << 64) | low).to_be_bytes()).into_uuid();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 /// Removes connection-level headers (RFC 9110 §7.6.1) and the headers `Connection` names,
 /// keeping `te: trailers` for gRPC. Applied to the client's request before anything is added
-/// to it, and to the engine's response.
+/// to it, and to the engine's response. One pass over the names finds whether there is
+/// anything to remove (usually nothing), so the common case hashes no name.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop_or_te) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -80,12 +109,10 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for name in named {
             headers.remove(name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in [TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
-    }
-    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"] {
+    for name in
+        [CONNECTION, TRANSFER_ENCODING, UPGRADE, KEEP_ALIVE, PROXY_CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION]
+    {
         headers.remove(name);
     }
     if headers.get(TE).is_some_and(|v| v != "trailers") {
@@ -94,7 +121,7 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Sanitizes `headers` in place and returns the request id now set on them.
-pub(super) fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
+pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     strip_hop_by_hop(headers);
     // Keep the client's request id only when it is a sane token.
     let request_id = headers
@@ -102,17 +129,28 @@ pub(super) fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue
         .filter(|v| identity::is_valid_request_id(v.as_bytes()))
         .cloned()
         .unwrap_or_else(new_request_id);
-    // Collect first: removing while iterating the map is not possible.
-    let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_identity_header(name)).cloned().collect();
-    for name in doomed {
-        headers.remove(&name);
+    if headers.keys().any(is_identity_header) {
+        // Collect first: removing while iterating the map is not possible.
+        let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_identity_header(name)).cloned().collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
     }
     headers.insert(identity::REQUEST_ID_HEADER, request_id.clone());
-    if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
-        headers.insert("x-forwarded-for", ip);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_FOR, ip_header_value(peer.ip()));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     request_id
+}
+
+/// The peer address as a header value, formatted on the stack.
+fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 45]; // the longest IPv6 text form
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let written = write!(cursor, "{ip}").map(|()| cursor.position() as usize).unwrap_or(0);
+    buf.get(..written)
+        .and_then(|text| HeaderValue::from_bytes(text).ok())
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
