@@ -1,5 +1,6 @@
 //! The OCSF encoder and the syslog framer: whatever a client puts in a path, SQL text or
-//! identity, each event is one line of valid JSON, and each syslog frame's length is right.
+//! identity, each event is one line of valid JSON that gives those strings back as they
+//! were, and each syslog frame's length is right.
 #![no_main]
 
 use std::sync::Arc;
@@ -45,7 +46,12 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     Formatter::new(SqlInAudit::Full, "fuzz").write_line(&Record::Api(Box::new(record)), &mut out);
     assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "an event is one line");
-    let _: serde_json::Value = serde_json::from_slice(&out).expect("an event is JSON");
+    let event: serde_json::Value = serde_json::from_slice(&out).expect("an event is JSON");
+    // The writer escapes only what needs it: every string comes back as it went in.
+    assert_eq!(event["actor"]["user"]["uid"], id, "user id round-trips");
+    assert_eq!(event["unmapped"]["sql"], sql, "SQL round-trips");
+    assert_eq!(event["status_detail"], sql, "message round-trips");
+    assert_eq!(event["resources"][0]["name"], path, "dataset round-trips");
     let syslog = SyslogReceiver::new("127.0.0.1:1", None, 13, id).expect("a receiver");
     let frames = syslog.frame_lines(&out, 1);
     let (length, rest) = std::str::from_utf8(&frames).expect("ASCII").split_once(' ').expect("a length");
