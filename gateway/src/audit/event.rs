@@ -235,9 +235,7 @@ impl Formatter {
                 json.end_array();
             }
             if let Some(issuer) = p.issuer.as_deref() {
-                json.begin("idp");
-                json.str("name", issuer);
-                json.end();
+                json.named("idp", issuer);
             }
             json.end();
         }
@@ -260,7 +258,7 @@ impl Formatter {
         json.begin("request");
         json.opt_str("uid", request_id);
         json.end();
-        service(json, r.listener);
+        json.named("service", r.listener);
         json.end();
         if !r.datasets.is_empty() {
             json.begin_array("resources");
@@ -326,7 +324,7 @@ impl Formatter {
         json.str("operation", if r.reason.starts_with("tls_") { "TLS handshake" } else { "connection" });
         json.begin("request");
         json.end();
-        service(json, r.listener);
+        json.named("service", r.listener);
         json.end();
         json.begin("traffic");
         json.u64("bytes_in", 0);
@@ -366,7 +364,7 @@ impl Formatter {
             user(json, p);
         }
         endpoint(json, r.peer);
-        service(json, r.listener);
+        json.named("service", r.listener);
         json.begin("unmapped");
         json.opt_str("auth_method", method);
         json.str("flow", r.flow);
@@ -427,9 +425,7 @@ fn user(json: &mut Json<'_>, p: &Principal) {
         json.end_array();
     }
     if let Some(tenant) = p.tenant.as_deref() {
-        json.begin("org");
-        json.str("name", tenant);
-        json.end();
+        json.named("org", tenant);
     }
     json.end();
 }
@@ -438,12 +434,6 @@ fn endpoint(json: &mut Json<'_>, peer: SocketAddr) {
     json.begin("src_endpoint");
     json.ip("ip", peer.ip());
     json.u64("port", u64::from(peer.port()));
-    json.end();
-}
-
-fn service(json: &mut Json<'_>, name: &str) {
-    json.begin("service");
-    json.str("name", name);
     json.end();
 }
 

@@ -117,6 +117,13 @@ impl<'a> Json<'a> {
         self.comma = false;
     }
 
+    /// `"key":{"name":value}`, OCSF's shape for a named thing (service, org, idp).
+    pub(super) fn named(&mut self, key: &'static str, name: &str) {
+        self.begin(key);
+        self.str("name", name);
+        self.end();
+    }
+
     pub(super) fn end(&mut self) {
         self.out.push(b'}');
         self.comma = true;
