@@ -204,6 +204,50 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_header_goes_alone_and_te_trailers_stays() {
+        for name in [
+            "transfer-encoding",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            headers.insert("accept", HeaderValue::from_static("*/*"));
+            strip_hop_by_hop(&mut headers);
+            assert!(!headers.contains_key(name), "{name} kept");
+            assert_eq!(headers.len(), 1, "{name}: only accept is left");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers[TE], "trailers");
+    }
+
+    #[test]
+    fn fresh_request_ids_are_distinct_v4_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id().to_str().unwrap().to_string()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert!(identity::is_valid_request_id(id.as_bytes()), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_peer_address_is_the_forwarded_for_value_for_either_family() {
+        assert_eq!(ip_header_value("203.0.113.9".parse().unwrap()), "203.0.113.9");
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        assert_eq!(ip_header_value(longest.parse().unwrap()), longest);
+        assert_eq!(ip_header_value("::ffff:255.255.255.255".parse().unwrap()), "::ffff:255.255.255.255");
+    }
+
+    #[test]
     fn request_id_kept_when_sane() {
         let mut headers = HeaderMap::new();
         headers.insert("x-request-id", HeaderValue::from_static("req-42"));
