@@ -172,8 +172,7 @@ impl Formatter {
         json.str("vendor_name", "Portcullis");
         json.str("version", self.version);
         json.end();
-        let tags = p.map(|p| (&p.id, p.tenant.as_ref()));
-        if tags.is_some() || !datasets.is_empty() {
+        if p.is_some() || !datasets.is_empty() {
             json.begin_array("tags");
             let tag = |json: &mut Json<'_>, name: &'static str, value: &str| {
                 json.element();
@@ -181,9 +180,9 @@ impl Formatter {
                 json.str("value", value);
                 json.end();
             };
-            if let Some((id, tenant)) = tags {
-                tag(json, "principal", id);
-                if let Some(tenant) = tenant {
+            if let Some(p) = p {
+                tag(json, "principal", &p.id);
+                if let Some(tenant) = &p.tenant {
                     tag(json, "tenant", tenant);
                 }
             }
