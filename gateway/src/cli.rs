@@ -34,6 +34,9 @@ pub enum Command {
     /// Identity stamp keys: a new Ed25519 pair for the gateway and the engine.
     #[command(subcommand)]
     Stamp(commands::stamp::StampCommand),
+    /// Browser session keys: a new key that seals the sign-in cookie.
+    #[command(subcommand)]
+    SessionKey(commands::session_key::SessionKeyCommand),
     /// Exec probe for shell-less images: GET a loopback health URL, exit 0 on 2xx.
     Health(commands::health::HealthArgs),
 }
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Apikey(command) => commands::apikey::run(command),
         Command::Health(args) => commands::health::run(args),
         Command::Stamp(command) => commands::stamp::run(command),
+        Command::SessionKey(command) => commands::session_key::run(command),
         Command::Policy(command) => match commands::policy::run(command) {
             Ok(code) => return code,
             Err(message) => Err(message),

@@ -36,6 +36,10 @@ pub enum GatewayError {
     /// `audit.on_failure: deny` and an audit target cannot be written.
     #[error("audit events cannot be written; requests are refused until the audit log recovers")]
     AuditUnavailable,
+    /// A browser-session request that changes something or runs SQL failed the same-origin
+    /// or CSRF-token check ([`crate::browser::csrf`]).
+    #[error("{0}")]
+    Csrf(&'static str),
     #[error("internal error")]
     Internal(String),
 }
@@ -95,6 +99,7 @@ impl GatewayError {
             E::UpstreamUnavailable(_) => ("upstream_unavailable", H::BAD_GATEWAY, Grpc::Unavailable),
             E::UpstreamTimeout => ("upstream_timeout", H::GATEWAY_TIMEOUT, Grpc::DeadlineExceeded),
             E::AuditUnavailable => ("audit_unavailable", H::SERVICE_UNAVAILABLE, Grpc::Unavailable),
+            E::Csrf(_) => ("csrf_failed", H::FORBIDDEN, Grpc::PermissionDenied),
             E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, Grpc::Internal),
         };
         Kind { code, http, grpc }
@@ -210,6 +215,7 @@ mod tests {
             (GatewayError::UpstreamUnavailable("x".into()), "upstream_unavailable", 502, 14),
             (GatewayError::UpstreamTimeout, "upstream_timeout", 504, 4),
             (GatewayError::AuditUnavailable, "audit_unavailable", 503, 14),
+            (GatewayError::Csrf("x"), "csrf_failed", 403, 7),
             (GatewayError::Internal("x".into()), "internal", 500, 13),
         ];
         for (error, code, http, grpc) in rows {

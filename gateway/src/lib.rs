@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod browser;
 pub mod cli;
 pub mod commands;
 pub mod config;

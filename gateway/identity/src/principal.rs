@@ -25,6 +25,8 @@ pub enum AuthMethod {
     ApiKey,
     /// Verified client certificate.
     Mtls,
+    /// A browser session: an OIDC sign-in at `/auth/login`, carried by a sealed cookie.
+    Browser,
     /// The engine's insecure development mode: nobody proved anything.
     Development,
 }
@@ -36,6 +38,7 @@ impl AuthMethod {
             AuthMethod::Oidc => "oidc",
             AuthMethod::ApiKey => "api_key",
             AuthMethod::Mtls => "mtls",
+            AuthMethod::Browser => "browser",
             AuthMethod::Development => "development",
         }
     }

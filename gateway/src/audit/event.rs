@@ -274,7 +274,7 @@ impl Formatter {
         json.u64("bytes_out", r.bytes_out);
         json.end();
         json.begin("unmapped");
-        // How the principal authenticated (`oidc`, `api_key`, `mtls`).
+        // How the principal authenticated (`oidc`, `api_key`, `mtls`, `browser`).
         json.opt_str("auth_method", r.principal.as_deref().map(|p| p.auth_method.as_str()));
         json.opt_str(
             "decision",
@@ -350,6 +350,7 @@ impl Formatter {
             "auth_protocol",
             method.map(|m| match m {
                 "oidc" => "OpenID Connect",
+                "browser" => "OpenID Connect (browser sign-in)",
                 "api_key" => "API key",
                 "mtls" => "mTLS client certificate",
                 other => other,

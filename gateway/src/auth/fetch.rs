@@ -1,5 +1,5 @@
-//! A small HTTP(S) GET for discovery documents and key sets: one connection per fetch
-//! (they happen every few minutes), bounded in time and size, TLS verified against the
+//! A small HTTP(S) client for discovery documents, key sets and the browser sign-in's token
+//! calls: one connection per fetch (they happen every few minutes, or once per sign-in), bounded in time and size, TLS verified against the
 //! Mozilla roots plus an optional CA file. Plain `http://` only for loopback hosts
 //! ([`crate::outbound`]).
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -57,13 +57,27 @@ impl Fetcher {
 
     /// GETs `url` and returns the body of a 200 response.
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
-        tokio::time::timeout(self.timeout, self.get_inner(url))
+        let request = Request::get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| UrlError::Invalid(e.to_string()))?;
+        let response = self.send(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(FetchError::Status(response.status()));
+        }
+        Ok(Bytes::from(response.into_body()))
+    }
+
+    /// Sends `request` (an absolute URL) and returns the response, whatever its status,
+    /// with its body read whole (at most 1 MiB): the OIDC client's token and logout calls.
+    pub async fn send(&self, request: Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, FetchError> {
+        tokio::time::timeout(self.timeout, self.send_inner(request))
             .await
             .unwrap_or(Err(FetchError::Timeout(self.timeout.as_secs())))
     }
 
-    async fn get_inner(&self, url: &str) -> Result<Bytes, FetchError> {
-        let uri = check_url(url)?;
+    async fn send_inner(&self, request: Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, FetchError> {
+        let uri = check_url(&request.uri().to_string())?;
         let host = uri.host().ok_or(UrlError::NoHost)?.trim_start_matches('[').trim_end_matches(']').to_string();
         let https = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -71,12 +85,13 @@ impl Fetcher {
         let _ = tcp.set_nodelay(true);
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host).to_string();
-        let request = Request::get(path)
-            .header(http::header::HOST, authority)
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "portcullis-gateway")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| UrlError::Invalid(e.to_string()))?;
+        let (mut parts, body) = request.into_parts();
+        parts.uri = path.parse().map_err(|e: http::uri::InvalidUri| UrlError::Invalid(e.to_string()))?;
+        parts.version = http::Version::HTTP_11;
+        let headers = &mut parts.headers;
+        headers.insert(http::header::HOST, authority.parse().map_err(|_| UrlError::NoHost)?);
+        headers.insert(http::header::USER_AGENT, http::HeaderValue::from_static("portcullis-gateway"));
+        let request = Request::from_parts(parts, Full::new(Bytes::from(body)));
         let response = if https {
             let name = ServerName::try_from(host.clone()).map_err(|e| UrlError::Invalid(e.to_string()))?;
             let tls = self.tls.connect(name, tcp).await.map_err(FetchError::Tls)?;
@@ -84,18 +99,31 @@ impl Fetcher {
         } else {
             send(TokioIo::new(tcp), request).await?
         };
-        if response.status() != StatusCode::OK {
-            return Err(FetchError::Status(response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| FetchError::Body(e.to_string()))?;
-        Ok(body.to_bytes())
+        let (parts, body) = response.into_parts();
+        let body =
+            Limited::new(body, MAX_DOCUMENT_BYTES).collect().await.map_err(|e| FetchError::Body(e.to_string()))?;
+        Ok(http::Response::from_parts(parts, body.to_bytes().to_vec()))
     }
 }
 
-async fn send<T>(io: T, request: Request<Empty<Bytes>>) -> Result<http::Response<hyper::body::Incoming>, hyper::Error>
+/// The OIDC client's HTTP, for openidconnect's `request_async`: its requests go through this
+/// fetcher (hyper, the gateway's rustls config), not through a second HTTP stack. The future
+/// owns a clone of the fetcher, so it is `Send` and `'static` whatever the borrow of the client.
+pub fn oidc_client(
+    fetcher: &Fetcher,
+) -> impl Fn(
+    openidconnect::HttpRequest,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<openidconnect::HttpResponse, FetchError>> + Send + 'static>,
+> + use<> {
+    let fetcher = fetcher.clone();
+    move |request| {
+        let fetcher = fetcher.clone();
+        Box::pin(async move { fetcher.send(request).await })
+    }
+}
+
+async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<http::Response<hyper::body::Incoming>, hyper::Error>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

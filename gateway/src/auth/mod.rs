@@ -73,6 +73,11 @@ pub enum AuthError {
     ClientCertificateRequired,
     #[error("credentials ambiguous: send one of a bearer token or an API key")]
     Ambiguous,
+    /// A browser session cookie that does not open (tampered, unknown key, malformed).
+    #[error("{0}; sign in again at /auth/login")]
+    SessionInvalid(&'static str),
+    #[error("{0}; sign in again at /auth/login")]
+    SessionExpired(&'static str),
     /// Not the caller's fault: the provider's keys have not been fetched yet (503).
     #[error("identity provider {0} has no keys yet; retry shortly")]
     KeysUnavailable(String),
@@ -101,6 +106,8 @@ impl AuthError {
             AuthError::MethodNotAllowed(_) => "method_not_allowed",
             AuthError::ClientCertificateRequired => "client_certificate_required",
             AuthError::Ambiguous => "ambiguous",
+            AuthError::SessionInvalid(_) => "invalid_session_cookie",
+            AuthError::SessionExpired(_) => "session_expired",
             AuthError::KeysUnavailable(_) => "keys_unavailable",
         }
     }
@@ -128,6 +135,8 @@ fn single_credentials(headers: &HeaderMap) -> Result<(), AuthError> {
 #[derive(Debug, Clone)]
 pub struct ListenerAuth {
     oidc: bool,
+    /// Browser session cookies (the API listener, with `auth.browser_sessions`).
+    browser: bool,
     api_key: bool,
     mtls: bool,
     /// Indexes into the authenticator's providers that this listener trusts.
@@ -138,6 +147,9 @@ pub struct ListenerAuth {
 impl ListenerAuth {
     /// The credentials this listener takes, for the "no credentials" message.
     fn accepted(&self) -> &'static str {
+        if self.browser {
+            return "a bearer token, an API key (X-API-Key), a client certificate or a browser session (sign in at /auth/login)";
+        }
         match (self.oidc, self.api_key, self.mtls) {
             (true, true, true) => "a bearer token, an API key (X-API-Key) or a client certificate",
             (true, true, false) => "a bearer token or an API key (X-API-Key)",
@@ -155,8 +167,10 @@ impl ListenerAuth {
         let has_oidc = !config.auth.oidc.is_empty();
         let has_keys = config.auth.api_keys.is_some();
         let has_mtls = config.tls.client_auth != ClientAuth::None;
-        let (oidc, api_key, mtls) = match &settings.methods {
-            None => (has_oidc, has_keys, has_mtls),
+        // Cookies are a browser's credential: only the HTTP API takes them.
+        let has_browser = config.auth.browser_sessions.is_some() && field == "api";
+        let (oidc, api_key, mtls, browser) = match &settings.methods {
+            None => (has_oidc, has_keys, has_mtls, has_browser),
             Some(methods) => {
                 let on = |m| methods.contains(&m);
                 let field = format!("{field}.auth.methods");
@@ -169,10 +183,21 @@ impl ListenerAuth {
                 if on(AuthMethodName::Mtls) && !has_mtls {
                     return Err(ConfigError::new(field, "mtls is listed but tls.client_auth is none"));
                 }
-                (on(AuthMethodName::Oidc), on(AuthMethodName::ApiKey), on(AuthMethodName::Mtls))
+                if on(AuthMethodName::Browser) && !has_browser {
+                    return Err(ConfigError::new(
+                        field,
+                        "browser is listed but auth.browser_sessions is not configured (or this is not the api listener)",
+                    ));
+                }
+                (
+                    on(AuthMethodName::Oidc),
+                    on(AuthMethodName::ApiKey),
+                    on(AuthMethodName::Mtls),
+                    on(AuthMethodName::Browser),
+                )
             }
         };
-        if !(oidc || api_key || mtls) {
+        if !(oidc || api_key || mtls || browser) {
             return Err(ConfigError::new(
                 format!("{field}.auth"),
                 "no authentication method enabled: configure auth.oidc, auth.api_keys, or tls.client_auth \
@@ -196,7 +221,19 @@ impl ListenerAuth {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Self { oidc, api_key, mtls, providers, require_client_certificate: settings.require_client_certificate })
+        Ok(Self {
+            oidc,
+            browser,
+            api_key,
+            mtls,
+            providers,
+            require_client_certificate: settings.require_client_certificate,
+        })
+    }
+
+    /// Whether this listener takes browser session cookies.
+    pub fn browser(&self) -> bool {
+        self.browser
     }
 }
 
@@ -208,6 +245,8 @@ struct Authenticated {
 
 pub struct Authenticator {
     providers: Vec<Arc<Provider>>,
+    /// Browser sessions (sealed cookies), with `auth.browser_sessions`.
+    browser_sessions: Option<Arc<crate::browser::Sessions>>,
     api_keys: ArcSwap<ApiKeys>,
     /// Verified tokens by SHA-256: the principal and the provider's index.
     tokens: ExpiringCache<[u8; 32], (Arc<Principal>, usize, u64)>,
@@ -240,17 +279,63 @@ impl Authenticator {
             Some(keys) => ApiKeys::load(keys)?,
             None => ApiKeys::default(),
         };
+        let browser_sessions = config
+            .auth
+            .browser_sessions
+            .as_ref()
+            .map(|s| crate::browser::Sessions::from_config(s, "auth.browser_sessions").map(Arc::new))
+            .transpose()?;
+        if browser_sessions.is_none()
+            && let Some(i) = config.auth.oidc.iter().position(|p| p.browser_login.is_some())
+        {
+            return Err(ConfigError::new(
+                format!("auth.oidc[{i}].browser_login"),
+                "needs auth.browser_sessions (the keys that seal the session cookie)",
+            ));
+        }
         if config.auth.max_token_bytes < 256 {
             return Err(ConfigError::new("auth.max_token_bytes", "must be at least 256"));
         }
         Ok(Self {
             providers,
+            browser_sessions,
             api_keys: ArcSwap::from_pointee(api_keys),
             tokens: ExpiringCache::new(config.auth.token_cache_entries),
             sessions: ExpiringCache::new(config.auth.token_cache_entries),
             max_token_bytes: config.auth.max_token_bytes,
             session_ttl: config.auth.session_ttl_secs.max(1),
         })
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    pub fn browser_sessions(&self) -> Option<&Arc<crate::browser::Sessions>> {
+        self.browser_sessions.as_ref()
+    }
+
+    /// A browser's session, when this listener takes cookies, the request carries the session
+    /// cookie and no other credential (a bearer token or API key wins over a stale cookie).
+    pub fn browser_session(
+        &self,
+        listener: &ListenerAuth,
+        headers: &HeaderMap,
+        workload: Option<&Arc<Principal>>,
+    ) -> Option<Result<crate::browser::Opened, AuthError>> {
+        let sessions = self.browser_sessions.as_ref().filter(|_| listener.browser)?;
+        if headers.contains_key(AUTHORIZATION) || headers.contains_key(API_KEY_HEADER) {
+            return None;
+        }
+        let opened = sessions.from_headers(headers, unix_now())?;
+        Some(opened.and_then(|mut opened| {
+            if listener.require_client_certificate && workload.is_none() {
+                return Err(AuthError::ClientCertificateRequired);
+            }
+            let authenticated = Authenticated { principal: opened.principal, expires: None };
+            opened.principal = with_client_certificate(authenticated, workload).principal;
+            Ok(opened)
+        }))
     }
 
     /// Starts each provider's key refresh loop.

@@ -40,6 +40,8 @@ pub enum KeysError {
     JwksUri { url: String, source: UrlError },
     #[error("{origin}: {source}")]
     Keys { origin: String, source: JwksError },
+    #[error("{url}: for browser sign-in: {message}")]
+    Browser { url: String, message: String },
 }
 
 #[derive(Debug)]
@@ -70,6 +72,35 @@ pub struct Provider {
     /// from the above so that start-up (or an outage) does not delay the refetch for a key
     /// the provider has just rotated in.
     last_no_keys: AtomicU64,
+    /// Browser sign-in at this provider, when configured.
+    pub browser: Option<BrowserClient>,
+    /// The discovery document (endpoints) and the same key set in openidconnect's types, for
+    /// browser sign-in; refreshed with the keys.
+    discovered: ArcSwapOption<Discovered>,
+}
+
+/// The gateway as this provider's OIDC client.
+#[derive(Clone)]
+pub struct BrowserClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    pub post_logout_redirect_url: Option<String>,
+}
+
+impl std::fmt::Debug for BrowserClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserClient").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
+/// What browser sign-in needs from discovery, with the key set the bearer path verifies with.
+#[derive(Debug)]
+pub struct Discovered {
+    pub metadata: openidconnect::core::CoreProviderMetadata,
+    /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), if advertised.
+    pub end_session_endpoint: Option<String>,
 }
 
 impl Provider {
@@ -102,6 +133,7 @@ impl Provider {
         let ca_field = format!("{field}.ca_file");
         let roots = config.ca_file.as_deref().map(|path| crate::outbound::ca_file(path, &ca_field)).transpose()?;
         let fetcher = Fetcher::new(roots.unwrap_or_default(), Duration::from_secs(5), &ca_field)?;
+        let browser = config.browser_login.as_ref().map(|b| browser_client(b, &source, field)).transpose()?;
         let provider = Self {
             name: config.name.clone(),
             issuer: config.issuer.clone(),
@@ -117,6 +149,8 @@ impl Provider {
             refreshing: tokio::sync::Mutex::new(()),
             last_unknown_kid: AtomicU64::new(0),
             last_no_keys: AtomicU64::new(0),
+            browser,
+            discovered: ArcSwapOption::empty(),
         };
         // A key file is part of the configuration: a bad one fails the start, like a bad cert.
         if let KeySource::File(path) = &provider.source {
@@ -136,25 +170,33 @@ impl Provider {
 
     /// Fetches the key set as a refresh would, without keeping it: the number of keys.
     pub async fn probe(&self) -> Result<usize, KeysError> {
-        self.fetch_keys().await.map(|keys| keys.len())
+        self.fetch_keys().await.map(|(keys, _)| keys.len())
     }
 
-    async fn fetch_keys(&self) -> Result<KeySet, KeysError> {
+    /// The discovery metadata for browser sign-in, once fetched.
+    pub fn discovered(&self) -> Option<Arc<Discovered>> {
+        self.discovered.load_full()
+    }
+
+    async fn fetch_keys(&self) -> Result<(KeySet, Option<Discovered>), KeysError> {
+        let mut document = None;
         let jwks_uri = match &self.source {
             KeySource::File(path) => {
                 let origin = || path.display().to_string();
                 let json = tokio::fs::read(path).await.map_err(|source| KeysError::File { path: origin(), source })?;
-                return KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: origin(), source });
+                let keys = KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: origin(), source })?;
+                return Ok((keys, None));
             }
             KeySource::JwksUri(uri) => uri.clone(),
             KeySource::Discovery => {
                 let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
                 let fetched =
                     self.fetcher.get(&url).await.map_err(|source| KeysError::Fetch { url: url.clone(), source })?;
-                let document: Value = match serde_json::from_slice(&fetched) {
+                let fetched: Value = match serde_json::from_slice(&fetched) {
                     Ok(document) => document,
                     Err(source) => return Err(KeysError::NotJson { url, source }),
                 };
+                let document = document.insert(fetched);
                 // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be ours, exactly.
                 let theirs = document.get("issuer").and_then(Value::as_str);
                 if theirs != Some(self.issuer.as_str()) {
@@ -179,7 +221,15 @@ impl Provider {
             Ok(json) => json,
             Err(source) => return Err(KeysError::Fetch { url: jwks_uri, source }),
         };
-        KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: jwks_uri, source })
+        let keys = KeySet::from_json(&json).map_err(|source| KeysError::Keys { origin: jwks_uri.clone(), source })?;
+        let discovered = match (&self.browser, document) {
+            (Some(_), Some(document)) => Some(discovered(&document, &json).map_err(|message| KeysError::Browser {
+                url: format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/')),
+                message,
+            })?),
+            _ => None,
+        };
+        Ok((keys, discovered))
     }
 
     /// Fetches the key set now; a concurrent caller waits for the same fetch instead.
@@ -197,10 +247,13 @@ impl Provider {
             return Ok(());
         }
         match self.fetch_keys().await {
-            Ok(keys) => {
+            Ok((keys, discovered)) => {
                 crate::metrics::jwks_refresh(&self.issuer, true);
                 tracing::info!(provider = %self.name, keys = keys.len(), "OIDC key set loaded");
                 self.keys.store(Some(Arc::new(keys)));
+                if let Some(discovered) = discovered {
+                    self.discovered.store(Some(Arc::new(discovered)));
+                }
                 Ok(())
             }
             Err(error) => {
@@ -271,6 +324,21 @@ impl Provider {
         self.check_claims(claims, now)
     }
 
+    /// The HTTP client for this provider (hyper on the gateway's rustls config): the browser
+    /// sign-in's code exchange goes through it.
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
+    /// The signature's algorithms this provider allows.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
     fn check_claims(&self, claims: &Value, now: u64) -> Result<(Principal, u64), AuthError> {
         // NumericDate (RFC 7519 §2) may have a fraction: exp rounds down, nbf and iat up,
         // so rounding never extends a token's validity.
@@ -300,10 +368,16 @@ impl Provider {
         if !audience_ok {
             return Err(AuthError::WrongAudience);
         }
+        Ok((self.principal(claims, AuthMethod::Oidc)?, exp))
+    }
+
+    /// The principal the verified `claims` name, by this provider's claim mapping: shared by
+    /// bearer tokens and browser sign-ins.
+    pub fn principal(&self, claims: &Value, method: AuthMethod) -> Result<Principal, AuthError> {
         let mapping = &self.claims;
         let id = claim_string(claims, &mapping.user_id).ok_or(AuthError::MissingClaim("user id"))?;
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| id.clone());
-        let mut principal = Principal::new(PrincipalKind::User, id, subject, AuthMethod::Oidc);
+        let mut principal = Principal::new(PrincipalKind::User, id, subject, method);
         principal.email = claim_string(claims, &mapping.email);
         principal.groups = claim_strings(claims, &mapping.groups);
         principal.issuer = Some(self.issuer.clone());
@@ -324,8 +398,69 @@ impl Provider {
         if principal.groups.iter().any(|group| controlled(group)) {
             return Err(AuthError::Malformed("a groups claim value contains control characters"));
         }
-        Ok((principal, exp))
+        Ok(principal)
     }
+}
+
+/// The browser client of a provider: needs discovery (the endpoints come from there) and an
+/// `https://` redirect URL (the session cookie is `Secure`; plain `http://` only on loopback).
+fn browser_client(
+    config: &crate::config::BrowserLoginConfig,
+    source: &KeySource,
+    field: &str,
+) -> Result<BrowserClient, ConfigError> {
+    let field = format!("{field}.browser_login");
+    if !matches!(source, KeySource::Discovery) {
+        return Err(ConfigError::new(
+            &field,
+            "needs the provider found by discovery (no jwks_uri or jwks_file): its endpoints come from there",
+        ));
+    }
+    check_url(&config.redirect_url).map_err(|e| ConfigError::new(format!("{field}.redirect_url"), e.to_string()))?;
+    if !config.redirect_url.ends_with("/auth/callback") {
+        return Err(ConfigError::new(format!("{field}.redirect_url"), "must end with /auth/callback"));
+    }
+    if let Some(url) = &config.post_logout_redirect_url {
+        check_url(url).map_err(|e| ConfigError::new(format!("{field}.post_logout_redirect_url"), e.to_string()))?;
+    }
+    if !config.scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(format!("{field}.scopes"), "must include openid"));
+    }
+    let client_secret =
+        config.client_secret.as_ref().map(|s| s.resolve_secret(&format!("{field}.client_secret"))).transpose()?;
+    Ok(BrowserClient {
+        client_id: config.client_id.clone(),
+        client_secret: client_secret.map(|s| s.trim().to_string()),
+        redirect_url: config.redirect_url.clone(),
+        scopes: config.scopes.clone(),
+        post_logout_redirect_url: config.post_logout_redirect_url.clone(),
+    })
+}
+
+/// openidconnect's view of a discovery document, with `jwks` (the same bytes the bearer
+/// path's key set came from) in its types.
+fn discovered(document: &Value, jwks: &[u8]) -> Result<Discovered, String> {
+    use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
+    let metadata: CoreProviderMetadata =
+        serde_json::from_value(document.clone()).map_err(|e| format!("discovery document: {e}"))?;
+    let jwks: CoreJsonWebKeySet = serde_json::from_slice(jwks).map_err(|e| format!("key set: {e}"))?;
+    for (name, url) in [
+        ("authorization_endpoint", metadata.authorization_endpoint().as_str()),
+        ("jwks_uri", metadata.jwks_uri().as_str()),
+    ]
+    .into_iter()
+    .chain(metadata.token_endpoint().map(|t| ("token_endpoint", t.as_str())))
+    {
+        check_url(url).map_err(|e| format!("{name}: {e}"))?;
+    }
+    if metadata.token_endpoint().is_none() {
+        return Err("no token_endpoint".into());
+    }
+    let end_session_endpoint = document.get("end_session_endpoint").and_then(Value::as_str).map(str::to_string);
+    if let Some(url) = &end_session_endpoint {
+        check_url(url).map_err(|e| format!("end_session_endpoint: {e}"))?;
+    }
+    Ok(Discovered { metadata: metadata.set_jwks(jwks), end_session_endpoint })
 }
 
 /// A NumericDate claim, whole seconds or with a fraction (`round` says which way), if present.

@@ -6,6 +6,7 @@ pub mod check;
 pub mod health;
 pub mod policy;
 pub mod run;
+pub mod session_key;
 pub mod stamp;
 pub mod tls;
 pub mod up;

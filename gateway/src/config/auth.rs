@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::ConfigPath;
+use super::browser::{BrowserLoginConfig, BrowserSessionsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +17,8 @@ pub struct AuthConfig {
     pub token_cache_entries: usize,
     /// Lifetime of the bearer token the Flight Handshake returns.
     pub session_ttl_secs: u64,
+    /// The sealed cookie of browser sign-ins; required when a provider has `browser_login`.
+    pub browser_sessions: Option<BrowserSessionsConfig>,
 }
 
 impl Default for AuthConfig {
@@ -26,6 +29,7 @@ impl Default for AuthConfig {
             max_token_bytes: 8 * 1024,
             token_cache_entries: 100_000,
             session_ttl_secs: 3600,
+            browser_sessions: None,
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct OidcProviderConfig {
     pub unknown_kid_cooldown_secs: u64,
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// Sign browsers in at this provider (`/auth/login`) and serve them the console.
+    #[serde(default)]
+    pub browser_login: Option<BrowserLoginConfig>,
 }
 
 impl OidcProviderConfig {
@@ -76,6 +83,7 @@ impl OidcProviderConfig {
             refresh_secs: Self::default_refresh_secs(),
             unknown_kid_cooldown_secs: Self::default_unknown_kid_cooldown_secs(),
             claims: ClaimMapping::default(),
+            browser_login: None,
         }
     }
 

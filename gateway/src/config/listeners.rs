@@ -71,6 +71,8 @@ pub enum AuthMethodName {
     Oidc,
     ApiKey,
     Mtls,
+    /// The sealed session cookie of a browser sign-in (the API listener only).
+    Browser,
 }
 
 /// Plain HTTP `/healthz`, `/readyz` and `/metrics`.

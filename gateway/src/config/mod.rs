@@ -9,6 +9,7 @@
 mod audit;
 mod auth;
 mod authorization;
+mod browser;
 mod limits;
 mod listeners;
 mod path;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 pub use audit::{AuditConfig, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure, SinkConfig, SqlInAudit};
 pub use auth::{ApiKeyEntry, ApiKeysConfig, AuthConfig, ClaimMapping, OidcProviderConfig};
 pub use authorization::AuthorizationConfig;
+pub use browser::{BrowserLoginConfig, BrowserSessionsConfig};
 pub use limits::{Limits, RuntimeConfig, ShutdownConfig, Timeouts};
 pub use listeners::{AuthMethodName, HealthListener, Listener, ListenerAuthConfig, UpstreamTls};
 pub use path::ConfigPath;

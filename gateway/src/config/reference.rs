@@ -24,6 +24,18 @@ impl Reference {
         resolve_reference(&self.0, field)
     }
 
+    /// [`Self::resolve`] for a value that must never sit in the config file itself (a client
+    /// secret, a session key): only `${env:NAME}` or `${file:PATH}` is taken.
+    pub fn resolve_secret(&self, field: &str) -> Result<String, ConfigError> {
+        if !self.0.trim().starts_with("${") {
+            return Err(ConfigError::new(
+                field,
+                "must be given by reference (${env:NAME} or ${file:PATH}), never inline in the config",
+            ));
+        }
+        self.resolve(field)
+    }
+
     /// What is configured, reference or inline value: for checks, never for a log.
     pub fn as_configured(&self) -> &str {
         &self.0

@@ -1,26 +1,57 @@
-//! Authenticate: who is calling (bearer token, API key, Handshake session, or client
-//! certificate; see [`crate::auth`]). No method, no request: there is no anonymous
-//! pass-through. Credentials stop here: the engine trusts the stamp and never sees a token
-//! or key.
+//! Authenticate: who is calling (bearer token, API key, Handshake session, browser session
+//! cookie, or client certificate; see [`crate::auth`]). No method, no request: there is no
+//! anonymous pass-through. Credentials stop here: the engine trusts the stamp and never sees
+//! a token, key or session cookie.
 
 use std::sync::Arc;
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue, Method};
 use identity::Principal;
 
 use super::Connection;
 use crate::auth::{API_KEY_HEADER, Authenticator, ListenerAuth};
+use crate::browser::{Browser, SESSION_COOKIE, csrf};
 use crate::error::GatewayError;
+
+/// The caller, and the re-sealed session cookie to send back when a browser session's
+/// last-seen time moved on.
+pub(super) struct Authenticated {
+    pub principal: Arc<Principal>,
+    pub renewed_cookie: Option<HeaderValue>,
+}
 
 pub(super) async fn authenticate(
     auth: &Authenticator,
     listener: &ListenerAuth,
+    browser: Option<&Browser>,
     connection: &Connection,
+    method: &Method,
+    path: &str,
     headers: &mut HeaderMap,
-) -> Result<Arc<Principal>, GatewayError> {
-    let principal = auth.authenticate(listener, headers, connection.workload.as_ref()).await?;
+) -> Result<Authenticated, GatewayError> {
+    let authenticated = match auth.browser_session(listener, headers, connection.workload.as_ref()) {
+        Some(opened) => {
+            let opened = opened?;
+            // A cookie rides along with whatever another site makes the browser request.
+            if csrf::needs_check(method, path) {
+                let origin =
+                    browser.map(Browser::origin).ok_or(GatewayError::Csrf("browser sign-in is not enabled"))?;
+                csrf::check(headers, origin, &opened.session).map_err(GatewayError::Csrf)?;
+            }
+            Authenticated { principal: opened.principal, renewed_cookie: opened.renewed }
+        }
+        None => Authenticated {
+            principal: auth.authenticate(listener, headers, connection.workload.as_ref()).await?,
+            renewed_cookie: None,
+        },
+    };
     headers.remove(AUTHORIZATION);
     headers.remove(API_KEY_HEADER);
-    Ok(principal)
+    headers.remove(csrf::CSRF_HEADER);
+    // The engine reads no cookie; the session's never leaves the gateway.
+    if crate::browser::cookie(headers, SESSION_COOKIE).is_some() {
+        headers.remove(COOKIE);
+    }
+    Ok(authenticated)
 }

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! accept (limits, TLS, deadlines: `listener`) → sanitize → audit gate → rate-limit (ip)
-//!     → authenticate → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
+//!     → authenticate (incl. a browser session's CSRF check) → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
 //!     → observe (every outcome: metrics, findings, the error response, the audit event,
 //!       queued when the response body ends)
 //!                  ↘ Flight Handshake: answered after rate-limit (ip)
+//!                  ↘ browser routes (`/auth/*`, `/console`): answered after rate-limit (ip)
 //! ```
 //!
 //! [`Pipeline::handle`] is that line: a request [`Context`], then [`Pipeline::stages`] in
@@ -86,6 +87,8 @@ pub struct Pipeline {
     answers_handshake: bool,
     /// `api` or `flight`, for metrics.
     name: &'static str,
+    /// Browser sign-in and the console (the API listener, with `browser_login`).
+    browser: Option<Arc<crate::browser::Browser>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -122,6 +125,7 @@ impl Pipeline {
             limit_stream: true,
             answers_handshake: false,
             name: "api",
+            browser: crate::browser::Browser::from_config(config, &auth, &audit)?.map(Arc::new),
         };
         let flight = Self {
             auth,
@@ -141,6 +145,7 @@ impl Pipeline {
             limit_stream: false,
             answers_handshake: true,
             name: "flight",
+            browser: None,
         };
         Ok((api, flight))
     }
@@ -161,6 +166,12 @@ impl Pipeline {
     pub async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
+        if let Some(browser) = &self.browser
+            && crate::browser::is_browser_path(request.uri().path())
+            && !is_grpc(&request)
+        {
+            return self.browser_route(browser, connection, request, request_id).await;
+        }
         let mut ctx = self.context(connection, &request, request_id);
         // The body stays outside until authorize takes it: a request refused before then has
         // its unread body discarded (below), so the refusal is not lost to a stream reset.
@@ -172,6 +183,38 @@ impl Pipeline {
             discard(body).await;
         }
         self.observe(ctx, connection, result).await
+    }
+
+    /// A browser route (sign-in, sign-out, the console): after the audit gate and the
+    /// address's rate limit, answered by [`crate::browser`], which audits sign-ins itself.
+    /// No API Activity event: the callback's URL carries a code and state that must not be
+    /// written anywhere.
+    async fn browser_route(
+        &self,
+        browser: &crate::browser::Browser,
+        connection: &Connection,
+        request: Request<Incoming>,
+        request_id: HeaderValue,
+    ) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let checked = if self.audit.refusing() {
+            Err(GatewayError::AuditUnavailable)
+        } else {
+            self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)
+        };
+        let mut response = match checked {
+            Ok(()) => browser.handle(connection, &parts, &request_id).await,
+            Err(error) => {
+                if let GatewayError::RateLimited(limited) = &error {
+                    crate::metrics::rate_limited(limited.limiter);
+                }
+                error.into_response(false, request_id.to_str().unwrap_or(""))
+            }
+        };
+        discard(body).await;
+        crate::metrics::request(self.name, "browser", response.status().as_u16());
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        response
     }
 
     /// The request's context, before any stage runs.
@@ -210,7 +253,16 @@ impl Pipeline {
             return Ok(response);
         }
         // authenticate: who is calling; credentials are removed from the request here.
-        let principal = authenticate::authenticate(&self.auth, &self.listener, connection, &mut parts.headers).await?;
+        let authenticate::Authenticated { principal, renewed_cookie } = authenticate::authenticate(
+            &self.auth,
+            &self.listener,
+            self.browser.as_deref(),
+            connection,
+            &parts.method,
+            parts.uri.path(),
+            &mut parts.headers,
+        )
+        .await?;
         self.signed_in(connection, &ctx.request_id, Arc::clone(&principal), "request", false).await;
         ctx.principal(Arc::clone(&principal));
         // rate-limit (principal): the caller's own quota (group and principal overrides).
@@ -242,7 +294,11 @@ impl Pipeline {
             request = audit::count_request(request, counter);
         }
         // forward: stream to the engine and back.
-        self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
+        let mut response = self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await?;
+        if let Some(cookie) = renewed_cookie {
+            response.headers_mut().append(http::header::SET_COOKIE, cookie);
+        }
+        Ok(response)
     }
 
     /// observe: runs for every outcome, like pingora's logging phase. Metrics, the

@@ -19,15 +19,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// The OIDC provider: `gateway/tests/oidc/provider.mjs` driving oauth2-mock-server.
-struct Idp {
+pub struct Idp {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
-    issuer: String,
+    pub issuer: String,
 }
 
 impl Idp {
-    async fn start(port: u16) -> Self {
+    pub async fn start(port: u16) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(dir.join("node_modules/oauth2-mock-server").exists(), "run `npm ci --prefix gateway/tests/oidc` first");
         let mut child = tokio::process::Command::new("node")
@@ -45,7 +45,7 @@ impl Idp {
         Self { child, stdin, lines, issuer }
     }
 
-    async fn command(&mut self, line: String) -> String {
+    pub async fn command(&mut self, line: String) -> String {
         self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         let answer = self.lines.next_line().await.unwrap().unwrap();
         assert!(!answer.starts_with("error"), "{line}: {answer}");
@@ -76,7 +76,7 @@ fn provider(name: &str, issuer: &str) -> OidcProviderConfig {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -10,6 +10,7 @@ mod common;
 mod audit;
 mod auth;
 mod authz;
+mod browser;
 mod cli;
 mod proxy;
 mod ratelimit;

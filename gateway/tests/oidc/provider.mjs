@@ -5,6 +5,8 @@
 // stdin commands, one per line:
 //   token <json>        sign a token: {"kid": "...", "expiresIn": 300, "claims": {...}}
 //   rotate <alg> <kid>  add a new signing key (it joins the JWKS; old keys stay published)
+//   idtoken <json>      claims merged into every later ID token the authorization-code flow
+//                       issues (the browser sign-in tests: a tenant, a wrong nonce, a past exp)
 import { createInterface } from 'node:readline';
 import { OAuth2Server } from 'oauth2-mock-server';
 
@@ -13,6 +15,11 @@ await server.issuer.keys.generate('RS256', { kid: 'rsa-1' });
 await server.issuer.keys.generate('ES256', { kid: 'ec-1' });
 // argv[2]: the port (0: any free one), so a test can start the provider after the gateway.
 await server.start(Number(process.argv[2] ?? 0), '127.0.0.1');
+// ID tokens (the only tokens with a nonce: the authorization-code flow's) take these claims.
+let idTokenClaims = {};
+server.service.on('beforeTokenSigning', (token) => {
+  if ('nonce' in token.payload) Object.assign(token.payload, idTokenClaims);
+});
 console.log(`ready ${server.issuer.url}`);
 
 for await (const line of createInterface({ input: process.stdin })) {
@@ -26,6 +33,9 @@ for await (const line of createInterface({ input: process.stdin })) {
         scopesOrTransform: (_header, payload) => Object.assign(payload, opts.claims ?? {}),
       });
       console.log(token);
+    } else if (command === 'idtoken') {
+      idTokenClaims = JSON.parse(rest.join(' '));
+      console.log('idtoken set');
     } else if (command === 'rotate') {
       await server.issuer.keys.generate(rest[0], { kid: rest[1] });
       console.log(`rotated ${rest[1]}`);

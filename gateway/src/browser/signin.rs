@@ -1,0 +1,354 @@
+//! The OIDC authorization code flow with PKCE (S256), `state` and `nonce`, on the
+//! `openidconnect` crate: the authorization request, the code exchange (through the
+//! provider's own [`crate::auth::fetch::Fetcher`]: hyper and the gateway's rustls) and the ID
+//! token's verification (signature with the provider's cached key set, iss, aud, azp, exp,
+//! nonce, and at_hash when present). The verified claims become a principal by the same
+//! claim mapping as bearer tokens.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode, header};
+use identity::{AuthMethod, Principal};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
+use openidconnect::url::{Url, form_urlencoded};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+};
+use serde_json::Value;
+
+use super::pending::{LOGIN_COOKIE, Pending, Taken};
+use super::session::{SESSION_COOKIE, clear_cookie, cookie, random_token};
+use super::{Browser, BrowserError, csrf, pages, redirect, unix_now};
+use crate::audit::{Record, SignInRecord, now_ms};
+use crate::auth::oidc::Provider;
+use crate::body::Body;
+use crate::pipeline::Connection;
+
+/// A discovered provider's client: authorization and token endpoints set (from discovery),
+/// the others unused.
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// Longest `return_to` kept.
+const MAX_RETURN_TO: usize = 2048;
+
+impl Browser {
+    /// `/auth/login`: a pending sign-in, then the provider's authorization URL.
+    pub(super) fn login(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        let query = query(parts);
+        let return_to = match query.iter().find(|(k, _)| k == "return_to") {
+            Some((_, path)) => own_path(path)?.to_string(),
+            None => "/console".to_string(),
+        };
+        let wanted = query.iter().find(|(k, _)| k == "provider").map(|(_, v)| v.as_str());
+        let providers = self.auth.providers();
+        let with_login: Vec<(usize, &Arc<Provider>)> =
+            providers.iter().enumerate().filter(|(_, p)| p.browser.is_some()).collect();
+        let (index, provider) = match (wanted, with_login.as_slice()) {
+            (Some(name), _) => with_login
+                .iter()
+                .find(|(_, p)| p.name == name)
+                .copied()
+                .ok_or_else(|| BrowserError::BadRequest(format!("no provider named {name:?} signs browsers in")))?,
+            (None, [only]) => *only,
+            (None, _) => {
+                let names: Vec<&str> = with_login.iter().map(|(_, p)| p.name.as_str()).collect();
+                return Ok(pages::choose_provider(&names, &return_to));
+            }
+        };
+        let (client, discovered) = self.client(provider)?;
+        let random = || random_token(32).ok_or_else(|| BrowserError::Unavailable("no randomness".into()));
+        let (state, nonce, verifier, binding) = (random()?, random()?, random()?, random()?);
+        let verifier = PkceCodeVerifier::new(verifier);
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+        let (state_for_url, nonce_for_url) = (state.clone(), nonce.clone());
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state_for_url),
+                move || Nonce::new(nonce_for_url),
+            )
+            .set_pkce_challenge(challenge);
+        if let Some(browser) = &provider.browser {
+            for scope in browser.scopes.iter().filter(|s| *s != "openid") {
+                request = request.add_scope(Scope::new(scope.clone()));
+            }
+        }
+        let (url, _, _) = request.url();
+        drop(discovered);
+        let pending = Pending {
+            provider: index,
+            pkce_verifier: verifier.into_secret(),
+            nonce,
+            return_to,
+            binding: super::sha256(binding.as_bytes()),
+            started: unix_now(),
+        };
+        if !self.pending.insert(state, pending, unix_now()) {
+            return Err(BrowserError::Unavailable(
+                "too many sign-ins in progress; retry in a minute (auth.browser_sessions.pending_logins)".into(),
+            ));
+        }
+        let mut response = redirect(url.as_str());
+        let login_cookie = format!(
+            "{LOGIN_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+            self.pending.timeout()
+        );
+        if let Ok(value) = HeaderValue::from_str(&login_cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        Ok(response)
+    }
+
+    /// `/auth/callback`: the provider's answer. Every failure is audited as a refused sign-in.
+    pub(super) async fn callback(
+        &self,
+        connection: &Connection,
+        parts: &Parts,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, BrowserError> {
+        let result = self.callback_inner(parts).await;
+        let (principal, failure) = match &result {
+            Ok((_, principal)) => (Some(Arc::clone(principal)), None),
+            Err(error) => (None, Some((error.status_and_code().1, error.to_string()))),
+        };
+        if self.audit.enabled() {
+            let record = SignInRecord {
+                time_ms: now_ms(),
+                request_id: request_id.clone(),
+                listener: "api",
+                peer: connection.peer,
+                principal,
+                flow: "browser",
+                failure,
+            };
+            self.audit.submit(Record::SignIn(Box::new(record))).await;
+        }
+        let reason = match &result {
+            Ok(_) => None,
+            Err(error) => Some(error.status_and_code().1),
+        };
+        if let Some(reason) = reason {
+            crate::metrics::auth_failure(reason);
+        }
+        let mut response = result.map(|(response, _)| response)?;
+        response.headers_mut().append(header::SET_COOKIE, clear_cookie(LOGIN_COOKIE));
+        Ok(response)
+    }
+
+    async fn callback_inner(&self, parts: &Parts) -> Result<(Response<Body>, Arc<Principal>), BrowserError> {
+        let query = query(parts);
+        let get = |name| param(&query, name);
+        let state = get("state").ok_or(BrowserError::LoginState("the callback has no state parameter"))?;
+        let now = unix_now();
+        let pending = self.pending.take(state, cookie(&parts.headers, LOGIN_COOKIE), now).map_err(|taken| {
+            BrowserError::LoginState(match taken {
+                Taken::Unknown => "unknown or already used sign-in state (start again at /auth/login)",
+                Taken::Expired => "the sign-in took too long (start again at /auth/login)",
+                Taken::OtherBrowser => "the sign-in was started in another browser (start again at /auth/login)",
+            })
+        })?;
+        if let Some(error) = get("error") {
+            let description = get("error_description").map(|d| format!(": {}", printable(d))).unwrap_or_default();
+            return Err(BrowserError::Refused(format!(
+                "the provider refused the sign-in: {}{description}",
+                printable(error)
+            )));
+        }
+        let provider = self
+            .auth
+            .providers()
+            .get(pending.provider)
+            .ok_or_else(|| BrowserError::Unavailable("the provider is no longer configured".into()))?;
+        // RFC 9207: a provider that names itself must be the one this sign-in went to (an
+        // answer from another provider — a mix-up attack — is refused before any exchange).
+        if let Some(iss) = get("iss")
+            && iss != provider.issuer
+        {
+            return Err(BrowserError::Refused(format!(
+                "the callback came from issuer {:?}, not from the provider this sign-in started at",
+                printable(iss)
+            )));
+        }
+        let code = get("code").ok_or_else(|| BrowserError::BadRequest("the callback has no code parameter".into()))?;
+        let (client, _discovered) = self.client(provider)?;
+        let exchange = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| BrowserError::Unavailable(format!("provider {}: {e}", provider.name)))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier));
+        let http = crate::auth::fetch::oidc_client(provider.fetcher());
+        let tokens = exchange.request_async(&http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(answer) => BrowserError::Refused(format!(
+                "the provider refused the code: {}{}",
+                printable(answer.error().as_ref()),
+                answer.error_description().map(|d| format!(": {}", printable(d))).unwrap_or_default()
+            )),
+            other => BrowserError::Provider(format!("token request to provider {} failed: {other}", provider.name)),
+        })?;
+        let id_token =
+            tokens.id_token().ok_or_else(|| BrowserError::IdToken("the provider returned no ID token".into()))?;
+        let algorithms: Vec<CoreJwsSigningAlgorithm> = provider
+            .algorithms()
+            .iter()
+            .filter_map(|alg| serde_json::to_value(alg).ok().and_then(|v| serde_json::from_value(v).ok()))
+            .collect();
+        let audiences = provider.audiences().to_vec();
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(algorithms)
+            .set_other_audience_verifier_fn(move |aud| audiences.iter().any(|a| a == aud.as_str()));
+        let nonce = Nonce::new(pending.nonce);
+        let claims = id_token
+            .claims(&verifier, &nonce)
+            .map_err(|e| BrowserError::IdToken(format!("the ID token was refused: {e}")))?;
+        if let Some(expected) = claims.access_token_hash() {
+            let refused = |e: String| BrowserError::IdToken(format!("the ID token's at_hash: {e}"));
+            let alg = id_token.signing_alg().map_err(|e| refused(e.to_string()))?;
+            let key = id_token.signing_key(&verifier).map_err(|e| refused(e.to_string()))?;
+            let actual =
+                AccessTokenHash::from_token(tokens.access_token(), alg, key).map_err(|e| refused(e.to_string()))?;
+            if actual != *expected {
+                return Err(refused("does not match the access token".into()));
+            }
+        }
+        // Verified above; the claim mapping reads the same payload as the bearer path does.
+        let raw = payload(&id_token.to_string())
+            .ok_or_else(|| BrowserError::IdToken("the ID token's payload is not JSON".into()))?;
+        let principal =
+            provider.principal(&raw, AuthMethod::Browser).map_err(|e| BrowserError::IdToken(e.to_string()))?;
+        let session = self
+            .sessions
+            .start(principal, &provider.name, now)
+            .ok_or_else(|| BrowserError::Unavailable("no randomness".into()))?;
+        let cookie = self
+            .sessions
+            .cookie(&session)
+            .ok_or_else(|| BrowserError::IdToken("the session does not fit in a cookie (too many groups?)".into()))?;
+        if cookie.len() > 4000 {
+            return Err(BrowserError::IdToken("the session does not fit in a cookie (too many groups?)".into()));
+        }
+        let mut response = redirect(&pending.return_to);
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+        Ok((response, Arc::new(session.principal)))
+    }
+
+    /// `/auth/logout`: same-origin with the session's CSRF token (a cross-site page must not
+    /// sign people out); revokes the session, clears the cookie, and answers with where to
+    /// go next: the provider's end-session endpoint when it has one.
+    pub(super) fn logout(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        let now = unix_now();
+        let opened = match self.sessions.from_headers(&parts.headers, now) {
+            Some(Ok(opened)) => Some(opened),
+            // An expired or broken cookie: nothing to revoke, still cleared.
+            Some(Err(_)) | None => None,
+        };
+        let mut location = format!("{}/auth/signed-out", self.origin);
+        if let Some(opened) = &opened {
+            csrf::check(&parts.headers, &self.origin, &opened.session).map_err(BrowserError::Csrf)?;
+            self.sessions.revoke(&opened.session, now);
+            if let Some(provider) = self.auth.providers().iter().find(|p| p.name == opened.session.provider)
+                && let (Some(client), Some(discovered)) = (&provider.browser, provider.discovered())
+                && let Some(endpoint) = &discovered.end_session_endpoint
+                && let Ok(mut url) = Url::parse(endpoint)
+            {
+                let back = client.post_logout_redirect_url.clone().unwrap_or(location.clone());
+                url.query_pairs_mut()
+                    .append_pair("client_id", &client.client_id)
+                    .append_pair("post_logout_redirect_uri", &back);
+                location = url.to_string();
+            }
+        } else {
+            csrf::same_origin(&parts.headers, &self.origin).map_err(BrowserError::Csrf)?;
+        }
+        let mut response = pages::json(StatusCode::OK, &serde_json::json!({"location": location}));
+        response.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
+        Ok(response)
+    }
+
+    /// The provider's openidconnect client, from its last discovery.
+    fn client(&self, provider: &Provider) -> Result<(Client, Arc<crate::auth::oidc::Discovered>), BrowserError> {
+        let browser = provider
+            .browser
+            .as_ref()
+            .ok_or_else(|| BrowserError::BadRequest(format!("provider {} does not sign browsers in", provider.name)))?;
+        let discovered = provider.discovered().ok_or_else(|| {
+            BrowserError::Unavailable(format!("provider {} has not been discovered yet; retry shortly", provider.name))
+        })?;
+        let redirect = RedirectUrl::new(browser.redirect_url.clone())
+            .map_err(|e| BrowserError::Unavailable(format!("redirect_url: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            discovered.metadata.clone(),
+            ClientId::new(browser.client_id.clone()),
+            browser.client_secret.clone().map(ClientSecret::new),
+        )
+        .set_redirect_uri(redirect);
+        Ok((client, discovered))
+    }
+}
+
+/// The request's query, decoded.
+fn query(parts: &Parts) -> Vec<(String, String)> {
+    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+/// The first value of `name` in a decoded query.
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `path` when it is a path on this gateway: one leading `/`, no scheme, no authority, no
+/// backslash (browsers read `/\evil` as `//evil`), no control characters.
+pub(super) fn own_path(path: &str) -> Result<&str, BrowserError> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && path.len() <= MAX_RETURN_TO
+        && !path.chars().any(char::is_control);
+    if ok { Ok(path) } else { Err(BrowserError::OpenRedirect) }
+}
+
+/// A provider's text shown back to the user: printable, bounded.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// The JSON payload of a compact JWS.
+fn payload(jwt: &str) -> Option<Value> {
+    let payload = jwt.split('.').nth(1)?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_stays_on_this_gateway() {
+        for good in ["/console", "/console?x=1#y", "/"] {
+            assert_eq!(own_path(good).unwrap(), good);
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "javascript:alert(1)",
+            "console",
+            "",
+            "/\nLocation: x",
+        ] {
+            assert!(matches!(own_path(bad), Err(BrowserError::OpenRedirect)), "{bad:?} accepted");
+        }
+        assert!(own_path(&format!("/{}", "a".repeat(MAX_RETURN_TO))).is_err());
+    }
+}
