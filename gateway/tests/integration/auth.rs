@@ -63,7 +63,7 @@ impl Idp {
         self.token("rsa-1", json!({}), 300).await
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         self.child.kill().await.unwrap();
     }
 }
