@@ -1,6 +1,6 @@
 //! The gateway's per-request authentication cost (`cargo bench -p loadtests --bench auth`): a JWT verified
-//! from scratch (RS256, ES256), a cached token, and an API key. The keys come from a JWKS file,
-//! so nothing here touches the network.
+//! from scratch (RS256, ES256), a cached token, an API key, and a browser session cookie
+//! (unseal, principal, CSRF check). The keys come from files, so nothing here touches the network.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)] // a benchmark with a broken setup should stop loudly
 
 use std::hint::black_box;
@@ -8,10 +8,13 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use gateway::auth::{Authenticator, ListenerAuth, apikeys};
+use gateway::browser::{KeyRing, Sessions, csrf};
 use gateway::config::{
-    ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, OidcProviderConfig, StampConfig, TlsConfig,
+    ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, BrowserSessionsConfig, Config, OidcProviderConfig, Reference,
+    StampConfig, TlsConfig,
 };
 use http::{HeaderMap, HeaderValue};
+use identity::{AuthMethod, Principal, PrincipalKind};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -72,9 +75,16 @@ impl Signers {
     }
 }
 
+/// The session key file (`${file:...}`, as the config requires) and the key itself.
+const SESSION_KEY: [u8; 32] = [5; 32];
+
 fn authenticator(jwks: &std::path::Path, cache_entries: usize, api_key_hash: &str) -> (Authenticator, ListenerAuth) {
     let mut config =
         Config::new(TlsConfig::default(), StampConfig::default(), AuthorizationConfig::new("unused-policies"));
+    let key_file = jwks.with_file_name("session-key");
+    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.encode(SESSION_KEY)).unwrap();
+    config.auth.browser_sessions =
+        Some(BrowserSessionsConfig::new(vec![Reference::new(format!("${{file:{}}}", key_file.display()))]));
     config.auth.token_cache_entries = cache_entries;
     config.auth.oidc = vec![OidcProviderConfig {
         jwks_file: Some(jwks.into()),
@@ -128,6 +138,32 @@ fn bench(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
     headers.insert("x-api-key", HeaderValue::from_str(&key.key).unwrap());
     c.bench_function("api key", |b| b.iter(|| black_box(run(&cached, black_box(&headers)))));
+
+    // A signed-in browser's SQL request: the sealed cookie opened (AES-256-GCM), the principal
+    // read from it, and the same-origin + CSRF-token check the pipeline runs before SQL.
+    let sessions = Sessions::new(KeyRing::from_raw(&[SESSION_KEY]).unwrap(), 8 * 3600, 3600);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut principal = Principal::new(PrincipalKind::User, "alice", "alice", AuthMethod::Browser);
+    principal.email = Some("alice@example.com".into());
+    principal.groups = vec!["acme".into(), "analysts".into()];
+    principal.tenant = Some("acme".into());
+    // Last seen in the future: within the re-seal interval for the whole run (no re-seal).
+    let mut session = sessions.start(principal, "idp", now).unwrap();
+    session.seen = now + 3000;
+    let set_cookie = sessions.cookie(&session).unwrap();
+    let value = set_cookie.to_str().unwrap().split(';').next().unwrap();
+    let origin = "https://gateway.example.com";
+    let mut headers = HeaderMap::new();
+    headers.insert("cookie", HeaderValue::from_str(&format!("_ga=GA1.1.1; {value}")).unwrap());
+    headers.insert("origin", HeaderValue::from_static(origin));
+    headers.insert("x-csrf-token", HeaderValue::from_str(&session.csrf).unwrap());
+    c.bench_function("browser session cookie (unseal, principal, CSRF check)", |b| {
+        b.iter(|| {
+            let opened = cached.browser_session(&listener, black_box(&headers), None).unwrap().unwrap();
+            csrf::check(&headers, origin, &opened.session).unwrap();
+            black_box(opened.principal)
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -62,6 +62,8 @@ mod tests {
             provider: "idp".into(),
             iat: 0,
             seen: 0,
+            refresh_token: None,
+            refresh_at: 0,
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod csrf;
 mod pages;
 mod pending;
+mod refresh;
 mod seal;
 mod session;
 mod signin;
@@ -98,6 +99,8 @@ pub struct Browser {
     origin: String,
     audit: Arc<Auditor>,
     headers: pages::Headers,
+    /// Sessions just renewed with a refresh token, for concurrent requests with the old cookie.
+    renewed: refresh::Renewed,
 }
 
 impl std::fmt::Debug for Browser {
@@ -142,6 +145,7 @@ impl Browser {
             origin,
             audit: Arc::clone(audit),
             headers: pages::Headers::new(),
+            renewed: refresh::renewed_cache(),
         }))
     }
 
@@ -156,9 +160,9 @@ impl Browser {
             ("/auth/login", &Method::GET) => self.login(parts),
             ("/auth/callback", &Method::GET) => self.callback(connection, parts, request_id).await,
             ("/auth/logout", &Method::POST) => self.logout(parts),
-            ("/auth/session", &Method::GET) => self.whoami(parts),
+            ("/auth/session", &Method::GET) => self.whoami(parts).await,
             ("/auth/signed-out", &Method::GET) => Ok(pages::signed_out()),
-            ("/console" | "/console/", &Method::GET) => self.console(parts),
+            ("/console" | "/console/", &Method::GET) => self.console(parts).await,
             (_, &Method::GET) if path.starts_with("/console/") => pages::asset(path).ok_or(BrowserError::NotFound),
             ("/auth/logout", method) => Err(BrowserError::MethodNotAllowed(method.clone(), "POST")),
             (
@@ -171,9 +175,19 @@ impl Browser {
         self.headers.apply(&parts.headers, response).await
     }
 
+    /// The request's session, renewed at the provider when its claims are due: `None`
+    /// without a session cookie.
+    pub async fn session(&self, headers: &http::HeaderMap) -> Option<Result<Opened, crate::auth::AuthError>> {
+        let now = unix_now();
+        Some(match self.sessions.from_headers(headers, now)? {
+            Ok(opened) if opened.session.refresh_due(now) => self.refresh(opened, now).await,
+            other => other,
+        })
+    }
+
     /// `/console`: the page when signed in, else a sign-in that comes back here.
-    fn console(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
-        match self.sessions.from_headers(&parts.headers, unix_now()) {
+    async fn console(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        match self.session(&parts.headers).await {
             Some(Ok(opened)) => {
                 let mut response = pages::console();
                 if let Some(renewed) = opened.renewed {
@@ -186,8 +200,8 @@ impl Browser {
     }
 
     /// `/auth/session`: the signed-in principal and the CSRF token for the console's calls.
-    fn whoami(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
-        let opened = match self.sessions.from_headers(&parts.headers, unix_now()) {
+    async fn whoami(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        let opened = match self.session(&parts.headers).await {
             Some(Ok(opened)) => opened,
             Some(Err(error)) => return Err(BrowserError::Unauthenticated(error)),
             None => return Err(BrowserError::Unauthenticated(crate::auth::AuthError::Missing("a browser session"))),
@@ -247,7 +261,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -24,6 +24,9 @@ use crate::config::{BrowserSessionsConfig, ConfigError};
 /// The session cookie. `__Host-`: Secure, Path=/, no Domain, so no other host (a sibling
 /// subdomain included) can set or shadow it.
 pub const SESSION_COOKIE: &str = "__Host-portcullis-session";
+/// What every sealed session value starts with: it tells a session cookie from other
+/// base64 (`.ci/check-audit-secrets` looks for it in audit events, as it does `pcl_` keys).
+pub(super) const SEALED_PREFIX: &str = "pck_";
 /// Seconds between re-seals of an active session's last-seen time.
 const RESEAL_AFTER_SECS: u64 = 60;
 
@@ -41,6 +44,19 @@ pub struct Session {
     pub iat: u64,
     /// Last request seen (unix seconds, to within [`RESEAL_AFTER_SECS`]).
     pub seen: u64,
+    /// The provider's refresh token, when it issued one: sealed with the rest, never readable.
+    #[serde(default, rename = "rt", skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the claims are renewed with it (the ID token's expiry, unix seconds).
+    #[serde(default, rename = "rat")]
+    pub refresh_at: u64,
+}
+
+impl Session {
+    /// Whether the claims are due for renewal at the provider (only with a refresh token).
+    pub fn refresh_due(&self, now: u64) -> bool {
+        self.refresh_token.is_some() && now >= self.refresh_at
+    }
 }
 
 /// An opened session and, when its last-seen time moved on, the cookie to send back.
@@ -93,6 +109,8 @@ impl Sessions {
             provider: provider.into(),
             iat: now,
             seen: now,
+            refresh_token: None,
+            refresh_at: 0,
         })
     }
 
@@ -100,6 +118,7 @@ impl Sessions {
     pub fn cookie(&self, session: &Session) -> Option<HeaderValue> {
         let json = serde_json::to_vec(session).ok()?;
         let sealed = self.ring.seal(SESSION_COOKIE, &json)?;
+        let sealed = format!("{SEALED_PREFIX}{sealed}");
         let max_age = (session.iat + self.absolute).saturating_sub(session.seen);
         HeaderValue::from_str(&format!(
             "{SESSION_COOKIE}={sealed}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
@@ -114,6 +133,8 @@ impl Sessions {
     }
 
     pub fn open(&self, sealed: &str, now: u64) -> Result<Opened, AuthError> {
+        let sealed =
+            sealed.strip_prefix(SEALED_PREFIX).ok_or(AuthError::SessionInvalid("the session cookie is malformed"))?;
         let json = self.ring.open(SESSION_COOKIE, sealed).map_err(|e| {
             AuthError::SessionInvalid(match e {
                 OpenError::Malformed => "the session cookie is malformed",
@@ -121,7 +142,7 @@ impl Sessions {
                 OpenError::Tampered => "the session cookie was tampered with",
             })
         })?;
-        let mut session: Session =
+        let session: Session =
             serde_json::from_slice(&json).map_err(|_| AuthError::SessionInvalid("the session cookie is malformed"))?;
         if now >= session.iat.saturating_add(self.absolute) {
             return Err(AuthError::SessionExpired("the session reached its absolute lifetime"));
@@ -132,14 +153,20 @@ impl Sessions {
         if self.revoked.get(&session.sid, now).is_some() {
             return Err(AuthError::SessionExpired("the session was signed out"));
         }
-        let renewed = if now >= session.seen.saturating_add(RESEAL_AFTER_SECS) {
+        let reseal = now >= session.seen.saturating_add(RESEAL_AFTER_SECS);
+        Ok(self.opened(session, now, reseal))
+    }
+
+    /// `session` as the request's, re-sealed (a new last-seen time) when `reseal`.
+    pub fn opened(&self, mut session: Session, now: u64, reseal: bool) -> Opened {
+        let renewed = if reseal {
             session.seen = now;
             self.cookie(&session)
         } else {
             None
         };
         let principal = Arc::new(session.principal.clone());
-        Ok(Opened { session, principal, renewed })
+        Opened { session, principal, renewed }
     }
 
     /// Logout: the session is refused from now on, even if a copy of its cookie is replayed.

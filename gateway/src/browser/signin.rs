@@ -33,7 +33,7 @@ use crate::pipeline::Connection;
 
 /// A discovered provider's client: authorization and token endpoints set (from discovery),
 /// the others unused.
-type Client = CoreClient<
+pub(super) type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
@@ -200,43 +200,18 @@ impl Browser {
             )),
             other => BrowserError::Provider(format!("token request to provider {} failed: {other}", provider.name)),
         })?;
-        let id_token =
-            tokens.id_token().ok_or_else(|| BrowserError::IdToken("the provider returned no ID token".into()))?;
-        // The signature: the provider's key set and verifier, shared with bearer tokens (one
-        // cache, one rotation and outage behaviour, aws-lc-rs).
-        let raw = id_token.to_string();
-        let parsed = jws::parse(&raw, MAX_ID_TOKEN_BYTES)
-            .map_err(|e| BrowserError::IdToken(format!("the ID token was refused: {e}")))?;
-        let alg = provider.verify_signature(parsed, now).await.map_err(|e| match e {
-            AuthError::KeysUnavailable(_) => BrowserError::Unavailable(e.to_string()),
-            e => BrowserError::IdToken(format!("the ID token was refused: {e}")),
-        })?;
-        // The claims: iss, aud (the client, or an audience the provider is configured with),
-        // azp, exp, iat and the nonce, by openidconnect's verifier. Its own signature check is
-        // off because the signature was verified just above, by the gateway's verifier.
-        let audiences = provider.audiences().to_vec();
-        let verifier = client
-            .id_token_verifier()
-            .insecure_disable_signature_check()
-            .set_other_audience_verifier_fn(move |aud| audiences.iter().any(|a| a == aud.as_str()));
         let nonce = Nonce::new(pending.nonce);
-        let claims = id_token
-            .claims(&verifier, &nonce)
-            .map_err(|e| BrowserError::IdToken(format!("the ID token was refused: {e}")))?;
-        // at_hash binds the access token to this ID token (OpenID Connect Core 3.1.3.6).
-        if let Some(expected) = claims.access_token_hash()
-            && at_hash(alg, tokens.access_token().secret()).as_deref() != Some(expected.as_str())
-        {
-            return Err(BrowserError::IdToken("the ID token's at_hash does not match the access token".into()));
-        }
-        // Verified above; the claim mapping reads the same payload as the bearer path does.
-        let raw = payload(&raw).ok_or_else(|| BrowserError::IdToken("the ID token's payload is not JSON".into()))?;
-        let principal =
-            provider.principal(&raw, AuthMethod::Browser).map_err(|e| BrowserError::IdToken(e.to_string()))?;
-        let session = self
+        let verified = verify_id_token(provider, &client, &tokens, &nonce, now).await?;
+        let verified = verified.ok_or_else(|| BrowserError::IdToken("the provider returned no ID token".into()))?;
+        let principal = verified.principal;
+        let mut session = self
             .sessions
             .start(principal, &provider.name, now)
             .ok_or_else(|| BrowserError::Unavailable("no randomness".into()))?;
+        // With a refresh token, the claims are renewed at the provider when the ID token
+        // expires (`refresh`); without one the session runs to its idle or absolute end.
+        session.refresh_token = tokens.refresh_token().map(|t| t.secret().clone());
+        session.refresh_at = verified.expires;
         let cookie = self
             .sessions
             .cookie(&session)
@@ -283,7 +258,10 @@ impl Browser {
     }
 
     /// The provider's openidconnect client, from its last discovery.
-    fn client(&self, provider: &Provider) -> Result<(Client, Arc<crate::auth::oidc::Discovered>), BrowserError> {
+    pub(super) fn client(
+        &self,
+        provider: &Provider,
+    ) -> Result<(Client, Arc<crate::auth::oidc::Discovered>), BrowserError> {
         let browser = provider
             .browser
             .as_ref()
@@ -301,6 +279,54 @@ impl Browser {
         .set_redirect_uri(redirect);
         Ok((client, discovered))
     }
+}
+
+/// A verified ID token: the principal its claims map to, and when it expires.
+pub(super) struct VerifiedIdToken {
+    pub principal: Principal,
+    pub subject: String,
+    pub expires: u64,
+}
+
+/// Verifies the ID token of a token response, if it has one. The signature with the
+/// provider's key set and verifier, shared with bearer tokens (one cache, one rotation and
+/// outage behaviour, aws-lc-rs); the claims — iss, aud (the client, or an audience the
+/// provider is configured with), azp, exp, iat and the nonce — with openidconnect's verifier,
+/// whose own signature check is off because the signature was verified just before;
+/// `at_hash` here.
+pub(super) async fn verify_id_token<N: openidconnect::NonceVerifier>(
+    provider: &Provider,
+    client: &Client,
+    tokens: &openidconnect::core::CoreTokenResponse,
+    nonce: N,
+    now: u64,
+) -> Result<Option<VerifiedIdToken>, BrowserError> {
+    let Some(id_token) = tokens.id_token() else { return Ok(None) };
+    let refused = |e: &dyn std::fmt::Display| BrowserError::IdToken(format!("the ID token was refused: {e}"));
+    let raw = id_token.to_string();
+    let parsed = jws::parse(&raw, MAX_ID_TOKEN_BYTES).map_err(|e| refused(&e))?;
+    let alg = provider.verify_signature(parsed, now).await.map_err(|e| match e {
+        AuthError::KeysUnavailable(_) => BrowserError::Unavailable(e.to_string()),
+        e => refused(&e),
+    })?;
+    let audiences = provider.audiences().to_vec();
+    let verifier = client
+        .id_token_verifier()
+        .insecure_disable_signature_check()
+        .set_other_audience_verifier_fn(move |aud| audiences.iter().any(|a| a == aud.as_str()));
+    let claims = id_token.claims(&verifier, nonce).map_err(|e| refused(&e))?;
+    // at_hash binds the access token to this ID token (OpenID Connect Core 3.1.3.6).
+    if let Some(expected) = claims.access_token_hash()
+        && at_hash(alg, tokens.access_token().secret()).as_deref() != Some(expected.as_str())
+    {
+        return Err(BrowserError::IdToken("the ID token's at_hash does not match the access token".into()));
+    }
+    let expires = u64::try_from(claims.expiration().timestamp()).unwrap_or(0);
+    // Verified above; the claim mapping reads the same payload as the bearer path does.
+    let payload = payload(&raw).ok_or_else(|| BrowserError::IdToken("the ID token's payload is not JSON".into()))?;
+    let principal =
+        provider.principal(&payload, AuthMethod::Browser).map_err(|e| BrowserError::IdToken(e.to_string()))?;
+    Ok(Some(VerifiedIdToken { principal, subject: claims.subject().to_string(), expires }))
 }
 
 /// The request's query, decoded.

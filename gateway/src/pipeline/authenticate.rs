@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use identity::Principal;
 
 use super::Connection;
-use crate::auth::{API_KEY_HEADER, Authenticator, ListenerAuth};
+use crate::auth::{API_KEY_HEADER, AuthError, Authenticator, ListenerAuth};
 use crate::browser::{Browser, SESSION_COOKIE, csrf};
 use crate::error::GatewayError;
 
@@ -32,7 +32,12 @@ pub(super) async fn authenticate(
 ) -> Result<Authenticated, GatewayError> {
     let authenticated = match auth.browser_session(listener, headers, connection.workload.as_ref()) {
         Some(opened) => {
-            let opened = opened?;
+            let mut opened = opened?;
+            let now = crate::browser::unix_now();
+            if opened.session.refresh_due(now) {
+                let browser = browser.ok_or(AuthError::SessionExpired("browser sign-in is not enabled"))?;
+                opened = browser.refresh(opened, now).await?;
+            }
             // A cookie rides along with whatever another site makes the browser request.
             if csrf::needs_check(method, path) {
                 let origin =

@@ -535,3 +535,46 @@ async fn the_console_in_chromium() {
     }
     let _ = idp.kill().await;
 }
+
+/// The provider issued a refresh token: when the ID token expires the claims are renewed at
+/// the provider (new groups show), concurrent requests with the old cookie share the renewal,
+/// and a provider that refuses the refresh token ends the session.
+#[tokio::test]
+async fn sessions_renew_at_the_provider_and_end_when_it_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut idp = Idp::start(0).await;
+    idp.command(r#"idtoken {"tenant": "acme", "groups": ["acme"], "exp_in": 2}"#.into()).await;
+    let (stack, _) = stack_with_browser(&idp, dir.path(), &[[1; 32]]).await;
+    let browser = Browser::new(&stack);
+    let session = cookie_value(&browser.sign_in().await);
+    let whoami = browser.get("/auth/session", &[(SESSION_COOKIE, &session)]).await;
+    assert_eq!(whoami.json()["groups"], json!(["acme"]));
+    assert!(set_cookie(&whoami, SESSION_COOKIE).is_none(), "renewed before the ID token expired");
+
+    // The ID token expires; the provider now says the person is also in `auditors`.
+    idp.command(r#"idtoken {"tenant": "acme", "groups": ["acme", "auditors"], "exp_in": 600}"#.into()).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let old = [(SESSION_COOKIE, session.as_str())];
+    let (first, second) = tokio::join!(browser.get("/v1/datasets", &old), browser.get("/auth/session", &old));
+    assert_eq!((first.status, second.status), (200, 200), "{} / {}", first.text(), second.text());
+    assert_eq!(second.json()["groups"], json!(["acme", "auditors"]), "the claims were not renewed");
+    let renewed = cookie_value(&set_cookie(&first, SESSION_COOKIE).expect("a renewed cookie"));
+    assert_ne!(renewed, session);
+    let again = browser.get("/auth/session", &[(SESSION_COOKIE, &renewed)]).await;
+    assert_eq!(again.json()["groups"], json!(["acme", "auditors"]));
+
+    // The provider revokes the session: the next renewal ends it.
+    idp.command(r#"idtoken {"tenant": "acme", "groups": ["acme"], "exp_in": 2}"#.into()).await;
+    let short = {
+        let session = cookie_value(&browser.sign_in().await);
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+        session
+    };
+    idp.command("refresh refuse".into()).await;
+    let refused = browser.get("/v1/datasets", &[(SESSION_COOKIE, &short)]).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(refused.text().contains("no longer accepts this session"), "{}", refused.text());
+    let console = browser.get("/console", &[(SESSION_COOKIE, &short)]).await;
+    assert_eq!((console.status, location(&console).as_str()), (302, "/auth/login?return_to=%2Fconsole"));
+    idp.stop().await;
+}
