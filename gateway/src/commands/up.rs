@@ -19,8 +19,8 @@ use process::shutdown_signal;
 use super::runtime;
 use crate::auth::apikeys;
 use crate::config::{
-    ApiKeysConfig, AuthorizationConfig, ClientAuth, Config, FsyncPolicy, HealthListener, Listener, ShutdownConfig,
-    SinkConfig, StampConfig, TlsConfig,
+    ApiKeysConfig, AuthorizationConfig, BrowserLoginConfig, BrowserSessionsConfig, ClientAuth, Config, FsyncPolicy,
+    HealthListener, Listener, OidcProviderConfig, Reference, ShutdownConfig, SinkConfig, StampConfig, TlsConfig,
 };
 use crate::pki::{self, LeafSpec};
 use crate::server;
@@ -51,6 +51,16 @@ pub struct UpArgs {
     /// one-shot secrets job of the compose stack and the pod test.
     #[arg(long)]
     pub init_only: bool,
+    /// Browser sign-in and the SQL console (`https://localhost:PORT/console`) at this OIDC
+    /// issuer, e.g. the development provider `node gateway/tests/oidc/interactive.mjs`.
+    #[arg(long)]
+    pub browser_issuer: Option<String>,
+    /// The gateway's client id at that provider.
+    #[arg(long, default_value = "portcullis-console", requires = "browser_issuer")]
+    pub browser_client_id: String,
+    /// A file holding the client secret (none: a public client, PKCE alone).
+    #[arg(long, requires = "browser_issuer")]
+    pub browser_client_secret_file: Option<PathBuf>,
 }
 
 /// The shipped policy set (`policies/` in the repository), embedded for `gateway up`.
@@ -163,6 +173,9 @@ pub fn run(args: UpArgs) -> Result<(), String> {
     // A development stack on one machine: no load balancer to drain from.
     config.shutdown = ShutdownConfig::immediate();
     config.auth.api_keys = Some(ApiKeysConfig { file: Some(state.api_keys_file.clone().into()), keys: Vec::new() });
+    if let Some(issuer) = &args.browser_issuer {
+        browser_login(&mut config, &args, issuer)?;
+    }
     // Every request's OCSF event, one JSON line each, in the state dir.
     config.audit.sinks = vec![SinkConfig::file(args.state_dir.join("audit.log"), FsyncPolicy::Interval)];
     let prepared = server::prepare(config).map_err(|e| e.to_string())?;
@@ -207,6 +220,12 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         let stop = shutdown_signal();
         let running = server::start(prepared).await.map_err(|e| e.to_string())?;
         print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
+        if args.browser_issuer.is_some() {
+            println!(
+                "  The SQL console (sign in at the provider): https://localhost:{}/console\n",
+                running.api_addr.port()
+            );
+        }
         tokio::select! {
             _ = stop => {}
             status = engine.wait() => tracing::error!(?status, "the engine exited"),
@@ -216,6 +235,29 @@ pub fn run(args: UpArgs) -> Result<(), String> {
         stop_child(&mut engine).await;
         Ok(())
     })
+}
+
+/// Browser sign-in at `issuer` for `https://localhost:PORT`, the session key in the state
+/// folder (created once, so sessions survive a restart).
+fn browser_login(config: &mut Config, args: &UpArgs, issuer: &str) -> Result<(), String> {
+    let key_file = args.state_dir.join("session-key");
+    if !key_file.exists() {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness from the operating system".to_string())?;
+        use base64::Engine as _;
+        pki::write_private(&key_file, &base64::engine::general_purpose::STANDARD.encode(key))?;
+    }
+    let by_file = |path: &Path| Reference::new(format!("${{file:{}}}", path.display()));
+    let origin = format!("https://localhost:{}", args.api_listen.port());
+    let mut provider = OidcProviderConfig::new("dev", issuer, vec![args.browser_client_id.clone()]);
+    provider.claims.tenant = Some("tenant".into());
+    let mut login = BrowserLoginConfig::new(&args.browser_client_id, format!("{origin}/auth/callback"));
+    login.client_secret = args.browser_client_secret_file.as_deref().map(by_file);
+    login.scopes = ["openid", "email", "profile", "tenant", "offline_access"].map(String::from).to_vec();
+    provider.browser_login = Some(login);
+    config.auth.oidc = vec![provider];
+    config.auth.browser_sessions = Some(BrowserSessionsConfig::new(vec![by_file(&key_file)]));
+    Ok(())
 }
 
 async fn wait_for_engine(addr: SocketAddr, engine: &mut tokio::process::Child) -> Result<(), String> {

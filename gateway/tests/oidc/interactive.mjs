@@ -2,7 +2,7 @@
 // oidc-provider (the certified implementation) with its development interactions (a login
 // form, then a consent form). Authorization code + PKCE, refresh tokens, RP-initiated logout.
 //
-//   node interactive.mjs <redirect_uri> <post_logout_redirect_uri>
+//   [PORT=9400] node interactive.mjs <redirect_uri> <post_logout_redirect_uri>
 //
 // stdout: `ready <issuer-url>` once listening. Accounts (any password): alice (tenant acme,
 // groups acme-analysts) and bob (tenant globex). Client: portcullis-console / console-secret.
@@ -22,7 +22,7 @@ const accounts = {
 
 // The port first: the issuer URL names it.
 const server = createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
