@@ -323,8 +323,9 @@ impl Pipeline {
                 self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
                 // A failed sign-in counts against the address's failed-auth quota, and towards
                 // a refusal finding; a request without credentials (a probe, a misconfigured
-                // client) or a provider outage does not.
-                if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_)) {
+                // client), a provider outage, or a browser session that ran out does not.
+                if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_) | AuthError::SessionExpired(_))
+                {
                     self.limits.failed_authentication(ip);
                     self.audit.refused(ip).await;
                 }
