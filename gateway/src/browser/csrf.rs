@@ -58,7 +58,7 @@ mod tests {
         Session {
             sid: "sid".into(),
             csrf: "token-123".into(),
-            principal: Principal::new(PrincipalKind::User, "a", "a", AuthMethod::Browser),
+            principal: std::sync::Arc::new(Principal::new(PrincipalKind::User, "a", "a", AuthMethod::Browser)),
             provider: "idp".into(),
             iat: 0,
             seen: 0,

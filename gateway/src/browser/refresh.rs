@@ -67,7 +67,7 @@ impl Browser {
                 return Err(AuthError::SessionExpired("the provider renewed the session for another subject"));
             }
             Some(verified) => {
-                session.principal = verified.principal;
+                session.principal = std::sync::Arc::new(verified.principal);
                 session.refresh_at = verified.expires;
             }
             // No new ID token: the claims stand for as long as the new access token.

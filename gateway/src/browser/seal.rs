@@ -95,25 +95,25 @@ impl KeyRing {
 
     /// Opens a value sealed by [`KeyRing::seal`] under any key of the ring.
     pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, OpenError> {
+        self.open_with(context, sealed, <[u8]>::to_vec)
+    }
+
+    /// [`Self::open`], handing the plaintext to `read` where it was decrypted (no copy).
+    pub fn open_with<T>(&self, context: &str, sealed: &str, read: impl FnOnce(&[u8]) -> T) -> Result<T, OpenError> {
         if sealed.len() > MAX_SEALED_LEN {
             return Err(OpenError::Malformed);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
-        let (head, ciphertext) = bytes.split_at_checked(KEY_ID_LEN + NONCE_LEN).ok_or(OpenError::Malformed)?;
+        let mut bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
+        let (head, ciphertext) = bytes.split_at_mut_checked(KEY_ID_LEN + NONCE_LEN).ok_or(OpenError::Malformed)?;
         if ciphertext.len() < TAG_LEN {
             return Err(OpenError::Malformed);
         }
         let (id, nonce) = head.split_at(KEY_ID_LEN);
         let key = self.keys.iter().find(|k| k.id == id).ok_or(OpenError::UnknownKey)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
-        let mut in_out = ciphertext.to_vec();
-        let len = key
-            .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut in_out)
-            .map_err(|_| OpenError::Tampered)?
-            .len();
-        in_out.truncate(len);
-        Ok(in_out)
+        let plaintext =
+            key.key.open_in_place(nonce, Aad::from(context.as_bytes()), ciphertext).map_err(|_| OpenError::Tampered)?;
+        Ok(read(plaintext))
     }
 }
 

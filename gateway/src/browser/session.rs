@@ -37,7 +37,8 @@ pub struct Session {
     pub sid: String,
     /// The per-session CSRF token (random), handed to the console by `/auth/session`.
     pub csrf: String,
-    pub principal: Principal,
+    /// Shared with the request (an `Arc` in the cookie's JSON too: serde's `rc`, no copy).
+    pub principal: Arc<Principal>,
     /// The provider (its name) that signed the browser in.
     pub provider: String,
     /// Signed in (unix seconds).
@@ -105,7 +106,7 @@ impl Sessions {
         Some(Session {
             sid: random_token(16)?,
             csrf: random_token(24)?,
-            principal,
+            principal: Arc::new(principal),
             provider: provider.into(),
             iat: now,
             seen: now,
@@ -135,15 +136,17 @@ impl Sessions {
     pub fn open(&self, sealed: &str, now: u64) -> Result<Opened, AuthError> {
         let sealed =
             sealed.strip_prefix(SEALED_PREFIX).ok_or(AuthError::SessionInvalid("the session cookie is malformed"))?;
-        let json = self.ring.open(SESSION_COOKIE, sealed).map_err(|e| {
-            AuthError::SessionInvalid(match e {
-                OpenError::Malformed => "the session cookie is malformed",
-                OpenError::UnknownKey => "the session cookie was sealed with a key this gateway does not have",
-                OpenError::Tampered => "the session cookie was tampered with",
-            })
-        })?;
-        let session: Session =
-            serde_json::from_slice(&json).map_err(|_| AuthError::SessionInvalid("the session cookie is malformed"))?;
+        let session: Result<Session, _> = self
+            .ring
+            .open_with(SESSION_COOKIE, sealed, |json| serde_json::from_slice::<Session>(json))
+            .map_err(|e| {
+                AuthError::SessionInvalid(match e {
+                    OpenError::Malformed => "the session cookie is malformed",
+                    OpenError::UnknownKey => "the session cookie was sealed with a key this gateway does not have",
+                    OpenError::Tampered => "the session cookie was tampered with",
+                })
+            })?;
+        let session = session.map_err(|_| AuthError::SessionInvalid("the session cookie is malformed"))?;
         if now >= session.iat.saturating_add(self.absolute) {
             return Err(AuthError::SessionExpired("the session reached its absolute lifetime"));
         }
@@ -165,7 +168,7 @@ impl Sessions {
         } else {
             None
         };
-        let principal = Arc::new(session.principal.clone());
+        let principal = Arc::clone(&session.principal);
         Opened { session, principal, renewed }
     }
 

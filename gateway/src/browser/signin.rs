@@ -221,7 +221,7 @@ impl Browser {
         }
         let mut response = redirect(&pending.return_to);
         response.headers_mut().append(header::SET_COOKIE, cookie);
-        Ok((response, Arc::new(session.principal)))
+        Ok((response, session.principal))
     }
 
     /// `/auth/logout`: same-origin with the session's CSRF token (a cross-site page must not
