@@ -658,3 +658,77 @@ async fn a_flood_past_the_descriptor_limit_keeps_health_up_and_memory_flat() {
     assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB ({baseline} → {after} KiB)");
     println!("flood: {refused} refused at the limit; gateway RSS {baseline} → {after} KiB");
 }
+
+#[test]
+fn session_key_new_and_browser_login_settings_are_checked() {
+    use base64::Engine as _;
+    // `gateway session-key new`: 32 random bytes in base64, a new one each time.
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let out = gateway(&["session-key", "new"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(&keys[0]).unwrap().len(), 32);
+
+    let pki = common::Pki::new();
+    let key_file = pki.path().join("session-key");
+    std::fs::write(&key_file, format!("{}\n", keys[0])).unwrap();
+    let short_key = pki.path().join("short-key");
+    std::fs::write(&short_key, "c2hvcnQ=").unwrap();
+    let secret = pki.path().join("client-secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let login = |extra: &str| {
+        format!(
+            "auth:\n  oidc:\n    - name: idp\n      issuer: https://idp.example.com\n      audiences: [console]\n      browser_login:\n        client_id: console\n        redirect_url: https://gw.example.com/auth/callback\n{extra}"
+        )
+    };
+    let sessions = |key: &std::path::Path, extra: &str| {
+        format!("  browser_sessions:\n    keys: ['${{file:{}}}']\n{extra}", key.display())
+    };
+    let good = login(&format!("        client_secret: '${{file:{}}}'\n", secret.display())) + &sessions(&key_file, "");
+    let path = write_config(&pki, &good, "http://127.0.0.1:8091");
+    let out = gateway(&["check", "-c", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cases = [
+        (
+            login("        client_secret: s3cret\n") + &sessions(&key_file, ""),
+            "auth.oidc[0].browser_login.client_secret",
+            "by reference",
+        ),
+        (login(""), "auth.oidc[0].browser_login", "needs auth.browser_sessions"),
+        ("auth:\n".to_string() + &sessions(&key_file, ""), "auth.browser_sessions", "no provider has browser_login"),
+        (
+            login("        scopes: [email]\n") + &sessions(&key_file, ""),
+            "auth.oidc[0].browser_login.scopes",
+            "must include openid",
+        ),
+        (
+            login("").replace("/auth/callback", "/callback") + &sessions(&key_file, ""),
+            "auth.oidc[0].browser_login.redirect_url",
+            "must end with /auth/callback",
+        ),
+        (login("") + &sessions(&short_key, ""), "auth.browser_sessions.keys[0]", "a key is 32 bytes"),
+        (
+            login("") + &sessions(&key_file, "    idle_secs: 7200\n    absolute_secs: 3600\n"),
+            "auth.browser_sessions",
+            "idle_secs <= absolute_secs",
+        ),
+        (
+            login("") + &format!("  browser_sessions:\n    keys: ['{}']\n", keys[0]),
+            "auth.browser_sessions.keys[0]",
+            "by reference",
+        ),
+    ];
+    for (yaml, field, why) in cases {
+        let path = write_config(&pki, &yaml, "http://127.0.0.1:8091");
+        let out = gateway(&["check", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{field}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(why), "wanted {field}: {why}, got {stderr}");
+        assert!(!stderr.contains("s3cret") && !stderr.contains(&keys[0]), "a secret in the message: {stderr}");
+    }
+}
