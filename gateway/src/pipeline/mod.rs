@@ -59,6 +59,9 @@ struct Context {
     record: Option<Box<ApiRecord>>,
     /// Request body bytes forwarded, counted as they stream (with audit on).
     bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// A browser session re-sealed by authenticate (last seen, or renewed at the provider with
+    /// a rotated refresh token): sent back whatever the outcome, so a refusal does not lose it.
+    set_cookie: Option<HeaderValue>,
 }
 
 impl Context {
@@ -226,7 +229,7 @@ impl Pipeline {
             .enabled()
             .then(|| audit::begin(self.name, connection, request, &request_id, grpc.then_some(route)));
         let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
-        Context { request_id, grpc, route, started: std::time::Instant::now(), record, bytes_in }
+        Context { request_id, grpc, route, started: std::time::Instant::now(), record, bytes_in, set_cookie: None }
     }
 
     /// The stages in request order, from the audit gate to forward; each hands on what it
@@ -263,6 +266,7 @@ impl Pipeline {
             &mut parts.headers,
         )
         .await?;
+        ctx.set_cookie = renewed_cookie;
         self.signed_in(connection, &ctx.request_id, Arc::clone(&principal), "request", false).await;
         ctx.principal(Arc::clone(&principal));
         // rate-limit (principal): the caller's own quota (group and principal overrides).
@@ -294,11 +298,7 @@ impl Pipeline {
             request = audit::count_request(request, counter);
         }
         // forward: stream to the engine and back.
-        let mut response = self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await?;
-        if let Some(cookie) = renewed_cookie {
-            response.headers_mut().append(http::header::SET_COOKIE, cookie);
-        }
-        Ok(response)
+        self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
     }
 
     /// observe: runs for every outcome, like pingora's logging phase. Metrics, the
@@ -343,6 +343,9 @@ impl Pipeline {
             Err(error) => error.into_response(ctx.grpc, ctx.request_id.to_str().unwrap_or("")),
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, ctx.request_id);
+        if let Some(cookie) = ctx.set_cookie {
+            response.headers_mut().append(http::header::SET_COOKIE, cookie);
+        }
         if ctx.grpc {
             response = grpc_status::observe(ctx.route, response);
         }
