@@ -115,16 +115,19 @@ impl Sessions {
         })
     }
 
-    /// The `Set-Cookie` value carrying `session`.
+    /// The `Set-Cookie` value carrying `session`, marked sensitive (HTTP/2 never puts it in
+    /// the HPACK table, and `Debug` prints no value).
     pub fn cookie(&self, session: &Session) -> Option<HeaderValue> {
         let json = serde_json::to_vec(session).ok()?;
         let sealed = self.ring.seal(SESSION_COOKIE, &json)?;
         let sealed = format!("{SEALED_PREFIX}{sealed}");
         let max_age = (session.iat + self.absolute).saturating_sub(session.seen);
-        HeaderValue::from_str(&format!(
+        let mut value = HeaderValue::from_str(&format!(
             "{SESSION_COOKIE}={sealed}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
         ))
-        .ok()
+        .ok()?;
+        value.set_sensitive(true);
+        Some(value)
     }
 
     /// The request's session, if it carries the cookie: `None` without one.
@@ -294,6 +297,7 @@ mod tests {
         }
         assert!(!set.contains("Domain"), "{set}");
         assert!(!set.contains("alice"), "the cookie is readable: {set}");
+        assert!(s.cookie(&session).unwrap().is_sensitive());
         assert!(csrf_matches(&session, session.csrf.as_bytes()));
         assert!(!csrf_matches(&session, b"guess"));
     }

@@ -109,7 +109,8 @@ impl Browser {
             "{LOGIN_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
             self.pending.timeout()
         );
-        if let Ok(value) = HeaderValue::from_str(&login_cookie) {
+        if let Ok(mut value) = HeaderValue::from_str(&login_cookie) {
+            value.set_sensitive(true);
             response.headers_mut().append(header::SET_COOKIE, value);
         }
         Ok(response)
