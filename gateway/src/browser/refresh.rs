@@ -81,7 +81,11 @@ impl Browser {
         }
         // A provider whose tokens are already expired would be asked again on every request.
         session.refresh_at = session.refresh_at.max(now.saturating_add(30));
-        self.renewed.insert(sid, session.clone(), now.saturating_add(SHARED_SECS), now);
-        Ok(self.sessions.opened(session, now, true))
+        let opened = self.sessions.opened(session, now, true);
+        if opened.renewed.is_none() {
+            return Err(AuthError::SessionExpired("the renewed session does not fit in a cookie (too many groups?)"));
+        }
+        self.renewed.insert(sid, opened.session.clone(), now.saturating_add(SHARED_SECS), now);
+        Ok(opened)
     }
 }

@@ -17,7 +17,7 @@ use http::header::{COOKIE, HeaderValue};
 use identity::{ExpiringCache, Principal};
 use serde::{Deserialize, Serialize};
 
-use super::seal::{KeyRing, OpenError};
+use super::seal::{KeyRing, MAX_SEALED_LEN, OpenError};
 use crate::auth::AuthError;
 use crate::config::{BrowserSessionsConfig, ConfigError};
 
@@ -115,11 +115,16 @@ impl Sessions {
         })
     }
 
-    /// The `Set-Cookie` value carrying `session`, marked sensitive (HTTP/2 never puts it in
+    /// The `Set-Cookie` value carrying `session` (`None` if it is too large to open again),
+    /// marked sensitive (HTTP/2 never puts it in
     /// the HPACK table, and `Debug` prints no value).
     pub fn cookie(&self, session: &Session) -> Option<HeaderValue> {
         let json = serde_json::to_vec(session).ok()?;
         let sealed = self.ring.seal(SESSION_COOKIE, &json)?;
+        // What `open` would refuse is never handed out (found by the `session` fuzz target).
+        if sealed.len() > MAX_SEALED_LEN {
+            return None;
+        }
         let sealed = format!("{SEALED_PREFIX}{sealed}");
         let max_age = (session.iat + self.absolute).saturating_sub(session.seen);
         let mut value = HeaderValue::from_str(&format!(
@@ -278,6 +283,16 @@ mod tests {
         // Rotation: the new key first, the old one still opens.
         let rotated = sessions(&[[2; 32], [1; 32]]);
         assert!(rotated.open(&value, 1_001).is_ok());
+    }
+
+    /// A session too large to open again is never sealed into a cookie.
+    #[test]
+    fn an_oversized_session_gets_no_cookie() {
+        let s = sessions(&[[1; 32]]);
+        let mut principal = Principal::new(PrincipalKind::User, "alice", "alice", AuthMethod::Browser);
+        principal.groups = (0..200).map(|i| format!("group-number-{i}")).collect();
+        let session = s.start(principal, "idp", 1).unwrap();
+        assert!(s.cookie(&session).is_none());
     }
 
     #[test]

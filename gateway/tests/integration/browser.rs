@@ -343,6 +343,16 @@ async fn callbacks_that_must_not_sign_anyone_in() {
     assert_eq!(browser.get(&callback, &[(login, &cookie)]).await.status, 302);
     assert_refused(&browser.get(&callback, &[(login, &cookie)]).await, 400, "login_state_invalid", "already used");
 
+    // A code stolen from one sign-in, injected into another's callback: the other's PKCE
+    // verifier does not match the code's challenge, so the provider refuses the exchange.
+    let (stolen, _) = browser.approved().await;
+    let code = stolen.split(['?', '&']).find(|p| p.starts_with("code=")).unwrap();
+    let (victim, cookie) = browser.approved().await;
+    let state = victim.split(['?', '&']).find(|p| p.starts_with("state=")).unwrap();
+    let injected = browser.get(&format!("/auth/callback?{code}&{state}"), &[(login, &cookie)]).await;
+    assert!(matches!(injected.status, 403 | 502), "an injected code signed someone in: {}", injected.text());
+    assert!(set_cookie(&injected, SESSION_COOKIE).is_none());
+
     // The provider's ID token with a nonce other than this sign-in's.
     idp.command(r#"idtoken {"tenant": "acme", "nonce": "someone-elses-nonce"}"#.into()).await;
     let (callback, cookie) = browser.approved().await;
