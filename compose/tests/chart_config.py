@@ -24,11 +24,15 @@ def main() -> int:
         "/var/run/secrets/spiffe/bundle.pem": f"{state}/tls/ca.pem",
         "/var/run/secrets/portcullis/stamp/stamp-key.pem": f"{state}/stamp-key.pem",
         "/var/run/secrets/portcullis/api-keys/api-keys.yaml": f"{state}/api-keys.yaml",
+        "/var/run/secrets/portcullis/browser/session-key": f"{state}/session-key",
+        "/var/run/secrets/portcullis/browser/client-secret": f"{state}/client-secret",
         "/etc/portcullis/policies": policies,
     }
     for path, local in mounts.items():
         text = text.replace(path, local)
-    left = [word for word in text.split() if word.startswith(("/var/run/", "/etc/portcullis"))]
+    # Paths alone or in a ${file:...} reference.
+    words = [word.strip("'\"[],").removeprefix("${file:") for word in text.split()]
+    left = [word for word in words if word.startswith(("/var/run/", "/etc/portcullis"))]
     if left:
         print(f"chart_config.py: {manifest} names paths the test does not map: {left}", file=sys.stderr)
         return 1

@@ -59,6 +59,13 @@ schema "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: schema"
 pss "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: PSS restricted"
 offline_validate "$work/plain-sidecar.yaml" >/dev/null || fail "the plain-sidecar variant: validate.sh"
 echo "ok: plain-container sidecar variant"
+# The browser sign-in overlay (values-browser.yaml): its Secret mounted, still restricted.
+python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml -o "$work/browser-overlay.yaml"
+schema "$work/browser-overlay.yaml" || fail "values-browser.yaml: schema"
+pss "$work/browser-overlay.yaml" || fail "values-browser.yaml: PSS restricted"
+offline_validate "$work/browser-overlay.yaml" >/dev/null || fail "values-browser.yaml: validate.sh (no secret in the ConfigMap)"
+grep -q 'mountPath: /var/run/secrets/portcullis/browser' "$work/browser-overlay.yaml" || fail "values-browser.yaml: the Secret is not mounted"
+echo "ok: browser sign-in overlay (values-browser.yaml)"
 
 if [ -n "${1:-}" ]; then
   # The README's Secret and ConfigMap commands, run as written (client-side dry run, no
@@ -81,6 +88,12 @@ if [ -n "${1:-}" ]; then
     python3 compose/tests/chart_config.py "$manifest" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
     "$1" check -c "$work/gateway.yaml" >/dev/null || fail "$manifest: gateway check refuses its gateway.yaml"
   done
+  # The browser sign-in overlay: its Secret's files, then the same check.
+  "$1" session-key new >"$work/readme/.portcullis/session-key"
+  echo development-client-secret >"$work/readme/.portcullis/client-secret"
+  python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml -o "$work/browser.yaml"
+  python3 compose/tests/chart_config.py "$work/browser.yaml" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
+  "$1" check -c "$work/gateway.yaml" >/dev/null || fail "values-browser.yaml: gateway check refuses its gateway.yaml"
   sed 's/^  client_auth:/  client_authz:/' "$work/gateway.yaml" >"$work/gateway-bad.yaml"
   must_fail "gateway check" "$1" check -c "$work/gateway-bad.yaml"
   echo "ok: gateway check accepts the gateway.yaml of every render"

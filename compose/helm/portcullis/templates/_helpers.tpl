@@ -88,5 +88,8 @@ volumeMounts:
   {{- if .Values.secrets.apiKeys }}
   - {name: api-keys, mountPath: /var/run/secrets/portcullis/api-keys, readOnly: true}
   {{- end }}
+  {{- if .Values.secrets.browserSignIn }}
+  - {name: browser-sign-in, mountPath: /var/run/secrets/portcullis/browser, readOnly: true}
+  {{- end }}
   - {name: gateway-tmp, mountPath: /tmp}
 {{- end -}}
