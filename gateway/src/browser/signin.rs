@@ -51,11 +51,11 @@ impl Browser {
     /// `/auth/login`: a pending sign-in, then the provider's authorization URL.
     pub(super) fn login(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
         let query = query(parts);
-        let return_to = match query.iter().find(|(k, _)| k == "return_to") {
-            Some((_, path)) => own_path(path)?.to_string(),
+        let return_to = match param(&query, "return_to") {
+            Some(path) => own_path(path)?.to_string(),
             None => "/console".to_string(),
         };
-        let wanted = query.iter().find(|(k, _)| k == "provider").map(|(_, v)| v.as_str());
+        let wanted = param(&query, "provider");
         let providers = self.auth.providers();
         let with_login: Vec<(usize, &Arc<Provider>)> =
             providers.iter().enumerate().filter(|(_, p)| p.browser.is_some()).collect();
@@ -71,7 +71,7 @@ impl Browser {
                 return Ok(pages::choose_provider(&names, &return_to));
             }
         };
-        let (client, discovered) = self.client(provider)?;
+        let (client, _discovered) = self.client(provider)?;
         let random = || random_token(32).ok_or_else(|| BrowserError::Unavailable("no randomness".into()));
         let (state, nonce, verifier, binding) = (random()?, random()?, random()?, random()?);
         let verifier = PkceCodeVerifier::new(verifier);
@@ -90,7 +90,6 @@ impl Browser {
             }
         }
         let (url, _, _) = request.url();
-        drop(discovered);
         let pending = Pending {
             provider: index,
             pkce_verifier: verifier.into_secret(),
