@@ -110,9 +110,18 @@ impl Pipeline {
         issuer: Arc<StampIssuer>,
         audit: Arc<Auditor>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
+        let api_auth = ListenerAuth::from_config(&config.api, config, "api")?;
+        let browser = crate::browser::Browser::from_config(config, &auth, &audit)?;
+        // Signing browsers in to a listener that then refuses their cookie helps nobody.
+        if browser.is_some() && !api_auth.browser() {
+            return Err(crate::config::ConfigError::new(
+                "api.auth.methods",
+                "browser sign-in is configured (auth.browser_sessions) but this list leaves out browser",
+            ));
+        }
         let api = Self {
             auth: Arc::clone(&auth),
-            listener: ListenerAuth::from_config(&config.api, config, "api")?,
+            listener: api_auth,
             authz: Arc::clone(&authz),
             limits: Arc::clone(&limits),
             issuer: Arc::clone(&issuer),
@@ -128,7 +137,7 @@ impl Pipeline {
             limit_stream: true,
             answers_handshake: false,
             name: "api",
-            browser: crate::browser::Browser::from_config(config, &auth, &audit)?.map(Arc::new),
+            browser: browser.map(Arc::new),
         };
         let flight = Self {
             auth,

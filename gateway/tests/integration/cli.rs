@@ -731,4 +731,16 @@ fn session_key_new_and_browser_login_settings_are_checked() {
         assert!(stderr.contains(field) && stderr.contains(why), "wanted {field}: {why}, got {stderr}");
         assert!(!stderr.contains("s3cret") && !stderr.contains(&keys[0]), "a secret in the message: {stderr}");
     }
+    // Browser sign-in on an API listener whose methods leave the cookie out.
+    let path = write_config(&pki, &good, "http://127.0.0.1:8091");
+    let yaml = std::fs::read_to_string(&path).unwrap().replacen(
+        "upstream: 'http://127.0.0.1:8091'}",
+        "upstream: 'http://127.0.0.1:8091', auth: {methods: [oidc]}}",
+        1,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let out = gateway(&["check", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("api.auth.methods") && stderr.contains("leaves out browser"), "{stderr}");
 }
