@@ -91,13 +91,17 @@ async function loadDatasets() {
     });
     item.append(button);
     if (Array.isArray(dataset.columns) && dataset.columns.length) {
+      // Columns fold away (native <details>: keyboard and screen-reader friendly).
+      const details = document.createElement('details');
+      details.append(text('summary', `${dataset.columns.length} columns`, 'muted small'));
       const columns = text('ul', null, 'columns');
       for (const column of dataset.columns) {
         const li = text('li', column.name);
         li.append(text('span', column.type, 'muted'));
         columns.append(li);
       }
-      item.append(columns);
+      details.append(columns);
+      item.append(details);
     }
     list.append(item);
   }
