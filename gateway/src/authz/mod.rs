@@ -308,6 +308,13 @@ impl Authorizer {
         names
     }
 
+    /// Every policy's id (its `@id`, else `file#index`), sorted: what coverage is counted of.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.live.load().bundle.policies.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        ids
+    }
+
     /// What the current set loaded but looks wrong (see [`PolicyBundle::warnings`]).
     pub fn warnings(&self) -> Vec<String> {
         self.live.load().bundle.warnings.clone()

@@ -9,6 +9,7 @@
 //! for the gateway (`authorization.engine_config`), and `validate` and `test` warn about a
 //! policy, entity or test naming a dataset the engine does not serve.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ pub enum PolicyCommand {
     /// Parse the schema, policies and entities and validate the policies (strict mode).
     Validate(DirArgs),
     /// Run the request → expected-decision cases in DIR/tests/*.json.
-    Test(DirArgs),
+    Test(TestArgs),
     /// Decide one request and say why.
     Check(CheckArgs),
 }
@@ -41,6 +42,27 @@ pub struct DirArgs {
     /// The engine's configuration file (see `authorization.engine_config`).
     #[arg(long)]
     pub engine_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Also report which policies no test case exercised as determining, and which test
+    /// files cover each policy.
+    #[arg(long)]
+    pub coverage: bool,
+    /// With --coverage: fail (exit 1) when fewer than PERCENT of the policies determined a
+    /// test decision.
+    #[arg(long, value_name = "PERCENT", requires = "coverage", value_parser = percent)]
+    pub min_coverage: Option<f64>,
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(value) if (0.0..=100.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +169,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
             println!("{}: valid ({} files{note})", args.dir.display(), authz.files().len());
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test(args) => test(&args.dir, args.engine_config.as_deref()),
+        PolicyCommand::Test(args) => test(&args),
         PolicyCommand::Check(args) => check(&args),
     }
 }
@@ -160,8 +182,12 @@ fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> 
     Authorizer::load(&config).map_err(|e| format!("invalid policies:\n{e}"))
 }
 
-fn test(dir: &Path, engine_config: Option<&Path>) -> Result<ExitCode, String> {
-    let authz = load(dir, engine_config)?;
+fn test(args: &TestArgs) -> Result<ExitCode, String> {
+    let dir = args.dir.dir.as_path();
+    let authz = load(dir, args.dir.engine_config.as_deref())?;
+    // Policy id → the test files in which it determined a decision.
+    let mut coverage: BTreeMap<String, BTreeSet<String>> =
+        authz.policy_ids().into_iter().map(|id| (id, BTreeSet::new())).collect();
     let tests = dir.join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&tests)
         .map_err(|e| format!("{}: {e}", tests.display()))?
@@ -186,7 +212,11 @@ fn test(dir: &Path, engine_config: Option<&Path>) -> Result<ExitCode, String> {
                     case.resource.id
                 );
             }
-            let outcome = run_case(&authz, &case);
+            let (outcome, determining) = run_case(&authz, &case);
+            let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for id in determining {
+                coverage.entry(id).or_default().insert(file_name.clone());
+            }
             match outcome {
                 Ok(()) => passed += 1,
                 Err(why) => {
@@ -200,10 +230,43 @@ fn test(dir: &Path, engine_config: Option<&Path>) -> Result<ExitCode, String> {
     if passed + failed == 0 {
         return Err(format!("{}: no test cases", tests.display()));
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let covered_enough = !args.coverage || report_coverage(&coverage, args.min_coverage);
+    Ok(if failed == 0 && covered_enough { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn run_case(authz: &Authorizer, case: &Case) -> Result<(), String> {
+/// Prints which policies determined a test decision, in which files, and which never did;
+/// false when the share covered is below `min` (percent).
+fn report_coverage(coverage: &BTreeMap<String, BTreeSet<String>>, min: Option<f64>) -> bool {
+    let total = coverage.len();
+    let covered = coverage.values().filter(|files| !files.is_empty()).count();
+    let share = if total == 0 { 100.0 } else { covered as f64 * 100.0 / total as f64 };
+    println!("policy coverage: {covered} of {total} policies determined a test decision ({share:.1}%)");
+    let width = coverage.keys().map(String::len).max().unwrap_or(0);
+    for (id, files) in coverage {
+        if files.is_empty() {
+            println!("  {id:width$}  NOT COVERED: no test case has it as a determining policy");
+        } else {
+            println!("  {id:width$}  {}", files.iter().cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    match min {
+        Some(min) if share < min => {
+            println!("policy coverage {share:.1}% is below --min-coverage {min}%");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// One case: its outcome, and the policies that determined its decision (for coverage).
+fn run_case(authz: &Authorizer, case: &Case) -> (Result<(), String>, Vec<String>) {
+    match run_case_inner(authz, case) {
+        Ok((outcome, determining)) => (outcome, determining),
+        Err(error) => (Err(error), Vec::new()),
+    }
+}
+
+fn run_case_inner(authz: &Authorizer, case: &Case) -> Result<(Result<(), String>, Vec<String>), String> {
     let principal = principal(&case.principal.kind, &case.principal.id, &case.principal.groups)?;
     let principal =
         Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
@@ -223,9 +286,9 @@ fn run_case(authz: &Authorizer, case: &Case) -> Result<(), String> {
         }
     }
     if problems.is_empty() {
-        return Ok(());
+        return Ok((Ok(()), evaluation.policies));
     }
-    Err(format!("{}{}", problems.join("; "), reasons(&evaluation)))
+    Ok((Err(format!("{}{}", problems.join("; "), reasons(&evaluation))), evaluation.policies))
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode, String> {

@@ -744,3 +744,41 @@ fn session_key_new_and_browser_login_settings_are_checked() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("api.auth.methods") && stderr.contains("leaves out browser"), "{stderr}");
 }
+
+#[test]
+fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
+    let shipped = common::shipped_policies();
+    let out = gateway(&["policy", "test", "--coverage", "--min-coverage", "100", shipped.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("(100.0%)") && !stdout.contains("NOT COVERED"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("tenant-read") && l.contains("tenant-isolation.json")));
+
+    // A planted policy no test exercises: named, and the minimum fails the run.
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_shipped_policies(dir.path());
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    for entry in std::fs::read_dir(shipped.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join("tests").join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("70-untested.cedar"),
+        "@id(\"untested-grant\")\npermit(principal in Group::\"auditors\", action == Action::\"select\", resource == Dataset::\"datafusion.demo.customers\");\n",
+    )
+    .unwrap();
+    let planted = dir.path().to_str().unwrap();
+    let out = gateway(&["policy", "test", "--coverage", planted]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "coverage alone reports, it does not fail: {stdout}");
+    assert!(
+        stdout.contains("10 of 11 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
+        "{stdout}"
+    );
+    let out = gateway(&["policy", "test", "--coverage", "--min-coverage", "95", planted]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("below --min-coverage 95%"), "{stdout}");
+    // A minimum that is not a percentage is bad usage.
+    assert_eq!(gateway(&["policy", "test", "--coverage", "--min-coverage", "120", planted]).status.code(), Some(2));
+}
