@@ -12,6 +12,7 @@
 mod context;
 pub mod decisions;
 pub mod flight;
+pub mod lint;
 pub mod policies;
 pub mod served;
 pub mod sql;
@@ -306,6 +307,12 @@ impl Authorizer {
             .collect();
         names.sort();
         names
+    }
+
+    /// The current set's lint findings at unix time `now` ([`lint`]).
+    pub fn lint(&self, now: i64) -> Vec<lint::Finding> {
+        let live = self.live.load();
+        lint::lint(&live.bundle.policies, &live.bundle.schema, now)
     }
 
     /// Every policy's id (its `@id`, else `file#index`), sorted: what coverage is counted of.

@@ -33,6 +33,19 @@ pub enum PolicyCommand {
     Test(TestArgs),
     /// Decide one request and say why.
     Check(CheckArgs),
+    /// What an author wants to hear before review: unconstrained permits, policies that can
+    /// never apply, permit/forbid pairs with the same scope, expired time bounds, admin
+    /// grants without an @id. Exit 1 when there is any finding.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+    /// Judge time bounds as of this RFC 3339 time instead of now.
+    #[arg(long)]
+    pub now: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +184,29 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
         }
         PolicyCommand::Test(args) => test(&args),
         PolicyCommand::Check(args) => check(&args),
+        PolicyCommand::Lint(args) => lint(&args),
     }
+}
+
+fn lint(args: &LintArgs) -> Result<ExitCode, String> {
+    let authz = load(&args.dir, None)?;
+    let now = match &args.now {
+        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("--now {text:?}: {e}"))?
+            .unix_timestamp(),
+        None => time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let findings = authz.lint(now);
+    for finding in &findings {
+        println!("warning[{}]: policy {:?}: {}", finding.lint, finding.policy, finding.message);
+    }
+    let policies = authz.policy_ids().len();
+    if findings.is_empty() {
+        println!("{}: {policies} policies, no lint findings", args.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: {policies} policies, {} lint findings", args.dir.display(), findings.len());
+    Ok(ExitCode::FAILURE)
 }
 
 fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {

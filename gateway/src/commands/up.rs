@@ -72,7 +72,6 @@ const SHIPPED_POLICIES: &[(&str, &str)] = &[
     ("20-tenant-isolation.cedar", include_str!("../../../policies/20-tenant-isolation.cedar")),
     ("30-read-only-api-keys.cedar", include_str!("../../../policies/30-read-only-api-keys.cedar")),
     ("40-mfa-for-writes.cedar", include_str!("../../../policies/40-mfa-for-writes.cedar")),
-    ("50-just-in-time.cedar", include_str!("../../../policies/50-just-in-time.cedar")),
     ("60-network.cedar", include_str!("../../../policies/60-network.cedar")),
 ];
 

@@ -772,7 +772,7 @@ fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "coverage alone reports, it does not fail: {stdout}");
     assert!(
-        stdout.contains("10 of 11 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
+        stdout.contains("9 of 10 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
         "{stdout}"
     );
     let out = gateway(&["policy", "test", "--coverage", "--min-coverage", "95", planted]);
@@ -781,4 +781,36 @@ fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
     assert!(stdout.contains("below --min-coverage 95%"), "{stdout}");
     // A minimum that is not a percentage is bad usage.
     assert_eq!(gateway(&["policy", "test", "--coverage", "--min-coverage", "120", planted]).status.code(), Some(2));
+}
+
+#[test]
+fn policy_lint_passes_the_shipped_set_and_names_planted_mistakes() {
+    let shipped = common::shipped_policies();
+    let out = gateway(&["policy", "lint", shipped.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("no lint findings"), "{stdout}");
+
+    // The just-in-time grant that used to ship (its window ended 2026-11-21), with its tests,
+    // and a grant of everything to everyone.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_shipped_policies(dir.path());
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::copy(fixtures.join("expired-just-in-time.cedar"), dir.path().join("50-just-in-time.cedar")).unwrap();
+    std::fs::copy(fixtures.join("expired-just-in-time.json"), dir.path().join("tests/just-in-time.json")).unwrap();
+    let planted = dir.path().to_str().unwrap();
+    // Its tests still pass: `context.now` inside and outside the window.
+    let out = gateway(&["policy", "test", planted]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::write(dir.path().join("99-oops.cedar"), "@id(\"oops\")\npermit(principal, action, resource);\n").unwrap();
+    let out = gateway(&["policy", "lint", planted]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("warning[expired-time-bound]: policy \"jit-incident-2026-11\""), "{stdout}");
+    assert!(stdout.contains("warning[unconstrained-permit]: policy \"oops\""), "{stdout}");
+    // Judged inside the window, the grant is current.
+    let out = gateway(&["policy", "lint", planted, "--now", "2026-11-20T12:00:00Z"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("expired-time-bound") && stdout.contains("unconstrained-permit"), "{stdout}");
+    assert_eq!(gateway(&["policy", "lint", planted, "--now", "yesterday"]).status.code(), Some(1));
 }
