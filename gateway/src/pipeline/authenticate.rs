@@ -44,19 +44,22 @@ pub(super) async fn authenticate(
                     browser.map(Browser::origin).ok_or(GatewayError::Csrf("browser sign-in is not enabled"))?;
                 csrf::check(headers, origin, &opened.session).map_err(GatewayError::Csrf)?;
             }
+            headers.remove(csrf::CSRF_HEADER);
+            // The engine reads no cookie; the session's never leaves the gateway.
+            headers.remove(COOKIE);
             Authenticated { principal: opened.principal, renewed_cookie: opened.renewed }
         }
-        None => Authenticated {
-            principal: auth.authenticate(listener, headers, connection.workload.as_ref()).await?,
-            renewed_cookie: None,
-        },
+        None => {
+            let principal = auth.authenticate(listener, headers, connection.workload.as_ref()).await?;
+            // A bearer or key won over a session cookie that came along: it stays here too.
+            // (Without browser sign-in there is no session cookie to look for.)
+            if browser.is_some() && crate::browser::cookie(headers, SESSION_COOKIE).is_some() {
+                headers.remove(COOKIE);
+            }
+            Authenticated { principal, renewed_cookie: None }
+        }
     };
     headers.remove(AUTHORIZATION);
     headers.remove(API_KEY_HEADER);
-    headers.remove(csrf::CSRF_HEADER);
-    // The engine reads no cookie; the session's never leaves the gateway.
-    if crate::browser::cookie(headers, SESSION_COOKIE).is_some() {
-        headers.remove(COOKIE);
-    }
     Ok(authenticated)
 }

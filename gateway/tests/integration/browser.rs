@@ -590,3 +590,60 @@ async fn sessions_renew_at_the_provider_and_end_when_it_refuses() {
     assert_eq!((console.status, location(&console).as_str()), (302, "/auth/login?return_to=%2Fconsole"));
     idp.stop().await;
 }
+
+/// What reaches the engine from a cookie request: the stamp, never the cookie or the CSRF
+/// token (an upstream that records the request head stands in for the engine).
+#[tokio::test]
+async fn the_engine_never_sees_the_session_cookie_or_the_csrf_token() {
+    let recorder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", recorder.local_addr().unwrap());
+    let heads = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut heads = Vec::new();
+        for _ in 0..2 {
+            let (mut socket, _) = recorder.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the gateway closed before a whole head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]").await.unwrap();
+            heads.push(String::from_utf8_lossy(&head).to_lowercase());
+        }
+        heads
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let idp = Idp::start(0).await;
+    let port = free_port();
+    let key = apikeys::generate().unwrap();
+    let (issuer, hash) = (idp.issuer.clone(), key.hash.clone());
+    let keys = vec![key_reference(dir.path(), "key", &[9; 32])];
+    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+        browser_config(c, &issuer, port, keys, None);
+        c.auth.api_keys = Some(common::inline_key("etl", &hash));
+        c.api.upstream = upstream;
+    })
+    .await;
+    let browser = Browser::new(&stack);
+    let sessions = Sessions::new(KeyRing::from_raw(&[[9; 32]]).unwrap(), 8 * 3600, 3600);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let session =
+        sessions.start(Principal::new(PrincipalKind::User, "alice", "alice", AuthMethod::Browser), "idp", now).unwrap();
+    let cookie = cookie_value(sessions.cookie(&session).unwrap().to_str().unwrap());
+    let origin = origin(port);
+    let headers = [("origin", origin.as_str()), ("x-csrf-token", session.csrf.as_str())];
+    let cookies = [(SESSION_COOKIE, cookie.as_str()), ("theme", "dark")];
+    assert_eq!(browser.send("POST", "/v1/sql", &cookies, &headers, "SELECT 1").await.status, 200);
+    // An API key wins over a session cookie that comes along; the cookie still stays here.
+    let with_key = [("x-api-key", key.key.as_str())];
+    assert_eq!(browser.send("POST", "/v1/sql", &cookies, &with_key, "SELECT 1").await.status, 200);
+    for head in heads.await.unwrap() {
+        assert!(head.contains(identity::STAMP_HEADER), "no stamp: {head}");
+        for secret in ["cookie:", "pck_", "x-csrf-token", &session.csrf.to_lowercase(), "x-api-key"] {
+            assert!(!head.contains(secret), "{secret} reached the engine: {head}");
+        }
+    }
+    drop(idp);
+}
