@@ -141,7 +141,11 @@ impl Browser {
         Ok(Some(Self {
             auth: Arc::clone(auth),
             sessions: Arc::clone(sessions),
-            pending: PendingLogins::new(settings.pending_logins, settings.login_timeout_secs),
+            pending: PendingLogins::new(
+                settings.pending_logins,
+                settings.pending_logins_per_source,
+                settings.login_timeout_secs,
+            ),
             origin,
             audit: Arc::clone(audit),
             headers: pages::Headers::new(),
@@ -157,7 +161,7 @@ impl Browser {
     pub async fn handle(&self, connection: &Connection, parts: &Parts, request_id: &HeaderValue) -> Response<Body> {
         let path = parts.uri.path();
         let result = match (path, &parts.method) {
-            ("/auth/login", &Method::GET) => self.login(parts),
+            ("/auth/login", &Method::GET) => self.login(connection, parts),
             ("/auth/callback", &Method::GET) => self.callback(connection, parts, request_id).await,
             ("/auth/logout", &Method::POST) => self.logout(parts),
             ("/auth/session", &Method::GET) => self.whoami(parts).await,

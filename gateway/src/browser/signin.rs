@@ -49,7 +49,7 @@ const MAX_RETURN_TO: usize = 2048;
 
 impl Browser {
     /// `/auth/login`: a pending sign-in, then the provider's authorization URL.
-    pub(super) fn login(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+    pub(super) fn login(&self, connection: &Connection, parts: &Parts) -> Result<Response<Body>, BrowserError> {
         let query = query(parts);
         let return_to = match param(&query, "return_to") {
             Some(path) => own_path(path)?.to_string(),
@@ -97,10 +97,11 @@ impl Browser {
             return_to,
             binding: super::sha256(binding.as_bytes()),
             started: unix_now(),
+            source: connection.peer.ip(),
         };
         if !self.pending.insert(state, pending, unix_now()) {
             return Err(BrowserError::Unavailable(
-                "too many sign-ins in progress; retry in a minute (auth.browser_sessions.pending_logins)".into(),
+                "too many sign-ins in progress (from this address, or in all); retry in a minute".into(),
             ));
         }
         let mut response = redirect(url.as_str());

@@ -58,6 +58,10 @@ pub struct BrowserSessionsConfig {
     /// beyond it, never grows memory).
     #[serde(default = "BrowserSessionsConfig::default_pending_logins")]
     pub pending_logins: usize,
+    /// ... of which one source address may hold this many (so it cannot lock everyone else
+    /// out of signing in); raise it for many people behind one NAT.
+    #[serde(default = "BrowserSessionsConfig::default_pending_logins_per_source")]
+    pub pending_logins_per_source: usize,
     /// A sign-in must come back from the provider within this.
     #[serde(default = "BrowserSessionsConfig::default_login_timeout_secs")]
     pub login_timeout_secs: u64,
@@ -70,6 +74,7 @@ impl BrowserSessionsConfig {
             absolute_secs: Self::default_absolute_secs(),
             idle_secs: Self::default_idle_secs(),
             pending_logins: Self::default_pending_logins(),
+            pending_logins_per_source: Self::default_pending_logins_per_source(),
             login_timeout_secs: Self::default_login_timeout_secs(),
         }
     }
@@ -81,6 +86,9 @@ impl BrowserSessionsConfig {
     }
     fn default_pending_logins() -> usize {
         10_000
+    }
+    fn default_pending_logins_per_source() -> usize {
+        64
     }
     fn default_login_timeout_secs() -> u64 {
         600
