@@ -30,7 +30,7 @@ pub use seal::KeyRing;
 pub use session::{Opened, SESSION_COOKIE, Session, Sessions, cookie};
 
 use crate::audit::Auditor;
-use crate::auth::Authenticator;
+use crate::auth::{AuthError, Authenticator};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
 use crate::pipeline::Connection;
@@ -62,7 +62,7 @@ pub enum BrowserError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
-    Unauthenticated(crate::auth::AuthError),
+    Unauthenticated(AuthError),
     #[error("{0}")]
     Csrf(&'static str),
     #[error("no such page")]
@@ -101,6 +101,8 @@ pub struct Browser {
     headers: pages::Headers,
     /// Sessions just renewed with a refresh token, for concurrent requests with the old cookie.
     renewed: refresh::Renewed,
+    /// `api.auth.require_client_certificate`: the session routes hold to it too.
+    require_client_certificate: bool,
 }
 
 impl std::fmt::Debug for Browser {
@@ -150,6 +152,7 @@ impl Browser {
             audit: Arc::clone(audit),
             headers: pages::Headers::new(),
             renewed: refresh::renewed_cache(),
+            require_client_certificate: config.api.auth.require_client_certificate,
         }))
     }
 
@@ -164,9 +167,9 @@ impl Browser {
             ("/auth/login", &Method::GET) => self.login(connection, parts),
             ("/auth/callback", &Method::GET) => self.callback(connection, parts, request_id).await,
             ("/auth/logout", &Method::POST) => self.logout(parts),
-            ("/auth/session", &Method::GET) => self.whoami(parts).await,
+            ("/auth/session", &Method::GET) => self.whoami(connection, parts).await,
             ("/auth/signed-out", &Method::GET) => Ok(pages::signed_out()),
-            ("/console" | "/console/", &Method::GET) => self.console(parts).await,
+            ("/console" | "/console/", &Method::GET) => self.console(connection, parts).await,
             (_, &Method::GET) if path.starts_with("/console/") => pages::asset(path).ok_or(BrowserError::NotFound),
             ("/auth/logout", method) => Err(BrowserError::MethodNotAllowed(method.clone(), "POST")),
             (
@@ -181,17 +184,22 @@ impl Browser {
 
     /// The request's session, renewed at the provider when its claims are due: `None`
     /// without a session cookie.
-    pub async fn session(&self, headers: &http::HeaderMap) -> Option<Result<Opened, crate::auth::AuthError>> {
+    /// The listener's `require_client_certificate` holds here as on the API.
+    async fn session(&self, connection: &Connection, headers: &http::HeaderMap) -> Option<Result<Opened, AuthError>> {
         let now = unix_now();
-        Some(match self.sessions.from_headers(headers, now)? {
+        let opened = self.sessions.from_headers(headers, now)?;
+        if self.require_client_certificate && connection.workload.is_none() {
+            return Some(Err(AuthError::ClientCertificateRequired));
+        }
+        Some(match opened {
             Ok(opened) if opened.session.refresh_due(now) => self.refresh(opened, now).await,
             other => other,
         })
     }
 
     /// `/console`: the page when signed in, else a sign-in that comes back here.
-    async fn console(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
-        match self.session(&parts.headers).await {
+    async fn console(&self, connection: &Connection, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        match self.session(connection, &parts.headers).await {
             Some(Ok(opened)) => {
                 let mut response = pages::console();
                 if let Some(renewed) = opened.renewed {
@@ -204,11 +212,11 @@ impl Browser {
     }
 
     /// `/auth/session`: the signed-in principal and the CSRF token for the console's calls.
-    async fn whoami(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
-        let opened = match self.session(&parts.headers).await {
+    async fn whoami(&self, connection: &Connection, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+        let opened = match self.session(connection, &parts.headers).await {
             Some(Ok(opened)) => opened,
             Some(Err(error)) => return Err(BrowserError::Unauthenticated(error)),
-            None => return Err(BrowserError::Unauthenticated(crate::auth::AuthError::Missing("a browser session"))),
+            None => return Err(BrowserError::Unauthenticated(AuthError::Missing("a browser session"))),
         };
         let p = &opened.principal;
         let body = serde_json::json!({

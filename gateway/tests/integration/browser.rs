@@ -647,3 +647,36 @@ async fn the_engine_never_sees_the_session_cookie_or_the_csrf_token() {
     }
     drop(idp);
 }
+
+/// `require_client_certificate` holds for a browser session as for any credential: on the
+/// API and on the session routes.
+#[tokio::test]
+async fn a_required_client_certificate_is_required_of_browsers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = Idp::start(0).await;
+    let port = free_port();
+    let issuer = idp.issuer.clone();
+    let keys = vec![key_reference(dir.path(), "key", &[8; 32])];
+    let stack = Stack::start_with(ClientAuth::Optional, |c| {
+        browser_config(c, &issuer, port, keys, None);
+        c.api.auth.require_client_certificate = true;
+    })
+    .await;
+    let sessions = Sessions::new(KeyRing::from_raw(&[[8; 32]]).unwrap(), 8 * 3600, 3600);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let session =
+        sessions.start(Principal::new(PrincipalKind::User, "alice", "alice", AuthMethod::Browser), "idp", now).unwrap();
+    let cookie = cookie_value(sessions.cookie(&session).unwrap().to_str().unwrap());
+    let without = Browser::new(&stack);
+    for path in ["/auth/session", "/v1/datasets"] {
+        let reply = without.get(path, &[(SESSION_COOKIE, &cookie)]).await;
+        assert_eq!(reply.status, 401, "{path}: {}", reply.text());
+        assert!(reply.text().contains("client certificate is required"), "{path}: {}", reply.text());
+    }
+    let with = Browser { client: Client::new(&stack.pki, Some("workload")), ..Browser::new(&stack) };
+    for path in ["/auth/session", "/v1/datasets"] {
+        let reply = with.get(path, &[(SESSION_COOKIE, &cookie)]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    }
+    drop(idp);
+}
