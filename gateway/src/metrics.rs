@@ -81,6 +81,7 @@ static TLS_FAILURES: Family<(&'static str, &'static str)> = Family::new();
 /// (listener, reason) → connections refused or cut below HTTP (not TLS failures).
 static CONNECTION_REFUSALS: Family<(&'static str, &'static str)> = Family::new();
 static AUTH_FAILURES: Family<&'static str> = Family::new();
+static BROWSER_SIGN_INS: Family<&'static str> = Family::new();
 static DECISIONS: Family<&'static str> = Family::new();
 static RATE_LIMITED: Family<&'static str> = Family::new();
 static UPSTREAM_LATENCY: Family<&'static str, Histogram> = Family::new();
@@ -144,6 +145,11 @@ pub fn connection_refusal(listener: &'static str, reason: &'static str) {
 
 pub fn auth_failure(reason: &'static str) {
     AUTH_FAILURES.add(reason);
+}
+
+/// A browser sign-in's callback: `ok`, or the refusal's code (a closed set: BrowserError).
+pub fn browser_sign_in(result: &'static str) {
+    BROWSER_SIGN_INS.add(result);
 }
 
 pub fn decision(allowed: bool) {
@@ -272,6 +278,10 @@ pub fn render(now_unix: i64) -> String {
         family(&mut out, "gateway_auth_failures_total", "counter", "Refused authentications by reason.");
         AUTH_FAILURES.each(|reason, n| {
             let _ = writeln!(out, "gateway_auth_failures_total{{reason=\"{reason}\"}} {}", value(n));
+        });
+        family(&mut out, "gateway_browser_sign_ins_total", "counter", "Browser sign-in callbacks by result.");
+        BROWSER_SIGN_INS.each(|result, n| {
+            let _ = writeln!(out, "gateway_browser_sign_ins_total{{result=\"{result}\"}} {}", value(n));
         });
         family(&mut out, "gateway_authz_decisions_total", "counter", "Cedar authorization outcomes.");
         DECISIONS.each(|result, n| {

@@ -141,12 +141,10 @@ impl Browser {
             self.audit.submit(Record::SignIn(Box::new(record))).await;
         }
         let reason = match &result {
-            Ok(_) => None,
-            Err(error) => Some(error.status_and_code().1),
+            Ok(_) => "ok",
+            Err(error) => error.status_and_code().1,
         };
-        if let Some(reason) = reason {
-            crate::metrics::auth_failure(reason);
-        }
+        crate::metrics::browser_sign_in(reason);
         let mut response = result.map(|(response, _)| response)?;
         response.headers_mut().append(header::SET_COOKIE, clear_cookie(LOGIN_COOKIE));
         Ok(response)

@@ -74,6 +74,16 @@ fn location(reply: &Reply) -> String {
         .to_string()
 }
 
+/// The health listener's `/metrics` text.
+async fn metrics_text(addr: SocketAddr) -> String {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("/metrics").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
 /// A GET to the provider over plain HTTP (loopback): status and headers.
 async fn provider_get(url: &str) -> (u16, http::HeaderMap) {
     let uri: http::Uri = url.parse().unwrap();
@@ -381,6 +391,12 @@ async fn callbacks_that_must_not_sign_anyone_in() {
     for bad in ["https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example", "%2F%5Cevil.example", "javascript%3Aalert(1)"] {
         let reply = browser.get(&format!("/auth/login?return_to={bad}"), &[]).await;
         assert_refused(&reply, 400, "return_to_invalid", "path on this gateway");
+    }
+    // ... and counted by result (the registry is the process's: at least these).
+    let metrics = metrics_text(stack.gateway.health_addr).await;
+    for result in ["ok", "login_state_invalid", "id_token_invalid", "login_refused"] {
+        let line = format!("gateway_browser_sign_ins_total{{result=\"{result}\"}} ");
+        assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line} missing:\n{metrics}");
     }
     // Every refused callback above is an Authentication event with its reason.
     for code in ["login_state_invalid", "id_token_invalid", "login_refused"] {
