@@ -533,13 +533,13 @@ pub fn credentials(value: &[u8]) -> Option<Credentials<'_>> {
     None
 }
 
-fn sha256(text: &str) -> [u8; 32] {
+pub(crate) fn sha256(bytes: impl AsRef<[u8]>) -> [u8; 32] {
     let mut out = [0u8; 32];
-    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref());
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes.as_ref()).as_ref());
     out
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -74,8 +74,8 @@ pub struct Provider {
     last_no_keys: AtomicU64,
     /// Browser sign-in at this provider, when configured.
     pub browser: Option<BrowserClient>,
-    /// The discovery document (endpoints) and the same key set in openidconnect's types, for
-    /// browser sign-in; refreshed with the keys.
+    /// The discovery document's endpoints in openidconnect's types, for browser sign-in;
+    /// refreshed with the keys.
     discovered: ArcSwapOption<Discovered>,
 }
 
@@ -336,11 +336,6 @@ impl Provider {
     /// sign-in's code exchange goes through it.
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
-    }
-
-    /// The signature's algorithms this provider allows.
-    pub fn algorithms(&self) -> &[Algorithm] {
-        &self.algorithms
     }
 
     pub fn audiences(&self) -> &[String] {

@@ -30,7 +30,7 @@ pub use seal::KeyRing;
 pub use session::{Opened, SESSION_COOKIE, Session, Sessions, cookie};
 
 use crate::audit::Auditor;
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, unix_now};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
 use crate::pipeline::Connection;
@@ -98,7 +98,6 @@ pub struct Browser {
     /// `https://host[:port]`: the gateway's own origin, from the redirect URLs.
     origin: String,
     audit: Arc<Auditor>,
-    headers: pages::Headers,
     /// Sessions just renewed with a refresh token, for concurrent requests with the old cookie.
     renewed: refresh::Renewed,
     /// `api.auth.require_client_certificate`: the session routes hold to it too.
@@ -150,7 +149,6 @@ impl Browser {
             ),
             origin,
             audit: Arc::clone(audit),
-            headers: pages::Headers::new(),
             renewed: refresh::renewed_cache(),
             require_client_certificate: config.api.auth.require_client_certificate,
         }))
@@ -179,7 +177,7 @@ impl Browser {
             _ => Err(BrowserError::NotFound),
         };
         let response = result.unwrap_or_else(|error| pages::error(&error, wants_html(parts)));
-        self.headers.apply(&parts.headers, response).await
+        pages::secured(&parts.headers, response).await
     }
 
     /// The request's session, renewed at the provider when its claims are due: `None`
@@ -265,16 +263,6 @@ fn origin_of(url: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{scheme}://{}", authority.strip_suffix(default_port).unwrap_or(authority)))
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
-    out
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

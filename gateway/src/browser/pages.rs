@@ -24,39 +24,29 @@ const APP_CSS: &str = include_str!("../console/app.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The headers every browser response gets.
-#[derive(Debug, Clone)]
-pub(super) struct Headers;
-
-impl Headers {
-    pub(super) fn new() -> Self {
-        Self
+/// `response` with the headers every browser response gets, compressed as the request's
+/// `Accept-Encoding` allows: tower-http's layers around the finished response.
+pub(super) async fn secured(request_headers: &HeaderMap, response: Response<Body>) -> Response<Body> {
+    let mut carrier = Request::new(Carried(response));
+    if let Some(accept) = request_headers.get(header::ACCEPT_ENCODING) {
+        carrier.headers_mut().insert(header::ACCEPT_ENCODING, accept.clone());
     }
-
-    /// `response` through the header and compression layers, with the request's
-    /// `Accept-Encoding`.
-    pub(super) async fn apply(&self, request_headers: &HeaderMap, response: Response<Body>) -> Response<Body> {
-        let mut carrier = Request::new(Carried(response));
-        if let Some(accept) = request_headers.get(header::ACCEPT_ENCODING) {
-            carrier.headers_mut().insert(header::ACCEPT_ENCODING, accept.clone());
-        }
-        let fixed = |name: HeaderName, value: &'static str| {
-            SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
-        };
-        let service = ServiceBuilder::new()
-            .layer(fixed(header::CONTENT_SECURITY_POLICY, CSP))
-            .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
-            .layer(fixed(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"))
-            .layer(fixed(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
-            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .layer(CompressionLayer::new())
-            .service_fn(carried);
-        match service.oneshot(carrier).await {
-            Ok(response) => response.map(|body| body.map_err(|e| e as crate::body::BoxError).boxed_unsync()),
-            Err(never) => match never {},
-        }
+    let fixed = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    let service = ServiceBuilder::new()
+        .layer(fixed(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
+        .layer(fixed(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"))
+        .layer(fixed(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(CompressionLayer::new())
+        .service_fn(carried);
+    match service.oneshot(carrier).await {
+        Ok(response) => response.map(|body| body.map_err(|e| e as crate::body::BoxError).boxed_unsync()),
+        Err(never) => match never {},
     }
 }
 
@@ -195,7 +185,7 @@ mod tests {
     async fn every_response_gets_the_security_headers_and_assets_compress() {
         let mut request = HeaderMap::new();
         request.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        let response = Headers::new().apply(&request, asset("/console/app.js").unwrap()).await;
+        let response = secured(&request, asset("/console/app.js").unwrap()).await;
         let h = response.headers();
         assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
         assert!(!CSP.contains("unsafe-inline") && CSP.contains("frame-ancestors 'none'"));
@@ -204,7 +194,7 @@ mod tests {
         assert!(h[header::STRICT_TRANSPORT_SECURITY].to_str().unwrap().starts_with("max-age="));
         assert_eq!(h[header::CACHE_CONTROL], "private, max-age=300");
         assert_eq!(h[header::CONTENT_ENCODING], "gzip");
-        let page = Headers::new().apply(&HeaderMap::new(), signed_out()).await;
+        let page = secured(&HeaderMap::new(), signed_out()).await;
         assert_eq!(page.headers()[header::CACHE_CONTROL], "no-store");
         assert!(page.headers().get(header::CONTENT_ENCODING).is_none());
     }

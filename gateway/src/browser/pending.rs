@@ -16,7 +16,7 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 /// The cookie binding a sign-in to its browser.
 pub(super) const LOGIN_COOKIE: &str = "__Host-portcullis-login";
 
-#[derive(Debug)]
+/// `{:?}` leaves out the PKCE verifier and the nonce.
 pub(super) struct Pending {
     pub provider: usize,
     pub pkce_verifier: String,
@@ -27,6 +27,17 @@ pub(super) struct Pending {
     pub started: u64,
     /// Where the sign-in came from (the per-source bound).
     pub source: IpAddr,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("provider", &self.provider)
+            .field("return_to", &self.return_to)
+            .field("started", &self.started)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a callback's state was not accepted.
@@ -84,7 +95,7 @@ impl PendingLogins {
         if now >= pending.started.saturating_add(self.timeout) {
             return Err(Taken::Expired);
         }
-        let binding = login_cookie.map(|c| super::sha256(c.as_bytes()));
+        let binding = login_cookie.map(crate::auth::sha256);
         match binding {
             Some(binding) if verify_slices_are_equal(&binding, &pending.binding).is_ok() => Ok(pending),
             _ => Err(Taken::OtherBrowser),
@@ -107,7 +118,7 @@ mod tests {
             pkce_verifier: "v".into(),
             nonce: "n".into(),
             return_to: "/console".into(),
-            binding: super::super::sha256(cookie.as_bytes()),
+            binding: crate::auth::sha256(cookie),
             started,
             source: IpAddr::from([192, 0, 2, 1]),
         }

@@ -30,8 +30,9 @@ pub(super) const SEALED_PREFIX: &str = "pck_";
 /// Seconds between re-seals of an active session's last-seen time.
 const RESEAL_AFTER_SECS: u64 = 60;
 
-/// What the cookie carries. Short field names: it travels with every request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the cookie carries. Short field names: it travels with every request. `{:?}` leaves
+/// out the CSRF and refresh tokens.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// A random id: what logout revokes and audit correlates.
     pub sid: String,
@@ -51,6 +52,19 @@ pub struct Session {
     /// When the claims are renewed with it (the ID token's expiry, unix seconds).
     #[serde(default, rename = "rat")]
     pub refresh_at: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &self.sid)
+            .field("principal", &self.principal.id)
+            .field("provider", &self.provider)
+            .field("iat", &self.iat)
+            .field("seen", &self.seen)
+            .field("refresh_at", &self.refresh_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -313,6 +327,10 @@ mod tests {
         assert!(!set.contains("Domain"), "{set}");
         assert!(!set.contains("alice"), "the cookie is readable: {set}");
         assert!(s.cookie(&session).unwrap().is_sensitive());
+        let mut with_token = session.clone();
+        with_token.refresh_token = Some("rt-secret-value".into());
+        let printed = format!("{with_token:?}");
+        assert!(!printed.contains(&session.csrf) && !printed.contains("rt-secret-value"), "{printed}");
         assert!(csrf_matches(&session, session.csrf.as_bytes()));
         assert!(!csrf_matches(&session, b"guess"));
     }

@@ -23,11 +23,12 @@ use serde_json::Value;
 
 use super::pending::{LOGIN_COOKIE, Pending, Taken};
 use super::session::{SESSION_COOKIE, clear_cookie, cookie, random_token};
-use super::{Browser, BrowserError, csrf, pages, redirect, unix_now};
+use super::{Browser, BrowserError, csrf, pages, redirect};
 use crate::audit::{Record, SignInRecord, now_ms};
 use crate::auth::AuthError;
 use crate::auth::jws;
 use crate::auth::oidc::Provider;
+use crate::auth::unix_now;
 use crate::body::Body;
 use crate::pipeline::Connection;
 
@@ -95,7 +96,7 @@ impl Browser {
             pkce_verifier: verifier.into_secret(),
             nonce,
             return_to,
-            binding: super::sha256(binding.as_bytes()),
+            binding: crate::auth::sha256(&binding),
             started: unix_now(),
             source: connection.peer.ip(),
         };
