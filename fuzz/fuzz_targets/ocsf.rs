@@ -1,6 +1,7 @@
-//! The OCSF encoder and the syslog framer: whatever a client puts in a path, SQL text or
-//! identity, each event is one line of valid JSON that gives those strings back as they
-//! were, and each syslog frame's length is right.
+//! The OCSF encoder, its reader and the syslog framer: whatever a client puts in a path, SQL
+//! text or identity, each event is one line of valid JSON that gives those strings back as
+//! they were, `gateway policy replay` reads back the principal and the Cedar requests the
+//! event records, and each syslog frame's length is right.
 #![no_main]
 
 use std::sync::Arc;
@@ -8,7 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gateway::audit::deliver::SyslogReceiver;
 use gateway::audit::event::Formatter;
-use gateway::audit::{ApiRecord, Decision, Record};
+use gateway::audit::recorded::{self, Line};
+use gateway::audit::{ApiRecord, Authorization, Decision, Record};
+use gateway::authz::sql::DatasetName;
+use gateway::authz::{Answer, Ask, AuthzError, Verdict};
 use gateway::config::SqlInAudit;
 use identity::{AuthMethod, Principal, PrincipalKind};
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +23,14 @@ fuzz_target!(|data: &[u8]| {
     let (id, path, sql) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let mut principal = Principal::new(PrincipalKind::User, id, id, AuthMethod::Oidc);
     principal.groups = vec![sql.to_string()];
+    let dataset = DatasetName { catalog: "c".into(), schema: path.to_string(), table: sql.to_string() };
+    let asks = vec![Ask { action: "query", dataset: None }, Ask { action: "select", dataset: Some(dataset) }];
+    let verdict = Verdict {
+        outcome: Err(AuthzError::Denied { action: "select", resource: path.to_string() }),
+        asks: asks.clone(),
+        enforced: Some(Answer { allowed: false, policies: vec![id.to_string()], refused: Some(1) }),
+        shadow: Some(Answer { allowed: true, policies: vec![sql.to_string()], refused: None }),
+    };
     let uri = http::Uri::builder().path_and_query(format!("/{}", path.escape_default())).build();
     let record = ApiRecord {
         time_ms: 1_800_000_000_000,
@@ -28,12 +40,13 @@ fuzz_target!(|data: &[u8]| {
         method: http::Method::POST,
         uri: uri.unwrap_or_else(|_| http::Uri::from_static("/")),
         rpc: None,
-        principal: Some(Arc::new(principal)),
+        principal: Some(Arc::new(principal.clone())),
         sql: Some(Bytes::copy_from_slice(sql.as_bytes())),
         actions: vec!["query"],
         datasets: vec![path.to_string()],
         decision: Decision::Denied,
         policies: vec![id.to_string()],
+        authorization: Some(Authorization { now: 1_800_000_000, client_cert: false, verdict: Arc::new(verdict) }),
         status: 403,
         grpc_status: None,
         error: Some(("forbidden", sql.to_string())),
@@ -52,6 +65,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(event["unmapped"]["sql"], sql, "SQL round-trips");
     assert_eq!(event["status_detail"], sql, "message round-trips");
     assert_eq!(event["resources"][0]["name"], path, "dataset round-trips");
+    assert_eq!(event["unmapped"]["authorization"]["shadow"]["policies"][0], sql, "shadow policy round-trips");
+    match recorded::parse(&out) {
+        Ok(Line::Decided(call)) => {
+            assert_eq!(call.principal, principal, "the principal reads back");
+            assert_eq!(call.asks, asks, "the Cedar requests read back");
+            assert_eq!(call.refused, Some(1), "the refusal reads back");
+        }
+        other => panic!("an event of ours does not read back: {other:?}"),
+    }
     let syslog = SyslogReceiver::new("127.0.0.1:1", None, 13, id).expect("a receiver");
     let frames = syslog.frame_lines(&out, 1);
     let (length, rest) = std::str::from_utf8(&frames).expect("ASCII").split_once(' ').expect("a length");

@@ -83,6 +83,8 @@ static CONNECTION_REFUSALS: Family<(&'static str, &'static str)> = Family::new()
 static AUTH_FAILURES: Family<&'static str> = Family::new();
 static BROWSER_SIGN_INS: Family<&'static str> = Family::new();
 static DECISIONS: Family<&'static str> = Family::new();
+/// (enforced, shadow) → calls the two policy sets decided differently.
+static SHADOW_DISAGREEMENTS: Family<(&'static str, &'static str)> = Family::new();
 static RATE_LIMITED: Family<&'static str> = Family::new();
 static UPSTREAM_LATENCY: Family<&'static str, Histogram> = Family::new();
 
@@ -156,6 +158,12 @@ pub fn decision(allowed: bool) {
     DECISIONS.add(if allowed { "allowed" } else { "denied" });
 }
 
+/// A call the shadow policy set decided otherwise than the enforced one (`allow`/`deny` each).
+pub fn shadow_disagreement(enforced: bool, shadow: bool) {
+    let name = |allowed: bool| if allowed { "allow" } else { "deny" };
+    SHADOW_DISAGREEMENTS.add((name(enforced), name(shadow)));
+}
+
 pub fn rate_limited(limiter: &'static str) {
     RATE_LIMITED.add(limiter);
 }
@@ -164,7 +172,7 @@ pub fn jwks_refresh(issuer: &str, ok: bool) {
     with(|r| *r.jwks_refreshes.entry((issuer.to_string(), if ok { "ok" } else { "error" })).or_default() += 1);
 }
 
-/// A reload of `what` (`certificates`, `api_keys`, `policies`).
+/// A reload of `what` (`certificates`, `api_keys`, `policies`, `shadow_policies`, `rate_limits`).
 pub fn reload(what: &'static str, ok: bool) {
     with(|r| *r.reloads.entry((what, if ok { "ok" } else { "rejected" })).or_default() += 1);
 }
@@ -286,6 +294,19 @@ pub fn render(now_unix: i64) -> String {
         family(&mut out, "gateway_authz_decisions_total", "counter", "Cedar authorization outcomes.");
         DECISIONS.each(|result, n| {
             let _ = writeln!(out, "gateway_authz_decisions_total{{result=\"{result}\"}} {}", value(n));
+        });
+        family(
+            &mut out,
+            "gateway_authz_shadow_disagreements_total",
+            "counter",
+            "Calls the shadow policy set decided otherwise than the enforced one.",
+        );
+        SHADOW_DISAGREEMENTS.each(|(enforced, shadow), n| {
+            let _ = writeln!(
+                out,
+                "gateway_authz_shadow_disagreements_total{{enforced=\"{enforced}\",shadow=\"{shadow}\"}} {}",
+                value(n)
+            );
         });
         family(&mut out, "gateway_rate_limited_total", "counter", "Requests refused by a rate limiter.");
         RATE_LIMITED.each(|limiter, n| {

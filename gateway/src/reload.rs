@@ -49,7 +49,22 @@ pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopp
 /// The policy directory: any change to the schema, a `*.cedar` file (added ones too) or the
 /// entities file loads the whole set again; it is validated before it replaces the old one.
 pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
-    let dirs = vec![authz.dir().to_path_buf()];
+    let dir = authz.dir().to_path_buf();
+    watch_policy_dir(dir, "policies", move || authz.reload(), stopped).await;
+}
+
+/// The shadow set's folder (`authorization.shadow`), watched and reloaded the same way.
+pub async fn watch_shadow_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
+    let Some(dir) = authz.shadow_dir().map(PathBuf::from) else { return };
+    watch_policy_dir(dir, "shadow_policies", move || authz.reload_shadow(), stopped).await;
+}
+
+async fn watch_policy_dir(
+    dir: PathBuf,
+    what: &'static str,
+    reload: impl Fn() -> Result<usize, crate::authz::policies::LoadError>,
+    stopped: watch::Receiver<bool>,
+) {
     let relevant = |path: &std::path::Path| {
         path.extension().is_some_and(|e| e == "cedar")
             || path
@@ -57,11 +72,11 @@ pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<boo
                 .is_some_and(|n| n == crate::authz::policies::SCHEMA_FILE || n == crate::authz::policies::ENTITIES_FILE)
     };
     let reload = move || {
-        let count = authz.reload().map_err(|e| e.to_string())?;
-        tracing::info!(policies = count, "policies loaded");
+        let count = reload().map_err(|e| e.to_string())?;
+        tracing::info!(policies = count, what, "policies loaded");
         Ok(())
     };
-    watch(dirs, relevant, "policies", reload, stopped).await;
+    watch(vec![dir], relevant, what, reload, stopped).await;
 }
 
 /// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest

@@ -48,10 +48,12 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     check_limits(&config)?;
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
     let auth = Arc::new(Authenticator::from_config(&config)?);
-    let authz = Arc::new(
-        Authorizer::load(&config.authorization)
-            .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?,
-    );
+    let mut authz = Authorizer::load(&config.authorization)
+        .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?;
+    if let Some(shadow) = &config.authorization.shadow {
+        authz = authz.with_shadow(shadow).map_err(|e| ConfigError::new("authorization.shadow", format!("\n{e}")))?;
+    }
+    let authz = Arc::new(authz);
     let limits = Arc::new(RateLimits::from_config(&config.rate_limits)?);
     crate::audit::Auditor::check(&config.audit)?;
     // Building the pipelines checks the upstream URLs and each listener's methods.
@@ -199,7 +201,8 @@ pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
         )),
         tokio::spawn(health::serve(health_listener, ready_upstream, Arc::clone(&draining), stopped.clone())),
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
-        tokio::spawn(reload::watch_policies(authz, stopped.clone())),
+        tokio::spawn(reload::watch_policies(Arc::clone(&authz), stopped.clone())),
+        tokio::spawn(reload::watch_shadow_policies(authz, stopped.clone())),
         tokio::spawn(prune_rate_limits(Arc::clone(&limits), stopped.clone())),
     ];
     if let Some(path) = config.source.clone() {

@@ -75,18 +75,36 @@ fn bench(c: &mut Criterion) {
         let dir = dirs.path().join(format!("p{extra}"));
         std::fs::create_dir_all(&dir).unwrap();
         let authz = Authorizer::load(&AuthorizationConfig::new(with_generated(&dir, extra))).unwrap();
-        authz.authorize(&facts, &simple).unwrap();
-        c.bench_function(&format!("cedar, {label}: endpoint + 1 dataset"), |b| {
-            b.iter(|| authz.authorize(black_box(&facts), black_box(&simple)).unwrap())
-        });
-        c.bench_function(&format!("cedar, {label}: endpoint + 3 datasets"), |b| {
-            b.iter(|| authz.authorize(black_box(&facts), black_box(&complex)).unwrap())
-        });
-        let classify = |payload: &[u8]| Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), &defaults)?);
-        c.bench_function(&format!("stage, {label}: repeated request (decision cache)"), |b| {
-            b.iter(|| authz.authorize_request(black_box(&facts), black_box(COMPLEX.as_bytes()), classify).unwrap())
-        });
+        cases(c, label, &authz, &facts, &simple, &complex, &defaults);
     }
+    // A shadow set beside the shipped one (the same set, so both decide every ask): what
+    // `authorization.shadow` adds to a call.
+    let authz = Authorizer::load(&AuthorizationConfig::new(shipped())).unwrap().with_shadow(&shipped()).unwrap();
+    cases(c, "shipped set + shadow", &authz, &facts, &simple, &complex, &defaults);
+}
+
+fn cases(
+    c: &mut Criterion,
+    label: &str,
+    authz: &Authorizer,
+    facts: &RequestFacts<'_>,
+    simple: &[sql::StatementAccess],
+    complex: &[sql::StatementAccess],
+    defaults: &NameDefaults,
+) {
+    authz.authorize(facts, simple).outcome.unwrap();
+    c.bench_function(&format!("cedar, {label}: endpoint + 1 dataset"), |b| {
+        b.iter(|| authz.authorize(black_box(facts), black_box(simple)).outcome.unwrap())
+    });
+    c.bench_function(&format!("cedar, {label}: endpoint + 3 datasets"), |b| {
+        b.iter(|| authz.authorize(black_box(facts), black_box(complex)).outcome.unwrap())
+    });
+    let classify = |payload: &[u8]| Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), defaults)?);
+    c.bench_function(&format!("stage, {label}: repeated request (decision cache)"), |b| {
+        b.iter(|| {
+            assert!(authz.authorize_request(black_box(facts), black_box(COMPLEX.as_bytes()), classify).outcome.is_ok())
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -11,14 +11,15 @@
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use futures::FutureExt;
 use gateway::audit::event::Formatter;
-use gateway::audit::{ApiRecord, Decision, Record};
+use gateway::audit::{ApiRecord, Authorization, Decision, Record};
 use gateway::auth::{Authenticator, ListenerAuth, apikeys};
-use gateway::authz::{Authorizer, RequestFacts, sql};
+use gateway::authz::{Authorizer, RequestFacts, Verdict, sql};
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, SqlInAudit, StampConfig, TlsConfig};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use identity::{StampIssuer, StampSigner};
@@ -84,21 +85,32 @@ impl HotPath {
             path: "/v1/sql",
             now: NOW,
         };
-        let defaults = self.authz.defaults();
-        let allowed = self
-            .authz
-            .authorize_request(&facts, SQL.as_bytes(), |payload| {
-                Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), defaults)?)
-            })
-            .unwrap();
-        black_box(&allowed);
+        let verdict = self.verdict(&facts);
+        assert!(verdict.outcome.is_ok());
+        black_box(&verdict);
         let stamp = self.issuer.stamp_for_at(&principal, NOW).unwrap();
         HeaderValue::from_str(&stamp).unwrap()
+    }
+
+    fn verdict(&self, facts: &RequestFacts<'_>) -> Arc<Verdict> {
+        let defaults = self.authz.defaults();
+        self.authz.authorize_request(facts, SQL.as_bytes(), |payload| {
+            Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), defaults)?)
+        })
     }
 
     /// The audit record the pipeline builds for that request.
     fn record(&self) -> Record {
         let principal = self.auth.authenticate(&self.listener, &self.headers, None).now_or_never().unwrap().unwrap();
+        let facts = RequestFacts {
+            principal: &principal,
+            source_ip: self.peer.ip(),
+            client_cert: false,
+            method: "POST",
+            path: "/v1/sql",
+            now: NOW,
+        };
+        let verdict = self.verdict(&facts);
         Record::Api(Box::new(ApiRecord {
             time_ms: 1_795_000_000_000,
             request_id: HeaderValue::from_static("3c1bcc88-5e81-4872-9b36-01f9b702ba92"),
@@ -113,6 +125,7 @@ impl HotPath {
             datasets: vec!["datafusion.acme.orders".into()],
             decision: Decision::Allowed,
             policies: vec!["baseline-endpoints".into(), "tenant-reads-own-schema".into()],
+            authorization: Some(Authorization { now: NOW, client_cert: false, verdict }),
             status: 200,
             grpc_status: None,
             error: None,

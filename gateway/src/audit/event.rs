@@ -16,6 +16,7 @@ use http::{HeaderValue, Method, Uri};
 use identity::Principal;
 
 use super::json::Json;
+use crate::authz::{Answer, Verdict};
 use crate::config::SqlInAudit;
 
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -59,7 +60,10 @@ pub struct ApiRecord {
     pub actions: Vec<&'static str>,
     pub datasets: Vec<String>,
     pub decision: Decision,
+    /// The determining policies: the permits that allowed, or the forbids that denied.
     pub policies: Vec<String>,
+    /// Everything Cedar was given and answered, when it was asked (for `policy replay`).
+    pub authorization: Option<Authorization>,
     pub status: u16,
     /// For gRPC: the status from the trailers (or the refusal).
     pub grpc_status: Option<u16>,
@@ -75,6 +79,17 @@ pub struct ApiRecord {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_us: u64,
+}
+
+/// What Cedar was given beyond what the event records elsewhere (the principal in `actor`,
+/// the address in `src_endpoint`, method and path in `http_request`), and its verdict.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    /// The `context.now` of every Cedar request (Unix seconds).
+    pub now: u64,
+    /// `context.client_cert`: a verified client certificate came with the connection.
+    pub client_cert: bool,
+    pub verdict: Arc<Verdict>,
 }
 
 /// Connections refused below HTTP (a failed TLS handshake, a connection limit, a header
@@ -222,10 +237,11 @@ impl Formatter {
             json.begin("actor");
             user(json, p);
             if !r.policies.is_empty() {
+                let decision = if r.decision == Decision::Denied { "Denied" } else { "Allowed" };
                 json.begin_array("authorizations");
                 for policy in &r.policies {
                     json.element();
-                    json.str("decision", "Allowed");
+                    json.str("decision", decision);
                     json.begin("policy");
                     json.str("uid", policy);
                     json.end();
@@ -284,6 +300,9 @@ impl Formatter {
                 Decision::Denied => Some("deny"),
             },
         );
+        if let Some(authorization) = &r.authorization {
+            authorization_of(json, authorization, r.principal.as_deref());
+        }
         json.opt_str("error_code", r.error.as_ref().map(|(code, _)| *code));
         json.opt_str("engine_error_code", r.upstream_error.as_ref().map(|(code, _)| code.as_str()));
         json.opt_u64("grpc_status", r.grpc_status.map(u64::from));
@@ -408,6 +427,46 @@ fn activity(actions: &[&'static str]) -> (u8, &'static str) {
     }
 }
 
+/// `unmapped.authorization`: with the principal, address, method and path recorded
+/// elsewhere in the event, every input Cedar was given (`now`, `mfa`, `client_cert`, the
+/// client certificate's identity, each request's action and dataset), which request was
+/// refused, and the shadow set's answer where it differs.
+fn authorization_of(json: &mut Json<'_>, a: &Authorization, p: Option<&Principal>) {
+    let Some(enforced) = &a.verdict.enforced else { return };
+    json.begin("authorization");
+    json.u64("now", a.now);
+    json.bool("mfa", p.is_some_and(|p| p.mfa));
+    json.bool("client_cert", a.client_cert);
+    json.opt_str("client_cert_identity", p.and_then(|p| p.client_cert.as_deref()));
+    json.begin_array("requests");
+    for ask in &a.verdict.asks {
+        json.element();
+        json.str("action", ask.action);
+        if let Some(dataset) = &ask.dataset {
+            json.str("dataset", &dataset.to_string());
+        }
+        json.end();
+    }
+    json.end_array();
+    json.opt_u64("refused", enforced.refused.map(|i| i as u64));
+    if let Some(shadow) = a.verdict.shadow.as_ref().filter(|s| s.allowed != enforced.allowed) {
+        answer(json, "shadow", shadow);
+    }
+    json.end();
+}
+
+fn answer(json: &mut Json<'_>, key: &'static str, answer: &Answer) {
+    json.begin(key);
+    json.str("decision", if answer.allowed { "allow" } else { "deny" });
+    json.begin_array("policies");
+    for policy in &answer.policies {
+        json.string_element(policy);
+    }
+    json.end_array();
+    json.opt_u64("refused", answer.refused.map(|i| i as u64));
+    json.end();
+}
+
 /// `user`: who the principal is.
 fn user(json: &mut Json<'_>, p: &Principal) {
     json.begin("user");
@@ -499,6 +558,7 @@ mod tests {
             datasets: Vec::new(),
             decision: Decision::Allowed,
             policies: Vec::new(),
+            authorization: None,
             status: 400,
             grpc_status: None,
             error: None,

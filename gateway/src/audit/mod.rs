@@ -19,6 +19,7 @@ pub mod deliver;
 pub mod event;
 mod json;
 pub mod plans;
+pub mod recorded;
 pub mod refusals;
 pub mod spool;
 pub mod writer;
@@ -36,7 +37,7 @@ use identity::Principal;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
-pub use event::{ApiRecord, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
+pub use event::{ApiRecord, Authorization, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
 /// The handle stages use; cheap to share.

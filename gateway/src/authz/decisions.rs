@@ -1,26 +1,24 @@
-//! A cache of whole authorization outcomes, so a caller repeating a request does not pay for
+//! A cache of whole authorization verdicts, so a caller repeating a request does not pay for
 //! SQL parsing and Cedar evaluation again within the same second.
 //!
 //! The key is everything the outcome depends on, compared exactly: the principal (all its
 //! fields), source IP, client-certificate flag, method, path, and the bytes that were
 //! classified (the SQL body, or the Flight call's first message). `now` is part of every
 //! Cedar request at one-second resolution, so entries live for the second they were made in
-//! and the whole cache is dropped when the second changes. A policy reload starts a new
-//! cache with the new policy set.
+//! and the whole cache is dropped when the second changes. A reload of either policy set
+//! (enforced or shadow) starts a new cache with the new pair.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use identity::Principal;
 
-use super::{Allowed, AuthzError};
+use super::Verdict;
 
 /// Payloads longer than this are classified every time (and never stored).
 const MAX_PAYLOAD: usize = 4096;
-
-pub type Outcome = Result<Allowed, AuthzError>;
 
 /// What an outcome depends on, borrowed from the request.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +38,7 @@ struct Entry {
     method: Box<str>,
     path: Box<str>,
     payload: Box<[u8]>,
-    outcome: Outcome,
+    verdict: Arc<Verdict>,
 }
 
 impl Entry {
@@ -93,7 +91,7 @@ impl DecisionCache {
         h.finish()
     }
 
-    pub fn get(&self, key: &Key<'_>, now: u64) -> Option<Outcome> {
+    pub fn get(&self, key: &Key<'_>, now: u64) -> Option<Arc<Verdict>> {
         if key.payload.len() > MAX_PAYLOAD || self.capacity == 0 {
             return None;
         }
@@ -103,10 +101,10 @@ impl DecisionCache {
         if state.second != now {
             return None;
         }
-        state.buckets.get(&hash)?.iter().find(|e| e.matches(key)).map(|e| e.outcome.clone())
+        state.buckets.get(&hash)?.iter().find(|e| e.matches(key)).map(|e| Arc::clone(&e.verdict))
     }
 
-    pub fn insert(&self, key: &Key<'_>, now: u64, outcome: &Outcome) {
+    pub fn insert(&self, key: &Key<'_>, now: u64, verdict: &Arc<Verdict>) {
         if key.payload.len() > MAX_PAYLOAD || self.capacity == 0 {
             return;
         }
@@ -131,7 +129,7 @@ impl DecisionCache {
             method: key.method.into(),
             path: key.path.into(),
             payload: key.payload.into(),
-            outcome: outcome.clone(),
+            verdict: Arc::clone(verdict),
         });
         state.len += 1;
     }
@@ -140,6 +138,7 @@ impl DecisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::Allowed;
     use identity::{AuthMethod, PrincipalKind};
 
     fn principal(id: &str) -> Principal {
@@ -158,7 +157,8 @@ mod tests {
             path: "/v1/sql",
             payload: b"SELECT 1",
         };
-        let allowed: Outcome = Ok(Allowed { policies: vec!["p".into()], ..Allowed::default() });
+        let allowed =
+            Arc::new(Verdict { outcome: Ok(Allowed::default()), asks: Vec::new(), enforced: None, shadow: None });
         cache.insert(&key, 100, &allowed);
         assert_eq!(cache.get(&key, 100), Some(allowed.clone()));
         assert_eq!(cache.get(&key, 101), None, "a new second");

@@ -6,8 +6,13 @@
 //! whole on reload, so a request never sees half a policy set and nothing is parsed per
 //! request. The principal's entity (its groups as parents, its attributes) and the policies
 //! that can apply to it are built once per principal and cached with the bundle they were
-//! built against; contexts once per second per request shape; whole outcomes for the second
+//! built against; contexts once per second per request shape; whole verdicts for the second
 //! ([`decisions`]).
+//!
+//! A second, *shadow* policy set (`authorization.shadow`) can be loaded beside the enforced
+//! one: every call is decided by both, only the enforced answer counts, and where the two
+//! disagree the audit event and a metric say so. Its answer rides in the same [`Verdict`],
+//! so a cached repeat costs the shadow set nothing either.
 
 mod context;
 pub mod decisions;
@@ -21,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{
@@ -89,17 +94,65 @@ pub struct Evaluation {
     pub errors: Vec<String>,
 }
 
-/// An allowed request: the policies that allowed it, for the audit stage.
+/// An allowed request: what the stamp needs beyond the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowed {
-    pub policies: Vec<String>,
-    /// The endpoint actions asked about (`query`, `write`, ...).
-    pub actions: Vec<&'static str>,
-    /// Every dataset the request touches, as `catalog.schema.table`.
-    pub datasets: Vec<String>,
     /// For a request that only reads the catalog (every endpoint action `describe`): the
     /// datasets the caller may `select`, which is all the engine will list to it.
     pub listing: Option<Vec<String>>,
+}
+
+/// One Cedar request a call implies: an endpoint action (on the request's path) or a
+/// dataset action (on that dataset).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ask {
+    pub action: &'static str,
+    pub dataset: Option<sql::DatasetName>,
+}
+
+impl Ask {
+    /// The Cedar resource this ask is about.
+    pub fn resource(&self) -> Resource {
+        self.dataset.clone().map_or(Resource::Endpoint, Resource::Dataset)
+    }
+}
+
+/// One policy set's answer to a call: the asks are decided in order and the first one
+/// refused ends it, as the gateway enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub allowed: bool,
+    /// The determining policies: every permit that allowed an ask, or the forbids that
+    /// refused the refused one (none for Cedar's default deny). Sorted, each once.
+    pub policies: Vec<String>,
+    /// The index (into [`Verdict::asks`]) of the ask that was refused.
+    pub refused: Option<usize>,
+}
+
+/// Everything authorizing one call found, kept whole for the decision cache and the audit
+/// event: the outcome the gateway enforces, every Cedar request the call implies (all of
+/// them, also after a refusal, so a replay can ask each again), and each set's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Result<Allowed, AuthzError>,
+    /// Empty when the call could not be classified (bad SQL, an unknown RPC, ...).
+    pub asks: Vec<Ask>,
+    /// The enforced set's answer; `None` when Cedar was never asked.
+    pub enforced: Option<Answer>,
+    /// The shadow set's answer, when a shadow set is configured and Cedar was asked.
+    pub shadow: Option<Answer>,
+}
+
+impl Verdict {
+    fn refused(error: AuthzError) -> Self {
+        Self { outcome: Err(error), asks: Vec::new(), enforced: None, shadow: None }
+    }
+
+    /// `(enforced allowed, shadow allowed)` when the two sets decided differently.
+    pub fn disagreement(&self) -> Option<(bool, bool)> {
+        let (enforced, shadow) = (self.enforced.as_ref()?, self.shadow.as_ref()?);
+        (enforced.allowed != shadow.allowed).then_some((enforced.allowed, shadow.allowed))
+    }
 }
 
 /// One loaded policy set and what was derived from it.
@@ -107,14 +160,21 @@ struct Loaded {
     bundle: PolicyBundle,
     /// Base entities plus each principal's own entity, per principal.
     principals: ExpiringCache<Principal, Arc<PrincipalView>>,
-    /// Whole outcomes for this second (see [`decisions`]).
-    decisions: DecisionCache,
 }
 
 impl Loaded {
-    fn new(bundle: PolicyBundle, cache_entries: usize) -> Self {
-        Self { bundle, principals: ExpiringCache::new(cache_entries), decisions: DecisionCache::new(cache_entries) }
+    fn new(bundle: PolicyBundle, cache_entries: usize) -> Arc<Self> {
+        Arc::new(Self { bundle, principals: ExpiringCache::new(cache_entries) })
     }
+}
+
+/// The sets in force, swapped whole when either is reloaded: a verdict is always made by one
+/// enforced and one shadow set, and cached with them.
+struct Live {
+    enforced: Arc<Loaded>,
+    shadow: Option<Arc<Loaded>>,
+    /// Whole verdicts for this second (see [`decisions`]).
+    decisions: DecisionCache,
 }
 
 /// What is built once per principal: its entity store and the policies that can apply to it.
@@ -126,8 +186,11 @@ struct PrincipalView {
 /// The authorize stage's state: the live policy set, swapped atomically on reload.
 pub struct Authorizer {
     dir: PathBuf,
+    shadow_dir: Option<PathBuf>,
     engine_config: Option<PathBuf>,
-    live: ArcSwap<Loaded>,
+    live: ArcSwap<Live>,
+    /// Reloads of the two sets take turns, so neither swaps out the other's new set.
+    reloading: Mutex<()>,
     cedar: CedarAuthorizer,
     contexts: ContextCache,
     defaults: NameDefaults,
@@ -156,6 +219,7 @@ struct Types {
 const PRINCIPAL_ENTITY_SECS: u64 = 60;
 
 impl Authorizer {
+    /// The enforced set (`authorization.policies`); [`Self::with_shadow`] adds the shadow set.
     pub fn load(config: &AuthorizationConfig) -> Result<Self, LoadError> {
         let defaults = NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() };
         let engine = config.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &defaults });
@@ -172,8 +236,14 @@ impl Authorizer {
         };
         Ok(Self {
             dir: config.policies.to_path_buf(),
+            shadow_dir: None,
             engine_config: config.engine_config.as_deref().map(Path::to_path_buf),
-            live: ArcSwap::from_pointee(Loaded::new(bundle, config.principal_cache_entries)),
+            live: ArcSwap::from_pointee(Live {
+                enforced: Loaded::new(bundle, config.principal_cache_entries),
+                shadow: None,
+                decisions: DecisionCache::new(config.principal_cache_entries),
+            }),
+            reloading: Mutex::new(()),
             cedar: CedarAuthorizer::new(),
             contexts: ContextCache::new(config.principal_cache_entries),
             defaults,
@@ -190,30 +260,72 @@ impl Authorizer {
         &self.dir
     }
 
+    /// The shadow set's folder, when one is loaded.
+    pub fn shadow_dir(&self) -> Option<&Path> {
+        self.shadow_dir.as_deref()
+    }
+
     /// The files the current policy set was read from.
     pub fn files(&self) -> Vec<PathBuf> {
-        self.live.load().bundle.files.clone()
+        self.live.load().enforced.bundle.files.clone()
+    }
+
+    fn load_bundle(&self, dir: &Path) -> Result<PolicyBundle, LoadError> {
+        let engine = self.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &self.defaults });
+        PolicyBundle::load_with(dir, engine)
+    }
+
+    /// Adds a shadow set from `dir`, loaded and validated like the enforced one: decided
+    /// beside it on every call, never changing an outcome.
+    pub fn with_shadow(mut self, dir: &Path) -> Result<Self, LoadError> {
+        let bundle = self.load_bundle(dir)?;
+        self.shadow_dir = Some(dir.to_path_buf());
+        let enforced = Arc::clone(&self.live.load().enforced);
+        self.live.store(Arc::new(Live {
+            enforced,
+            shadow: Some(Loaded::new(bundle, self.cache_entries)),
+            decisions: DecisionCache::new(self.cache_entries),
+        }));
+        Ok(self)
     }
 
     /// Loads the directory again; on success the new set serves the next request, on failure
     /// the old one keeps serving and the error says what is wrong where.
     pub fn reload(&self) -> Result<usize, LoadError> {
-        let engine = self.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &self.defaults });
-        let bundle = PolicyBundle::load_with(&self.dir, engine)?;
+        let bundle = self.load_bundle(&self.dir)?;
         let count = bundle.policies.policies().count();
-        self.live.store(Arc::new(Loaded::new(bundle, self.cache_entries)));
+        let _turn = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let shadow = self.live.load().shadow.clone();
+        self.swap(Loaded::new(bundle, self.cache_entries), shadow);
         Ok(count)
+    }
+
+    /// [`Self::reload`] for the shadow set (a no-op without one).
+    pub fn reload_shadow(&self) -> Result<usize, LoadError> {
+        let Some(dir) = &self.shadow_dir else { return Ok(0) };
+        let bundle = self.load_bundle(dir)?;
+        let count = bundle.policies.policies().count();
+        let _turn = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let enforced = Arc::clone(&self.live.load().enforced);
+        self.swap(enforced, Some(Loaded::new(bundle, self.cache_entries)));
+        Ok(count)
+    }
+
+    /// A new pair of sets, with a new (empty) decision cache: no verdict of the old pair is
+    /// served after the swap.
+    fn swap(&self, enforced: Arc<Loaded>, shadow: Option<Arc<Loaded>>) {
+        self.live.store(Arc::new(Live { enforced, shadow, decisions: DecisionCache::new(self.cache_entries) }));
     }
 
     /// Authorizes a request whose meaning `classify` extracts from `payload` (the SQL body,
     /// or the Flight call's first message). A repeat of the same request by the same caller
-    /// within the same second gets the first one's outcome without classifying again.
+    /// within the same second gets the first one's verdict without classifying again.
     pub fn authorize_request(
         &self,
         facts: &RequestFacts<'_>,
         payload: &[u8],
         classify: impl FnOnce(&[u8]) -> Result<Vec<StatementAccess>, AuthzError>,
-    ) -> Result<Allowed, AuthzError> {
+    ) -> Arc<Verdict> {
         let live = self.live.load();
         let key = Key {
             principal: facts.principal,
@@ -223,69 +335,87 @@ impl Authorizer {
             path: facts.path,
             payload,
         };
-        if let Some(outcome) = live.decisions.get(&key, facts.now) {
-            return outcome;
+        if let Some(verdict) = live.decisions.get(&key, facts.now) {
+            return verdict;
         }
-        let outcome = classify(payload).and_then(|accesses| self.authorize_with(&live, facts, &accesses));
-        live.decisions.insert(&key, facts.now, &outcome);
-        outcome
+        let verdict = Arc::new(match classify(payload) {
+            Ok(accesses) => self.authorize_with(&live, facts, &accesses),
+            Err(error) => Verdict::refused(error),
+        });
+        live.decisions.insert(&key, facts.now, &verdict);
+        verdict
     }
 
     /// Every access must be allowed; the first denial is the answer. Not cached.
-    pub fn authorize(&self, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Result<Allowed, AuthzError> {
+    pub fn authorize(&self, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Verdict {
         self.authorize_with(&self.live.load(), facts, accesses)
     }
 
-    fn authorize_with(
-        &self,
-        live: &Loaded,
-        facts: &RequestFacts<'_>,
-        accesses: &[StatementAccess],
-    ) -> Result<Allowed, AuthzError> {
-        let view = self.principal_view(live, facts)?;
-        let mut allowed = Allowed::default();
-        let mut asked: HashSet<(&'static str, Option<&sql::DatasetName>)> = HashSet::new();
-        for access in accesses {
-            let endpoint = access.endpoint.as_str();
-            let datasets = access.datasets.iter().map(|(action, dataset)| (action.as_str(), Some(dataset)));
-            for (action, dataset) in std::iter::once((endpoint, None)).chain(datasets) {
-                if !asked.insert((action, dataset)) {
-                    continue;
-                }
-                let resource = dataset.map_or(Resource::Endpoint, |d| Resource::Dataset(d.clone()));
-                let evaluation = self.evaluate(&view, facts, action, &resource);
-                for error in &evaluation.errors {
-                    // A policy that errors does not apply (Cedar's semantics); authors want to know.
-                    tracing::warn!(%error, action, "a policy failed to evaluate");
-                }
-                if !evaluation.allowed {
-                    if let (Some(d), Some(served)) = (dataset, &live.bundle.served) {
-                        let name = d.to_string();
-                        if !served.contains(&name) {
-                            return Err(AuthzError::UnknownDataset(name));
-                        }
-                    }
-                    let resource = match dataset {
-                        Some(d) => format!("dataset {d}"),
-                        None => format!("endpoint {}", facts.path),
-                    };
-                    return Err(AuthzError::Denied { action, resource });
-                }
-                allowed.policies.extend(evaluation.policies);
-                match dataset {
-                    Some(d) => allowed.datasets.push(d.to_string()),
-                    None => allowed.actions.push(action),
-                }
+    fn authorize_with(&self, live: &Live, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Verdict {
+        let asks = asks(accesses);
+        let enforced = match self.answer(&live.enforced, facts, &asks) {
+            Ok(answer) => answer,
+            Err(error) => return Verdict::refused(error),
+        };
+        let shadow = live.shadow.as_ref().map(|shadow| {
+            // A shadow set that cannot even build the caller's entity refuses everything.
+            self.answer(shadow, facts, &asks).unwrap_or_default()
+        });
+        let outcome = match enforced.refused.and_then(|i| asks.get(i)) {
+            None if enforced.allowed => {
+                let describe = !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe);
+                let listing = describe.then(|| self.principal_view(&live.enforced, facts).ok()).flatten();
+                Ok(Allowed { listing: listing.map(|view| self.listing(&live.enforced, &view, facts)) })
             }
+            refused => Err(self.refusal(&live.enforced, facts, refused)),
+        };
+        Verdict { outcome, asks, enforced: Some(enforced), shadow }
+    }
+
+    /// The error a refused ask is answered with: 404 for a dataset the engine does not serve
+    /// (a typo, not a refusal), else 403 naming the action and resource.
+    fn refusal(&self, live: &Loaded, facts: &RequestFacts<'_>, refused: Option<&Ask>) -> AuthzError {
+        let Some(ask) = refused else {
+            return AuthzError::Denied { action: "any action", resource: format!("principal {}", facts.principal.id) };
+        };
+        match &ask.dataset {
+            Some(dataset) => {
+                let name = dataset.to_string();
+                if live.bundle.served.as_ref().is_some_and(|served| !served.contains(&name)) {
+                    return AuthzError::UnknownDataset(name);
+                }
+                AuthzError::Denied { action: ask.action, resource: format!("dataset {name}") }
+            }
+            None => AuthzError::Denied { action: ask.action, resource: format!("endpoint {}", facts.path) },
         }
-        allowed.policies.sort();
-        allowed.policies.dedup();
-        allowed.datasets.sort();
-        allowed.datasets.dedup();
-        if !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe) {
-            allowed.listing = Some(self.listing(live, &view, facts));
+    }
+
+    /// The enforced set's answer to `asks`, not cached: what `gateway policy replay` asks of
+    /// a candidate set for each recorded call.
+    pub fn decide_asks(&self, facts: &RequestFacts<'_>, asks: &[Ask]) -> Answer {
+        self.answer(&self.live.load().enforced, facts, asks).unwrap_or_default()
+    }
+
+    /// Decides `asks` in order against one set; the first refusal ends it.
+    fn answer(&self, live: &Loaded, facts: &RequestFacts<'_>, asks: &[Ask]) -> Result<Answer, AuthzError> {
+        let view = self.principal_view(live, facts)?;
+        let mut policies = Vec::new();
+        for (i, ask) in asks.iter().enumerate() {
+            let evaluation = self.evaluate(&view, facts, ask.action, &ask.resource());
+            for error in &evaluation.errors {
+                // A policy that errors does not apply (Cedar's semantics); authors want to know.
+                tracing::warn!(%error, action = ask.action, "a policy failed to evaluate");
+            }
+            if !evaluation.allowed {
+                let mut forbids = evaluation.policies;
+                forbids.sort();
+                return Ok(Answer { allowed: false, policies: forbids, refused: Some(i) });
+            }
+            policies.extend(evaluation.policies);
         }
-        Ok(allowed)
+        policies.sort();
+        policies.dedup();
+        Ok(Answer { allowed: true, policies, refused: None })
     }
 
     /// The known datasets (entities of type `Dataset`) Cedar lets this caller `select`, for
@@ -312,24 +442,25 @@ impl Authorizer {
     /// The current set's lint findings at unix time `now` ([`lint`]).
     pub fn lint(&self, now: i64) -> Vec<lint::Finding> {
         let live = self.live.load();
-        lint::lint(&live.bundle.policies, &live.bundle.schema, now)
+        lint::lint(&live.enforced.bundle.policies, &live.enforced.bundle.schema, now)
     }
 
     /// Every policy's id (its `@id`, else `file#index`), sorted: what coverage is counted of.
     pub fn policy_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.live.load().bundle.policies.policies().map(|p| p.id().to_string()).collect();
+        let mut ids: Vec<String> =
+            self.live.load().enforced.bundle.policies.policies().map(|p| p.id().to_string()).collect();
         ids.sort();
         ids
     }
 
     /// What the current set loaded but looks wrong (see [`PolicyBundle::warnings`]).
     pub fn warnings(&self) -> Vec<String> {
-        self.live.load().bundle.warnings.clone()
+        self.live.load().enforced.bundle.warnings.clone()
     }
 
     /// Whether the engine serves `dataset`; `None` when no engine configuration was given.
     pub fn serves(&self, dataset: &sql::DatasetName) -> Option<bool> {
-        self.live.load().bundle.served.as_ref().map(|served| served.contains(&dataset.to_string()))
+        self.live.load().enforced.bundle.served.as_ref().map(|served| served.contains(&dataset.to_string()))
     }
 
     /// One Cedar request, for the policy commands. An action the schema does not declare is
@@ -340,7 +471,7 @@ impl Authorizer {
         action: &str,
         resource: &Resource,
     ) -> Result<Evaluation, AuthzError> {
-        let live = self.live.load();
+        let live = Arc::clone(&self.live.load().enforced);
         let declared: Vec<String> = live.bundle.schema.actions().map(|a| a.id().unescaped().to_string()).collect();
         if !declared.iter().any(|a| a == action) {
             let mut declared = declared;
@@ -424,4 +555,23 @@ impl Authorizer {
         live.principals.insert(principal.clone(), Arc::clone(&view), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
         Ok(view)
     }
+}
+
+/// Every Cedar request `accesses` imply, in order, each once: per statement its endpoint
+/// action, then each dataset action.
+fn asks(accesses: &[StatementAccess]) -> Vec<Ask> {
+    let mut asks: Vec<Ask> = Vec::new();
+    for access in accesses {
+        let endpoint = Ask { action: access.endpoint.as_str(), dataset: None };
+        let datasets = access
+            .datasets
+            .iter()
+            .map(|(action, dataset)| Ask { action: action.as_str(), dataset: Some(dataset.clone()) });
+        for ask in std::iter::once(endpoint).chain(datasets) {
+            if !asks.contains(&ask) {
+                asks.push(ask);
+            }
+        }
+    }
+    asks
 }

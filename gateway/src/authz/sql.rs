@@ -68,6 +68,18 @@ impl DatasetAction {
     }
 }
 
+/// The action named `name` (endpoint or dataset), as the static name the authorizer asks
+/// Cedar with: for recorded calls read back by `gateway policy replay`.
+pub fn action_named(name: &str) -> Option<&'static str> {
+    use DatasetAction as D;
+    use EndpointAction as E;
+    [E::Query, E::Describe, E::Write, E::Admin]
+        .map(E::as_str)
+        .into_iter()
+        .chain([D::Select, D::Insert, D::Update, D::Delete, D::Ddl].map(D::as_str))
+        .find(|action| *action == name)
+}
+
 /// A table or view, fully qualified the way the engine resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DatasetName {

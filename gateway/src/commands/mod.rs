@@ -5,6 +5,7 @@ pub mod apikey;
 pub mod check;
 pub mod health;
 pub mod policy;
+pub mod replay;
 pub mod run;
 pub mod session_key;
 pub mod stamp;

@@ -1,9 +1,9 @@
-//! `gateway policy validate | test | check`: for policy authors. The decisions come from the
+//! `gateway policy validate | test | check | lint | replay`: for policy authors. The decisions come from the
 //! same code the gateway runs per request ([`crate::authz::Authorizer`]), so a test that
 //! passes here passes in production.
 //!
-//! Exit codes: 0 valid / all tests pass / allowed; 1 invalid, a test failed, or an error;
-//! 3 denied (`check` only); 2 bad usage.
+//! Exit codes: 0 valid / all tests pass / allowed / nothing flips; 1 invalid, a test failed,
+//! or an error; 3 denied (`check`) or a decision flipped (`replay`); 2 bad usage.
 //!
 //! With `--engine-config`, the datasets the engine's file defines are entities as they are
 //! for the gateway (`authorization.engine_config`), and `validate` and `test` warn about a
@@ -37,6 +37,9 @@ pub enum PolicyCommand {
     /// never apply, permit/forbid pairs with the same scope, expired time bounds, admin
     /// grants without an @id. Exit 1 when there is any finding.
     Lint(LintArgs),
+    /// Decide recorded calls (audit files) again against a candidate set and report every
+    /// decision that would flip. Exit 3 when one does.
+    Replay(super::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +188,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
         PolicyCommand::Test(args) => test(&args),
         PolicyCommand::Check(args) => check(&args),
         PolicyCommand::Lint(args) => lint(&args),
+        PolicyCommand::Replay(args) => super::replay::run(&args),
     }
 }
 
@@ -209,7 +213,7 @@ fn lint(args: &LintArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
+pub(super) fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
     let config = AuthorizationConfig {
         engine_config: engine_config.map(Into::into),
         ..AuthorizationConfig::new(dir.to_path_buf())

@@ -10,6 +10,12 @@ use super::ConfigPath;
 pub struct AuthorizationConfig {
     /// Directory with `schema.cedarschema`, `*.cedar` and optionally `entities.json`.
     pub policies: ConfigPath,
+    /// A candidate policy folder (same layout), decided beside `policies` on every request
+    /// and never enforced: where the two disagree, the audit event carries both answers and
+    /// `gateway_authz_shadow_disagreements_total` counts it. Loaded, validated and
+    /// hot-reloaded like `policies`.
+    #[serde(default)]
+    pub shadow: Option<ConfigPath>,
     /// The engine's default catalog and schema, for one- and two-part table names.
     #[serde(default = "AuthorizationConfig::default_catalog")]
     pub default_catalog: String,
@@ -29,6 +35,7 @@ impl AuthorizationConfig {
     pub fn new(policies: impl Into<ConfigPath>) -> Self {
         Self {
             policies: policies.into(),
+            shadow: None,
             default_catalog: Self::default_catalog(),
             default_schema: Self::default_schema(),
             principal_cache_entries: Self::default_principal_cache_entries(),

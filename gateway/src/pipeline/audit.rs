@@ -43,6 +43,7 @@ pub(super) fn begin<B>(
         datasets: Vec::new(),
         decision: Decision::NotEvaluated,
         policies: Vec::new(),
+        authorization: None,
         status: 0,
         grpc_status: None,
         error: None,

@@ -21,7 +21,7 @@ use identity::Principal;
 
 use super::Connection;
 use crate::audit::plans::{Plan, Plans};
-use crate::audit::{ApiRecord, Decision};
+use crate::audit::{ApiRecord, Authorization, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
 use crate::body::{Body, BoxError, full};
@@ -59,7 +59,7 @@ pub(super) async fn authorize(
         now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let defaults = authz.defaults();
-    let allowed = authz.authorize_request(&facts, &payload, |payload| match call {
+    let verdict = authz.authorize_request(&facts, &payload, |payload| match call {
         Call::Sql => {
             let text =
                 std::str::from_utf8(payload).map_err(|_| AuthzError::Malformed("the SQL body is not UTF-8".into()))?;
@@ -68,18 +68,28 @@ pub(super) async fn authorize(
         Call::Datasets => Ok(vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }]),
         Call::Flight(rpc) => flight::classify(rpc, payload, defaults),
     });
-    match &allowed {
+    match &verdict.outcome {
         Ok(_) => crate::metrics::decision(true),
         Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
         Err(_) => {}
+    }
+    if let Some((enforced, shadow)) = verdict.disagreement() {
+        crate::metrics::shadow_disagreement(enforced, shadow);
     }
     // A DoGet of a statement ticket (or an execution of a prepared statement): the datasets
     // and request id of the call that planned it.
     let learned = wants.map(|wants| {
         let plan = token.and_then(|token| wants.plans.recall(&token, facts.now));
-        Learned::of(&allowed, call, &payload, wants.sql, plan)
+        let sql = wants.sql.then(|| sql_text(call, &payload)).flatten();
+        let authorization =
+            Authorization { now: facts.now, client_cert: facts.client_cert, verdict: Arc::clone(&verdict) };
+        Learned { sql, authorization, plan }
     });
-    (allowed.map(|allowed| (Request::from_parts(parts, body), allowed)).map_err(GatewayError::from), learned)
+    let outcome = match &verdict.outcome {
+        Ok(allowed) => Ok((Request::from_parts(parts, body), allowed.clone())),
+        Err(error) => Err(GatewayError::from(error.clone())),
+    };
+    (outcome, learned)
 }
 
 /// How much of a request this stage reads, how fast, and how long the rest may stall.
@@ -101,63 +111,50 @@ pub(super) struct AuditWants<'a> {
 }
 
 /// What authorization learned about a request, for its audit record.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Learned {
     pub sql: Option<Bytes>,
-    pub decision: Option<Decision>,
-    pub actions: Vec<&'static str>,
-    pub datasets: Vec<String>,
-    pub policies: Vec<String>,
+    pub authorization: Authorization,
     /// The planning call's, for a call that runs what another planned.
     pub plan: Option<Arc<Plan>>,
 }
 
-impl Learned {
-    fn of(
-        outcome: &Result<Allowed, AuthzError>,
-        call: Call,
-        payload: &Bytes,
-        sql: bool,
-        plan: Option<Arc<Plan>>,
-    ) -> Self {
-        let mut learned = Self { plan, ..Self::default() };
-        if sql {
-            learned.sql = match call {
-                Call::Sql => Some(payload.clone()),
-                Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
-                Call::Datasets => None,
-            };
-        }
-        match outcome {
-            Ok(allowed) => {
-                learned.decision = Some(Decision::Allowed);
-                learned.policies.clone_from(&allowed.policies);
-                learned.actions.clone_from(&allowed.actions);
-                learned.datasets.clone_from(&allowed.datasets);
-            }
-            Err(AuthzError::Denied { action, resource }) => {
-                learned.decision = Some(Decision::Denied);
-                learned.actions.push(action);
-                if let Some(dataset) = resource.strip_prefix("dataset ") {
-                    learned.datasets.push(dataset.to_string());
-                }
-            }
-            Err(_) => {}
-        }
-        learned
+/// The SQL a call carries: the HTTP body, or the Flight command's query.
+fn sql_text(call: Call, payload: &Bytes) -> Option<Bytes> {
+    match call {
+        Call::Sql => Some(payload.clone()),
+        Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
+        Call::Datasets => None,
     }
+}
 
-    /// Into the request's audit record.
+impl Learned {
+    /// Into the request's audit record: on an allowed call the endpoint actions asked about
+    /// and every dataset; on a refused one the refused action (and dataset).
     pub(super) fn record(self, record: &mut ApiRecord) {
         if self.sql.is_some() {
             record.sql = self.sql;
         }
-        if let Some(decision) = self.decision {
-            record.decision = decision;
+        let verdict = &self.authorization.verdict;
+        if let Some(enforced) = &verdict.enforced {
+            record.decision = if enforced.allowed { Decision::Allowed } else { Decision::Denied };
+            record.policies.clone_from(&enforced.policies);
+            match enforced.refused.and_then(|i| verdict.asks.get(i)) {
+                Some(refused) => {
+                    record.actions = vec![refused.action];
+                    record.datasets = refused.dataset.iter().map(ToString::to_string).collect();
+                }
+                None => {
+                    record.actions = verdict.asks.iter().filter(|a| a.dataset.is_none()).map(|a| a.action).collect();
+                    let mut datasets: Vec<String> =
+                        verdict.asks.iter().filter_map(|a| a.dataset.as_ref().map(ToString::to_string)).collect();
+                    datasets.sort();
+                    datasets.dedup();
+                    record.datasets = datasets;
+                }
+            }
+            record.authorization = Some(self.authorization);
         }
-        record.policies = self.policies;
-        record.actions = self.actions;
-        record.datasets = self.datasets;
         if let Some(plan) = self.plan {
             if record.datasets.is_empty() {
                 record.datasets.clone_from(&plan.datasets);

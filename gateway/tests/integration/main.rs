@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod browser;
 mod cli;
+mod policy_changes;
 mod proxy;
 mod ratelimit;
 mod tls;

@@ -1,0 +1,364 @@
+//! `gateway policy replay`: decide recorded calls again against a candidate policy set and
+//! report every call whose decision would flip, grouped by direction, principal and the
+//! refused action and resource, with an example request id each.
+//!
+//! Input is what the file sink writes: one OCSF event per line, rotated files
+//! (`audit.log.1` ...) and gzip-compressed copies alike (told apart by their magic bytes),
+//! or a folder of them. A line that cannot be replayed (torn, foreign, missing a field) is
+//! counted and named by file and line, never skipped in silence.
+//!
+//! Exit codes: 0 nothing flips, 3 something flips, 1 a file could not be read (or, with
+//! `--strict`, any line could not be replayed), 2 bad usage.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::audit::recorded::{self, Line, Recorded};
+use crate::authz::{Ask, Authorizer};
+
+/// `replay`'s exit code when a decision flips (as `check`'s for a denial).
+pub const FLIPPED: u8 = 3;
+/// Lines decided together, spread over the threads.
+const BATCH: usize = 8192;
+/// Problem lines named in the report (all are counted).
+const NAMED_PROBLEMS: usize = 50;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recorded audit files, or folders of them (rotated and gzip files included).
+    #[arg(long, required = true, num_args = 1..)]
+    pub events: Vec<PathBuf>,
+    /// The candidate policy folder.
+    #[arg(long, default_value = "policies")]
+    pub dir: PathBuf,
+    /// The engine's configuration file (see `authorization.engine_config`).
+    #[arg(long)]
+    pub engine_config: Option<PathBuf>,
+    /// Only calls that arrived at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls that arrived before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 1 when any line could not be replayed (torn, foreign, incomplete).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Which way a decision flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Direction {
+    AllowToDeny,
+    DenyToAllow,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Self::AllowToDeny => "allow_to_deny",
+            Self::DenyToAllow => "deny_to_allow",
+        }
+    }
+}
+
+/// Flipped calls of one kind: who, and what the refusing side refused.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FlipKey {
+    direction: Direction,
+    principal: String,
+    action: &'static str,
+    resource: String,
+}
+
+#[derive(Debug)]
+struct FlipGroup {
+    requests: u64,
+    example: String,
+}
+
+/// What one line came to.
+enum Outcome {
+    Agreed,
+    Flipped(FlipKey, String),
+    Undecided,
+    OutsideWindow,
+    Problem(String),
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    files: usize,
+    replayed: u64,
+    undecided: u64,
+    outside: u64,
+    flips: BTreeMap<FlipKey, FlipGroup>,
+    problems: u64,
+    named: Vec<String>,
+    unreadable: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, file: &Path, line: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Agreed => self.replayed += 1,
+            Outcome::Flipped(key, request_id) => {
+                self.replayed += 1;
+                self.flips.entry(key).or_insert(FlipGroup { requests: 0, example: request_id }).requests += 1;
+            }
+            Outcome::Undecided => self.undecided += 1,
+            Outcome::OutsideWindow => self.outside += 1,
+            Outcome::Problem(why) => {
+                self.problems += 1;
+                if self.named.len() < NAMED_PROBLEMS {
+                    self.named.push(format!("{}:{line}: {why}", file.display()));
+                }
+            }
+        }
+    }
+
+    fn flipped(&self) -> u64 {
+        self.flips.values().map(|g| g.requests).sum()
+    }
+}
+
+pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
+    let authz = super::policy::load(&args.dir, args.engine_config.as_deref())?;
+    let window = (time_ms(args.since.as_deref(), "--since")?, time_ms(args.until.as_deref(), "--until")?);
+    let files = files(&args.events)?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut report = Report { files: files.len(), ..Report::default() };
+    for file in &files {
+        if let Err(error) = replay_file(&authz, file, window, threads, &mut report) {
+            report.unreadable.push(format!("{}: {error}", file.display()));
+        }
+    }
+    match args.format {
+        Format::Text => print_text(&report, &args.dir),
+        Format::Json => println!("{}", json(&report)),
+    }
+    let failed = !report.unreadable.is_empty() || (args.strict && report.problems > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else if report.flipped() > 0 {
+        ExitCode::from(FLIPPED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Unix milliseconds of an RFC 3339 time.
+fn time_ms(text: Option<&str>, flag: &str) -> Result<Option<i64>, String> {
+    let Some(text) = text else { return Ok(None) };
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{flag} {text:?}: {e} (expected RFC 3339, like 2026-12-05T00:00:00Z)"))?;
+    Ok(Some(i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)))
+}
+
+/// The files named, and the files in the folders named (sorted by name; not recursive).
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        inside.sort();
+        if inside.is_empty() {
+            return Err(format!("{}: no files in this folder", path.display()));
+        }
+        files.extend(inside);
+    }
+    Ok(files)
+}
+
+/// A reader of the file's lines, gunzipped when it starts with gzip's magic bytes.
+fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    let mut file = BufReader::new(File::open(path)?);
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(file))) } else { Box::new(file) })
+}
+
+fn replay_file(
+    authz: &Authorizer,
+    path: &Path,
+    window: (Option<i64>, Option<i64>),
+    threads: usize,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let mut reader = open(path)?;
+    let mut number = 0usize;
+    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
+    loop {
+        let mut line = Vec::new();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read > 0 {
+            number += 1;
+            if line.iter().any(|b| !b.is_ascii_whitespace()) {
+                batch.push((number, line));
+            }
+        }
+        if batch.len() == BATCH || (read == 0 && !batch.is_empty()) {
+            for (line, outcome) in decide_batch(authz, &batch, window, threads) {
+                report.add(path, line, outcome);
+            }
+            batch.clear();
+        }
+        if read == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Decides a batch of lines on `threads` threads, each a contiguous part; the outcomes come
+/// back in line order, so the example of each flip is the first one in the files.
+fn decide_batch(
+    authz: &Authorizer,
+    batch: &[(usize, Vec<u8>)],
+    window: (Option<i64>, Option<i64>),
+    threads: usize,
+) -> Vec<(usize, Outcome)> {
+    let part = batch.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(part)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk.iter().map(|(number, line)| (*number, decide_line(authz, line, window))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                // A thread that panicked lost its part: say so rather than drop it.
+                handle.join().unwrap_or_else(|_| vec![(0, Outcome::Problem("replay failed on this batch".into()))])
+            })
+            .collect()
+    })
+}
+
+fn decide_line(authz: &Authorizer, line: &[u8], (since, until): (Option<i64>, Option<i64>)) -> Outcome {
+    let recorded = match recorded::parse(line) {
+        Ok(Line::Decided(recorded)) => recorded,
+        Ok(Line::Undecided) => return Outcome::Undecided,
+        Err(why) => return Outcome::Problem(why),
+    };
+    if since.is_some_and(|t| recorded.time_ms < t) || until.is_some_and(|t| recorded.time_ms >= t) {
+        return Outcome::OutsideWindow;
+    }
+    let answer = authz.decide_asks(&recorded.facts(), &recorded.asks);
+    let was_allowed = recorded.refused.is_none();
+    if answer.allowed == was_allowed {
+        return Outcome::Agreed;
+    }
+    // The refusing side's refused ask: the candidate's for allow → deny, the record's else.
+    let (direction, refused) =
+        if was_allowed { (Direction::AllowToDeny, answer.refused) } else { (Direction::DenyToAllow, recorded.refused) };
+    let ask = refused.and_then(|i| recorded.asks.get(i));
+    let key = FlipKey {
+        direction,
+        principal: principal_uid(&recorded),
+        action: ask.map_or("any action", |a| a.action),
+        resource: ask.map_or_else(|| "(the principal)".to_string(), |a| resource_uid(a, &recorded.path)),
+    };
+    Outcome::Flipped(key, recorded.request_id.clone())
+}
+
+/// `User::"alice"`, as Cedar names the principal.
+fn principal_uid(recorded: &Recorded) -> String {
+    let kind = match recorded.principal.kind {
+        identity::PrincipalKind::User => "User",
+        identity::PrincipalKind::Service => "Service",
+        identity::PrincipalKind::Workload => "Workload",
+    };
+    format!("{kind}::{:?}", recorded.principal.id)
+}
+
+fn resource_uid(ask: &Ask, path: &str) -> String {
+    match &ask.dataset {
+        Some(dataset) => format!("Dataset::{:?}", dataset.to_string()),
+        None => format!("Endpoint::{path:?}"),
+    }
+}
+
+fn print_text(report: &Report, dir: &Path) {
+    println!(
+        "replayed {} calls from {} files against {}: {} flip ({} events without a Cedar decision, {} outside the time window)",
+        report.replayed,
+        report.files,
+        dir.display(),
+        report.flipped(),
+        report.undecided,
+        report.outside
+    );
+    for direction in [Direction::AllowToDeny, Direction::DenyToAllow] {
+        let groups: Vec<_> = report.flips.iter().filter(|(k, _)| k.direction == direction).collect();
+        let total: u64 = groups.iter().map(|(_, g)| g.requests).sum();
+        let title = if direction == Direction::AllowToDeny { "allow → deny" } else { "deny → allow" };
+        println!("{title}: {total} calls");
+        for (key, group) in groups {
+            println!(
+                "  {} {} on {}: {} calls (e.g. request {})",
+                key.principal, key.action, key.resource, group.requests, group.example
+            );
+        }
+    }
+    if report.problems > 0 {
+        println!("lines that could not be replayed: {}", report.problems);
+        for problem in &report.named {
+            println!("  {problem}");
+        }
+        if report.problems > report.named.len() as u64 {
+            println!("  ... and {} more", report.problems - report.named.len() as u64);
+        }
+    }
+    for file in &report.unreadable {
+        println!("unreadable: {file}");
+    }
+}
+
+fn json(report: &Report) -> serde_json::Value {
+    let flips: Vec<serde_json::Value> = report
+        .flips
+        .iter()
+        .map(|(key, group)| {
+            serde_json::json!({
+                "direction": key.direction.name(),
+                "principal": key.principal,
+                "action": key.action,
+                "resource": key.resource,
+                "requests": group.requests,
+                "example_request_id": group.example,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "files": report.files,
+        "replayed": report.replayed,
+        "flipped": report.flipped(),
+        "undecided": report.undecided,
+        "outside_window": report.outside,
+        "flips": flips,
+        "problems": { "count": report.problems, "lines": report.named },
+        "unreadable": report.unreadable,
+    })
+}
