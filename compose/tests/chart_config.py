@@ -27,6 +27,8 @@ def main() -> int:
         "/var/run/secrets/portcullis/browser/session-key": f"{state}/session-key",
         "/var/run/secrets/portcullis/browser/client-secret": f"{state}/client-secret",
         "/etc/portcullis/policies": policies,
+        # The shadow set: the same folder will do for a config check.
+        "/etc/portcullis/shadow-policies": policies,
     }
     for path, local in mounts.items():
         text = text.replace(path, local)

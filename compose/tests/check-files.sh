@@ -66,6 +66,14 @@ pss "$work/browser-overlay.yaml" || fail "values-browser.yaml: PSS restricted"
 offline_validate "$work/browser-overlay.yaml" >/dev/null || fail "values-browser.yaml: validate.sh (no secret in the ConfigMap)"
 grep -q 'mountPath: /var/run/secrets/portcullis/browser' "$work/browser-overlay.yaml" || fail "values-browser.yaml: the Secret is not mounted"
 echo "ok: browser sign-in overlay (values-browser.yaml)"
+# The shadow policy overlay (values-shadow.yaml): its ConfigMap mounted, still restricted.
+python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml -o "$work/shadow-overlay.yaml"
+schema "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: schema"
+pss "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: PSS restricted"
+offline_validate "$work/shadow-overlay.yaml" >/dev/null || fail "values-shadow.yaml: validate.sh"
+grep -q 'mountPath: /etc/portcullis/shadow-policies' "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: the shadow ConfigMap is not mounted"
+grep -q 'name: portcullis-policies-next' "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: the shadow ConfigMap is not a volume"
+echo "ok: shadow policy overlay (values-shadow.yaml)"
 
 if [ -n "${1:-}" ]; then
   # The README's Secret and ConfigMap commands, run as written (client-side dry run, no
@@ -94,6 +102,11 @@ if [ -n "${1:-}" ]; then
   python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml -o "$work/browser.yaml"
   python3 compose/tests/chart_config.py "$work/browser.yaml" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
   "$1" check -c "$work/gateway.yaml" >/dev/null || fail "values-browser.yaml: gateway check refuses its gateway.yaml"
+  # The shadow policy overlay: the same check (authorization.shadow is loaded and validated).
+  python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml -o "$work/shadow.yaml"
+  python3 compose/tests/chart_config.py "$work/shadow.yaml" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
+  grep -q "shadow: $PWD/policies" "$work/gateway.yaml" || fail "values-shadow.yaml: no authorization.shadow in its gateway.yaml"
+  "$1" check -c "$work/gateway.yaml" >/dev/null || fail "values-shadow.yaml: gateway check refuses its gateway.yaml"
   sed 's/^  client_auth:/  client_authz:/' "$work/gateway.yaml" >"$work/gateway-bad.yaml"
   must_fail "gateway check" "$1" check -c "$work/gateway-bad.yaml"
   echo "ok: gateway check accepts the gateway.yaml of every render"

@@ -98,16 +98,27 @@ enum Outcome {
     Problem(String),
 }
 
+/// What a replay found.
 #[derive(Debug, Default)]
-struct Report {
+pub struct Report {
     files: usize,
-    replayed: u64,
-    undecided: u64,
+    /// Calls decided again.
+    pub replayed: u64,
+    /// Events Cedar was not asked about (sign-ins, refusals before authorization, ...).
+    pub undecided: u64,
     outside: u64,
     flips: BTreeMap<FlipKey, FlipGroup>,
-    problems: u64,
+    /// Lines that could not be replayed.
+    pub problems: u64,
     named: Vec<String>,
     unreadable: Vec<String>,
+}
+
+/// Only calls that arrived in `[since, until)` (Unix milliseconds; either end open).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
 }
 
 impl Report {
@@ -129,22 +140,19 @@ impl Report {
         }
     }
 
-    fn flipped(&self) -> u64 {
+    /// Calls whose decision flips.
+    pub fn flipped(&self) -> u64 {
         self.flips.values().map(|g| g.requests).sum()
     }
 }
 
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let authz = super::policy::load(&args.dir, args.engine_config.as_deref())?;
-    let window = (time_ms(args.since.as_deref(), "--since")?, time_ms(args.until.as_deref(), "--until")?);
+    let window =
+        Window { since: time_ms(args.since.as_deref(), "--since")?, until: time_ms(args.until.as_deref(), "--until")? };
     let files = files(&args.events)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut report = Report { files: files.len(), ..Report::default() };
-    for file in &files {
-        if let Err(error) = replay_file(&authz, file, window, threads, &mut report) {
-            report.unreadable.push(format!("{}: {error}", file.display()));
-        }
-    }
+    let report = replay(&authz, &files, window, threads);
     match args.format {
         Format::Text => print_text(&report, &args.dir),
         Format::Json => println!("{}", json(&report)),
@@ -190,6 +198,17 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// Decides every call recorded in `files` again with `authz`, on `threads` threads.
+pub fn replay(authz: &Authorizer, files: &[PathBuf], window: Window, threads: usize) -> Report {
+    let mut report = Report { files: files.len(), ..Report::default() };
+    for file in files {
+        if let Err(error) = replay_file(authz, file, window, threads, &mut report) {
+            report.unreadable.push(format!("{}: {error}", file.display()));
+        }
+    }
+    report
+}
+
 /// A reader of the file's lines, gunzipped when it starts with gzip's magic bytes.
 fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
     let mut file = BufReader::new(File::open(path)?);
@@ -200,7 +219,7 @@ fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
 fn replay_file(
     authz: &Authorizer,
     path: &Path,
-    window: (Option<i64>, Option<i64>),
+    window: Window,
     threads: usize,
     report: &mut Report,
 ) -> std::io::Result<()> {
@@ -233,7 +252,7 @@ fn replay_file(
 fn decide_batch(
     authz: &Authorizer,
     batch: &[(usize, Vec<u8>)],
-    window: (Option<i64>, Option<i64>),
+    window: Window,
     threads: usize,
 ) -> Vec<(usize, Outcome)> {
     let part = batch.len().div_ceil(threads.max(1)).max(1);
@@ -256,7 +275,7 @@ fn decide_batch(
     })
 }
 
-fn decide_line(authz: &Authorizer, line: &[u8], (since, until): (Option<i64>, Option<i64>)) -> Outcome {
+fn decide_line(authz: &Authorizer, line: &[u8], Window { since, until }: Window) -> Outcome {
     let recorded = match recorded::parse(line) {
         Ok(Line::Decided(recorded)) => recorded,
         Ok(Line::Undecided) => return Outcome::Undecided,
@@ -302,7 +321,7 @@ fn resource_uid(ask: &Ask, path: &str) -> String {
 
 fn print_text(report: &Report, dir: &Path) {
     println!(
-        "replayed {} calls from {} files against {}: {} flip ({} events without a Cedar decision, {} outside the time window)",
+        "replayed {} calls from {} files against {}: {} would flip ({} events without a Cedar decision, {} outside the time window)",
         report.replayed,
         report.files,
         dir.display(),

@@ -78,6 +78,9 @@ securityContext: {{- include "portcullis.containerSecurityContext" . | nindent 2
 volumeMounts:
   - {name: gateway-config, mountPath: /etc/portcullis/gateway, readOnly: true}
   - {name: policies, mountPath: /etc/portcullis/policies, readOnly: true}
+  {{- if .Values.policies.shadowConfigMap }}
+  - {name: shadow-policies, mountPath: /etc/portcullis/shadow-policies, readOnly: true}
+  {{- end }}
   {{- if .Values.spiffe.enabled }}
   - {name: svid, mountPath: /var/run/secrets/spiffe, readOnly: true}
   {{- else }}
