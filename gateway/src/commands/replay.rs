@@ -147,12 +147,16 @@ impl Report {
 }
 
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
-    let authz = super::policy::load(&args.dir, args.engine_config.as_deref())?;
+    // One authorizer per thread: its caches (principals, contexts of one second) are then
+    // its own, not shared by threads deciding calls of different seconds.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let authorizers = (0..threads)
+        .map(|_| super::policy::load(&args.dir, args.engine_config.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let window =
         Window { since: time_ms(args.since.as_deref(), "--since")?, until: time_ms(args.until.as_deref(), "--until")? };
     let files = files(&args.events)?;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let report = replay(&authz, &files, window, threads);
+    let report = replay(&authorizers, &files, window);
     match args.format {
         Format::Text => print_text(&report, &args.dir),
         Format::Json => println!("{}", json(&report)),
@@ -198,11 +202,12 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Decides every call recorded in `files` again with `authz`, on `threads` threads.
-pub fn replay(authz: &Authorizer, files: &[PathBuf], window: Window, threads: usize) -> Report {
+/// Decides every call recorded in `files` again, on one thread per authorizer (each loaded
+/// from the same candidate set).
+pub fn replay(authorizers: &[Authorizer], files: &[PathBuf], window: Window) -> Report {
     let mut report = Report { files: files.len(), ..Report::default() };
     for file in files {
-        if let Err(error) = replay_file(authz, file, window, threads, &mut report) {
+        if let Err(error) = replay_file(authorizers, file, window, &mut report) {
             report.unreadable.push(format!("{}: {error}", file.display()));
         }
     }
@@ -216,13 +221,7 @@ fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
     Ok(if gzip { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(file))) } else { Box::new(file) })
 }
 
-fn replay_file(
-    authz: &Authorizer,
-    path: &Path,
-    window: Window,
-    threads: usize,
-    report: &mut Report,
-) -> std::io::Result<()> {
+fn replay_file(authorizers: &[Authorizer], path: &Path, window: Window, report: &mut Report) -> std::io::Result<()> {
     let mut reader = open(path)?;
     let mut number = 0usize;
     let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
@@ -236,7 +235,7 @@ fn replay_file(
             }
         }
         if batch.len() == BATCH || (read == 0 && !batch.is_empty()) {
-            for (line, outcome) in decide_batch(authz, &batch, window, threads) {
+            for (line, outcome) in decide_batch(authorizers, &batch, window) {
                 report.add(path, line, outcome);
             }
             batch.clear();
@@ -247,19 +246,15 @@ fn replay_file(
     }
 }
 
-/// Decides a batch of lines on `threads` threads, each a contiguous part; the outcomes come
-/// back in line order, so the example of each flip is the first one in the files.
-fn decide_batch(
-    authz: &Authorizer,
-    batch: &[(usize, Vec<u8>)],
-    window: Window,
-    threads: usize,
-) -> Vec<(usize, Outcome)> {
-    let part = batch.len().div_ceil(threads.max(1)).max(1);
+/// Decides a batch of lines on a thread per authorizer, each a contiguous part; the outcomes
+/// come back in line order, so the example of each flip is the first one in the files.
+fn decide_batch(authorizers: &[Authorizer], batch: &[(usize, Vec<u8>)], window: Window) -> Vec<(usize, Outcome)> {
+    let part = batch.len().div_ceil(authorizers.len().max(1)).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = batch
             .chunks(part)
-            .map(|chunk| {
+            .zip(authorizers)
+            .map(|(chunk, authz)| {
                 scope.spawn(move || {
                     chunk.iter().map(|(number, line)| (*number, decide_line(authz, line, window))).collect::<Vec<_>>()
                 })
