@@ -17,7 +17,11 @@ use crate::query::QueryEngine;
 
 #[derive(Debug, Parser)]
 #[command(name = "engine", version, about = "Portcullis SQL engine (DataFusion, HTTP /v1/sql, Arrow Flight SQL)")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// A cluster node instead of the engine (README, "Scaling out").
+    #[command(subcommand)]
+    pub role: Option<crate::cluster::Role>,
     /// YAML config; without it the embedded demo configuration is used.
     #[arg(short, long, env = "PORTCULLIS_ENGINE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -59,7 +63,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = match args.role {
+        Some(role) => runtime.block_on(crate::cluster::run(role)),
+        None => runtime.block_on(run(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("engine: {message}");

@@ -30,6 +30,33 @@ pub struct Config {
     pub datasets: Vec<Dataset>,
     #[serde(default)]
     pub views: Vec<View>,
+    /// Run queries on an Apache Ballista cluster instead of in this process (README,
+    /// "Scaling out"). Absent: in-process, the default.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Where the cluster's scheduler is, and the node certificates to reach it and the
+/// executors with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The scheduler, `host:port` (as its certificate names the host).
+    pub scheduler_address: String,
+    /// The cluster's mTLS files (its own CA, never the gateway's client CA).
+    #[serde(default)]
+    pub mtls: Option<NodeMtls>,
+    /// INSECURE: talk to the cluster in plaintext, unauthenticated. Development only.
+    #[serde(default)]
+    pub dangerous_allow_insecure_connections: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMtls {
+    pub ca_certificate_file: PathBuf,
+    pub certificate_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +228,11 @@ impl Config {
             for key in &mut config.stamp.public_key_files {
                 *key = dir.join(&*key);
             }
+            if let Some(mtls) = config.cluster.as_mut().and_then(|c| c.mtls.as_mut()) {
+                for file in [&mut mtls.ca_certificate_file, &mut mtls.certificate_file, &mut mtls.key_file] {
+                    *file = dir.join(&*file);
+                }
+            }
         }
         Ok(config)
     }
@@ -231,6 +263,59 @@ impl Config {
         if self.stamp.audience.is_empty() {
             return Err(invalid("stamp.audience".into(), "must not be empty"));
         }
+        if let Some(cluster) = &self.cluster {
+            self.validate_cluster(cluster).map_err(|(field, message)| invalid(field, &message))?;
+        }
+        Ok(())
+    }
+
+    /// What cluster mode cannot do: every node must read a dataset at the same path, there is
+    /// no in-memory table on the executors, and nothing may write.
+    fn validate_cluster(&self, cluster: &ClusterConfig) -> Result<(), (String, String)> {
+        match (&cluster.mtls, cluster.dangerous_allow_insecure_connections) {
+            (None, false) => {
+                return Err((
+                    "cluster.mtls".into(),
+                    "required: the cluster's ports require mTLS (or, for development only, \
+                     dangerous_allow_insecure_connections: true)"
+                        .into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err((
+                    "cluster.dangerous_allow_insecure_connections".into(),
+                    "cannot be combined with cluster.mtls".into(),
+                ));
+            }
+            _ => {}
+        }
+        if cluster.scheduler_address.contains("://") || cluster.scheduler_address.rsplit_once(':').is_none() {
+            return Err(("cluster.scheduler_address".into(), "must be host:port (no scheme)".into()));
+        }
+        if self.demo_data {
+            return Err((
+                "demo_data".into(),
+                "the demo tables live in this process's memory, which the cluster's executors cannot read: \
+                 write them out as files and list them under datasets"
+                    .into(),
+            ));
+        }
+        for (i, d) in self.datasets.iter().enumerate() {
+            if d.path.is_relative() {
+                return Err((
+                    format!("datasets[{i}].path"),
+                    format!(
+                        "{} is relative: in cluster mode every node reads a dataset itself, so it must be an \
+                         absolute path (or URL) that is the same on the coordinator, the scheduler and every executor",
+                        d.path.display()
+                    ),
+                ));
+            }
+        }
+        if self.sql.allow_ddl || self.sql.allow_dml {
+            let field = if self.sql.allow_ddl { "sql.allow_ddl" } else { "sql.allow_dml" };
+            return Err((field.into(), "writes are not supported in cluster mode".into()));
+        }
         Ok(())
     }
 }
@@ -255,6 +340,38 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_mode_refuses_what_the_cluster_cannot_do() {
+        let base = "cluster: {scheduler_address: 'sched:50050', mtls: {ca_certificate_file: /c/ca.pem, \
+                    certificate_file: /c/n.pem, key_file: /c/n-key.pem}}\n";
+        for (extra, field) in [
+            ("demo_data: true\n", "demo_data"),
+            ("datasets: [{name: t, path: data/t.parquet}]\n", "datasets[0].path"),
+            ("sql: {allow_ddl: true}\n", "sql.allow_ddl"),
+            ("sql: {allow_dml: true}\n", "sql.allow_dml"),
+        ] {
+            let err = Config::from_yaml(&format!("{base}{extra}"), "c.yaml").unwrap_err().to_string();
+            assert!(err.contains(field), "{extra}: {err}");
+        }
+        for (yaml, field) in [
+            ("cluster: {scheduler_address: 'sched:50050'}\n", "cluster.mtls"),
+            (
+                "cluster: {scheduler_address: 'https://sched:50050', dangerous_allow_insecure_connections: true}\n",
+                "cluster.scheduler_address",
+            ),
+            (
+                "cluster: {scheduler_address: 's:1', dangerous_allow_insecure_connections: true, mtls: \
+                 {ca_certificate_file: a, certificate_file: b, key_file: c}}\n",
+                "cluster.dangerous_allow_insecure_connections",
+            ),
+        ] {
+            let err = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
+        let ok = Config::from_yaml(&format!("{base}datasets: [{{name: t, path: /data/t.parquet}}]\n"), "c.yaml");
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 
     #[test]
     fn embedded_default_parses() {

@@ -8,6 +8,7 @@
 pub mod caller;
 mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 mod datasets;
 mod demo;

@@ -50,7 +50,12 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public")
             .with_option_extension(SessionCaller::default());
-        let ctx = SessionContext::new_with_config(session_config);
+        let ctx = match &config.cluster {
+            None => SessionContext::new_with_config(session_config),
+            Some(cluster) => crate::cluster::coordinator::context(session_config, cluster)?,
+        };
+        // After the cluster upgrade, which replaces the function list: the identity
+        // functions live on the coordinator only and are folded away before a plan leaves.
         for udf in principal_functions::all() {
             ctx.register_udf(udf);
         }

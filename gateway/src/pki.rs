@@ -21,6 +21,9 @@ pub struct LeafSpec {
     pub email: Option<String>,
     /// Client (workload) usage instead of server usage.
     pub client: bool,
+    /// A cluster node's certificate: server and client usage both (it serves the other
+    /// nodes and connects to them).
+    pub node: bool,
     pub valid_days: i64,
 }
 
@@ -86,8 +89,11 @@ pub fn issue_leaf(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), Str
             .push(SanType::Rfc822Name(email.as_str().try_into().map_err(|e| format!("--email: {e}"))?));
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages =
-        vec![if spec.client { ExtendedKeyUsagePurpose::ClientAuth } else { ExtendedKeyUsagePurpose::ServerAuth }];
+    params.extended_key_usages = match (spec.node, spec.client) {
+        (true, _) => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        (false, true) => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        (false, false) => vec![ExtendedKeyUsagePurpose::ServerAuth],
+    };
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);

@@ -43,8 +43,12 @@ pub struct AddArgs {
     #[arg(long)]
     pub email: Option<String>,
     /// A client (workload) certificate instead of a server certificate.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node")]
     pub client: bool,
+    /// An engine cluster node's certificate (scheduler, executor, coordinator): server and
+    /// client usage both. Issue it from the cluster's own CA (`--dir`), never the gateway's.
+    #[arg(long)]
+    pub node: bool,
     #[arg(long, default_value_t = 365)]
     pub days: i64,
 }
@@ -67,6 +71,7 @@ pub fn run(command: TlsCommand) -> Result<(), String> {
                 spiffe_id: args.spiffe_id,
                 email: args.email,
                 client: args.client,
+                node: args.node,
                 valid_days: args.days,
             };
             let (cert, key) = pki::issue_leaf(&args.dir, &spec)?;
