@@ -49,6 +49,14 @@ pub struct ClusterConfig {
     /// INSECURE: talk to the cluster in plaintext, unauthenticated. Development only.
     #[serde(default)]
     pub dangerous_allow_insecure_connections: bool,
+    /// A query that gets no result batch from the cluster for this long is stopped with an
+    /// error (an executor lost at the wrong moment can leave a job waiting), never left hanging.
+    #[serde(default = "default_stall_secs")]
+    pub stall_timeout_secs: u64,
+}
+
+fn default_stall_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,6 +296,9 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if cluster.stall_timeout_secs == 0 {
+            return Err(("cluster.stall_timeout_secs".into(), "must be at least 1".into()));
         }
         if cluster.scheduler_address.contains("://") || cluster.scheduler_address.rsplit_once(':').is_none() {
             return Err(("cluster.scheduler_address".into(), "must be host:port (no scheme)".into()));

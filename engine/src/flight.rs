@@ -146,8 +146,8 @@ fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -
 }
 
 /// Streams a query's batches as Flight data, with the schema first (also for no rows).
-async fn stream_frame(frame: DataFrame) -> Result<Response<DataStream>, Status> {
-    let stream = frame.execute_stream().await.map_err(EngineError::from)?;
+async fn stream_frame(engine: &QueryEngine, frame: DataFrame) -> Result<Response<DataStream>, Status> {
+    let stream = engine.execute(frame).await?;
     let schema = stream.schema();
     let batches = stream.map_err(|e| FlightError::from(datafusion::arrow::error::ArrowError::from(e)));
     let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
@@ -228,7 +228,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let (sql, listing) = self.tickets.open(&ticket.statement_handle, &caller)?;
-        stream_frame(self.plan(caller, listing, &sql, None).await?).await
+        stream_frame(&self.engine, self.plan(caller, listing, &sql, None).await?).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -298,7 +298,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
-        stream_frame(self.plan(caller, statement.listing, &statement.sql, statement.params).await?).await
+        stream_frame(&self.engine, self.plan(caller, statement.listing, &statement.sql, statement.params).await?).await
     }
 
     async fn do_action_close_prepared_statement(

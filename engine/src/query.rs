@@ -2,12 +2,17 @@
 //! that carries the caller, so identity functions and views see who is asking.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::view::ViewTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, TableType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 
 use crate::caller::Caller;
 use crate::catalog::register_table;
@@ -34,6 +39,8 @@ pub struct QueryEngine {
     /// costs, not a rebuild of the session's registries.
     unlisted: SessionState,
     sql_options: SQLOptions,
+    /// In cluster mode, how long a query may go without a result batch.
+    stall_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -69,7 +76,8 @@ impl QueryEngine {
             register_view(&ctx, &view.name, &view.sql).await.map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
         let unlisted = listed(ctx.state(), Listing::nothing());
-        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql) })
+        let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
+        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql), stall_timeout })
     }
 
     /// A session for one request, carrying its caller; its catalog lists what the caller's
@@ -98,6 +106,31 @@ impl QueryEngine {
             return Ok(self.ctx.execute_logical_plan(plan).await?);
         }
         Ok(DataFrame::new(state, plan))
+    }
+
+    /// Starts a planned query. On a cluster, a query that goes `cluster.stall_timeout_secs`
+    /// without a result batch (a job left waiting on a lost executor) ends with an error
+    /// naming the setting instead of hanging; dropping its stream stops waiting for the job.
+    pub async fn execute(&self, frame: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
+        let Some(stall) = self.stall_timeout else { return Ok(frame.execute_stream().await?) };
+        let stalled = move || {
+            DataFusionError::ResourcesExhausted(format!(
+                "the cluster returned no result for {} s (cluster.stall_timeout_secs): the query was stopped; \
+                 an executor may have been lost, retry it",
+                stall.as_secs()
+            ))
+        };
+        let stream = tokio::time::timeout(stall, frame.execute_stream()).await.map_err(|_| stalled())??;
+        let schema = stream.schema();
+        let guarded = tokio_stream::StreamExt::timeout(stream, stall)
+            .map(move |item| item.unwrap_or_else(|_| Err(stalled())))
+            .scan(false, |ended, item| {
+                // After the stall error, end: the job's stream is dropped with this one.
+                let out = (!*ended).then_some(item);
+                *ended = out.as_ref().is_some_and(Result::is_err);
+                futures::future::ready(out)
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, guarded)))
     }
 
     /// Every table and view, sorted by catalog, schema and name (listings are stable).

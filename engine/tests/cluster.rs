@@ -47,8 +47,12 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, name: &str, args: &[String]) -> Self {
+        Self::start_bin(Path::new(ENGINE), dir, name, args)
+    }
+
+    fn start_bin(bin: &Path, dir: &Path, name: &str, args: &[String]) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(ENGINE)
+        let child = Command::new(bin)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -169,6 +173,117 @@ async fn metrics(addr: SocketAddr) -> String {
     String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
+/// Runs `gateway ARGS` and returns its standard output.
+fn gateway_output(args: &[&str]) -> String {
+    let output = Command::new(gateway_bin()).args(args).output().unwrap();
+    assert!(output.status.success(), "gateway {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The `gateway` binary in front of `coordinator`, as a process: TLS from its own CA, API
+/// keys for `acme-reader` and `globex-reader`, the shipped policies, the coordinator's
+/// config as `authorization.engine_config`. Returns it with the API and Flight addresses,
+/// its CA and the two keys.
+struct Gateway {
+    _node: Node,
+    api: SocketAddr,
+    flight: SocketAddr,
+    ca: PathBuf,
+    keys: [String; 2],
+}
+
+fn start_gateway(dir: &Path, stamp_dir: &Path, coordinator: &TestEngine, engine_config: &Path) -> Gateway {
+    let tls = dir.join("gateway-tls");
+    let tls_arg = tls.display().to_string();
+    gateway(&["tls", "init", "--dir", &tls_arg]);
+    gateway(&["tls", "add", "server", "--dir", &tls_arg, "--host", "localhost", "--ip", "127.0.0.1"]);
+    let mut keys = Vec::new();
+    let mut entries = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let name = format!("{tenant}-reader");
+        let made: serde_json::Value = serde_json::from_str(&gateway_output(&[
+            "apikey", "new", "--name", &name, "--tenant", tenant, "--group", tenant, "--format", "json",
+        ]))
+        .unwrap();
+        keys.push(made["key"].as_str().unwrap().to_string());
+        entries.push(made["entry"].clone());
+    }
+    let port = || free_port([127, 0, 0, 1]);
+    let (api, flight, health) = (port(), port(), port());
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let config = serde_json::json!({
+        "api": {"listen": format!("127.0.0.1:{api}"), "upstream": format!("http://{}", coordinator.running.http_addr)},
+        "flight": {"listen": format!("127.0.0.1:{flight}"), "upstream": format!("http://{}", coordinator.running.flight_addr)},
+        "health": {"listen": format!("127.0.0.1:{health}")},
+        "tls": {"certificate_file": tls.join("server.pem"), "key_file": tls.join("server-key.pem")},
+        "stamp": {"key_file": stamp_dir.join("stamp-key.pem")},
+        "auth": {"api_keys": {"keys": entries}},
+        "authorization": {"policies": policies, "engine_config": engine_config},
+        "audit": {"sinks": []},
+    });
+    let file = dir.join("gateway.yaml");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let node =
+        Node::start_bin(&gateway_bin(), dir, "gateway", &["run".into(), "-c".into(), file.display().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway did not start: {}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Gateway {
+        _node: node,
+        api: SocketAddr::from(([127, 0, 0, 1], api)),
+        flight: SocketAddr::from(([127, 0, 0, 1], flight)),
+        ca: tls.join("ca.pem"),
+        keys: [keys[0].clone(), keys[1].clone()],
+    }
+}
+
+/// `SQL` over HTTP through the gateway with curl: (status, body).
+fn curl_sql(gateway: &Gateway, key: &str, sql: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&gateway.ca)
+        .args(["-H", &format!("x-api-key: {key}"), "--data-binary", sql, "-w", "\n%{http_code}"])
+        .arg(format!("https://localhost:{}/v1/sql", gateway.api.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The same query over Flight SQL through the gateway with ADBC, as each key: its rows as JSON.
+fn adbc_rows(gateway: &Gateway, sql: &str) -> Vec<serde_json::Value> {
+    let script = r#"
+import json, os, sys, adbc_driver_flightsql.dbapi as f
+out = []
+for key in (os.environ["ACME_KEY"], os.environ["GLOBEX_KEY"]):
+    kw = {"adbc.flight.sql.client_option.tls_root_certs": open(os.environ["CA_FILE"]).read(),
+          "adbc.flight.sql.rpc.call_header.x-api-key": key}
+    with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(os.environ["SQL"])
+        out.append(cur.fetch_arrow_table().to_pylist())
+print(json.dumps(out))
+"#;
+    let output = Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script])
+        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", gateway.flight.port()))
+        .env("CA_FILE", &gateway.ca)
+        .env("ACME_KEY", &gateway.keys[0])
+        .env("GLOBEX_KEY", &gateway.keys[1])
+        .env("SQL", sql)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_folded_in() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,10 +312,12 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         scheduler_addr.to_string(),
         "--metrics-address".into(),
         metrics_addr.to_string(),
+        "--executor-timeout-seconds".into(),
+        "6".into(),
     ];
     args.extend(mtls(&certs, "scheduler"));
     let scheduler = Node::start(dir.path(), "scheduler", &args);
-    let mut executors = Vec::new();
+    let mut executors: Vec<Node> = Vec::new();
     let mut executor_addrs = Vec::new();
     for (n, ip) in [(1u8, [127, 0, 0, 2]), (2, [127, 0, 0, 3])] {
         let addr = SocketAddr::from((ip, free_port(ip)));
@@ -222,14 +339,23 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
 
     let orders = write_orders(dir.path()).await;
     let cluster = format!(
-        "cluster:\n  scheduler_address: {scheduler_addr}\n  mtls:\n    ca_certificate_file: {}\n    \
+        "cluster:\n  scheduler_address: {scheduler_addr}\n  stall_timeout_secs: 30\n  mtls:\n    ca_certificate_file: {}\n    \
          certificate_file: {}\n    key_file: {}\n",
         certs.join("ca.pem").display(),
         certs.join("coordinator.pem").display(),
         certs.join("coordinator-key.pem").display()
     );
     let single = TestEngine::start_with(test_config(Some(&engine_yaml(&orders, "")))).await;
-    let coordinator = TestEngine::start_with(test_config(Some(&engine_yaml(&orders, &cluster)))).await;
+    // The coordinator trusts the stamps of the gateway run in front of it below.
+    let stamp_dir = dir.path().join("stamp");
+    std::fs::create_dir_all(&stamp_dir).unwrap();
+    gateway(&["stamp", "keygen", "--dir", &stamp_dir.display().to_string()]);
+    let read = |name: &str| std::fs::read_to_string(stamp_dir.join(name)).unwrap();
+    let coordinator_yaml = engine_yaml(&orders, &cluster);
+    std::fs::write(dir.path().join("coordinator.yaml"), &coordinator_yaml).unwrap();
+    let coordinator =
+        TestEngine::start_with_keys(test_config(Some(&coordinator_yaml)), read("stamp-key.pem"), read("stamp-pub.pem"))
+            .await;
     let alice = user("alice", &["acme"]);
     let bob = user("bob", &["globex"]);
 
@@ -319,4 +445,119 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
     assert!((364 * 86_400..=366 * 86_400).contains(&secs), "{secs}");
     // No plan (and so no caller's identity) in the scheduler's log at INFO.
     assert!(!scheduler.log().contains("acme"), "the scheduler logged a plan: {}", scheduler.log());
+
+    // A rotated certificate is served without a restart (30 days now); a broken one is
+    // refused and the last good one stays.
+    gateway(&["tls", "add", "scheduler", "--node", "--dir", &certs_arg, "--ip", "127.0.0.1", "--days", "30"]);
+    let expiry = |page: &str| -> i64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix("portcullis_node_certificate_expiry_seconds{role=\"scheduler\"} "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while expiry(&metrics(metrics_addr).await) > 31 * 86_400 {
+        assert!(Instant::now() < deadline, "the rotated certificate was not picked up: {}", scheduler.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    handshake(scheduler_addr, &ca, Some((&node, &node_key))).await.unwrap();
+    std::fs::write(certs.join("scheduler.pem"), "not a certificate").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !scheduler.log().contains("node certificates rejected") {
+        assert!(Instant::now() < deadline, "a broken certificate file was not refused: {}", scheduler.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    handshake(scheduler_addr, &ca, Some((&node, &node_key))).await.unwrap();
+    assert!(expiry(&metrics(metrics_addr).await) <= 31 * 86_400);
+
+    // The gateway in front of the coordinator: HTTP (curl) and Flight SQL (ADBC) with API
+    // keys, each caller its own tenant's rows, as on one node.
+    let gateway = start_gateway(dir.path(), &stamp_dir, &coordinator, &dir.path().join("coordinator.yaml"));
+    let per_tenant = "SELECT tenant, count(*) AS n, sum(amount) AS total FROM my_orders GROUP BY tenant";
+    for (key, who) in [(&gateway.keys[0], &alice), (&gateway.keys[1], &bob)] {
+        let (status, body) = curl_sql(&gateway, key, per_tenant);
+        assert_eq!(status, 200, "{body}");
+        let through_gateway: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let on_one_node = single.http.sql(Some(&single.stamp(who)), per_tenant).await.json();
+        assert_eq!(through_gateway, on_one_node);
+    }
+    let (status, body) = curl_sql(&gateway, &gateway.keys[0], "SELECT count(*) FROM orders");
+    assert_eq!(status, 403, "Cedar lets nobody but admins read the unlabelled table: {body}");
+    let flight = adbc_rows(&gateway, "SELECT tenant, count(*) AS n FROM my_orders GROUP BY tenant");
+    assert_eq!(
+        serde_json::Value::from(flight),
+        serde_json::json!([[{"tenant": "acme", "n": 2000}], [{"tenant": "globex", "n": 2000}]])
+    );
+
+    // An executor killed while a join runs: the query is retried on the other executor or
+    // fails with a clear error, never hangs; the next query runs on the survivor.
+    let join = "SELECT count(*) AS n FROM orders a JOIN orders b ON a.order_id % 40 = b.order_id % 40";
+    let expected = single.http.sql(Some(&single.stamp(&alice)), join).await.json();
+    let running = {
+        let http = reqwest_lite_for(&coordinator);
+        let stamp = coordinator.stamp(&alice);
+        tokio::spawn(async move { http.sql(Some(&stamp), join).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut killed = executors.remove(0);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("a query hung after an executor died")
+        .unwrap();
+    eprintln!("the query an executor died under: {} {}", reply.status, reply.text());
+    if reply.status == 200 {
+        assert_eq!(reply.json(), expected, "retried on the survivor");
+    } else {
+        // A clear error (Ballista's, or the coordinator's stall deadline), never a hang.
+        assert!(reply.status >= 500 && reply.text().contains("error"), "{} {}", reply.status, reply.text());
+    }
+    let survivor = &executors[0];
+    let tasks_before = survivor.log().matches("Received task").count();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(120),
+        coordinator.http.sql(Some(&coordinator.stamp(&bob)), per_tenant),
+    )
+    .await
+    .expect("the next query hung");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(survivor.log().matches("Received task").count() > tasks_before, "{}", survivor.log());
+}
+
+/// Another HTTP client of `engine`, to move into a task.
+fn reqwest_lite_for(engine: &TestEngine) -> common::reqwest_lite::Client {
+    common::reqwest_lite::Client::new(engine.running.http_addr)
+}
+
+/// A cluster that never answers (a scheduler port that accepts and then says nothing): the
+/// query ends with the coordinator's stall error, naming the setting, instead of hanging.
+#[tokio::test]
+async fn a_cluster_that_never_answers_gets_a_clear_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            open.push(tcp);
+        }
+    });
+    let orders = write_orders(dir.path()).await;
+    let cluster = format!(
+        "cluster:\n  scheduler_address: {addr}\n  stall_timeout_secs: 2\n  dangerous_allow_insecure_connections: true\n"
+    );
+    let coordinator = TestEngine::start_with(test_config(Some(&engine_yaml(&orders, &cluster)))).await;
+    let started = Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        coordinator.http.sql(Some(&coordinator.stamp(&user("alice", &["acme"]))), "SELECT count(*) FROM my_orders"),
+    )
+    .await
+    .expect("the query hung");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("cluster.stall_timeout_secs"), "{}", reply.text());
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    held.abort();
 }

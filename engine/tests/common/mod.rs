@@ -49,12 +49,17 @@ impl TestEngine {
 
     pub async fn start_with(config: Config) -> Self {
         let pair = generate_stamp_keypair().unwrap();
-        let verifier =
-            StampVerifier::from_pems([pair.public_spki_pem.as_bytes()], &config.stamp.audience, 2, 1000).unwrap();
-        let signer = StampSigner::from_pem(pair.private_pkcs8_pem.as_bytes(), &config.stamp.audience).unwrap();
+        Self::start_with_keys(config, pair.private_pkcs8_pem, pair.public_spki_pem).await
+    }
+
+    /// [`Self::start_with`] trusting (and signing with) a given stamp key pair, e.g. one a
+    /// gateway in front of this engine signs with.
+    pub async fn start_with_keys(config: Config, private_pem: String, public_pem: String) -> Self {
+        let verifier = StampVerifier::from_pems([public_pem.as_bytes()], &config.stamp.audience, 2, 1000).unwrap();
+        let signer = StampSigner::from_pem(private_pem.as_bytes(), &config.stamp.audience).unwrap();
         let running = start(&config, Authenticator::Stamps(verifier)).await.unwrap();
         let http = reqwest_lite::Client::new(running.http_addr);
-        Self { running, signer, public_key_pem: pair.public_spki_pem, signer_pem: pair.private_pkcs8_pem, http }
+        Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http }
     }
 
     pub fn stamp(&self, principal: &Principal) -> String {
