@@ -22,7 +22,7 @@ use gateway::auth::{Authenticator, ListenerAuth, apikeys};
 use gateway::authz::{Authorizer, RequestFacts, Verdict, sql};
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, SqlInAudit, StampConfig, TlsConfig};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use identity::{StampIssuer, StampSigner};
+use identity::{Principal, StampIssuer, StampSigner};
 
 const SQL: &str = "SELECT order_id, amount FROM acme.orders WHERE amount > 50";
 const NOW: u64 = 1_795_000_000;
@@ -77,24 +77,25 @@ impl HotPath {
         let _request_id = gateway::pipeline::sanitize(&mut headers, self.peer);
         // Nothing on this path awaits (keys are loaded): poll once.
         let principal = self.auth.authenticate(&self.listener, &headers, None).now_or_never().unwrap().unwrap();
-        let facts = RequestFacts {
-            principal: &principal,
-            source_ip: self.peer.ip(),
-            client_cert: false,
-            method: "POST",
-            path: "/v1/sql",
-            now: NOW,
-        };
-        let verdict = self.verdict(&facts);
+        let verdict = self.verdict(&principal);
         assert!(verdict.outcome.is_ok());
         black_box(&verdict);
         let stamp = self.issuer.stamp_for_at(&principal, NOW).unwrap();
         HeaderValue::from_str(&stamp).unwrap()
     }
 
-    fn verdict(&self, facts: &RequestFacts<'_>) -> Arc<Verdict> {
+    /// The authorize stage's verdict for `SQL` by `principal` (cached after the first).
+    fn verdict(&self, principal: &Principal) -> Arc<Verdict> {
+        let facts = RequestFacts {
+            principal,
+            source_ip: self.peer.ip(),
+            client_cert: false,
+            method: "POST",
+            path: "/v1/sql",
+            now: NOW,
+        };
         let defaults = self.authz.defaults();
-        self.authz.authorize_request(facts, SQL.as_bytes(), |payload| {
+        self.authz.authorize_request(&facts, SQL.as_bytes(), |payload| {
             Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), defaults)?)
         })
     }
@@ -102,15 +103,7 @@ impl HotPath {
     /// The audit record the pipeline builds for that request.
     fn record(&self) -> Record {
         let principal = self.auth.authenticate(&self.listener, &self.headers, None).now_or_never().unwrap().unwrap();
-        let facts = RequestFacts {
-            principal: &principal,
-            source_ip: self.peer.ip(),
-            client_cert: false,
-            method: "POST",
-            path: "/v1/sql",
-            now: NOW,
-        };
-        let verdict = self.verdict(&facts);
+        let verdict = self.verdict(&principal);
         Record::Api(Box::new(ApiRecord {
             time_ms: 1_795_000_000_000,
             request_id: HeaderValue::from_static("3c1bcc88-5e81-4872-9b36-01f9b702ba92"),
