@@ -323,6 +323,20 @@ impl Config {
                 ));
             }
         }
+        for (i, d) in self.datasets.iter().enumerate() {
+            let json_array = match d.format {
+                Some(format) => format == Format::Json,
+                None => d.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")),
+            };
+            if json_array {
+                return Err((
+                    format!("datasets[{i}].format"),
+                    "a JSON-array file cannot run on the cluster: its executors read JSON as NDJSON \
+                     (Ballista 55 does not carry the option in a plan); convert it to NDJSON or Parquet"
+                        .into(),
+                ));
+            }
+        }
         if self.sql.allow_ddl || self.sql.allow_dml {
             let field = if self.sql.allow_ddl { "sql.allow_ddl" } else { "sql.allow_dml" };
             return Err((field.into(), "writes are not supported in cluster mode".into()));
@@ -361,6 +375,8 @@ mod tests {
             ("datasets: [{name: t, path: data/t.parquet}]\n", "datasets[0].path"),
             ("sql: {allow_ddl: true}\n", "sql.allow_ddl"),
             ("sql: {allow_dml: true}\n", "sql.allow_dml"),
+            ("datasets: [{name: t, path: /data/t.json}]\n", "datasets[0].format"),
+            ("datasets: [{name: t, path: /data/t, format: json}]\n", "datasets[0].format"),
         ] {
             let err = Config::from_yaml(&format!("{base}{extra}"), "c.yaml").unwrap_err().to_string();
             assert!(err.contains(field), "{extra}: {err}");

@@ -105,9 +105,23 @@ async fn write_orders(dir: &Path) -> PathBuf {
     orders
 }
 
+/// The other file formats, one small file each: CSV, a JSON array, NDJSON.
+fn write_small_files(dir: &Path) {
+    std::fs::write(dir.join("points.csv"), "id,x\n1,10\n2,20\n3,30\n").unwrap();
+    std::fs::write(dir.join("points.json"), r#"[{"id": 1, "x": 10}, {"id": 2, "x": 20}, {"id": 3, "x": 30}]"#).unwrap();
+    std::fs::write(
+        dir.join("points.ndjson"),
+        "{\"id\": 1, \"x\": 10}\n{\"id\": 2, \"x\": 20}\n{\"id\": 3, \"x\": 30}\n",
+    )
+    .unwrap();
+}
+
 fn engine_yaml(orders: &Path, cluster: &str) -> String {
+    let dir = orders.parent().unwrap().display();
     format!(
-        "{cluster}datasets:\n  - name: orders\n    path: {}\n    format: parquet\nviews:\n  \
+        "{cluster}datasets:\n  - name: orders\n    path: {}\n    format: parquet\n  \
+         - name: points_csv\n    path: {dir}/points.csv\n  - name: points_ndjson\n    path: {dir}/points.ndjson\n\
+         views:\n  \
          - name: my_orders\n    sql: SELECT * FROM orders WHERE array_has(current_principal_groups(), tenant)\n",
         orders.display()
     )
@@ -338,6 +352,7 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
     }
 
     let orders = write_orders(dir.path()).await;
+    write_small_files(dir.path());
     let cluster = format!(
         "cluster:\n  scheduler_address: {scheduler_addr}\n  stall_timeout_secs: 30\n  mtls:\n    ca_certificate_file: {}\n    \
          certificate_file: {}\n    key_file: {}\n",
@@ -387,6 +402,14 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
         assert_eq!(rows[0]["tenant"], tenant);
         assert_eq!(rows[0]["n"], 2000);
+    }
+
+    // CSV and NDJSON datasets run on the cluster too.
+    for table in ["points_csv", "points_ndjson"] {
+        let query = format!("SELECT count(*) AS n, sum(x) AS total FROM {table}");
+        let reply = coordinator.http.sql(Some(&coordinator.stamp(&alice)), &query).await;
+        assert_eq!(reply.status, 200, "{table}: {}", reply.text());
+        assert_eq!(reply.json(), serde_json::json!([{"n": 3, "total": 60}]), "{table}");
     }
 
     // The plan that leaves the coordinator: distributed, the caller's groups a literal, no
@@ -545,6 +568,7 @@ async fn a_cluster_that_never_answers_gets_a_clear_error_not_a_hang() {
         }
     });
     let orders = write_orders(dir.path()).await;
+    write_small_files(dir.path());
     let cluster = format!(
         "cluster:\n  scheduler_address: {addr}\n  stall_timeout_secs: 2\n  dangerous_allow_insecure_connections: true\n"
     );
