@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::common::{Reply, Stack};
+use crate::common::{Reply, Stack, read_events, wait_for};
 use base64::Engine as _;
 use bytes::Bytes;
 use gateway::auth::apikeys;
@@ -68,25 +68,12 @@ fn policies_with_a_forbid(dir: &Path) -> std::path::PathBuf {
     policies
 }
 
-fn read_events(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
-}
-
 fn api_events<'a>(events: &'a [Value], request_id: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["class_uid"] == 6003 && e["metadata"]["correlation_uid"] == request_id).collect()
 }
 
 fn request_id(reply: &Reply) -> String {
     reply.headers["x-request-id"].to_str().unwrap().to_string()
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::auth::{Idp, free_port};
-use crate::common::{self, Client, Reply, Stack};
+use crate::common::{self, Client, Reply, Stack, metrics_text};
 
 const CLIENT_ID: &str = "portcullis-console";
 
@@ -72,16 +72,6 @@ fn location(reply: &Reply) -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-/// The health listener's `/metrics` text.
-async fn metrics_text(addr: SocketAddr) -> String {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get("/metrics").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 /// A GET to the provider over plain HTTP (loopback): status and headers.

@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Reply, Stack};
-use bytes::Bytes;
+use crate::common::{Reply, Stack, metrics_text, read_events, wait_for};
 use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FsyncPolicy, SinkConfig};
-use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
@@ -73,29 +71,6 @@ async fn sql(stack: &Stack, key: &str, sql: &str) -> Reply {
     stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", key)], sql).await.unwrap()
 }
 
-fn read_events(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The health listener's `/metrics` text.
-async fn metrics(stack: &Stack) -> String {
-    let tcp = tokio::net::TcpStream::connect(stack.gateway.health_addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get("/metrics").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
 /// One series' value (0 when absent).
 fn series(metrics: &str, name_and_labels: &str) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok()).unwrap_or(0)
@@ -144,18 +119,18 @@ async fn a_shadow_set_is_decided_beside_the_enforced_one_and_never_changes_an_ou
     std::fs::write(shadow.join("70-broken.cedar"), "permit(principal, action resource);").unwrap();
     let rejected = "gateway_reloads_total{what=\"shadow_policies\",result=\"rejected\"}";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while series(&metrics(&stack).await, rejected) == 0 {
+    while series(&metrics_text(stack.gateway.health_addr).await, rejected) == 0 {
         assert!(Instant::now() < deadline, "the broken shadow file was not refused");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let disagreements = "gateway_authz_shadow_disagreements_total{enforced=\"allow\",shadow=\"deny\"}";
-    let before = series(&metrics(&stack).await, disagreements);
+    let before = series(&metrics_text(stack.gateway.health_addr).await, disagreements);
     tokio::time::sleep(Duration::from_millis(800)).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
     }
-    let metrics = metrics(&stack).await;
+    let metrics = metrics_text(stack.gateway.health_addr).await;
     let sent: Vec<usize> = sent.iter().map(|n| n.load(Ordering::Relaxed)).collect();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "the shadow set changed an outcome");
     assert!(sent.iter().sum::<usize>() > 40, "the load ran only {sent:?}");
