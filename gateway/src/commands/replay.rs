@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,6 +27,12 @@ pub const FLIPPED: u8 = 3;
 const BATCH: usize = 8192;
 /// Problem lines named in the report (all are counted).
 const NAMED_PROBLEMS: usize = 50;
+/// A longer line is no event the gateway writes (its SQL is bounded by the body limit): it
+/// is counted as a problem and skipped, never held in memory whole.
+const MAX_LINE: u64 = 16 * 1024 * 1024;
+
+/// One line of a file: its bytes, or why it was not read.
+type ReadLine = Result<Vec<u8>, String>;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -224,14 +230,23 @@ fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
 fn replay_file(authorizers: &[Authorizer], path: &Path, window: Window, report: &mut Report) -> std::io::Result<()> {
     let mut reader = open(path)?;
     let mut number = 0usize;
-    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(usize, ReadLine)> = Vec::with_capacity(BATCH);
     loop {
         let mut line = Vec::new();
-        let read = reader.read_until(b'\n', &mut line)?;
+        let read = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line)?;
         if read > 0 {
             number += 1;
-            if line.iter().any(|b| !b.is_ascii_whitespace()) {
-                batch.push((number, line));
+            if line.len() as u64 > MAX_LINE {
+                // Skip to the end of this line, a bounded piece at a time.
+                while !line.ends_with(b"\n") {
+                    line.clear();
+                    if (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)? == 0 {
+                        break;
+                    }
+                }
+                batch.push((number, Err(format!("a line over {} MiB: not an audit event", MAX_LINE >> 20))));
+            } else if line.iter().any(|b| !b.is_ascii_whitespace()) {
+                batch.push((number, Ok(line)));
             }
         }
         if batch.len() == BATCH || (read == 0 && !batch.is_empty()) {
@@ -248,7 +263,7 @@ fn replay_file(authorizers: &[Authorizer], path: &Path, window: Window, report: 
 
 /// Decides a batch of lines on a thread per authorizer, each a contiguous part; the outcomes
 /// come back in line order, so the example of each flip is the first one in the files.
-fn decide_batch(authorizers: &[Authorizer], batch: &[(usize, Vec<u8>)], window: Window) -> Vec<(usize, Outcome)> {
+fn decide_batch(authorizers: &[Authorizer], batch: &[(usize, ReadLine)], window: Window) -> Vec<(usize, Outcome)> {
     let part = batch.len().div_ceil(authorizers.len().max(1)).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = batch
@@ -256,7 +271,16 @@ fn decide_batch(authorizers: &[Authorizer], batch: &[(usize, Vec<u8>)], window: 
             .zip(authorizers)
             .map(|(chunk, authz)| {
                 scope.spawn(move || {
-                    chunk.iter().map(|(number, line)| (*number, decide_line(authz, line, window))).collect::<Vec<_>>()
+                    chunk
+                        .iter()
+                        .map(|(number, line)| {
+                            let outcome = match line {
+                                Ok(line) => decide_line(authz, line, window),
+                                Err(why) => Outcome::Problem(why.clone()),
+                            };
+                            (*number, outcome)
+                        })
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

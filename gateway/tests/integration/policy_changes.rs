@@ -332,20 +332,27 @@ async fn recorded_traffic_replays_against_candidate_sets() {
     assert_eq!(report["flips"][0]["principal"], "Service::\"acme-reader\"", "{output}");
     assert_eq!(report["flips"][0]["resource"], "Dataset::\"datafusion.globex.orders\"", "{output}");
 
-    // (d) A foreign JSON line and a torn last line: counted and named; exit 1 only with --strict.
+    // (d) Lines that cannot be replayed are counted and named; exit 1 for them only with --strict.
     let damaged = dir.path().join("damaged.log");
     let text = std::fs::read_to_string(&log).unwrap();
     let last = text.lines().last().unwrap();
-    std::fs::write(&damaged, format!("{text}{{\"message\":\"from another program\"}}\n{}", &last[..last.len() / 2]))
-        .unwrap();
+    // A foreign line, a line longer than any event (17 MiB), then a torn last line.
+    let huge = "x".repeat(17 << 20);
+    std::fs::write(
+        &damaged,
+        format!("{text}{{\"message\":\"from another program\"}}\n{huge}\n{}", &last[..last.len() / 2]),
+    )
+    .unwrap();
     let args = ["--events".as_ref(), damaged.as_os_str(), "--dir".as_ref(), enforced.as_os_str()];
     let (code, report, output) = replay(&args);
     assert_eq!(code, 0, "{output}");
-    assert_eq!(report["problems"]["count"], 2, "{output}");
+    assert_eq!(report["problems"]["count"], 3, "{output}");
+    assert_eq!(report["replayed"], decided.len(), "{output}");
     let lines = text.lines().count();
     let named = report["problems"]["lines"].to_string();
     assert!(named.contains(&format!("damaged.log:{}: not a Portcullis audit event", lines + 1)), "{named}");
-    assert!(named.contains(&format!("damaged.log:{}: not a JSON line (torn", lines + 2)), "{named}");
+    assert!(named.contains(&format!("damaged.log:{}: a line over 16 MiB", lines + 2)), "{named}");
+    assert!(named.contains(&format!("damaged.log:{}: not a JSON line (torn", lines + 3)), "{named}");
     let (code, _, output) = replay(&[args.as_slice(), &["--strict".as_ref()]].concat());
     assert_eq!(code, 1, "{output}");
 
