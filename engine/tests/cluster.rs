@@ -585,3 +585,45 @@ async fn a_cluster_that_never_answers_gets_a_clear_error_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     held.abort();
 }
+
+/// A node without its mTLS files, with the dangerous switch and files both, or an executor
+/// given a URL instead of host:port, refuses to start (exit 1) and says why.
+#[test]
+fn nodes_refuse_to_start_without_mtls_or_with_contradicting_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("cluster-tls");
+    let certs_arg = certs.display().to_string();
+    gateway(&["tls", "init", "--dir", &certs_arg]);
+    gateway(&["tls", "add", "node", "--node", "--dir", &certs_arg, "--ip", "127.0.0.1"]);
+    let bind = ["--node-bind-address".to_string(), "127.0.0.1:0".to_string()];
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (["scheduler".to_string()].into_iter().chain(bind.clone()).collect(), "require mTLS"),
+        (
+            ["scheduler".to_string()]
+                .into_iter()
+                .chain(bind.clone())
+                .chain(mtls(&certs, "node"))
+                .chain(["--dangerous-allow-insecure-connections".to_string()])
+                .collect(),
+            "cannot be combined",
+        ),
+        (
+            ["scheduler".to_string()].into_iter().chain(bind.clone()).chain(mtls(&certs, "missing")).collect(),
+            "missing.pem",
+        ),
+        (
+            ["executor".to_string(), "--scheduler-address".into(), "https://127.0.0.1:1".into()]
+                .into_iter()
+                .chain(bind.clone())
+                .chain(mtls(&certs, "node"))
+                .collect(),
+            "host:port",
+        ),
+    ];
+    for (args, why) in cases {
+        let output = Command::new(ENGINE).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}

@@ -20,6 +20,10 @@ use crate::authz::{Answer, Verdict};
 use crate::config::SqlInAudit;
 
 pub const OCSF_VERSION: &str = "1.3.0";
+/// `metadata.product.name` of every event (how a reader tells the gateway's events apart).
+pub const PRODUCT_NAME: &str = "Portcullis Gateway";
+/// OCSF API Activity's `class_uid`.
+pub const API_ACTIVITY: u64 = 6003;
 
 /// One thing that happened, waiting in the queue.
 #[derive(Debug)]
@@ -183,7 +187,7 @@ impl Formatter {
         json.str("version", OCSF_VERSION);
         json.opt_str("correlation_uid", correlation);
         json.begin("product");
-        json.str("name", "Portcullis Gateway");
+        json.str("name", PRODUCT_NAME);
         json.str("vendor_name", "Portcullis");
         json.str("version", self.version);
         json.end();
@@ -524,7 +528,7 @@ fn header(
     severity_id: u8,
 ) {
     let (class_uid, class_name, category_uid, category_name) = match class {
-        Class::ApiActivity => (6003, "API Activity", 6, "Application Activity"),
+        Class::ApiActivity => (API_ACTIVITY, "API Activity", 6, "Application Activity"),
         Class::Authentication => (3002, "Authentication", 3, "Identity & Access Management"),
         Class::DetectionFinding => (2004, "Detection Finding", 2, "Findings"),
     };

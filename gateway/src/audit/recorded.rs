@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use identity::{AuthMethod, Principal, PrincipalKind};
 use serde::Deserialize;
 
+use super::event::{API_ACTIVITY, PRODUCT_NAME as PRODUCT};
 use crate::authz::sql::{DatasetName, action_named};
 use crate::authz::{Ask, RequestFacts};
 
@@ -136,11 +137,6 @@ struct Request {
     action: String,
     dataset: Option<String>,
 }
-
-/// The product name every Portcullis event carries in `metadata.product.name`.
-const PRODUCT: &str = "Portcullis Gateway";
-/// OCSF API Activity.
-const API_ACTIVITY: u64 = 6003;
 
 /// Reads one line of an audit file; the error says what is wrong with it.
 pub fn parse(line: &[u8]) -> Result<Line, String> {
