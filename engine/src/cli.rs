@@ -56,7 +56,10 @@ pub struct Args {
 pub fn main() -> ExitCode {
     let args = Args::parse();
     process::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(process::THREAD_STACK_BYTES)
+        .enable_all()
+        .build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("engine: cannot start the async runtime: {error}");

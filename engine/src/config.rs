@@ -118,6 +118,14 @@ pub struct Limits {
     /// Lifetime of a Flight statement ticket, and of an unused prepared statement.
     #[serde(default = "default_handle_ttl")]
     pub flight_handle_ttl_secs: u64,
+    /// Bytes all running queries may hold together (DataFusion's memory pool; sorts and
+    /// aggregations spill past it, other operators fail their query). Absent: half of the
+    /// process's memory limit (its cgroup's, else the host's).
+    #[serde(default)]
+    pub memory_pool_bytes: Option<u64>,
+    /// A statement still planning or running after this long is stopped with an error.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -126,6 +134,8 @@ impl Default for Limits {
             max_sql_bytes: default_max_body(),
             max_flight_handles: default_max_handles(),
             flight_handle_ttl_secs: default_handle_ttl(),
+            memory_pool_bytes: None,
+            statement_timeout_secs: default_statement_timeout(),
         }
     }
 }
@@ -196,6 +206,9 @@ fn default_max_handles() -> usize {
 }
 fn default_handle_ttl() -> u64 {
     600
+}
+fn default_statement_timeout() -> u64 {
+    300
 }
 
 /// A configuration error, with the path of the offending field when there is one.

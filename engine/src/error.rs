@@ -3,6 +3,7 @@
 //! this host.
 
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use http::StatusCode;
 use identity::StampError;
 
@@ -17,6 +18,9 @@ pub enum EngineError {
     /// The SQL failed to parse, plan or run for a reason the caller can fix.
     #[error("{0}")]
     Query(String),
+    /// Over one of the bounds both processes hold statements to, checked before parsing.
+    #[error("{0}")]
+    TooComplex(#[from] complexity::TooComplex),
     /// Allowed by nobody: writes on a read-only engine, another principal's handle.
     #[error("{0}")]
     Forbidden(String),
@@ -43,6 +47,7 @@ impl EngineError {
             EngineError::Unauthenticated(_) => "unauthenticated",
             EngineError::BadRequest(_) => "bad_request",
             EngineError::Query(_) => "query_error",
+            EngineError::TooComplex(_) => "statement_too_complex",
             EngineError::Forbidden(_) => "forbidden",
             EngineError::NotFound(_) => "not_found",
             EngineError::MethodNotAllowed => "method_not_allowed",
@@ -56,7 +61,7 @@ impl EngineError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             EngineError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            EngineError::BadRequest(_) | EngineError::Query(_) => StatusCode::BAD_REQUEST,
+            EngineError::BadRequest(_) | EngineError::Query(_) | EngineError::TooComplex(_) => StatusCode::BAD_REQUEST,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,7 +76,10 @@ impl EngineError {
         let message = self.to_string();
         match self {
             EngineError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
-            EngineError::BadRequest(_) | EngineError::Query(_) | EngineError::NotAcceptable(_) => {
+            EngineError::BadRequest(_)
+            | EngineError::Query(_)
+            | EngineError::TooComplex(_)
+            | EngineError::NotAcceptable(_) => {
                 tonic::Status::invalid_argument(message)
             }
             EngineError::Forbidden(_) => tonic::Status::permission_denied(message),
@@ -100,6 +108,9 @@ impl From<DataFusionError> for EngineError {
             | DataFusionError::External(_)
             | DataFusionError::ExecutionJoin(_) => EngineError::Internal(error.to_string()),
             DataFusionError::ResourcesExhausted(_) => EngineError::Exhausted(error.strip_backtrace()),
+            DataFusionError::SQL(error, _) if matches!(**error, ParserError::RecursionLimitExceeded) => {
+                EngineError::TooComplex(complexity::TooComplex::ParserDepth)
+            }
             _ => EngineError::Query(error.strip_backtrace()),
         }
     }

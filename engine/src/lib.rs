@@ -5,18 +5,21 @@
 //! carrying the caller ([`query`]) → refuse what the SQL options forbid → execute and stream
 //! ([`http`], [`flight`]). Errors map to statuses in one place ([`error`]).
 
+mod bounded_functions;
 pub mod caller;
 mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 mod datasets;
+mod redact;
 mod demo;
 pub mod encode;
 pub mod error;
 pub mod flight;
 mod flight_session;
 pub mod handles;
+pub mod memory;
 pub mod http;
 pub mod listing;
 pub mod principal_functions;

@@ -12,6 +12,7 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
 use crate::caller::Caller;
@@ -41,6 +42,8 @@ pub struct QueryEngine {
     sql_options: SQLOptions,
     /// In cluster mode, how long a query may go without a result batch.
     stall_timeout: Option<Duration>,
+    /// `limits.statement_timeout_secs`.
+    statement_timeout: Duration,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -58,7 +61,11 @@ impl QueryEngine {
             .with_default_catalog_and_schema("datafusion", "public")
             .with_option_extension(SessionCaller::default());
         let ctx = match &config.cluster {
-            None => SessionContext::new_with_config(session_config),
+            None => {
+                let (runtime, pool) = crate::memory::runtime(config.limits.memory_pool_bytes)?;
+                tracing::info!(memory_pool_bytes = pool, "query memory pool");
+                SessionContext::new_with_config_rt(session_config, runtime)
+            }
             Some(cluster) => crate::cluster::coordinator::context(session_config, cluster)?,
         };
         // After the cluster upgrade, which replaces the function list: the identity
@@ -66,6 +73,7 @@ impl QueryEngine {
         for udf in principal_functions::all() {
             ctx.register_udf(udf);
         }
+        crate::bounded_functions::register(&ctx);
         if config.demo_data {
             demo::register(&ctx).map_err(|e| format!("demo data: {e}"))?;
         }
@@ -77,7 +85,8 @@ impl QueryEngine {
         }
         let unlisted = listed(ctx.state(), Listing::nothing());
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
-        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql), stall_timeout })
+        let statement_timeout = Duration::from_secs(config.limits.statement_timeout_secs);
+        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql), stall_timeout, statement_timeout })
     }
 
     /// A session for one request, carrying its caller; its catalog lists what the caller's
@@ -96,8 +105,15 @@ impl QueryEngine {
     /// Parses and plans one SQL statement for `caller`, refusing what the engine's SQL
     /// options do not allow. Nothing runs until the returned frame is executed.
     pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, EngineError> {
+        // Bounded before DataFusion parses: its parser, planner and optimizer recurse.
+        complexity::tokenize(&GenericDialect {}, sql)?;
         let state = self.session(caller);
-        let plan = state.create_logical_plan(sql).await?;
+        let plan = tokio::time::timeout(self.statement_timeout, state.create_logical_plan(sql)).await.map_err(|_| {
+            EngineError::Exhausted(format!(
+                "the statement was still planning after limits.statement_timeout_secs ({} s)",
+                self.statement_timeout.as_secs()
+            ))
+        })??;
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
@@ -108,10 +124,40 @@ impl QueryEngine {
         Ok(DataFrame::new(state, plan))
     }
 
-    /// Starts a planned query. On a cluster, a query that goes `cluster.stall_timeout_secs`
-    /// without a result batch (a job left waiting on a lost executor) ends with an error
-    /// naming the setting instead of hanging; dropping its stream stops waiting for the job.
+    /// Starts a planned query. It ends with an error, its stream dropped (which stops its
+    /// work), once it has run `limits.statement_timeout_secs`; on a cluster, also once it
+    /// goes `cluster.stall_timeout_secs` without a result batch (a job left waiting on a lost
+    /// executor) instead of hanging.
     pub async fn execute(&self, frame: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
+        let timeout = self.statement_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let overran = move || {
+            DataFusionError::ResourcesExhausted(format!(
+                "the statement ran longer than limits.statement_timeout_secs ({} s) and was stopped",
+                timeout.as_secs()
+            ))
+        };
+        let stream = tokio::time::timeout_at(deadline, self.start(frame)).await.map_err(|_| overran())??;
+        let schema = stream.schema();
+        let sleep = Box::pin(tokio::time::sleep_until(deadline));
+        let bounded = futures::stream::unfold(Some((stream, sleep)), move |state| async move {
+            let (mut stream, mut sleep) = state?;
+            tokio::select! {
+                biased;
+                () = &mut sleep => Some((Err(overran()), None)),
+                item = stream.next() => {
+                    let item = item?.map_err(crate::redact::execution_error);
+                    // After an error, end: the query's stream is dropped with this one.
+                    let next = item.is_ok().then_some((stream, sleep));
+                    Some((item, next))
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, bounded)))
+    }
+
+    /// The query's stream; on a cluster, ended with an error after a stall.
+    async fn start(&self, frame: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
         let Some(stall) = self.stall_timeout else { return Ok(frame.execute_stream().await?) };
         let stalled = move || {
             DataFusionError::ResourcesExhausted(format!(

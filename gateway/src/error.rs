@@ -81,6 +81,9 @@ impl GatewayError {
             E::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => {
                 ("invalid_sql", H::BAD_REQUEST, Grpc::InvalidArgument)
             }
+            E::Authorization(AuthzError::Sql(SqlError::TooComplex(_))) => {
+                ("statement_too_complex", H::BAD_REQUEST, Grpc::InvalidArgument)
+            }
             E::Authorization(AuthzError::Sql(SqlError::Unsupported(_) | SqlError::Name(_))) => {
                 ("forbidden", H::FORBIDDEN, Grpc::PermissionDenied)
             }
@@ -205,6 +208,7 @@ mod tests {
             (AuthzError::Denied { action: "select", resource: "x".into() }.into(), "forbidden", 403, 7),
             (AuthzError::Sql(SqlError::Unsupported("GRANT".into())).into(), "forbidden", 403, 7),
             (AuthzError::Sql(SqlError::Parse("x".into())).into(), "invalid_sql", 400, 3),
+            (AuthzError::Sql(complexity::TooComplex::Operators.into()).into(), "statement_too_complex", 400, 3),
             (AuthzError::Malformed("x".into()).into(), "bad_request", 400, 3),
             (AuthzError::NotRouted("x".into()).into(), "not_found", 404, 12),
             (AuthzError::UnknownDataset("x".into()).into(), "dataset_not_found", 404, 5),

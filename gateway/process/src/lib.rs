@@ -7,6 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::{TcpListener, TcpStream};
 
+/// Stack of every runtime thread, both processes: a statement within the `complexity` bounds
+/// still builds trees that parsers, planners and destructors walk recursively, and debug
+/// builds spend several times a release build's stack per level. Only what a thread touches
+/// is committed, so the reservation costs address space, not memory.
+pub const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 /// Targets held at WARN whatever `RUST_LOG` says: Ballista's scheduler logs every job's
 /// plan at INFO, and in cluster mode a plan carries the caller's identity, folded into it.
 const QUIET: &[&str] = &["ballista_scheduler::state::task_manager=warn"];

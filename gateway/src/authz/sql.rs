@@ -163,6 +163,9 @@ pub enum SqlError {
     Unsupported(String),
     #[error("cannot authorize {0}")]
     Name(String),
+    /// Over one of the bounds both processes hold statements to ([`complexity`]).
+    #[error("{0}")]
+    TooComplex(#[from] complexity::TooComplex),
 }
 
 /// The engine's name resolution defaults.
@@ -177,10 +180,17 @@ const GENERATORS: &[&str] = &["generate_series", "range"];
 /// Deepest nesting accepted (DataFusion's own parser limit is 50).
 const RECURSION_LIMIT: usize = 50;
 
-/// Classifies every statement in `sql` (several may be separated by `;`).
+/// Classifies every statement in `sql` (several may be separated by `;`). The statement's
+/// size, operator count and nesting are checked on its tokens before anything is parsed
+/// ([`complexity`]): the tree a parse builds is walked recursively.
 pub fn analyze(sql: &str, defaults: &NameDefaults) -> Result<Vec<StatementAccess>, SqlError> {
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT).try_with_sql(sql).map_err(parse)?;
+    let parser = Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT);
+    let mut parser = match complexity::tokenize(&dialect, sql)? {
+        Some(tokens) => parser.with_tokens_with_locations(tokens),
+        // The tokenizer refused it: the parser says why.
+        None => parser.try_with_sql(sql).map_err(parse)?,
+    };
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -207,10 +217,10 @@ pub fn analyze(sql: &str, defaults: &NameDefaults) -> Result<Vec<StatementAccess
 }
 
 fn parse(error: ParserError) -> SqlError {
-    SqlError::Parse(match error {
-        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
-        ParserError::RecursionLimitExceeded => "nested too deeply".into(),
-    })
+    match error {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => SqlError::Parse(m),
+        ParserError::RecursionLimitExceeded => SqlError::TooComplex(complexity::TooComplex::ParserDepth),
+    }
 }
 
 /// DataFusion's `COPY {table | (query)} TO 'target' [options]`: writes files, reads its source.
@@ -277,16 +287,25 @@ fn classify(statement: &Statement, defaults: &NameDefaults) -> Result<StatementA
             if c.datasets.is_empty() && c.catalog_only { Describe } else { EndpointAction::Query }
         }
         Statement::Explain { statement, .. } => return classify(statement, defaults),
-        Statement::ExplainTable { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
+        // A dataset's columns and types, or its definition, are shown to whoever may read it.
+        Statement::ExplainTable { .. } | Statement::ShowColumns { .. } => {
+            c.walk(statement)?;
+            Describe
+        }
+        Statement::ShowCreate { obj_name, .. } => {
+            c.read(obj_name);
+            if let Some(error) = c.error.take() {
+                return Err(error);
+            }
+            Describe
+        }
+        Statement::ShowTables { .. }
         | Statement::ShowViews { .. }
         | Statement::ShowSchemas { .. }
         | Statement::ShowCatalogs { .. }
         | Statement::ShowDatabases { .. }
         | Statement::ShowFunctions { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowCreate { .. } => Describe,
+        | Statement::ShowVariable { .. } => Describe,
         Statement::Insert(insert) => {
             let TableObject::TableName(target) = &insert.table else {
                 return Err(SqlError::Unsupported("INSERT INTO a table function".into()));
@@ -398,9 +417,12 @@ pub fn dataset_name(name: &ObjectName, defaults: &NameDefaults) -> Result<Datase
     Ok(DatasetName { catalog, schema, table })
 }
 
-/// DataFusion's identifier normalisation: unquoted folds to lower case.
+/// DataFusion's identifier normalisation (`datafusion_sql::utils::normalize_ident`):
+/// unquoted folds ASCII letters to lower case and leaves every other character as written.
+/// Unicode folding would read `banK` (U+212A KELVIN SIGN) as `bank` where the engine reads
+/// another name, and a CTE so named would hide the real table from authorization.
 fn normalize(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
 }
 
 /// Walks a statement's AST collecting every relation it reads, minus CTE references in scope.
@@ -586,6 +608,30 @@ mod tests {
         assert!(matches!(analyze("SELECT * FROM a.b.c.d", &defaults()), Err(SqlError::Name(_))));
     }
 
+    /// Only ASCII folds: U+212A KELVIN SIGN, U+0130 and U+017F keep their spelling, as in
+    /// DataFusion, so a CTE spelled with one does not hide the ASCII-named table.
+    #[test]
+    fn only_ascii_letters_fold() {
+        assert_eq!(reads("WITH ban\u{212A} AS (SELECT 1 AS x) SELECT * FROM bank"), ["select datafusion.public.bank"]);
+        assert_eq!(reads("SELECT * FROM ban\u{212A}"), ["select datafusion.public.ban\u{212A}"]);
+        assert_eq!(reads("SELECT * FROM \u{130}D"), ["select datafusion.public.\u{130}d"]);
+        assert_eq!(reads("SELECT * FROM \u{17F}ecret"), ["select datafusion.public.\u{17F}ecret"]);
+    }
+
+    #[test]
+    fn deep_statements_are_refused_before_they_are_parsed() {
+        for sql in [
+            format!("SELECT {}", vec!["1"; 40_000].join("+")),
+            format!("SELECT 1 WHERE {}", vec!["true"; 40_000].join(" AND ")),
+            format!("SELECT {}", vec!["'a'"; 40_000].join("||")),
+            format!("SELECT {}1 END", "CASE WHEN true THEN ".repeat(60)),
+        ] {
+            let error = analyze(&sql, &defaults()).unwrap_err();
+            assert!(matches!(error, SqlError::TooComplex(_)), "{error}");
+            assert!(error.to_string().starts_with("statement too complex"), "{error}");
+        }
+    }
+
     #[test]
     fn dataset_ids_read_back() {
         for id in ["datafusion.demo.orders", "c.\"a.b\".t", "c.s.\"q\"\"t\""] {
@@ -681,7 +727,10 @@ mod tests {
     fn catalog_reads_are_describe() {
         assert_eq!(show("SELECT * FROM information_schema.tables")[0], ("describe", vec![]));
         assert_eq!(show("SHOW TABLES")[0].0, "describe");
-        assert_eq!(show("DESCRIBE demo.orders")[0], ("describe", vec![]));
+        // Describing a dataset needs what reading it needs.
+        for sql in ["DESCRIBE demo.orders", "SHOW COLUMNS FROM demo.orders", "SHOW CREATE TABLE demo.orders"] {
+            assert_eq!(show(sql)[0], ("describe", vec!["select datafusion.demo.orders".to_string()]), "{sql}");
+        }
         // Reading a dataset next to the catalog is a query on that dataset.
         assert_eq!(show("SELECT * FROM information_schema.tables, secret")[0].0, "query");
     }
@@ -710,6 +759,6 @@ mod tests {
             "GRANT statements are not allowed through the gateway"
         );
         let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
-        assert!(matches!(analyze(&deep, &defaults()), Err(SqlError::Parse(_))));
+        assert!(matches!(analyze(&deep, &defaults()), Err(SqlError::TooComplex(_))));
     }
 }

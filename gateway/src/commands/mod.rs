@@ -56,6 +56,7 @@ impl ConfigArgs {
 /// A multi-threaded runtime for the serving commands: `worker_threads` of them, or one per CPU.
 pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.thread_stack_size(process::THREAD_STACK_BYTES);
     if let Some(threads) = worker_threads {
         builder.worker_threads(threads);
     }

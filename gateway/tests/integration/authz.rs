@@ -200,6 +200,55 @@ async fn api_keys_are_read_only_and_sql_the_gateway_cannot_classify_is_refused()
     );
 }
 
+/// Every value of globex's rows in the demo customers file (ids and the tenant name aside,
+/// which acme's own rows share or may know).
+fn globex_customer_values() -> Vec<String> {
+    let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/demo/customers.csv")).unwrap();
+    csv.lines()
+        .filter(|line| line.contains(",globex,"))
+        .flat_map(|line| line.split(',').skip(2).map(str::to_string).collect::<Vec<_>>())
+        .filter(|value| value.len() > 2)
+        .collect()
+}
+
+/// A view's filter hides other tenants' rows; an expression that fails on one must not quote
+/// it: the test knows every hidden value and looks for each in every byte returned.
+#[tokio::test]
+async fn errors_quote_no_row_a_view_hides() {
+    let (stack, key, _) = stack(&shipped_policies()).await;
+    let hidden = globex_customer_values();
+    assert!(hidden.iter().any(|v| v == "Hank Scorpio"), "{hidden:?}");
+    for column in ["name", "email", "country"] {
+        for query in [
+            format!("SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END AS INT) = 1"),
+            format!("SELECT customer_id FROM my_customers WHERE arrow_cast(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 'Int64') = 1"),
+            format!("SELECT customer_id FROM my_customers WHERE regexp_like('x', CASE WHEN tenant = 'globex' THEN {column} || '(' ELSE 'x' END)"),
+            format!("SELECT customer_id FROM my_customers WHERE CAST(substr(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 1, 3) AS INT) = 1"),
+        ] {
+            let reply = sql(&stack, &key, &query).await;
+            let text = reply.text();
+            let leaked: Vec<&String> = hidden.iter().filter(|v| text.contains(v.as_str())).collect();
+            assert!(leaked.is_empty(), "{query}: {leaked:?} in {text}");
+            assert_ne!(reply.status, 500, "{query}: {text}");
+        }
+    }
+}
+
+/// DESCRIBE, SHOW COLUMNS and SHOW CREATE of a dataset need what reading it needs.
+#[tokio::test]
+async fn a_denied_dataset_cannot_be_described() {
+    let (stack, key, _) = stack(&shipped_policies()).await;
+    for query in ["DESCRIBE globex.orders", "DESCRIBE payroll", "SHOW COLUMNS FROM globex.orders"] {
+        let reply = sql(&stack, &key, query).await;
+        assert!(reply.status == 403 || reply.status == 404, "{query}: {}", reply.text());
+        assert!(!reply.text().contains("account_manager") && !reply.text().contains("Utf8"), "{}", reply.text());
+    }
+    assert_denied(&sql(&stack, &key, "DESCRIBE globex.orders").await, "datafusion.globex.orders", "DESCRIBE");
+    let reply = sql(&stack, &key, "DESCRIBE acme.orders").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("account_manager"), "{}", reply.text());
+}
+
 #[tokio::test]
 async fn flight_sql_clients_are_authorized_per_dataset() {
     let (stack, reader, _) = stack(&shipped_policies()).await;
@@ -209,12 +258,13 @@ async fn flight_sql_clients_are_authorized_per_dataset() {
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("ACME_KEY", &reader)
+        .env("HIDDEN_VALUES", globex_customer_values().join("\n"))
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "Flight authorization checks failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     // The engine's trailers-only INVALID_ARGUMENT for the SQL typo counts as 400, not 200.
     let metrics = gateway::metrics::render(0);
     assert!(

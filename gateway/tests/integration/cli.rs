@@ -202,13 +202,13 @@ fn spawn_run(command: &mut Command) -> (std::process::Child, std::net::SocketAdd
     (child, addr, log_rx)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `gateway up` on these five ports (api, flight, health, engine http, engine flight); the
 /// child and what it printed up to its usage line.
-fn spawn_up(state: &std::path::Path, ports: &[String]) -> (std::process::Child, String) {
+pub fn spawn_up(state: &std::path::Path, ports: &[String]) -> (std::process::Child, String) {
     let mut child = Command::new(GATEWAY)
         .args(["up", "--state-dir", state.to_str().unwrap()])
         .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])

@@ -12,6 +12,8 @@ mod auth;
 mod authz;
 mod browser;
 mod cli;
+mod deep_statements;
+mod differential;
 mod policy_changes;
 mod proxy;
 mod ratelimit;

@@ -141,7 +141,28 @@ def engine_errors_reach_the_client():
         raise AssertionError("a bogus ticket was served")
 
 
+def errors_quote_no_hidden_row():
+    # The view my_customers hides globex's rows from acme; an expression that fails on one of
+    # them must not quote it back (the raw values come from the demo CSV, every byte checked).
+    hidden = os.environ["HIDDEN_VALUES"].split("\n")
+    client, options = session()
+    for sql in [
+        "SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN tenant = 'globex' THEN name ELSE '1' END AS INT) = 1",
+        "SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN tenant = 'globex' THEN email ELSE '1' END AS INT) = 1",
+        "SELECT customer_id FROM my_customers WHERE arrow_cast(CASE WHEN tenant = 'globex' THEN country ELSE '1' END, 'Int64') = 1",
+        "SELECT customer_id FROM my_customers WHERE regexp_like('x', CASE WHEN tenant = 'globex' THEN name || '(' ELSE 'x' END)",
+    ]:
+        try:
+            info = client.get_flight_info(flight.FlightDescriptor.for_command(statement(sql)), options)
+            text = str(client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist())
+        except Exception as exc:
+            text = str(exc)
+        leaked = [v for v in hidden if v and v in text]
+        assert not leaked, (sql, leaked, text[:300])
+
+
 check("own tenant's dataset is readable", own_tenant_is_readable)
+check("errors quote no row a view hides", errors_quote_no_hidden_row)
 check("engine errors (trailers-only) reach ADBC and pyarrow", engine_errors_reach_the_client)
 check("other tenant's dataset is refused by any spelling", other_tenant_is_refused_by_any_spelling)
 check("a prepared statement on the other tenant is refused", prepared_statement_of_other_tenant_is_refused)
