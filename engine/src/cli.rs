@@ -59,7 +59,8 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(process::THREAD_STACK_BYTES)
         .enable_all()
-        .build() {
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("engine: cannot start the async runtime: {error}");

@@ -79,9 +79,7 @@ impl EngineError {
             EngineError::BadRequest(_)
             | EngineError::Query(_)
             | EngineError::TooComplex(_)
-            | EngineError::NotAcceptable(_) => {
-                tonic::Status::invalid_argument(message)
-            }
+            | EngineError::NotAcceptable(_) => tonic::Status::invalid_argument(message),
             EngineError::Forbidden(_) => tonic::Status::permission_denied(message),
             EngineError::NotFound(_) => tonic::Status::not_found(message),
             EngineError::MethodNotAllowed => tonic::Status::unimplemented(message),

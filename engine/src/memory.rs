@@ -19,7 +19,8 @@ const DEFAULT_POOL_PERCENT: u64 = 50;
 
 /// A runtime whose pool holds `configured` bytes, or the default share of the memory limit.
 pub fn runtime(configured: Option<u64>) -> Result<(Arc<RuntimeEnv>, u64), String> {
-    let bytes = configured.unwrap_or_else(|| limit() / 100 * DEFAULT_POOL_PERCENT);
+    let share = u128::from(limit()) * u128::from(DEFAULT_POOL_PERCENT) / 100;
+    let bytes = configured.unwrap_or(u64::try_from(share).unwrap_or(u64::MAX));
     let pool = FairSpillPool::new(usize::try_from(bytes).unwrap_or(usize::MAX));
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))

@@ -108,12 +108,13 @@ impl QueryEngine {
         // Bounded before DataFusion parses: its parser, planner and optimizer recurse.
         complexity::tokenize(&GenericDialect {}, sql)?;
         let state = self.session(caller);
-        let plan = tokio::time::timeout(self.statement_timeout, state.create_logical_plan(sql)).await.map_err(|_| {
-            EngineError::Exhausted(format!(
-                "the statement was still planning after limits.statement_timeout_secs ({} s)",
-                self.statement_timeout.as_secs()
-            ))
-        })??;
+        let plan =
+            tokio::time::timeout(self.statement_timeout, state.create_logical_plan(sql)).await.map_err(|_| {
+                EngineError::Exhausted(format!(
+                    "the statement was still planning after limits.statement_timeout_secs ({} s)",
+                    self.statement_timeout.as_secs()
+                ))
+            })??;
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;

@@ -71,8 +71,14 @@ mod tests {
     #[test]
     fn values_are_removed_and_the_problem_kept() {
         for (raw, redacted) in [
-            ("Cast error: Cannot cast string 'Hank Scorpio' to value of Int32 type", "Cast error: Cannot cast string '…' to value of Int32 type"),
-            ("Arrow error: Compute error: Overflow happened on: 9223372036854775807 * 2", "Arrow error: Compute error: Overflow happened on: … * …"),
+            (
+                "Cast error: Cannot cast string 'Hank Scorpio' to value of Int32 type",
+                "Cast error: Cannot cast string '…' to value of Int32 type",
+            ),
+            (
+                "Arrow error: Compute error: Overflow happened on: 9223372036854775807 * 2",
+                "Arrow error: Compute error: Overflow happened on: … * …",
+            ),
             ("regex parse error:\n    Hank(\n        ^\nerror: unclosed group", "regex parse error:"),
             ("Divide by zero error", "Divide by zero error"),
             ("value -12.5e3 out of range for Int8", "value … out of range for Int8"),

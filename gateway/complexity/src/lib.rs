@@ -200,8 +200,28 @@ mod tests {
     #[test]
     fn every_operator_family_is_bounded() {
         for op in [
-            "+", "-", "*", "/", "%", "||", " AND ", " OR ", " = ", " <> ", " < ", " >= ", "::int::", " IS NOT ", " LIKE ",
-            " UNION SELECT ", " JOIN t ON ", "&", "|", "^", "<<", "->",
+            "+",
+            "-",
+            "*",
+            "/",
+            "%",
+            "||",
+            " AND ",
+            " OR ",
+            " = ",
+            " <> ",
+            " < ",
+            " >= ",
+            "::int::",
+            " IS NOT ",
+            " LIKE ",
+            " UNION SELECT ",
+            " JOIN t ON ",
+            "&",
+            "|",
+            "^",
+            "<<",
+            "->",
         ] {
             assert_eq!(verdict(&chain(op, MAX_OPERATORS / 2)), Ok(()), "{op} at half the limit");
             assert_eq!(verdict(&chain(op, MAX_OPERATORS + 2)), Err(TooComplex::Operators), "{op}");
@@ -227,7 +247,8 @@ mod tests {
             let deep = format!("SELECT {}1{}", open.repeat(MAX_NESTING + 1), close.repeat(MAX_NESTING + 1));
             assert_eq!(verdict(&deep), Err(TooComplex::Nesting), "{open}");
         }
-        let cases = |n: usize, ends: usize| format!("SELECT {}1{}", "CASE WHEN true THEN ".repeat(n), " END".repeat(ends));
+        let cases =
+            |n: usize, ends: usize| format!("SELECT {}1{}", "CASE WHEN true THEN ".repeat(n), " END".repeat(ends));
         assert_eq!(verdict(&cases(MAX_CASE_NESTING, MAX_CASE_NESTING)), Ok(()));
         assert_eq!(verdict(&cases(MAX_CASE_NESTING + 1, MAX_CASE_NESTING + 1)), Err(TooComplex::CaseNesting));
         assert_eq!(verdict(&cases(60, 1)), Err(TooComplex::CaseNesting));

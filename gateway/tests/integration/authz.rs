@@ -220,10 +220,18 @@ async fn errors_quote_no_row_a_view_hides() {
     assert!(hidden.iter().any(|v| v == "Hank Scorpio"), "{hidden:?}");
     for column in ["name", "email", "country"] {
         for query in [
-            format!("SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END AS INT) = 1"),
-            format!("SELECT customer_id FROM my_customers WHERE arrow_cast(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 'Int64') = 1"),
-            format!("SELECT customer_id FROM my_customers WHERE regexp_like('x', CASE WHEN tenant = 'globex' THEN {column} || '(' ELSE 'x' END)"),
-            format!("SELECT customer_id FROM my_customers WHERE CAST(substr(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 1, 3) AS INT) = 1"),
+            format!(
+                "SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END AS INT) = 1"
+            ),
+            format!(
+                "SELECT customer_id FROM my_customers WHERE arrow_cast(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 'Int64') = 1"
+            ),
+            format!(
+                "SELECT customer_id FROM my_customers WHERE regexp_like('x', CASE WHEN tenant = 'globex' THEN {column} || '(' ELSE 'x' END)"
+            ),
+            format!(
+                "SELECT customer_id FROM my_customers WHERE CAST(substr(CASE WHEN tenant = 'globex' THEN {column} ELSE '1' END, 1, 3) AS INT) = 1"
+            ),
         ] {
             let reply = sql(&stack, &key, &query).await;
             let text = reply.text();

@@ -20,9 +20,8 @@ use datafusion::prelude::SessionContext;
 use gateway::authz::sql::{self, NameDefaults};
 
 /// Table names that differ only where Unicode and ASCII case folding differ.
-const NAMES: &[&str] = &[
-    "bank", "banK", "ban\u{212A}", "BANK", "id", "\u{130}d", "i\u{307}d", "secret", "\u{17F}ecret", "SECRET", "x",
-];
+const NAMES: &[&str] =
+    &["bank", "banK", "ban\u{212A}", "BANK", "id", "\u{130}d", "i\u{307}d", "secret", "\u{17F}ecret", "SECRET", "x"];
 const SCHEMAS: &[&str] = &["public", "acme"];
 
 /// A small deterministic generator (xorshift64*), so a failure reproduces from its seed.
@@ -147,8 +146,10 @@ async fn the_gateway_reads_the_datasets_datafusion_scans() {
         // runs nowhere; the gateway may read it as it likes.
         let Ok(plan) = ctx.state().create_logical_plan(sql).await else { continue };
         let accesses = sql::analyze(sql, &defaults).unwrap_or_else(|e| panic!("{sql}: the gateway refused it: {e}"));
-        let gateway: BTreeSet<String> =
-            accesses.iter().flat_map(|a| a.datasets.iter().map(|(_, d)| format!("{}.{}.{}", d.catalog, d.schema, d.table))).collect();
+        let gateway: BTreeSet<String> = accesses
+            .iter()
+            .flat_map(|a| a.datasets.iter().map(|(_, d)| format!("{}.{}.{}", d.catalog, d.schema, d.table)))
+            .collect();
         assert_eq!(gateway, scans(&plan), "{sql}");
         compared += 1;
     }

@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod deep_statements;
 mod differential;
+mod exhaustion;
 mod policy_changes;
 mod proxy;
 mod ratelimit;

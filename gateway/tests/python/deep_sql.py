@@ -56,7 +56,7 @@ def families():
            "SELECT " + "- " * 300_000 + "1")
     yield ("NOT", "SELECT " + "NOT " * 40 + "true", "SELECT " + "NOT " * (OPS + 1) + "true",
            "SELECT " + "NOT " * 200_000 + "true")
-    yield ("UNION", " UNION ALL ".join(["SELECT 1"] * (OPS - 1)), " UNION ALL ".join(["SELECT 1"] * (OPS + 1)),
+    yield ("UNION", " UNION ALL ".join(["SELECT 1"] * (OPS - 1)), " UNION ALL ".join(["SELECT 1"] * (OPS + 2)),
            " UNION ALL ".join(["SELECT 1"] * 60_000))
     yield ("JOIN", "SELECT 1 FROM (SELECT 1 AS a) t0" + "".join(f" JOIN (SELECT 1 AS a) t{i} ON true" for i in range(1, 60)),
            "SELECT 1 FROM (SELECT 1 AS a) t0" + "".join(f" JOIN (SELECT 1 AS a) t{i} ON true" for i in range(1, OPS + 2)),
@@ -115,11 +115,11 @@ def probes_answer():
 def refused_as_too_complex(target, sql):
     status, body = http(target, sql)
     if len(sql) > 1024 * 1024:  # over either body limit: refused before it is read whole
-        assert status in (400, 413), (target, status, body)
+        assert status in (400, 413), (target, status, str(body)[:300])
     else:
-        assert status == 400, (target, status, body)
-        assert body["error"]["code"] == "statement_too_complex", (target, body)
-        assert "statement too complex" in body["error"]["message"], (target, body)
+        assert status == 400, (target, status, str(body)[:300])
+        assert body["error"]["code"] == "statement_too_complex", (target, str(body)[:300])
+        assert "statement too complex" in body["error"]["message"], (target, str(body)[:300])
     if len(sql) < 4 * 1024 * 1024:  # Flight's default message limit
         error = flight_call(target, sql)
         assert isinstance(error, pyarrow.ArrowInvalid), (target, repr(error)[:300])
@@ -130,7 +130,7 @@ def answered(target, sql):
     status, body = http(target, sql)
     assert status in (200, 400), (target, status, str(body)[:300])
     if status == 400:
-        assert body["error"]["code"] in ("query_error", "invalid_sql", "statement_too_complex"), (target, body)
+        assert body["error"]["code"] in ("query_error", "invalid_sql", "statement_too_complex"), (target, str(body)[:300])
     error = flight_call(target, sql)
     assert error is None or isinstance(error, pyarrow.ArrowInvalid), (target, repr(error)[:300])
 
