@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
         let session = sessions().start(principal.clone(), text, now).expect("randomness");
         let sealed = sessions().cookie(&session);
         if let Some(cookie) = sealed {
-            let value = cookie.to_str().expect("ascii").split(';').next().expect("a pair").split_once('=').expect("=").1;
+            let value =
+                cookie.to_str().expect("ascii").split(';').next().expect("a pair").split_once('=').expect("=").1;
             let opened = sessions().open(value, now).expect("a sealed session opens");
             assert_eq!(*opened.principal, principal);
         }
