@@ -22,6 +22,31 @@ pub enum Authenticator {
 pub struct Caller {
     pub principal: Arc<Principal>,
     pub listing: Listing,
+    /// The fingerprint of the gateway's policy set that allowed the request, from its stamp.
+    pub policy: PolicyFingerprint,
+}
+
+/// The gateway's policy-set fingerprint a request was allowed under (`None` without one, as
+/// in development mode). Flight tickets and prepared statements are bound to it: presented
+/// under another, they are refused as stale, so a policy change reaches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyFingerprint(pub Option<Arc<str>>);
+
+impl PolicyFingerprint {
+    /// Refuses a ticket or handle issued under `issued` when this request's set differs.
+    pub fn admits(&self, issued: &PolicyFingerprint, what: &str) -> Result<(), EngineError> {
+        if *self == *issued {
+            return Ok(());
+        }
+        Err(EngineError::Forbidden(format!(
+            "this {what} was issued under policies that have changed since; plan the query again"
+        )))
+    }
+
+    /// The fingerprint's bytes, for sealing into a ticket.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_deref().map_or(&[], str::as_bytes)
+    }
 }
 
 impl Authenticator {
@@ -34,11 +59,16 @@ impl Authenticator {
                     .map_err(|_| EngineError::Unauthenticated(identity::StampError::Malformed("not ASCII")))?;
                 let verified = verifier.verify(stamp).map_err(EngineError::Unauthenticated)?;
                 let listing = verified.catalog.clone().map_or_else(Listing::nothing, Listing::Only);
-                Ok(Caller { principal: Arc::clone(&verified.principal), listing })
+                let policy = PolicyFingerprint(verified.policy.clone());
+                Ok(Caller { principal: Arc::clone(&verified.principal), listing, policy })
             }
             Authenticator::DangerousDevelopment(principal) => {
                 tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
-                Ok(Caller { principal: Arc::clone(principal), listing: Listing::Everything })
+                Ok(Caller {
+                    principal: Arc::clone(principal),
+                    listing: Listing::Everything,
+                    policy: PolicyFingerprint::default(),
+                })
             }
         }
     }

@@ -32,7 +32,7 @@ use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::caller::{Authenticator, Caller};
+use crate::caller::{Authenticator, Caller, PolicyFingerprint};
 use crate::error::EngineError;
 use crate::handles::HandleStore;
 use crate::listing::Listing;
@@ -67,6 +67,7 @@ impl tonic::service::Interceptor for Authenticate {
         let caller = self.0.authenticate(stamp).map_err(Status::from)?;
         request.extensions_mut().insert(caller.principal);
         request.extensions_mut().insert(caller.listing);
+        request.extensions_mut().insert(caller.policy);
         Ok(request)
     }
 }
@@ -120,6 +121,11 @@ fn listing<T>(request: &Request<T>) -> Listing {
     request.extensions().get::<Listing>().cloned().unwrap_or_else(Listing::nothing)
 }
 
+/// The policy fingerprint of the request's stamp, put there by the interceptor.
+fn policy<T>(request: &Request<T>) -> PolicyFingerprint {
+    request.extensions().get::<PolicyFingerprint>().cloned().unwrap_or_default()
+}
+
 /// The caller put there by the interceptor.
 fn caller<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
     request
@@ -171,7 +177,7 @@ impl FlightSqlEngine {
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DataFrame, Status> {
-        let frame = self.engine.plan(&Caller { principal, listing }, sql).await?;
+        let frame = self.engine.plan(&Caller { principal, listing, policy: PolicyFingerprint::default() }, sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
             None => Ok(frame),
@@ -216,7 +222,7 @@ impl FlightSqlService for FlightSqlEngine {
         let listing = listing(&request);
         let frame = self.plan(Arc::clone(&caller), listing.clone(), &query.query, None).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let handle = self.tickets.seal(&caller, &listing, &query.query);
+        let handle = self.tickets.seal(&caller, &policy(&request), &listing, &query.query);
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         flight_info(&schema, ticket, request.into_inner())
     }
@@ -227,7 +233,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
-        let (sql, listing) = self.tickets.open(&ticket.statement_handle, &caller)?;
+        let (sql, listing) = self.tickets.open(&ticket.statement_handle, &caller, &policy(&request))?;
         stream_frame(&self.engine, self.plan(caller, listing, &sql, None).await?).await
     }
 
@@ -243,7 +249,7 @@ impl FlightSqlService for FlightSqlEngine {
         // A query with placeholders has no final schema until values are bound.
         let dataset_schema =
             if parameters.fields().is_empty() { ipc_schema(frame.schema().as_arrow())? } else { bytes::Bytes::new() };
-        let handle = self.handles.create(caller, listing, &query.query)?;
+        let handle = self.handles.create(caller, policy(&request), listing, &query.query)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
             dataset_schema,
@@ -257,6 +263,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = caller(&request)?;
+        let policy = policy(&request);
         let mut batches =
             FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from));
         let mut params = None;
@@ -275,7 +282,7 @@ impl FlightSqlService for FlightSqlEngine {
             params = Some(values);
         }
         let params = params.ok_or_else(|| EngineError::BadRequest("no parameter row was sent".into()))?;
-        self.handles.bind(&query.prepared_statement_handle, &caller, params)?;
+        self.handles.bind(&query.prepared_statement_handle, &caller, &policy, params)?;
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
     }
 
@@ -285,7 +292,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
-        let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
+        let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
         let frame = self.plan(caller, statement.listing, &statement.sql, statement.params).await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
@@ -297,7 +304,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
-        let statement = self.handles.get(&query.prepared_statement_handle, &caller)?;
+        let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
         stream_frame(&self.engine, self.plan(caller, statement.listing, &statement.sql, statement.params).await?).await
     }
 

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use identity::Principal;
 
+use crate::caller::PolicyFingerprint;
 use crate::error::EngineError;
 use crate::listing::Listing;
 
@@ -25,6 +26,8 @@ pub struct Statement {
     pub listing: Listing,
     /// Bound parameter values (`$1`, `$2`, ...) for prepared statements.
     pub params: Option<Vec<ScalarValue>>,
+    /// The policy set it was prepared under (see [`PolicyFingerprint`]).
+    policy: PolicyFingerprint,
     expires: Instant,
 }
 
@@ -41,7 +44,13 @@ impl HandleStore {
     }
 
     /// Stores a statement for `owner` and returns its handle.
-    pub fn create(&self, owner: Arc<Principal>, listing: Listing, sql: &str) -> Result<Bytes, EngineError> {
+    pub fn create(
+        &self,
+        owner: Arc<Principal>,
+        policy: PolicyFingerprint,
+        listing: Listing,
+        sql: &str,
+    ) -> Result<Bytes, EngineError> {
         let now = Instant::now();
         let id = *uuid::Uuid::new_v4().as_bytes();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -54,17 +63,31 @@ impl HandleStore {
                 )));
             }
         }
-        entries.insert(id, Statement { owner, sql: sql.into(), listing, params: None, expires: now + self.ttl });
+        let statement = Statement { owner, sql: sql.into(), listing, params: None, policy, expires: now + self.ttl };
+        entries.insert(id, statement);
         Ok(Bytes::copy_from_slice(&id))
     }
 
-    /// The statement behind `handle`, if `caller` owns it. Using a handle extends its life.
-    pub fn get(&self, handle: &[u8], caller: &Principal) -> Result<Statement, EngineError> {
-        self.with_owned(handle, caller, |statement| statement.clone())
+    /// The statement behind `handle`, if `caller` owns it and it was prepared under the
+    /// policy set `policy`. Using a handle extends its life; a stale one is forgotten.
+    pub fn get(&self, handle: &[u8], caller: &Principal, policy: &PolicyFingerprint) -> Result<Statement, EngineError> {
+        let statement = self.with_owned(handle, caller, |statement| statement.clone())?;
+        if let Err(stale) = policy.admits(&statement.policy, "prepared statement") {
+            self.close(handle, caller)?;
+            return Err(stale);
+        }
+        Ok(statement)
     }
 
     /// Binds parameter values to a prepared statement.
-    pub fn bind(&self, handle: &[u8], caller: &Principal, params: Vec<ScalarValue>) -> Result<(), EngineError> {
+    pub fn bind(
+        &self,
+        handle: &[u8],
+        caller: &Principal,
+        policy: &PolicyFingerprint,
+        params: Vec<ScalarValue>,
+    ) -> Result<(), EngineError> {
+        self.get(handle, caller, policy)?;
         self.with_owned(handle, caller, |statement| statement.params = Some(params))
     }
 
@@ -113,25 +136,49 @@ mod tests {
     #[test]
     fn owner_only() {
         let store = HandleStore::new(8, Duration::from_secs(60));
-        let handle = store.create(user("alice"), Listing::nothing(), "SELECT 1").unwrap();
-        assert_eq!(&*store.get(&handle, &user("alice")).unwrap().sql, "SELECT 1");
-        assert!(matches!(store.get(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
+        let handle = store.create(user("alice"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
+        assert_eq!(&*store.get(&handle, &user("alice"), &PolicyFingerprint::default()).unwrap().sql, "SELECT 1");
+        assert!(matches!(
+            store.get(&handle, &user("bob"), &PolicyFingerprint::default()),
+            Err(EngineError::Forbidden(_))
+        ));
         assert!(matches!(store.close(&handle, &user("bob")), Err(EngineError::Forbidden(_))));
         store.close(&handle, &user("alice")).unwrap();
-        assert!(matches!(store.get(&handle, &user("alice")), Err(EngineError::NotFound(_))));
-        assert!(matches!(store.get(b"short", &user("alice")), Err(EngineError::BadRequest(_))));
+        assert!(matches!(
+            store.get(&handle, &user("alice"), &PolicyFingerprint::default()),
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.get(b"short", &user("alice"), &PolicyFingerprint::default()),
+            Err(EngineError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_statement_prepared_under_other_policies_is_refused_and_forgotten() {
+        let store = HandleStore::new(8, Duration::from_secs(60));
+        let p1 = PolicyFingerprint(Some("p1".into()));
+        let handle = store.create(user("alice"), p1.clone(), Listing::nothing(), "SELECT 1").unwrap();
+        assert!(store.get(&handle, &user("alice"), &p1).is_ok());
+        let p2 = PolicyFingerprint(Some("p2".into()));
+        let error = store.get(&handle, &user("alice"), &p2).unwrap_err();
+        assert!(error.to_string().contains("policies that have changed"), "{error}");
+        assert!(matches!(store.get(&handle, &user("alice"), &p1), Err(EngineError::NotFound(_))));
     }
 
     #[test]
     fn bounded_and_expiring() {
         let store = HandleStore::new(2, Duration::from_millis(0));
-        store.create(user("a"), Listing::nothing(), "SELECT 1").unwrap();
-        let h = store.create(user("a"), Listing::nothing(), "SELECT 2").unwrap();
+        store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
+        let h = store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 2").unwrap();
         // Expired entries make room, and are no longer served.
-        assert!(store.create(user("a"), Listing::nothing(), "SELECT 3").is_ok());
-        assert!(matches!(store.get(&h, &user("a")), Err(EngineError::NotFound(_))));
+        assert!(store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 3").is_ok());
+        assert!(matches!(store.get(&h, &user("a"), &PolicyFingerprint::default()), Err(EngineError::NotFound(_))));
         let full = HandleStore::new(1, Duration::from_secs(60));
-        full.create(user("a"), Listing::nothing(), "SELECT 1").unwrap();
-        assert!(matches!(full.create(user("a"), Listing::nothing(), "SELECT 2"), Err(EngineError::Exhausted(_))));
+        full.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
+        assert!(matches!(
+            full.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 2"),
+            Err(EngineError::Exhausted(_))
+        ));
     }
 }

@@ -1,7 +1,8 @@
 //! Flight statement tickets: self-contained and sealed, so issuing one costs no server memory.
 //!
 //! ```text
-//! 0x02 | expiry (u64 BE, Unix s) | caller fingerprint (32) | listing | SQL | HMAC-SHA256 tag (32)
+//! 0x03 | expiry (u64 BE, Unix s) | caller fingerprint (32) | policy digest (32) | listing | SQL
+//!      | HMAC-SHA256 tag (32)
 //! listing = 0x00 | count (u16 BE) | count × (length (u16 BE) | catalog.schema.table)
 //!         | 0x01 (everything: development mode)
 //! ```
@@ -12,17 +13,20 @@
 //! The key is random per engine process (tickets do not survive a restart, which clients
 //! already expect of Flight tickets). The fingerprint is a SHA-256 over the caller's kind, id,
 //! subject and issuer, so a ticket presented by anyone else is refused, and the tag is checked
-//! in constant time before anything else is read.
+//! in constant time before anything else is read. The policy digest is a SHA-256 of the
+//! gateway's policy-set fingerprint in the planning request's stamp: a ticket fetched under
+//! another set (the policies changed since it was issued) is refused as stale.
 
 use aws_lc_rs::{digest, hmac, rand};
 use bytes::Bytes;
 use identity::Principal;
 
+use crate::caller::PolicyFingerprint;
 use crate::error::EngineError;
 use crate::listing::Listing;
 
-const VERSION: u8 = 2;
-const HEADER: usize = 1 + 8 + 32;
+const VERSION: u8 = 3;
+const HEADER: usize = 1 + 8 + 32 + 32;
 const TAG: usize = 32;
 
 pub struct TicketSealer {
@@ -59,15 +63,16 @@ impl TicketSealer {
         Ok(Self { key, ttl_secs })
     }
 
-    pub fn seal(&self, caller: &Principal, listing: &Listing, sql: &str) -> Bytes {
-        self.seal_at(caller, listing, sql, now())
+    pub fn seal(&self, caller: &Principal, policy: &PolicyFingerprint, listing: &Listing, sql: &str) -> Bytes {
+        self.seal_at(caller, policy, listing, sql, now())
     }
 
-    fn seal_at(&self, caller: &Principal, listing: &Listing, sql: &str, now: u64) -> Bytes {
+    fn seal_at(&self, caller: &Principal, policy: &PolicyFingerprint, listing: &Listing, sql: &str, now: u64) -> Bytes {
         let mut out = Vec::with_capacity(HEADER + sql.len() + TAG + 3);
         out.push(VERSION);
         out.extend_from_slice(&(now + self.ttl_secs).to_be_bytes());
         out.extend_from_slice(&fingerprint(caller));
+        out.extend_from_slice(digest::digest(&digest::SHA256, policy.as_bytes()).as_ref());
         match listing {
             Listing::Everything => out.push(1),
             Listing::Only(names) => {
@@ -87,12 +92,23 @@ impl TicketSealer {
         Bytes::from(out)
     }
 
-    /// The SQL and listing of a ticket `caller` may use.
-    pub fn open(&self, ticket: &[u8], caller: &Principal) -> Result<(String, Listing), EngineError> {
-        self.open_at(ticket, caller, now())
+    /// The SQL and listing of a ticket `caller` may use under the policy set `policy`.
+    pub fn open(
+        &self,
+        ticket: &[u8],
+        caller: &Principal,
+        policy: &PolicyFingerprint,
+    ) -> Result<(String, Listing), EngineError> {
+        self.open_at(ticket, caller, policy, now())
     }
 
-    fn open_at(&self, ticket: &[u8], caller: &Principal, now: u64) -> Result<(String, Listing), EngineError> {
+    fn open_at(
+        &self,
+        ticket: &[u8],
+        caller: &Principal,
+        policy: &PolicyFingerprint,
+        now: u64,
+    ) -> Result<(String, Listing), EngineError> {
         let invalid = || EngineError::NotFound("invalid or expired Flight ticket".into());
         if ticket.len() < HEADER + TAG || ticket.first() != Some(&VERSION) {
             return Err(invalid());
@@ -104,8 +120,13 @@ impl TicketSealer {
         if now >= u64::from_be_bytes(expiry) {
             return Err(invalid());
         }
-        if header.get(9..) != Some(fingerprint(caller).as_slice()) {
+        if header.get(9..41) != Some(fingerprint(caller).as_slice()) {
             return Err(EngineError::Forbidden("this Flight ticket belongs to another principal".into()));
+        }
+        if header.get(41..) != Some(digest::digest(&digest::SHA256, policy.as_bytes()).as_ref()) {
+            return Err(EngineError::Forbidden(
+                "this Flight ticket was issued under policies that have changed since; plan the query again".into(),
+            ));
         }
         let (listing, sql) = read_listing(rest).ok_or_else(invalid)?;
         Ok((String::from_utf8(sql.to_vec()).map_err(|_| invalid())?, listing))
@@ -148,29 +169,36 @@ mod tests {
     fn round_trip_and_binding() {
         let sealer = TicketSealer::new(60).unwrap();
         let listing = Listing::Only(vec!["datafusion.acme.orders".to_string()].into());
-        let ticket = sealer.seal_at(&user("alice"), &listing, "SELECT 1", 1000);
-        let (sql, opened) = sealer.open_at(&ticket, &user("alice"), 1001).unwrap();
+        let p1 = PolicyFingerprint(Some("p1".into()));
+        let ticket = sealer.seal_at(&user("alice"), &p1, &listing, "SELECT 1", 1000);
+        let (sql, opened) = sealer.open_at(&ticket, &user("alice"), &p1, 1001).unwrap();
         assert_eq!(sql, "SELECT 1");
         assert!(opened.shows("datafusion", "acme", "orders") && !opened.shows("datafusion", "globex", "orders"));
-        let everything = sealer.seal_at(&user("alice"), &Listing::Everything, "SELECT 2", 1000);
-        let (sql, opened) = sealer.open_at(&everything, &user("alice"), 1001).unwrap();
+        let everything = sealer.seal_at(&user("alice"), &p1, &Listing::Everything, "SELECT 2", 1000);
+        let (sql, opened) = sealer.open_at(&everything, &user("alice"), &p1, 1001).unwrap();
         assert!(sql == "SELECT 2" && matches!(opened, Listing::Everything));
-        assert!(matches!(sealer.open_at(&ticket, &user("bob"), 1001), Err(EngineError::Forbidden(_))));
-        assert!(matches!(sealer.open_at(&ticket, &user("alice"), 1060), Err(EngineError::NotFound(_))));
+        assert!(matches!(sealer.open_at(&ticket, &user("bob"), &p1, 1001), Err(EngineError::Forbidden(_))));
+        assert!(matches!(sealer.open_at(&ticket, &user("alice"), &p1, 1060), Err(EngineError::NotFound(_))));
+        // Another policy set (or none): stale.
+        for other in [PolicyFingerprint(Some("p2".into())), PolicyFingerprint(None)] {
+            let error = sealer.open_at(&ticket, &user("alice"), &other, 1001).unwrap_err();
+            assert!(error.to_string().contains("policies that have changed"), "{error}");
+        }
     }
 
     #[test]
     fn tampering_and_foreign_keys_are_refused() {
         let sealer = TicketSealer::new(60).unwrap();
-        let ticket = sealer.seal_at(&user("alice"), &Listing::nothing(), "SELECT 1", 1000);
+        let none = PolicyFingerprint::default();
+        let ticket = sealer.seal_at(&user("alice"), &none, &Listing::nothing(), "SELECT 1", 1000);
         let mut tampered = ticket.to_vec();
         tampered[HEADER + 3] = b'X'; // change the SQL
-        assert!(matches!(sealer.open_at(&tampered, &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        assert!(matches!(sealer.open_at(&tampered, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
         let mut extended = ticket.to_vec();
         extended[1..9].copy_from_slice(&u64::MAX.to_be_bytes()); // extend the expiry
-        assert!(matches!(sealer.open_at(&extended, &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        assert!(matches!(sealer.open_at(&extended, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
         let other = TicketSealer::new(60).unwrap();
-        assert!(matches!(other.open_at(&ticket, &user("alice"), 1001), Err(EngineError::NotFound(_))));
-        assert!(matches!(sealer.open_at(b"short", &user("alice"), 1001), Err(EngineError::NotFound(_))));
+        assert!(matches!(other.open_at(&ticket, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
+        assert!(matches!(sealer.open_at(b"short", &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
     }
 }

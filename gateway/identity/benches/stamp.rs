@@ -28,7 +28,8 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("stamp/sign (issuer miss)", |b| b.iter(|| signer.sign(black_box(&p), identity_now(), 60)));
     let issuer = StampIssuer::new(sign(), 60, 1024);
-    c.bench_function("stamp/issue (issuer hit)", |b| b.iter(|| issuer.stamp_for(black_box(&p))));
+    let policy: std::sync::Arc<str> = std::sync::Arc::from("policy-fingerprint");
+    c.bench_function("stamp/issue (issuer hit)", |b| b.iter(|| issuer.stamp_for(black_box(&p), &policy)));
 
     // A capacity-1 cache that alternates two stamps never hits: the full verify.
     let other = signer.sign(&p, identity_now() - 1, 60).expect("sign");

@@ -11,7 +11,10 @@
 //! and issued-at / expiry in Unix seconds; a stamp lives at most
 //! [`MAX_STAMP_LIFETIME_SECS`]. A stamp for a catalog listing also carries `catalog`: the
 //! datasets (`catalog.schema.table`) policy lets the caller see, so the engine lists only
-//! those (it has no policy of its own, and lists nothing when the claim is absent).
+//! those (it has no policy of its own, and lists nothing when the claim is absent). A stamp
+//! may carry `policy`: a fingerprint of the policy set that allowed the request. The engine
+//! records it in the Flight tickets and prepared statements it issues and refuses to run one
+//! presented under another fingerprint, so a policy change reaches what was issued before it.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -73,6 +76,8 @@ struct Claims<A, P, C> {
     principal: P,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     catalog: Option<C>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<A>,
 }
 
 /// A stamp that passed verification.
@@ -84,6 +89,8 @@ pub struct VerifiedStamp {
     /// The datasets a catalog listing may show (see the module docs); `None` when the
     /// stamp was not issued for a listing.
     pub catalog: Option<Arc<[String]>>,
+    /// The fingerprint of the policy set that allowed the request (see the module docs).
+    pub policy: Option<Arc<str>>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -113,7 +120,7 @@ impl StampSigner {
 
     /// Signs a stamp for `principal`, valid from `issued_at` for `lifetime_secs`.
     pub fn sign(&self, principal: &Principal, issued_at: u64, lifetime_secs: u64) -> Result<String, StampError> {
-        self.sign_with_catalog(principal, None, issued_at, lifetime_secs)
+        self.sign_with(principal, None, None, issued_at, lifetime_secs)
     }
 
     /// [`Self::sign`], for a catalog listing that may show `catalog`.
@@ -124,11 +131,23 @@ impl StampSigner {
         issued_at: u64,
         lifetime_secs: u64,
     ) -> Result<String, StampError> {
+        self.sign_with(principal, catalog, None, issued_at, lifetime_secs)
+    }
+
+    /// [`Self::sign_with_catalog`], naming the policy set that allowed the request.
+    pub fn sign_with(
+        &self,
+        principal: &Principal,
+        catalog: Option<&[String]>,
+        policy: Option<&str>,
+        issued_at: u64,
+        lifetime_secs: u64,
+    ) -> Result<String, StampError> {
         if lifetime_secs > MAX_STAMP_LIFETIME_SECS {
             return Err(StampError::LifetimeTooLong);
         }
-        let claims =
-            Claims { aud: self.audience.as_str(), iat: issued_at, exp: issued_at + lifetime_secs, principal, catalog };
+        let exp = issued_at + lifetime_secs;
+        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -160,7 +179,8 @@ pub struct StampIssuer {
     signer: StampSigner,
     lifetime: u64,
     refresh_before: u64,
-    cache: ExpiringCache<Principal, Arc<str>>,
+    /// Per principal: the policy fingerprint it was signed with, and the stamp.
+    cache: ExpiringCache<Principal, (Arc<str>, Arc<str>)>,
 }
 
 impl StampIssuer {
@@ -172,26 +192,29 @@ impl StampIssuer {
         Self { signer, lifetime, refresh_before: lifetime / 4, cache: ExpiringCache::new(capacity) }
     }
 
-    /// A valid stamp for `principal`, from the cache when one has enough life left.
-    pub fn stamp_for(&self, principal: &Principal) -> Result<Arc<str>, StampError> {
-        self.stamp_for_at(principal, unix_now())
+    /// A valid stamp for `principal` allowed by the policy set `policy` (its fingerprint),
+    /// from the cache when one has enough life left and names the same set.
+    pub fn stamp_for(&self, principal: &Principal, policy: &Arc<str>) -> Result<Arc<str>, StampError> {
+        self.stamp_for_at(principal, policy, unix_now())
     }
 
     /// [`Self::stamp_for`] at a given time (for tests and benchmarks).
-    pub fn stamp_for_at(&self, principal: &Principal, now: u64) -> Result<Arc<str>, StampError> {
-        if let Some(stamp) = self.cache.get(principal, now) {
+    pub fn stamp_for_at(&self, principal: &Principal, policy: &Arc<str>, now: u64) -> Result<Arc<str>, StampError> {
+        if let Some((signed_under, stamp)) = self.cache.get(principal, now)
+            && signed_under == *policy
+        {
             return Ok(stamp);
         }
-        let stamp: Arc<str> = self.signer.sign(principal, now, self.lifetime)?.into();
+        let stamp: Arc<str> = self.signer.sign_with(principal, None, Some(policy), now, self.lifetime)?.into();
         let reuse_until = now + self.lifetime - self.refresh_before;
-        self.cache.insert(principal.clone(), Arc::clone(&stamp), reuse_until, now);
+        self.cache.insert(principal.clone(), (Arc::clone(policy), Arc::clone(&stamp)), reuse_until, now);
         Ok(stamp)
     }
 
     /// A fresh stamp for a catalog listing that may show `catalog` (not cached: listings
     /// are rare and the list depends on the request's context).
-    pub fn catalog_stamp(&self, principal: &Principal, catalog: &[String]) -> Result<String, StampError> {
-        self.signer.sign_with_catalog(principal, Some(catalog), unix_now(), self.lifetime)
+    pub fn catalog_stamp(&self, principal: &Principal, catalog: &[String], policy: &str) -> Result<String, StampError> {
+        self.signer.sign_with(principal, Some(catalog), Some(policy), unix_now(), self.lifetime)
     }
 }
 
@@ -305,6 +328,7 @@ impl StampVerifier {
             issued_at: claims.iat,
             expires_at: claims.exp,
             catalog: claims.catalog.map(Arc::from),
+            policy: claims.policy.map(Arc::from),
         })
     }
 }
@@ -471,20 +495,26 @@ mod tests {
     }
 
     #[test]
-    fn issuer_reuses_until_near_expiry() {
+    fn issuer_reuses_until_near_expiry_or_a_policy_change() {
         let (signer, verifier) = setup();
         let issuer = StampIssuer::new(signer, 60, 16);
-        let first = issuer.stamp_for_at(&alice(), NOW).unwrap();
-        let reused = issuer.stamp_for_at(&alice(), NOW + 44).unwrap();
+        let policy: Arc<str> = Arc::from("p1");
+        let first = issuer.stamp_for_at(&alice(), &policy, NOW).unwrap();
+        let reused = issuer.stamp_for_at(&alice(), &policy, NOW + 44).unwrap();
         assert!(Arc::ptr_eq(&first, &reused));
-        let fresh = issuer.stamp_for_at(&alice(), NOW + 45).unwrap();
+        let fresh = issuer.stamp_for_at(&alice(), &policy, NOW + 45).unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         // Every stamp handed out still has at least a quarter of its life left.
         assert!(verifier.verify_at(&reused, NOW + 44).is_ok());
+        assert_eq!(verifier.verify_at(&reused, NOW).unwrap().policy.as_deref(), Some("p1"));
+        // Another policy set: a new stamp naming it, not the cached one.
+        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), NOW + 46).unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &changed));
+        assert_eq!(verifier.verify_at(&changed, NOW + 46).unwrap().policy.as_deref(), Some("p2"));
         // Another principal gets its own stamp.
         let mut bob = alice();
         bob.id = "bob".into();
-        let bobs = issuer.stamp_for_at(&bob, NOW).unwrap();
+        let bobs = issuer.stamp_for_at(&bob, &policy, NOW).unwrap();
         assert_eq!(verifier.verify_at(&bobs, NOW).unwrap().principal.id, "bob");
     }
 }

@@ -390,19 +390,34 @@ impl Provider {
             .is_some_and(|amr| amr.iter().any(|m| m.as_str() == Some("mfa")));
         principal.tenant = mapping.tenant.as_deref().and_then(|path| claim_string(claims, path));
         // Identity values reach SQL, Cedar, the stamp and audit lines: no control characters
-        // (a NUL or a newline there could split a log line or confuse a comparison).
-        let controlled = |value: &str| value.chars().any(char::is_control);
+        // (a NUL or a newline there could split a log line or confuse a comparison), and no
+        // invisible formatting (bidi overrides and zero-width characters make two ids that
+        // differ look alike to whoever reads a log, an event or a policy).
+        let controlled = |value: &str| value.chars().any(|c| c.is_control() || invisible(c));
         if controlled(&principal.id) || controlled(&principal.subject) {
-            return Err(AuthError::Malformed("the user id or sub claim contains control characters"));
+            return Err(AuthError::Malformed(
+                "the user id or sub claim contains control characters or invisible formatting",
+            ));
         }
         if principal.email.as_deref().is_some_and(controlled) || principal.tenant.as_deref().is_some_and(controlled) {
-            return Err(AuthError::Malformed("the email or tenant claim contains control characters"));
+            return Err(AuthError::Malformed(
+                "the email or tenant claim contains control characters or invisible formatting",
+            ));
         }
         if principal.groups.iter().any(|group| controlled(group)) {
-            return Err(AuthError::Malformed("a groups claim value contains control characters"));
+            return Err(AuthError::Malformed(
+                "a groups claim value contains control characters or invisible formatting",
+            ));
         }
         Ok(principal)
     }
+}
+
+/// Bidirectional-text controls (U+061C, U+200E/F, U+202A–E, U+2066–9) and zero-width or
+/// invisible characters (U+200B–D, U+2060–4, U+FEFF, U+180E, U+00AD).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
+        | '\u{FEFF}' | '\u{180E}' | '\u{00AD}')
 }
 
 /// The browser client of a provider: needs discovery (the endpoints come from there) and an

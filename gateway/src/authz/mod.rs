@@ -100,6 +100,8 @@ pub struct Allowed {
     /// For a request that only reads the catalog (every endpoint action `describe`): the
     /// datasets the caller may `select`, which is all the engine will list to it.
     pub listing: Option<Vec<String>>,
+    /// The fingerprint of the policy set that allowed the call ([`PolicyBundle::fingerprint`]).
+    pub policy: Arc<str>,
 }
 
 /// One Cedar request a call implies: an endpoint action (on the request's path) or a
@@ -365,7 +367,10 @@ impl Authorizer {
             None if enforced.allowed => {
                 let describe = !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe);
                 let listing = describe.then(|| self.principal_view(&live.enforced, facts).ok()).flatten();
-                Ok(Allowed { listing: listing.map(|view| self.listing(&live.enforced, &view, facts)) })
+                Ok(Allowed {
+                    listing: listing.map(|view| self.listing(&live.enforced, &view, facts)),
+                    policy: Arc::clone(&live.enforced.bundle.fingerprint),
+                })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
         };

@@ -32,6 +32,10 @@ pub struct PolicyBundle {
     pub entities: Entities,
     /// Every file read, for the reload watcher.
     pub files: Vec<PathBuf>,
+    /// SHA-256 (hex, 16 bytes) over every file read, by path: the same files give the same
+    /// fingerprint on every gateway. Stamped into each request the set allows, so the engine
+    /// can refuse a ticket or prepared statement issued under another set.
+    pub fingerprint: std::sync::Arc<str>,
     /// The datasets the engine serves (`catalog.schema.table`), when its file was given.
     pub served: Option<HashSet<String>>,
     /// What is valid but probably wrong: a policy or an entity naming a dataset the engine
@@ -192,7 +196,8 @@ impl PolicyBundle {
         match schema {
             Some(schema) if problems.is_empty() => {
                 let by_action = slice_by_action(&policies, &schema).map_err(|e| LoadError(vec![e]))?;
-                Ok(Self { policies, by_action, schema, entities, files, served: served_names, warnings })
+                let fingerprint = fingerprint(&files);
+                Ok(Self { policies, by_action, schema, entities, files, fingerprint, served: served_names, warnings })
             }
             _ => Err(LoadError(problems)),
         }
@@ -414,6 +419,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// See [`PolicyBundle::fingerprint`]. A file that cannot be read again (removed since)
+/// counts by its name alone: the next reload reads the set anew.
+fn fingerprint(files: &[PathBuf]) -> std::sync::Arc<str> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for file in files {
+        let path = file.to_string_lossy();
+        let text = std::fs::read(file).unwrap_or_default();
+        for part in [path.as_bytes(), &text] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    ctx.finish().as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect::<String>().into()
 }
 
 #[cfg(test)]

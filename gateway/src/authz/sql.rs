@@ -286,6 +286,11 @@ fn classify(statement: &Statement, defaults: &NameDefaults) -> Result<StatementA
             c.walk(&**query)?;
             if c.datasets.is_empty() && c.catalog_only { Describe } else { EndpointAction::Query }
         }
+        // EXPLAIN ANALYZE runs the query and reports each operator's row counts, the
+        // counts below a view's filter included: how many rows the view hides.
+        Statement::Explain { analyze: true, .. } => {
+            return Err(SqlError::Unsupported("EXPLAIN ANALYZE".into()));
+        }
         Statement::Explain { statement, .. } => return classify(statement, defaults),
         // A dataset's columns and types, or its definition, are shown to whoever may read it.
         Statement::ExplainTable { .. } | Statement::ShowColumns { .. } => {
@@ -757,6 +762,10 @@ mod tests {
         assert_eq!(
             analyze("GRANT SELECT ON t TO bob", &defaults()).unwrap_err().to_string(),
             "GRANT statements are not allowed through the gateway"
+        );
+        assert_eq!(
+            analyze("EXPLAIN ANALYZE SELECT * FROM my_orders", &defaults()).unwrap_err().to_string(),
+            "EXPLAIN ANALYZE statements are not allowed through the gateway"
         );
         let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
         assert!(matches!(analyze(&deep, &defaults()), Err(SqlError::TooComplex(_))));

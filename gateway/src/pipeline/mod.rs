@@ -296,8 +296,10 @@ impl Pipeline {
         // stamp: the signed assertion the engine trusts, reused per principal; a catalog
         // listing's carries what the engine may list.
         let stamp = match &allowed.listing {
-            None => self.issuer.stamp_for(&principal).map(|s| HeaderValue::from_str(&s)),
-            Some(listing) => self.issuer.catalog_stamp(&principal, listing).map(|s| HeaderValue::from_str(&s)),
+            None => self.issuer.stamp_for(&principal, &allowed.policy).map(|s| HeaderValue::from_str(&s)),
+            Some(listing) => {
+                self.issuer.catalog_stamp(&principal, listing, &allowed.policy).map(|s| HeaderValue::from_str(&s))
+            }
         };
         let stamp = stamp
             .map_err(|e| GatewayError::Internal(e.to_string()))?

@@ -472,6 +472,10 @@ async fn token_times_and_identity_characters_at_the_edges() {
         json!({"sub": "alice\nINFO signed in as root"}),
         json!({"email": "alice@acme.test\r\nx-injected: 1"}),
         json!({"groups": ["acme", "admins\u{1b}[0m"]}),
+        json!({"sub": "alice\u{202E}toor"}),
+        json!({"sub": "al\u{200B}ice"}),
+        json!({"email": "alice@acme.test\u{2066}"}),
+        json!({"groups": ["ac\u{FEFF}me"]}),
     ] {
         let token = idp.token("rsa-1", claims.clone(), 300).await;
         assert_refused(&with_bearer(&stack, &token).await, "control characters", &token);

@@ -242,7 +242,8 @@ async fn errors_quote_no_row_a_view_hides() {
     }
 }
 
-/// DESCRIBE, SHOW COLUMNS and SHOW CREATE of a dataset need what reading it needs.
+/// DESCRIBE, SHOW COLUMNS and SHOW CREATE of a dataset need what reading it needs, and
+/// EXPLAIN ANALYZE is refused.
 #[tokio::test]
 async fn a_denied_dataset_cannot_be_described() {
     let (stack, key, _) = stack(&shipped_policies()).await;
@@ -255,6 +256,70 @@ async fn a_denied_dataset_cannot_be_described() {
     let reply = sql(&stack, &key, "DESCRIBE acme.orders").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("account_manager"), "{}", reply.text());
+    // EXPLAIN ANALYZE's row counts would say how many rows the view hides; EXPLAIN still works.
+    let reply = sql(&stack, &key, "EXPLAIN ANALYZE SELECT * FROM my_orders").await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.text().contains("EXPLAIN ANALYZE statements are not allowed") && !reply.text().contains("output_rows")
+    );
+    assert_eq!(sql(&stack, &key, "EXPLAIN SELECT * FROM my_orders").await.status, 200);
+}
+
+/// A forbid hot-reloaded after a Flight ticket and a prepared statement were issued reaches
+/// them: both are refused as stale on their next use (they ran before it).
+#[tokio::test]
+async fn a_policy_change_reaches_issued_tickets_and_prepared_statements() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_shipped_policies(dir.path());
+    let (stack, key, _) = stack(dir.path()).await;
+    let mut python =
+        tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_revocation.py"))
+            .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
+            .env("CA_FILE", stack.pki.ca())
+            .env("ACME_KEY", &key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut stdout = tokio::io::BufReader::new(python.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line == "issued" {
+            break;
+        }
+    }
+    assert!(printed.contains("issued"), "{printed}");
+    std::fs::write(
+        dir.path().join("70-revoke.cedar"),
+        "@id(\"revoke-acme-reader\")\nforbid(principal == Service::\"acme-reader\", action == Action::\"select\", resource);",
+    )
+    .unwrap();
+    let mut revoked = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if sql(&stack, &key, "SELECT * FROM acme.orders").await.status == 403 {
+            revoked = true;
+            break;
+        }
+    }
+    assert!(revoked, "the forbid was not picked up within 10 s");
+    let mut stdin = python.stdin.take().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    drop(stdin);
+    let output = python.wait_with_output().await.unwrap();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "revocation checks failed\n{printed}\n{stderr}");
+    assert!(printed.contains("5 passed, 0 failed"), "{printed}");
 }
 
 #[tokio::test]
