@@ -159,15 +159,24 @@ impl Browser {
     }
 
     /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`).
-    pub async fn handle(&self, connection: &Connection, parts: &Parts, request_id: &HeaderValue) -> Response<Body> {
+    /// Answers a browser route. Also returns the session cookie's refusal, when the route
+    /// read one and refused it (forged, tampered, expired, signed out): the caller audits it
+    /// as the API does a refused credential.
+    pub async fn handle(
+        &self,
+        connection: &Connection,
+        parts: &Parts,
+        request_id: &HeaderValue,
+    ) -> (Response<Body>, Option<AuthError>) {
         let path = parts.uri.path();
+        let mut refused = None;
         let result = match (path, &parts.method) {
             ("/auth/login", &Method::GET) => self.login(connection, parts),
             ("/auth/callback", &Method::GET) => self.callback(connection, parts, request_id).await,
             ("/auth/logout", &Method::POST) => self.logout(parts),
-            ("/auth/session", &Method::GET) => self.whoami(connection, parts).await,
+            ("/auth/session", &Method::GET) => self.whoami(connection, parts, &mut refused).await,
             ("/auth/signed-out", &Method::GET) => Ok(pages::signed_out()),
-            ("/console" | "/console/", &Method::GET) => self.console(connection, parts).await,
+            ("/console" | "/console/", &Method::GET) => self.console(connection, parts, &mut refused).await,
             (_, &Method::GET) if path.starts_with("/console/") => pages::asset(path).ok_or(BrowserError::NotFound),
             ("/auth/logout", method) => Err(BrowserError::MethodNotAllowed(method.clone(), "POST")),
             (
@@ -177,7 +186,7 @@ impl Browser {
             _ => Err(BrowserError::NotFound),
         };
         let response = result.unwrap_or_else(|error| pages::error(&error, wants_html(parts)));
-        pages::secured(&parts.headers, response).await
+        (pages::secured(&parts.headers, response).await, refused)
     }
 
     /// The request's session, renewed at the provider when its claims are due: `None`
@@ -196,7 +205,12 @@ impl Browser {
     }
 
     /// `/console`: the page when signed in, else a sign-in that comes back here.
-    async fn console(&self, connection: &Connection, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+    async fn console(
+        &self,
+        connection: &Connection,
+        parts: &Parts,
+        refused: &mut Option<AuthError>,
+    ) -> Result<Response<Body>, BrowserError> {
         match self.session(connection, &parts.headers).await {
             Some(Ok(opened)) => {
                 let mut response = pages::console();
@@ -205,15 +219,27 @@ impl Browser {
                 }
                 Ok(response)
             }
-            _ => Ok(redirect("/auth/login?return_to=%2Fconsole")),
+            Some(Err(error)) => {
+                *refused = Some(error);
+                Ok(redirect("/auth/login?return_to=%2Fconsole"))
+            }
+            None => Ok(redirect("/auth/login?return_to=%2Fconsole")),
         }
     }
 
     /// `/auth/session`: the signed-in principal and the CSRF token for the console's calls.
-    async fn whoami(&self, connection: &Connection, parts: &Parts) -> Result<Response<Body>, BrowserError> {
+    async fn whoami(
+        &self,
+        connection: &Connection,
+        parts: &Parts,
+        refused: &mut Option<AuthError>,
+    ) -> Result<Response<Body>, BrowserError> {
         let opened = match self.session(connection, &parts.headers).await {
             Some(Ok(opened)) => opened,
-            Some(Err(error)) => return Err(BrowserError::Unauthenticated(error)),
+            Some(Err(error)) => {
+                *refused = Some(error.clone());
+                return Err(BrowserError::Unauthenticated(error));
+            }
             None => return Err(BrowserError::Unauthenticated(AuthError::Missing("a browser session"))),
         };
         let p = &opened.principal;

@@ -198,9 +198,10 @@ impl Pipeline {
     }
 
     /// A browser route (sign-in, sign-out, the console): after the audit gate and the
-    /// address's rate limit, answered by [`crate::browser`], which audits sign-ins itself.
-    /// No API Activity event: the callback's URL carries a code and state that must not be
-    /// written anywhere.
+    /// address's rate limit, answered by [`crate::browser`], which audits sign-ins itself;
+    /// a session cookie it refused is audited here (an Authentication event, the failure
+    /// counted against the address). No API Activity event: the callback's URL carries a
+    /// code and state that must not be written anywhere.
     async fn browser_route(
         &self,
         browser: &crate::browser::Browser,
@@ -215,7 +216,19 @@ impl Pipeline {
             self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)
         };
         let mut response = match checked {
-            Ok(()) => browser.handle(connection, &parts, &request_id).await,
+            Ok(()) => {
+                let (response, refused) = browser.handle(connection, &parts, &request_id).await;
+                // A refused session cookie is a refused credential, recorded as the API's are.
+                if let Some(error) = refused {
+                    crate::metrics::auth_failure(error.reason());
+                    self.sign_in_failed(connection, &request_id, &error, false).await;
+                    if !matches!(error, AuthError::SessionExpired(_)) {
+                        self.limits.failed_authentication(connection.peer.ip());
+                        self.audit.refused(connection.peer.ip()).await;
+                    }
+                }
+                response
+            }
             Err(error) => {
                 if let GatewayError::RateLimited(limited) = &error {
                     crate::metrics::rate_limited(limited.limiter);

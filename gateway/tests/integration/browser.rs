@@ -422,6 +422,7 @@ async fn session_cookies_that_must_not_open() {
     let i = tampered.len() / 2;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
+    let mut refused_ids = Vec::new();
     for (cookie, why) in [
         (tampered, "tampered with"),
         (seal(&[[4u8; 32]], now, now), "a key this gateway does not have"),
@@ -433,11 +434,21 @@ async fn session_cookies_that_must_not_open() {
             let reply = browser.get(path, &[(SESSION_COOKIE, &cookie)]).await;
             assert_eq!(reply.status, 401, "{path} {why}: {}", reply.text());
             assert!(reply.text().contains(why) && reply.text().contains("sign in again"), "{path}: {}", reply.text());
+            refused_ids.push(reply.headers["x-request-id"].to_str().unwrap().to_string());
         }
     }
     // The console itself sends a browser with a bad cookie to sign in again.
     let console = browser.get("/console", &[(SESSION_COOKIE, "not-a-sealed-value")]).await;
     assert_eq!((console.status, location(&console).as_str()), (302, "/auth/login?return_to=%2Fconsole"));
+    refused_ids.push(console.headers["x-request-id"].to_str().unwrap().to_string());
+    // Every refused cookie, on the API and on the browser's own routes, is a failed sign-in
+    // in the audit trail (the request id ties each to its request).
+    for id in &refused_ids {
+        wait_for_event(&stack, "a refused session cookie", |e| {
+            e["class_uid"] == 3002 && e["status"] == "Failure" && e["metadata"]["correlation_uid"] == id.as_str()
+        })
+        .await;
+    }
     // The console's page and assets carry the security headers; the page needs a session.
     let page = browser.get("/console", &[(SESSION_COOKIE, &good)]).await;
     assert_eq!(page.status, 200);
