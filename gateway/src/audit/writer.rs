@@ -245,7 +245,18 @@ impl RotatingFile {
             self.reopen()?;
         }
         if self.size > 0 && self.size + lines.len() as u64 > self.max_bytes {
-            self.rotate()?;
+            let discarded = self.rotate()?;
+            // Rotation deletes the oldest file: never silently. Events under an hour old
+            // going means the files are too small for the rate (or a flood): alerted on.
+            crate::metrics::audit_events(&self.name, "rotated_away", discarded.events);
+            if discarded.within_hour {
+                crate::metrics::audit_events(&self.name, "rotated_away_within_hour", discarded.events);
+                tracing::warn!(
+                    sink = %self.name,
+                    events = discarded.events,
+                    "audit rotation deleted events less than an hour old: raise max_bytes or keep, or add a network sink"
+                );
+            }
         }
         let file = self.file.as_mut().ok_or_else(|| io::Error::other("audit file not open"))?;
         file.write_all(lines)?;
@@ -256,11 +267,13 @@ impl RotatingFile {
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
+    /// Shifts the files by one and starts a new one; says what the file that fell off held.
+    fn rotate(&mut self) -> io::Result<Discarded> {
         if let Some(file) = self.file.take() {
             file.sync_data()?;
         }
         let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
+        let discarded = Discarded::of(&if self.keep == 0 { self.path.clone() } else { numbered(self.keep) });
         if self.keep == 0 {
             fs::remove_file(&self.path)?;
         } else {
@@ -272,7 +285,35 @@ impl RotatingFile {
             }
             fs::rename(&self.path, numbered(1))?;
         }
-        self.reopen()
+        self.reopen()?;
+        Ok(discarded)
+    }
+}
+
+/// The events in a file rotation is about to delete, and whether the newest of them (the
+/// file's last write) is under an hour old.
+struct Discarded {
+    events: usize,
+    within_hour: bool,
+}
+
+impl Discarded {
+    fn of(path: &std::path::Path) -> Self {
+        let Ok(file) = File::open(path) else { return Self { events: 0, within_hour: false } };
+        let within_hour = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < Duration::from_secs(3600)));
+        let mut reader = io::BufReader::with_capacity(64 * 1024, file);
+        let mut events = 0;
+        while let Ok(chunk) = io::BufRead::fill_buf(&mut reader)
+            && !chunk.is_empty()
+        {
+            events += chunk.iter().filter(|b| **b == b'\n').count();
+            let n = chunk.len();
+            io::BufRead::consume(&mut reader, n);
+        }
+        Self { events, within_hour }
     }
 }
 
@@ -303,6 +344,13 @@ mod tests {
         assert!(read(&dir.path().join("audit.log.1")).contains(&format!("{:040}", 7)));
         assert!(read(&dir.path().join("audit.log.2")).contains(&format!("{:040}", 5)));
         assert!(!dir.path().join("audit.log.3").exists());
+        // Lines 0 to 3 fell off the end: counted, and (written just now) under an hour old.
+        let metrics = crate::metrics::render(0);
+        let sink = format!("file:{}", path.display());
+        for outcome in ["rotated_away", "rotated_away_within_hour"] {
+            let line = format!("gateway_audit_events_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} 4");
+            assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+        }
     }
 
     #[test]
