@@ -170,7 +170,7 @@ impl QueryEngine {
         let stream = tokio::time::timeout(stall, frame.execute_stream()).await.map_err(|_| stalled())??;
         let schema = stream.schema();
         let guarded = tokio_stream::StreamExt::timeout(stream, stall)
-            .map(move |item| item.unwrap_or_else(|_| Err(stalled())))
+            .map(move |item| item.unwrap_or_else(|_| Err(stalled())).map_err(lost_node))
             .scan(false, |ended, item| {
                 // After the stall error, end: the job's stream is dropped with this one.
                 let out = (!*ended).then_some(item);
@@ -225,6 +225,29 @@ impl QueryEngine {
         out.dedup();
         Ok(out)
     }
+}
+
+/// Ballista reports a task whose executor died as a failed job, an execution error like a
+/// caller's own (a division by zero); told apart by the transport failure it wraps, it is the
+/// cluster's fault, retryable: `resource_exhausted` (503), not a 400 that blames the query.
+fn lost_node(error: DataFusionError) -> DataFusionError {
+    const TRANSPORT: &[&str] = &[
+        "h2 protocol error",
+        "peer closed connection",
+        "Connection refused",
+        "connection reset",
+        "broken pipe",
+        "transport error",
+        "Executor lost",
+        "executor lost",
+    ];
+    let text = error.to_string();
+    if TRANSPORT.iter().any(|needle| text.contains(needle)) {
+        return DataFusionError::ResourcesExhausted(
+            "the cluster lost a node while the query ran; retry it".to_string(),
+        );
+    }
+    error
 }
 
 /// `state` over catalogs that list what `listing` shows.

@@ -319,7 +319,8 @@ impl Formatter {
         json.end();
     }
 
-    /// A connection refused below HTTP: an API Activity event with `count` (aggregates).
+    /// A connection refused below HTTP, or the aggregate of requests without credentials: an
+    /// API Activity event with `count`.
     fn connection(&self, json: &mut Json<'_>, r: &ConnectionRecord, uid: &str) {
         header(json, Class::ApiActivity, (99, "Other"), r.time_ms, 3);
         json.u64("status_id", 2);
@@ -343,7 +344,12 @@ impl Formatter {
         json.u64("code", 0);
         json.end();
         json.begin("api");
-        json.str("operation", if r.reason.starts_with("tls_") { "TLS handshake" } else { "connection" });
+        let operation = match r.reason {
+            super::refusals::UNAUTHENTICATED => "request",
+            reason if reason.starts_with("tls_") => "TLS handshake",
+            _ => "connection",
+        };
+        json.str("operation", operation);
         json.begin("request");
         json.end();
         json.named("service", r.listener);

@@ -53,8 +53,15 @@ pub struct Auditor {
     sql: bool,
     signins: SignIns,
     findings: Findings,
+    /// Bursts of requests without credentials: [`FLOOD_FACTOR`] × the finding threshold.
+    floods: Findings,
     plans: plans::Plans,
 }
+
+/// A burst of requests without credentials takes this many times `audit.finding.threshold`
+/// in the same window to raise a finding: a client that forgot its key is not an attack, a
+/// scanner or a flood is.
+pub const FLOOD_FACTOR: u32 = 10;
 
 /// What starting the audit machinery gave: the handle, the writer thread and delivery tasks.
 #[derive(Debug)]
@@ -161,6 +168,10 @@ impl Auditor {
             sql: config.sql != SqlInAudit::Off,
             signins: SignIns::new(Duration::from_secs(config.signin_interval_secs)),
             findings: Findings::new(config.finding.threshold, Duration::from_secs(config.finding.window_secs)),
+            floods: Findings::new(
+                config.finding.threshold.saturating_mul(FLOOD_FACTOR),
+                Duration::from_secs(config.finding.window_secs),
+            ),
             plans: plans::Plans::new(),
         });
         tasks.push(tokio::spawn(flush_refusals(Arc::clone(&auditor), stopped.clone())));
@@ -178,6 +189,7 @@ impl Auditor {
             sql: false,
             signins: SignIns::new(Duration::ZERO),
             findings: Findings::new(0, Duration::ZERO),
+            floods: Findings::new(0, Duration::ZERO),
             plans: plans::Plans::new(),
         }
     }
@@ -274,7 +286,7 @@ impl Auditor {
         listener: &'static str,
         peer: SocketAddr,
         reason: &'static str,
-        error: impl FnOnce() -> String,
+        error: impl Fn() -> String,
     ) {
         if !self.enabled() {
             return;
@@ -282,6 +294,24 @@ impl Auditor {
         if let Some(record) = self.refusals.note(listener, peer, reason, error) {
             self.submit_detached(Record::Connection(record));
         }
+    }
+
+    /// A request came with no credentials at all (a probe, a scanner, a flood): `true` while
+    /// it is among the first [`refusals::FULL_UNAUTHENTICATED`] from its source in the
+    /// interval (audit it in full), else counted into the interval's aggregate event. A burst
+    /// raises a finding (see [`FLOOD_FACTOR`]).
+    pub async fn unauthenticated(&self, listener: &'static str, peer: SocketAddr, error: impl Fn() -> String) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let reason = refusals::UNAUTHENTICATED;
+        let full = self.refusals.count(listener, peer, reason, refusals::FULL_UNAUTHENTICATED, error).is_some();
+        if let Some(count) = self.floods.refused(peer.ip()) {
+            tracing::warn!(ip = %peer.ip(), count, "burst of requests without credentials from one address");
+            let window_secs = self.floods.window.as_secs();
+            self.submit(Record::Finding(FindingRecord { time_ms: now_ms(), ip: peer.ip(), count, window_secs })).await;
+        }
+        full
     }
 
     /// A 401 or 403 went to `ip`: a finding when that address crosses the threshold.

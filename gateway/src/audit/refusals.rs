@@ -1,7 +1,9 @@
-//! Connection refusals below HTTP, aggregated per source address so that a flood of them
-//! cannot flood the audit path: the first refusal from a source in an interval becomes an
-//! event at once (with its message), the rest of the interval one event per source and
-//! reason with their count, written when the interval ends.
+//! Refusals a flood can produce at line rate, aggregated per source address so that they
+//! cannot flood the audit path (or rotate the file sink's history away): connection
+//! refusals below HTTP, and requests that came with no credentials at all. The first from a
+//! source and reason in an interval (the first [`FULL_UNAUTHENTICATED`], for requests) are
+//! audited in full at once; the rest of the interval becomes one event per source and reason
+//! with their count, written when the interval ends.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,11 +17,19 @@ use super::now_ms;
 /// under the unspecified address (0.0.0.0) instead of growing the table.
 const MAX_SOURCES: usize = 10_000;
 
+/// The reason, and the `status_code` of the aggregate event, of requests without credentials.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
+/// Requests without credentials audited in full per source and interval, before counting.
+pub const FULL_UNAUTHENTICATED: u64 = 10;
+
 #[derive(Debug)]
 struct Pending {
     listener: &'static str,
     peer: SocketAddr,
-    /// After the first (already reported) refusal.
+    /// Audited in full so far this interval.
+    reported: u64,
+    /// After those: counted for the interval's aggregate.
     count: u64,
     last_error: String,
 }
@@ -46,24 +56,42 @@ impl Refusals {
         listener: &'static str,
         peer: SocketAddr,
         reason: &'static str,
-        error: impl FnOnce() -> String,
+        error: impl Fn() -> String,
     ) -> Option<ConnectionRecord> {
+        let peer = self.count(listener, peer, reason, 1, &error)?;
+        Some(ConnectionRecord { time_ms: now_ms(), listener, peer, reason, error: error(), count: 1, window_secs: 0 })
+    }
+
+    /// Counts a refusal: `Some(source)` while it is among the first `full` from this source
+    /// and reason in the interval (audit it in full; the source is 0.0.0.0 once the table is
+    /// full), `None` once it is only counted for the interval's aggregate.
+    pub fn count(
+        &self,
+        listener: &'static str,
+        peer: SocketAddr,
+        reason: &'static str,
+        full: u64,
+        error: impl Fn() -> String,
+    ) -> Option<SocketAddr> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let mut key = (peer.ip(), reason);
         if !pending.contains_key(&key) && pending.len() >= MAX_SOURCES {
             key.0 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         }
         if let Some(entry) = pending.get_mut(&key) {
+            if entry.reported < full {
+                entry.reported += 1;
+                return Some(entry.peer);
+            }
             entry.count += 1;
             if entry.count == 1 || entry.last_error.is_empty() {
                 entry.last_error = error();
             }
             return None;
         }
-        let error = error();
         let peer = if key.0.is_unspecified() { SocketAddr::new(key.0, 0) } else { peer };
-        pending.insert(key, Pending { listener, peer, count: 0, last_error: String::new() });
-        Some(ConnectionRecord { time_ms: now_ms(), listener, peer, reason, error, count: 1, window_secs: 0 })
+        pending.insert(key, Pending { listener, peer, reported: 1, count: 0, last_error: String::new() });
+        Some(peer)
     }
 
     /// The interval's aggregates (sources that refused more than once); the table starts over.
@@ -110,6 +138,23 @@ mod tests {
         assert_eq!((flushed[0].count, flushed[0].window_secs, flushed[0].peer), (500, 10, a));
         assert!(refusals.flush().is_empty());
         assert!(refusals.note("api", a, "connection_limit", || "again".into()).is_some(), "a new interval");
+    }
+
+    #[test]
+    fn requests_without_credentials_are_audited_in_full_up_to_a_number_then_counted() {
+        let refusals = Refusals::new(Duration::from_secs(10));
+        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let full = (0..1000)
+            .filter(|_| {
+                refusals.count("api", a, UNAUTHENTICATED, FULL_UNAUTHENTICATED, || "no credentials".into()).is_some()
+            })
+            .count();
+        assert_eq!(full as u64, FULL_UNAUTHENTICATED);
+        let flushed = refusals.flush();
+        assert_eq!(
+            (flushed.len(), flushed[0].count, flushed[0].reason),
+            (1, 1000 - FULL_UNAUTHENTICATED, UNAUTHENTICATED)
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn refused(pipeline: &Pipeline, peer: SocketAddr, refusal: Refusal, detail: Opti
     }
     tracing::debug!(%peer, listener = pipeline.name(), reason = refusal.code(), "connection refused");
     pipeline.auditor().connection_refused(pipeline.name(), peer, refusal.code(), || {
-        detail.unwrap_or_else(|| refusal.message().to_string())
+        detail.clone().unwrap_or_else(|| refusal.message().to_string())
     });
 }
 

@@ -342,6 +342,17 @@ impl Pipeline {
         };
         crate::metrics::request(self.name, ctx.route, status);
         match &result {
+            // No credentials at all: the first few from a source are audited in full, a flood
+            // is counted into one event per source and interval (it must not rotate the audit
+            // history away), and a burst is a finding.
+            Err(GatewayError::Unauthenticated(error)) if error.is_missing() => {
+                crate::metrics::auth_failure(error.reason());
+                if self.audit.unauthenticated(self.name, connection.peer, || error.to_string()).await {
+                    self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
+                } else {
+                    ctx.record = None;
+                }
+            }
             Err(GatewayError::Unauthenticated(error)) => {
                 crate::metrics::auth_failure(error.reason());
                 self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;

@@ -785,3 +785,64 @@ async fn syslog_over_tcp_and_tls_is_rfc_5424() {
     assert_eq!(pri / 8, 10, "the configured facility");
     assert!(messages.iter().any(|m| m.contains(&request_id(&ok))));
 }
+
+/// A flood of requests without credentials does not flood the audit trail: the first few
+/// from the source are audited in full, the rest are counted into one aggregate event per
+/// source and interval, and the burst raises a finding.
+#[tokio::test]
+async fn a_flood_without_credentials_is_counted_not_written_out_and_raises_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let log_path = log.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.audit = AuditConfig {
+            sinks: vec![SinkConfig::File {
+                path: log_path.into(),
+                max_bytes: 1 << 30,
+                keep: 1,
+                fsync: FsyncPolicy::Batch,
+            }],
+            refusal_interval_secs: 1,
+            finding: FindingConfig { threshold: 5, window_secs: 60 },
+            ..Default::default()
+        };
+    })
+    .await;
+    let full = gateway::audit::refusals::FULL_UNAUTHENTICATED;
+    let flood = 200u64;
+    let client = stack.client(None);
+    let mut ids = Vec::new();
+    for _ in 0..flood {
+        let reply = client.request(stack.gateway.api_addr, "GET", "/v1/datasets", &[], "").await.unwrap();
+        assert_eq!(reply.status, 401);
+        ids.push(request_id(&reply));
+    }
+    // Written one by one (API Activity), and counted into aggregates (one per source and
+    // 1 s interval that went past the first `full`): together, every request.
+    let tally = |events: &[Value]| {
+        let one_by_one = ids.iter().filter(|id| !api_events(events, id).is_empty()).count() as u64;
+        let aggregates: Vec<u64> = events
+            .iter()
+            .filter(|e| e["status_code"] == "unauthenticated" && e["api"]["operation"] == "request")
+            .map(|e| e["count"].as_u64().unwrap())
+            .collect();
+        (one_by_one, aggregates)
+    };
+    wait_for("every request written or counted", || {
+        let (one_by_one, aggregates) = tally(&read_events(&log));
+        one_by_one + aggregates.iter().sum::<u64>() == flood
+    })
+    .await;
+    let events = read_events(&log);
+    let (one_by_one, aggregates) = tally(&events);
+    assert!(!aggregates.is_empty());
+    // At most `full` in full per interval the flood spanned (each such interval has an aggregate).
+    assert!(one_by_one <= full * (aggregates.len() as u64 + 1), "{one_by_one} written one by one");
+    assert!(one_by_one < flood / 4, "{one_by_one} of {flood} written one by one");
+    let failed_signins = events.iter().filter(|e| e["class_uid"] == 3002 && e["status"] == "Failure").count() as u64;
+    assert_eq!(failed_signins, one_by_one);
+    // 200 without credentials is over 10 × the finding threshold of 5: one finding.
+    let findings: Vec<_> = events.iter().filter(|e| e["class_uid"] == 2004).collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(events.len() as u64, 2 * one_by_one + aggregates.len() as u64 + 1, "nothing else was written");
+}
