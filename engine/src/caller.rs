@@ -35,12 +35,14 @@ pub struct PolicyFingerprint(pub Option<Arc<str>>);
 impl PolicyFingerprint {
     /// Refuses a ticket or handle issued under `issued` when this request's set differs.
     pub fn admits(&self, issued: &PolicyFingerprint, what: &str) -> Result<(), EngineError> {
-        if *self == *issued {
-            return Ok(());
-        }
-        Err(EngineError::Forbidden(format!(
+        if *self == *issued { Ok(()) } else { Err(Self::stale(what)) }
+    }
+
+    /// The refusal of a ticket or handle issued under another policy set.
+    pub fn stale(what: &str) -> EngineError {
+        EngineError::Forbidden(format!(
             "this {what} was issued under policies that have changed since; plan the query again"
-        )))
+        ))
     }
 
     /// The fingerprint's bytes, for sealing into a ticket.

@@ -272,3 +272,19 @@ async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> datafusio
     sql_options(&SqlConfig::default()).verify_plan(&plan)?;
     register_table(ctx, name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_failed_by_a_lost_node_is_the_clusters_fault_a_query_error_is_not() {
+        let lost = DataFusionError::Execution(
+            "Job x failed: Task failed due to runtime execution error: IpcError(\"h2 protocol error: error reading a body\")"
+                .into(),
+        );
+        assert!(matches!(lost_node(lost), DataFusionError::ResourcesExhausted(m) if m.contains("retry it")));
+        let own = DataFusionError::Execution("Job x failed: Divide by zero error".into());
+        assert!(matches!(lost_node(own), DataFusionError::Execution(_)));
+    }
+}

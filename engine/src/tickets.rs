@@ -124,9 +124,7 @@ impl TicketSealer {
             return Err(EngineError::Forbidden("this Flight ticket belongs to another principal".into()));
         }
         if header.get(41..) != Some(digest::digest(&digest::SHA256, policy.as_bytes()).as_ref()) {
-            return Err(EngineError::Forbidden(
-                "this Flight ticket was issued under policies that have changed since; plan the query again".into(),
-            ));
+            return Err(PolicyFingerprint::stale("Flight ticket"));
         }
         let (listing, sql) = read_listing(rest).ok_or_else(invalid)?;
         Ok((String::from_utf8(sql.to_vec()).map_err(|_| invalid())?, listing))

@@ -220,12 +220,7 @@ impl Pipeline {
                 let (response, refused) = browser.handle(connection, &parts, &request_id).await;
                 // A refused session cookie is a refused credential, recorded as the API's are.
                 if let Some(error) = refused {
-                    crate::metrics::auth_failure(error.reason());
-                    self.sign_in_failed(connection, &request_id, &error, false).await;
-                    if !matches!(error, AuthError::SessionExpired(_)) {
-                        self.limits.failed_authentication(connection.peer.ip());
-                        self.audit.refused(connection.peer.ip()).await;
-                    }
+                    self.credential_refused(connection, &request_id, &error, false).await;
                 }
                 response
             }
@@ -354,16 +349,7 @@ impl Pipeline {
                 }
             }
             Err(GatewayError::Unauthenticated(error)) => {
-                crate::metrics::auth_failure(error.reason());
-                self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
-                // A failed sign-in counts against the address's failed-auth quota, and towards
-                // a refusal finding; a request without credentials (a probe, a misconfigured
-                // client), a provider outage, or a browser session that ran out does not.
-                if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_) | AuthError::SessionExpired(_))
-                {
-                    self.limits.failed_authentication(ip);
-                    self.audit.refused(ip).await;
-                }
+                self.credential_refused(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
             }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
             // Cedar denials count towards findings too; unsupported or malformed calls do not.
@@ -415,6 +401,26 @@ impl Pipeline {
             self.audit.submit(Record::SignIn(Box::new(record()))).await;
         } else {
             self.audit.signed_in(record, &principal, connection.peer.ip()).await;
+        }
+    }
+
+    /// A credential was refused (on the API, or a session cookie on a browser route): counted,
+    /// audited as a failed sign-in, and held against the address's failed-auth quota and
+    /// towards a refusal finding, unless none was really presented (a certificate missing),
+    /// the provider is down, or a browser session ran out.
+    async fn credential_refused(
+        &self,
+        connection: &Connection,
+        request_id: &HeaderValue,
+        error: &AuthError,
+        handshake: bool,
+    ) {
+        crate::metrics::auth_failure(error.reason());
+        self.sign_in_failed(connection, request_id, error, handshake).await;
+        if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_) | AuthError::SessionExpired(_)) {
+            let ip = connection.peer.ip();
+            self.limits.failed_authentication(ip);
+            self.audit.refused(ip).await;
         }
     }
 

@@ -796,12 +796,7 @@ async fn a_flood_without_credentials_is_counted_not_written_out_and_raises_a_fin
     let log_path = log.clone();
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File {
-                path: log_path.into(),
-                max_bytes: 1 << 30,
-                keep: 1,
-                fsync: FsyncPolicy::Batch,
-            }],
+            sinks: vec![SinkConfig::file(log_path, FsyncPolicy::Batch)],
             refusal_interval_secs: 1,
             finding: FindingConfig { threshold: 5, window_secs: 60 },
             ..Default::default()

@@ -57,7 +57,7 @@ def families():
     yield ("NOT", "SELECT " + "NOT " * 40 + "true", "SELECT " + "NOT " * (OPS + 1) + "true",
            "SELECT " + "NOT " * 200_000 + "true")
     yield ("UNION", " UNION ALL ".join(["SELECT 1"] * (OPS - 1)), " UNION ALL ".join(["SELECT 1"] * (OPS + 2)),
-           " UNION ALL ".join(["SELECT 1"] * 60_000))
+           " UNION ALL ".join(["SELECT 1"] * 50_000))
     yield ("JOIN", "SELECT 1 FROM (SELECT 1 AS a) t0" + "".join(f" JOIN (SELECT 1 AS a) t{i} ON true" for i in range(1, 60)),
            "SELECT 1 FROM (SELECT 1 AS a) t0" + "".join(f" JOIN (SELECT 1 AS a) t{i} ON true" for i in range(1, OPS + 2)),
            "SELECT 1 FROM (SELECT 1 AS a) t0" + "".join(f" JOIN (SELECT 1 AS a) t{i} ON true" for i in range(1, 20_000)))
