@@ -44,7 +44,7 @@ UP=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.2; done
 ENGINE=$(pgrep -P "$UP" engine)
 TLS=(--ca "$STATE/tls/ca.pem" --cert "$STATE/tls/client.pem" --key "$STATE/tls/client-key.pem")
-STAMP=(--stamp-key "$STATE/stamp-key.pem" --principal spiffe://portcullis.dev/workload/dev-client)
+STAMP=(--stamp-key "$STATE/stamp-key.pem" --principal spiffe://portcullis.dev/workload/dev-client --scope datafusion.demo.orders)
 LG="$BIN/loadgen"
 
 # A reference L7 proxy: HAProxy terminating the same mTLS and proxying HTTP to the engine, with

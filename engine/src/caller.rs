@@ -6,6 +6,7 @@ use identity::{Principal, StampVerifier};
 
 use crate::error::EngineError;
 use crate::listing::Listing;
+use crate::scope::Scope;
 
 /// How the engine establishes the caller of each request.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub enum Authenticator {
 pub struct Caller {
     pub principal: Arc<Principal>,
     pub listing: Listing,
+    /// The datasets its statement may resolve.
+    pub scope: Scope,
     /// The fingerprint of the gateway's policy set that allowed the request, from its stamp.
     pub policy: PolicyFingerprint,
 }
@@ -61,14 +64,16 @@ impl Authenticator {
                     .map_err(|_| EngineError::Unauthenticated(identity::StampError::Malformed("not ASCII")))?;
                 let verified = verifier.verify(stamp).map_err(EngineError::Unauthenticated)?;
                 let listing = verified.catalog.clone().map_or_else(Listing::nothing, Listing::Only);
+                let scope = Scope::Only(Arc::clone(&verified.scope));
                 let policy = PolicyFingerprint(verified.policy.clone());
-                Ok(Caller { principal: Arc::clone(&verified.principal), listing, policy })
+                Ok(Caller { principal: Arc::clone(&verified.principal), listing, scope, policy })
             }
             Authenticator::DangerousDevelopment(principal) => {
                 tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
                 Ok(Caller {
                     principal: Arc::clone(principal),
                     listing: Listing::Everything,
+                    scope: Scope::Everything,
                     policy: PolicyFingerprint::default(),
                 })
             }

@@ -37,6 +37,8 @@ use crate::error::EngineError;
 use crate::handles::HandleStore;
 use crate::listing::Listing;
 use crate::query::QueryEngine;
+use crate::scope::Scope;
+use crate::tickets::Planned;
 use crate::tickets::TicketSealer;
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
@@ -67,6 +69,7 @@ impl tonic::service::Interceptor for Authenticate {
         let caller = self.0.authenticate(stamp).map_err(Status::from)?;
         request.extensions_mut().insert(caller.principal);
         request.extensions_mut().insert(caller.listing);
+        request.extensions_mut().insert(caller.scope);
         request.extensions_mut().insert(caller.policy);
         Ok(request)
     }
@@ -121,6 +124,17 @@ fn listing<T>(request: &Request<T>) -> Listing {
     request.extensions().get::<Listing>().cloned().unwrap_or_else(Listing::nothing)
 }
 
+/// What the request's statement may resolve (put there by the interceptor; nothing without
+/// it).
+fn scope<T>(request: &Request<T>) -> Scope {
+    request.extensions().get::<Scope>().cloned().unwrap_or_else(Scope::nothing)
+}
+
+/// What the request's own statement is, with what its stamp lets it list and resolve.
+fn planned<T>(request: &Request<T>, sql: &str) -> Planned {
+    Planned { sql: sql.into(), listing: listing(request), scope: scope(request) }
+}
+
 /// The policy fingerprint of the request's stamp, put there by the interceptor.
 fn policy<T>(request: &Request<T>) -> PolicyFingerprint {
     request.extensions().get::<PolicyFingerprint>().cloned().unwrap_or_default()
@@ -173,11 +187,12 @@ impl FlightSqlEngine {
     async fn plan(
         &self,
         principal: Arc<Principal>,
-        listing: Listing,
-        sql: &str,
+        planned: &Planned,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DataFrame, Status> {
-        let frame = self.engine.plan(&Caller { principal, listing, policy: PolicyFingerprint::default() }, sql).await?;
+        let Planned { sql, listing, scope } = planned.clone();
+        let caller = Caller { principal, listing, scope, policy: PolicyFingerprint::default() };
+        let frame = self.engine.plan(&caller, &sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
             None => Ok(frame),
@@ -219,10 +234,10 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
-        let listing = listing(&request);
-        let frame = self.plan(Arc::clone(&caller), listing.clone(), &query.query, None).await?;
+        let planned = planned(&request, &query.query);
+        let frame = self.plan(Arc::clone(&caller), &planned, None).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let handle = self.tickets.seal(&caller, &policy(&request), &listing, &query.query);
+        let handle = self.tickets.seal(&caller, &policy(&request), &planned);
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         flight_info(&schema, ticket, request.into_inner())
     }
@@ -233,8 +248,8 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
-        let (sql, listing) = self.tickets.open(&ticket.statement_handle, &caller, &policy(&request))?;
-        stream_frame(&self.engine, self.plan(caller, listing, &sql, None).await?).await
+        let planned = self.tickets.open(&ticket.statement_handle, &caller, &policy(&request))?;
+        stream_frame(&self.engine, self.plan(caller, &planned, None).await?).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -243,13 +258,13 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = caller(&request)?;
-        let listing = listing(&request);
-        let frame = self.plan(Arc::clone(&caller), listing.clone(), &query.query, None).await?;
+        let planned = planned(&request, &query.query);
+        let frame = self.plan(Arc::clone(&caller), &planned, None).await?;
         let parameters = parameter_schema(&frame)?;
         // A query with placeholders has no final schema until values are bound.
         let dataset_schema =
             if parameters.fields().is_empty() { ipc_schema(frame.schema().as_arrow())? } else { bytes::Bytes::new() };
-        let handle = self.handles.create(caller, policy(&request), listing, &query.query)?;
+        let handle = self.handles.create(caller, policy(&request), planned)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
             dataset_schema,
@@ -293,7 +308,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
-        let frame = self.plan(caller, statement.listing, &statement.sql, statement.params).await?;
+        let frame = self.plan(caller, &statement.planned, statement.params).await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -305,7 +320,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
-        stream_frame(&self.engine, self.plan(caller, statement.listing, &statement.sql, statement.params).await?).await
+        stream_frame(&self.engine, self.plan(caller, &statement.planned, statement.params).await?).await
     }
 
     async fn do_action_close_prepared_statement(

@@ -16,14 +16,13 @@ use identity::Principal;
 
 use crate::caller::PolicyFingerprint;
 use crate::error::EngineError;
-use crate::listing::Listing;
+use crate::tickets::Planned;
 
 #[derive(Debug, Clone)]
 pub struct Statement {
     pub owner: Arc<Principal>,
-    pub sql: Arc<str>,
-    /// What the statement's catalog reads list: the creating request's listing.
-    pub listing: Listing,
+    /// The SQL, and what the creating request's stamp let it list and resolve.
+    pub planned: Planned,
     /// Bound parameter values (`$1`, `$2`, ...) for prepared statements.
     pub params: Option<Vec<ScalarValue>>,
     /// The policy set it was prepared under (see [`PolicyFingerprint`]).
@@ -48,8 +47,7 @@ impl HandleStore {
         &self,
         owner: Arc<Principal>,
         policy: PolicyFingerprint,
-        listing: Listing,
-        sql: &str,
+        planned: Planned,
     ) -> Result<Bytes, EngineError> {
         let now = Instant::now();
         let id = *uuid::Uuid::new_v4().as_bytes();
@@ -63,7 +61,7 @@ impl HandleStore {
                 )));
             }
         }
-        let statement = Statement { owner, sql: sql.into(), listing, params: None, policy, expires: now + self.ttl };
+        let statement = Statement { owner, planned, params: None, policy, expires: now + self.ttl };
         entries.insert(id, statement);
         Ok(Bytes::copy_from_slice(&id))
     }
@@ -133,11 +131,18 @@ mod tests {
         Arc::new(Principal::new(PrincipalKind::User, id, id, AuthMethod::Oidc))
     }
 
+    fn sql(text: &str) -> Planned {
+        Planned { sql: text.into(), listing: crate::listing::Listing::nothing(), scope: crate::scope::Scope::nothing() }
+    }
+
     #[test]
     fn owner_only() {
         let store = HandleStore::new(8, Duration::from_secs(60));
-        let handle = store.create(user("alice"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
-        assert_eq!(&*store.get(&handle, &user("alice"), &PolicyFingerprint::default()).unwrap().sql, "SELECT 1");
+        let handle = store.create(user("alice"), PolicyFingerprint::default(), sql("SELECT 1")).unwrap();
+        assert_eq!(
+            &*store.get(&handle, &user("alice"), &PolicyFingerprint::default()).unwrap().planned.sql,
+            "SELECT 1"
+        );
         assert!(matches!(
             store.get(&handle, &user("bob"), &PolicyFingerprint::default()),
             Err(EngineError::Forbidden(_))
@@ -158,7 +163,7 @@ mod tests {
     fn a_statement_prepared_under_other_policies_is_refused_and_forgotten() {
         let store = HandleStore::new(8, Duration::from_secs(60));
         let p1 = PolicyFingerprint(Some("p1".into()));
-        let handle = store.create(user("alice"), p1.clone(), Listing::nothing(), "SELECT 1").unwrap();
+        let handle = store.create(user("alice"), p1.clone(), sql("SELECT 1")).unwrap();
         assert!(store.get(&handle, &user("alice"), &p1).is_ok());
         let p2 = PolicyFingerprint(Some("p2".into()));
         let error = store.get(&handle, &user("alice"), &p2).unwrap_err();
@@ -169,15 +174,15 @@ mod tests {
     #[test]
     fn bounded_and_expiring() {
         let store = HandleStore::new(2, Duration::from_millis(0));
-        store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
-        let h = store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 2").unwrap();
+        store.create(user("a"), PolicyFingerprint::default(), sql("SELECT 1")).unwrap();
+        let h = store.create(user("a"), PolicyFingerprint::default(), sql("SELECT 2")).unwrap();
         // Expired entries make room, and are no longer served.
-        assert!(store.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 3").is_ok());
+        assert!(store.create(user("a"), PolicyFingerprint::default(), sql("SELECT 3")).is_ok());
         assert!(matches!(store.get(&h, &user("a"), &PolicyFingerprint::default()), Err(EngineError::NotFound(_))));
         let full = HandleStore::new(1, Duration::from_secs(60));
-        full.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 1").unwrap();
+        full.create(user("a"), PolicyFingerprint::default(), sql("SELECT 1")).unwrap();
         assert!(matches!(
-            full.create(user("a"), PolicyFingerprint::default(), Listing::nothing(), "SELECT 2"),
+            full.create(user("a"), PolicyFingerprint::default(), sql("SELECT 2")),
             Err(EngineError::Exhausted(_))
         ));
     }

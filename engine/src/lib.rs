@@ -5,6 +5,7 @@
 //! carrying the caller ([`query`]) → refuse what the SQL options forbid → execute and stream
 //! ([`http`], [`flight`]). Errors map to statuses in one place ([`error`]).
 
+mod barrier;
 mod bounded_functions;
 pub mod caller;
 mod catalog;
@@ -24,5 +25,6 @@ pub mod memory;
 pub mod principal_functions;
 pub mod query;
 mod redact;
+pub mod scope;
 pub mod server;
 pub mod tickets;

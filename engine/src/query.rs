@@ -15,6 +15,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
+use crate::barrier::BarrierView;
 use crate::caller::Caller;
 use crate::catalog::register_table;
 use crate::config::{Config, SqlConfig};
@@ -80,8 +81,13 @@ impl QueryEngine {
         for (i, dataset) in config.datasets.iter().enumerate() {
             datasets::register(&ctx, dataset).await.map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
         }
+        // A cluster plans on the scheduler, which knows only DataFusion's own nodes: there views
+        // are inlined (see THREAT_MODEL.md); on one node they are barriers.
+        let barrier = config.cluster.is_none();
         for (i, view) in config.views.iter().enumerate() {
-            register_view(&ctx, &view.name, &view.sql).await.map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
+            register_view(&ctx, &view.name, &view.sql, barrier)
+                .await
+                .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
         let unlisted = listed(ctx.state(), Listing::nothing());
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
@@ -108,13 +114,18 @@ impl QueryEngine {
         // Bounded before DataFusion parses: its parser, planner and optimizer recurse.
         complexity::tokenize(&GenericDialect {}, sql)?;
         let state = self.session(caller);
-        let plan =
-            tokio::time::timeout(self.statement_timeout, state.create_logical_plan(sql)).await.map_err(|_| {
+        let dialect = state.config_options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        // No table outside what the gateway authorized is even looked up.
+        caller.scope.check(&state, &statement)?;
+        let plan = tokio::time::timeout(self.statement_timeout, state.statement_to_plan(statement)).await.map_err(
+            |_| {
                 EngineError::Exhausted(format!(
                     "the statement was still planning after limits.statement_timeout_secs ({} s)",
                     self.statement_timeout.as_secs()
                 ))
-            })??;
+            },
+        )??;
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
@@ -265,12 +276,18 @@ fn sql_options(config: &SqlConfig) -> SQLOptions {
 }
 
 /// Views are planned once (to check them at startup) but their identity functions are
-/// folded per query, with the querying caller (see `principal_functions`).
-async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> datafusion::error::Result<()> {
+/// folded per query, with the querying caller (see `principal_functions`). With `barrier`,
+/// a caller's expressions never see the rows a view filters out (see `barrier`).
+async fn register_view(ctx: &SessionContext, name: &str, sql: &str, barrier: bool) -> datafusion::error::Result<()> {
     let plan = ctx.state().create_logical_plan(sql).await?;
     // A view is a query: the read-only options refuse anything else.
     sql_options(&SqlConfig::default()).verify_plan(&plan)?;
-    register_table(ctx, name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+    let view: Arc<dyn datafusion::catalog::TableProvider> = if barrier {
+        Arc::new(BarrierView::new(plan, sql.to_string()))
+    } else {
+        Arc::new(ViewTable::new(plan, Some(sql.to_string())))
+    };
+    register_table(ctx, name, view)
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! Flight statement tickets: self-contained and sealed, so issuing one costs no server memory.
 //!
 //! ```text
-//! 0x03 | expiry (u64 BE, Unix s) | caller fingerprint (32) | policy digest (32) | listing | SQL
-//!      | HMAC-SHA256 tag (32)
-//! listing = 0x00 | count (u16 BE) | count × (length (u16 BE) | catalog.schema.table)
-//!         | 0x01 (everything: development mode)
+//! 0x04 | expiry (u64 BE, Unix s) | caller fingerprint (32) | policy digest (32) | listing | scope
+//!      | SQL | HMAC-SHA256 tag (32)
+//! listing, scope = 0x00 | count (u16 BE) | count × (length (u16 BE) | catalog.schema.table)
+//!                | 0x01 (everything: development mode)
 //! ```
 //!
-//! The listing is the one the planning request's stamp carried (see `listing`), so a
-//! `SHOW TABLES` planned by GetFlightInfo lists the same tables when its ticket is fetched.
+//! The listing and scope are the ones the planning request's stamp carried (see `listing`
+//! and `scope`), so a `SHOW TABLES` planned by GetFlightInfo lists the same tables when its
+//! ticket is fetched, and the fetch resolves only the datasets the planning call was allowed.
 //!
 //! The key is random per engine process (tickets do not survive a restart, which clients
 //! already expect of Flight tickets). The fingerprint is a SHA-256 over the caller's kind, id,
@@ -24,8 +25,9 @@ use identity::Principal;
 use crate::caller::PolicyFingerprint;
 use crate::error::EngineError;
 use crate::listing::Listing;
+use crate::scope::Scope;
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 const HEADER: usize = 1 + 8 + 32 + 32;
 const TAG: usize = 32;
 
@@ -63,42 +65,30 @@ impl TicketSealer {
         Ok(Self { key, ttl_secs })
     }
 
-    pub fn seal(&self, caller: &Principal, policy: &PolicyFingerprint, listing: &Listing, sql: &str) -> Bytes {
-        self.seal_at(caller, policy, listing, sql, now())
+    pub fn seal(&self, caller: &Principal, policy: &PolicyFingerprint, planned: &Planned) -> Bytes {
+        self.seal_at(caller, policy, planned, now())
     }
 
-    fn seal_at(&self, caller: &Principal, policy: &PolicyFingerprint, listing: &Listing, sql: &str, now: u64) -> Bytes {
-        let mut out = Vec::with_capacity(HEADER + sql.len() + TAG + 3);
+    fn seal_at(&self, caller: &Principal, policy: &PolicyFingerprint, planned: &Planned, now: u64) -> Bytes {
+        let mut out = Vec::with_capacity(HEADER + planned.sql.len() + TAG + 6);
         out.push(VERSION);
         out.extend_from_slice(&(now + self.ttl_secs).to_be_bytes());
         out.extend_from_slice(&fingerprint(caller));
         out.extend_from_slice(digest::digest(&digest::SHA256, policy.as_bytes()).as_ref());
-        match listing {
-            Listing::Everything => out.push(1),
-            Listing::Only(names) => {
-                // Names the gateway signed into a stamp of at most 16 KiB: both lengths fit.
-                let names: Vec<&String> = names.iter().filter(|n| n.len() <= usize::from(u16::MAX)).collect();
-                out.push(0);
-                out.extend_from_slice(&u16::try_from(names.len()).unwrap_or(u16::MAX).to_be_bytes());
-                for name in names.into_iter().take(usize::from(u16::MAX)) {
-                    out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
-                    out.extend_from_slice(name.as_bytes());
-                }
-            }
-        }
-        out.extend_from_slice(sql.as_bytes());
+        let listing = match &planned.listing {
+            Listing::Everything => None,
+            Listing::Only(names) => Some(names),
+        };
+        write_names(&mut out, listing);
+        write_names(&mut out, planned.scope.names());
+        out.extend_from_slice(planned.sql.as_bytes());
         let tag = hmac::sign(&self.key, &out);
         out.extend_from_slice(tag.as_ref());
         Bytes::from(out)
     }
 
-    /// The SQL and listing of a ticket `caller` may use under the policy set `policy`.
-    pub fn open(
-        &self,
-        ticket: &[u8],
-        caller: &Principal,
-        policy: &PolicyFingerprint,
-    ) -> Result<(String, Listing), EngineError> {
+    /// What a ticket `caller` may use under the policy set `policy` planned.
+    pub fn open(&self, ticket: &[u8], caller: &Principal, policy: &PolicyFingerprint) -> Result<Planned, EngineError> {
         self.open_at(ticket, caller, policy, now())
     }
 
@@ -108,7 +98,7 @@ impl TicketSealer {
         caller: &Principal,
         policy: &PolicyFingerprint,
         now: u64,
-    ) -> Result<(String, Listing), EngineError> {
+    ) -> Result<Planned, EngineError> {
         let invalid = || EngineError::NotFound("invalid or expired Flight ticket".into());
         if ticket.len() < HEADER + TAG || ticket.first() != Some(&VERSION) {
             return Err(invalid());
@@ -126,16 +116,48 @@ impl TicketSealer {
         if header.get(41..) != Some(digest::digest(&digest::SHA256, policy.as_bytes()).as_ref()) {
             return Err(PolicyFingerprint::stale("Flight ticket"));
         }
-        let (listing, sql) = read_listing(rest).ok_or_else(invalid)?;
-        Ok((String::from_utf8(sql.to_vec()).map_err(|_| invalid())?, listing))
+        let (listing, rest) = read_names(rest).ok_or_else(invalid)?;
+        let (scope, sql) = read_names(rest).ok_or_else(invalid)?;
+        Ok(Planned {
+            sql: String::from_utf8(sql.to_vec()).map_err(|_| invalid())?.into(),
+            listing: listing.map_or(Listing::Everything, Listing::Only),
+            scope: scope.map_or(Scope::Everything, Scope::Only),
+        })
     }
 }
 
-/// The listing at the start of `rest`, and what follows it (authenticated already).
-fn read_listing(rest: &[u8]) -> Option<(Listing, &[u8])> {
+/// A statement as its planning call left it: its SQL, and what that call's stamp let it list
+/// and resolve. A ticket or prepared statement runs it with these, not the later call's.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub sql: std::sync::Arc<str>,
+    pub listing: Listing,
+    pub scope: Scope,
+}
+
+/// A list of names, or `None` for everything.
+fn write_names(out: &mut Vec<u8>, names: Option<&std::sync::Arc<[String]>>) {
+    let Some(names) = names else {
+        out.push(1);
+        return;
+    };
+    // Names the gateway signed into a stamp of at most 16 KiB: both lengths fit.
+    let names: Vec<&String> = names.iter().filter(|n| n.len() <= usize::from(u16::MAX)).collect();
+    out.push(0);
+    out.extend_from_slice(&u16::try_from(names.len()).unwrap_or(u16::MAX).to_be_bytes());
+    for name in names.into_iter().take(usize::from(u16::MAX)) {
+        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+    }
+}
+
+/// The names at the start of `rest` (`None`: everything), and what follows them
+/// (authenticated already).
+#[allow(clippy::type_complexity)]
+fn read_names(rest: &[u8]) -> Option<(Option<std::sync::Arc<[String]>>, &[u8])> {
     let (&kind, mut rest) = rest.split_first()?;
     if kind == 1 {
-        return Some((Listing::Everything, rest));
+        return Some((None, rest));
     }
     if kind != 0 {
         return None;
@@ -151,7 +173,7 @@ fn read_listing(rest: &[u8]) -> Option<(Listing, &[u8])> {
         let len = u16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?);
         names.push(String::from_utf8(take(&mut rest, usize::from(len))?).ok()?);
     }
-    Some((Listing::Only(names.into()), rest))
+    Some((Some(names.into()), rest))
 }
 
 #[cfg(test)]
@@ -167,14 +189,20 @@ mod tests {
     fn round_trip_and_binding() {
         let sealer = TicketSealer::new(60).unwrap();
         let listing = Listing::Only(vec!["datafusion.acme.orders".to_string()].into());
+        let scope = Scope::Only(vec!["datafusion.public.bank".to_string(), "datafusion.acme.x".to_string()].into());
         let p1 = PolicyFingerprint(Some("p1".into()));
-        let ticket = sealer.seal_at(&user("alice"), &p1, &listing, "SELECT 1", 1000);
-        let (sql, opened) = sealer.open_at(&ticket, &user("alice"), &p1, 1001).unwrap();
-        assert_eq!(sql, "SELECT 1");
-        assert!(opened.shows("datafusion", "acme", "orders") && !opened.shows("datafusion", "globex", "orders"));
-        let everything = sealer.seal_at(&user("alice"), &p1, &Listing::Everything, "SELECT 2", 1000);
-        let (sql, opened) = sealer.open_at(&everything, &user("alice"), &p1, 1001).unwrap();
-        assert!(sql == "SELECT 2" && matches!(opened, Listing::Everything));
+        let planned = Planned { sql: "SELECT 1".into(), listing, scope };
+        let ticket = sealer.seal_at(&user("alice"), &p1, &planned, 1000);
+        let opened = sealer.open_at(&ticket, &user("alice"), &p1, 1001).unwrap();
+        assert_eq!(&*opened.sql, "SELECT 1");
+        let listed = &opened.listing;
+        assert!(listed.shows("datafusion", "acme", "orders") && !listed.shows("datafusion", "globex", "orders"));
+        assert_eq!(opened.scope.names().map(|n| n.to_vec()), planned.scope.names().map(|n| n.to_vec()));
+        let dev = Planned { sql: "SELECT 2".into(), listing: Listing::Everything, scope: Scope::Everything };
+        let everything = sealer.seal_at(&user("alice"), &p1, &dev, 1000);
+        let opened = sealer.open_at(&everything, &user("alice"), &p1, 1001).unwrap();
+        assert!(&*opened.sql == "SELECT 2" && matches!(opened.listing, Listing::Everything));
+        assert!(matches!(opened.scope, Scope::Everything));
         assert!(matches!(sealer.open_at(&ticket, &user("bob"), &p1, 1001), Err(EngineError::Forbidden(_))));
         assert!(matches!(sealer.open_at(&ticket, &user("alice"), &p1, 1060), Err(EngineError::NotFound(_))));
         // Another policy set (or none): stale.
@@ -188,9 +216,10 @@ mod tests {
     fn tampering_and_foreign_keys_are_refused() {
         let sealer = TicketSealer::new(60).unwrap();
         let none = PolicyFingerprint::default();
-        let ticket = sealer.seal_at(&user("alice"), &none, &Listing::nothing(), "SELECT 1", 1000);
+        let planned = Planned { sql: "SELECT 1".into(), listing: Listing::nothing(), scope: Scope::nothing() };
+        let ticket = sealer.seal_at(&user("alice"), &none, &planned, 1000);
         let mut tampered = ticket.to_vec();
-        tampered[HEADER + 3] = b'X'; // change the SQL
+        tampered[HEADER + 6] = b'X'; // change the SQL
         assert!(matches!(sealer.open_at(&tampered, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
         let mut extended = ticket.to_vec();
         extended[1..9].copy_from_slice(&u64::MAX.to_be_bytes()); // extend the expiry

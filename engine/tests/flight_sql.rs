@@ -278,3 +278,50 @@ async fn a_ticket_that_does_not_decode_gets_a_message_not_debug_output() {
     assert!(status.message().contains("not a Flight SQL message"), "{}", status.message());
     assert!(!status.message().contains("DecodeError"), "{}", status.message());
 }
+
+#[tokio::test]
+async fn flight_resolves_only_the_scope_and_a_ticket_keeps_its_planning_scope() {
+    let config =
+        common::test_config(Some("demo_data: true\nviews:\n  - {name: bank, sql: 'SELECT * FROM demo.customers'}\n"));
+    let engine = TestEngine::start_with(config).await;
+    let alice = user("alice", &["acme"]);
+    // What the gateway sends with a DoGet or an execution: no dataset (it cannot read them).
+    let nothing = engine.scoped_stamp(&alice, &[]);
+    let mut unscoped = client(&engine, Some(&nothing)).await;
+    let sql = "WITH ban\u{212A} AS (SELECT 1 AS x) SELECT * FROM bank";
+    let error = unscoped.execute(sql.into(), None).await.unwrap_err().to_string();
+    assert!(error.contains("dataset datafusion.public.bank was not authorized"), "{error}");
+    let error = unscoped.prepare("SELECT * FROM bank".into(), None).await.unwrap_err().to_string();
+    assert!(error.contains("not authorized"), "{error}");
+    // Planned under a stamp scoped to bank, fetched and executed under the unscoped one.
+    let bank = engine.scoped_stamp(&alice, &["bank"]);
+    let mut scoped = client(&engine, Some(&bank)).await;
+    let info = scoped.execute("SELECT count(*) AS n FROM bank".into(), None).await.unwrap();
+    let batches = fetch(&mut unscoped, info).await;
+    assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 6);
+    let mut prepared = scoped.prepare("SELECT count(*) AS n FROM bank".into(), None).await.unwrap();
+    let info = prepared.execute().await.unwrap();
+    assert_eq!(fetch(&mut unscoped, info).await[0].column(0).as_primitive::<Int64Type>().value(0), 6);
+}
+
+#[tokio::test]
+async fn flight_row_filters_are_barriers_no_error_reveals_a_filtered_row() {
+    let engine = TestEngine::start().await;
+    let stamp = engine.stamp(&user("alice", &["acme"]));
+    let mut client = client(&engine, Some(&stamp)).await;
+    let oracles = [
+        "SELECT order_id FROM my_orders WHERE 1 / CAST(CASE WHEN {p} THEN 0 ELSE 1 END AS BIGINT) = 1",
+        "SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN {p} THEN name ELSE '1' END AS INT) = 1",
+        "SELECT order_id FROM my_orders WHERE regexp_like('x', CASE WHEN {p} THEN '(' ELSE 'x' END)",
+    ];
+    for oracle in oracles {
+        let mut answers = Vec::new();
+        for p in ["tenant = 'nobody'", "tenant = 'globex'"] {
+            let info =
+                client.execute(oracle.replace("{p}", p), None).await.unwrap_or_else(|e| panic!("{oracle} {p}: {e}"));
+            let batches = fetch(&mut client, info).await;
+            answers.push(batches.iter().map(|b| b.num_rows()).sum::<usize>());
+        }
+        assert_eq!(answers[0], answers[1], "{oracle}");
+    }
+}

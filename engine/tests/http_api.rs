@@ -130,7 +130,8 @@ async fn bad_sql_is_400_with_the_reason() {
     assert_eq!(reply.status, 400);
     assert_eq!(error_code(&reply), "query_error");
     assert!(reply.text().contains("SELEC"), "{}", reply.text());
-    let reply = engine.http.sql(Some(&stamp), "SELECT * FROM no_such_table").await;
+    let scoped = engine.scoped_stamp(&user("alice", &["acme"]), &["no_such_table"]);
+    let reply = engine.http.sql(Some(&scoped), "SELECT * FROM no_such_table").await;
     assert_eq!(reply.status, 400);
     assert!(reply.text().contains("no_such_table"), "{}", reply.text());
     let reply = engine.http.sql(Some(&stamp), "SELECT 1; SELECT 2").await;
@@ -173,7 +174,7 @@ async fn writes_and_session_changes_are_refused_by_default() {
 async fn ddl_and_dml_when_enabled() {
     let config = test_config(Some("sql:\n  allow_ddl: true\n  allow_dml: true\n"));
     let engine = TestEngine::start_with(config).await;
-    let stamp = engine.stamp(&user("alice", &[]));
+    let stamp = engine.scoped_stamp(&user("alice", &[]), &["notes"]);
     let reply = engine.http.sql(Some(&stamp), "CREATE TABLE notes (id INT, owner VARCHAR)").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let reply = engine.http.sql(Some(&stamp), "INSERT INTO notes VALUES (1, current_principal())").await;
@@ -364,4 +365,120 @@ async fn development_mode_serves_the_fixed_principal_without_stamp() {
     // A stamp cannot change who the dev principal is.
     let reply = client.sql(Some("v1.x.y.z"), "SELECT current_principal() AS p").await;
     assert_eq!(rows(&reply)[0]["p"], "dev");
+}
+
+/// A view named `bank` beside the demo tables: the shape of the Kelvin-sign bypass, where
+/// the gateway took `bank` for the CTE `banK` and authorized no dataset.
+const BANK: &str = "demo_data: true\nviews:\n  - {name: bank, sql: 'SELECT * FROM demo.customers'}\n";
+
+#[tokio::test]
+async fn the_engine_resolves_only_the_datasets_the_stamp_scopes() {
+    let engine = TestEngine::start_with(test_config(Some(BANK))).await;
+    let alice = user("alice", &["acme"]);
+    let nothing = engine.scoped_stamp(&alice, &[]);
+    let bank = engine.scoped_stamp(&alice, &["bank"]);
+    let refused = |reply: &common::reqwest_lite::Reply, dataset: &str| {
+        assert_eq!(reply.status, 403, "{}", reply.text());
+        assert_eq!(error_code(reply), "forbidden");
+        assert!(reply.text().contains(&format!("dataset {dataset} was not authorized")), "{}", reply.text());
+        assert!(!reply.text().contains("Hank"), "{}", reply.text());
+    };
+    // The gateway read a CTE (U+212A folds to k only in Unicode); DataFusion reads the table.
+    let kelvin = "WITH ban\u{212A} AS (SELECT 1 AS x) SELECT * FROM bank";
+    refused(&engine.http.sql(Some(&nothing), kelvin).await, "datafusion.public.bank");
+    // A real CTE needs no dataset; the table itself, a subquery over it, DESCRIBE and a join
+    // each need theirs.
+    let cte = engine.http.sql(Some(&nothing), "WITH bank AS (SELECT 1 AS x) SELECT * FROM bank").await;
+    assert_eq!(cte.status, 200, "{}", cte.text());
+    for sql in ["SELECT * FROM bank", "SELECT 1 WHERE EXISTS (SELECT 1 FROM bank)", "DESCRIBE bank"] {
+        refused(&engine.http.sql(Some(&nothing), sql).await, "datafusion.public.bank");
+    }
+    let joined = "SELECT count(*) AS n FROM bank JOIN demo.orders USING (customer_id)";
+    refused(&engine.http.sql(Some(&bank), joined).await, "datafusion.demo.orders");
+    for sql in ["SELECT count(*) AS n FROM bank", "DESCRIBE bank", "SELECT count(*) AS n FROM datafusion.public.bank"] {
+        let reply = engine.http.sql(Some(&bank), sql).await;
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.text());
+    }
+    // The information schema resolves for anyone; its rows are what the listing shows (none).
+    let listed = engine.http.sql(Some(&nothing), "SELECT table_name FROM information_schema.tables").await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(rows(&listed).is_empty(), "{}", listed.text());
+    // Table functions are not datasets, unless a table of that name could be meant.
+    let series = engine.http.sql(Some(&nothing), "SELECT count(*) AS n FROM generate_series(1, 3)").await;
+    assert_eq!(rows(&series)[0]["n"], 3, "{}", series.text());
+    // A stamp without the claim grants no dataset (fail closed) but still runs plain SQL.
+    let bare = engine.signer.sign(&alice, common::now(), 60).unwrap();
+    assert_eq!(engine.http.sql(Some(&bare), "SELECT 1").await.status, 200);
+    refused(&engine.http.sql(Some(&bare), "SELECT * FROM bank").await, "datafusion.public.bank");
+}
+
+#[tokio::test]
+async fn a_table_named_like_a_table_function_needs_the_scope() {
+    let config = test_config(Some("demo_data: true\nviews:\n  - {name: range, sql: 'SELECT * FROM demo.customers'}\n"));
+    let engine = TestEngine::start_with(config).await;
+    let nothing = engine.scoped_stamp(&user("alice", &[]), &[]);
+    for sql in ["SELECT * FROM range", "SELECT * FROM range(1, 3)"] {
+        let reply = engine.http.sql(Some(&nothing), sql).await;
+        assert_eq!(reply.status, 403, "{sql}: {}", reply.text());
+    }
+    let scoped = engine.scoped_stamp(&user("alice", &[]), &["range"]);
+    assert_eq!(engine.http.sql(Some(&scoped), "SELECT count(*) FROM range").await.status, 200);
+}
+
+/// Every other tenant's raw value an answer to acme must never carry.
+const GLOBEX_VALUES: [&str; 9] =
+    ["globex", "Hank", "Frank", "Edna", "999.99", "15.75", "220", "hank@globex", "springfield"];
+
+/// Questions about rows a view filters out, asked through expressions that fail on the rows
+/// where the question's answer is yes: `{p}` is the question.
+pub const ORACLES: [&str; 8] = [
+    "SELECT customer_id FROM my_customers WHERE CAST(CASE WHEN {p} THEN name ELSE '1' END AS INT) = 1",
+    "SELECT order_id FROM my_orders WHERE 1 / CAST(CASE WHEN {p} THEN 0 ELSE 1 END AS BIGINT) = 1",
+    "SELECT order_id FROM my_orders WHERE regexp_like('x', CASE WHEN {p} THEN '(' ELSE 'x' END)",
+    "SELECT order_id FROM my_orders WHERE arrow_cast(CASE WHEN {p} THEN 'no' ELSE '1' END, 'Int64') = 1",
+    "SELECT order_id FROM my_orders WHERE substr('abc', 1, CASE WHEN {p} THEN -1 ELSE 1 END) = 'a'",
+    "SELECT count(*) AS n FROM my_orders WHERE amount > 0 AND 1 / CAST(CASE WHEN {p} THEN 0 ELSE 1 END AS BIGINT) = 1",
+    "SELECT sum(1 / CAST(CASE WHEN {p} THEN 0 ELSE 1 END AS BIGINT)) AS n FROM my_orders",
+    "SELECT count(*) AS n FROM my_orders o JOIN my_customers c ON o.customer_id = c.customer_id \
+     AND 1 / CAST(CASE WHEN {p} THEN 0 ELSE 1 END AS BIGINT) = 1",
+];
+
+/// Predicates true only on rows acme's views remove, and one true nowhere: the answers to
+/// each pair must be the same bytes.
+pub const HIDDEN: [&str; 3] = ["tenant = 'globex'", "customer_id > 3", "tenant <> 'acme'"];
+pub const NOWHERE: &str = "tenant = 'nobody'";
+
+#[tokio::test]
+async fn row_filters_are_barriers_no_error_reveals_a_filtered_row() {
+    let engine = TestEngine::start().await;
+    let stamp = engine.stamp(&user("alice", &["acme"]));
+    for oracle in ORACLES {
+        // In the join, both sides have the columns: name the customers'.
+        let qualify = |p: &str| {
+            if oracle.contains(" c ON ") {
+                p.replace("tenant", "c.tenant").replace("customer_id >", "c.customer_id >")
+            } else {
+                p.to_string()
+            }
+        };
+        let baseline = engine.http.sql(Some(&stamp), &oracle.replace("{p}", &qualify(NOWHERE))).await;
+        assert_eq!(baseline.status, 200, "{oracle}: {}", baseline.text());
+        for hidden in HIDDEN {
+            let reply = engine.http.sql(Some(&stamp), &oracle.replace("{p}", &qualify(hidden))).await;
+            assert_eq!(
+                (reply.status, reply.text()),
+                (baseline.status, baseline.text()),
+                "{oracle} with {hidden} answered differently from a predicate true nowhere"
+            );
+            for value in GLOBEX_VALUES {
+                assert!(!reply.text().contains(value), "{oracle} with {hidden} returned {value}");
+            }
+        }
+    }
+    // The barrier keeps the rows right, and a leakproof filter still reaches the view's scan.
+    let rows_of = |reply: &common::reqwest_lite::Reply| rows(reply).len();
+    let equal = engine.http.sql(Some(&stamp), "SELECT * FROM my_orders WHERE status = 'shipped'").await;
+    assert_eq!(rows_of(&equal), 2, "{}", equal.text());
+    let plan = engine.http.sql(Some(&stamp), "EXPLAIN SELECT * FROM my_orders WHERE status = 'shipped'").await;
+    assert!(plan.text().contains("BarrierExec"), "{}", plan.text());
 }

@@ -52,6 +52,10 @@ pub struct Common {
     pub principal: String,
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// A dataset (`catalog.schema.table`) the stamp lets the statement touch, as the gateway
+    /// scopes it; repeat for each (engine direct).
+    #[arg(long = "scope")]
+    pub scope: Vec<String>,
     /// HTTP Accept header.
     #[arg(long, default_value = "application/json")]
     pub accept: String,
@@ -78,7 +82,8 @@ impl Common {
         principal.groups = self.groups.clone();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
         // The longest allowed stamp; runs longer than a minute would need re-minting.
-        signer.sign(&principal, now.as_secs(), 60).map(Some).map_err(|e| e.to_string())
+        let grant = identity::Grant { scope: &self.scope, ..identity::Grant::default() };
+        signer.sign_with(&principal, grant, now.as_secs(), 60).map(Some).map_err(|e| e.to_string())
     }
 
     /// Whether the target is https://, and its `host:port`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use engine::caller::Authenticator;
 use engine::config::Config;
 use engine::server::{Running, start};
-use identity::{AuthMethod, Principal, PrincipalKind, StampSigner, StampVerifier, generate_stamp_keypair};
+use identity::{AuthMethod, Grant, Principal, PrincipalKind, StampSigner, StampVerifier, generate_stamp_keypair};
 
 pub struct TestEngine {
     pub running: Running,
@@ -17,6 +17,17 @@ pub struct TestEngine {
     /// The signing key, for tests that sign with other claims (another audience).
     pub signer_pem: String,
     pub http: reqwest_lite::Client,
+    /// Every table and view the config serves, as the gateway would scope a caller that
+    /// policy lets touch all of them.
+    pub served: Vec<String>,
+}
+
+/// `name` (`table` or `schema.table`) as a stamp's scope spells it.
+pub fn dataset(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => identity::dataset_id("datafusion", schema, table),
+        None => identity::dataset_id("datafusion", "public", name),
+    }
 }
 
 pub fn now() -> u64 {
@@ -59,17 +70,28 @@ impl TestEngine {
         let signer = StampSigner::from_pem(private_pem.as_bytes(), &config.stamp.audience).unwrap();
         let running = start(&config, Authenticator::Stamps(verifier)).await.unwrap();
         let http = reqwest_lite::Client::new(running.http_addr);
-        Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http }
+        let demo = if config.demo_data { &identity::DEMO_TABLES[..] } else { &[] };
+        let names = config.datasets.iter().map(|d| d.name.as_str()).chain(config.views.iter().map(|v| v.name.as_str()));
+        let served = names.chain(demo.iter().copied()).map(dataset).collect();
+        Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http, served }
     }
 
+    /// A stamp whose statement may touch every served dataset.
     pub fn stamp(&self, principal: &Principal) -> String {
-        self.signer.sign(principal, now(), 60).unwrap()
+        self.signer.sign_with(principal, Grant { scope: &self.served, ..Grant::default() }, now(), 60).unwrap()
+    }
+
+    /// A stamp whose statement may touch only `datasets` (`table` or `schema.table`).
+    pub fn scoped_stamp(&self, principal: &Principal, datasets: &[&str]) -> String {
+        let scope: Vec<String> = datasets.iter().map(|d| dataset(d)).collect();
+        self.signer.sign_with(principal, Grant { scope: &scope, ..Grant::default() }, now(), 60).unwrap()
     }
 
     /// A stamp as the gateway signs it for a catalog listing that may show `tables`.
     pub fn listing_stamp(&self, principal: &Principal, tables: &[&str]) -> String {
         let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-        self.signer.sign_with_catalog(principal, Some(&tables), now(), 60).unwrap()
+        let grant = Grant { catalog: Some(&tables), scope: &self.served, ..Grant::default() };
+        self.signer.sign_with(principal, grant, now(), 60).unwrap()
     }
 
     pub fn flight_url(&self) -> String {

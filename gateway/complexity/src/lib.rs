@@ -31,6 +31,9 @@ pub const MAX_OPERATORS: usize = 1_000;
 pub const MAX_NESTING: usize = 32;
 /// The deepest `CASE` nesting in one statement.
 pub const MAX_CASE_NESTING: usize = 10;
+/// The most datasets one statement may touch: the gateway signs each into the request's
+/// stamp, which must stay small (the engine resolves no other).
+pub const MAX_DATASETS: usize = 64;
 
 /// Which bound a statement went over. The message names the limit, never the SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +50,9 @@ pub enum TooComplex {
     /// inside `CASE`).
     #[error("statement too complex: nested deeper than the SQL parser allows")]
     ParserDepth,
+    /// More datasets than a stamp carries ([`MAX_DATASETS`], or names too long to sign).
+    #[error("statement too complex: it touches more datasets than one request may carry (at most {MAX_DATASETS})")]
+    Datasets,
 }
 
 /// Tokenizes `sql` as the parser would and checks it; the tokens are returned for the

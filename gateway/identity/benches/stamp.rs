@@ -29,7 +29,19 @@ fn bench(c: &mut Criterion) {
     c.bench_function("stamp/sign (issuer miss)", |b| b.iter(|| signer.sign(black_box(&p), identity_now(), 60)));
     let issuer = StampIssuer::new(sign(), 60, 1024);
     let policy: std::sync::Arc<str> = std::sync::Arc::from("policy-fingerprint");
-    c.bench_function("stamp/issue (issuer hit)", |b| b.iter(|| issuer.stamp_for(black_box(&p), &policy)));
+    let scope =
+        |name: &str| -> std::sync::Arc<[String]> { std::sync::Arc::from(vec![format!("datafusion.public.{name}")]) };
+    let bank = scope("bank");
+    c.bench_function("stamp/issue (issuer hit)", |b| b.iter(|| issuer.stamp_for(black_box(&p), &policy, &bank)));
+    // A caller whose statements touch eight different dataset sets, asking for the last
+    // (an equal scope from another allocation, as each verdict builds its own).
+    for i in 0..8 {
+        issuer.stamp_for(&p, &policy, &scope(&format!("t{i}"))).expect("sign");
+    }
+    let last = scope("t7");
+    c.bench_function("stamp/issue (issuer hit, 8 scopes)", |b| {
+        b.iter(|| issuer.stamp_for(black_box(&p), &policy, &last))
+    });
 
     // A capacity-1 cache that alternates two stamps never hits: the full verify.
     let other = signer.sign(&p, identity_now() - 1, 60).expect("sign");

@@ -13,15 +13,17 @@
 //! This crate does no I/O: keys come in as PEM bytes and go out as PEM strings.
 
 mod cache;
+mod dataset;
 mod keys;
 mod principal;
 mod stamp;
 
 pub use cache::ExpiringCache;
+pub use dataset::{dataset_id, write_dataset_id};
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use stamp::{
-    MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, MIN_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner,
+    Grant, MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, MIN_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner,
     StampVerifier, VerifiedStamp,
 };
 

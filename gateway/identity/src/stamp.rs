@@ -15,6 +15,9 @@
 //! may carry `policy`: a fingerprint of the policy set that allowed the request. The engine
 //! records it in the Flight tickets and prepared statements it issues and refuses to run one
 //! presented under another fingerprint, so a policy change reaches what was issued before it.
+//! And `scope`: the datasets ([`crate::dataset_id`]) policy allowed this request's statement
+//! to touch. The engine refuses to resolve any other table, so where the gateway's reading of
+//! the SQL and the engine's differ, the difference can only refuse (absent: none).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,6 +81,19 @@ struct Claims<A, P, C> {
     catalog: Option<C>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     policy: Option<A>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<C>,
+}
+
+/// What a stamp grants beyond the caller's identity (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grant<'a> {
+    /// The datasets a catalog listing may show; `None` when the request lists nothing.
+    pub catalog: Option<&'a [String]>,
+    /// The datasets the request's statement may touch.
+    pub scope: &'a [String],
+    /// The fingerprint of the policy set that allowed the request.
+    pub policy: Option<&'a str>,
 }
 
 /// A stamp that passed verification.
@@ -91,6 +107,9 @@ pub struct VerifiedStamp {
     pub catalog: Option<Arc<[String]>>,
     /// The fingerprint of the policy set that allowed the request (see the module docs).
     pub policy: Option<Arc<str>>,
+    /// The datasets the request's statement may touch (see the module docs); empty when the
+    /// claim is absent.
+    pub scope: Arc<[String]>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -118,9 +137,10 @@ impl StampSigner {
         &self.key_id
     }
 
-    /// Signs a stamp for `principal`, valid from `issued_at` for `lifetime_secs`.
+    /// Signs a stamp for `principal` that grants nothing beyond its identity, valid from
+    /// `issued_at` for `lifetime_secs`.
     pub fn sign(&self, principal: &Principal, issued_at: u64, lifetime_secs: u64) -> Result<String, StampError> {
-        self.sign_with(principal, None, None, issued_at, lifetime_secs)
+        self.sign_with(principal, Grant::default(), issued_at, lifetime_secs)
     }
 
     /// [`Self::sign`], for a catalog listing that may show `catalog`.
@@ -131,15 +151,14 @@ impl StampSigner {
         issued_at: u64,
         lifetime_secs: u64,
     ) -> Result<String, StampError> {
-        self.sign_with(principal, catalog, None, issued_at, lifetime_secs)
+        self.sign_with(principal, Grant { catalog, ..Grant::default() }, issued_at, lifetime_secs)
     }
 
-    /// [`Self::sign_with_catalog`], naming the policy set that allowed the request.
+    /// [`Self::sign`], granting `grant`.
     pub fn sign_with(
         &self,
         principal: &Principal,
-        catalog: Option<&[String]>,
-        policy: Option<&str>,
+        grant: Grant<'_>,
         issued_at: u64,
         lifetime_secs: u64,
     ) -> Result<String, StampError> {
@@ -147,7 +166,9 @@ impl StampSigner {
             return Err(StampError::LifetimeTooLong);
         }
         let exp = issued_at + lifetime_secs;
-        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy };
+        let Grant { catalog, scope, policy } = grant;
+        let scope = (!scope.is_empty()).then_some(scope);
+        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy, scope };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -173,15 +194,33 @@ impl std::fmt::Debug for StampSigner {
 
 /// Issues stamps, reusing a principal's stamp until `refresh_before` seconds ahead of its
 /// expiry so the signature (and the engine's verification) is paid about once per
-/// principal per lifetime. Gateway only.
+/// principal and statement scope per lifetime. Gateway only.
 #[derive(Debug)]
 pub struct StampIssuer {
     signer: StampSigner,
     lifetime: u64,
     refresh_before: u64,
-    /// Per principal: the policy fingerprint it was signed with, and the stamp.
-    cache: ExpiringCache<Principal, (Arc<str>, Arc<str>)>,
+    /// Per principal: the stamps issued to it under one policy set, one per scope.
+    cache: ExpiringCache<Principal, Arc<Issued>>,
 }
+
+/// A principal's stamps under one policy set, the most recently signed last; at most
+/// [`SCOPES_PER_PRINCIPAL`] (a caller's statements touch a handful of dataset sets).
+#[derive(Debug)]
+struct Issued {
+    policy: Arc<str>,
+    stamps: Vec<IssuedStamp>,
+}
+
+#[derive(Debug)]
+struct IssuedStamp {
+    scope: Arc<[String]>,
+    reuse_until: u64,
+    stamp: Arc<str>,
+}
+
+/// How many scopes' stamps are kept per principal; past it the oldest is signed again.
+const SCOPES_PER_PRINCIPAL: usize = 32;
 
 impl StampIssuer {
     /// `lifetime` is held within [`MIN_STAMP_LIFETIME_SECS`]..=[`MAX_STAMP_LIFETIME_SECS`]
@@ -192,29 +231,64 @@ impl StampIssuer {
         Self { signer, lifetime, refresh_before: lifetime / 4, cache: ExpiringCache::new(capacity) }
     }
 
-    /// A valid stamp for `principal` allowed by the policy set `policy` (its fingerprint),
-    /// from the cache when one has enough life left and names the same set.
-    pub fn stamp_for(&self, principal: &Principal, policy: &Arc<str>) -> Result<Arc<str>, StampError> {
-        self.stamp_for_at(principal, policy, unix_now())
+    /// A valid stamp for `principal` allowed by the policy set `policy` (its fingerprint) to
+    /// touch the datasets `scope`, from the cache when one has enough life left and names the
+    /// same set and scope.
+    pub fn stamp_for(
+        &self,
+        principal: &Principal,
+        policy: &Arc<str>,
+        scope: &Arc<[String]>,
+    ) -> Result<Arc<str>, StampError> {
+        self.stamp_for_at(principal, policy, scope, unix_now())
     }
 
     /// [`Self::stamp_for`] at a given time (for tests and benchmarks).
-    pub fn stamp_for_at(&self, principal: &Principal, policy: &Arc<str>, now: u64) -> Result<Arc<str>, StampError> {
-        if let Some((signed_under, stamp)) = self.cache.get(principal, now)
-            && signed_under == *policy
-        {
-            return Ok(stamp);
+    pub fn stamp_for_at(
+        &self,
+        principal: &Principal,
+        policy: &Arc<str>,
+        scope: &Arc<[String]>,
+        now: u64,
+    ) -> Result<Arc<str>, StampError> {
+        let issued = self.cache.get(principal, now).filter(|issued| issued.policy == *policy);
+        if let Some(hit) = issued.as_ref().and_then(|issued| {
+            issued.stamps.iter().find(|s| now < s.reuse_until && (Arc::ptr_eq(&s.scope, scope) || s.scope == *scope))
+        }) {
+            return Ok(Arc::clone(&hit.stamp));
         }
-        let stamp: Arc<str> = self.signer.sign_with(principal, None, Some(policy), now, self.lifetime)?.into();
+        let grant = Grant { catalog: None, scope, policy: Some(policy) };
+        let stamp: Arc<str> = self.signer.sign_with(principal, grant, now, self.lifetime)?.into();
         let reuse_until = now + self.lifetime - self.refresh_before;
-        self.cache.insert(principal.clone(), (Arc::clone(policy), Arc::clone(&stamp)), reuse_until, now);
+        // Keep this set's other scopes still worth reusing, the oldest dropped when full.
+        let mut stamps: Vec<IssuedStamp> = Vec::new();
+        if let Some(issued) = issued {
+            let kept = issued.stamps.iter().filter(|s| now < s.reuse_until && s.scope != *scope);
+            let kept: Vec<&IssuedStamp> = kept.collect();
+            let skip = kept.len().saturating_sub(SCOPES_PER_PRINCIPAL - 1);
+            stamps.extend(kept.into_iter().skip(skip).map(|s| IssuedStamp {
+                scope: Arc::clone(&s.scope),
+                reuse_until: s.reuse_until,
+                stamp: Arc::clone(&s.stamp),
+            }));
+        }
+        stamps.push(IssuedStamp { scope: Arc::clone(scope), reuse_until, stamp: Arc::clone(&stamp) });
+        let until = stamps.iter().map(|s| s.reuse_until).max().unwrap_or(reuse_until);
+        self.cache.insert(principal.clone(), Arc::new(Issued { policy: Arc::clone(policy), stamps }), until, now);
         Ok(stamp)
     }
 
     /// A fresh stamp for a catalog listing that may show `catalog` (not cached: listings
     /// are rare and the list depends on the request's context).
-    pub fn catalog_stamp(&self, principal: &Principal, catalog: &[String], policy: &str) -> Result<String, StampError> {
-        self.signer.sign_with(principal, Some(catalog), Some(policy), unix_now(), self.lifetime)
+    pub fn catalog_stamp(
+        &self,
+        principal: &Principal,
+        catalog: &[String],
+        scope: &[String],
+        policy: &str,
+    ) -> Result<String, StampError> {
+        let grant = Grant { catalog: Some(catalog), scope, policy: Some(policy) };
+        self.signer.sign_with(principal, grant, unix_now(), self.lifetime)
     }
 }
 
@@ -329,6 +403,7 @@ impl StampVerifier {
             expires_at: claims.exp,
             catalog: claims.catalog.map(Arc::from),
             policy: claims.policy.map(Arc::from),
+            scope: claims.scope.map_or_else(|| Arc::from(Vec::new()), Arc::from),
         })
     }
 }
@@ -499,22 +574,51 @@ mod tests {
         let (signer, verifier) = setup();
         let issuer = StampIssuer::new(signer, 60, 16);
         let policy: Arc<str> = Arc::from("p1");
-        let first = issuer.stamp_for_at(&alice(), &policy, NOW).unwrap();
-        let reused = issuer.stamp_for_at(&alice(), &policy, NOW + 44).unwrap();
+        let none: Arc<[String]> = Arc::from(Vec::new());
+        let first = issuer.stamp_for_at(&alice(), &policy, &none, NOW).unwrap();
+        let reused = issuer.stamp_for_at(&alice(), &policy, &none, NOW + 44).unwrap();
         assert!(Arc::ptr_eq(&first, &reused));
-        let fresh = issuer.stamp_for_at(&alice(), &policy, NOW + 45).unwrap();
+        let fresh = issuer.stamp_for_at(&alice(), &policy, &none, NOW + 45).unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         // Every stamp handed out still has at least a quarter of its life left.
         assert!(verifier.verify_at(&reused, NOW + 44).is_ok());
         assert_eq!(verifier.verify_at(&reused, NOW).unwrap().policy.as_deref(), Some("p1"));
         // Another policy set: a new stamp naming it, not the cached one.
-        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), NOW + 46).unwrap();
+        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), &none, NOW + 46).unwrap();
         assert!(!Arc::ptr_eq(&fresh, &changed));
         assert_eq!(verifier.verify_at(&changed, NOW + 46).unwrap().policy.as_deref(), Some("p2"));
         // Another principal gets its own stamp.
         let mut bob = alice();
         bob.id = "bob".into();
-        let bobs = issuer.stamp_for_at(&bob, &policy, NOW).unwrap();
+        let bobs = issuer.stamp_for_at(&bob, &policy, &none, NOW).unwrap();
         assert_eq!(verifier.verify_at(&bobs, NOW).unwrap().principal.id, "bob");
+    }
+
+    #[test]
+    fn issuer_keeps_one_stamp_per_scope_and_each_names_its_own() {
+        let (signer, verifier) = setup();
+        let issuer = StampIssuer::new(signer, 60, 16);
+        let policy: Arc<str> = Arc::from("p1");
+        let bank: Arc<[String]> = Arc::from(vec!["datafusion.public.bank".to_string()]);
+        let orders: Arc<[String]> = Arc::from(vec!["datafusion.acme.orders".to_string()]);
+        let for_bank = issuer.stamp_for_at(&alice(), &policy, &bank, NOW).unwrap();
+        let for_orders = issuer.stamp_for_at(&alice(), &policy, &orders, NOW + 1).unwrap();
+        assert_eq!(verifier.verify_at(&for_bank, NOW).unwrap().scope, bank);
+        assert_eq!(verifier.verify_at(&for_orders, NOW + 1).unwrap().scope, orders);
+        // Both are reused (an equal scope in another allocation too).
+        let again: Arc<[String]> = Arc::from(bank.to_vec());
+        assert!(Arc::ptr_eq(&for_bank, &issuer.stamp_for_at(&alice(), &policy, &again, NOW + 2).unwrap()));
+        assert!(Arc::ptr_eq(&for_orders, &issuer.stamp_for_at(&alice(), &policy, &orders, NOW + 2).unwrap()));
+        // A stamp without the claim grants no dataset.
+        let plain = verifier.verify_at(&issuer.signer.sign(&alice(), NOW, 60).unwrap(), NOW).unwrap();
+        assert!(plain.scope.is_empty());
+        // Bounded: past the limit the oldest scope is signed again, the newest kept.
+        for i in 0..SCOPES_PER_PRINCIPAL + 3 {
+            let scope: Arc<[String]> = Arc::from(vec![format!("datafusion.public.t{i}")]);
+            issuer.stamp_for_at(&alice(), &policy, &scope, NOW + 3).unwrap();
+        }
+        let issued = issuer.cache.get(&alice(), NOW + 3).unwrap();
+        assert_eq!(issued.stamps.len(), SCOPES_PER_PRINCIPAL);
+        assert_eq!(*issued.stamps.last().unwrap().scope, [format!("datafusion.public.t{}", SCOPES_PER_PRINCIPAL + 2)]);
     }
 }

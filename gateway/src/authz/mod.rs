@@ -102,6 +102,9 @@ pub struct Allowed {
     pub listing: Option<Vec<String>>,
     /// The fingerprint of the policy set that allowed the call ([`PolicyBundle::fingerprint`]).
     pub policy: Arc<str>,
+    /// Every dataset the call's statement touches, sorted, each once: the engine resolves
+    /// no other table for it (see `identity`'s stamp `scope`).
+    pub scope: Arc<[String]>,
 }
 
 /// One Cedar request a call implies: an endpoint action (on the request's path) or a
@@ -355,6 +358,10 @@ impl Authorizer {
 
     fn authorize_with(&self, live: &Live, facts: &RequestFacts<'_>, accesses: &[StatementAccess]) -> Verdict {
         let asks = asks(accesses);
+        let scope = scope(&asks);
+        if scope.len() > complexity::MAX_DATASETS {
+            return Verdict::refused(AuthzError::Sql(complexity::TooComplex::Datasets.into()));
+        }
         let enforced = match self.answer(&live.enforced, facts, &asks) {
             Ok(answer) => answer,
             Err(error) => return Verdict::refused(error),
@@ -370,6 +377,7 @@ impl Authorizer {
                 Ok(Allowed {
                     listing: listing.map(|view| self.listing(&live.enforced, &view, facts)),
                     policy: Arc::clone(&live.enforced.bundle.fingerprint),
+                    scope,
                 })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
@@ -564,6 +572,14 @@ impl Authorizer {
 
 /// Every Cedar request `accesses` imply, in order, each once: per statement its endpoint
 /// action, then each dataset action.
+/// The datasets `asks` name, sorted, each once: a stamp's `scope`.
+fn scope(asks: &[Ask]) -> Arc<[String]> {
+    let mut names: Vec<String> = asks.iter().filter_map(|a| a.dataset.as_ref().map(ToString::to_string)).collect();
+    names.sort();
+    names.dedup();
+    Arc::from(names)
+}
+
 fn asks(accesses: &[StatementAccess]) -> Vec<Ask> {
     let mut asks: Vec<Ask> = Vec::new();
     for access in accesses {

@@ -89,20 +89,10 @@ pub struct DatasetName {
 }
 
 impl fmt::Display for DatasetName {
-    /// `catalog.schema.table`; a part containing `.` or `"` is double-quoted (inner quotes
-    /// doubled), so two different tables never print alike.
+    /// `catalog.schema.table` as [`identity::write_dataset_id`] spells it (the engine checks
+    /// a stamp's scope in the same spelling).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, part) in [&self.catalog, &self.schema, &self.table].into_iter().enumerate() {
-            if i > 0 {
-                f.write_str(".")?;
-            }
-            if part.contains(['.', '"']) || part.is_empty() {
-                write!(f, "\"{}\"", part.replace('"', "\"\""))?;
-            } else {
-                f.write_str(part)?;
-            }
-        }
-        Ok(())
+        identity::write_dataset_id(f, &self.catalog, &self.schema, &self.table)
     }
 }
 

@@ -32,7 +32,7 @@ use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
 use crate::audit::{ApiRecord, Auditor, Record, SignInRecord, now_ms};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
-use crate::authz::Authorizer;
+use crate::authz::{Authorizer, AuthzError};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -301,16 +301,25 @@ impl Pipeline {
             learned.record(record);
         }
         let (mut request, allowed) = authorized?;
-        // stamp: the signed assertion the engine trusts, reused per principal; a catalog
-        // listing's carries what the engine may list.
+        // stamp: the signed assertion the engine trusts, reused per principal and scope (the
+        // datasets the statement may touch); a catalog listing's carries what it may list.
         let stamp = match &allowed.listing {
-            None => self.issuer.stamp_for(&principal, &allowed.policy).map(|s| HeaderValue::from_str(&s)),
-            Some(listing) => {
-                self.issuer.catalog_stamp(&principal, listing, &allowed.policy).map(|s| HeaderValue::from_str(&s))
+            None => {
+                self.issuer.stamp_for(&principal, &allowed.policy, &allowed.scope).map(|s| HeaderValue::from_str(&s))
             }
+            Some(listing) => self
+                .issuer
+                .catalog_stamp(&principal, listing, &allowed.scope, &allowed.policy)
+                .map(|s| HeaderValue::from_str(&s)),
         };
         let stamp = stamp
-            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                // Dataset names too long to sign: the statement's to shorten, not a fault.
+                identity::StampError::Oversized => {
+                    GatewayError::from(AuthzError::Sql(complexity::TooComplex::Datasets.into()))
+                }
+                e => GatewayError::Internal(e.to_string()),
+            })?
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         request.headers_mut().insert(STAMP_HEADER, stamp);
         if let Some(counter) = &ctx.bytes_in {

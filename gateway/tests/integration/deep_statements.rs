@@ -57,6 +57,7 @@ fn no_statement_aborts_the_gateway_or_the_engine() {
         .env("MAX_OPERATORS", complexity::MAX_OPERATORS.to_string())
         .env("MAX_NESTING", complexity::MAX_NESTING.to_string())
         .env("MAX_CASE_NESTING", complexity::MAX_CASE_NESTING.to_string())
+        .env("MAX_DATASETS", complexity::MAX_DATASETS.to_string())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

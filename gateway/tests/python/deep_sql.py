@@ -11,7 +11,7 @@ Run by gateway/tests/integration/deep_statements.rs, which passes:
   CA_FILE, API_KEY
   ENGINE_URL      http://127.0.0.1:PORT (an engine started with a development principal)
   ENGINE_FLIGHT   grpc://127.0.0.1:PORT
-  MAX_OPERATORS, MAX_NESTING, MAX_CASE_NESTING  the limits (complexity crate)
+  MAX_OPERATORS, MAX_NESTING, MAX_CASE_NESTING, MAX_DATASETS  the limits (complexity crate)
 Exits non-zero if any check fails.
 """
 
@@ -145,4 +145,10 @@ for name, at_limit, past_limit, huge in families():
             check(f"{target}: {name} as large as the body allows is refused",
                   lambda: refused_as_too_complex(target, huge))
             check(f"{target}: still up after {name} past the limit", probes_answer)
+
+# The gateway signs every dataset a statement touches into the request's stamp.
+DATASETS = int(os.environ["MAX_DATASETS"])
+many = "SELECT 1 FROM " + ", ".join(f"t{i}" for i in range(DATASETS + 1))
+check("gateway: a statement touching more datasets than a stamp carries is statement_too_complex",
+      lambda: refused_as_too_complex("gateway", many))
 finish()
