@@ -281,6 +281,10 @@ impl Config {
         if self.stamp.cache_capacity == 0 {
             return Err(invalid("stamp.cache_capacity".into(), "must be at least 1"));
         }
+        if self.limits.statement_timeout_secs == 0 {
+            // Zero would stop every statement at once, not mean "no limit".
+            return Err(invalid("limits.statement_timeout_secs".into(), "must be at least 1"));
+        }
         if self.stamp.audience.is_empty() {
             return Err(invalid("stamp.audience".into(), "must not be empty"));
         }
@@ -438,6 +442,9 @@ mod tests {
         assert!(err.contains("datasets[0].format"), "{err}");
         let err = Config::from_yaml("http_listen: nowhere\n", "c.yaml").unwrap_err().to_string();
         assert!(err.contains("http_listen"), "{err}");
+        let err = Config::from_yaml("limits:\n  statement_timeout_secs: 0\n", "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("limits.statement_timeout_secs") && err.contains("at least 1"), "{err}");
+        assert!(Config::from_yaml("limits:\n  statement_timeout_secs: 1\n", "c.yaml").is_ok());
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::{TcpListener, TcpStream};
 
+mod memory;
+pub use memory::memory_limit;
+
 /// Stack of every runtime thread, both processes: a statement within the `complexity` bounds
 /// still builds trees that parsers, planners and destructors walk recursively, and debug
 /// builds spend several times a release build's stack per level. Only what a thread touches

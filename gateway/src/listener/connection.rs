@@ -2,8 +2,9 @@
 //!
 //! - the head deadline: from accept to the end of the first request's head, and for each
 //!   later HTTP/1.1 request from its first byte (`timeouts.client_header_secs`);
-//! - the idle deadline: no request in flight for `timeouts.idle_secs` → a graceful close
-//!   (HTTP/2 GOAWAY; HTTP/1.1 simply closes, nothing is in flight);
+//! - the idle deadline: no request in flight for `timeouts.idle_secs` (one second while the
+//!   listeners are under pressure, see [`super::limits`]) → a graceful close (HTTP/2
+//!   GOAWAY; HTTP/1.1 simply closes, nothing is in flight);
 //! - the write deadline: a response frame handed to hyper that the client has not taken for
 //!   `timeouts.client_write_secs` (a full socket for HTTP/1.1, an exhausted flow-control
 //!   window for h2) → the connection is closed;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 use super::Refusal;
 use super::frames::ControlBudget;
+use super::limits::{ConnectionLimits, PRESSURED_IDLE};
 use crate::body::{Body, BoxError};
 
 /// A graceful close (idle, or a flood's GOAWAY) gets this long before the connection is dropped.
@@ -241,15 +243,18 @@ enum Verdict {
     Wait(Instant),
     Refuse(Refusal),
     Idle,
+    /// Idle past the shorter deadline of a listener under pressure.
+    Shed,
 }
 
-fn verdict(activity: &Activity, deadlines: Deadlines, now: Instant) -> Verdict {
+fn verdict(activity: &Activity, deadlines: Deadlines, pressured: bool, now: Instant) -> Verdict {
     if activity.live.load(Ordering::Acquire) == 0 {
+        let idle = if pressured { deadlines.idle.min(PRESSURED_IDLE) } else { deadlines.idle };
         let (from, limit, refusal) = if activity.requests.load(Ordering::Relaxed) == 0 {
             (activity.accepted, deadlines.header, Some(Refusal::HeaderTimeout))
         } else {
             match activity.head_started.load(Ordering::Relaxed) {
-                0 => (activity.at(activity.idle_since.load(Ordering::Relaxed)), deadlines.idle, None),
+                0 => (activity.at(activity.idle_since.load(Ordering::Relaxed)), idle, None),
                 started => (activity.at(started), deadlines.header, Some(Refusal::HeaderTimeout)),
             }
         };
@@ -257,6 +262,7 @@ fn verdict(activity: &Activity, deadlines: Deadlines, now: Instant) -> Verdict {
         return match (due <= now, refusal) {
             (false, _) => Verdict::Wait(due),
             (true, Some(refusal)) => Verdict::Refuse(refusal),
+            (true, None) if limit < deadlines.idle => Verdict::Shed,
             (true, None) => Verdict::Idle,
         };
     }
@@ -272,6 +278,7 @@ pub(super) async fn drive<C>(
     conn: C,
     activity: Arc<Activity>,
     deadlines: Deadlines,
+    limits: &ConnectionLimits,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<Refusal>
 where
@@ -286,12 +293,18 @@ where
         let next = match closing {
             Some(at) => Verdict::Wait(at),
             None if stopping => Verdict::Wait(now + Duration::from_secs(3600)),
-            None => verdict(&activity, deadlines, now),
+            None => verdict(&activity, deadlines, limits.under_pressure(), now),
         };
         let next = match next {
             Verdict::Wait(at) => at,
             Verdict::Refuse(why) => return Some(why),
             Verdict::Idle => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(now + CLOSE_GRACE);
+                continue;
+            }
+            Verdict::Shed => {
+                refusal = Some(Refusal::IdleUnderPressure);
                 conn.as_mut().graceful_shutdown();
                 closing = Some(now + CLOSE_GRACE);
                 continue;
@@ -308,6 +321,8 @@ where
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
             }
+            // Under pressure an idle connection's deadline is nearer: look again.
+            () = limits.pressure(), if closing.is_none() && !stopping => {}
             _ = stopped.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
@@ -361,22 +376,25 @@ mod tests {
         let activity = Activity::new(Instant::now());
         let at = |secs| activity.accepted + Duration::from_secs(secs);
         // No request yet: the head deadline from accept.
-        assert!(matches!(verdict(&activity, deadlines(), at(9)), Verdict::Wait(due) if due == at(10)));
-        assert!(matches!(verdict(&activity, deadlines(), at(10)), Verdict::Refuse(Refusal::HeaderTimeout)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(9)), Verdict::Wait(due) if due == at(10)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(10)), Verdict::Refuse(Refusal::HeaderTimeout)));
         // A request in flight: its write deadline only counts once a frame waits for the client.
         let clock = activity.open();
-        assert!(matches!(verdict(&activity, deadlines(), at(100)), Verdict::Wait(_)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(100)), Verdict::Wait(_)));
         clock.handed.store(ms(5), Ordering::Relaxed);
-        assert!(matches!(verdict(&activity, deadlines(), at(34)), Verdict::Wait(_)));
-        assert!(matches!(verdict(&activity, deadlines(), at(35)), Verdict::Refuse(Refusal::WriteTimeout)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(34)), Verdict::Wait(_)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(35)), Verdict::Refuse(Refusal::WriteTimeout)));
         // Done: idle from when the response ended.
         drop(clock);
         activity.idle_since.store(ms(10), Ordering::Relaxed);
-        assert!(matches!(verdict(&activity, deadlines(), at(69)), Verdict::Wait(due) if due == at(70)));
-        assert!(matches!(verdict(&activity, deadlines(), at(70)), Verdict::Idle));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(69)), Verdict::Wait(due) if due == at(70)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(70)), Verdict::Idle));
+        // Under pressure, a second of idleness is enough.
+        assert!(matches!(verdict(&activity, deadlines(), true, at(10)), Verdict::Wait(due) if due == at(11)));
+        assert!(matches!(verdict(&activity, deadlines(), true, at(11)), Verdict::Shed));
         // An HTTP/1.1 head started after that: the head deadline from its first byte.
         activity.head_started.store(ms(20), Ordering::Relaxed);
-        assert!(matches!(verdict(&activity, deadlines(), at(29)), Verdict::Wait(due) if due == at(30)));
-        assert!(matches!(verdict(&activity, deadlines(), at(30)), Verdict::Refuse(Refusal::HeaderTimeout)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(29)), Verdict::Wait(due) if due == at(30)));
+        assert!(matches!(verdict(&activity, deadlines(), false, at(30)), Verdict::Refuse(Refusal::HeaderTimeout)));
     }
 }

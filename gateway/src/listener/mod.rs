@@ -45,6 +45,8 @@ pub enum Refusal {
     ControlFrameFlood,
     /// `timeouts.client_write_secs`.
     WriteTimeout,
+    /// Idle while the listeners were near `limits.max_connections` (see [`limits`]).
+    IdleUnderPressure,
 }
 
 impl Refusal {
@@ -58,6 +60,7 @@ impl Refusal {
             Refusal::ProtocolError => "protocol_error",
             Refusal::ControlFrameFlood => "control_frame_flood",
             Refusal::WriteTimeout => "write_timeout",
+            Refusal::IdleUnderPressure => "idle_under_pressure",
         }
     }
 
@@ -73,6 +76,9 @@ impl Refusal {
             Refusal::ProtocolError => "closed: protocol error (not the protocol ALPN chose, or malformed)",
             Refusal::ControlFrameFlood => "closed with GOAWAY: HTTP/2 control frames over the budget",
             Refusal::WriteTimeout => "closed: the client did not read its response within timeouts.client_write_secs",
+            Refusal::IdleUnderPressure => {
+                "closed: idle for a second while the gateway held three quarters of limits.max_connections"
+            }
         }
     }
 }
@@ -164,12 +170,14 @@ pub async fn serve_tls(
         };
         let _ = stream.set_nodelay(true);
         let acceptor = TlsAcceptor::from(tls());
-        let (pipeline, serving, stopped, open) =
-            (Arc::clone(&pipeline), Arc::clone(&serving), stopped.clone(), open.clone());
+        let (pipeline, serving, stopped, open, limits) =
+            (Arc::clone(&pipeline), Arc::clone(&serving), stopped.clone(), open.clone(), Arc::clone(&limits));
         tokio::spawn(async move {
             let _admission = admission;
             let _open = (open, crate::metrics::connection_opened(pipeline.name()));
-            if let Some(refusal) = serve_one(stream, peer, accepted, acceptor, &pipeline, &serving, stopped).await {
+            let accepted = Accepted { stream, peer, at: accepted };
+            let served = serve_one(accepted, acceptor, &pipeline, &serving, &limits, stopped).await;
+            if let Some(refusal) = served {
                 refused(&pipeline, peer, refusal, None);
             }
         });
@@ -181,15 +189,22 @@ pub async fn serve_tls(
     }
 }
 
-async fn serve_one(
+/// A connection just accepted, and when.
+struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
-    accepted: tokio::time::Instant,
+    at: tokio::time::Instant,
+}
+
+async fn serve_one(
+    accepted: Accepted,
     acceptor: TlsAcceptor,
     pipeline: &Arc<Pipeline>,
     serving: &Serving,
+    limits: &ConnectionLimits,
     stopped: watch::Receiver<bool>,
 ) -> Option<Refusal> {
+    let Accepted { stream, peer, at: accepted } = accepted;
     let handshake = tokio::time::timeout_at(accepted + serving.deadlines.header, acceptor.accept(stream)).await;
     let tls_stream = match handshake {
         Ok(Ok(tls_stream)) => tls_stream,
@@ -228,9 +243,11 @@ async fn serve_one(
     // The protocol ALPN chose is the only one served: h2 bytes on an HTTP/1.1 connection (or
     // HTTP/1.1 on h2) are a protocol error, not a second chance.
     if h2 {
-        connection::drive(serving.h2.serve_connection(io, service), activity, serving.deadlines, stopped).await
+        let conn = serving.h2.serve_connection(io, service);
+        connection::drive(conn, activity, serving.deadlines, limits, stopped).await
     } else {
-        connection::drive(serving.h1.serve_connection(io, service), activity, serving.deadlines, stopped).await
+        let conn = serving.h1.serve_connection(io, service);
+        connection::drive(conn, activity, serving.deadlines, limits, stopped).await
     }
 }
 

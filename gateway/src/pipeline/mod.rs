@@ -264,6 +264,7 @@ impl Pipeline {
         }
         // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
         self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)?;
+        sanitize::one_authority(&parts)?;
         // The Flight Handshake authenticates and opens a session; nothing to forward.
         if ctx.grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
             let (principal, response) =

@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 use http::header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::authz::AuthzError;
+use crate::error::GatewayError;
+
 /// Exact names (normalised) that carry identity in common proxies and frameworks.
 const IDENTITY_HEADERS: &[&str] = &[
     "x-principal",
@@ -121,6 +124,20 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Sanitizes `headers` in place and returns the request id now set on them.
+/// Refuses a request whose `host` header names another authority than its target (`:authority`
+/// on HTTP/2, an absolute-form target on HTTP/1.1): RFC 9113 §8.3.1 calls it malformed, and a
+/// proxy that reads one while the next hop reads the other is routing on an attacker's
+/// choice.
+pub(super) fn one_authority(parts: &http::request::Parts) -> Result<(), GatewayError> {
+    let (Some(authority), Some(host)) = (parts.uri.authority(), parts.headers.get(http::header::HOST)) else {
+        return Ok(());
+    };
+    if host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()) {
+        return Ok(());
+    }
+    Err(AuthzError::Malformed("the host header names another authority than the request's :authority".into()).into())
+}
+
 pub fn sanitize(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     strip_hop_by_hop(headers);
     // Keep the client's request id only when it is a sane token.

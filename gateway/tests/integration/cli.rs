@@ -5,6 +5,7 @@ use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
@@ -813,4 +814,126 @@ fn policy_lint_passes_the_shipped_set_and_names_planted_mistakes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("expired-time-bound") && stdout.contains("unconstrained-permit"), "{stdout}");
     assert_eq!(gateway(&["policy", "lint", planted, "--now", "yesterday"]).status.code(), Some(1));
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One flood connection: a TLS handshake without a client certificate and an unauthenticated
+/// request (401), then held open; `None` when the gateway refused or closed it.
+async fn unauthenticated_keep_alive(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(std::net::SocketAddr::new(source, 0)).ok()?;
+    let within = Duration::from_secs(20);
+    let tcp = tokio::time::timeout(within, socket.connect(addr)).await.ok()?.ok()?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+    let mut stream =
+        tokio::time::timeout(within, tokio_rustls::TlsConnector::from(tls).connect(name, tcp)).await.ok()?.ok()?;
+    stream.write_all(b"GET /v1/datasets HTTP/1.1\r\nhost: localhost\r\n\r\n").await.ok()?;
+    let mut head = [0u8; 512];
+    let read = tokio::time::timeout(within, stream.read(&mut head)).await.ok()?.ok()?;
+    head.get(..read)?.starts_with(b"HTTP/1.1 401").then_some(stream)
+}
+
+/// The chart's gateway memory limit (512 MiB, a cgroup the test makes) with a high
+/// descriptor limit: the default connection cap follows the memory (2,730), a flood of
+/// unauthenticated keep-alive connections from 250 loopback addresses meets it instead of
+/// the kernel's OOM killer, idle connections are closed within a second under that pressure,
+/// `/healthz` and an authenticated caller keep being answered, and the memory returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_in_a_512_mib_limit_meets_the_memory_cap_not_the_oom_killer() {
+    use futures::StreamExt as _;
+    let cgroup = common::cgroup::Cgroup::new("connection-flood", 512 << 20);
+    let stack = common::Stack::start(gateway::config::ClientAuth::Optional).await;
+    let path = write_config(&stack.pki, "", &format!("http://{}", stack.engine.http_addr));
+    let yaml = std::fs::read_to_string(&path).unwrap().replace("client_auth: required", "client_auth: optional");
+    std::fs::write(&path, yaml).unwrap();
+    // Descriptors as high as this machine allows (for the gateway and for the flood's own
+    // sockets): the memory must decide the cap.
+    let hard = Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard: u64 = String::from_utf8_lossy(&hard.stdout).trim().parse().unwrap_or(u64::MAX);
+    assert!(hard >= 2 * 2730 + 128, "the test needs a descriptor hard limit of at least 5,588 (have {hard})");
+    let raise = format!("prlimit --pid {} --nofile={hard}:{hard}", std::process::id());
+    assert!(Command::new("sh").args(["-c", &raise]).status().unwrap().success());
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && ulimit -n {hard} && exec {GATEWAY} run -c {}",
+        cgroup.0.display(),
+        path.display()
+    );
+    let (child, addr, log) = spawn_run(Command::new("sh").args(["-c", &script]));
+    let mut child = KilledOnDrop(child);
+    let child = &mut child.0;
+    let started = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|line| line.contains("health_addr="))
+        .expect("no startup line");
+    let field = |name: &str| started.split(&format!("{name}=")).nth(1).unwrap().split_whitespace().next().unwrap();
+    assert_eq!(field("max_connections"), "2730", "{started}");
+    let health: std::net::SocketAddr = field("health_addr").parse().unwrap();
+    let client = stack.client(Some("workload"));
+    assert_eq!(client.sql(addr, "SELECT 1").await.unwrap().status, 200);
+    let baseline = rss_kib(child.id());
+
+    let tls = common::client_config(&stack.pki.ca(), None, &[b"http/1.1"]);
+    let flood = || {
+        let sources = (1..=250u8).flat_map(|last| std::iter::repeat_n(last, 40));
+        futures::stream::iter(sources)
+            .map(|last| unauthenticated_keep_alive(std::net::IpAddr::from([127, 0, 1, last]), addr, Arc::clone(&tls)))
+            .buffer_unordered(256)
+            .filter_map(|held| async move { held })
+            .collect::<Vec<_>>()
+    };
+    let first = flood().await;
+    let peak = memory_kib(child.id(), "VmHWM");
+    assert!(child.try_wait().unwrap().is_none(), "the gateway died during the flood");
+    for _ in 0..3 {
+        let probe = tokio::time::timeout(Duration::from_secs(2), health_get(health, "/healthz"));
+        assert_eq!(probe.await.expect("/healthz did not answer during the flood").0, 200);
+    }
+    // The authenticated caller gets in: idle flood connections make room within a second.
+    let mut answered = false;
+    for _ in 0..20 {
+        if client.sql(addr, "SELECT 2").await.is_ok_and(|reply| reply.status == 200) {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(answered, "no authenticated request was served during the flood");
+    let (_, metrics) = health_get(health, "/metrics").await;
+    let metric = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    // More connections answered than the cap holds: the gateway shed the idle ones (and
+    // refused past the cap) instead of keeping them all.
+    let shed = metric("gateway_connection_refusals_total{listener=\"api\",reason=\"idle_under_pressure\"}");
+    let refused = metric("gateway_connection_refusals_total{listener=\"api\",reason=\"connection_limit\"}");
+    assert!(first.len() > 2730, "the flood got only {} connections answered", first.len());
+    assert!(shed + refused > 0, "nothing was shed or refused\n{metrics}");
+    assert!(metric("gateway_connections_active{listener=\"api\"}") <= 2730, "{metrics}");
+    let answered = first.len();
+    drop(first);
+    // The memory a flood took is the gateway's to reuse: a second one takes no more.
+    let second = flood().await;
+    let again = memory_kib(child.id(), "VmHWM");
+    drop(second);
+    assert_eq!(cgroup.oom_kills(), 0, "the kernel killed in the gateway's cgroup");
+    assert!(child.try_wait().unwrap().is_none(), "the gateway died");
+    println!(
+        "connection flood: {answered} answered, {shed} shed idle, {refused} refused at the cap; gateway RSS \
+         {baseline} KiB, peak {peak} KiB, after a second flood {again} KiB"
+    );
+    assert!(peak < 256 * 1024, "the flood took {peak} KiB, over half the limit");
+    assert!(again < peak + 16 * 1024, "a second flood grew the peak from {peak} to {again} KiB");
 }

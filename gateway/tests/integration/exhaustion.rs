@@ -4,47 +4,16 @@
 //! caller's `SELECT 1` goes every half second. Each ends in an answer or a clear error, the
 //! probe never fails, and the kernel kills nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::cli::free_port;
+use crate::common::cgroup::Cgroup;
 
 const LIMIT: u64 = 1 << 30;
-
-/// A memory cgroup (v2, else v1) limited to [`LIMIT`], removed when dropped.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    fn new() -> Self {
-        let name = format!("portcullis-exhaustion-{}", std::process::id());
-        let (dir, file) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            (PathBuf::from("/sys/fs/cgroup").join(&name), "memory.max")
-        } else {
-            (PathBuf::from("/sys/fs/cgroup/memory").join(&name), "memory.limit_in_bytes")
-        };
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e} (the test needs root)", dir.display()));
-        std::fs::write(dir.join(file), LIMIT.to_string()).unwrap();
-        Self(dir)
-    }
-
-    fn oom_kills(&self) -> u64 {
-        for (file, key) in [("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")] {
-            if let Ok(text) = std::fs::read_to_string(self.0.join(file)) {
-                return text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok()).unwrap_or(0);
-            }
-        }
-        0
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 /// `(status, body)` of `POST /v1/sql` on the engine, by curl.
 fn post(addr: &str, sql: &str, max_secs: u32) -> (String, String) {
@@ -60,7 +29,7 @@ fn post(addr: &str, sql: &str, max_secs: u32) -> (String, String) {
 
 #[test]
 fn exhausting_queries_end_with_an_error_and_the_engine_keeps_serving() {
-    let cgroup = Cgroup::new();
+    let cgroup = Cgroup::new("exhaustion", LIMIT);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("engine.yaml");
     let yaml = format!("{}\nlimits:\n  statement_timeout_secs: 30\n", engine::config::EMBEDDED_DEFAULT);

@@ -2,6 +2,8 @@
 //! gateway's stamps, a real gateway in front of it, and a rustls client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cgroup;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -477,6 +477,26 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     eventually("the control_frame_flood event", 10, || !refusals(&log, "control_frame_flood").is_empty()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_host_header_naming_another_authority_is_refused() {
+    let stack = Stack::start(ClientAuth::Required).await;
+    let addr = stack.gateway.api_addr;
+    let mut sender = h2_sender::<Full<Bytes>>(&stack, addr).await;
+    let authority = format!("localhost:{}", addr.port());
+    for (host, status) in [("evil.example", 400), ("LOCALHOST:1", 400), (authority.as_str(), 200)] {
+        let request = http::Request::post(format!("https://{authority}/v1/sql"))
+            .header("host", host)
+            .body(Full::new(Bytes::from_static(b"SELECT 1")))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "host {host}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status == 400 {
+            assert!(String::from_utf8_lossy(&body).contains("another authority"), "{}", String::from_utf8_lossy(&body));
+        }
+    }
+}
+
 /// A FIFO as the audit file: nothing is written until the test reads it.
 fn fifo(dir: &Path) -> PathBuf {
     let path = dir.join("audit.fifo");
