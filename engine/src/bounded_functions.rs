@@ -2,7 +2,9 @@
 //! for operators (sorts, aggregations, joins), not for what a scalar function returns:
 //! `cardinality(range(1, 600000000))` built a 4.8 GB list in one call and the kernel killed
 //! the engine. `range` and `generate_series` over integers refuse to build more than
-//! [`MAX_ELEMENTS`] elements per call (per batch of rows), with `resource_exhausted`.
+//! [`MAX_ELEMENTS`] elements per call (per batch of rows), as does `array_repeat`; `repeat`,
+//! `lpad` and `rpad` refuse to build more than [`MAX_TEXT_BYTES`] of text per call; each with
+//! `resource_exhausted`.
 
 use std::sync::Arc;
 
@@ -15,13 +17,107 @@ use datafusion::prelude::SessionContext;
 /// The most elements one call of `range` / `generate_series` may build (80 MB of Int64).
 pub(crate) const MAX_ELEMENTS: u64 = 10_000_000;
 
-/// Replaces the context's `range` and `generate_series` with bounded ones.
+/// The most bytes of text one call of `repeat`, `lpad` or `rpad` may build.
+pub(crate) const MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Replaces the context's functions whose output size the caller picks with bounded ones.
 pub(crate) fn register(ctx: &SessionContext) {
     for name in ["range", "generate_series"] {
         if let Some(inner) = ctx.state().scalar_functions().get(name) {
             let bounded = BoundedSeries { inner: Arc::clone(inner), inclusive: name == "generate_series" };
             ctx.register_udf(ScalarUDF::new_from_impl(bounded));
         }
+    }
+    for (name, unit) in
+        [("repeat", Unit::Repeats), ("lpad", Unit::Chars), ("rpad", Unit::Chars), ("array_repeat", Unit::Elements)]
+    {
+        if let Some(inner) = ctx.state().scalar_functions().get(name) {
+            ctx.register_udf(ScalarUDF::new_from_impl(BoundedCount { inner: Arc::clone(inner), unit }));
+        }
+    }
+}
+
+/// What a function's count argument (its second) counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Unit {
+    /// `repeat(text, n)`: copies of the text.
+    Repeats,
+    /// `lpad(text, n [, fill])`: characters of output, up to 4 bytes each.
+    Chars,
+    /// `array_repeat(element, n)`: list elements.
+    Elements,
+}
+
+/// DataFusion's own function, with the size its count argument asks for checked first.
+#[derive(Debug, PartialEq, Hash)]
+struct BoundedCount {
+    inner: Arc<ScalarUDF>,
+    unit: Unit,
+}
+
+impl Eq for BoundedCount {}
+
+impl ScalarUDFImpl for BoundedCount {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (size, limit, what) = match self.unit {
+            Unit::Elements => (self.size(&args)?, u128::from(MAX_ELEMENTS), "elements"),
+            Unit::Repeats | Unit::Chars => (self.size(&args)?, u128::from(MAX_TEXT_BYTES), "bytes of text"),
+        };
+        if size > limit {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{}() would build {size} {what} in one call, over the engine's limit of {limit}",
+                self.name()
+            )));
+        }
+        self.inner.invoke_with_args(args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+}
+
+impl BoundedCount {
+    /// What the call builds over all its rows, in the unit's measure (bytes for text).
+    fn size(&self, args: &ScalarFunctionArgs) -> Result<u128> {
+        let (Some(first), Some(count)) = (args.args.first(), args.args.get(1)) else { return Ok(0) };
+        let counts = datafusion::arrow::compute::cast(&count.to_array(args.number_rows)?, &DataType::Int64)?;
+        let Some(counts) = counts.as_any().downcast_ref::<Int64Array>() else { return Ok(0) };
+        let texts = match self.unit {
+            Unit::Repeats => {
+                let text = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::LargeUtf8)?;
+                Some(text)
+            }
+            Unit::Chars | Unit::Elements => None,
+        };
+        let texts =
+            texts.as_ref().and_then(|t| t.as_any().downcast_ref::<datafusion::arrow::array::LargeStringArray>());
+        let mut total: u128 = 0;
+        for row in 0..counts.len() {
+            if !counts.is_valid(row) {
+                continue;
+            }
+            let n = u128::try_from(counts.value(row).max(0)).unwrap_or(0);
+            total += match (self.unit, texts) {
+                (Unit::Repeats, Some(texts)) if texts.is_valid(row) => n * texts.value(row).len() as u128,
+                (Unit::Repeats, _) => 0,
+                (Unit::Chars, _) => n * 4,
+                (Unit::Elements, _) => n,
+            };
+        }
+        Ok(total)
     }
 }
 
@@ -127,6 +223,32 @@ mod tests {
         for sql in ["SELECT cardinality(range(1, 600000000))", "SELECT generate_series(-1, 20000000)"] {
             let error = ctx.sql(sql).await.unwrap().collect().await.unwrap_err();
             assert!(error.to_string().contains("over the engine's limit of 10000000"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn huge_repeats_and_pads_are_refused_and_small_ones_built() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        for sql in [
+            "SELECT repeat('ab', 3) AS v",
+            "SELECT lpad('x', 5, '-') AS v",
+            "SELECT rpad('x', 5) AS v",
+            "SELECT array_repeat(1, 3) AS v",
+            "SELECT repeat(name, 2) AS v FROM (VALUES ('a'), (NULL)) AS t(name)",
+        ] {
+            let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert!(!rows.is_empty(), "{sql}");
+        }
+        for (sql, limit) in [
+            ("SELECT repeat('abcdefgh', 2000000000)", MAX_TEXT_BYTES),
+            ("SELECT length(lpad('x', 100000000))", MAX_TEXT_BYTES),
+            ("SELECT rpad('x', 2000000000, 'y')", MAX_TEXT_BYTES),
+            ("SELECT cardinality(array_repeat(1, 600000000))", MAX_ELEMENTS),
+            ("SELECT repeat(s, n) FROM (VALUES ('abcd', 1), ('abcd', 20000000)) AS t(s, n)", MAX_TEXT_BYTES),
+        ] {
+            let error = ctx.sql(sql).await.unwrap().collect().await.unwrap_err();
+            assert!(error.to_string().contains(&format!("over the engine's limit of {limit}")), "{sql}: {error}");
         }
     }
 }

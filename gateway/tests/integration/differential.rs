@@ -3,6 +3,7 @@
 //! DataFusion's resolved plan scans. The generator spells names with the Unicode letters
 //! whose case mappings differ from ASCII (U+212A KELVIN SIGN, U+0130, U+017F), quotes some,
 //! qualifies some, and wraps them in CTEs (recursive too), subqueries and set operations.
+//! The engine's own check of a stamp's scope, given the gateway's datasets, must pass too.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -151,6 +152,13 @@ async fn the_gateway_reads_the_datasets_datafusion_scans() {
             .flat_map(|a| a.datasets.iter().map(|(_, d)| format!("{}.{}.{}", d.catalog, d.schema, d.table)))
             .collect();
         assert_eq!(gateway, scans(&plan), "{sql}");
+        // And the engine, given exactly what the gateway authorized as the stamp's scope,
+        // resolves the statement: its own check refuses nothing the gateway allowed.
+        let scope: Vec<String> = accesses.iter().flat_map(|a| a.datasets.iter().map(|(_, d)| d.to_string())).collect();
+        let state = ctx.state();
+        let statement = state.sql_to_statement(sql, &state.config_options().sql_parser.dialect).unwrap();
+        let checked = engine::scope::Scope::Only(scope.into()).check(&state, &statement);
+        assert!(checked.is_ok(), "{sql}: {}", checked.unwrap_err());
         compared += 1;
     }
     assert!(compared > 1500, "only {compared} of {} statements planned: the generator drifted", statements.len());
