@@ -13,7 +13,12 @@
 //! - [`MAX_NESTING`] levels of brackets (parentheses, subqueries, function calls, arrays);
 //! - [`MAX_CASE_NESTING`] levels of `CASE` inside `CASE`: sqlparser backtracks through
 //!   unclosed ones, and its time doubles with each level (16 took 0.26 s in a debug build,
-//!   60 would never end).
+//!   60 would never end);
+//! - [`MAX_LIST_ITEMS`] items in one list (a select list, a `VALUES` row, a function's
+//!   arguments, `GROUP BY`): DataFusion plans a projection in time that grows with the square
+//!   of its width (20,000 literals took 114 s in a debug build, and the planning cannot be
+//!   stopped once started). `IN (…)` lists are exempt: they plan in linear time, and BI tools
+//!   send long ones.
 //!
 //! The gateway and the engine check the same bounds with the same tokenizer, so a statement
 //! one accepts the other accepts. Token kinds that are not known to be harmless count as
@@ -31,6 +36,8 @@ pub const MAX_OPERATORS: usize = 1_000;
 pub const MAX_NESTING: usize = 32;
 /// The deepest `CASE` nesting in one statement.
 pub const MAX_CASE_NESTING: usize = 10;
+/// The most items in one list other than an `IN (…)` list.
+pub const MAX_LIST_ITEMS: usize = 4_096;
 /// The most datasets one statement may touch: the gateway signs each into the request's
 /// stamp, which must stay small (the engine resolves no other).
 pub const MAX_DATASETS: usize = 64;
@@ -46,6 +53,10 @@ pub enum TooComplex {
     Nesting,
     #[error("statement too complex: CASE nested deeper than {MAX_CASE_NESTING} levels")]
     CaseNesting,
+    #[error(
+        "statement too complex: more than {MAX_LIST_ITEMS} items in one list (a select list, VALUES row or argument list; IN lists are not limited)"
+    )]
+    ListItems,
     /// The parser's own recursion limit (a nesting the brackets do not show, such as `CASE`
     /// inside `CASE`).
     #[error("statement too complex: nested deeper than the SQL parser allows")]
@@ -75,7 +86,40 @@ pub fn check<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> Result<(), TooC
     let mut operators = 0usize;
     let mut depth = 0usize;
     let mut case_depth = 0usize;
+    // Per open bracket (and the statement's own level): the commas seen, and whether the
+    // list is exempt (an `IN (…)` list).
+    let mut lists: Vec<(usize, bool)> = vec![(0, false)];
+    let mut after_in = false;
     for token in tokens {
+        if matches!(token, Token::Whitespace(_)) {
+            continue;
+        }
+        let follows_in = std::mem::replace(
+            &mut after_in,
+            matches!(token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::IN),
+        );
+        match token {
+            Token::LParen | Token::LBracket | Token::LBrace => lists.push((0, follows_in)),
+            Token::RParen | Token::RBracket | Token::RBrace if lists.len() > 1 => {
+                lists.pop();
+            }
+            // Each SELECT starts a new select list at its level.
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::SELECT => {
+                if let Some(top) = lists.last_mut() {
+                    top.0 = 0;
+                }
+            }
+            Token::Comma => {
+                if let Some(top) = lists.last_mut() {
+                    top.0 += 1;
+                    if !top.1 && top.0 >= MAX_LIST_ITEMS {
+                        return Err(TooComplex::ListItems);
+                    }
+                }
+            }
+            Token::SemiColon if lists.len() == 1 => lists = vec![(0, false)],
+            _ => {}
+        }
         if let Token::Word(word) = token
             && word.quote_style.is_none()
         {
@@ -236,6 +280,36 @@ mod tests {
         assert_eq!(verdict(&unary), Err(TooComplex::Operators));
         let minus = format!("SELECT {}1", "- ".repeat(MAX_OPERATORS + 1));
         assert_eq!(verdict(&minus), Err(TooComplex::Operators));
+    }
+
+    #[test]
+    fn lists_are_bounded_except_in_lists() {
+        let items = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        for (at, past) in [
+            (format!("SELECT {}", items(MAX_LIST_ITEMS)), format!("SELECT {}", items(MAX_LIST_ITEMS + 1))),
+            (
+                format!("SELECT * FROM (VALUES ({}))", items(MAX_LIST_ITEMS)),
+                format!("VALUES ({})", items(MAX_LIST_ITEMS + 1)),
+            ),
+            (
+                format!("SELECT concat({})", items(MAX_LIST_ITEMS)),
+                format!("SELECT concat({})", items(MAX_LIST_ITEMS + 1)),
+            ),
+            (
+                format!("SELECT a FROM t GROUP BY {}", items(MAX_LIST_ITEMS)),
+                format!("SELECT a FROM t GROUP BY {}", items(MAX_LIST_ITEMS + 1)),
+            ),
+        ] {
+            assert_eq!(verdict(&at), Ok(()), "{}", &at[..40]);
+            assert_eq!(verdict(&past), Err(TooComplex::ListItems), "{}", &past[..40]);
+        }
+        // Each SELECT has its own list; an IN list is not bounded.
+        let two = format!("SELECT {} UNION ALL SELECT {}", items(MAX_LIST_ITEMS - 1), items(MAX_LIST_ITEMS - 1));
+        assert_eq!(verdict(&two), Ok(()));
+        assert_eq!(verdict(&format!("SELECT 1 WHERE x IN ({})", items(50_000))), Ok(()));
+        assert_eq!(verdict(&format!("SELECT 1 WHERE x NOT IN ( {} )", items(50_000))), Ok(()));
+        // A quoted "in" is a name, not the keyword.
+        assert_eq!(verdict(&format!("SELECT \"in\"({})", items(MAX_LIST_ITEMS + 1))), Err(TooComplex::ListItems));
     }
 
     #[test]

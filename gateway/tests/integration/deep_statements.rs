@@ -58,6 +58,7 @@ fn no_statement_aborts_the_gateway_or_the_engine() {
         .env("MAX_NESTING", complexity::MAX_NESTING.to_string())
         .env("MAX_CASE_NESTING", complexity::MAX_CASE_NESTING.to_string())
         .env("MAX_DATASETS", complexity::MAX_DATASETS.to_string())
+        .env("MAX_LIST_ITEMS", complexity::MAX_LIST_ITEMS.to_string())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

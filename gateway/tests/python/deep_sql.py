@@ -11,7 +11,7 @@ Run by gateway/tests/integration/deep_statements.rs, which passes:
   CA_FILE, API_KEY
   ENGINE_URL      http://127.0.0.1:PORT (an engine started with a development principal)
   ENGINE_FLIGHT   grpc://127.0.0.1:PORT
-  MAX_OPERATORS, MAX_NESTING, MAX_CASE_NESTING, MAX_DATASETS  the limits (complexity crate)
+  MAX_OPERATORS, MAX_NESTING, MAX_CASE_NESTING, MAX_LIST_ITEMS, MAX_DATASETS  the limits (complexity crate)
 Exits non-zero if any check fails.
 """
 
@@ -74,6 +74,9 @@ def families():
     yield ("unclosed CASE", "SELECT " + "CASE WHEN true THEN " * case + "1 END",
            "SELECT " + "CASE WHEN true THEN " * 60 + "1 END", "SELECT " + "CASE WHEN true THEN " * 50_000 + "1 END")
     yield ("IN list", "SELECT 1 IN (" + ", ".join(["1"] * 50_000) + ")", None, None)
+    items = int(os.environ["MAX_LIST_ITEMS"])
+    wide = lambda n: "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(n))
+    yield ("select list", wide(items), wide(items + 1), "SELECT " + ", ".join(["1"] * 300_000))
 
 
 def http(target, sql):
