@@ -35,9 +35,10 @@ pub(crate) struct BarrierView {
     plan: LogicalPlan,
     schema: SchemaRef,
     definition: String,
-    /// Column names that appear once in the view's output: a filter on them can be placed
-    /// on the view's plan by name.
-    unique_columns: HashSet<String>,
+    /// Output columns a leakproof filter may reach the view's plan through: named once in its
+    /// output, and passed through from a scanned table unchanged (a filter on a column the
+    /// view computes would have that computation pushed below the view's row filter).
+    pushable: HashSet<String>,
 }
 
 impl BarrierView {
@@ -50,8 +51,9 @@ impl BarrierView {
                 doubled.insert(field.name().clone());
             }
         }
-        let unique_columns = seen.difference(&doubled).cloned().collect();
-        Self { plan, schema, definition, unique_columns }
+        let passed = passed_through(&plan);
+        let pushable = seen.difference(&doubled).filter(|name| passed.contains(*name)).cloned().collect();
+        Self { plan, schema, definition, pushable }
     }
 
     /// Whether `expr` may be evaluated on rows the view filters out (see the module docs).
@@ -86,10 +88,10 @@ impl BarrierView {
         }
     }
 
-    /// The view's column `expr` names, when it is a bare column of a unique name.
+    /// The view's column `expr` names, when a filter on it may cross (see `pushable`).
     fn column<'a>(&self, expr: &'a Expr) -> Option<&'a str> {
         let Expr::Column(column) = expr else { return None };
-        self.unique_columns.contains(&column.name).then_some(column.name.as_str())
+        self.pushable.contains(&column.name).then_some(column.name.as_str())
     }
 
     /// A literal of exactly the column's type: comparing needs no cast that could fail.
@@ -152,6 +154,43 @@ impl TableProvider for BarrierView {
         }
         let physical = state.create_physical_plan(&plan.build()?).await?;
         Ok(Arc::new(BarrierExec::new(physical)))
+    }
+}
+
+/// The output columns of `plan` that are a scanned table's columns, unchanged: through
+/// projections that select them (renamed or not), filters, aliases, sorts and joins. Anything
+/// else (an aggregate, a window, a union) passes nothing, to be safe.
+fn passed_through(plan: &LogicalPlan) -> HashSet<String> {
+    match plan {
+        LogicalPlan::TableScan(scan) => scan.projected_schema.fields().iter().map(|f| f.name().clone()).collect(),
+        LogicalPlan::Projection(projection) => {
+            let input = passed_through(&projection.input);
+            projection
+                .expr
+                .iter()
+                .zip(projection.schema.fields())
+                .filter(|(expr, _)| bare_column(expr).is_some_and(|c| input.contains(&c.name)))
+                .map(|(_, field)| field.name().clone())
+                .collect()
+        }
+        LogicalPlan::Filter(filter) => passed_through(&filter.input),
+        LogicalPlan::SubqueryAlias(alias) => passed_through(&alias.input),
+        LogicalPlan::Sort(sort) => passed_through(&sort.input),
+        LogicalPlan::Join(join) => {
+            let mut both = passed_through(&join.left);
+            both.extend(passed_through(&join.right));
+            both
+        }
+        _ => HashSet::new(),
+    }
+}
+
+/// The column `expr` is, under any aliases.
+fn bare_column(expr: &Expr) -> Option<&Column> {
+    match expr {
+        Expr::Column(column) => Some(column),
+        Expr::Alias(alias) => bare_column(&alias.expr),
+        _ => None,
     }
 }
 

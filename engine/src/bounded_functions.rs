@@ -22,19 +22,29 @@ pub(crate) const MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Replaces the context's functions whose output size the caller picks with bounded ones.
 pub(crate) fn register(ctx: &SessionContext) {
-    for name in ["range", "generate_series"] {
+    let measures = [
+        ("range", Measure::Series { inclusive: false }),
+        ("generate_series", Measure::Series { inclusive: true }),
+        ("repeat", Measure::Count(Unit::Repeats)),
+        ("lpad", Measure::Count(Unit::Chars)),
+        ("rpad", Measure::Count(Unit::Chars)),
+        ("array_repeat", Measure::Count(Unit::Elements)),
+    ];
+    for (name, measure) in measures {
         if let Some(inner) = ctx.state().scalar_functions().get(name) {
-            let bounded = BoundedSeries { inner: Arc::clone(inner), inclusive: name == "generate_series" };
-            ctx.register_udf(ScalarUDF::new_from_impl(bounded));
+            ctx.register_udf(ScalarUDF::new_from_impl(Bounded { inner: Arc::clone(inner), measure }));
         }
     }
-    for (name, unit) in
-        [("repeat", Unit::Repeats), ("lpad", Unit::Chars), ("rpad", Unit::Chars), ("array_repeat", Unit::Elements)]
-    {
-        if let Some(inner) = ctx.state().scalar_functions().get(name) {
-            ctx.register_udf(ScalarUDF::new_from_impl(BoundedCount { inner: Arc::clone(inner), unit }));
-        }
-    }
+}
+
+/// How a function's output is sized from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Measure {
+    /// `range` / `generate_series`: elements of a series (`generate_series` includes its
+    /// upper bound, `range` does not).
+    Series { inclusive: bool },
+    /// A count argument (the second).
+    Count(Unit),
 }
 
 /// What a function's count argument (its second) counts.
@@ -48,16 +58,16 @@ enum Unit {
     Elements,
 }
 
-/// DataFusion's own function, with the size its count argument asks for checked first.
+/// DataFusion's own function, with the size of its output checked first.
 #[derive(Debug, PartialEq, Hash)]
-struct BoundedCount {
+struct Bounded {
     inner: Arc<ScalarUDF>,
-    unit: Unit,
+    measure: Measure,
 }
 
-impl Eq for BoundedCount {}
+impl Eq for Bounded {}
 
-impl ScalarUDFImpl for BoundedCount {
+impl ScalarUDFImpl for Bounded {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -71,9 +81,10 @@ impl ScalarUDFImpl for BoundedCount {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (size, limit, what) = match self.unit {
-            Unit::Elements => (self.size(&args)?, u128::from(MAX_ELEMENTS), "elements"),
-            Unit::Repeats | Unit::Chars => (self.size(&args)?, u128::from(MAX_TEXT_BYTES), "bytes of text"),
+        let (size, limit, what) = match self.measure {
+            Measure::Series { inclusive } => (elements(&args, inclusive)?, u128::from(MAX_ELEMENTS), "elements"),
+            Measure::Count(Unit::Elements) => (counted(&args, Unit::Elements)?, u128::from(MAX_ELEMENTS), "elements"),
+            Measure::Count(unit) => (counted(&args, unit)?, u128::from(MAX_TEXT_BYTES), "bytes of text"),
         };
         if size > limit {
             return Err(DataFusionError::ResourcesExhausted(format!(
@@ -89,104 +100,60 @@ impl ScalarUDFImpl for BoundedCount {
     }
 }
 
-impl BoundedCount {
-    /// What the call builds over all its rows, in the unit's measure (bytes for text).
-    fn size(&self, args: &ScalarFunctionArgs) -> Result<u128> {
-        let (Some(first), Some(count)) = (args.args.first(), args.args.get(1)) else { return Ok(0) };
-        let counts = datafusion::arrow::compute::cast(&count.to_array(args.number_rows)?, &DataType::Int64)?;
-        let Some(counts) = counts.as_any().downcast_ref::<Int64Array>() else { return Ok(0) };
-        let texts = match self.unit {
-            Unit::Repeats => {
-                let text = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::LargeUtf8)?;
-                Some(text)
-            }
-            Unit::Chars | Unit::Elements => None,
+/// What a call with a count argument builds over all its rows, in the unit's measure
+/// (bytes for text).
+fn counted(args: &ScalarFunctionArgs, unit: Unit) -> Result<u128> {
+    let (Some(first), Some(count)) = (args.args.first(), args.args.get(1)) else { return Ok(0) };
+    let counts = datafusion::arrow::compute::cast(&count.to_array(args.number_rows)?, &DataType::Int64)?;
+    let Some(counts) = counts.as_any().downcast_ref::<Int64Array>() else { return Ok(0) };
+    let texts = match unit {
+        Unit::Repeats => {
+            let text = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::LargeUtf8)?;
+            Some(text)
+        }
+        Unit::Chars | Unit::Elements => None,
+    };
+    let texts = texts.as_ref().and_then(|t| t.as_any().downcast_ref::<datafusion::arrow::array::LargeStringArray>());
+    let mut total: u128 = 0;
+    for row in 0..counts.len() {
+        if !counts.is_valid(row) {
+            continue;
+        }
+        let n = u128::try_from(counts.value(row).max(0)).unwrap_or(0);
+        total += match (unit, texts) {
+            (Unit::Repeats, Some(texts)) if texts.is_valid(row) => n * texts.value(row).len() as u128,
+            (Unit::Repeats, _) => 0,
+            (Unit::Chars, _) => n * 4,
+            (Unit::Elements, _) => n,
         };
-        let texts =
-            texts.as_ref().and_then(|t| t.as_any().downcast_ref::<datafusion::arrow::array::LargeStringArray>());
-        let mut total: u128 = 0;
-        for row in 0..counts.len() {
-            if !counts.is_valid(row) {
-                continue;
+    }
+    Ok(total)
+}
+
+/// How many elements a series call builds over all its rows (integer arguments; other types
+/// are passed through uncounted).
+fn elements(args: &ScalarFunctionArgs, inclusive: bool) -> Result<u128> {
+    if args.args.iter().any(|a| a.data_type() != DataType::Int64) {
+        return Ok(0);
+    }
+    let arrays: Vec<Arc<dyn Array>> = args.args.iter().map(|a| a.to_array(args.number_rows)).collect::<Result<_>>()?;
+    let ints: Vec<&Int64Array> = arrays.iter().filter_map(|a| a.as_any().downcast_ref::<Int64Array>()).collect();
+    let value = |array: Option<&&Int64Array>, row: usize, default: i64| {
+        array.map_or(Some(default), |a| a.is_valid(row).then(|| a.value(row)))
+    };
+    let mut total: u128 = 0;
+    for row in 0..args.number_rows {
+        let (start, stop, step) = match ints.as_slice() {
+            [stop] => (Some(0), value(Some(stop), row, 0), Some(1)),
+            [start, stop, rest @ ..] => {
+                (value(Some(start), row, 0), value(Some(stop), row, 0), value(rest.first(), row, 1))
             }
-            let n = u128::try_from(counts.value(row).max(0)).unwrap_or(0);
-            total += match (self.unit, texts) {
-                (Unit::Repeats, Some(texts)) if texts.is_valid(row) => n * texts.value(row).len() as u128,
-                (Unit::Repeats, _) => 0,
-                (Unit::Chars, _) => n * 4,
-                (Unit::Elements, _) => n,
-            };
-        }
-        Ok(total)
-    }
-}
-
-/// DataFusion's own function, with the size of its output checked first.
-#[derive(Debug, PartialEq, Hash)]
-struct BoundedSeries {
-    inner: Arc<ScalarUDF>,
-    /// `generate_series` includes its upper bound; `range` does not.
-    inclusive: bool,
-}
-
-impl Eq for BoundedSeries {}
-
-impl ScalarUDFImpl for BoundedSeries {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let elements = self.elements(&args)?;
-        if elements > u128::from(MAX_ELEMENTS) {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "{}() would build {elements} elements in one call, over the engine's limit of {MAX_ELEMENTS}",
-                self.name()
-            )));
-        }
-        self.inner.invoke_with_args(args)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
-}
-
-impl BoundedSeries {
-    /// How many elements the call builds over all its rows (integer arguments; other types
-    /// are passed through uncounted).
-    fn elements(&self, args: &ScalarFunctionArgs) -> Result<u128> {
-        if args.args.iter().any(|a| a.data_type() != DataType::Int64) {
-            return Ok(0);
-        }
-        let arrays: Vec<Arc<dyn Array>> =
-            args.args.iter().map(|a| a.to_array(args.number_rows)).collect::<Result<_>>()?;
-        let ints: Vec<&Int64Array> = arrays.iter().filter_map(|a| a.as_any().downcast_ref::<Int64Array>()).collect();
-        let value = |array: Option<&&Int64Array>, row: usize, default: i64| {
-            array.map_or(Some(default), |a| a.is_valid(row).then(|| a.value(row)))
+            [] => return Ok(0),
         };
-        let mut total: u128 = 0;
-        for row in 0..args.number_rows {
-            let (start, stop, step) = match ints.as_slice() {
-                [stop] => (Some(0), value(Some(stop), row, 0), Some(1)),
-                [start, stop, rest @ ..] => {
-                    (value(Some(start), row, 0), value(Some(stop), row, 0), value(rest.first(), row, 1))
-                }
-                [] => return Ok(0),
-            };
-            let (Some(start), Some(stop), Some(step)) = (start, stop, step) else { continue };
-            total += count(i128::from(start), i128::from(stop), i128::from(step), self.inclusive);
-        }
-        Ok(total)
+        let (Some(start), Some(stop), Some(step)) = (start, stop, step) else { continue };
+        total += count(i128::from(start), i128::from(stop), i128::from(step), inclusive);
     }
+    Ok(total)
 }
 
 /// Elements of the series from `start` to `stop` by `step`.

@@ -482,3 +482,17 @@ async fn row_filters_are_barriers_no_error_reveals_a_filtered_row() {
     let plan = engine.http.sql(Some(&stamp), "EXPLAIN SELECT * FROM my_orders WHERE status = 'shipped'").await;
     assert!(plan.text().contains("BarrierExec"), "{}", plan.text());
 }
+
+#[tokio::test]
+async fn a_filter_on_a_column_the_view_computes_stays_above_the_view() {
+    // The view's own cast fails on the rows it filters out; a caller's `n = 1` must not
+    // carry that cast below the filter (only columns passed through unchanged take filters).
+    let yaml = "demo_data: true\nviews:\n  - name: scored\n    sql: >\n      SELECT customer_id, CAST(CASE WHEN tenant = 'globex' THEN name ELSE '1' END AS INT) AS n\n      FROM demo.customers WHERE array_has(current_principal_groups(), tenant)\n";
+    let engine = TestEngine::start_with(test_config(Some(yaml))).await;
+    let stamp = engine.stamp(&user("alice", &["acme"]));
+    for sql in ["SELECT customer_id FROM scored WHERE n = 1", "SELECT count(*) AS c FROM scored WHERE customer_id = 1"]
+    {
+        let reply = engine.http.sql(Some(&stamp), sql).await;
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.text());
+    }
+}

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::Refusal;
-use super::frames::ControlBudget;
+use super::frames::{ControlBudget, Outgoing};
 use super::limits::{ConnectionLimits, PRESSURED_IDLE};
 use crate::body::{Body, BoxError};
 
@@ -158,19 +158,38 @@ impl HttpBody for Tracked {
 }
 
 /// The stream a connection is served over: notes when an HTTP/1.1 head starts and feeds the
-/// h2 control-frame budget. Once the budget is spent, reads stop (the GOAWAY still goes out).
+/// h2 control-frame budget. Once the budget is spent, reads stop (the GOAWAY still goes out,
+/// with ENHANCE_YOUR_CALM as its error code).
 pub(super) struct Guarded<T> {
     inner: T,
     activity: Arc<Activity>,
     /// HTTP/1.1: bytes read while nothing is in flight start a head.
     h1: bool,
     budget: Option<ControlBudget>,
+    /// h2: the frames written, to give a flood's GOAWAY its error code.
+    outgoing: Option<Outgoing>,
 }
 
 impl<T> Guarded<T> {
     pub(super) fn new(inner: T, activity: Arc<Activity>, h1: bool, control_frames_per_sec: u32) -> Self {
         let budget = (!h1).then(|| ControlBudget::new(control_frames_per_sec));
-        Self { inner, activity, h1, budget }
+        let outgoing = (!h1).then(Outgoing::default);
+        Self { inner, activity, h1, budget, outgoing }
+    }
+
+    /// Notes the first `n` bytes of `bufs` as written.
+    fn wrote<'a>(&mut self, bufs: impl Iterator<Item = &'a [u8]>, n: usize) {
+        if let Some(budget) = self.budget.as_mut() {
+            budget.wrote(n, self.activity.now_ms());
+        }
+        if let Some(outgoing) = self.outgoing.as_mut() {
+            let mut left = n;
+            for buf in bufs {
+                let take = left.min(buf.len());
+                outgoing.advance(buf.get(..take).unwrap_or_default());
+                left -= take;
+            }
+        }
     }
 }
 
@@ -203,9 +222,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(budget)) = (&polled, this.budget.as_mut()) {
-            budget.wrote(*n, this.activity.now_ms());
+        let flooded = this.activity.flooded.load(Ordering::Relaxed);
+        let calmed = this.outgoing.as_ref().filter(|_| flooded).and_then(|outgoing| outgoing.calm(buf));
+        let polled = Pin::new(&mut this.inner).poll_write(cx, calmed.as_deref().unwrap_or(buf));
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.wrote(std::iter::once(buf), *n);
         }
         polled
     }
@@ -216,10 +237,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.outgoing.is_some() && self.activity.flooded.load(Ordering::Relaxed) {
+            // A GOAWAY's code may need setting: one buffer at a time through `poll_write`.
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, first);
+        }
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let (Poll::Ready(Ok(n)), Some(budget)) = (&polled, this.budget.as_mut()) {
-            budget.wrote(*n, this.activity.now_ms());
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.wrote(bufs.iter().map(|b| &**b), *n);
         }
         polled
     }

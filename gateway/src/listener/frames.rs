@@ -60,6 +60,71 @@ impl FrameCounter {
     }
 }
 
+/// The error code of a GOAWAY sent for a control-frame flood (RFC 9113 §7). hyper's
+/// graceful shutdown sends NO_ERROR, so [`Outgoing`] sets it in the frames the gateway writes.
+const ENHANCE_YOUR_CALM: [u8; 4] = [0, 0, 0, 0xb];
+const GOAWAY: u8 = 0x7;
+
+/// Follows the frame boundaries of what the gateway writes, to find GOAWAY error codes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outgoing {
+    header: [u8; HEADER_LEN],
+    have: usize,
+    payload_left: usize,
+    /// Bytes of the current payload already passed.
+    offset: usize,
+    goaway: bool,
+}
+
+impl Outgoing {
+    /// Walks `bytes`, calling `at_code(index in bytes, index in the error code)` for each byte
+    /// of a GOAWAY's error code (payload bytes 4 to 7).
+    fn walk(&mut self, bytes: &[u8], mut at_code: impl FnMut(usize, usize)) {
+        let mut i = 0;
+        while let Some(&byte) = bytes.get(i) {
+            if self.payload_left > 0 {
+                if self.goaway && (4..8).contains(&self.offset) {
+                    at_code(i, self.offset - 4);
+                }
+                self.offset += 1;
+                self.payload_left -= 1;
+            } else {
+                if let Some(slot) = self.header.get_mut(self.have) {
+                    *slot = byte;
+                }
+                self.have += 1;
+                if self.have == HEADER_LEN {
+                    let [l0, l1, l2, frame_type, ..] = self.header;
+                    self.payload_left = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
+                    self.goaway = frame_type == GOAWAY;
+                    self.offset = 0;
+                    self.have = 0;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Moves past bytes the gateway wrote.
+    pub fn advance(&mut self, bytes: &[u8]) {
+        self.walk(bytes, |_, _| {});
+    }
+
+    /// `bytes` with the error code of any GOAWAY in them set to ENHANCE_YOUR_CALM; `None` when
+    /// they carry none. Does not move past them (only what is written is passed).
+    pub fn calm(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut copy: Option<Vec<u8>> = None;
+        let mut probe = *self;
+        probe.walk(bytes, |at, k| {
+            let out = copy.get_or_insert_with(|| bytes.to_vec());
+            if let (Some(slot), Some(code)) = (out.get_mut(at), ENHANCE_YOUR_CALM.get(k)) {
+                *slot = *code;
+            }
+        });
+        copy
+    }
+}
+
 /// Control frames allowed per one-second window: a fixed allowance plus one per KiB the
 /// gateway sent in that window (a reading client acknowledges data with WINDOW_UPDATEs).
 #[derive(Debug)]
@@ -128,6 +193,27 @@ mod tests {
             let total: u32 = stream.chunks(chunk).map(|c| counter.feed(c)).sum();
             assert_eq!(total, 3, "chunk size {chunk}");
         }
+    }
+
+    #[test]
+    fn a_goaway_written_in_any_split_gets_enhance_your_calm() {
+        let mut stream = frame(0x4, &[]); // SETTINGS
+        stream.extend(frame(0x0, &[0x7; 20])); // DATA whose payload looks like a GOAWAY
+        stream.extend(frame(0x7, &[0, 0, 0, 5, 0, 0, 0, 0, b'd', b'b', b'g'])); // GOAWAY NO_ERROR
+        stream.extend(frame(0x6, &[0; 8])); // PING
+        let mut expected = stream.clone();
+        let at = expected.len() - 17 - 3 - 4; // the GOAWAY's error code
+        expected[at..at + 4].copy_from_slice(&ENHANCE_YOUR_CALM);
+        for chunk in [1, 3, 9, 13, stream.len()] {
+            let mut outgoing = Outgoing::default();
+            let mut written = Vec::new();
+            for piece in stream.chunks(chunk) {
+                written.extend(outgoing.calm(piece).unwrap_or_else(|| piece.to_vec()));
+                outgoing.advance(piece);
+            }
+            assert_eq!(written, expected, "chunk size {chunk}");
+        }
+        assert!(Outgoing::default().calm(&frame(0x0, &[0x7; 20])).is_none());
     }
 
     #[test]

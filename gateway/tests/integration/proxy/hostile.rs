@@ -389,14 +389,19 @@ fn h2_frame(frame_type: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The frame types in an h2 byte stream (server side: no preface).
-fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
+fn frame_types(bytes: &[u8]) -> Vec<u8> {
+    frames(bytes).into_iter().map(|(frame_type, _)| frame_type).collect()
+}
+
+/// Each frame's type and payload.
+fn frames(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
     while bytes.len() >= 9 {
         let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
-        types.push(bytes[3]);
+        out.push((bytes[3], &bytes[9..(9 + len).min(bytes.len())]));
         bytes = &bytes[(9 + len).min(bytes.len())..];
     }
-    types
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,6 +477,9 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     let answer = read_until_closed(&mut read).await;
     let types = frame_types(&answer);
     assert!(types.contains(&0x7), "no GOAWAY among {types:?}");
+    // RFC 9113 §7: ENHANCE_YOUR_CALM (0xb), not NO_ERROR, for a peer that floods.
+    let codes: Vec<&[u8]> = frames(&answer).into_iter().filter(|(t, _)| *t == 0x7).map(|(_, p)| &p[4..8]).collect();
+    assert!(!codes.is_empty() && codes.iter().all(|c| *c == [0, 0, 0, 0xb]), "GOAWAY codes {codes:?}");
     let _ = writer.await;
     assert!(metric(health, flood_series).await > flood_before);
     eventually("the control_frame_flood event", 10, || !refusals(&log, "control_frame_flood").is_empty()).await;
