@@ -8,7 +8,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::StreamExt;
 use tonic::transport::Channel;
 
-use crate::cli::Common;
+use crate::common::Common;
 use crate::report::Sample;
 
 pub async fn run(common: &Common, stamp: Option<String>, requests: usize) -> Result<Sample, String> {

@@ -11,7 +11,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cli::Common;
+use crate::common::Common;
 use crate::report::Sample;
 
 pub async fn run(common: &Common, stamp: Option<String>, requests: usize) -> Result<Sample, String> {

@@ -2,6 +2,7 @@
 //! loopback addresses (the tool refuses anything else).
 
 pub mod cli;
+pub mod common;
 pub mod cpu;
 pub mod flight;
 pub mod http;
