@@ -224,6 +224,16 @@ struct Types {
 const PRINCIPAL_ENTITY_SECS: u64 = 60;
 
 impl Authorizer {
+    /// The policies in `dir`, with the datasets the engine serves from `engine_config`: what
+    /// the `gateway policy` commands decide with.
+    pub fn from_dir(dir: &Path, engine_config: Option<&Path>) -> Result<Self, LoadError> {
+        let config = AuthorizationConfig {
+            engine_config: engine_config.map(Into::into),
+            ..AuthorizationConfig::new(dir.to_path_buf())
+        };
+        Self::load(&config)
+    }
+
     /// The enforced set (`authorization.policies`); [`Self::with_shadow`] adds the shadow set.
     pub fn load(config: &AuthorizationConfig) -> Result<Self, LoadError> {
         let defaults = NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() };

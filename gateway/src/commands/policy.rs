@@ -20,7 +20,6 @@ use serde::Deserialize;
 
 use crate::authz::sql::DatasetName;
 use crate::authz::{Authorizer, Evaluation, RequestFacts, Resource};
-use crate::config::AuthorizationConfig;
 
 /// `check`'s exit code for a denied request.
 pub const DENIED: u8 = 3;
@@ -213,12 +212,8 @@ fn lint(args: &LintArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-pub(super) fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
-    let config = AuthorizationConfig {
-        engine_config: engine_config.map(Into::into),
-        ..AuthorizationConfig::new(dir.to_path_buf())
-    };
-    Authorizer::load(&config).map_err(|e| format!("invalid policies:\n{e}"))
+fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
+    Authorizer::from_dir(dir, engine_config).map_err(|e| format!("invalid policies:\n{e}"))
 }
 
 fn test(args: &TestArgs) -> Result<ExitCode, String> {

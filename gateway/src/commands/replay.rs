@@ -157,7 +157,10 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     // its own, not shared by threads deciding calls of different seconds.
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let authorizers = (0..threads)
-        .map(|_| super::policy::load(&args.dir, args.engine_config.as_deref()))
+        .map(|_| {
+            Authorizer::from_dir(&args.dir, args.engine_config.as_deref())
+                .map_err(|e| format!("invalid policies:\n{e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let window =
         Window { since: time_ms(args.since.as_deref(), "--since")?, until: time_ms(args.until.as_deref(), "--until")? };
