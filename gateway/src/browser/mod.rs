@@ -158,9 +158,8 @@ impl Browser {
         &self.origin
     }
 
-    /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`).
-    /// Answers a browser route. Also returns the session cookie's refusal, when the route
-    /// read one and refused it (forged, tampered, expired, signed out): the caller audits it
+    /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`). Also
+    /// returns the session cookie's refusal, when the route read one and refused it (forged, tampered, expired, signed out): the caller audits it
     /// as the API does a refused credential.
     pub async fn handle(
         &self,

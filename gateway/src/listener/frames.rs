@@ -83,11 +83,19 @@ impl Outgoing {
         let mut i = 0;
         while let Some(&byte) = bytes.get(i) {
             if self.payload_left > 0 {
-                if self.goaway && (4..8).contains(&self.offset) {
-                    at_code(i, self.offset - 4);
+                // Payloads are skipped whole (a large DATA frame costs nothing per byte); only
+                // a GOAWAY's are looked into.
+                let n = self.payload_left.min(bytes.len() - i);
+                if self.goaway {
+                    for k in 0..n {
+                        if (4..8).contains(&(self.offset + k)) {
+                            at_code(i + k, self.offset + k - 4);
+                        }
+                    }
                 }
-                self.offset += 1;
-                self.payload_left -= 1;
+                self.offset += n;
+                self.payload_left -= n;
+                i += n;
             } else {
                 if let Some(slot) = self.header.get_mut(self.have) {
                     *slot = byte;
@@ -100,8 +108,8 @@ impl Outgoing {
                     self.offset = 0;
                     self.have = 0;
                 }
+                i += 1;
             }
-            i += 1;
         }
     }
 
