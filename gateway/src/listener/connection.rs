@@ -27,9 +27,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::Refusal;
 use super::frames::{ControlBudget, Outgoing};
 use super::limits::{ConnectionLimits, PRESSURED_IDLE};
+use super::refusal::Refusal;
 use crate::body::{Body, BoxError};
 
 /// A graceful close (idle, or a flood's GOAWAY) gets this long before the connection is dropped.

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::Refusal;
+use super::refusal::Refusal;
 
 /// Descriptors kept free for everything but client connections: the listeners, the audit
 /// files and spools, JWKS and audit-delivery sockets, the health listener's connections.
