@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use cedar_policy::{Context, RestrictedExpression};
 
-use super::RequestFacts;
+use super::facts::RequestFacts;
 use super::sql::DatasetName;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use identity::Principal;
 
-use super::Verdict;
+use super::verdict::Verdict;
 
 /// Payloads longer than this are classified every time (and never stored).
 const MAX_PAYLOAD: usize = 4096;

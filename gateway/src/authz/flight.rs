@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::AuthzError;
+use super::error::AuthzError;
 use super::sql::{self, DatasetAction, EndpointAction, NameDefaults, StatementAccess};
 
 pub const SERVICE: &str = "/arrow.flight.protocol.FlightService/";

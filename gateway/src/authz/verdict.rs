@@ -1,0 +1,186 @@
+//! What authorizing one call finds: the Cedar requests it implies ([`Ask`]), each policy
+//! set's [`Answer`], and the [`Verdict`] the decision cache keeps and the audit event records.
+
+use std::sync::Arc;
+
+use super::error::AuthzError;
+use super::sql::{DatasetName, StatementAccess};
+
+/// What a single Cedar request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// The endpoint is the request's path ([`RequestFacts::path`]).
+    Endpoint,
+    Dataset(DatasetName),
+}
+
+/// One Cedar decision, with its reasons: for `gateway policy test` and `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub allowed: bool,
+    /// The determining policies: the permits that allowed, or the forbids that denied.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (and so did not apply).
+    pub errors: Vec<String>,
+}
+
+/// An allowed request: what the stamp needs beyond the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// For a request that only reads the catalog (every endpoint action `describe`): the
+    /// datasets the caller may `select`, which is all the engine will list to it.
+    pub listing: Option<Vec<String>>,
+    /// The fingerprint of the policy set that allowed the call ([`PolicyBundle::fingerprint`]).
+    pub policy: Arc<str>,
+    /// Every dataset the call's statement touches, sorted, each once: the engine resolves
+    /// no other table for it (see `identity`'s stamp `scope`).
+    pub scope: Arc<[String]>,
+}
+
+/// One Cedar request a call implies: an endpoint action (on the request's path) or a
+/// dataset action (on that dataset).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ask {
+    pub action: &'static str,
+    pub dataset: Option<DatasetName>,
+}
+
+impl Ask {
+    /// The Cedar resource this ask is about.
+    pub fn resource(&self) -> Resource {
+        self.dataset.clone().map_or(Resource::Endpoint, Resource::Dataset)
+    }
+}
+
+/// One policy set's answer to a call: the asks are decided in order and the first one
+/// refused ends it, as the gateway enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub allowed: bool,
+    /// The determining policies: every permit that allowed an ask, or the forbids that
+    /// refused the refused one (none for Cedar's default deny). Sorted, each once.
+    pub policies: Vec<String>,
+    /// The index (into [`Verdict::asks`]) of the ask that was refused.
+    pub refused: Option<usize>,
+}
+
+/// Everything authorizing one call found, kept whole for the decision cache and the audit
+/// event: the outcome the gateway enforces, every Cedar request the call implies (all of
+/// them, also after a refusal, so a replay can ask each again), and each set's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Result<Allowed, AuthzError>,
+    /// Empty when the call could not be classified (bad SQL, an unknown RPC, ...).
+    pub asks: Vec<Ask>,
+    /// The enforced set's answer; `None` when Cedar was never asked.
+    pub enforced: Option<Answer>,
+    /// The shadow set's answer, when a shadow set is configured and Cedar was asked.
+    pub shadow: Option<Answer>,
+}
+
+impl Verdict {
+    pub(super) fn refused(error: AuthzError) -> Self {
+        Self { outcome: Err(error), asks: Vec::new(), enforced: None, shadow: None }
+    }
+
+    /// `(enforced allowed, shadow allowed)` when the two sets decided differently.
+    pub fn disagreement(&self) -> Option<(bool, bool)> {
+        let (enforced, shadow) = (self.enforced.as_ref()?, self.shadow.as_ref()?);
+        (enforced.allowed != shadow.allowed).then_some((enforced.allowed, shadow.allowed))
+    }
+}
+
+/// The datasets `asks` name, sorted, each once: a stamp's `scope`.
+pub(super) fn scope(asks: &[Ask]) -> Arc<[String]> {
+    let mut names: Vec<String> = asks.iter().filter_map(|a| a.dataset.as_ref().map(ToString::to_string)).collect();
+    names.sort();
+    names.dedup();
+    Arc::from(names)
+}
+
+/// Every Cedar request `accesses` imply, in order, each once: per statement its endpoint
+/// action, then each dataset action.
+pub(super) fn asks(accesses: &[StatementAccess]) -> Vec<Ask> {
+    let mut asks: Vec<Ask> = Vec::new();
+    for access in accesses {
+        let endpoint = Ask { action: access.endpoint.as_str(), dataset: None };
+        let datasets = access
+            .datasets
+            .iter()
+            .map(|(action, dataset)| Ask { action: action.as_str(), dataset: Some(dataset.clone()) });
+        for ask in std::iter::once(endpoint).chain(datasets) {
+            if !asks.contains(&ask) {
+                asks.push(ask);
+            }
+        }
+    }
+    asks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::sql::{DatasetAction, EndpointAction};
+
+    fn dataset(table: &str) -> DatasetName {
+        DatasetName { catalog: "datafusion".into(), schema: "public".into(), table: table.into() }
+    }
+
+    #[test]
+    fn asks_are_each_statements_endpoint_then_its_datasets_in_order_each_once() {
+        let accesses = [
+            StatementAccess {
+                endpoint: EndpointAction::Query,
+                datasets: vec![(DatasetAction::Select, dataset("b")), (DatasetAction::Select, dataset("a"))],
+            },
+            StatementAccess {
+                endpoint: EndpointAction::Write,
+                datasets: vec![(DatasetAction::Select, dataset("a")), (DatasetAction::Insert, dataset("a"))],
+            },
+        ];
+        let asked: Vec<(&str, Option<String>)> =
+            asks(&accesses).iter().map(|a| (a.action, a.dataset.as_ref().map(ToString::to_string))).collect();
+        assert_eq!(
+            asked,
+            [
+                ("query", None),
+                ("select", Some("datafusion.public.b".into())),
+                ("select", Some("datafusion.public.a".into())),
+                ("write", None),
+                ("insert", Some("datafusion.public.a".into())),
+            ]
+        );
+        assert!(asks(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_scope_is_every_dataset_asked_about_sorted_once() {
+        let asked = [
+            Ask { action: "query", dataset: None },
+            Ask { action: "select", dataset: Some(dataset("b")) },
+            Ask { action: "insert", dataset: Some(dataset("a")) },
+            Ask { action: "select", dataset: Some(dataset("a")) },
+        ];
+        assert_eq!(&*scope(&asked), ["datafusion.public.a", "datafusion.public.b"]);
+        assert!(scope(&asked[..1]).is_empty());
+    }
+
+    #[test]
+    fn an_ask_is_about_its_dataset_or_else_the_endpoint() {
+        assert_eq!(Ask { action: "query", dataset: None }.resource(), Resource::Endpoint);
+        assert_eq!(Ask { action: "select", dataset: Some(dataset("a")) }.resource(), Resource::Dataset(dataset("a")));
+    }
+
+    #[test]
+    fn a_disagreement_is_reported_only_when_both_sets_answered_differently() {
+        let answer = |allowed| Some(Answer { allowed, ..Answer::default() });
+        let verdict =
+            |enforced, shadow| Verdict { outcome: Ok(Allowed::default()), asks: Vec::new(), enforced, shadow };
+        assert_eq!(verdict(answer(true), answer(false)).disagreement(), Some((true, false)));
+        assert_eq!(verdict(answer(false), answer(true)).disagreement(), Some((false, true)));
+        assert_eq!(verdict(answer(true), answer(true)).disagreement(), None);
+        assert_eq!(verdict(answer(true), None).disagreement(), None);
+        let refused = Verdict::refused(AuthzError::NotRouted("/x".into()));
+        assert_eq!((refused.asks.len(), refused.enforced.is_none(), refused.disagreement()), (0, true, None));
+    }
+}
