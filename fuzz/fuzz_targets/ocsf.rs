@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway::audit::deliver::SyslogReceiver;
-use gateway::audit::event::Formatter;
+use gateway::audit::ocsf::Formatter;
 use gateway::audit::recorded::{self, Line};
 use gateway::audit::{ApiRecord, Authorization, Decision, Record};
 use gateway::authz::sql::DatasetName;

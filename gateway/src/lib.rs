@@ -8,6 +8,7 @@ pub mod authz;
 pub mod body;
 pub mod browser;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;

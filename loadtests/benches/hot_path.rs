@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use futures::FutureExt;
-use gateway::audit::event::Formatter;
+use gateway::audit::ocsf::Formatter;
 use gateway::audit::{ApiRecord, Authorization, Decision, Record};
 use gateway::auth::{Authenticator, ListenerAuth, apikeys};
 use gateway::authz::{Authorizer, RequestFacts, Verdict, sql};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gateway::audit::event::Formatter;
+use gateway::audit::ocsf::Formatter;
 use gateway::audit::recorded;
 use gateway::audit::{ApiRecord, Authorization, Decision, Record};
 use gateway::authz::{Authorizer, RequestFacts, sql};

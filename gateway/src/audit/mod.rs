@@ -16,9 +16,10 @@
 //! recovers; `allow` keeps serving and keeps the events in memory (bounded) until then.
 
 pub mod deliver;
-pub mod event;
 mod json;
+pub mod ocsf;
 pub mod plans;
+pub mod record;
 pub mod recorded;
 pub mod refusals;
 pub mod spool;
@@ -31,13 +32,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use identity::Principal;
 use tokio::sync::{Semaphore, watch};
 
+use crate::clock::unix_millis;
 use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
-pub use event::{ApiRecord, Authorization, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
+pub use record::{ApiRecord, Authorization, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
 /// The handle stages use; cheap to share.
@@ -153,7 +155,7 @@ impl Auditor {
         }
         let (queue, receiver) = std::sync::mpsc::channel();
         let slots = Arc::new(Semaphore::new(config.queue_capacity.min(Semaphore::MAX_PERMITS)));
-        let formatter = event::Formatter::new(config.sql, env!("CARGO_PKG_VERSION"));
+        let formatter = ocsf::Formatter::new(config.sql, env!("CARGO_PKG_VERSION"));
         let (writer_health, writer_slots) = (Arc::clone(&health), Arc::clone(&slots));
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -304,12 +306,13 @@ impl Auditor {
         if !self.enabled() {
             return false;
         }
-        let reason = refusals::UNAUTHENTICATED;
+        let reason = record::UNAUTHENTICATED;
         let full = self.refusals.count(listener, peer, reason, refusals::FULL_UNAUTHENTICATED, error).is_some();
         if let Some(count) = self.floods.refused(peer.ip()) {
             tracing::warn!(ip = %peer.ip(), count, "burst of requests without credentials from one address");
             let window_secs = self.floods.window.as_secs();
-            self.submit(Record::Finding(FindingRecord { time_ms: now_ms(), ip: peer.ip(), count, window_secs })).await;
+            self.submit(Record::Finding(FindingRecord { time_ms: unix_millis(), ip: peer.ip(), count, window_secs }))
+                .await;
         }
         full
     }
@@ -322,7 +325,7 @@ impl Auditor {
         if let Some(count) = self.findings.refused(ip) {
             tracing::warn!(%ip, count, "burst of refused requests from one address");
             self.submit(Record::Finding(FindingRecord {
-                time_ms: now_ms(),
+                time_ms: unix_millis(),
                 ip,
                 count,
                 window_secs: self.findings.window.as_secs(),
@@ -395,10 +398,6 @@ fn sink_label(address: &str) -> String {
     let rest = address.split_once("://").map_or(address, |(_, r)| r);
     let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     host.rsplit('@').next().unwrap_or(host).to_string()
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Which (principal, method, address) signed in recently.

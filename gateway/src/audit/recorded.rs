@@ -3,7 +3,7 @@
 //! An event the gateway wrote for a call Cedar decided carries everything Cedar was given:
 //! the principal in `actor.user` (and `unmapped.auth_method`), the address in
 //! `src_endpoint`, method and path in `http_request`, and the rest in
-//! `unmapped.authorization` (see `event::authorization_of`). This reads one line into the
+//! `unmapped.authorization` (see `ocsf::authorization_of`). This reads one line into the
 //! same facts and asks, or says why it cannot: a line that is not JSON (a torn write), JSON
 //! that is not a Portcullis event, or an event that lacks a field it needs.
 
@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use identity::{AuthMethod, Principal, PrincipalKind};
 use serde::Deserialize;
 
-use super::event::{API_ACTIVITY, PRODUCT_NAME as PRODUCT};
+use super::ocsf::{API_ACTIVITY, PRODUCT_NAME as PRODUCT};
 use crate::authz::sql::{DatasetName, action_named};
 use crate::authz::{Ask, RequestFacts};
 
@@ -202,7 +202,8 @@ mod tests {
     use http::{HeaderValue, Method, Uri};
 
     use super::*;
-    use crate::audit::event::{ApiRecord, Authorization as Given, Decision, Formatter, Record};
+    use crate::audit::ocsf::Formatter;
+    use crate::audit::record::{ApiRecord, Authorization as Given, Decision, Record};
     use crate::authz::{Allowed, Answer, AuthzError, Verdict};
     use crate::config::SqlInAudit;
 

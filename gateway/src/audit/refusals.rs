@@ -10,15 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::event::ConnectionRecord;
-use super::now_ms;
+use super::record::ConnectionRecord;
+use crate::clock::unix_millis;
 
 /// Sources tracked at once; refusals from further sources in the same interval are counted
 /// under the unspecified address (0.0.0.0) instead of growing the table.
 const MAX_SOURCES: usize = 10_000;
-
-/// The reason, and the `status_code` of the aggregate event, of requests without credentials.
-pub const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// Requests without credentials audited in full per source and interval, before counting.
 pub const FULL_UNAUTHENTICATED: u64 = 10;
@@ -59,7 +56,15 @@ impl Refusals {
         error: impl Fn() -> String,
     ) -> Option<ConnectionRecord> {
         let peer = self.count(listener, peer, reason, 1, &error)?;
-        Some(ConnectionRecord { time_ms: now_ms(), listener, peer, reason, error: error(), count: 1, window_secs: 0 })
+        Some(ConnectionRecord {
+            time_ms: unix_millis(),
+            listener,
+            peer,
+            reason,
+            error: error(),
+            count: 1,
+            window_secs: 0,
+        })
     }
 
     /// Counts a refusal: `Some(source)` while it is among the first `full` from this source
@@ -105,7 +110,7 @@ impl Refusals {
             .into_iter()
             .filter(|(_, entry)| entry.count > 0)
             .map(|((_, reason), entry)| ConnectionRecord {
-                time_ms: now_ms(),
+                time_ms: unix_millis(),
                 listener: entry.listener,
                 peer: entry.peer,
                 reason,
@@ -120,6 +125,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::UNAUTHENTICATED;
 
     #[test]
     fn first_at_once_then_one_aggregate_per_source_and_reason() {

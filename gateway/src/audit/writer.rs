@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::event::{Formatter, Record};
+use super::ocsf::Formatter;
+use super::record::Record;
 use super::spool::SpoolWriter;
 use crate::config::FsyncPolicy;
 

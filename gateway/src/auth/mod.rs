@@ -327,7 +327,7 @@ impl Authenticator {
         if headers.contains_key(AUTHORIZATION) || headers.contains_key(API_KEY_HEADER) {
             return None;
         }
-        let opened = sessions.from_headers(headers, unix_now())?;
+        let opened = sessions.from_headers(headers, crate::clock::unix_secs())?;
         Some(opened.and_then(|mut opened| {
             if listener.require_client_certificate && workload.is_none() {
                 return Err(AuthError::ClientCertificateRequired);
@@ -364,7 +364,7 @@ impl Authenticator {
         headers: &HeaderMap,
         workload: Option<&Arc<Principal>>,
     ) -> Result<Arc<Principal>, AuthError> {
-        Ok(self.authenticate_inner(listener, headers, workload, unix_now()).await?.principal)
+        Ok(self.authenticate_inner(listener, headers, workload, crate::clock::unix_secs()).await?.principal)
     }
 
     async fn authenticate_inner(
@@ -461,7 +461,7 @@ impl Authenticator {
         headers: &HeaderMap,
         workload: Option<&Arc<Principal>>,
     ) -> Result<(Arc<Principal>, String), AuthError> {
-        let now = unix_now();
+        let now = crate::clock::unix_secs();
         single_credentials(headers)?;
         let basic = headers.get(AUTHORIZATION).and_then(|v| match credentials(v.as_bytes()) {
             Some(Credentials::Basic(password)) => Some(password),
@@ -537,10 +537,6 @@ pub(crate) fn sha256(bytes: impl AsRef<[u8]>) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes.as_ref()).as_ref());
     out
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

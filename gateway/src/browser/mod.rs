@@ -30,8 +30,9 @@ pub use seal::KeyRing;
 pub use session::{Opened, SESSION_COOKIE, Session, Sessions, cookie};
 
 use crate::audit::Auditor;
-use crate::auth::{AuthError, Authenticator, unix_now};
+use crate::auth::{AuthError, Authenticator};
 use crate::body::Body;
+use crate::clock::unix_secs;
 use crate::config::{Config, ConfigError};
 use crate::pipeline::Connection;
 use pending::PendingLogins;
@@ -192,7 +193,7 @@ impl Browser {
     /// without a session cookie.
     /// The listener's `require_client_certificate` holds here as on the API.
     async fn session(&self, connection: &Connection, headers: &http::HeaderMap) -> Option<Result<Opened, AuthError>> {
-        let now = unix_now();
+        let now = unix_secs();
         let opened = self.sessions.from_headers(headers, now)?;
         if self.require_client_certificate && connection.workload.is_none() {
             return Some(Err(AuthError::ClientCertificateRequired));

@@ -24,12 +24,13 @@ use serde_json::Value;
 use super::pending::{LOGIN_COOKIE, Pending, Taken};
 use super::session::{SESSION_COOKIE, clear_cookie, cookie, random_token};
 use super::{Browser, BrowserError, csrf, pages, redirect};
-use crate::audit::{Record, SignInRecord, now_ms};
+use crate::audit::{Record, SignInRecord};
 use crate::auth::AuthError;
 use crate::auth::jws;
 use crate::auth::oidc::Provider;
-use crate::auth::unix_now;
 use crate::body::Body;
+use crate::clock::unix_millis;
+use crate::clock::unix_secs;
 use crate::pipeline::Connection;
 
 /// A discovered provider's client: authorization and token endpoints set (from discovery),
@@ -97,10 +98,10 @@ impl Browser {
             nonce,
             return_to,
             binding: crate::auth::sha256(&binding),
-            started: unix_now(),
+            started: unix_secs(),
             source: connection.peer.ip(),
         };
-        if !self.pending.insert(state, pending, unix_now()) {
+        if !self.pending.insert(state, pending, unix_secs()) {
             return Err(BrowserError::Unavailable(
                 "too many sign-ins in progress (from this address, or in all); retry in a minute".into(),
             ));
@@ -131,7 +132,7 @@ impl Browser {
         };
         if self.audit.enabled() {
             let record = SignInRecord {
-                time_ms: now_ms(),
+                time_ms: unix_millis(),
                 request_id: request_id.clone(),
                 listener: "api",
                 peer: connection.peer,
@@ -155,7 +156,7 @@ impl Browser {
         let query = query(parts);
         let get = |name| param(&query, name);
         let state = get("state").ok_or(BrowserError::LoginState("the callback has no state parameter"))?;
-        let now = unix_now();
+        let now = unix_secs();
         let pending = self.pending.take(state, cookie(&parts.headers, LOGIN_COOKIE), now).map_err(|taken| {
             BrowserError::LoginState(match taken {
                 Taken::Unknown => "unknown or already used sign-in state (start again at /auth/login)",
@@ -228,7 +229,7 @@ impl Browser {
     /// sign people out); revokes the session, clears the cookie, and answers with where to
     /// go next: the provider's end-session endpoint when it has one.
     pub(super) fn logout(&self, parts: &Parts) -> Result<Response<Body>, BrowserError> {
-        let now = unix_now();
+        let now = unix_secs();
         let opened = match self.sessions.from_headers(&parts.headers, now) {
             Some(Ok(opened)) => Some(opened),
             // An expired or broken cookie: nothing to revoke, still cleared.

@@ -399,7 +399,7 @@ fn decide(
             .and_then(|t| {
                 u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))
             })?,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        None => crate::clock::unix_secs(),
     };
     let (resource, path) = match resource_kind {
         "Endpoint" => (Resource::Endpoint, resource_id.to_string()),

@@ -17,9 +17,10 @@ use http_body_util::BodyExt;
 
 use super::{Connection, grpc_status};
 use crate::audit::plans::Plan;
-use crate::audit::{ApiRecord, Auditor, Decision, Record, now_ms};
+use crate::audit::{ApiRecord, Auditor, Decision, Record};
 use crate::authz::flight::{self, Rpc};
 use crate::body::{Body, BoxError};
+use crate::clock::unix_millis;
 
 /// A fresh record for a request that just arrived.
 pub(super) fn begin<B>(
@@ -30,7 +31,7 @@ pub(super) fn begin<B>(
     rpc: Option<&'static str>,
 ) -> Box<ApiRecord> {
     Box::new(ApiRecord {
-        time_ms: now_ms(),
+        time_ms: unix_millis(),
         request_id: request_id.clone(),
         listener,
         peer: connection.peer,
@@ -211,7 +212,7 @@ impl Audited {
             request_id: record.request_id.to_str().unwrap_or("").to_string(),
             datasets: record.datasets.clone(),
         });
-        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        let now = u64::try_from(unix_millis() / 1000).unwrap_or(0);
         for token in tokens {
             self.auditor.plans().remember(&token, Arc::clone(&plan), now);
         }

@@ -33,7 +33,7 @@ pub(super) async fn authenticate(
     let authenticated = match auth.browser_session(listener, headers, connection.workload.as_ref()) {
         Some(opened) => {
             let mut opened = opened?;
-            let now = crate::auth::unix_now();
+            let now = crate::clock::unix_secs();
             if opened.session.refresh_due(now) {
                 let browser = browser.ok_or(AuthError::SessionExpired("browser sign-in is not enabled"))?;
                 opened = browser.refresh(opened, now).await?;

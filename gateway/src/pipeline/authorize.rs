@@ -8,7 +8,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
@@ -56,7 +55,7 @@ pub(super) async fn authorize(
         client_cert: connection.workload.is_some(),
         method: parts.method.as_str(),
         path: parts.uri.path(),
-        now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        now: crate::clock::unix_secs(),
     };
     let defaults = authz.defaults();
     let verdict = authz.authorize_request(&facts, &payload, |payload| match call {

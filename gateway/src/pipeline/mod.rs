@@ -30,10 +30,11 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
-use crate::audit::{ApiRecord, Auditor, Record, SignInRecord, now_ms};
+use crate::audit::{ApiRecord, Auditor, Record, SignInRecord};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
 use crate::authz::{Authorizer, AuthzError};
 use crate::body::Body;
+use crate::clock::unix_millis;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimits;
@@ -399,7 +400,7 @@ impl Pipeline {
             return;
         }
         let record = || SignInRecord {
-            time_ms: now_ms(),
+            time_ms: unix_millis(),
             request_id: request_id.clone(),
             listener: self.name,
             peer: connection.peer,
@@ -446,7 +447,7 @@ impl Pipeline {
         }
         self.audit
             .submit(Record::SignIn(Box::new(SignInRecord {
-                time_ms: now_ms(),
+                time_ms: unix_millis(),
                 request_id: request_id.clone(),
                 listener: self.name,
                 peer: connection.peer,
