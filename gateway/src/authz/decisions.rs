@@ -138,7 +138,7 @@ impl DecisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Allowed;
+    use crate::authz::verdict::Allowed;
     use identity::{AuthMethod, PrincipalKind};
 
     fn principal(id: &str) -> Principal {

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{ConfigPath, Reference};
+use super::path::ConfigPath;
+use super::reference::Reference;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

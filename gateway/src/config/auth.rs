@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::ConfigPath;
 use super::browser::{BrowserLoginConfig, BrowserSessionsConfig};
+use super::path::ConfigPath;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

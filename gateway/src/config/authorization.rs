@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::ConfigPath;
+use super::path::ConfigPath;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

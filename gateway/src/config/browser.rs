@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::Reference;
+use super::reference::Reference;
 
 /// The gateway registered at the provider as a confidential client (authorization code +
 /// PKCE). The provider must be found by discovery: its endpoints come from there.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::ConfigPath;
+use super::path::ConfigPath;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod authorization;
 mod browser;
+mod error;
 mod limits;
 mod listeners;
 mod path;
@@ -26,6 +27,7 @@ pub use audit::{AuditConfig, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFail
 pub use auth::{ApiKeyEntry, ApiKeysConfig, AuthConfig, ClaimMapping, OidcProviderConfig};
 pub use authorization::AuthorizationConfig;
 pub use browser::{BrowserLoginConfig, BrowserSessionsConfig};
+pub use error::ConfigError;
 pub use limits::{Limits, RuntimeConfig, ShutdownConfig, Timeouts};
 pub use listeners::{AuthMethodName, HealthListener, Listener, ListenerAuthConfig, UpstreamTls};
 pub use path::ConfigPath;
@@ -70,21 +72,6 @@ pub struct Config {
     /// The file this config was read from, for reloading the parts that reload (quotas).
     #[serde(skip)]
     pub source: Option<PathBuf>,
-}
-
-/// A configuration problem, always naming where it is.
-#[derive(Debug, thiserror::Error)]
-#[error("{origin}: at `{field}`: {message}")]
-pub struct ConfigError {
-    pub origin: String,
-    pub field: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { origin: "config".into(), field: field.into(), message: message.into() }
-    }
 }
 
 impl Config {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::path::rebased;
 
 /// A configured value: inline, `${env:NAME}` or `${file:PATH}`; `{:?}` never prints it.
