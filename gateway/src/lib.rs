@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod health;
 pub mod listener;

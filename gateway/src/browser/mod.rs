@@ -34,7 +34,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::body::Body;
 use crate::clock::unix_secs;
 use crate::config::{Config, ConfigError};
-use crate::pipeline::Connection;
+use crate::connection::Connection;
 use pending::PendingLogins;
 
 /// Whether `path` is one the browser routes answer.

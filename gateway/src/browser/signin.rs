@@ -31,7 +31,7 @@ use crate::auth::oidc::Provider;
 use crate::body::Body;
 use crate::clock::unix_millis;
 use crate::clock::unix_secs;
-use crate::pipeline::Connection;
+use crate::connection::Connection;
 
 /// A discovered provider's client: authorization and token endpoints set (from discovery),
 /// the others unused.

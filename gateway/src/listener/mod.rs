@@ -26,7 +26,8 @@ pub use limits::{ConnectionLimits, default_max_connections};
 pub use refusal::Refusal;
 
 use crate::config::{Limits, Timeouts};
-use crate::pipeline::{Connection, Pipeline};
+use crate::connection::Connection;
+use crate::pipeline::Pipeline;
 use crate::workload;
 
 /// Counts and audits a refusal.

@@ -15,12 +15,13 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::{Connection, grpc_status};
+use super::grpc_status;
 use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record};
 use crate::authz::flight::{self, Rpc};
 use crate::body::{Body, BoxError};
 use crate::clock::unix_millis;
+use crate::connection::Connection;
 
 /// A fresh record for a request that just arrived.
 pub(super) fn begin<B>(

@@ -9,9 +9,9 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Method};
 use identity::Principal;
 
-use super::Connection;
 use crate::auth::{API_KEY_HEADER, AuthError, Authenticator, ListenerAuth};
 use crate::browser::{Browser, SESSION_COOKIE, csrf};
+use crate::connection::Connection;
 use crate::error::GatewayError;
 
 /// The caller, and the re-sealed session cookie to send back when a browser session's

@@ -18,12 +18,12 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use identity::Principal;
 
-use super::Connection;
 use crate::audit::plans::{Plan, Plans};
 use crate::audit::{ApiRecord, Authorization, Decision};
 use crate::authz::flight::Rpc;
 use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
 use crate::body::{Body, BoxError, full};
+use crate::connection::Connection;
 use crate::error::GatewayError;
 
 /// Authorizes `request` and returns it, with its body ready to forward; and, when audit

@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use identity::Principal;
 
-use super::Connection;
 use crate::auth::{Authenticator, ListenerAuth};
 use crate::body::{Body, BoxError};
+use crate::connection::Connection;
 use crate::error::GatewayError;
 
 pub(super) const PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";

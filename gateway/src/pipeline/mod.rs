@@ -23,7 +23,6 @@ mod handshake;
 mod idle;
 mod sanitize;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
@@ -36,18 +35,11 @@ use crate::authz::{Authorizer, AuthzError};
 use crate::body::Body;
 use crate::clock::unix_millis;
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimits;
 pub use forward::Upstream;
 pub use sanitize::sanitize;
-
-/// What the gateway knows about a connection once its TLS handshake is done.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    /// The verified client certificate's principal, if one was presented.
-    pub workload: Option<Arc<Principal>>,
-}
 
 /// One request's context: what it is (id, route, protocol, start) and what the stages
 /// learned about it, in its audit record when audit is on.
