@@ -198,7 +198,7 @@ fn percent_encode(message: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The README's error table, row by row.
+    /// The error table of docs/gateway.md (Errors), row by row.
     #[test]
     fn each_error_has_its_code_and_statuses() {
         let limited = Limited { limiter: "ip", limit: 1, retry_after: std::time::Duration::from_secs(1) };

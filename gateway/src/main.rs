@@ -1,4 +1,4 @@
-//! `gateway`: see `gateway --help` and the README.
+//! `gateway`: see `gateway --help` and docs/gateway.md.
 
 fn main() -> std::process::ExitCode {
     gateway::cli::main()

@@ -10,8 +10,7 @@ use futures::FutureExt;
 use gateway::auth::{Authenticator, ListenerAuth, apikeys};
 use gateway::browser::{KeyRing, Sessions, csrf};
 use gateway::config::{
-    ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, BrowserSessionsConfig, Config, OidcProviderConfig, Reference,
-    StampConfig, TlsConfig,
+    ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, OidcProviderConfig, StampConfig, TlsConfig,
 };
 use http::{HeaderMap, HeaderValue};
 use identity::{AuthMethod, Principal, PrincipalKind};
@@ -75,16 +74,12 @@ impl Signers {
     }
 }
 
-/// The session key file (`${file:...}`, as the config requires) and the key itself.
+/// The key that seals browser session cookies.
 const SESSION_KEY: [u8; 32] = [5; 32];
 
 fn authenticator(jwks: &std::path::Path, cache_entries: usize, api_key_hash: &str) -> (Authenticator, ListenerAuth) {
     let mut config =
         Config::new(TlsConfig::default(), StampConfig::default(), AuthorizationConfig::new("unused-policies"));
-    let key_file = jwks.with_file_name("session-key");
-    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.encode(SESSION_KEY)).unwrap();
-    config.auth.browser_sessions =
-        Some(BrowserSessionsConfig::new(vec![Reference::new(format!("${{file:{}}}", key_file.display()))]));
     config.auth.token_cache_entries = cache_entries;
     config.auth.oidc = vec![OidcProviderConfig {
         jwks_file: Some(jwks.into()),
@@ -159,7 +154,7 @@ fn bench(c: &mut Criterion) {
     headers.insert("x-csrf-token", HeaderValue::from_str(&session.csrf).unwrap());
     c.bench_function("browser session cookie (unseal, principal, CSRF check)", |b| {
         b.iter(|| {
-            let opened = cached.browser_session(&listener, black_box(&headers), None).unwrap().unwrap();
+            let opened = sessions.from_headers(black_box(&headers), now).unwrap().unwrap();
             csrf::check(&headers, origin, &opened.session).unwrap();
             black_box(opened.principal)
         })

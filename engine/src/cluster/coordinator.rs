@@ -9,7 +9,7 @@ use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::{NodeTls, NodeTlsFiles};
+use super::node_tls::{NodeTls, NodeTlsFiles};
 use crate::config::ClusterConfig;
 
 /// A context whose queries run on the cluster. Ballista's upgrade replaces the session's

@@ -23,7 +23,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
-use super::{MAX_MESSAGE, NodeArgs};
+use super::node::{MAX_MESSAGE, NodeArgs};
 
 #[derive(Debug, Args)]
 pub struct ExecutorArgs {
@@ -111,7 +111,7 @@ pub(super) async fn run(args: ExecutorArgs) -> Result<(), String> {
     let router = tonic::transport::Server::builder().add_service(flight);
     let stop = process::shutdown_signal();
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let flight_task = tokio::spawn(super::serve(router, listener, tls.clone(), async {
+    let flight_task = tokio::spawn(super::node::serve(router, listener, tls.clone(), async {
         let _ = stopped.await;
     }));
     tracing::info!(addr = %bound, %id, vcores, mtls = tls.is_some(), "executor serving results");

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::NodeTls;
+use super::node_tls::NodeTls;
 
 /// Serves the metrics page on `addr` until the process ends.
 pub(super) async fn serve(addr: SocketAddr, role: &'static str, tls: Option<Arc<NodeTls>>) -> Result<(), String> {

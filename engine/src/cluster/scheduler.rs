@@ -13,7 +13,7 @@ use ballista_scheduler::scheduler_server::SchedulerServer;
 use clap::Args;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
-use super::{MAX_MESSAGE, NodeArgs};
+use super::node::{MAX_MESSAGE, NodeArgs};
 
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
@@ -60,5 +60,5 @@ pub(super) async fn run(args: SchedulerArgs) -> Result<(), String> {
     }
     tracing::info!(addr = %bound, mtls = tls.is_some(), "scheduler listening");
     let router = tonic::transport::Server::builder().add_service(service);
-    super::serve(router, listener, tls, process::shutdown_signal()).await
+    super::node::serve(router, listener, tls, process::shutdown_signal()).await
 }

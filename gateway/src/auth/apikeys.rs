@@ -15,7 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::AuthError;
+use super::error::AuthError;
 use crate::config::{ApiKeyEntry, ApiKeysConfig, ConfigError};
 
 pub const PREFIX: &str = "pcl_";

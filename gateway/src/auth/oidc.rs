@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::AuthError;
+use super::error::AuthError;
 use super::fetch::{FetchError, Fetcher};
 use super::jws::{self, JwksError, JwsError, KeySet, Parsed};
 use crate::config::{ClaimMapping, ConfigError, OidcProviderConfig};

@@ -14,7 +14,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::BrowserError;
+use super::error::BrowserError;
 use crate::body::{Body, full};
 
 const INDEX_HTML: &str = include_str!("../console/index.html");

@@ -7,22 +7,15 @@
 //! provider that rotates refresh tokens accepts only the first. The session renewed by the
 //! first is kept for a minute under its id and handed to the others.
 
-use identity::ExpiringCache;
 use openidconnect::{OAuth2TokenResponse, RefreshToken, RequestTokenError};
 
-use super::session::{Opened, Session};
-use super::{Browser, BrowserError};
+use super::error::BrowserError;
+use super::routes::Browser;
+use super::session::Opened;
 use crate::auth::AuthError;
 
 /// How long a renewed session is handed to concurrent requests that carry the old cookie.
 const SHARED_SECS: u64 = 60;
-
-/// Sessions renewed in the last [`SHARED_SECS`], by session id.
-pub(super) type Renewed = ExpiringCache<String, Session>;
-
-pub(super) fn renewed_cache() -> Renewed {
-    ExpiringCache::new(10_000)
-}
 
 impl Browser {
     /// `opened` with its claims renewed at the provider, and the cookie to send back.

@@ -229,6 +229,14 @@ pub(super) fn clear_cookie(name: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("portcullis-cleared=; Max-Age=0"))
 }
 
+/// Sessions renewed at the provider in the last minute, by session id: handed to the
+/// concurrent requests that still carry the old cookie (see `refresh`).
+pub(super) type Renewed = ExpiringCache<String, Session>;
+
+pub(super) fn renewed_cache() -> Renewed {
+    ExpiringCache::new(10_000)
+}
+
 #[cfg(test)]
 mod tests {
     use identity::{AuthMethod, PrincipalKind};

@@ -21,9 +21,11 @@ use openidconnect::{
 };
 use serde_json::Value;
 
+use super::error::BrowserError;
 use super::pending::{LOGIN_COOKIE, Pending, Taken};
+use super::routes::{Browser, redirect};
 use super::session::{SESSION_COOKIE, clear_cookie, cookie, random_token};
-use super::{Browser, BrowserError, csrf, pages, redirect};
+use super::{csrf, pages};
 use crate::audit::{Record, SignInRecord};
 use crate::auth::AuthError;
 use crate::auth::jws;

@@ -9,7 +9,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Method};
 use identity::Principal;
 
-use crate::auth::{API_KEY_HEADER, AuthError, Authenticator, ListenerAuth};
+use crate::auth::{API_KEY_HEADER, Authenticator, ListenerAuth};
 use crate::browser::{Browser, SESSION_COOKIE, csrf};
 use crate::connection::Connection;
 use crate::error::GatewayError;
@@ -30,19 +30,20 @@ pub(super) async fn authenticate(
     path: &str,
     headers: &mut HeaderMap,
 ) -> Result<Authenticated, GatewayError> {
-    let authenticated = match auth.browser_session(listener, headers, connection.workload.as_ref()) {
-        Some(opened) => {
+    // Only a listener that takes browser sessions has the browser (see `Pipeline::from_config`).
+    let session = browser
+        .filter(|_| listener.browser())
+        .and_then(|b| Some((b, b.credential(headers, connection.workload.as_ref())?)));
+    let authenticated = match session {
+        Some((browser, opened)) => {
             let mut opened = opened?;
             let now = crate::clock::unix_secs();
             if opened.session.refresh_due(now) {
-                let browser = browser.ok_or(AuthError::SessionExpired("browser sign-in is not enabled"))?;
                 opened = browser.refresh(opened, now).await?;
             }
             // A cookie rides along with whatever another site makes the browser request.
             if csrf::needs_check(method, path) {
-                let origin =
-                    browser.map(Browser::origin).ok_or(GatewayError::Csrf("browser sign-in is not enabled"))?;
-                csrf::check(headers, origin, &opened.session).map_err(GatewayError::Csrf)?;
+                csrf::check(headers, browser.origin(), &opened.session).map_err(GatewayError::Csrf)?;
             }
             headers.remove(csrf::CSRF_HEADER);
             // The engine reads no cookie; the session's never leaves the gateway.
