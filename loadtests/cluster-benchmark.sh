@@ -68,7 +68,7 @@ QUERY="SELECT tenant, customer, count(*) AS n, sum(amount) AS total, avg(amount)
 datasets="datasets: [{name: orders, path: $WORK/data/orders, format: parquet}]"
 echo "$datasets" >"$WORK/single.yaml"
 
-# Cluster certificates, exactly as the README's "Scaling out".
+# Cluster certificates, exactly as docs/engine.md's "Scaling out".
 "$BIN/gateway" tls init --dir "$WORK/tls" >/dev/null
 for node in scheduler executor-1 executor-2 coordinator; do
   "$BIN/gateway" tls add "$node" --node --dir "$WORK/tls" --ip 127.0.0.1 --host localhost >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's performance figures in one go, on loopback only: the stack from
+# Reproduces the performance figures of docs/performance.md in one go, on loopback only: the stack from
 # `gateway up` (release build) on its own ports, then direct-to-engine and through-gateway
 # runs of the same scenario back to back, with each server's CPU per request.
 #

@@ -5,7 +5,7 @@
 # compose file, the Containerfile, the alert rules and the shell scripts pass their linters.
 # Every check is first shown to fail on a planted bad input.
 #
-#   compose/tests/check-files.sh [GATEWAY_BIN]   (with the binary: the README's kubectl commands too)
+#   compose/tests/check-files.sh [GATEWAY_BIN]   (with the binary: docs/deployment.md's kubectl commands too)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -76,18 +76,18 @@ grep -q 'name: portcullis-policies-next' "$work/shadow-overlay.yaml" || fail "va
 echo "ok: shadow policy overlay (values-shadow.yaml)"
 
 if [ -n "${1:-}" ]; then
-  # The README's Secret and ConfigMap commands, run as written (client-side dry run, no
+  # The Secret and ConfigMap commands of docs/deployment.md, run as written (client-side dry run, no
   # cluster) from a development state folder, make what the manifest mounts.
   mkdir -p "$work/readme"
   "$1" up --state-dir "$work/readme/.portcullis" --init-only >/dev/null
   cp -r policies "$work/readme/policies"
-  grep -E '^kubectl -n portcullis create (secret|configmap) ' README.md >"$work/readme/commands"
-  [ "$(wc -l <"$work/readme/commands")" -ge 6 ] || fail "the README's kubectl create commands are missing"
+  grep -E '^kubectl -n portcullis create (secret|configmap) ' docs/deployment.md >"$work/readme/commands"
+  [ "$(wc -l <"$work/readme/commands")" -ge 6 ] || fail "docs/deployment.md's kubectl create commands are missing"
   while read -r command; do
-    (cd "$work/readme" && eval "$command --dry-run=client -o yaml") || fail "README: $command"
+    (cd "$work/readme" && eval "$command --dry-run=client -o yaml") || fail "docs/deployment.md: $command"
     echo "---"
   done <"$work/readme/commands" >"$work/readme/created.yaml"
-  schema "$work/readme/created.yaml" || fail "README kubectl output: schema"
+  schema "$work/readme/created.yaml" || fail "docs/deployment.md kubectl output: schema"
   sed 's/^  stamp-key.pem:/  stamp.pem:/' "$work/readme/created.yaml" >"$work/readme/planted.yaml"
   must_fail "readme_secrets.py" python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/planted.yaml"
   python3 compose/tests/readme_secrets.py compose/k8s/portcullis.yaml "$work/readme/created.yaml"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The README's `kubectl create secret|configmap` commands make exactly what the manifest
+"""docs/deployment.md's `kubectl create secret|configmap` commands make exactly what the manifest
 mounts: every Secret and ConfigMap volume of the Deployment (but the chart's own ConfigMaps)
 is created under its name, and every file the gateway config and the engine's arguments
 name under a mount is a key of it.
@@ -26,7 +26,7 @@ def main() -> int:
         if not source or source in own:
             continue
         if source not in created:
-            problems.append(f"volume {volume['name']}: the README creates no {source}")
+            problems.append(f"volume {volume['name']}: docs/deployment.md creates no {source}")
             continue
         keys = set(created[source].get("data", {})) | set(created[source].get("stringData", {}))
         mounts = [m["mountPath"] for c in containers for m in c.get("volumeMounts", []) if m["name"] == volume["name"]]
@@ -41,7 +41,7 @@ def main() -> int:
     if problems:
         print("readme_secrets.py: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print(f"ok: the README's kubectl commands create {', '.join(sorted(created))}, with every key the pod reads")
+    print(f"ok: docs/deployment.md's kubectl commands create {', '.join(sorted(created))}, with every key the pod reads")
     return 0
 
 

@@ -3,7 +3,7 @@
 # image is pushed to a loopback registry (Debian's docker-registry) and signed with skopeo
 # (GPG, simple signing); a containers policy that requires that key (signedBy) accepts it
 # and refuses an unsigned image and a re-tagged one. The SBOM is signed with minisign and a
-# changed SBOM is refused. The README shows the cosign + Kyverno equivalent for clusters.
+# changed SBOM is refused. docs/deployment.md shows the cosign + Kyverno equivalent for clusters.
 #
 #   compose/tests/sign.sh IMAGE.tar SBOM.json
 set -euo pipefail

@@ -19,7 +19,7 @@ use crate::query::QueryEngine;
 #[command(name = "engine", version, about = "Portcullis SQL engine (DataFusion, HTTP /v1/sql, Arrow Flight SQL)")]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// A cluster node instead of the engine (README, "Scaling out").
+    /// A cluster node instead of the engine (docs/engine.md, "Scaling out").
     #[command(subcommand)]
     pub role: Option<crate::cluster::Role>,
     /// YAML config; without it the embedded demo configuration is used.

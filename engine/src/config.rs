@@ -30,7 +30,7 @@ pub struct Config {
     pub datasets: Vec<Dataset>,
     #[serde(default)]
     pub views: Vec<View>,
-    /// Run queries on an Apache Ballista cluster instead of in this process (README,
+    /// Run queries on an Apache Ballista cluster instead of in this process (docs/engine.md,
     /// "Scaling out"). Absent: in-process, the default.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,

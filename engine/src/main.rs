@@ -1,4 +1,4 @@
-//! `engine`: see `engine --help` and the README.
+//! `engine`: see `engine --help` and docs/engine.md.
 
 fn main() -> std::process::ExitCode {
     engine::cli::main()

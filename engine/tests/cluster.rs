@@ -1,6 +1,6 @@
 //! Cluster mode end to end, with real processes on loopback: a Ballista scheduler
 //! (127.0.0.1) and two executors (127.0.0.2, 127.0.0.3), each its own `engine` process,
-//! mTLS everywhere with certificates made by `gateway tls` exactly as the README's "Scaling
+//! mTLS everywhere with certificates made by `gateway tls` exactly as docs/engine.md's "Scaling
 //! out" says; a coordinator engine in cluster mode beside a single-node engine with the same
 //! datasets and views.
 //!
@@ -303,7 +303,7 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("cluster-tls");
     let certs_arg = certs.display().to_string();
-    // The README's commands: a cluster CA, and a certificate per node naming its address.
+    // The commands of docs/engine.md (Scaling out): a cluster CA, and a certificate per node naming its address.
     gateway(&["tls", "init", "--dir", &certs_arg]);
     for (name, ip) in [
         ("scheduler", "127.0.0.1"),

@@ -1,4 +1,4 @@
-"""Medians of the interleaved proxy comparison, as the README's tables.
+"""Medians of the interleaved proxy comparison, as docs/performance.md's tables.
 
     python3 summarize.py RESULTS.tsv FLIGHT.txt GATEWAY_RSS_IDLE_KIB GATEWAY_RSS_PEAK_KIB
 """
