@@ -5,7 +5,7 @@
 //! accepts is within the complexity bounds.
 #![no_main]
 
-use gateway::authz::sql::{NameDefaults, analyze};
+use gateway::internal::sql::{NameDefaults, analyze};
 use libfuzzer_sys::fuzz_target;
 
 const FRAGMENTS: &[&str] = &[

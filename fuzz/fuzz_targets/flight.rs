@@ -2,8 +2,8 @@
 //! command (FlightDescriptor, Ticket, Action...), ticket and token readers.
 #![no_main]
 
-use gateway::authz::flight::{self, Rpc};
-use gateway::authz::sql::NameDefaults;
+use gateway::internal::flight::{self, Rpc};
+use gateway::internal::sql::NameDefaults;
 use libfuzzer_sys::fuzz_target;
 
 const RPCS: &[&str] = &[

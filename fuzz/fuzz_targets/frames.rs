@@ -3,7 +3,7 @@
 //! split anywhere, gives the same answer, changes only GOAWAY codes, and never panics.
 #![no_main]
 
-use gateway::listener::frames::{FrameCounter, Outgoing};
+use gateway::internal::{FrameCounter, Outgoing};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! EC and RSA signing keys), and the input as a JWKS document.
 #![no_main]
 
-use gateway::auth::jws::{self, ASYMMETRIC, KeySet};
+use gateway::internal::jws::{self, ASYMMETRIC, KeySet};
 use libfuzzer_sys::fuzz_target;
 
 const JWKS: &str = include_str!("../fixtures/jwks.json");

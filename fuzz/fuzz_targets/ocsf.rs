@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gateway::audit::deliver::SyslogReceiver;
-use gateway::audit::ocsf::Formatter;
-use gateway::audit::recorded::{self, Line};
-use gateway::audit::{ApiRecord, Authorization, Decision, Record};
-use gateway::authz::sql::DatasetName;
-use gateway::authz::{Answer, Ask, AuthzError, Verdict};
+use gateway::internal::SyslogReceiver;
+use gateway::internal::Formatter;
+use gateway::internal::recorded::{self, Line};
+use gateway::internal::{ApiRecord, Authorization, Decision, Record};
+use gateway::internal::sql::DatasetName;
+use gateway::internal::{Answer, Ask, AuthzError, Verdict};
 use gateway::config::SqlInAudit;
 use identity::{AuthMethod, Principal, PrincipalKind};
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use gateway::browser::{KeyRing, Sessions};
+use gateway::internal::{KeyRing, Sessions};
 use identity::{AuthMethod, Principal, PrincipalKind};
 use libfuzzer_sys::fuzz_target;
 

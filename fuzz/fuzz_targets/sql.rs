@@ -2,7 +2,7 @@
 //! stack overflow (the parser's recursion limit holds).
 #![no_main]
 
-use gateway::authz::sql::{NameDefaults, analyze};
+use gateway::internal::sql::{NameDefaults, analyze};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,13 +9,13 @@ use crate::commands;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Portcullis security gateway")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve: TLS listeners for the API and Flight, plain health listener.
     Run(commands::ConfigArgs),
     /// Validate the config and every file it names without binding a port.

@@ -8,7 +8,7 @@ use identity::Principal;
 
 /// What the gateway knows about a connection once its TLS handshake is done.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub peer: SocketAddr,
     /// The verified client certificate's principal, if one was presented.
     pub workload: Option<Arc<Principal>>,

@@ -11,7 +11,7 @@ use crate::body::{Body, empty, full};
 use crate::ratelimit::Limited;
 
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     #[error("{0}")]
     Unauthenticated(#[from] AuthError),
     #[error("{0}")]
@@ -47,7 +47,7 @@ pub enum GatewayError {
 /// The gRPC status codes the gateway answers with
 /// (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grpc {
+pub(crate) enum Grpc {
     InvalidArgument = 3,
     DeadlineExceeded = 4,
     NotFound = 5,
@@ -61,7 +61,7 @@ pub enum Grpc {
 
 /// A row of the error table: the code in bodies, events and metrics, and the two statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kind {
+pub(crate) struct Kind {
     pub code: &'static str,
     pub http: StatusCode,
     pub grpc: Grpc,
@@ -70,7 +70,7 @@ pub struct Kind {
 impl GatewayError {
     /// The error table, one row per kind of error and no catch-all: a new error variant
     /// does not compile until it has its row.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         use GatewayError as E;
         use StatusCode as H;
         let (code, http, grpc) = match self {
@@ -108,16 +108,16 @@ impl GatewayError {
         Kind { code, http, grpc }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         self.kind().code
     }
 
-    pub fn http_status(&self) -> StatusCode {
+    pub(crate) fn http_status(&self) -> StatusCode {
         self.kind().http
     }
 
     /// The response for this error, in the protocol the client spoke.
-    pub fn into_response(self, grpc: bool, request_id: &str) -> Response<Body> {
+    pub(crate) fn into_response(self, grpc: bool, request_id: &str) -> Response<Body> {
         match &self {
             GatewayError::UpstreamUnavailable(detail) | GatewayError::Internal(detail) => {
                 tracing::warn!(request_id, code = self.code(), detail, "request failed");

@@ -25,7 +25,7 @@ const MAX_CONNECTIONS: usize = 64;
 /// For a probe to send its request, and the longest a connection stays.
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     upstream: Upstream,
     draining: Arc<AtomicBool>,

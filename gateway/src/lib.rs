@@ -1,26 +1,35 @@
 //! The Portcullis gateway: TLS and mTLS termination, identity stamping, and a streaming
-//! proxy to the engine. The request's life is in [`pipeline`]; connections in [`listener`];
+//! proxy to the engine. The request's life is in `pipeline`; connections in `listener`;
 //! start and stop in [`server`].
+//!
+//! The public API is what the `gateway` binary and an embedding test need: the
+//! configuration, preparing and starting a server, and the command line. Everything else
+//! is crate-private, so the compiler's dead-code and `unreachable_pub` lints see it;
+//! [`internal`] opens what fuzz targets, benchmarks and black-box tests reach below that.
 
-pub mod audit;
-pub mod auth;
-pub mod authz;
-pub mod body;
-pub mod browser;
-pub mod cli;
-pub mod clock;
-pub mod commands;
+mod audit;
+mod auth;
+mod authz;
+mod body;
+mod browser;
+mod cli;
+mod clock;
+mod commands;
 pub mod config;
-pub mod connection;
-pub mod error;
-pub mod health;
-pub mod listener;
-pub mod metrics;
-pub mod outbound;
-pub mod pipeline;
-pub mod pki;
-pub mod ratelimit;
-pub mod reload;
+mod connection;
+mod error;
+mod health;
+#[doc(hidden)]
+pub mod internal;
+mod listener;
+mod metrics;
+mod outbound;
+mod pipeline;
+mod pki;
+mod ratelimit;
+mod reload;
 pub mod server;
-pub mod tls;
-pub mod workload;
+mod tls;
+mod workload;
+
+pub use cli::main;

@@ -1,5 +1,5 @@
 //! `gateway`: see `gateway --help` and docs/gateway.md.
 
 fn main() -> std::process::ExitCode {
-    gateway::cli::main()
+    gateway::main()
 }

@@ -110,24 +110,24 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 }
 
 /// One request's outcome: `route` is a known route or RPC name, else `other`.
-pub fn request(listener: &'static str, route: &'static str, status: u16) {
+pub(crate) fn request(listener: &'static str, route: &'static str, status: u16) {
     REQUESTS.add((listener, route, status));
 }
 
 /// A Flight call's final gRPC status (see `pipeline::grpc_status`).
-pub fn grpc_response(route: &'static str, status: &'static str) {
+pub(crate) fn grpc_response(route: &'static str, status: &'static str) {
     GRPC_RESPONSES.add((route, status));
 }
 
 /// An accepted connection: counted open until the guard is dropped.
-pub fn connection_opened(listener: &'static str) -> ConnectionGuard {
+pub(crate) fn connection_opened(listener: &'static str) -> ConnectionGuard {
     CONNECTIONS.add(listener);
     ConnectionGuard(listener)
 }
 
 /// Keeps a connection counted in `gateway_connections_active` while it lives.
 #[derive(Debug)]
-pub struct ConnectionGuard(&'static str);
+pub(crate) struct ConnectionGuard(&'static str);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -136,53 +136,53 @@ impl Drop for ConnectionGuard {
 }
 
 /// A TLS handshake that failed; `reason` from a closed set (see `server::tls_failure_reason`).
-pub fn tls_failure(listener: &'static str, reason: &'static str) {
+pub(crate) fn tls_failure(listener: &'static str, reason: &'static str) {
     TLS_FAILURES.add((listener, reason));
 }
 
 /// A connection refused or cut below HTTP; `reason` from `listener::Refusal::code`.
-pub fn connection_refusal(listener: &'static str, reason: &'static str) {
+pub(crate) fn connection_refusal(listener: &'static str, reason: &'static str) {
     CONNECTION_REFUSALS.add((listener, reason));
 }
 
-pub fn auth_failure(reason: &'static str) {
+pub(crate) fn auth_failure(reason: &'static str) {
     AUTH_FAILURES.add(reason);
 }
 
 /// A browser sign-in's callback: `ok`, or the refusal's code (a closed set: BrowserError).
-pub fn browser_sign_in(result: &'static str) {
+pub(crate) fn browser_sign_in(result: &'static str) {
     BROWSER_SIGN_INS.add(result);
 }
 
-pub fn decision(allowed: bool) {
+pub(crate) fn decision(allowed: bool) {
     DECISIONS.add(if allowed { "allowed" } else { "denied" });
 }
 
 /// A call the shadow policy set decided otherwise than the enforced one (`allow`/`deny` each).
-pub fn shadow_disagreement(enforced: bool, shadow: bool) {
+pub(crate) fn shadow_disagreement(enforced: bool, shadow: bool) {
     let name = |allowed: bool| if allowed { "allow" } else { "deny" };
     SHADOW_DISAGREEMENTS.add((name(enforced), name(shadow)));
 }
 
-pub fn rate_limited(limiter: &'static str) {
+pub(crate) fn rate_limited(limiter: &'static str) {
     RATE_LIMITED.add(limiter);
 }
 
-pub fn jwks_refresh(issuer: &str, ok: bool) {
+pub(crate) fn jwks_refresh(issuer: &str, ok: bool) {
     with(|r| *r.jwks_refreshes.entry((issuer.to_string(), if ok { "ok" } else { "error" })).or_default() += 1);
 }
 
 /// A reload of `what` (`certificates`, `api_keys`, `policies`, `shadow_policies`, `rate_limits`).
-pub fn reload(what: &'static str, ok: bool) {
+pub(crate) fn reload(what: &'static str, ok: bool) {
     with(|r| *r.reloads.entry((what, if ok { "ok" } else { "rejected" })).or_default() += 1);
 }
 
 /// The certificates now in use (served chain leaf, CA bundle), replacing the previous set.
-pub fn certificates(expiries: &[(String, i64)]) {
+pub(crate) fn certificates(expiries: &[(String, i64)]) {
     with(|r| r.certificates = expiries.iter().cloned().collect());
 }
 
-pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
+pub(crate) fn upstream_latency(listener: &'static str, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
     UPSTREAM_LATENCY.with(listener, |h| {
         if let Some((_, bucket)) = LATENCY_BUCKETS.iter().zip(&h.buckets).find(|(b, _)| secs <= **b) {
@@ -194,27 +194,27 @@ pub fn upstream_latency(listener: &'static str, elapsed: Duration) {
 }
 
 /// Audit events by sink and outcome (`written`, `delivered`, `retried`).
-pub fn audit_events(sink: &str, outcome: &'static str, n: usize) {
+pub(crate) fn audit_events(sink: &str, outcome: &'static str, n: usize) {
     if n > 0 {
         with(|r| *r.audit_events.entry((sink.to_string(), outcome)).or_default() += n as u64);
     }
 }
 
 /// Events that could not be kept (must stay zero).
-pub fn audit_dropped(sink: &str, n: usize) {
+pub(crate) fn audit_dropped(sink: &str, n: usize) {
     with(|r| *r.audit_dropped.entry(sink.to_string()).or_default() += n as u64);
 }
 
-pub fn audit_queue_depth(depth: usize) {
+pub(crate) fn audit_queue_depth(depth: usize) {
     with(|r| r.audit_queue_depth = depth);
 }
 
 /// A request waited for room in the audit queue.
-pub fn audit_queue_full() {
+pub(crate) fn audit_queue_full() {
     with(|r| r.audit_queue_full += 1);
 }
 
-pub fn audit_spool_bytes(sink: &str, bytes: u64) {
+pub(crate) fn audit_spool_bytes(sink: &str, bytes: u64) {
     with(|r| {
         if let Some(value) = r.audit_spool_bytes.get_mut(sink) {
             *value = bytes;

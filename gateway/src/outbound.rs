@@ -24,7 +24,7 @@ pub enum UrlError {
 }
 
 /// Whether `url` may be fetched: https anywhere, http only on loopback.
-pub fn check_url(url: &str) -> Result<Uri, UrlError> {
+pub(crate) fn check_url(url: &str) -> Result<Uri, UrlError> {
     let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| UrlError::Invalid(e.to_string()))?;
     let host = uri.host().ok_or(UrlError::NoHost)?;
     match uri.scheme_str() {
@@ -36,7 +36,7 @@ pub fn check_url(url: &str) -> Result<Uri, UrlError> {
 }
 
 /// `localhost` or a loopback address (brackets allowed around IPv6).
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')
@@ -46,21 +46,21 @@ pub fn is_loopback(host: &str) -> bool {
 }
 
 /// The certificates of a CA bundle (`field` names it in errors).
-pub fn ca_file(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn ca_file(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let pem = std::fs::read(path).map_err(|e| ConfigError::new(field, format!("{}: {e}", path.display())))?;
     crate::tls::parse_certificates(&pem, field)
 }
 
 /// Trust anchors: the Mozilla roots (`webpki`) and/or a private CA's certificates.
 #[derive(Debug, Default)]
-pub struct Roots {
+pub(crate) struct Roots {
     pub webpki: bool,
     pub extra: Vec<CertificateDer<'static>>,
 }
 
 /// A rustls client configuration trusting `roots`, presenting `identity` (a chain and its
 /// key) when given.
-pub fn client_config(
+pub(crate) fn client_config(
     roots: Roots,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     field: &str,
@@ -85,7 +85,7 @@ pub fn client_config(
 }
 
 /// [`client_config`] without a client certificate, as a tokio connector.
-pub fn connector(roots: Roots, field: &str) -> Result<tokio_rustls::TlsConnector, ConfigError> {
+pub(crate) fn connector(roots: Roots, field: &str) -> Result<tokio_rustls::TlsConnector, ConfigError> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(roots, None, field)?)))
 }
 

@@ -27,7 +27,7 @@ pub struct LeafSpec {
     pub valid_days: i64,
 }
 
-pub fn ca_paths(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn ca_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("ca-key.pem"))
 }
 

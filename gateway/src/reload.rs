@@ -18,7 +18,7 @@ use crate::tls::TlsConfigs;
 use crate::tls::TlsMaterial;
 
 /// Certificates, keys, CA bundle and CRLs, for new connections.
-pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Receiver<bool>) {
     let files: Vec<PathBuf> = [&tls.certificate_file, &tls.key_file, &tls.client_ca_file]
         .into_iter()
         .flatten()
@@ -35,7 +35,7 @@ pub async fn watch_tls(tls: TlsConfig, live: Arc<TlsConfigs>, stopped: watch::Re
 }
 
 /// The API keys file: a removed key stops working, a new one starts, without a restart.
-pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopped: watch::Receiver<bool>) {
     let files: Vec<PathBuf> = keys.file.iter().map(|path| path.to_path_buf()).collect();
     let reload = move || {
         let loaded = ApiKeys::load(&keys).map_err(|e| e.to_string())?;
@@ -48,13 +48,13 @@ pub async fn watch_api_keys(keys: ApiKeysConfig, auth: Arc<Authenticator>, stopp
 
 /// The policy directory: any change to the schema, a `*.cedar` file (added ones too) or the
 /// entities file loads the whole set again; it is validated before it replaces the old one.
-pub async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
     let dir = authz.dir().to_path_buf();
     watch_policy_dir(dir, "policies", move || authz.reload(), stopped).await;
 }
 
 /// The shadow set's folder (`authorization.shadow`), watched and reloaded the same way.
-pub async fn watch_shadow_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_shadow_policies(authz: Arc<Authorizer>, stopped: watch::Receiver<bool>) {
     let Some(dir) = authz.shadow_dir().map(PathBuf::from) else { return };
     watch_policy_dir(dir, "shadow_policies", move || authz.reload_shadow(), stopped).await;
 }
@@ -81,7 +81,7 @@ async fn watch_policy_dir(
 
 /// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest
 /// of the file is read and must be valid, but other sections need a restart.
-pub async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
     let files = vec![path.clone()];
     let reload = move || {
         let config = Config::from_file(&path).map_err(|e| e.to_string())?;

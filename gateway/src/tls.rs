@@ -26,7 +26,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 const EXPIRY_WARNING_DAYS: i64 = 7;
 
 /// Parses a PEM certificate chain (leaf first).
-pub fn parse_certificates(pem: &[u8], field: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn parse_certificates(pem: &[u8], field: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::new(field, format!("not a PEM certificate chain: {e}")))?;
@@ -38,7 +38,7 @@ pub fn parse_certificates(pem: &[u8], field: &str) -> Result<Vec<CertificateDer<
 
 /// Parses a PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC). Encrypted keys are refused
 /// with a message saying so (decrypt with `openssl pkey -in key.pem -out plain.pem`).
-pub fn parse_private_key(pem: &[u8], field: &str) -> Result<PrivateKeyDer<'static>, ConfigError> {
+pub(crate) fn parse_private_key(pem: &[u8], field: &str) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let text = String::from_utf8_lossy(pem);
     if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(ConfigError::new(
@@ -52,7 +52,7 @@ pub fn parse_private_key(pem: &[u8], field: &str) -> Result<PrivateKeyDer<'stati
 
 /// Refuses an expired (or not yet valid) certificate; warns when it expires within 7 days.
 /// Returns the seconds left until expiry.
-pub fn check_validity(cert: &CertificateDer<'_>, field: &str) -> Result<i64, ConfigError> {
+pub(crate) fn check_validity(cert: &CertificateDer<'_>, field: &str) -> Result<i64, ConfigError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| ConfigError::new(field, format!("certificate does not parse: {e}")))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -158,25 +158,25 @@ impl TlsMaterial {
 }
 
 /// ALPN offered on each listener: gRPC needs h2; the API serves both.
-pub const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
-pub const FLIGHT_ALPN: &[&[u8]] = &[b"h2"];
+pub(crate) const API_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub(crate) const FLIGHT_ALPN: &[&[u8]] = &[b"h2"];
 
 /// The live TLS configurations, swapped whole on reload.
 #[derive(Debug)]
-pub struct TlsConfigs {
+pub(crate) struct TlsConfigs {
     pub api: ArcSwap<ServerConfig>,
     pub flight: ArcSwap<ServerConfig>,
 }
 
 impl TlsConfigs {
-    pub fn build(material: &TlsMaterial) -> Result<Self, ConfigError> {
+    pub(crate) fn build(material: &TlsMaterial) -> Result<Self, ConfigError> {
         Ok(Self {
             api: ArcSwap::new(material.server_config(API_ALPN)?),
             flight: ArcSwap::new(material.server_config(FLIGHT_ALPN)?),
         })
     }
 
-    pub fn swap(&self, material: &TlsMaterial) -> Result<(), ConfigError> {
+    pub(crate) fn swap(&self, material: &TlsMaterial) -> Result<(), ConfigError> {
         let api = material.server_config(API_ALPN)?;
         let flight = material.server_config(FLIGHT_ALPN)?;
         self.api.store(api);

@@ -10,10 +10,10 @@ mod common;
 use std::collections::HashMap;
 
 use common::{Stack, shipped_policies};
-use gateway::auth::apikeys;
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FsyncPolicy, QuotaConfig, RateLimitConfig, SinkConfig,
 };
+use gateway::internal::apikeys;
 use http_body_util::{BodyExt, Empty};
 
 async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
@@ -184,7 +184,7 @@ fn alert_rules_use_exported_series() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../compose/helm/portcullis/files/prometheus-alerts.yaml");
     let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let exported = gateway::metrics::render(0);
+    let exported = gateway::internal::render_metrics(0);
     let mut alerts = Vec::new();
     for group in rules["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {

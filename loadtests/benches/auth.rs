@@ -7,11 +7,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
-use gateway::auth::{Authenticator, ListenerAuth, apikeys};
-use gateway::browser::{KeyRing, Sessions, csrf};
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, OidcProviderConfig, StampConfig, TlsConfig,
 };
+use gateway::internal::{Authenticator, ListenerAuth, apikeys};
+use gateway::internal::{KeyRing, Sessions, csrf};
 use http::{HeaderMap, HeaderValue};
 use identity::{AuthMethod, Principal, PrincipalKind};
 

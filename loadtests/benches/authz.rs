@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::authz::{Authorizer, NameDefaults, RequestFacts, sql};
 use gateway::config::AuthorizationConfig;
+use gateway::internal::{Authorizer, NameDefaults, RequestFacts, sql};
 use identity::{AuthMethod, Principal, PrincipalKind};
 
 const SIMPLE: &str = "SELECT order_id, amount FROM acme.orders WHERE amount > 50";

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use futures::FutureExt;
-use gateway::audit::ocsf::Formatter;
-use gateway::audit::{ApiRecord, Authorization, Decision, Record};
-use gateway::auth::{Authenticator, ListenerAuth, apikeys};
-use gateway::authz::{Authorizer, RequestFacts, Verdict, sql};
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, AuthorizationConfig, Config, SqlInAudit, StampConfig, TlsConfig};
+use gateway::internal::Formatter;
+use gateway::internal::{ApiRecord, Authorization, Decision, Record};
+use gateway::internal::{Authenticator, ListenerAuth, apikeys};
+use gateway::internal::{Authorizer, RequestFacts, Verdict, sql};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use identity::{Principal, StampIssuer, StampSigner};
 
@@ -74,7 +74,7 @@ impl HotPath {
     /// One request through the stages; returns the stamp header value.
     fn request(&self) -> HeaderValue {
         let mut headers = self.headers.clone();
-        let _request_id = gateway::pipeline::sanitize(&mut headers, self.peer);
+        let _request_id = gateway::internal::sanitize(&mut headers, self.peer);
         // Nothing on this path awaits (keys are loaded): poll once.
         let principal = self.auth.authenticate(&self.listener, &headers, None).now_or_never().unwrap().unwrap();
         let verdict = self.verdict(&principal);

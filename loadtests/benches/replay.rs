@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gateway::audit::ocsf::Formatter;
-use gateway::audit::recorded;
-use gateway::audit::{ApiRecord, Authorization, Decision, Record};
-use gateway::authz::{Authorizer, RequestFacts, sql};
-use gateway::commands::replay::{self, Window};
 use gateway::config::{AuthorizationConfig, SqlInAudit};
+use gateway::internal::Formatter;
+use gateway::internal::recorded;
+use gateway::internal::replay::{self, Window};
+use gateway::internal::{ApiRecord, Authorization, Decision, Record};
+use gateway::internal::{Authorizer, RequestFacts, sql};
 use http::{HeaderValue, Method, Uri};
 use identity::{AuthMethod, Principal, PrincipalKind};
 

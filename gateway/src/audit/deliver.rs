@@ -76,7 +76,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_millis(200);
 
 /// One receiver: HTTP (webhook / Splunk HEC) or syslog.
-pub enum Receiver {
+pub(crate) enum Receiver {
     Http(HttpReceiver),
     Syslog(SyslogReceiver),
 }
@@ -98,7 +98,7 @@ impl Receiver {
 }
 
 /// Delivers the spool to `receiver` until the gateway stops.
-pub async fn run(
+pub(crate) async fn run(
     name: String,
     mut reader: SpoolReader,
     mut receiver: Receiver,
@@ -217,7 +217,7 @@ impl Dial {
 }
 
 /// An HTTP endpoint taking batches: a JSON array (webhook) or Splunk HEC events.
-pub struct HttpReceiver {
+pub(crate) struct HttpReceiver {
     uri: Uri,
     authority: String,
     dial: Dial,
@@ -228,7 +228,7 @@ pub struct HttpReceiver {
 
 impl HttpReceiver {
     /// `token` is already resolved; it goes into a sensitive header value, never a log.
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         format: HttpFormat,
         token: Option<&str>,

@@ -15,15 +15,15 @@
 //! (file, spool) cannot be written, `on_failure: deny` refuses requests with 503 until it
 //! recovers; `allow` keeps serving and keeps the events in memory (bounded) until then.
 
-pub mod deliver;
+pub(crate) mod deliver;
 mod json;
-pub mod ocsf;
-pub mod plans;
-pub mod record;
+pub(crate) mod ocsf;
+pub(crate) mod plans;
+pub(crate) mod record;
 pub mod recorded;
-pub mod refusals;
-pub mod spool;
-pub mod writer;
+pub(crate) mod refusals;
+pub(crate) mod spool;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -39,12 +39,12 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::clock::unix_millis;
 use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
-pub use record::{ApiRecord, Authorization, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord};
+pub(crate) use record::{ApiRecord, Authorization, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
 /// The handle stages use; cheap to share.
 #[derive(Debug)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     /// Unbounded itself; `slots` bounds it to `audit.queue_capacity` records.
     queue: Option<Sender<Record>>,
     /// A permit per free place in the queue, taken by a sender, given back by the writer.
@@ -63,11 +63,11 @@ pub struct Auditor {
 /// A burst of requests without credentials takes this many times `audit.finding.threshold`
 /// in the same window to raise a finding: a client that forgot its key is not an attack, a
 /// scanner or a flood is.
-pub const FLOOD_FACTOR: u32 = 10;
+pub(crate) const FLOOD_FACTOR: u32 = 10;
 
 /// What starting the audit machinery gave: the handle, the writer thread and delivery tasks.
 #[derive(Debug)]
-pub struct Started {
+pub(crate) struct Started {
     pub auditor: Arc<Auditor>,
     pub writer: Option<std::thread::JoinHandle<()>>,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -82,7 +82,7 @@ enum Network {
 impl Auditor {
     /// Checks the sinks (files openable, URLs valid, CA files readable) without starting
     /// anything: what `gateway check` runs.
-    pub fn check(config: &AuditConfig) -> Result<(), ConfigError> {
+    pub(crate) fn check(config: &AuditConfig) -> Result<(), ConfigError> {
         for (i, sink) in config.sinks.iter().enumerate() {
             network(sink, i)?;
             // What `run` would fail to open, `check` refuses too (it creates no file).
@@ -106,7 +106,7 @@ impl Auditor {
     }
 
     /// Opens every sink and starts the writer thread and delivery tasks.
-    pub fn start(config: &AuditConfig, stopped: &watch::Receiver<bool>) -> Result<Started, ConfigError> {
+    pub(crate) fn start(config: &AuditConfig, stopped: &watch::Receiver<bool>) -> Result<Started, ConfigError> {
         Self::check(config)?;
         let health = Arc::new(Health::default());
         let mut targets = Vec::new();
@@ -181,7 +181,7 @@ impl Auditor {
     }
 
     /// No sinks: records are not even built.
-    pub fn off() -> Self {
+    pub(crate) fn off() -> Self {
         Self {
             queue: None,
             slots: Arc::new(Semaphore::new(0)),
@@ -197,27 +197,27 @@ impl Auditor {
     }
 
     /// Flight planning calls and the calls that run what they planned (see [`plans`]).
-    pub fn plans(&self) -> &plans::Plans {
+    pub(crate) fn plans(&self) -> &plans::Plans {
         &self.plans
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.queue.is_some()
     }
 
     /// Whether records should carry the SQL text.
-    pub fn wants_sql(&self) -> bool {
+    pub(crate) fn wants_sql(&self) -> bool {
         self.sql
     }
 
     /// `on_failure: deny` and a target cannot be written: refuse requests.
-    pub fn refusing(&self) -> bool {
+    pub(crate) fn refusing(&self) -> bool {
         self.deny && self.health.failing.load(Ordering::Relaxed)
     }
 
     /// Queues a record; waits (asynchronously: only this request) for room if the queue is
     /// full. The writer never waits on requests, so this cannot deadlock.
-    pub async fn submit(&self, record: Record) {
+    pub(crate) async fn submit(&self, record: Record) {
         if self.queue.is_none() {
             return;
         }
@@ -235,7 +235,7 @@ impl Auditor {
     }
 
     /// Queues a record if there is room now; hands it back otherwise.
-    pub fn try_submit(&self, record: Record) -> Result<(), Record> {
+    pub(crate) fn try_submit(&self, record: Record) -> Result<(), Record> {
         if self.queue.is_none() {
             return Ok(());
         }
@@ -251,7 +251,7 @@ impl Auditor {
 
     /// From where nothing can wait (a response body dropped mid-stream): queued now if there
     /// is room, else by a task that waits for room.
-    pub fn submit_detached(self: &Arc<Self>, record: Record) {
+    pub(crate) fn submit_detached(self: &Arc<Self>, record: Record) {
         if let Err(record) = self.try_submit(record) {
             let auditor = Arc::clone(self);
             tokio::spawn(async move { auditor.submit(record).await });
@@ -275,7 +275,7 @@ impl Auditor {
 
     /// A successful authentication: recorded as a sign-in the first time this principal,
     /// method and address are seen in the sign-in interval.
-    pub async fn signed_in(&self, record: impl FnOnce() -> SignInRecord, principal: &Principal, ip: IpAddr) {
+    pub(crate) async fn signed_in(&self, record: impl FnOnce() -> SignInRecord, principal: &Principal, ip: IpAddr) {
         if self.enabled() && self.signins.first(principal, ip) {
             self.submit(Record::SignIn(Box::new(record()))).await;
         }
@@ -283,7 +283,7 @@ impl Auditor {
 
     /// A connection refused below HTTP (see [`refusals`]): audited at once if it is the first
     /// from this source and reason in the interval, else counted for the interval's event.
-    pub fn connection_refused(
+    pub(crate) fn connection_refused(
         self: &Arc<Self>,
         listener: &'static str,
         peer: SocketAddr,
@@ -302,7 +302,12 @@ impl Auditor {
     /// it is among the first [`refusals::FULL_UNAUTHENTICATED`] from its source in the
     /// interval (audit it in full), else counted into the interval's aggregate event. A burst
     /// raises a finding (see [`FLOOD_FACTOR`]).
-    pub async fn unauthenticated(&self, listener: &'static str, peer: SocketAddr, error: impl Fn() -> String) -> bool {
+    pub(crate) async fn unauthenticated(
+        &self,
+        listener: &'static str,
+        peer: SocketAddr,
+        error: impl Fn() -> String,
+    ) -> bool {
         if !self.enabled() {
             return false;
         }
@@ -318,7 +323,7 @@ impl Auditor {
     }
 
     /// A 401 or 403 went to `ip`: a finding when that address crosses the threshold.
-    pub async fn refused(&self, ip: IpAddr) {
+    pub(crate) async fn refused(&self, ip: IpAddr) {
         if !self.enabled() {
             return;
         }

@@ -13,11 +13,11 @@ use super::record::{
 use crate::authz::Answer;
 use crate::config::SqlInAudit;
 
-pub const OCSF_VERSION: &str = "1.3.0";
+pub(crate) const OCSF_VERSION: &str = "1.3.0";
 /// `metadata.product.name` of every event (how a reader tells the gateway's events apart).
-pub const PRODUCT_NAME: &str = "Portcullis Gateway";
+pub(crate) const PRODUCT_NAME: &str = "Portcullis Gateway";
 /// OCSF API Activity's `class_uid`.
-pub const API_ACTIVITY: u64 = 6003;
+pub(crate) const API_ACTIVITY: u64 = 6003;
 
 /// Turns records into OCSF JSON lines.
 #[derive(Debug, Clone)]

@@ -14,12 +14,12 @@ use identity::ExpiringCache;
 
 /// What a later call learns from the call that planned it.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub request_id: String,
     pub datasets: Vec<String>,
 }
 
-pub struct Plans {
+pub(crate) struct Plans {
     cache: ExpiringCache<[u8; 32], Arc<Plan>>,
 }
 
@@ -40,15 +40,15 @@ fn key(token: &[u8]) -> [u8; 32] {
 }
 
 impl Plans {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { cache: ExpiringCache::new(PLAN_ENTRIES) }
     }
 
-    pub fn remember(&self, token: &[u8], plan: Arc<Plan>, now: u64) {
+    pub(crate) fn remember(&self, token: &[u8], plan: Arc<Plan>, now: u64) {
         self.cache.insert(key(token), plan, now + PLAN_SECS, now);
     }
 
-    pub fn recall(&self, token: &[u8], now: u64) -> Option<Arc<Plan>> {
+    pub(crate) fn recall(&self, token: &[u8], now: u64) -> Option<Arc<Plan>> {
         self.cache.get(&key(token), now)
     }
 }

@@ -125,4 +125,4 @@ pub struct FindingRecord {
 }
 
 /// The reason, and the `status_code` of the aggregate event, of requests without credentials.
-pub const UNAUTHENTICATED: &str = "unauthenticated";
+pub(crate) const UNAUTHENTICATED: &str = "unauthenticated";

@@ -32,23 +32,23 @@ struct Pending {
 }
 
 #[derive(Debug)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     interval: Duration,
     pending: Mutex<HashMap<(IpAddr, &'static str), Pending>>,
 }
 
 impl Refusals {
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         Self { interval: interval.max(Duration::from_secs(1)), pending: Mutex::new(HashMap::new()) }
     }
 
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.interval
     }
 
     /// Counts a refusal; returns the event to write now when it is the first from this
     /// source and reason in the interval.
-    pub fn note(
+    pub(crate) fn note(
         &self,
         listener: &'static str,
         peer: SocketAddr,
@@ -70,7 +70,7 @@ impl Refusals {
     /// Counts a refusal: `Some(source)` while it is among the first `full` from this source
     /// and reason in the interval (audit it in full; the source is 0.0.0.0 once the table is
     /// full), `None` once it is only counted for the interval's aggregate.
-    pub fn count(
+    pub(crate) fn count(
         &self,
         listener: &'static str,
         peer: SocketAddr,
@@ -100,7 +100,7 @@ impl Refusals {
     }
 
     /// The interval's aggregates (sources that refused more than once); the table starts over.
-    pub fn flush(&self) -> Vec<ConnectionRecord> {
+    pub(crate) fn flush(&self) -> Vec<ConnectionRecord> {
         let drained: Vec<_> = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             pending.drain().collect()

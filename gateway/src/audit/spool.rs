@@ -25,7 +25,7 @@ const MAX_EVENT_BYTES: u64 = 256 << 20;
 
 /// What the writer and reader of one spool share.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub dir: PathBuf,
     /// Bytes written and not yet delivered.
     pub backlog: AtomicU64,
@@ -35,7 +35,7 @@ pub struct Shared {
 
 /// The writer's end (on the writer thread).
 #[derive(Debug)]
-pub struct SpoolWriter {
+pub(crate) struct SpoolWriter {
     shared: Arc<Shared>,
     max_bytes: u64,
     segment: u64,
@@ -45,7 +45,7 @@ pub struct SpoolWriter {
 
 /// The reader's end (in the sink's delivery task).
 #[derive(Debug)]
-pub struct SpoolReader {
+pub(crate) struct SpoolReader {
     shared: Arc<Shared>,
     segment: u64,
     offset: u64,
@@ -53,7 +53,7 @@ pub struct SpoolReader {
 
 /// A batch read from the spool: complete lines and where the cursor goes once delivered.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub lines: Vec<u8>,
     pub events: usize,
     next: (u64, u64),
@@ -74,7 +74,7 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// Opens (creating if needed) the spool in `dir`: both ends, with the backlog left by a
 /// previous run counted.
-pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(SpoolWriter, SpoolReader)> {
+pub(crate) fn open(dir: &Path, max_bytes: u64) -> io::Result<(SpoolWriter, SpoolReader)> {
     fs::create_dir_all(dir)?;
     let present = segments(dir)?;
     let oldest = present.first().copied().unwrap_or(1);
@@ -106,7 +106,7 @@ fn read_cursor(dir: &Path) -> Option<(u64, u64)> {
 
 impl SpoolWriter {
     /// Appends whole lines; refuses (and writes nothing) past the spool's size limit.
-    pub fn append(&mut self, lines: &[u8], sync: bool) -> io::Result<()> {
+    pub(crate) fn append(&mut self, lines: &[u8], sync: bool) -> io::Result<()> {
         let backlog = self.shared.backlog.load(Ordering::Relaxed);
         if backlog + lines.len() as u64 > self.max_bytes {
             return Err(io::Error::other(format!("spool full ({backlog} bytes waiting for the sink)")));
@@ -127,23 +127,19 @@ impl SpoolWriter {
         Ok(())
     }
 
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    pub fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 }
 
 impl SpoolReader {
-    pub fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// Up to `max_events` complete lines from the cursor on (blocking file I/O: call from
     /// `spawn_blocking`). An empty batch means nothing is waiting.
-    pub fn read(&mut self, max_events: usize, max_bytes: usize) -> io::Result<Batch> {
+    pub(crate) fn read(&mut self, max_events: usize, max_bytes: usize) -> io::Result<Batch> {
         loop {
             let path = segment_path(&self.shared.dir, self.segment);
             let mut file = match File::open(&path) {
@@ -204,7 +200,7 @@ impl SpoolReader {
     }
 
     /// The batch was delivered: move the cursor past it.
-    pub fn commit(&mut self, batch: &Batch) -> io::Result<()> {
+    pub(crate) fn commit(&mut self, batch: &Batch) -> io::Result<()> {
         (self.segment, self.offset) = batch.next;
         self.shared.backlog.fetch_sub(batch.lines.len() as u64, Ordering::Relaxed);
         self.save()

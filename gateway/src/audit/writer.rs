@@ -33,7 +33,7 @@ const LINGER: Duration = Duration::from_millis(10);
 
 /// Shared between the writer and the pipeline.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     pub failing: AtomicBool,
     /// Records submitted and not yet written.
     pub depth: AtomicUsize,
@@ -41,14 +41,14 @@ pub struct Health {
 
 /// Where a batch of lines goes.
 #[derive(Debug)]
-pub enum Target {
+pub(crate) enum Target {
     Stdout,
     File(RotatingFile),
     Spool { name: String, writer: SpoolWriter, fsync: FsyncPolicy },
 }
 
 impl Target {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Target::Stdout => "stdout",
             Target::File(file) => &file.name,
@@ -143,7 +143,7 @@ impl Guarded {
 }
 
 /// Runs until every sender is gone, then writes what is left.
-pub fn run(
+pub(crate) fn run(
     receiver: Receiver<Record>,
     mut formatter: Formatter,
     targets: Vec<Target>,
@@ -202,7 +202,7 @@ pub fn run(
 /// A file sink: appends, rotates by size (`PATH.1` newest ... `PATH.N`), and reopens the
 /// path if it was moved or deleted under it (external rotation, a remounted volume).
 #[derive(Debug)]
-pub struct RotatingFile {
+pub(crate) struct RotatingFile {
     name: String,
     path: PathBuf,
     max_bytes: u64,
@@ -214,7 +214,7 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    pub fn open(path: PathBuf, max_bytes: u64, keep: usize, fsync: FsyncPolicy) -> io::Result<Self> {
+    pub(crate) fn open(path: PathBuf, max_bytes: u64, keep: usize, fsync: FsyncPolicy) -> io::Result<Self> {
         let mut file = Self {
             name: format!("file:{}", path.display()),
             path,

@@ -234,7 +234,7 @@ fn with_client_certificate(authenticated: Authenticated, workload: Option<&Arc<P
 
 /// `principal` with the connection's verified client certificate named in it (unless the
 /// certificate is how it authenticated): any credential over mTLS, a browser session too.
-pub fn with_certificate(principal: Arc<Principal>, workload: Option<&Arc<Principal>>) -> Arc<Principal> {
+pub(crate) fn with_certificate(principal: Arc<Principal>, workload: Option<&Arc<Principal>>) -> Arc<Principal> {
     match workload {
         Some(workload) if principal.auth_method != identity::AuthMethod::Mtls => {
             let mut principal = (*principal).clone();

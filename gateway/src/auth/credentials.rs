@@ -10,9 +10,9 @@ use http::header::AUTHORIZATION;
 use super::error::AuthError;
 
 /// The header services send their API key in.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub(crate) const API_KEY_HEADER: &str = "x-api-key";
 /// Prefix of the bearer tokens the Flight Handshake returns.
-pub const SESSION_PREFIX: &str = "pcs_";
+pub(crate) const SESSION_PREFIX: &str = "pcs_";
 /// A request carrying two `Authorization` (or two `X-API-Key`) headers is refused: which
 /// one a server reads differs between implementations, and a proxy in front may have checked
 /// the other one.

@@ -109,7 +109,7 @@ impl Fetcher {
 /// The OIDC client's HTTP, for openidconnect's `request_async`: its requests go through this
 /// fetcher (hyper, the gateway's rustls config), not through a second HTTP stack. The future
 /// owns a clone of the fetcher, so it is `Send` and `'static` whatever the borrow of the client.
-pub fn oidc_client(
+pub(crate) fn oidc_client(
     fetcher: &Fetcher,
 ) -> impl Fn(
     openidconnect::HttpRequest,

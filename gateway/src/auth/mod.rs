@@ -7,16 +7,16 @@
 //! SHA-256 and a map lookup, and a client certificate was read when the connection opened.
 
 pub mod apikeys;
-mod authenticator;
-mod credentials;
+pub(crate) mod authenticator;
+pub(crate) mod credentials;
 mod error;
-pub mod fetch;
+pub(crate) mod fetch;
 pub mod jws;
-mod listener;
-pub mod oidc;
+pub(crate) mod listener;
+pub(crate) mod oidc;
 
-pub use authenticator::{Authenticator, with_certificate};
+pub(crate) use authenticator::{Authenticator, with_certificate};
+pub(crate) use credentials::API_KEY_HEADER;
 pub(crate) use credentials::sha256;
-pub use credentials::{API_KEY_HEADER, Credentials, SESSION_PREFIX, credentials};
-pub use error::AuthError;
-pub use listener::ListenerAuth;
+pub(crate) use error::AuthError;
+pub(crate) use listener::ListenerAuth;

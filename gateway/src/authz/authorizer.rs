@@ -101,7 +101,7 @@ impl Authorizer {
     pub fn load(config: &AuthorizationConfig) -> Result<Self, LoadError> {
         let defaults = NameDefaults { catalog: config.default_catalog.clone(), schema: config.default_schema.clone() };
         let engine = config.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &defaults });
-        let bundle = PolicyBundle::load_with(&config.policies, engine)?;
+        let bundle = PolicyBundle::load(&config.policies, engine)?;
         let parse = |name: &str| EntityTypeName::from_str(name).map_err(|e| LoadError(vec![e.to_string()]));
         let types = Types {
             user: parse("User")?,
@@ -150,7 +150,7 @@ impl Authorizer {
 
     fn load_bundle(&self, dir: &Path) -> Result<PolicyBundle, LoadError> {
         let engine = self.engine_config.as_deref().map(|config| EngineCatalog { config, defaults: &self.defaults });
-        PolicyBundle::load_with(dir, engine)
+        PolicyBundle::load(dir, engine)
     }
 
     /// Adds a shadow set from `dir`, loaded and validated like the enforced one: decided

@@ -22,7 +22,7 @@ const MAX_PAYLOAD: usize = 4096;
 
 /// What an outcome depends on, borrowed from the request.
 #[derive(Debug, Clone, Copy)]
-pub struct Key<'a> {
+pub(crate) struct Key<'a> {
     pub principal: &'a Principal,
     pub source_ip: IpAddr,
     pub client_cert: bool,
@@ -59,7 +59,7 @@ struct State {
     buckets: HashMap<u64, Vec<Entry>>,
 }
 
-pub struct DecisionCache {
+pub(crate) struct DecisionCache {
     state: Mutex<State>,
     hasher: RandomState,
     capacity: usize,
@@ -72,7 +72,7 @@ impl std::fmt::Debug for DecisionCache {
 }
 
 impl DecisionCache {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State { second: 0, len: 0, buckets: HashMap::new() }),
             hasher: RandomState::new(),
@@ -91,7 +91,7 @@ impl DecisionCache {
         h.finish()
     }
 
-    pub fn get(&self, key: &Key<'_>, now: u64) -> Option<Arc<Verdict>> {
+    pub(crate) fn get(&self, key: &Key<'_>, now: u64) -> Option<Arc<Verdict>> {
         if key.payload.len() > MAX_PAYLOAD || self.capacity == 0 {
             return None;
         }
@@ -104,7 +104,7 @@ impl DecisionCache {
         state.buckets.get(&hash)?.iter().find(|e| e.matches(key)).map(|e| Arc::clone(&e.verdict))
     }
 
-    pub fn insert(&self, key: &Key<'_>, now: u64, verdict: &Arc<Verdict>) {
+    pub(crate) fn insert(&self, key: &Key<'_>, now: u64, verdict: &Arc<Verdict>) {
         if key.payload.len() > MAX_PAYLOAD || self.capacity == 0 {
             return;
         }

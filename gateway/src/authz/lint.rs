@@ -27,7 +27,7 @@ pub struct Finding {
 const ADMIN_ACTIONS: &[&str] = &["admin", "ddl"];
 
 /// Every finding for `policies` under `schema`, at unix time `now`, in policy order.
-pub fn lint(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Finding> {
+pub(crate) fn lint(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Finding> {
     let mut findings = Vec::new();
     let all: Vec<&Policy> = policies.policies().collect();
     for policy in &all {

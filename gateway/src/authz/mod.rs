@@ -14,20 +14,20 @@
 //! disagree the audit event and a metric say so. Its answer rides in the same [`Verdict`],
 //! so a cached repeat costs the shadow set nothing either.
 
-mod authorizer;
+pub(crate) mod authorizer;
 mod context;
-pub mod decisions;
-mod error;
-mod facts;
+pub(crate) mod decisions;
+pub(crate) mod error;
+pub(crate) mod facts;
 pub mod flight;
-pub mod lint;
-pub mod policies;
-pub mod served;
+pub(crate) mod lint;
+pub(crate) mod policies;
+pub(crate) mod served;
 pub mod sql;
-mod verdict;
+pub(crate) mod verdict;
 
-pub use authorizer::Authorizer;
-pub use error::AuthzError;
-pub use facts::RequestFacts;
-pub use sql::{DatasetAction, EndpointAction, NameDefaults, SqlError, StatementAccess};
-pub use verdict::{Allowed, Answer, Ask, Evaluation, Resource, Verdict};
+pub(crate) use authorizer::Authorizer;
+pub(crate) use error::AuthzError;
+pub(crate) use facts::RequestFacts;
+pub(crate) use sql::{EndpointAction, SqlError, StatementAccess};
+pub(crate) use verdict::{Allowed, Answer, Ask, Evaluation, Resource, Verdict};

@@ -16,13 +16,13 @@ use super::served::{self, Served};
 use super::sql::NameDefaults;
 use miette::Diagnostic;
 
-pub const SCHEMA_FILE: &str = "schema.cedarschema";
-pub const ENTITIES_FILE: &str = "entities.json";
+pub(crate) const SCHEMA_FILE: &str = "schema.cedarschema";
+pub(crate) const ENTITIES_FILE: &str = "entities.json";
 /// Principals come from credentials, never from the entities file.
 const PRINCIPAL_TYPES: &[&str] = &["User", "Service", "Workload"];
 
 /// A loaded, validated policy set.
-pub struct PolicyBundle {
+pub(crate) struct PolicyBundle {
     pub policies: PolicySet,
     /// Per action id, the policies whose action scope can match it: Cedar evaluates every
     /// policy of the set it is given, so each request gets only the ones that can apply.
@@ -45,7 +45,7 @@ pub struct PolicyBundle {
 
 /// Where the served datasets come from: the engine's configuration file.
 #[derive(Debug, Clone, Copy)]
-pub struct EngineCatalog<'a> {
+pub(crate) struct EngineCatalog<'a> {
     pub config: &'a Path,
     pub defaults: &'a NameDefaults,
 }
@@ -69,12 +69,9 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl PolicyBundle {
-    pub fn load(dir: &Path) -> Result<Self, LoadError> {
-        Self::load_with(dir, None)
-    }
-
-    /// [`Self::load`], with the datasets `engine` serves as `Dataset` entities.
-    pub fn load_with(dir: &Path, engine: Option<EngineCatalog<'_>>) -> Result<Self, LoadError> {
+    /// The policy files in `dir`, with the datasets `engine` serves (when given) as `Dataset`
+    /// entities.
+    pub(crate) fn load(dir: &Path, engine: Option<EngineCatalog<'_>>) -> Result<Self, LoadError> {
         let mut problems = Vec::new();
         let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
 
@@ -204,14 +201,18 @@ impl PolicyBundle {
     }
 
     /// The policies that can apply to `action`.
-    pub fn policies_for(&self, action: &str) -> &PolicySet {
+    pub(crate) fn policies_for(&self, action: &str) -> &PolicySet {
         self.by_action.get(action).unwrap_or(&self.policies)
     }
 
     /// The policies that can apply to `principal` (whose entity, with its ancestors, is in
     /// `entities`), per action. Exact: a policy whose principal scope does not match is false
     /// for every request of that principal.
-    pub fn for_principal(&self, principal: &EntityUid, entities: &Entities) -> Result<PrincipalPolicies, String> {
+    pub(crate) fn for_principal(
+        &self,
+        principal: &EntityUid,
+        entities: &Entities,
+    ) -> Result<PrincipalPolicies, String> {
         let ancestors: HashSet<&EntityUid> = entities.ancestors(principal).map(Iterator::collect).unwrap_or_default();
         let is_or_in = |uid: &EntityUid| uid == principal || ancestors.contains(uid);
         let applies = |policy: &Policy| match policy.principal_constraint() {
@@ -334,13 +335,13 @@ fn datasets_in(json: &serde_json::Value, out: &mut Vec<String>) {
 
 /// One principal's slice of the policy set, per action.
 #[derive(Debug)]
-pub struct PrincipalPolicies {
+pub(crate) struct PrincipalPolicies {
     all: PolicySet,
     by_action: HashMap<String, PolicySet>,
 }
 
 impl PrincipalPolicies {
-    pub fn for_action(&self, action: &str) -> &PolicySet {
+    pub(crate) fn for_action(&self, action: &str) -> &PolicySet {
         self.by_action.get(action).unwrap_or(&self.all)
     }
 }
@@ -459,7 +460,7 @@ mod tests {
                 "@id(\"readers\")\npermit(principal in Group::\"r\", action == Action::\"query\", resource);\npermit(principal, action, resource) when { false };",
             ),
         ]);
-        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let bundle = PolicyBundle::load(d.path(), None).unwrap();
         let ids: Vec<String> = bundle.policies.policies().map(|p| p.id().to_string()).collect();
         assert!(ids.contains(&"readers".to_string()) && ids.contains(&"a.cedar#1".to_string()), "{ids:?}");
         // Both can apply to `query`; an action the schema does not know gets the whole set.
@@ -478,7 +479,7 @@ mod tests {
                 "@id(\"r\") permit(principal, action == Action::\"read\", resource);\n@id(\"w\") forbid(principal, action in [Action::\"write\"], resource);\n@id(\"any\") permit(principal, action, resource) when { false };",
             ),
         ]);
-        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let bundle = PolicyBundle::load(d.path(), None).unwrap();
         let ids = |action: &str| {
             let mut ids: Vec<String> = bundle.policies_for(action).policies().map(|p| p.id().to_string()).collect();
             ids.sort();
@@ -500,7 +501,7 @@ mod tests {
                 r#"[{"uid": {"type": "Group", "id": "team"}, "attrs": {}, "parents": [{"type": "Group", "id": "org"}]}]"#,
             ),
         ]);
-        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let bundle = PolicyBundle::load(d.path(), None).unwrap();
         let alice: EntityUid = r#"User::"alice""#.parse().unwrap();
         let team: EntityUid = r#"Group::"team""#.parse().unwrap();
         let entity = cedar_policy::Entity::new_no_attrs(alice.clone(), HashSet::from([team]));
@@ -513,7 +514,7 @@ mod tests {
         let grouped = "entity User; entity Endpoint; action all; action read in [all] appliesTo { principal: [User], resource: [Endpoint] };";
         let d =
             dir(&[(SCHEMA_FILE, grouped), ("a.cedar", "permit(principal, action in [Action::\"all\"], resource);")]);
-        let bundle = PolicyBundle::load(d.path()).unwrap();
+        let bundle = PolicyBundle::load(d.path(), None).unwrap();
         assert_eq!(bundle.policies_for("read").policies().count(), 1);
     }
 
@@ -523,19 +524,19 @@ mod tests {
             (SCHEMA_FILE, SCHEMA),
             ("bad.cedar", "permit(principal, action, resource);\nforbid(principal action, resource);"),
         ]);
-        let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
+        let error = PolicyBundle::load(d.path(), None).unwrap_err().to_string();
         assert!(error.contains("bad.cedar:2:"), "{error}");
 
         let d = dir(&[
             (SCHEMA_FILE, SCHEMA),
             ("typo.cedar", "permit(principal, action, resource)\n  when { principal.nope == 1 };"),
         ]);
-        let error = PolicyBundle::load(d.path()).unwrap_err().to_string();
+        let error = PolicyBundle::load(d.path(), None).unwrap_err().to_string();
         assert!(error.contains("typo.cedar:2:"), "{error}");
         assert!(error.contains("nope"), "{error}");
 
         let d = dir(&[(SCHEMA_FILE, "entity User in [Nope];"), ("a.cedar", "permit(principal, action, resource);")]);
-        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("schema.cedarschema"));
+        assert!(PolicyBundle::load(d.path(), None).unwrap_err().to_string().contains("schema.cedarschema"));
     }
 
     #[test]
@@ -545,13 +546,15 @@ mod tests {
             ("a.cedar", "permit(principal, action, resource);"),
             (ENTITIES_FILE, r#"[{"uid": {"type": "User", "id": "alice"}, "attrs": {}, "parents": []}]"#),
         ]);
-        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("principals come from credentials"));
+        assert!(
+            PolicyBundle::load(d.path(), None).unwrap_err().to_string().contains("principals come from credentials")
+        );
     }
 
     #[test]
     fn empty_or_missing_directory_is_an_error() {
         let d = dir(&[(SCHEMA_FILE, SCHEMA)]);
-        assert!(PolicyBundle::load(d.path()).unwrap_err().to_string().contains("no *.cedar"));
-        assert!(PolicyBundle::load(&d.path().join("missing")).is_err());
+        assert!(PolicyBundle::load(d.path(), None).unwrap_err().to_string().contains("no *.cedar"));
+        assert!(PolicyBundle::load(&d.path().join("missing"), None).is_err());
     }
 }

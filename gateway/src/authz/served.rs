@@ -37,7 +37,7 @@ struct Entry {
 
 /// One served dataset and the labels the engine's file gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Served {
+pub(crate) struct Served {
     pub name: DatasetName,
     pub tenant: Option<String>,
     pub classification: Option<String>,
@@ -46,13 +46,13 @@ pub struct Served {
 }
 
 impl Served {
-    pub fn labelled(&self) -> bool {
+    pub(crate) fn labelled(&self) -> bool {
         self.tenant.is_some() || self.classification.is_some()
     }
 }
 
 /// Reads the served datasets from the engine configuration file at `path`.
-pub fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String> {
+pub(crate) fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: EngineFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();

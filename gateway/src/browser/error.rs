@@ -7,7 +7,7 @@ use crate::auth::AuthError;
 
 /// Why a browser route refused; each has a status and a code (docs/gateway.md, "Browser sign-in").
 #[derive(Debug, thiserror::Error)]
-pub enum BrowserError {
+pub(crate) enum BrowserError {
     #[error("{0}")]
     BadRequest(String),
     /// The callback's state: missing, unknown, used, expired, or from another browser.
@@ -36,7 +36,7 @@ pub enum BrowserError {
 }
 
 impl BrowserError {
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         use BrowserError as E;
         match self {
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -19,11 +19,9 @@ mod pages;
 mod pending;
 mod refresh;
 mod routes;
-mod seal;
-mod session;
+pub(crate) mod seal;
+pub(crate) mod session;
 mod signin;
 
-pub use error::BrowserError;
-pub use routes::{Browser, is_browser_path};
-pub use seal::KeyRing;
-pub use session::{Opened, SESSION_COOKIE, Session, Sessions, cookie};
+pub(crate) use routes::{Browser, is_browser_path};
+pub(crate) use session::{SESSION_COOKIE, cookie};

@@ -19,7 +19,7 @@ const SHARED_SECS: u64 = 60;
 
 impl Browser {
     /// `opened` with its claims renewed at the provider, and the cookie to send back.
-    pub async fn refresh(&self, opened: Opened, now: u64) -> Result<Opened, AuthError> {
+    pub(crate) async fn refresh(&self, opened: Opened, now: u64) -> Result<Opened, AuthError> {
         let sid = opened.session.sid.clone();
         if let Some(session) = self.renewed.get(&sid, now) {
             return Ok(self.sessions.opened(session, now, true));

@@ -19,12 +19,12 @@ use crate::config::{Config, ConfigError};
 use crate::connection::Connection;
 
 /// Whether `path` is one the browser routes answer.
-pub fn is_browser_path(path: &str) -> bool {
+pub(crate) fn is_browser_path(path: &str) -> bool {
     path.starts_with("/auth/") || path == "/console" || path.starts_with("/console/")
 }
 
 /// The browser routes of the API listener.
-pub struct Browser {
+pub(crate) struct Browser {
     pub(super) auth: Arc<Authenticator>,
     /// The sealed session cookies (`auth.browser_sessions`): only the browser knows them.
     pub(super) sessions: Sessions,
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Browser {
 
 impl Browser {
     /// The browser routes, when a provider has `browser_login`; `None` otherwise.
-    pub fn from_config(
+    pub(crate) fn from_config(
         config: &Config,
         auth: &Arc<Authenticator>,
         audit: &Arc<Auditor>,
@@ -95,14 +95,14 @@ impl Browser {
         }))
     }
 
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
     /// The session cookie as the credential of an API request: when the request carries it
     /// and no other credential (a bearer token or API key wins over a stale cookie). Not
     /// renewed here; the caller renews a session whose claims are due ([`Self::refresh`]).
-    pub fn credential(
+    pub(crate) fn credential(
         &self,
         headers: &HeaderMap,
         workload: Option<&Arc<Principal>>,
@@ -123,7 +123,7 @@ impl Browser {
     /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`). Also
     /// returns the session cookie's refusal, when the route read one and refused it (forged, tampered, expired, signed out): the caller audits it
     /// as the API does a refused credential.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         connection: &Connection,
         parts: &Parts,

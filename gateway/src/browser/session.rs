@@ -207,7 +207,7 @@ pub(super) fn csrf_matches(session: &Session, token: &[u8]) -> bool {
 
 /// The value of the first cookie called `name` in any `Cookie` header (HTTP/2 may split
 /// them over several).
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
         |pair| {
             let (key, value) = pair.trim().split_once('=')?;

@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 use crate::auth::apikeys;
 
 #[derive(Debug, Subcommand)]
-pub enum ApiKeyCommand {
+pub(crate) enum ApiKeyCommand {
     /// Generate a key: the key goes to the service, the printed entry into the config.
     New(NewArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// The principal id the key authenticates as.
     #[arg(long)]
     pub name: String,
@@ -33,12 +33,12 @@ pub struct NewArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
-pub fn run(command: ApiKeyCommand) -> Result<(), String> {
+pub(crate) fn run(command: ApiKeyCommand) -> Result<(), String> {
     let ApiKeyCommand::New(args) = command;
     if args.name.trim().is_empty() || args.name.contains(['\n', '"']) {
         return Err("--name must be a non-empty single-line name without quotes".into());

@@ -9,7 +9,7 @@ use super::ConfigArgs;
 use crate::server;
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Fetch each OIDC provider's discovery document and key set, as `run` does at start.
@@ -17,7 +17,7 @@ pub struct CheckArgs {
     pub online: bool,
 }
 
-pub fn run(args: CheckArgs) -> Result<(), String> {
+pub(crate) fn run(args: CheckArgs) -> Result<(), String> {
     let prepared = server::prepare(args.config.load()?).map_err(|e| e.to_string())?;
     if args.online {
         let probes = super::runtime(None)?.block_on(prepared.auth.probe_providers());

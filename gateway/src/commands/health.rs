@@ -12,7 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 
 #[derive(Debug, Args)]
-pub struct HealthArgs {
+pub(crate) struct HealthArgs {
     /// `http://<loopback address>:<port>/<path>` to GET.
     #[arg(long, default_value = "http://127.0.0.1:9090/readyz")]
     pub url: String,
@@ -21,7 +21,7 @@ pub struct HealthArgs {
     pub timeout_secs: u64,
 }
 
-pub fn run(args: HealthArgs) -> Result<(), String> {
+pub(crate) fn run(args: HealthArgs) -> Result<(), String> {
     let (addr, path) = parse_url(&args.url)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

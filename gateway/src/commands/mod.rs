@@ -1,16 +1,16 @@
 //! One module per subcommand, and what the serving ones share (the config flags, the
 //! runtime, the shutdown signal).
 
-pub mod apikey;
-pub mod check;
-pub mod health;
-pub mod policy;
+pub(crate) mod apikey;
+pub(crate) mod check;
+pub(crate) mod health;
+pub(crate) mod policy;
 pub mod replay;
-pub mod run;
-pub mod session_key;
-pub mod stamp;
-pub mod tls;
-pub mod up;
+pub(crate) mod run;
+pub(crate) mod session_key;
+pub(crate) mod stamp;
+pub(crate) mod tls;
+pub(crate) mod up;
 
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ use crate::config::Reference;
 
 /// `-c FILE` plus the TLS flags that override the file.
 #[derive(Debug, Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     #[arg(short, long)]
     pub config: PathBuf,
     /// Server certificate chain file (PEM), overriding tls.certificate(_file).
@@ -39,7 +39,7 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     /// The config file with the flags applied on top.
-    pub fn load(&self) -> Result<crate::config::Config, String> {
+    pub(crate) fn load(&self) -> Result<crate::config::Config, String> {
         let mut config = crate::config::Config::from_file(&self.config).map_err(|e| e.to_string())?;
         if self.tls_certificate_file.is_some() || self.tls_certificate.is_some() {
             config.tls.certificate_file = self.tls_certificate_file.clone().map(Into::into);
@@ -54,7 +54,7 @@ impl ConfigArgs {
 }
 
 /// A multi-threaded runtime for the serving commands: `worker_threads` of them, or one per CPU.
-pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.thread_stack_size(process::THREAD_STACK_BYTES);
     if let Some(threads) = worker_threads {

@@ -22,10 +22,10 @@ use crate::authz::sql::DatasetName;
 use crate::authz::{Authorizer, Evaluation, RequestFacts, Resource};
 
 /// `check`'s exit code for a denied request.
-pub const DENIED: u8 = 3;
+pub(crate) const DENIED: u8 = 3;
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Parse the schema, policies and entities and validate the policies (strict mode).
     Validate(DirArgs),
     /// Run the request → expected-decision cases in DIR/tests/*.json.
@@ -42,7 +42,7 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct LintArgs {
+pub(crate) struct LintArgs {
     #[arg(default_value = "policies")]
     pub dir: PathBuf,
     /// Judge time bounds as of this RFC 3339 time instead of now.
@@ -51,7 +51,7 @@ pub struct LintArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DirArgs {
+pub(crate) struct DirArgs {
     #[arg(default_value = "policies")]
     pub dir: PathBuf,
     /// The engine's configuration file (see `authorization.engine_config`).
@@ -60,7 +60,7 @@ pub struct DirArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     #[command(flatten)]
     pub dir: DirArgs,
     /// Also report which policies no test case exercised as determining, and which test
@@ -81,7 +81,7 @@ fn percent(text: &str) -> Result<f64, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[arg(long, default_value = "policies")]
     pub dir: PathBuf,
     /// The engine's configuration file (see `authorization.engine_config`).
@@ -172,7 +172,7 @@ enum Expected {
     Deny,
 }
 
-pub fn run(command: PolicyCommand) -> Result<ExitCode, String> {
+pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode, String> {
     match command {
         PolicyCommand::Validate(args) => {
             let authz = load(&args.dir, args.engine_config.as_deref())?;

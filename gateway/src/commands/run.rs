@@ -5,7 +5,7 @@ use process::shutdown_signal;
 use super::{ConfigArgs, runtime};
 use crate::server;
 
-pub fn run(args: ConfigArgs) -> Result<(), String> {
+pub(crate) fn run(args: ConfigArgs) -> Result<(), String> {
     let prepared = server::prepare(args.load()?).map_err(|e| e.to_string())?;
     runtime(prepared.config.runtime.worker_threads)?.block_on(async {
         let stop = shutdown_signal();

@@ -7,13 +7,13 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
-pub enum SessionKeyCommand {
+pub(crate) enum SessionKeyCommand {
     /// Print a new key (put it first in `keys` to rotate; keep the old one until
     /// `absolute_secs` has passed).
     New,
 }
 
-pub fn run(command: SessionKeyCommand) -> Result<(), String> {
+pub(crate) fn run(command: SessionKeyCommand) -> Result<(), String> {
     let SessionKeyCommand::New = command;
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness from the operating system".to_string())?;

@@ -10,18 +10,18 @@ use clap::{Args, Subcommand};
 use crate::pki;
 
 #[derive(Debug, Subcommand)]
-pub enum StampCommand {
+pub(crate) enum StampCommand {
     /// Write a new key pair into DIR (refused if either file exists).
     Keygen(KeygenArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
 }
 
-pub fn run(command: StampCommand) -> Result<(), String> {
+pub(crate) fn run(command: StampCommand) -> Result<(), String> {
     let StampCommand::Keygen(args) = command;
     let private = args.dir.join("stamp-key.pem");
     let public = args.dir.join("stamp-pub.pem");

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use crate::pki::{self, LeafSpec};
 
 #[derive(Debug, Subcommand)]
-pub enum TlsCommand {
+pub(crate) enum TlsCommand {
     /// Create a CA (ca.pem, ca-key.pem) in DIR, unless one exists.
     Init {
         #[arg(long, default_value = ".portcullis/tls")]
@@ -26,7 +26,7 @@ pub enum TlsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     pub name: String,
     #[arg(long, default_value = ".portcullis/tls")]
     pub dir: PathBuf,
@@ -53,7 +53,7 @@ pub struct AddArgs {
     pub days: i64,
 }
 
-pub fn run(command: TlsCommand) -> Result<(), String> {
+pub(crate) fn run(command: TlsCommand) -> Result<(), String> {
     match command {
         TlsCommand::Init { dir } => {
             if pki::init_ca(&dir, "Portcullis development CA")? {

@@ -26,7 +26,7 @@ use crate::pki::{self, LeafSpec};
 use crate::server;
 
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// Where the development CA, certificates and keys live (created if missing).
     #[arg(long, default_value = ".portcullis")]
     pub state_dir: PathBuf,
@@ -79,7 +79,7 @@ const SHIPPED_POLICIES: &[(&str, &str)] = &[
 const DEV_TENANTS: &[&str] = &["acme", "globex"];
 
 /// The state folder's files, created if missing.
-pub struct DevState {
+pub(crate) struct DevState {
     pub tls_dir: PathBuf,
     pub stamp_key: PathBuf,
     pub stamp_public_key: PathBuf,
@@ -89,7 +89,7 @@ pub struct DevState {
     pub policies: PathBuf,
 }
 
-pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
+pub(crate) fn prepare_state(dir: &Path) -> Result<DevState, String> {
     let tls_dir = dir.join("tls");
     pki::init_ca(&tls_dir, "Portcullis development CA")?;
     if !pki::leaf_paths(&tls_dir, "server").0.exists() {
@@ -150,7 +150,7 @@ pub fn prepare_state(dir: &Path) -> Result<DevState, String> {
     Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_keys, policies })
 }
 
-pub fn run(args: UpArgs) -> Result<(), String> {
+pub(crate) fn run(args: UpArgs) -> Result<(), String> {
     let state = prepare_state(&args.state_dir)?;
     if args.init_only {
         println!("{}: development PKI, stamp keys, API keys and policies ready", args.state_dir.display());

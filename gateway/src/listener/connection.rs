@@ -39,7 +39,7 @@ const BUSY_TICK: Duration = Duration::from_millis(500);
 
 /// The deadlines, from the configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     pub header: Duration,
     pub idle: Duration,
     pub write: Duration,

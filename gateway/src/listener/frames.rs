@@ -136,7 +136,7 @@ impl Outgoing {
 /// Control frames allowed per one-second window: a fixed allowance plus one per KiB the
 /// gateway sent in that window (a reading client acknowledges data with WINDOW_UPDATEs).
 #[derive(Debug)]
-pub struct ControlBudget {
+pub(crate) struct ControlBudget {
     counter: FrameCounter,
     per_sec: u64,
     window_start_ms: u64,
@@ -145,7 +145,7 @@ pub struct ControlBudget {
 }
 
 impl ControlBudget {
-    pub fn new(per_sec: u32) -> Self {
+    pub(crate) fn new(per_sec: u32) -> Self {
         Self {
             counter: FrameCounter::default(),
             per_sec: u64::from(per_sec),
@@ -164,13 +164,13 @@ impl ControlBudget {
     }
 
     /// Bytes the gateway wrote to the client.
-    pub fn wrote(&mut self, n: usize, now_ms: u64) {
+    pub(crate) fn wrote(&mut self, n: usize, now_ms: u64) {
         self.roll(now_ms);
         self.written += n as u64;
     }
 
     /// Bytes read from the client; `false` once the window's control frames are over budget.
-    pub fn read(&mut self, bytes: &[u8], now_ms: u64) -> bool {
+    pub(crate) fn read(&mut self, bytes: &[u8], now_ms: u64) -> bool {
         self.roll(now_ms);
         self.control += u64::from(self.counter.feed(bytes));
         self.control <= self.per_sec + self.written / 1024

@@ -30,7 +30,7 @@ const CONNECTION_MEMORY_PERCENT: u64 = 50;
 pub(super) const PRESSURED_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     open: AtomicUsize,
     max: usize,
     max_per_ip: usize,
@@ -42,13 +42,13 @@ pub struct ConnectionLimits {
 
 /// A connection counted against the limits until dropped.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
 }
 
 impl ConnectionLimits {
-    pub fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             max,
@@ -59,7 +59,7 @@ impl ConnectionLimits {
     }
 
     /// Whether three quarters of the connections are open.
-    pub fn under_pressure(&self) -> bool {
+    pub(crate) fn under_pressure(&self) -> bool {
         self.open.load(Ordering::Acquire).saturating_mul(4) >= self.max.saturating_mul(3)
     }
 
@@ -68,12 +68,8 @@ impl ConnectionLimits {
         self.pressure.notified()
     }
 
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Counts a new connection from `ip`, or says which limit it is over.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -116,7 +112,7 @@ impl Drop for Admission {
 /// reserve, so `/healthz`, audit files and key refreshes keep working. Memory: half the
 /// process's memory limit (its cgroup's, else the host's) at [`CONNECTION_BYTES`] each, so
 /// a flood of connections cannot get the gateway killed (in the chart's 512 MiB: 2,730).
-pub fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| open_files_soft_limit(&text));
     from_limits(soft.unwrap_or(1024), process::memory_limit())
 }

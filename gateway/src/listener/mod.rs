@@ -5,7 +5,7 @@
 //! counted and audited, aggregated per source ([`crate::audit::refusals`]).
 
 mod connection;
-pub mod frames;
+pub(crate) mod frames;
 mod limits;
 mod refusal;
 
@@ -20,10 +20,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-pub use connection::Deadlines;
+pub(crate) use connection::Deadlines;
 use connection::{Activity, Guarded, Tracked};
-pub use limits::{ConnectionLimits, default_max_connections};
-pub use refusal::Refusal;
+pub(crate) use limits::{ConnectionLimits, default_max_connections};
+pub(crate) use refusal::Refusal;
 
 use crate::config::{Limits, Timeouts};
 use crate::connection::Connection;
@@ -43,7 +43,7 @@ fn refused(pipeline: &Pipeline, peer: SocketAddr, refusal: Refusal, detail: Opti
 
 /// How one TLS listener serves its connections.
 #[derive(Clone)]
-pub struct Serving {
+pub(crate) struct Serving {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     /// The Flight listener: h2 whatever ALPN said (gRPC needs it).
@@ -53,7 +53,7 @@ pub struct Serving {
 }
 
 impl Serving {
-    pub fn new(timeouts: &Timeouts, limits: &Limits, h2_only: bool) -> Self {
+    pub(crate) fn new(timeouts: &Timeouts, limits: &Limits, h2_only: bool) -> Self {
         let mut h1 = http1::Builder::new();
         // The head deadline is the driver's (from the first byte of each head, and from
         // accept for the first): hyper's own timer would also close idle keep-alives early.
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Serving {
 }
 
 /// Accepts and serves until `stopped`, then gives connections `grace` to finish.
-pub async fn serve_tls(
+pub(crate) async fn serve_tls(
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
     tls: impl Fn() -> Arc<ServerConfig> + Send + 'static,

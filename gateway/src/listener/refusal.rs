@@ -2,7 +2,7 @@
 
 /// Why a connection was refused or cut below HTTP: a closed set (metric label, audit code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     TlsHandshake,
     /// `limits.max_connections`.
     ConnectionLimit,
@@ -23,7 +23,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Refusal::TlsHandshake => "tls_handshake_failed",
             Refusal::ConnectionLimit => "connection_limit",

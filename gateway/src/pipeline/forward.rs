@@ -25,7 +25,7 @@ type Connector = HttpsConnector<HttpConnector>;
 
 /// A pooled client for one upstream (the engine's HTTP or Flight port).
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<Connector, Body>,
     scheme: Scheme,
     authority: Authority,
@@ -45,7 +45,7 @@ impl Upstream {
     /// `http2_only` speaks h2 (gRPC: h2c with prior knowledge, or h2 over TLS); otherwise
     /// HTTP/1.1. Plain `http://` only to loopback: the stamp is a bearer assertion and must
     /// not cross a network in the clear; anything else is `https://` with `tls`.
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         tls: Option<&UpstreamTls>,
         http2_only: bool,
@@ -94,7 +94,7 @@ impl Upstream {
     }
 
     /// The engine answers `GET /health` with a success status within 2 s.
-    pub async fn ready(&self) -> bool {
+    pub(crate) async fn ready(&self) -> bool {
         let Ok(uri) = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -116,7 +116,7 @@ impl Upstream {
 
     /// Sends `request` upstream; the response body streams back as it arrives. `max_body` is
     /// the limit the authorize stage put on the request body, to name it if it is exceeded.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         request: Request<Body>,
         max_body: Option<usize>,

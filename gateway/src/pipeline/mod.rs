@@ -21,7 +21,7 @@ mod forward;
 mod grpc_status;
 mod handshake;
 mod idle;
-mod sanitize;
+pub(crate) mod sanitize;
 
 use std::sync::Arc;
 
@@ -38,8 +38,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimits;
-pub use forward::Upstream;
-pub use sanitize::sanitize;
+pub(crate) use forward::Upstream;
 
 /// One request's context: what it is (id, route, protocol, start) and what the stages
 /// learned about it, in its audit record when audit is on.
@@ -66,7 +65,7 @@ impl Context {
 }
 
 /// One listener's pipeline: the shared state every stage needs.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     auth: Arc<Authenticator>,
     /// The methods this listener accepts.
     listener: ListenerAuth,
@@ -95,7 +94,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Builds both listeners' pipelines from the config.
-    pub fn from_config(
+    pub(crate) fn from_config(
         config: &Config,
         auth: Arc<Authenticator>,
         authz: Arc<Authorizer>,
@@ -155,20 +154,20 @@ impl Pipeline {
         Ok((api, flight))
     }
 
-    pub fn auditor(&self) -> &Arc<Auditor> {
+    pub(crate) fn auditor(&self) -> &Arc<Auditor> {
         &self.audit
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.name
     }
 
-    pub fn upstream(&self) -> &Upstream {
+    pub(crate) fn upstream(&self) -> &Upstream {
         &self.upstream
     }
 
     /// One request, start to finish. Never fails: every error becomes a response.
-    pub async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
         if let Some(browser) = &self.browser

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use crate::common::{Reply, Stack, read_events, wait_for};
 use base64::Engine as _;
 use bytes::Bytes;
-use gateway::auth::apikeys;
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure,
     QuotaConfig, RateLimitConfig, Reference, SinkConfig, SqlInAudit,
 };
+use gateway::internal::apikeys;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -564,7 +564,7 @@ async fn http_sink_loses_nothing_through_an_outage_under_20000_requests() {
     // Gateway memory stayed bounded: the backlog lived on disk, not in the process.
     let grown_mib = rss_kib().saturating_sub(rss_before) / 1024;
     assert!(grown_mib < 256, "RSS grew by {grown_mib} MiB");
-    let metrics = gateway::metrics::render(0);
+    let metrics = gateway::internal::render_metrics(0);
     assert!(metrics.contains("gateway_audit_dropped_total 0"), "{metrics}");
 }
 
@@ -773,7 +773,7 @@ async fn syslog_over_tcp_and_tls_is_rfc_5424() {
     use rustls_pki_types::pem::PemObject;
     let chain = rustls_pki_types::CertificateDer::pem_file_iter(chain).unwrap().map(|c| c.unwrap()).collect();
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
+    let config = rustls::ServerConfig::builder_with_provider(gateway::internal::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
@@ -803,7 +803,7 @@ async fn a_flood_without_credentials_is_counted_not_written_out_and_raises_a_fin
         };
     })
     .await;
-    let full = gateway::audit::refusals::FULL_UNAUTHENTICATED;
+    let full = gateway::internal::FULL_UNAUTHENTICATED;
     let flood = 200u64;
     let client = stack.client(None);
     let mut ids = Vec::new();

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::common::{Reply, Stack, shipped_policies};
-use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth};
+use gateway::internal::apikeys;
 
 /// A stack with the shipped policies (or a copy at `policies`) and two API keys: `acme-reader`
 /// (tenant acme) and `acme-etl` (tenant acme, group writers).
@@ -339,7 +339,7 @@ async fn flight_sql_clients_are_authorized_per_dataset() {
     assert!(output.status.success(), "Flight authorization checks failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     // The engine's trailers-only INVALID_ARGUMENT for the SQL typo counts as 400, not 200.
-    let metrics = gateway::metrics::render(0);
+    let metrics = gateway::internal::render_metrics(0);
     assert!(
         metrics.contains(r#"gateway_requests_total{listener="flight",route="GetFlightInfo",status="400"}"#),
         "{metrics}"

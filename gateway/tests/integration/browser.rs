@@ -11,11 +11,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use gateway::auth::apikeys;
-use gateway::browser::{KeyRing, SESSION_COOKIE, Sessions};
 use gateway::config::{
     AuthorizationConfig, BrowserLoginConfig, BrowserSessionsConfig, ClientAuth, Config, OidcProviderConfig, Reference,
 };
+use gateway::internal::apikeys;
+use gateway::internal::{KeyRing, SESSION_COOKIE, Sessions};
 use http_body_util::{BodyExt, Empty};
 use identity::{AuthMethod, Principal, PrincipalKind};
 use serde_json::{Value, json};

@@ -32,7 +32,7 @@ fn tls_init_and_add_write_a_usable_pki() {
     // The client certificate names its SPIFFE ID.
     let pem = std::fs::read(dir.path().join("etl.pem")).unwrap();
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
-    let principal = gateway::workload::principal_from_certificate(&der).unwrap();
+    let principal = gateway::internal::principal_from_certificate(&der).unwrap();
     assert_eq!(principal.id, "spiffe://x.example/etl");
     // A second init keeps the CA.
     let before = std::fs::read(dir.path().join("ca.pem")).unwrap();
@@ -490,8 +490,8 @@ async fn hot_reload_works_with_a_relative_config_path() {
     let pki = common::Pki::new();
     common::stamp_keys(pki.path());
     common::allow_all_policies(pki.path());
-    let old_key = gateway::auth::apikeys::generate().unwrap();
-    let new_key = gateway::auth::apikeys::generate().unwrap();
+    let old_key = gateway::internal::apikeys::generate().unwrap();
+    let new_key = gateway::internal::apikeys::generate().unwrap();
     let keys_entry = |name: &str, hash: &str| format!("  - {{name: {name}, hash: \"{hash}\"}}\n");
     std::fs::write(pki.path().join("api-keys.yaml"), format!("keys:\n{}", keys_entry("old", &old_key.hash))).unwrap();
     std::fs::write(
@@ -581,8 +581,9 @@ fn stamp_keygen_and_apikey_expiry() {
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let entry: gateway::config::ApiKeyEntry = serde_json::from_value(printed["entry"].clone()).unwrap();
     assert_eq!((entry.name.as_str(), entry.tenant.as_deref()), ("etl", Some("acme")));
-    let keys = gateway::auth::apikeys::ApiKeys::load(&gateway::config::ApiKeysConfig { file: None, keys: vec![entry] })
-        .unwrap();
+    let keys =
+        gateway::internal::apikeys::ApiKeys::load(&gateway::config::ApiKeysConfig { file: None, keys: vec![entry] })
+            .unwrap();
     let principal = keys.verify(printed["key"].as_str().unwrap(), 1_900_000_000).unwrap();
     assert_eq!((principal.id.as_str(), principal.groups.as_slice()), ("etl", &["acme".to_string()][..]));
 }

@@ -18,7 +18,7 @@ use datafusion::datasource::cte_worktable::CteWorkTable;
 use datafusion::datasource::{MemTable, source_as_provider};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use gateway::authz::sql::{self, NameDefaults};
+use gateway::internal::sql::{self, NameDefaults};
 
 /// Table names that differ only where Unicode and ASCII case folding differ.
 const NAMES: &[&str] =

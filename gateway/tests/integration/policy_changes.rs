@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::{Reply, Stack, metrics_text, read_events, wait_for};
-use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FsyncPolicy, SinkConfig};
+use gateway::internal::apikeys;
 use serde_json::Value;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");

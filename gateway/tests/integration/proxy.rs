@@ -408,13 +408,15 @@ async fn tls_front(engine_pki: &common::Pki, backend: String) -> Front {
     let port = listener.local_addr().unwrap().port();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls::pki_types::CertificateDer::from_pem_file(engine_pki.ca()).unwrap()).unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), gateway::tls::provider())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        gateway::internal::crypto_provider(),
+    )
+    .build()
+    .unwrap();
     let (cert, key) = engine_pki.leaf("server");
     let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
-    let mut config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(gateway::internal::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)
@@ -435,7 +437,7 @@ async fn tls_front(engine_pki: &common::Pki, backend: String) -> Front {
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|chain| gateway::workload::principal_from_certificate(&chain[0]))
+                    .and_then(|chain| gateway::internal::principal_from_certificate(&chain[0]))
                     .map(|p| p.id);
                 record.lock().unwrap().push(identity.unwrap_or_default());
                 let mut engine = TcpStream::connect(backend).await.unwrap();

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::common::{Reply, Stack};
-use gateway::auth::apikeys;
 use gateway::config::{ApiKeyEntry, ApiKeysConfig, ClientAuth, QuotaConfig, RateLimitConfig};
+use gateway::internal::apikeys;
 
 fn per_minute(requests: u32) -> QuotaConfig {
     QuotaConfig { requests, per_secs: 60, burst: None }

@@ -215,7 +215,7 @@ async fn kubernetes_secret_rotation_by_data_symlink_swap_is_picked_up() {
 #[tokio::test]
 async fn revoked_client_certificates_are_refused_when_a_crl_is_configured() {
     let pki = common::Pki::new();
-    let crl = gateway::pki::revoke(pki.path(), &["workload".to_string()]).unwrap();
+    let crl = gateway::internal::pki::revoke(pki.path(), &["workload".to_string()]).unwrap();
     let (key, _) = common::stamp_keys(pki.path());
     let mut config = common::gateway_config(
         &pki,

@@ -6,7 +6,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gateway::auth::jws::{self, ASYMMETRIC, KeySet};
+use gateway::internal::jws::{self, ASYMMETRIC, KeySet};
 use serde_json::Value;
 
 fn header_alg(jws: &str) -> Option<String> {

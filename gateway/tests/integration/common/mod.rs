@@ -12,7 +12,7 @@ use bytes::Bytes;
 use gateway::config::{
     AuthorizationConfig, ClientAuth, Config, HealthListener, Listener, ShutdownConfig, StampConfig, TlsConfig,
 };
-use gateway::pki::{self, LeafSpec};
+use gateway::internal::pki::{self, LeafSpec};
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -282,7 +282,7 @@ pub fn client_config(ca: &Path, identity: Option<(PathBuf, PathBuf)>, alpn: &[&[
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let builder = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(gateway::internal::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);

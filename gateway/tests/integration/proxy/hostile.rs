@@ -406,7 +406,7 @@ fn frames(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused() {
-    let key = gateway::auth::apikeys::generate().unwrap();
+    let key = gateway::internal::apikeys::generate().unwrap();
     let (stack, _dir, log) = audited_stack(|c| c.auth.api_keys = Some(common::inline_key("svc", &key.hash))).await;
     let health = stack.gateway.health_addr;
     let protocol = "gateway_connection_refusals_total{listener=\"api\",reason=\"protocol_error\"}";
