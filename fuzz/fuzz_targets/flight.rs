@@ -2,7 +2,8 @@
 //! command (FlightDescriptor, Ticket, Action...), ticket and token readers.
 #![no_main]
 
-use gateway::internal::flight::{self, Rpc};
+use gateway::internal::flight;
+use gateway::internal::flight_wire::{self, Rpc};
 use gateway::internal::sql::NameDefaults;
 use libfuzzer_sys::fuzz_target;
 
@@ -22,12 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
     let Some(rpc) = Rpc::from_path(RPCS[usize::from(which) % RPCS.len()]) else { return };
     let defaults = NameDefaults { catalog: "datafusion".into(), schema: "public".into() };
-    if let Ok(Some(range)) = flight::first_message(rest, 1 << 20) {
+    if let Ok(Some(range)) = flight_wire::first_message(rest, 1 << 20) {
         assert!(range.end <= rest.len());
         let message = &rest[range];
         let _ = flight::classify(rpc, message, &defaults);
-        let _ = flight::listing_ticket(message);
-        let _ = flight::presented_token(rpc, message);
+        let _ = flight_wire::listing_ticket(message);
+        let _ = flight_wire::presented_token(rpc, message);
     }
     let _ = flight::classify(rpc, rest, &defaults);
 });

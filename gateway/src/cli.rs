@@ -1,11 +1,12 @@
-//! Command line. Exit codes: 0 success, 1 failure (the message names the field or file),
-//! 2 bad usage, 3 denied (`gateway policy check`).
+//! Command line: parse, run the command, exit with its [`Exit`] code (0 success, 1 failure
+//! naming the field or file, 2 bad usage, 3 denied or a decision that flips).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::commands;
+use crate::commands::exit::Exit;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Portcullis security gateway")]
@@ -42,27 +43,32 @@ pub(crate) enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version are printed to stdout and are not a failure.
+            let _ = error.print();
+            return if error.use_stderr() { Exit::Usage } else { Exit::Success }.into();
+        }
+    };
     process::init_logging();
+    let done = |result: Result<(), String>| result.map(|()| Exit::Success);
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args),
-        Command::Check(args) => commands::check::run(args),
-        Command::Tls(command) => commands::tls::run(command),
-        Command::Up(args) => commands::up::run(args),
-        Command::Apikey(command) => commands::apikey::run(command),
-        Command::Health(args) => commands::health::run(args),
-        Command::Stamp(command) => commands::stamp::run(command),
-        Command::SessionKey(command) => commands::session_key::run(command),
-        Command::Policy(command) => match commands::policy::run(command) {
-            Ok(code) => return code,
-            Err(message) => Err(message),
-        },
+        Command::Run(args) => done(commands::run::run(args)),
+        Command::Check(args) => done(commands::check::run(args)),
+        Command::Tls(command) => done(commands::tls::run(command)),
+        Command::Up(args) => done(commands::up::run(args)),
+        Command::Apikey(command) => done(commands::apikey::run(command)),
+        Command::Health(args) => done(commands::health::run(args)),
+        Command::Stamp(command) => done(commands::stamp::run(command)),
+        Command::SessionKey(command) => done(commands::session_key::run(command)),
+        Command::Policy(command) => commands::policy::run(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(exit) => exit.into(),
         Err(message) => {
             eprintln!("gateway: {message}");
-            ExitCode::FAILURE
+            Exit::Failure.into()
         }
     }
 }

@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::auth::AuthError;
 use crate::authz::{AuthzError, SqlError};
 use crate::body::{Body, empty, full};
+use crate::grpc_code::GrpcCode;
 use crate::ratelimit::Limited;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,27 +45,12 @@ pub(crate) enum GatewayError {
     Internal(String),
 }
 
-/// The gRPC status codes the gateway answers with
-/// (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Grpc {
-    InvalidArgument = 3,
-    DeadlineExceeded = 4,
-    NotFound = 5,
-    PermissionDenied = 7,
-    ResourceExhausted = 8,
-    Unimplemented = 12,
-    Internal = 13,
-    Unavailable = 14,
-    Unauthenticated = 16,
-}
-
 /// A row of the error table: the code in bodies, events and metrics, and the two statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Kind {
     pub code: &'static str,
     pub http: StatusCode,
-    pub grpc: Grpc,
+    pub grpc: GrpcCode,
 }
 
 impl GatewayError {
@@ -75,35 +61,35 @@ impl GatewayError {
         use StatusCode as H;
         let (code, http, grpc) = match self {
             E::Unauthenticated(AuthError::KeysUnavailable(_)) => {
-                ("auth_unavailable", H::SERVICE_UNAVAILABLE, Grpc::Unavailable)
+                ("auth_unavailable", H::SERVICE_UNAVAILABLE, GrpcCode::Unavailable)
             }
-            E::Unauthenticated(_) => ("unauthenticated", H::UNAUTHORIZED, Grpc::Unauthenticated),
+            E::Unauthenticated(_) => ("unauthenticated", H::UNAUTHORIZED, GrpcCode::Unauthenticated),
             E::Authorization(AuthzError::Sql(SqlError::Parse(_) | SqlError::Empty)) => {
-                ("invalid_sql", H::BAD_REQUEST, Grpc::InvalidArgument)
+                ("invalid_sql", H::BAD_REQUEST, GrpcCode::InvalidArgument)
             }
             E::Authorization(AuthzError::Sql(SqlError::TooComplex(_))) => {
-                ("statement_too_complex", H::BAD_REQUEST, Grpc::InvalidArgument)
+                ("statement_too_complex", H::BAD_REQUEST, GrpcCode::InvalidArgument)
             }
             E::Authorization(AuthzError::Sql(SqlError::Unsupported(_) | SqlError::Name(_))) => {
-                ("forbidden", H::FORBIDDEN, Grpc::PermissionDenied)
+                ("forbidden", H::FORBIDDEN, GrpcCode::PermissionDenied)
             }
             E::Authorization(AuthzError::Denied { .. } | AuthzError::Unsupported(_)) => {
-                ("forbidden", H::FORBIDDEN, Grpc::PermissionDenied)
+                ("forbidden", H::FORBIDDEN, GrpcCode::PermissionDenied)
             }
             E::Authorization(AuthzError::Malformed(_)) | E::ClientBody(_) => {
-                ("bad_request", H::BAD_REQUEST, Grpc::InvalidArgument)
+                ("bad_request", H::BAD_REQUEST, GrpcCode::InvalidArgument)
             }
-            E::Authorization(AuthzError::NotRouted(_)) => ("not_found", H::NOT_FOUND, Grpc::Unimplemented),
-            E::Authorization(AuthzError::UnknownDataset(_)) => ("dataset_not_found", H::NOT_FOUND, Grpc::NotFound),
-            E::RateLimited(_) => ("rate_limited", H::TOO_MANY_REQUESTS, Grpc::ResourceExhausted),
-            E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, Grpc::ResourceExhausted),
-            E::MethodNotAllowed(..) => ("method_not_allowed", H::METHOD_NOT_ALLOWED, Grpc::Unimplemented),
-            E::ClientTimeout(..) => ("request_timeout", H::REQUEST_TIMEOUT, Grpc::DeadlineExceeded),
-            E::UpstreamUnavailable(_) => ("upstream_unavailable", H::BAD_GATEWAY, Grpc::Unavailable),
-            E::UpstreamTimeout => ("upstream_timeout", H::GATEWAY_TIMEOUT, Grpc::DeadlineExceeded),
-            E::AuditUnavailable => ("audit_unavailable", H::SERVICE_UNAVAILABLE, Grpc::Unavailable),
-            E::Csrf(_) => ("csrf_failed", H::FORBIDDEN, Grpc::PermissionDenied),
-            E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, Grpc::Internal),
+            E::Authorization(AuthzError::NotRouted(_)) => ("not_found", H::NOT_FOUND, GrpcCode::Unimplemented),
+            E::Authorization(AuthzError::UnknownDataset(_)) => ("dataset_not_found", H::NOT_FOUND, GrpcCode::NotFound),
+            E::RateLimited(_) => ("rate_limited", H::TOO_MANY_REQUESTS, GrpcCode::ResourceExhausted),
+            E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, GrpcCode::ResourceExhausted),
+            E::MethodNotAllowed(..) => ("method_not_allowed", H::METHOD_NOT_ALLOWED, GrpcCode::Unimplemented),
+            E::ClientTimeout(..) => ("request_timeout", H::REQUEST_TIMEOUT, GrpcCode::DeadlineExceeded),
+            E::UpstreamUnavailable(_) => ("upstream_unavailable", H::BAD_GATEWAY, GrpcCode::Unavailable),
+            E::UpstreamTimeout => ("upstream_timeout", H::GATEWAY_TIMEOUT, GrpcCode::DeadlineExceeded),
+            E::AuditUnavailable => ("audit_unavailable", H::SERVICE_UNAVAILABLE, GrpcCode::Unavailable),
+            E::Csrf(_) => ("csrf_failed", H::FORBIDDEN, GrpcCode::PermissionDenied),
+            E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, GrpcCode::Internal),
         };
         Kind { code, http, grpc }
     }
@@ -128,7 +114,7 @@ impl GatewayError {
             let mut response = Response::new(empty());
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            headers.insert("grpc-status", HeaderValue::from(self.kind().grpc as u16));
+            headers.insert("grpc-status", HeaderValue::from(self.kind().grpc.number()));
             if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
                 headers.insert("grpc-message", message);
             }
@@ -224,7 +210,7 @@ mod tests {
         ];
         for (error, code, http, grpc) in rows {
             let kind = error.kind();
-            assert_eq!((kind.code, kind.http.as_u16(), kind.grpc as u16), (code, http, grpc), "{error:?}");
+            assert_eq!((kind.code, kind.http.as_u16(), kind.grpc.number()), (code, http, grpc), "{error:?}");
         }
     }
 }

@@ -18,6 +18,7 @@ mod commands;
 pub mod config;
 mod connection;
 mod error;
+mod grpc_code;
 mod health;
 #[doc(hidden)]
 pub mod internal;

@@ -22,6 +22,7 @@ pub(crate) mod plans;
 pub(crate) mod record;
 pub mod recorded;
 pub(crate) mod refusals;
+pub mod replay;
 pub(crate) mod spool;
 pub(crate) mod writer;
 

@@ -11,6 +11,7 @@ use super::record::{
     ApiRecord, Authorization, ConnectionRecord, Decision, FindingRecord, Record, SignInRecord, UNAUTHENTICATED,
 };
 use crate::authz::Answer;
+use crate::authz::action::{Effect, effect};
 use crate::config::SqlInAudit;
 
 pub(crate) const OCSF_VERSION: &str = "1.3.0";
@@ -310,9 +311,10 @@ impl Formatter {
 
 /// OCSF API Activity's activity from the actions Cedar was asked about.
 fn activity(actions: &[&'static str]) -> (u8, &'static str) {
-    if actions.iter().any(|a| matches!(*a, "write" | "insert" | "update" | "delete")) {
+    let any = |wanted| actions.iter().any(|a| effect(a) == Some(wanted));
+    if any(Effect::Change) {
         (3, "Update")
-    } else if actions.iter().any(|a| matches!(*a, "admin" | "ddl")) {
+    } else if any(Effect::Administer) {
         (99, "Other")
     } else if actions.is_empty() {
         (0, "Unknown")

@@ -13,7 +13,8 @@ use identity::{AuthMethod, Principal, PrincipalKind};
 use serde::Deserialize;
 
 use super::ocsf::{API_ACTIVITY, PRODUCT_NAME as PRODUCT};
-use crate::authz::sql::{DatasetName, action_named};
+use crate::authz::action::action_named;
+use crate::authz::sql::DatasetName;
 use crate::authz::{Ask, RequestFacts};
 
 /// A recorded call, as Cedar saw it.

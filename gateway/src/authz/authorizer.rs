@@ -13,13 +13,14 @@ use cedar_policy::{
 };
 use identity::{ExpiringCache, Principal, PrincipalKind};
 
+use super::action::{DatasetAction, EndpointAction};
 use super::context::ContextCache;
 use super::decisions::{DecisionCache, Key};
 use super::error::AuthzError;
 use super::facts::RequestFacts;
 use super::lint;
 use super::policies::{EngineCatalog, LoadError, PolicyBundle, PrincipalPolicies};
-use super::sql::{self, DatasetAction, EndpointAction, NameDefaults, StatementAccess};
+use super::sql::{self, NameDefaults, StatementAccess};
 use super::verdict::{Allowed, Answer, Ask, Evaluation, Resource, Verdict, asks, scope};
 use crate::config::AuthorizationConfig;
 

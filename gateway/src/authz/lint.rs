@@ -15,6 +15,8 @@
 use cedar_policy::{ActionConstraint, Effect, Policy, PolicySet, Schema, ValidationMode, ValidationWarning, Validator};
 use serde_json::Value;
 
+use super::action;
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -22,9 +24,6 @@ pub struct Finding {
     pub policy: String,
     pub message: String,
 }
-
-/// Actions that change the catalog or administer: who can be granted them must be nameable.
-const ADMIN_ACTIONS: &[&str] = &["admin", "ddl"];
 
 /// Every finding for `policies` under `schema`, at unix time `now`, in policy order.
 pub(crate) fn lint(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Finding> {
@@ -89,7 +88,9 @@ pub(crate) fn lint(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Findi
 }
 
 fn grants_admin(actions: &ActionConstraint) -> bool {
-    let named = |uid: &cedar_policy::EntityUid| ADMIN_ACTIONS.contains(&uid.id().unescaped());
+    // Who can be granted an action that administers must be nameable.
+    let named =
+        |uid: &cedar_policy::EntityUid| action::effect(uid.id().unescaped()) == Some(action::Effect::Administer);
     match actions {
         ActionConstraint::Any => true,
         ActionConstraint::Eq(uid) => named(uid),

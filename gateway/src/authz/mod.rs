@@ -14,20 +14,23 @@
 //! disagree the audit event and a metric say so. Its answer rides in the same [`Verdict`],
 //! so a cached repeat costs the shadow set nothing either.
 
+pub(crate) mod action;
 pub(crate) mod authorizer;
 mod context;
 pub(crate) mod decisions;
 pub(crate) mod error;
 pub(crate) mod facts;
 pub mod flight;
+pub mod flight_wire;
 pub(crate) mod lint;
 pub(crate) mod policies;
 pub(crate) mod served;
 pub mod sql;
 pub(crate) mod verdict;
 
+pub(crate) use action::EndpointAction;
 pub(crate) use authorizer::Authorizer;
 pub(crate) use error::AuthzError;
 pub(crate) use facts::RequestFacts;
-pub(crate) use sql::{EndpointAction, SqlError, StatementAccess};
+pub(crate) use sql::{SqlError, StatementAccess};
 pub(crate) use verdict::{Allowed, Answer, Ask, Evaluation, Resource, Verdict};

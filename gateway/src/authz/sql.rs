@@ -22,63 +22,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
-/// Endpoint-level action of one statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndpointAction {
-    /// Reads data: SELECT, EXPLAIN of a read.
-    Query,
-    /// Reads the catalog only: SHOW, DESCRIBE, `information_schema`, Flight SQL catalog calls.
-    Describe,
-    /// Changes data: INSERT, UPDATE, DELETE, TRUNCATE, COPY.
-    Write,
-    /// Changes the catalog: CREATE, DROP, ALTER.
-    Admin,
-}
-
-impl EndpointAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Query => "query",
-            Self::Describe => "describe",
-            Self::Write => "write",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-/// Dataset-level action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DatasetAction {
-    Select,
-    Insert,
-    Update,
-    Delete,
-    Ddl,
-}
-
-impl DatasetAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Select => "select",
-            Self::Insert => "insert",
-            Self::Update => "update",
-            Self::Delete => "delete",
-            Self::Ddl => "ddl",
-        }
-    }
-}
-
-/// The action named `name` (endpoint or dataset), as the static name the authorizer asks
-/// Cedar with: for recorded calls read back by `gateway policy replay`.
-pub fn action_named(name: &str) -> Option<&'static str> {
-    use DatasetAction as D;
-    use EndpointAction as E;
-    [E::Query, E::Describe, E::Write, E::Admin]
-        .map(E::as_str)
-        .into_iter()
-        .chain([D::Select, D::Insert, D::Update, D::Delete, D::Ddl].map(D::as_str))
-        .find(|action| *action == name)
-}
+use super::action::{DatasetAction, EndpointAction};
 
 /// A table or view, fully qualified the way the engine resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -120,7 +120,7 @@ pub(super) fn asks(accesses: &[StatementAccess]) -> Vec<Ask> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::sql::{DatasetAction, EndpointAction};
+    use crate::authz::action::{DatasetAction, EndpointAction};
 
     fn dataset(table: &str) -> DatasetName {
         DatasetName { catalog: "datafusion".into(), schema: "public".into(), table: table.into() }

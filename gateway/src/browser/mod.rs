@@ -23,5 +23,5 @@ pub(crate) mod seal;
 pub(crate) mod session;
 mod signin;
 
-pub(crate) use routes::{Browser, is_browser_path};
+pub(crate) use routes::{Answered, Browser, is_browser_path};
 pub(crate) use session::{SESSION_COOKIE, cookie};

@@ -11,7 +11,6 @@ use super::error::BrowserError;
 use super::pages;
 use super::pending::PendingLogins;
 use super::session::{self, Opened, Sessions};
-use crate::audit::Auditor;
 use crate::auth::{API_KEY_HEADER, AuthError, Authenticator, with_certificate};
 use crate::body::Body;
 use crate::clock::unix_secs;
@@ -23,6 +22,17 @@ pub(crate) fn is_browser_path(path: &str) -> bool {
     path.starts_with("/auth/") || path == "/console" || path.starts_with("/console/")
 }
 
+/// What a browser route found that is the pipeline's to record (audit, metrics, the
+/// failed-authentication quota).
+#[derive(Debug, Default)]
+pub(crate) struct Answered {
+    /// The session cookie the route read and refused (forged, tampered, expired, signed
+    /// out): a refused credential, as the API's are.
+    pub(crate) refused_cookie: Option<AuthError>,
+    /// A provider's callback: who signed in, or why not (a code and a message).
+    pub(crate) sign_in: Option<Result<Arc<Principal>, (&'static str, String)>>,
+}
+
 /// The browser routes of the API listener.
 pub(crate) struct Browser {
     pub(super) auth: Arc<Authenticator>,
@@ -31,7 +41,6 @@ pub(crate) struct Browser {
     pub(super) pending: PendingLogins,
     /// `https://host[:port]`: the gateway's own origin, from the redirect URLs.
     pub(super) origin: String,
-    pub(super) audit: Arc<Auditor>,
     /// Sessions just renewed with a refresh token, for concurrent requests with the old cookie.
     pub(super) renewed: session::Renewed,
     /// `api.auth.require_client_certificate`: the session routes hold to it too.
@@ -46,11 +55,7 @@ impl std::fmt::Debug for Browser {
 
 impl Browser {
     /// The browser routes, when a provider has `browser_login`; `None` otherwise.
-    pub(crate) fn from_config(
-        config: &Config,
-        auth: &Arc<Authenticator>,
-        audit: &Arc<Auditor>,
-    ) -> Result<Option<Self>, ConfigError> {
+    pub(crate) fn from_config(config: &Config, auth: &Arc<Authenticator>) -> Result<Option<Self>, ConfigError> {
         let Some(settings) = &config.auth.browser_sessions else {
             if let Some(i) = config.auth.oidc.iter().position(|p| p.browser_login.is_some()) {
                 return Err(ConfigError::new(
@@ -89,7 +94,6 @@ impl Browser {
                 settings.login_timeout_secs,
             ),
             origin,
-            audit: Arc::clone(audit),
             renewed: session::renewed_cache(),
             require_client_certificate: config.api.auth.require_client_certificate,
         }))
@@ -120,24 +124,21 @@ impl Browser {
         }))
     }
 
-    /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`). Also
-    /// returns the session cookie's refusal, when the route read one and refused it (forged, tampered, expired, signed out): the caller audits it
-    /// as the API does a refused credential.
-    pub(crate) async fn handle(
-        &self,
-        connection: &Connection,
-        parts: &Parts,
-        request_id: &HeaderValue,
-    ) -> (Response<Body>, Option<AuthError>) {
+    /// Answers a browser route. Never fails: a refusal is a page (or JSON for `fetch`). What
+    /// there is to record (a sign-in, a refused session cookie) comes back as [`Answered`]:
+    /// the pipeline's observe stage records it.
+    pub(crate) async fn handle(&self, connection: &Connection, parts: &Parts) -> (Response<Body>, Answered) {
         let path = parts.uri.path();
-        let mut refused = None;
+        let mut answered = Answered::default();
         let result = match (path, &parts.method) {
             ("/auth/login", &Method::GET) => self.login(connection, parts),
-            ("/auth/callback", &Method::GET) => self.callback(connection, parts, request_id).await,
+            ("/auth/callback", &Method::GET) => self.callback(parts, &mut answered).await,
             ("/auth/logout", &Method::POST) => self.logout(parts),
-            ("/auth/session", &Method::GET) => self.whoami(connection, parts, &mut refused).await,
+            ("/auth/session", &Method::GET) => self.whoami(connection, parts, &mut answered.refused_cookie).await,
             ("/auth/signed-out", &Method::GET) => Ok(pages::signed_out()),
-            ("/console" | "/console/", &Method::GET) => self.console(connection, parts, &mut refused).await,
+            ("/console" | "/console/", &Method::GET) => {
+                self.console(connection, parts, &mut answered.refused_cookie).await
+            }
             (_, &Method::GET) if path.starts_with("/console/") => pages::asset(path).ok_or(BrowserError::NotFound),
             ("/auth/logout", method) => Err(BrowserError::MethodNotAllowed(method.clone(), "POST")),
             (
@@ -147,7 +148,7 @@ impl Browser {
             _ => Err(BrowserError::NotFound),
         };
         let response = result.unwrap_or_else(|error| pages::error(&error, wants_html(parts)));
-        (pages::secured(&parts.headers, response).await, refused)
+        (pages::secured(&parts.headers, response).await, answered)
     }
 
     /// The request's session, renewed at the provider when its claims are due: `None`

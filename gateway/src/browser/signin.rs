@@ -23,15 +23,13 @@ use serde_json::Value;
 
 use super::error::BrowserError;
 use super::pending::{LOGIN_COOKIE, Pending, Taken};
-use super::routes::{Browser, redirect};
+use super::routes::{Answered, Browser, redirect};
 use super::session::{SESSION_COOKIE, clear_cookie, cookie, random_token};
 use super::{csrf, pages};
-use crate::audit::{Record, SignInRecord};
 use crate::auth::AuthError;
 use crate::auth::jws;
 use crate::auth::oidc::Provider;
 use crate::body::Body;
-use crate::clock::unix_millis;
 use crate::clock::unix_secs;
 use crate::connection::Connection;
 
@@ -120,35 +118,18 @@ impl Browser {
         Ok(response)
     }
 
-    /// `/auth/callback`: the provider's answer. Every failure is audited as a refused sign-in.
+    /// `/auth/callback`: the provider's answer. Its outcome goes into `answered`: every
+    /// failure is audited as a refused sign-in.
     pub(super) async fn callback(
         &self,
-        connection: &Connection,
         parts: &Parts,
-        request_id: &HeaderValue,
+        answered: &mut Answered,
     ) -> Result<Response<Body>, BrowserError> {
         let result = self.callback_inner(parts).await;
-        let (principal, failure) = match &result {
-            Ok((_, principal)) => (Some(Arc::clone(principal)), None),
-            Err(error) => (None, Some((error.status_and_code().1, error.to_string()))),
-        };
-        if self.audit.enabled() {
-            let record = SignInRecord {
-                time_ms: unix_millis(),
-                request_id: request_id.clone(),
-                listener: "api",
-                peer: connection.peer,
-                principal,
-                flow: "browser",
-                failure,
-            };
-            self.audit.submit(Record::SignIn(Box::new(record))).await;
-        }
-        let reason = match &result {
-            Ok(_) => "ok",
-            Err(error) => error.status_and_code().1,
-        };
-        crate::metrics::browser_sign_in(reason);
+        answered.sign_in = Some(match &result {
+            Ok((_, principal)) => Ok(Arc::clone(principal)),
+            Err(error) => Err((error.status_and_code().1, error.to_string())),
+        });
         let mut response = result.map(|(response, _)| response)?;
         response.headers_mut().append(header::SET_COOKIE, clear_cookie(LOGIN_COOKIE));
         Ok(response)

@@ -3,9 +3,10 @@
 
 pub(crate) mod apikey;
 pub(crate) mod check;
+pub(crate) mod exit;
 pub(crate) mod health;
 pub(crate) mod policy;
-pub mod replay;
+pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod session_key;
 pub(crate) mod stamp;

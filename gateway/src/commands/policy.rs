@@ -12,17 +12,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use identity::{AuthMethod, Principal, PrincipalKind};
 use serde::Deserialize;
 
+use super::exit::Exit;
 use crate::authz::sql::DatasetName;
 use crate::authz::{Authorizer, Evaluation, RequestFacts, Resource};
-
-/// `check`'s exit code for a denied request.
-pub(crate) const DENIED: u8 = 3;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -172,7 +169,7 @@ enum Expected {
     Deny,
 }
 
-pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode, String> {
+pub(crate) fn run(command: PolicyCommand) -> Result<Exit, String> {
     match command {
         PolicyCommand::Validate(args) => {
             let authz = load(&args.dir, args.engine_config.as_deref())?;
@@ -182,7 +179,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode, String> {
             }
             let note = if warnings.is_empty() { String::new() } else { format!(", {} warnings", warnings.len()) };
             println!("{}: valid ({} files{note})", args.dir.display(), authz.files().len());
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
         PolicyCommand::Test(args) => test(&args),
         PolicyCommand::Check(args) => check(&args),
@@ -191,7 +188,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode, String> {
     }
 }
 
-fn lint(args: &LintArgs) -> Result<ExitCode, String> {
+fn lint(args: &LintArgs) -> Result<Exit, String> {
     let authz = load(&args.dir, None)?;
     let now = match &args.now {
         Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -206,17 +203,17 @@ fn lint(args: &LintArgs) -> Result<ExitCode, String> {
     let policies = authz.policy_ids().len();
     if findings.is_empty() {
         println!("{}: {policies} policies, no lint findings", args.dir.display());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     println!("{}: {policies} policies, {} lint findings", args.dir.display(), findings.len());
-    Ok(ExitCode::FAILURE)
+    Ok(Exit::Failure)
 }
 
 fn load(dir: &Path, engine_config: Option<&Path>) -> Result<Authorizer, String> {
     Authorizer::from_dir(dir, engine_config).map_err(|e| format!("invalid policies:\n{e}"))
 }
 
-fn test(args: &TestArgs) -> Result<ExitCode, String> {
+fn test(args: &TestArgs) -> Result<Exit, String> {
     let dir = args.dir.dir.as_path();
     let authz = load(dir, args.dir.engine_config.as_deref())?;
     // Policy id → the test files in which it determined a decision.
@@ -265,7 +262,7 @@ fn test(args: &TestArgs) -> Result<ExitCode, String> {
         return Err(format!("{}: no test cases", tests.display()));
     }
     let covered_enough = !args.coverage || report_coverage(&coverage, args.min_coverage);
-    Ok(if failed == 0 && covered_enough { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && covered_enough { Exit::Success } else { Exit::Failure })
 }
 
 /// Prints which policies determined a test decision, in which files, and which never did;
@@ -325,7 +322,7 @@ fn run_case_inner(authz: &Authorizer, case: &Case) -> Result<(Result<(), String>
     Ok((Err(format!("{}{}", problems.join("; "), reasons(&evaluation))), evaluation.policies))
 }
 
-fn check(args: &CheckArgs) -> Result<ExitCode, String> {
+fn check(args: &CheckArgs) -> Result<Exit, String> {
     let authz = load(&args.dir, args.engine_config.as_deref())?;
     let (kind, id) = split_uid(&args.principal).ok_or("--principal: expected Type::\"id\"")?;
     let principal = principal(&kind, &id, &args.groups)?;
@@ -369,7 +366,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, String> {
             println!("{verdict}{}", reasons(&evaluation));
         }
     }
-    Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(DENIED) })
+    Ok(if allowed { Exit::Success } else { Exit::Denied })
 }
 
 fn reasons(evaluation: &Evaluation) -> String {

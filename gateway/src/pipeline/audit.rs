@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use super::grpc_status;
 use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record};
-use crate::authz::flight::{self, Rpc};
+use crate::authz::flight_wire::{self, Rpc};
 use crate::body::{Body, BoxError};
 use crate::clock::unix_millis;
 use crate::connection::Connection;
@@ -195,7 +195,7 @@ impl Audited {
         let Some((rpc, buf)) = self.planning.as_mut() else { return };
         let room = (PLANNING_MESSAGE_BYTES + 5).saturating_sub(buf.len());
         buf.extend(data.iter().take(room));
-        let message = match flight::first_message(buf, PLANNING_MESSAGE_BYTES) {
+        let message = match flight_wire::first_message(buf, PLANNING_MESSAGE_BYTES) {
             Ok(None) => return,
             Ok(Some(message)) => message,
             Err(_) => {
@@ -203,7 +203,7 @@ impl Audited {
                 return;
             }
         };
-        let tokens = flight::planned_tokens(*rpc, buf.get(message).unwrap_or_default());
+        let tokens = flight_wire::planned_tokens(*rpc, buf.get(message).unwrap_or_default());
         self.planning = None;
         let Some(record) = self.record.as_ref() else { return };
         if tokens.is_empty() {

@@ -20,14 +20,25 @@ use identity::Principal;
 
 use crate::audit::plans::{Plan, Plans};
 use crate::audit::{ApiRecord, Authorization, Decision};
-use crate::authz::flight::Rpc;
-use crate::authz::{Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, flight, sql};
+use crate::authz::flight_wire::{self, FrameError, Rpc};
+use crate::authz::{
+    Allowed, Authorizer, AuthzError, EndpointAction, RequestFacts, StatementAccess, Verdict, flight, sql,
+};
 use crate::body::{Body, BoxError, full};
 use crate::connection::Connection;
 use crate::error::GatewayError;
 
-/// Authorizes `request` and returns it, with its body ready to forward; and, when audit
-/// asks (`wants`), what the request turned out to do, whatever Cedar decided.
+/// What the authorize stage found.
+pub(super) struct Authorized {
+    /// The request, with its body ready to forward, and what the stamp needs.
+    pub outcome: Result<(Request<Body>, Allowed), GatewayError>,
+    /// Cedar's verdict, when the call was read far enough to ask.
+    pub verdict: Option<Arc<Verdict>>,
+    /// When audit asks (`wants`): what the request turned out to do, whatever Cedar decided.
+    pub learned: Option<Learned>,
+}
+
+/// Authorizes `request`: reads what it asks for, within the body limits, and asks Cedar.
 pub(super) async fn authorize(
     authz: &Authorizer,
     connection: &Connection,
@@ -36,17 +47,18 @@ pub(super) async fn authorize(
     grpc: bool,
     limits: BodyLimits,
     wants: Option<AuditWants<'_>>,
-) -> (Result<(Request<Body>, Allowed), GatewayError>, Option<Learned>) {
+) -> Authorized {
     let (parts, body) = request.into_parts();
     let read = async {
         if grpc { grpc_call(&parts, body, limits).await } else { http_call(&parts, body, limits.max_bytes).await }
     };
     let (call, payload, body, token) = match tokio::time::timeout(limits.read_within, read).await {
         Ok(Ok(inspected)) => inspected,
-        Ok(Err(error)) => return (Err(error), None),
+        Ok(Err(error)) => return Authorized { outcome: Err(error), verdict: None, learned: None },
         Err(_) => {
             let what = if grpc { "the first gRPC message" } else { "the request body" };
-            return (Err(GatewayError::ClientTimeout(what, limits.read_within.as_secs())), None);
+            let error = GatewayError::ClientTimeout(what, limits.read_within.as_secs());
+            return Authorized { outcome: Err(error), verdict: None, learned: None };
         }
     };
     let facts = RequestFacts {
@@ -67,14 +79,6 @@ pub(super) async fn authorize(
         Call::Datasets => Ok(vec![StatementAccess { endpoint: EndpointAction::Describe, datasets: Vec::new() }]),
         Call::Flight(rpc) => flight::classify(rpc, payload, defaults),
     });
-    match &verdict.outcome {
-        Ok(_) => crate::metrics::decision(true),
-        Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
-        Err(_) => {}
-    }
-    if let Some((enforced, shadow)) = verdict.disagreement() {
-        crate::metrics::shadow_disagreement(enforced, shadow);
-    }
     // A DoGet of a statement ticket (or an execution of a prepared statement): the datasets
     // and request id of the call that planned it.
     let learned = wants.map(|wants| {
@@ -88,7 +92,7 @@ pub(super) async fn authorize(
         Ok(allowed) => Ok((Request::from_parts(parts, body), allowed.clone())),
         Err(error) => Err(GatewayError::from(error.clone())),
     };
-    (outcome, learned)
+    Authorized { outcome, verdict: Some(verdict), learned }
 }
 
 /// How much of a request this stage reads, how fast, and how long the rest may stall.
@@ -122,7 +126,7 @@ pub(super) struct Learned {
 fn sql_text(call: Call, payload: &Bytes) -> Option<Bytes> {
     match call {
         Call::Sql => Some(payload.clone()),
-        Call::Flight(rpc) => flight::sql_text(rpc, payload).map(Bytes::from),
+        Call::Flight(rpc) => flight_wire::sql_text(rpc, payload).map(Bytes::from),
         Call::Datasets => None,
     }
 }
@@ -172,7 +176,7 @@ enum Call {
 }
 
 /// The call, the bytes that say what it does, the body to forward, and the token it
-/// presents from an earlier Flight call (see [`flight::presented_token`]).
+/// presents from an earlier Flight call (see [`flight_wire::presented_token`]).
 type Inspected = (Call, Bytes, Body, Option<Bytes>);
 
 async fn http_call(parts: &Parts, body: Incoming, max_body: usize) -> Result<Inspected, GatewayError> {
@@ -207,10 +211,10 @@ async fn grpc_call(parts: &Parts, body: Incoming, limits: BodyLimits) -> Result<
     }
     let (message, body) = first_message(body, limits.max_bytes).await?;
     let body = super::idle::IdleBody::client(body, limits.stream_idle).boxed_unsync();
-    let token = flight::presented_token(rpc, &message);
+    let token = flight_wire::presented_token(rpc, &message);
     // A DoGet is a query unless its ticket is a catalog listing: only those are told apart
     // (and cached) by their ticket.
-    let message = if rpc == Rpc::DoGet && !flight::listing_ticket(&message) { Bytes::new() } else { message };
+    let message = if rpc == Rpc::DoGet && !flight_wire::listing_ticket(&message) { Bytes::new() } else { message };
     Ok((Call::Flight(rpc), message, body, token))
 }
 
@@ -220,14 +224,14 @@ async fn first_message(mut body: Incoming, max_body: usize) -> Result<(Bytes, Bo
     let mut read = BytesMut::new();
     let mut trailers = None;
     loop {
-        match flight::first_message(&read, max_body) {
-            Err(flight::FrameError::Compressed) => {
+        match flight_wire::first_message(&read, max_body) {
+            Err(FrameError::Compressed) => {
                 return Err(AuthzError::Unsupported(
                     "compressed gRPC requests cannot be authorized; send them uncompressed".into(),
                 )
                 .into());
             }
-            Err(flight::FrameError::TooLarge) => return Err(GatewayError::PayloadTooLarge(max_body)),
+            Err(FrameError::TooLarge) => return Err(GatewayError::PayloadTooLarge(max_body)),
             Ok(Some(message)) => {
                 let read = read.freeze();
                 let message = read.slice(message);

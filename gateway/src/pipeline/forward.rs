@@ -31,8 +31,6 @@ pub(crate) struct Upstream {
     authority: Authority,
     response_timeout: Duration,
     stream_idle: Duration,
-    /// The listener it serves, for metrics.
-    listener: &'static str,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -89,7 +87,6 @@ impl Upstream {
             authority,
             response_timeout: Duration::from_secs(timeouts.upstream_response_secs),
             stream_idle: Duration::from_secs(timeouts.stream_idle_secs),
-            listener: if http2_only { "flight" } else { "api" },
         })
     }
 
@@ -116,11 +113,12 @@ impl Upstream {
 
     /// Sends `request` upstream; the response body streams back as it arrives. `max_body` is
     /// the limit the authorize stage put on the request body, to name it if it is exceeded.
+    /// Also returns how long the engine took to answer with a head (for observe's metric).
     pub(crate) async fn forward(
         &self,
         request: Request<Body>,
         max_body: Option<usize>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<(Response<Body>, Duration), GatewayError> {
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         parts.uri = Uri::builder()
@@ -143,7 +141,7 @@ impl Upstream {
                 Ok(Err(error)) => return Err(classify(error, max_body)),
                 Ok(Ok(response)) => response,
             };
-        crate::metrics::upstream_latency(self.listener, started.elapsed());
+        let latency = started.elapsed();
         let (mut parts, body) = response.into_parts();
         super::sanitize::strip_hop_by_hop(&mut parts.headers);
         // A trailers-only gRPC answer (an error without data: grpc-status in the head, which
@@ -151,7 +149,10 @@ impl Upstream {
         // stream with the head; any other body adds an empty DATA frame after it, which
         // clients read as a stream without trailers, losing the engine's status.
         if body.is_end_stream() {
-            return Ok(Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync()));
+            return Ok((
+                Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync()),
+                latency,
+            ));
         }
         // A small body of known length is read before the head is returned, so the client
         // gets head and body in one write instead of one per hop of the body through the
@@ -168,7 +169,7 @@ impl Upstream {
             _ => super::idle::IdleBody::engine(body.map_err(BoxError::from).boxed_unsync(), self.stream_idle)
                 .boxed_unsync(),
         };
-        Ok(Response::from_parts(parts, body))
+        Ok((Response::from_parts(parts, body), latency))
     }
 }
 

@@ -11,35 +11,15 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
+use crate::grpc_code::GrpcCode;
 
-/// gRPC status codes by number, as metric labels and audit codes.
-const NAMES: [&str; 17] = [
-    "ok",
-    "cancelled",
-    "unknown",
-    "invalid_argument",
-    "deadline_exceeded",
-    "not_found",
-    "already_exists",
-    "permission_denied",
-    "resource_exhausted",
-    "failed_precondition",
-    "aborted",
-    "out_of_range",
-    "unimplemented",
-    "internal",
-    "unavailable",
-    "data_loss",
-    "unauthenticated",
-];
-
-/// A status code's name; `other` for a number outside the specification.
+/// A status number's name; `other` for a number outside the specification.
 pub(super) fn name(code: u16) -> &'static str {
-    NAMES.get(usize::from(code)).copied().unwrap_or("other")
+    GrpcCode::from_number(code).map_or("other", GrpcCode::name)
 }
 
 pub(super) fn code(headers: &HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    GrpcCode::number_in(headers)
 }
 
 /// Counts the call's gRPC status in `gateway_grpc_responses_total` once it is known.

@@ -31,12 +31,13 @@ use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
 
 use crate::audit::{ApiRecord, Auditor, Record, SignInRecord};
 use crate::auth::{AuthError, Authenticator, ListenerAuth};
-use crate::authz::{Authorizer, AuthzError};
+use crate::authz::{Authorizer, AuthzError, Verdict};
 use crate::body::Body;
 use crate::clock::unix_millis;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::GatewayError;
+use crate::grpc_code::GrpcCode;
 use crate::ratelimit::RateLimits;
 pub(crate) use forward::Upstream;
 
@@ -54,15 +55,32 @@ struct Context {
     /// A browser session re-sealed by authenticate (last seen, or renewed at the provider with
     /// a rotated refresh token): sent back whatever the outcome, so a refusal does not lose it.
     set_cookie: Option<HeaderValue>,
+    // What the stages found, for observe to record:
+    /// The authenticated caller.
+    principal: Option<Arc<Principal>>,
+    /// A sign-in to audit (a Handshake, or a request's credential).
+    signed_in: Option<SignedIn>,
+    /// What a browser route found (a sign-in, a refused session cookie).
+    browser: Option<crate::browser::Answered>,
+    /// Cedar's verdict, for the decision metrics.
+    verdict: Option<Arc<Verdict>>,
+    /// What authorization learned for the audit record (the SQL, the decision, the plan).
+    learned: Option<authorize::Learned>,
+    /// How long the engine took to answer with a head.
+    upstream_latency: Option<std::time::Duration>,
 }
 
-impl Context {
-    fn principal(&mut self, principal: Arc<Principal>) {
-        if let Some(record) = self.record.as_mut() {
-            record.principal = Some(principal);
-        }
-    }
+/// A successful sign-in, as authenticate or the Handshake found it.
+struct SignedIn {
+    principal: Arc<Principal>,
+    /// `handshake` or `request`.
+    flow: &'static str,
+    /// Audit every one (a Handshake opens a session), not once per principal and address.
+    always: bool,
 }
+
+/// The route label of the browser routes (`/auth/*`, `/console`).
+const BROWSER_ROUTE: &str = "browser";
 
 /// One listener's pipeline: the shared state every stage needs.
 pub(crate) struct Pipeline {
@@ -103,7 +121,7 @@ impl Pipeline {
         audit: Arc<Auditor>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
         let api_auth = ListenerAuth::from_config(&config.api, config, "api")?;
-        let browser = crate::browser::Browser::from_config(config, &auth, &audit)?;
+        let browser = crate::browser::Browser::from_config(config, &auth)?;
         // Signing browsers in to a listener that then refuses their cookie helps nobody.
         if browser.is_some() && !api_auth.browser() {
             return Err(crate::config::ConfigError::new(
@@ -170,12 +188,6 @@ impl Pipeline {
     pub(crate) async fn handle(&self, connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
         // sanitize: nothing the client sent may claim an identity; fix the request id.
         let request_id = sanitize::sanitize(request.headers_mut(), connection.peer);
-        if let Some(browser) = &self.browser
-            && crate::browser::is_browser_path(request.uri().path())
-            && !is_grpc(&request)
-        {
-            return self.browser_route(browser, connection, request, request_id).await;
-        }
         let mut ctx = self.context(connection, &request, request_id);
         // The body stays outside until authorize takes it: a request refused before then has
         // its unread body discarded (below), so the refusal is not lost to a stream reset.
@@ -189,56 +201,32 @@ impl Pipeline {
         self.observe(ctx, connection, result).await
     }
 
-    /// A browser route (sign-in, sign-out, the console): after the audit gate and the
-    /// address's rate limit, answered by [`crate::browser`], which audits sign-ins itself;
-    /// a session cookie it refused is audited here (an Authentication event, the failure
-    /// counted against the address). No API Activity event: the callback's URL carries a
-    /// code and state that must not be written anywhere.
-    async fn browser_route(
-        &self,
-        browser: &crate::browser::Browser,
-        connection: &Connection,
-        request: Request<Incoming>,
-        request_id: HeaderValue,
-    ) -> Response<Body> {
-        let (parts, body) = request.into_parts();
-        let checked = if self.audit.refusing() {
-            Err(GatewayError::AuditUnavailable)
-        } else {
-            self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)
-        };
-        let mut response = match checked {
-            Ok(()) => {
-                let (response, refused) = browser.handle(connection, &parts, &request_id).await;
-                // A refused session cookie is a refused credential, recorded as the API's are.
-                if let Some(error) = refused {
-                    self.credential_refused(connection, &request_id, &error, false).await;
-                }
-                response
-            }
-            Err(error) => {
-                if let GatewayError::RateLimited(limited) = &error {
-                    crate::metrics::rate_limited(limited.limiter);
-                }
-                error.into_response(false, request_id.to_str().unwrap_or(""))
-            }
-        };
-        discard(body).await;
-        crate::metrics::request(self.name, "browser", response.status().as_u16());
-        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-        response
-    }
-
     /// The request's context, before any stage runs.
     fn context(&self, connection: &Connection, request: &Request<Incoming>, request_id: HeaderValue) -> Context {
         let grpc = is_grpc(request);
-        let route = route(grpc, request.uri().path());
-        let record = self
-            .audit
-            .enabled()
+        let path = request.uri().path();
+        let browser = self.browser.is_some() && !grpc && crate::browser::is_browser_path(path);
+        let route = if browser { BROWSER_ROUTE } else { route(grpc, path) };
+        // No API Activity event for a browser route: the callback's URL carries a code and
+        // state that must not be written anywhere (sign-ins are audited as such).
+        let record = (self.audit.enabled() && !browser)
             .then(|| audit::begin(self.name, connection, request, &request_id, grpc.then_some(route)));
         let bytes_in = record.is_some().then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
-        Context { request_id, grpc, route, started: std::time::Instant::now(), record, bytes_in, set_cookie: None }
+        Context {
+            request_id,
+            grpc,
+            route,
+            started: std::time::Instant::now(),
+            record,
+            bytes_in,
+            set_cookie: None,
+            principal: None,
+            signed_in: None,
+            browser: None,
+            verdict: None,
+            learned: None,
+            upstream_latency: None,
+        }
     }
 
     /// The stages in request order, from the audit gate to forward; each hands on what it
@@ -256,13 +244,22 @@ impl Pipeline {
         }
         // rate-limit (ip): cheap, before any signature is checked; also the brute-force block.
         self.limits.check_ip(connection.peer.ip()).map_err(GatewayError::RateLimited)?;
+        // browser routes (sign-in, sign-out, the console): answered by `crate::browser`.
+        if let (BROWSER_ROUTE, Some(browser)) = (ctx.route, self.browser.as_deref()) {
+            let (response, answered) = browser.handle(connection, &parts).await;
+            ctx.browser = Some(answered);
+            if let Some(body) = unread.take() {
+                discard(body).await;
+            }
+            return Ok(response);
+        }
         sanitize::one_authority(&parts)?;
         // The Flight Handshake authenticates and opens a session; nothing to forward.
         if ctx.grpc && self.answers_handshake && parts.uri.path() == handshake::PATH {
             let (principal, response) =
                 handshake::answer(&self.auth, &self.listener, connection, &parts.headers).await?;
-            self.signed_in(connection, &ctx.request_id, principal.clone(), "handshake", true).await;
-            ctx.principal(principal);
+            ctx.signed_in = Some(SignedIn { principal: Arc::clone(&principal), flow: "handshake", always: true });
+            ctx.principal = Some(principal);
             return Ok(response);
         }
         // authenticate: who is calling; credentials are removed from the request here.
@@ -277,8 +274,8 @@ impl Pipeline {
         )
         .await?;
         ctx.set_cookie = renewed_cookie;
-        self.signed_in(connection, &ctx.request_id, Arc::clone(&principal), "request", false).await;
-        ctx.principal(Arc::clone(&principal));
+        ctx.signed_in = Some(SignedIn { principal: Arc::clone(&principal), flow: "request", always: false });
+        ctx.principal = Some(Arc::clone(&principal));
         // rate-limit (principal): the caller's own quota (group and principal overrides).
         self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
         // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
@@ -288,11 +285,10 @@ impl Pipeline {
             .is_some()
             .then(|| authorize::AuditWants { sql: self.audit.wants_sql(), plans: self.audit.plans() });
         let request = Request::from_parts(parts, body);
-        let (authorized, learned) =
+        let authorize::Authorized { outcome: authorized, verdict, learned } =
             authorize::authorize(&self.authz, connection, &principal, request, ctx.grpc, self.body, wants).await;
-        if let (Some(record), Some(learned)) = (ctx.record.as_deref_mut(), learned) {
-            learned.record(record);
-        }
+        ctx.verdict = verdict;
+        ctx.learned = learned;
         let (mut request, allowed) = authorized?;
         // stamp: the signed assertion the engine trusts, reused per principal and scope (the
         // datasets the statement may touch); a catalog listing's carries what it may list.
@@ -319,12 +315,16 @@ impl Pipeline {
             request = audit::count_request(request, counter);
         }
         // forward: stream to the engine and back.
-        self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await
+        let (response, latency) =
+            self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await?;
+        ctx.upstream_latency = Some(latency);
+        Ok(response)
     }
 
-    /// observe: runs for every outcome, like pingora's logging phase. Metrics, the
-    /// failed-authentication quota, refusal findings, the failed sign-in's event, the error
-    /// response, and the request's audit event (queued when the response body ends).
+    /// observe: runs for every outcome, like pingora's logging phase, and is the only stage
+    /// that records: sign-ins and failed ones, metrics, the failed-authentication quota,
+    /// refusal findings, the error response, and the request's audit event (its record
+    /// completed from what the stages found, queued when the response body ends).
     async fn observe(
         &self,
         mut ctx: Context,
@@ -332,6 +332,37 @@ impl Pipeline {
         result: Result<Response<Body>, GatewayError>,
     ) -> Response<Body> {
         let ip = connection.peer.ip();
+        if let Some(SignedIn { principal, flow, always }) = ctx.signed_in.take() {
+            self.signed_in(connection, &ctx.request_id, principal, flow, always).await;
+        }
+        if let Some(answered) = ctx.browser.take() {
+            // A refused session cookie is a refused credential, recorded as the API's are.
+            if let Some(error) = answered.refused_cookie {
+                self.credential_refused(connection, &ctx.request_id, &error, false).await;
+            }
+            if let Some(sign_in) = answered.sign_in {
+                self.browser_signed_in(connection, &ctx.request_id, sign_in).await;
+            }
+        }
+        if let Some(record) = ctx.record.as_deref_mut() {
+            record.principal = ctx.principal.take();
+            if let Some(learned) = ctx.learned.take() {
+                learned.record(record);
+            }
+        }
+        if let Some(verdict) = ctx.verdict.take() {
+            match &verdict.outcome {
+                Ok(_) => crate::metrics::decision(true),
+                Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
+                Err(_) => {}
+            }
+            if let Some((enforced, shadow)) = verdict.disagreement() {
+                crate::metrics::shadow_disagreement(enforced, shadow);
+            }
+        }
+        if let Some(latency) = ctx.upstream_latency {
+            crate::metrics::upstream_latency(self.name, latency);
+        }
         let status = match &result {
             Ok(response) if ctx.grpc => trailers_only_status(response).unwrap_or(response.status().as_u16()),
             Ok(response) => response.status().as_u16(),
@@ -404,6 +435,34 @@ impl Pipeline {
         } else {
             self.audit.signed_in(record, &principal, connection.peer.ip()).await;
         }
+    }
+
+    /// A provider's callback: the sign-in metric, and an Authentication event (flow
+    /// `browser`) for every outcome.
+    async fn browser_signed_in(
+        &self,
+        connection: &Connection,
+        request_id: &HeaderValue,
+        sign_in: Result<Arc<Principal>, (&'static str, String)>,
+    ) {
+        crate::metrics::browser_sign_in(sign_in.as_ref().map_or_else(|(code, _)| *code, |_| "ok"));
+        if !self.audit.enabled() {
+            return;
+        }
+        let (principal, failure) = match sign_in {
+            Ok(principal) => (Some(principal), None),
+            Err(failure) => (None, Some(failure)),
+        };
+        let record = SignInRecord {
+            time_ms: unix_millis(),
+            request_id: request_id.clone(),
+            listener: self.name,
+            peer: connection.peer,
+            principal,
+            flow: "browser",
+            failure,
+        };
+        self.audit.submit(Record::SignIn(Box::new(record))).await;
     }
 
     /// A credential was refused (on the API, or a session cookie on a browser route): counted,
@@ -486,20 +545,9 @@ async fn discard(mut body: Incoming) {
 /// counts as in the request metrics: the HTTP equivalent of its code, as gateway refusals
 /// count (errors that come in trailers after data are known only when the body ends).
 fn trailers_only_status(response: &Response<Body>) -> Option<u16> {
-    Some(match grpc_status::code(response.headers())? {
-        0 => return None,
-        3 | 9 | 11 => 400, // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
-        16 => 401,         // UNAUTHENTICATED
-        7 => 403,          // PERMISSION_DENIED
-        5 => 404,          // NOT_FOUND
-        6 | 10 => 409,     // ALREADY_EXISTS, ABORTED
-        8 => 429,          // RESOURCE_EXHAUSTED
-        1 => 499,          // CANCELLED
-        12 => 501,         // UNIMPLEMENTED
-        14 => 503,         // UNAVAILABLE
-        4 => 504,          // DEADLINE_EXCEEDED
-        _ => 500,          // UNKNOWN, INTERNAL, DATA_LOSS
-    })
+    let number = grpc_status::code(response.headers())?;
+    // A number outside the specification counts as an internal error.
+    GrpcCode::from_number(number).map_or(Some(500), GrpcCode::http_equivalent)
 }
 
 /// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).
@@ -508,7 +556,7 @@ fn route(grpc: bool, path: &str) -> &'static str {
         if path == handshake::PATH {
             return "Handshake";
         }
-        return crate::authz::flight::Rpc::from_path(path).map_or("other", crate::authz::flight::Rpc::name);
+        return crate::authz::flight_wire::Rpc::from_path(path).map_or("other", crate::authz::flight_wire::Rpc::name);
     }
     match path {
         "/v1/sql" => "/v1/sql",
