@@ -40,52 +40,49 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// A row of the error table (docs/engine.md, HTTP API): the code in JSON bodies and logs,
+/// the HTTP status, and the gRPC code Flight SQL answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub code: &'static str,
+    pub http: StatusCode,
+    pub grpc: tonic::Code,
+}
+
 impl EngineError {
+    /// The error table, one row per kind of error and no catch-all: a new variant does not
+    /// compile until it has its row.
+    pub fn kind(&self) -> Kind {
+        use EngineError as E;
+        use StatusCode as H;
+        use tonic::Code as G;
+        let (code, http, grpc) = match self {
+            E::Unauthenticated(_) => ("unauthenticated", H::UNAUTHORIZED, G::Unauthenticated),
+            E::BadRequest(_) => ("bad_request", H::BAD_REQUEST, G::InvalidArgument),
+            E::Query(_) => ("query_error", H::BAD_REQUEST, G::InvalidArgument),
+            E::TooComplex(_) => ("statement_too_complex", H::BAD_REQUEST, G::InvalidArgument),
+            E::Forbidden(_) => ("forbidden", H::FORBIDDEN, G::PermissionDenied),
+            E::NotFound(_) => ("not_found", H::NOT_FOUND, G::NotFound),
+            E::MethodNotAllowed => ("method_not_allowed", H::METHOD_NOT_ALLOWED, G::Unimplemented),
+            E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, G::ResourceExhausted),
+            E::NotAcceptable(_) => ("not_acceptable", H::NOT_ACCEPTABLE, G::InvalidArgument),
+            E::Exhausted(_) => ("resource_exhausted", H::SERVICE_UNAVAILABLE, G::ResourceExhausted),
+            E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, G::Internal),
+        };
+        Kind { code, http, grpc }
+    }
+
     /// Stable, machine-readable name of the error, used in JSON error bodies.
     pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::Unauthenticated(_) => "unauthenticated",
-            EngineError::BadRequest(_) => "bad_request",
-            EngineError::Query(_) => "query_error",
-            EngineError::TooComplex(_) => "statement_too_complex",
-            EngineError::Forbidden(_) => "forbidden",
-            EngineError::NotFound(_) => "not_found",
-            EngineError::MethodNotAllowed => "method_not_allowed",
-            EngineError::PayloadTooLarge(_) => "payload_too_large",
-            EngineError::NotAcceptable(_) => "not_acceptable",
-            EngineError::Exhausted(_) => "resource_exhausted",
-            EngineError::Internal(_) => "internal",
-        }
+        self.kind().code
     }
 
     pub fn http_status(&self) -> StatusCode {
-        match self {
-            EngineError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            EngineError::BadRequest(_) | EngineError::Query(_) | EngineError::TooComplex(_) => StatusCode::BAD_REQUEST,
-            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            EngineError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            EngineError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            EngineError::Exhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().http
     }
 
     pub fn grpc_status(&self) -> tonic::Status {
-        let message = self.to_string();
-        match self {
-            EngineError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
-            EngineError::BadRequest(_)
-            | EngineError::Query(_)
-            | EngineError::TooComplex(_)
-            | EngineError::NotAcceptable(_) => tonic::Status::invalid_argument(message),
-            EngineError::Forbidden(_) => tonic::Status::permission_denied(message),
-            EngineError::NotFound(_) => tonic::Status::not_found(message),
-            EngineError::MethodNotAllowed => tonic::Status::unimplemented(message),
-            EngineError::PayloadTooLarge(_) | EngineError::Exhausted(_) => tonic::Status::resource_exhausted(message),
-            EngineError::Internal(_) => tonic::Status::internal(message),
-        }
+        tonic::Status::new(self.kind().grpc, self.to_string())
     }
 
     /// Logs the detail of internal errors (which clients never see).
@@ -123,5 +120,59 @@ impl From<datafusion::arrow::error::ArrowError> for EngineError {
 impl From<EngineError> for tonic::Status {
     fn from(error: EngineError) -> Self {
         error.grpc_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error table of docs/engine.md (HTTP API), read from the file: every row is an
+    /// error the engine has, with the documented statuses, and every error has its row.
+    #[test]
+    fn the_documented_error_table_is_the_engines() {
+        let docs = include_str!("../../docs/engine.md");
+        let table = docs.split("| status | gRPC | code | when |").nth(1).expect("the error table in docs/engine.md");
+        let mut documented = Vec::new();
+        for row in table.lines().skip(2).take_while(|line| line.starts_with('|')) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (statuses, grpcs, codes) = (cells[1], cells[2], cells[3]);
+            let statuses = statuses.split(" / ");
+            let grpcs = grpcs.split(" / ");
+            let codes = codes.split(" / ").map(|c| c.trim_matches('`'));
+            for ((status, grpc), code) in statuses.zip(grpcs).zip(codes) {
+                documented.push((code.to_string(), status.parse::<u16>().expect("a status"), grpc.to_string()));
+            }
+        }
+        let errors = [
+            EngineError::Unauthenticated(StampError::Missing),
+            EngineError::BadRequest(String::new()),
+            EngineError::Query(String::new()),
+            EngineError::TooComplex(complexity::TooComplex::Operators),
+            EngineError::Forbidden(String::new()),
+            EngineError::NotFound(String::new()),
+            EngineError::MethodNotAllowed,
+            EngineError::PayloadTooLarge(1),
+            EngineError::NotAcceptable(String::new()),
+            EngineError::Exhausted(String::new()),
+            EngineError::Internal(String::new()),
+        ];
+        let mut actual: Vec<(String, u16, String)> = errors
+            .iter()
+            .map(|e| {
+                let kind = e.kind();
+                let grpc = format!("{:?}", kind.grpc).chars().fold(String::new(), |mut name, c| {
+                    if c.is_uppercase() && !name.is_empty() {
+                        name.push('_');
+                    }
+                    name.push(c.to_ascii_uppercase());
+                    name
+                });
+                (kind.code.to_string(), kind.http.as_u16(), grpc)
+            })
+            .collect();
+        actual.sort();
+        documented.sort();
+        assert_eq!(documented, actual);
     }
 }

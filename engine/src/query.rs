@@ -17,12 +17,12 @@ use futures::StreamExt;
 
 use crate::barrier::BarrierView;
 use crate::caller::Caller;
+use crate::caller::functions::{self, Caller as SessionCaller};
+use crate::caller::listing::{ListedCatalogs, Listing};
 use crate::catalog::register_table;
+use crate::catalog::{datasets, demo};
 use crate::config::{Config, SqlConfig};
 use crate::error::EngineError;
-use crate::listing::{ListedCatalogs, Listing};
-use crate::principal_functions::{self, Caller as SessionCaller};
-use crate::{datasets, demo};
 
 /// A table or view the engine serves.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl QueryEngine {
         };
         // After the cluster upgrade, which replaces the function list: the identity
         // functions live on the coordinator only and are folded away before a plan leaves.
-        for udf in principal_functions::all() {
+        for udf in functions::all() {
             ctx.register_udf(udf);
         }
         crate::bounded_functions::register(&ctx);
@@ -96,7 +96,7 @@ impl QueryEngine {
     }
 
     /// A session for one request, carrying its caller; its catalog lists what the caller's
-    /// listing shows (see [`crate::listing`]). The catalogs themselves are shared, so tables
+    /// listing shows (see [`crate::caller::listing`]). The catalogs themselves are shared, so tables
     /// created later are there in every session.
     fn session(&self, caller: &Caller) -> SessionState {
         let mut state = match &caller.listing {
@@ -276,7 +276,7 @@ fn sql_options(config: &SqlConfig) -> SQLOptions {
 }
 
 /// Views are planned once (to check them at startup) but their identity functions are
-/// folded per query, with the querying caller (see `principal_functions`). With `barrier`,
+/// folded per query, with the querying caller (see `caller::functions`). With `barrier`,
 /// a caller's expressions never see the rows a view filters out (see `barrier`).
 async fn register_view(ctx: &SessionContext, name: &str, sql: &str, barrier: bool) -> datafusion::error::Result<()> {
     let plan = ctx.state().create_logical_plan(sql).await?;

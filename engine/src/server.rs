@@ -13,7 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::caller::Authenticator;
 use crate::config::Config;
-use crate::handles::HandleStore;
+use crate::flight::handles::HandleStore;
 use crate::http::Shared;
 use crate::query::QueryEngine;
 use crate::{flight, http};

@@ -1,12 +1,16 @@
 //! Who is calling: the identity stamp verified once per request, before anything else.
 
+pub mod functions;
+pub mod listing;
+pub mod scope;
+
 use std::sync::Arc;
 
 use identity::{Principal, StampVerifier};
 
 use crate::error::EngineError;
-use crate::listing::Listing;
-use crate::scope::Scope;
+use listing::Listing;
+use scope::Scope;
 
 /// How the engine establishes the caller of each request.
 #[derive(Debug)]

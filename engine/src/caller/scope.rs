@@ -5,7 +5,7 @@
 //! plan when any is outside the scope. The planner resolves only the tables collected there,
 //! so no table is scanned that the gateway did not authorize: where the two parsers read a
 //! statement differently, the difference refuses, never allows. `information_schema` tables
-//! are always resolvable; their rows are what the caller's [`crate::listing::Listing`] shows.
+//! are always resolvable; their rows are what the caller's [`crate::caller::listing::Listing`] shows.
 
 use std::sync::Arc;
 

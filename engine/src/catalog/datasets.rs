@@ -5,7 +5,7 @@ use std::path::Path;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
-use crate::catalog::register_table;
+use super::register::register_table;
 use crate::config::{Dataset, Format};
 
 /// Registers one configured dataset under its name.

@@ -10,10 +10,10 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
-use crate::catalog::register_table;
+use super::register::register_table;
 
-const CUSTOMERS: &str = include_str!("../demo/customers.csv");
-const ORDERS: &str = include_str!("../demo/orders.csv");
+const CUSTOMERS: &str = include_str!("../../demo/customers.csv");
+const ORDERS: &str = include_str!("../../demo/orders.csv");
 
 /// Registers `demo.customers` and `demo.orders`.
 pub(crate) fn register(ctx: &SessionContext) -> Result<()> {

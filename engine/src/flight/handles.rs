@@ -16,7 +16,7 @@ use identity::Principal;
 
 use crate::caller::PolicyFingerprint;
 use crate::error::EngineError;
-use crate::tickets::Planned;
+use crate::flight::tickets::Planned;
 
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -132,7 +132,11 @@ mod tests {
     }
 
     fn sql(text: &str) -> Planned {
-        Planned { sql: text.into(), listing: crate::listing::Listing::nothing(), scope: crate::scope::Scope::nothing() }
+        Planned {
+            sql: text.into(),
+            listing: crate::caller::listing::Listing::nothing(),
+            scope: crate::caller::scope::Scope::nothing(),
+        }
     }
 
     #[test]

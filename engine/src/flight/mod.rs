@@ -4,6 +4,10 @@
 //! and puts the caller into the request's extensions; a handler without a caller refuses.
 //! Tickets and prepared-statement handles are bound to the caller that created them.
 
+pub mod handles;
+mod session;
+pub mod tickets;
+
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -32,14 +36,14 @@ use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::caller::listing::Listing;
+use crate::caller::scope::Scope;
 use crate::caller::{Authenticator, Caller, PolicyFingerprint};
 use crate::error::EngineError;
-use crate::handles::HandleStore;
-use crate::listing::Listing;
+use crate::flight::handles::HandleStore;
+use crate::flight::tickets::Planned;
+use crate::flight::tickets::TicketSealer;
 use crate::query::QueryEngine;
-use crate::scope::Scope;
-use crate::tickets::Planned;
-use crate::tickets::TicketSealer;
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
@@ -447,7 +451,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<arrow_flight::Action>,
     ) -> Result<Response<<Self as arrow_flight::flight_service_server::FlightService>::DoActionStream>, Status> {
         let action = request.into_inner();
-        let body = crate::flight_session::answer(&action.r#type, &action.body)
+        let body = crate::flight::session::answer(&action.r#type, &action.body)
             .ok_or_else(|| Status::invalid_argument(format!("unsupported Flight action: {}", action.r#type)))??;
         let result = arrow_flight::Result { body: body.into() };
         Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(result) }))))

@@ -23,9 +23,9 @@ use bytes::Bytes;
 use identity::Principal;
 
 use crate::caller::PolicyFingerprint;
+use crate::caller::listing::Listing;
+use crate::caller::scope::Scope;
 use crate::error::EngineError;
-use crate::listing::Listing;
-use crate::scope::Scope;
 
 const VERSION: u8 = 4;
 const HEADER: usize = 1 + 8 + 32 + 32;

@@ -5,9 +5,6 @@
 //! datasets and views.
 //!
 //! Needs the `gateway` binary next to the engine's (`cargo test --workspace` builds both).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestEngine, test_config, user};
+use crate::common::{TestEngine, test_config, user};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -550,8 +547,8 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
 }
 
 /// Another HTTP client of `engine`, to move into a task.
-fn reqwest_lite_for(engine: &TestEngine) -> common::reqwest_lite::Client {
-    common::reqwest_lite::Client::new(engine.running.http_addr)
+fn reqwest_lite_for(engine: &TestEngine) -> crate::common::reqwest_lite::Client {
+    crate::common::reqwest_lite::Client::new(engine.running.http_addr)
 }
 
 /// A cluster that never answers (a scheduler port that accepts and then says nothing): the

@@ -1,16 +1,11 @@
 //! Flight SQL against a real engine on loopback, with the arrow-flight Flight SQL client:
 //! queries, prepared statements, catalog metadata, and every refusal.
-// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
-// modules that share them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
-mod common;
-
+use crate::common::{TestEngine, user};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
 use arrow_flight::{FlightInfo, Ticket};
-use common::{TestEngine, user};
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::TryStreamExt;
@@ -150,7 +145,7 @@ async fn catalog_metadata() {
     // fetches it; a plain stamp (no listing) lists nothing.
     let info = client.execute("SHOW TABLES".into(), None).await.unwrap();
     let plain = engine.stamp(&user("alice", &[]));
-    let mut plain_client = crate::client(&engine, Some(&plain)).await;
+    let mut plain_client = super::flight_sql::client(&engine, Some(&plain)).await;
     let shown = fetch(&mut plain_client, info).await;
     let mut names: Vec<String> = strings(&shown, "table_schema")
         .into_iter()
@@ -252,7 +247,7 @@ async fn large_generated_result_streams() {
 #[tokio::test]
 async fn statement_tickets_hold_no_server_state() {
     // With room for only two prepared statements, statement queries are still unlimited.
-    let config = common::test_config(Some("limits:\n  max_flight_handles: 2\n"));
+    let config = crate::common::test_config(Some("limits:\n  max_flight_handles: 2\n"));
     let engine = TestEngine::start_with(config).await;
     let stamp = engine.stamp(&user("alice", &[]));
     let mut client = client(&engine, Some(&stamp)).await;
@@ -281,8 +276,9 @@ async fn a_ticket_that_does_not_decode_gets_a_message_not_debug_output() {
 
 #[tokio::test]
 async fn flight_resolves_only_the_scope_and_a_ticket_keeps_its_planning_scope() {
-    let config =
-        common::test_config(Some("demo_data: true\nviews:\n  - {name: bank, sql: 'SELECT * FROM demo.customers'}\n"));
+    let config = crate::common::test_config(Some(
+        "demo_data: true\nviews:\n  - {name: bank, sql: 'SELECT * FROM demo.customers'}\n",
+    ));
     let engine = TestEngine::start_with(config).await;
     let alice = user("alice", &["acme"]);
     // What the gateway sends with a DoGet or an execution: no dataset (it cannot read them).

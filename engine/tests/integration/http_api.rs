@@ -1,20 +1,15 @@
 //! The engine's HTTP API against a real engine on loopback: authentication, every rejection,
 //! row-level security, encodings and limits.
-// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
-// modules that share them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
-mod common;
-
-use common::{TestEngine, now, test_config, user};
+use crate::common::{TestEngine, now, test_config, user};
 use identity::{STAMP_HEADER, StampSigner, generate_stamp_keypair};
 
-fn rows(reply: &common::reqwest_lite::Reply) -> Vec<serde_json::Value> {
+fn rows(reply: &crate::common::reqwest_lite::Reply) -> Vec<serde_json::Value> {
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json().as_array().unwrap().clone()
 }
 
-fn error_code(reply: &common::reqwest_lite::Reply) -> String {
+fn error_code(reply: &crate::common::reqwest_lite::Reply) -> String {
     reply.json()["error"]["code"].as_str().unwrap().to_string()
 }
 
@@ -60,7 +55,7 @@ async fn same_view_different_rows_per_principal() {
     let alice = engine.stamp(&user("alice", &["acme"]));
     let bob = engine.stamp(&user("bob", &["globex"]));
     let nobody = engine.stamp(&user("eve", &[]));
-    let tenants = |reply: &common::reqwest_lite::Reply| {
+    let tenants = |reply: &crate::common::reqwest_lite::Reply| {
         rows(reply).iter().map(|r| r["tenant"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
     let sql = "SELECT tenant FROM my_orders ORDER BY order_id";
@@ -358,8 +353,8 @@ async fn startup_errors_name_the_dataset_or_view() {
 
 #[tokio::test]
 async fn development_mode_serves_the_fixed_principal_without_stamp() {
-    let running = common::start_dev(user("dev", &["globex"])).await;
-    let client = common::reqwest_lite::Client::new(running.http_addr);
+    let running = crate::common::start_dev(user("dev", &["globex"])).await;
+    let client = crate::common::reqwest_lite::Client::new(running.http_addr);
     let reply = client.sql(None, "SELECT DISTINCT tenant FROM my_orders").await;
     assert_eq!(rows(&reply), vec![serde_json::json!({"tenant": "globex"})]);
     // A stamp cannot change who the dev principal is.
@@ -377,7 +372,7 @@ async fn the_engine_resolves_only_the_datasets_the_stamp_scopes() {
     let alice = user("alice", &["acme"]);
     let nothing = engine.scoped_stamp(&alice, &[]);
     let bank = engine.scoped_stamp(&alice, &["bank"]);
-    let refused = |reply: &common::reqwest_lite::Reply, dataset: &str| {
+    let refused = |reply: &crate::common::reqwest_lite::Reply, dataset: &str| {
         assert_eq!(reply.status, 403, "{}", reply.text());
         assert_eq!(error_code(reply), "forbidden");
         assert!(reply.text().contains(&format!("dataset {dataset} was not authorized")), "{}", reply.text());
@@ -407,7 +402,7 @@ async fn the_engine_resolves_only_the_datasets_the_stamp_scopes() {
     let series = engine.http.sql(Some(&nothing), "SELECT count(*) AS n FROM generate_series(1, 3)").await;
     assert_eq!(rows(&series)[0]["n"], 3, "{}", series.text());
     // A stamp without the claim grants no dataset (fail closed) but still runs plain SQL.
-    let bare = engine.signer.sign(&alice, common::now(), 60).unwrap();
+    let bare = engine.signer.sign(&alice, crate::common::now(), 60).unwrap();
     assert_eq!(engine.http.sql(Some(&bare), "SELECT 1").await.status, 200);
     refused(&engine.http.sql(Some(&bare), "SELECT * FROM bank").await, "datafusion.public.bank");
 }
@@ -476,7 +471,7 @@ async fn row_filters_are_barriers_no_error_reveals_a_filtered_row() {
         }
     }
     // The barrier keeps the rows right, and a leakproof filter still reaches the view's scan.
-    let rows_of = |reply: &common::reqwest_lite::Reply| rows(reply).len();
+    let rows_of = |reply: &crate::common::reqwest_lite::Reply| rows(reply).len();
     let equal = engine.http.sql(Some(&stamp), "SELECT * FROM my_orders WHERE status = 'shipped'").await;
     assert_eq!(rows_of(&equal), 2, "{}", equal.text());
     let plan = engine.http.sql(Some(&stamp), "EXPLAIN SELECT * FROM my_orders WHERE status = 'shipped'").await;

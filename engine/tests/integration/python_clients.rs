@@ -1,13 +1,8 @@
 //! Real, independently written Flight SQL clients (the ADBC Flight SQL driver and
 //! pyarrow.flight, from PyPI) against the engine. Needs
 //! `python3 -m pip install -r engine/tests/python/requirements.txt` (done by `.ci/run`).
-// Test code: a failed unwrap, index or panic is a failed test; helpers are `pub` for the
-// modules that share them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, unreachable_pub)]
 
-mod common;
-
-use common::{TestEngine, user};
+use crate::common::{TestEngine, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_and_pyarrow_flight_clients() {

@@ -1,7 +1,7 @@
 """Independent Flight SQL client check: the ADBC Flight SQL driver (Go implementation, from
 PyPI) and pyarrow.flight against a running engine.
 
-Run by engine/tests/python_clients.rs, which starts the engine and passes:
+Run by engine/tests/integration/python_clients.rs, which starts the engine and passes:
   FLIGHT_URI   grpc://127.0.0.1:PORT
   STAMP        a valid identity stamp for principal "alice" in group "acme"
   BOB_STAMP    a valid identity stamp for principal "bob" in group "acme"

@@ -157,7 +157,7 @@ async fn the_gateway_reads_the_datasets_datafusion_scans() {
         let scope: Vec<String> = accesses.iter().flat_map(|a| a.datasets.iter().map(|(_, d)| d.to_string())).collect();
         let state = ctx.state();
         let statement = state.sql_to_statement(sql, &state.config_options().sql_parser.dialect).unwrap();
-        let checked = engine::scope::Scope::Only(scope.into()).check(&state, &statement);
+        let checked = engine::caller::scope::Scope::Only(scope.into()).check(&state, &statement);
         assert!(checked.is_ok(), "{sql}: {}", checked.unwrap_err());
         compared += 1;
     }
