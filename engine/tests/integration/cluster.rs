@@ -9,12 +9,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{TestEngine, test_config, user};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -127,27 +125,10 @@ fn engine_yaml(orders: &Path, cluster: &str) -> String {
 /// A TLS client of `addr` with the cluster CA and, optionally, a client certificate; the
 /// result of the handshake (a TLS 1.3 client-certificate refusal arrives on the first read).
 async fn handshake(addr: SocketAddr, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<(), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
-            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = testkit::client_config(ca, identity.map(|(c, k)| (c.to_path_buf(), k.to_path_buf())), &[b"h2"]);
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::IpAddress(addr.ip().into());
-    let mut tls =
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| e.to_string())?;
     // An HTTP/2 client preface; the server answers with its SETTINGS frame.
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
@@ -277,7 +258,7 @@ for key in (os.environ["ACME_KEY"], os.environ["GLOBEX_KEY"]):
         out.append(cur.fetch_arrow_table().to_pylist())
 print(json.dumps(out))
 "#;
-    let output = Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+    let output = Command::new(testkit::python())
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", gateway.flight.port()))
         .env("CA_FILE", &gateway.ca)

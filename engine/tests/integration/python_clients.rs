@@ -7,10 +7,11 @@ use crate::common::{TestEngine, user};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_and_pyarrow_flight_clients() {
     let engine = TestEngine::start().await;
-    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = testkit::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
     let output = tokio::process::Command::new(&python)
         .arg(script)
+        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc://{}", engine.running.flight_addr))
         .env(
             "STAMP",

@@ -5,33 +5,19 @@ Run by engine/tests/integration/python_clients.rs, which starts the engine and p
   FLIGHT_URI   grpc://127.0.0.1:PORT
   STAMP        a valid identity stamp for principal "alice" in group "acme"
   BOB_STAMP    a valid identity stamp for principal "bob" in group "acme"
-Exits non-zero on the first failed check.
+Runs every check, then exits non-zero if any failed (gateway/testkit/python/checks.py).
 """
 
 import os
-import sys
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow.flight as flight
+from checks import check, finish, statement
 
 URI = os.environ["FLIGHT_URI"]
 STAMP = os.environ["STAMP"]
 BOB_STAMP = os.environ["BOB_STAMP"]
 HEADER = "x-portcullis-stamp"
-
-checks = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception as exc:  # report every failure, then exit non-zero
-        checks.append((name, False))
-        print(f"FAIL {name}: {exc!r}", file=sys.stderr)
-    else:
-        checks.append((name, True))
-        print(f"ok   {name}")
-
 
 def connect(stamp):
     kwargs = {}
@@ -100,11 +86,8 @@ def ticket_bound_to_creator():
         cur.execute("SELECT 1 AS one")
         cur.fetchall()
     # Build a Flight SQL CommandStatementQuery by hand (protobuf Any), as a second client would.
-    sql = b"SELECT 42 AS answer"
-    command = b"\x0a" + _varint(len(sql)) + sql
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    any_msg = b"\x0a" + _varint(len(type_url)) + type_url + b"\x12" + _varint(len(command)) + command
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(any_msg), alice)
+    command = statement("SELECT 42 AS answer")
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(command), alice)
     ticket = info.endpoints[0].ticket
     assert client.do_get(ticket, alice).read_all().to_pylist() == [{"answer": 42}]
     try:
@@ -115,18 +98,6 @@ def ticket_bound_to_creator():
         raise AssertionError("bob used alice's ticket")
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 check("ADBC statement query as the stamped principal", query)
 check("ADBC prepared statement with a bound parameter", prepared_statement)
 check("ADBC GetObjects (GetCatalogs/GetDbSchemas/GetTables) and GetTableTypes", get_tables)
@@ -134,6 +105,4 @@ check("ADBC refused without a stamp", refused_without_stamp)
 check("ADBC refused with a forged stamp", refused_with_forged_stamp)
 check("pyarrow.flight ticket bound to its creator", ticket_bound_to_creator)
 
-failed = sum(1 for _, ok in checks if not ok)
-print(f"{len(checks) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -16,6 +16,7 @@
 
 pub(crate) mod action;
 pub(crate) mod authorizer;
+pub(crate) mod cases;
 mod context;
 pub(crate) mod decisions;
 pub(crate) mod error;
@@ -33,4 +34,4 @@ pub(crate) use authorizer::Authorizer;
 pub(crate) use error::AuthzError;
 pub(crate) use facts::RequestFacts;
 pub(crate) use sql::{SqlError, StatementAccess};
-pub(crate) use verdict::{Allowed, Answer, Ask, Evaluation, Resource, Verdict};
+pub(crate) use verdict::{Allowed, Answer, Ask, Verdict};

@@ -10,16 +10,15 @@
 //! policy, entity or test naming a dataset the engine does not serve.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use identity::{AuthMethod, Principal, PrincipalKind};
-use serde::Deserialize;
+use identity::Principal;
 
 use super::exit::Exit;
+use crate::authz::Authorizer;
+use crate::authz::cases::{Case, ContextInput, decide, principal, reasons, run_case, split_uid};
 use crate::authz::sql::DatasetName;
-use crate::authz::{Authorizer, Evaluation, RequestFacts, Resource};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -108,65 +107,6 @@ pub(crate) struct CheckArgs {
     /// Context as JSON: `source_ip`, `now` (RFC 3339), `mfa`, `client_cert`, `method`.
     #[arg(long)]
     pub context: Option<String>,
-}
-
-/// The context fields a test or `check` may set; the rest take the defaults shown.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContextInput {
-    /// Default `192.0.2.10` (a documentation address: neither loopback nor any range).
-    source_ip: Option<IpAddr>,
-    /// Default: now.
-    now: Option<String>,
-    #[serde(default)]
-    mfa: bool,
-    #[serde(default)]
-    client_cert: bool,
-    /// Default `POST`.
-    method: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PrincipalInput {
-    #[serde(rename = "type")]
-    kind: String,
-    id: String,
-    #[serde(default)]
-    groups: Vec<String>,
-    tenant: Option<String>,
-    email: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResourceInput {
-    #[serde(rename = "type")]
-    kind: String,
-    id: String,
-}
-
-/// One case in `tests/*.json` (each file: a JSON array of cases).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    principal: PrincipalInput,
-    action: String,
-    resource: ResourceInput,
-    #[serde(default)]
-    context: ContextInput,
-    /// `allow` or `deny`.
-    expect: Expected,
-    /// The determining policy ids expected (optional; compared as a set).
-    policies: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Expected {
-    Allow,
-    Deny,
 }
 
 pub(crate) fn run(command: PolicyCommand) -> Result<Exit, String> {
@@ -289,39 +229,6 @@ fn report_coverage(coverage: &BTreeMap<String, BTreeSet<String>>, min: Option<f6
     }
 }
 
-/// One case: its outcome, and the policies that determined its decision (for coverage).
-fn run_case(authz: &Authorizer, case: &Case) -> (Result<(), String>, Vec<String>) {
-    match run_case_inner(authz, case) {
-        Ok((outcome, determining)) => (outcome, determining),
-        Err(error) => (Err(error), Vec::new()),
-    }
-}
-
-fn run_case_inner(authz: &Authorizer, case: &Case) -> Result<(Result<(), String>, Vec<String>), String> {
-    let principal = principal(&case.principal.kind, &case.principal.id, &case.principal.groups)?;
-    let principal =
-        Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
-    let evaluation = decide(authz, principal, &case.action, &case.resource.kind, &case.resource.id, &case.context)?;
-    let actual = if evaluation.allowed { Expected::Allow } else { Expected::Deny };
-    let mut problems = Vec::new();
-    if actual != case.expect {
-        problems.push(format!("expected {:?}, got {actual:?}", case.expect));
-    }
-    if let Some(expected) = &case.policies {
-        let mut expected = expected.clone();
-        let mut got = evaluation.policies.clone();
-        expected.sort();
-        got.sort();
-        if expected != got {
-            problems.push(format!("expected determining policies {expected:?}, got {got:?}"));
-        }
-    }
-    if problems.is_empty() {
-        return Ok((Ok(()), evaluation.policies));
-    }
-    Ok((Err(format!("{}{}", problems.join("; "), reasons(&evaluation))), evaluation.policies))
-}
-
 fn check(args: &CheckArgs) -> Result<Exit, String> {
     let authz = load(&args.dir, args.engine_config.as_deref())?;
     let (kind, id) = split_uid(&args.principal).ok_or("--principal: expected Type::\"id\"")?;
@@ -367,74 +274,4 @@ fn check(args: &CheckArgs) -> Result<Exit, String> {
         }
     }
     Ok(if allowed { Exit::Success } else { Exit::Denied })
-}
-
-fn reasons(evaluation: &Evaluation) -> String {
-    let mut out = String::new();
-    if evaluation.policies.is_empty() {
-        out.push_str(if evaluation.allowed { "" } else { "\n  no policy permits this (default deny)" });
-    } else {
-        out.push_str(&format!("\n  determining policies: {}", evaluation.policies.join(", ")));
-    }
-    for error in &evaluation.errors {
-        out.push_str(&format!("\n  error: {error}"));
-    }
-    out
-}
-
-fn decide(
-    authz: &Authorizer,
-    principal: Principal,
-    action: &str,
-    resource_kind: &str,
-    resource_id: &str,
-    context: &ContextInput,
-) -> Result<Evaluation, String> {
-    let now = match &context.now {
-        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("context.now {text:?}: {e}"))
-            .and_then(|t| {
-                u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))
-            })?,
-        None => crate::clock::unix_secs(),
-    };
-    let (resource, path) = match resource_kind {
-        "Endpoint" => (Resource::Endpoint, resource_id.to_string()),
-        "Dataset" => {
-            let name = DatasetName::parse_id(resource_id)
-                .ok_or_else(|| format!("Dataset::{resource_id:?}: expected catalog.schema.table"))?;
-            (Resource::Dataset(name), "/v1/sql".to_string())
-        }
-        other => return Err(format!("resource type {other:?}: expected Endpoint or Dataset")),
-    };
-    let principal = Principal { mfa: context.mfa, ..principal };
-    let facts = RequestFacts {
-        principal: &principal,
-        source_ip: context.source_ip.unwrap_or(IpAddr::from([192, 0, 2, 10])),
-        client_cert: context.client_cert,
-        method: context.method.as_deref().unwrap_or("POST"),
-        path: &path,
-        now,
-    };
-    authz.decide(&facts, action, &resource).map_err(|e| e.to_string())
-}
-
-/// A principal of the Cedar type `kind`, authenticated the way that type is.
-fn principal(kind: &str, id: &str, groups: &[String]) -> Result<Principal, String> {
-    let (kind, method) = match kind {
-        "User" => (PrincipalKind::User, AuthMethod::Oidc),
-        "Service" => (PrincipalKind::Service, AuthMethod::ApiKey),
-        "Workload" => (PrincipalKind::Workload, AuthMethod::Mtls),
-        other => return Err(format!("principal type {other:?}: expected User, Service or Workload")),
-    };
-    let mut principal = Principal::new(kind, id, id, method);
-    principal.groups = groups.to_vec();
-    Ok(principal)
-}
-
-/// `Type::"id"` → (`Type`, `id`).
-fn split_uid(uid: &str) -> Option<(String, String)> {
-    let (kind, id) = uid.split_once("::")?;
-    let id = id.strip_prefix('"')?.strip_suffix('"')?;
-    Some((kind.to_string(), id.replace("\\\"", "\"")))
 }

@@ -52,7 +52,7 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     pub init_only: bool,
     /// Browser sign-in and the SQL console (`https://localhost:PORT/console`) at this OIDC
-    /// issuer, e.g. the development provider `node gateway/tests/oidc/interactive.mjs`.
+    /// issuer, e.g. the development provider `node gateway/tests/js/interactive.mjs`.
     #[arg(long)]
     pub browser_issuer: Option<String>,
     /// The gateway's client id at that provider.

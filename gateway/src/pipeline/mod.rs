@@ -17,70 +17,30 @@
 mod audit;
 mod authenticate;
 mod authorize;
+mod context;
 mod forward;
 mod grpc_status;
 mod handshake;
 mod idle;
+mod observe;
 pub(crate) mod sanitize;
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use identity::{Principal, REQUEST_ID_HEADER, STAMP_HEADER, StampIssuer};
+use identity::{STAMP_HEADER, StampIssuer};
 
-use crate::audit::{ApiRecord, Auditor, Record, SignInRecord};
-use crate::auth::{AuthError, Authenticator, ListenerAuth};
-use crate::authz::{Authorizer, AuthzError, Verdict};
+use crate::audit::Auditor;
+use crate::auth::{Authenticator, ListenerAuth};
+use crate::authz::{Authorizer, AuthzError};
 use crate::body::Body;
-use crate::clock::unix_millis;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::GatewayError;
-use crate::grpc_code::GrpcCode;
 use crate::ratelimit::RateLimits;
+use context::{BROWSER_ROUTE, Context, SignedIn};
 pub(crate) use forward::Upstream;
-
-/// One request's context: what it is (id, route, protocol, start) and what the stages
-/// learned about it, in its audit record when audit is on.
-struct Context {
-    request_id: HeaderValue,
-    grpc: bool,
-    /// A known route or RPC, else `other` (a metric label).
-    route: &'static str,
-    started: std::time::Instant,
-    record: Option<Box<ApiRecord>>,
-    /// Request body bytes forwarded, counted as they stream (with audit on).
-    bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// A browser session re-sealed by authenticate (last seen, or renewed at the provider with
-    /// a rotated refresh token): sent back whatever the outcome, so a refusal does not lose it.
-    set_cookie: Option<HeaderValue>,
-    // What the stages found, for observe to record:
-    /// The authenticated caller.
-    principal: Option<Arc<Principal>>,
-    /// A sign-in to audit (a Handshake, or a request's credential).
-    signed_in: Option<SignedIn>,
-    /// What a browser route found (a sign-in, a refused session cookie).
-    browser: Option<crate::browser::Answered>,
-    /// Cedar's verdict, for the decision metrics.
-    verdict: Option<Arc<Verdict>>,
-    /// What authorization learned for the audit record (the SQL, the decision, the plan).
-    learned: Option<authorize::Learned>,
-    /// How long the engine took to answer with a head.
-    upstream_latency: Option<std::time::Duration>,
-}
-
-/// A successful sign-in, as authenticate or the Handshake found it.
-struct SignedIn {
-    principal: Arc<Principal>,
-    /// `handshake` or `request`.
-    flow: &'static str,
-    /// Audit every one (a Handshake opens a session), not once per principal and address.
-    always: bool,
-}
-
-/// The route label of the browser routes (`/auth/*`, `/console`).
-const BROWSER_ROUTE: &str = "browser";
 
 /// One listener's pipeline: the shared state every stage needs.
 pub(crate) struct Pipeline {
@@ -320,193 +280,6 @@ impl Pipeline {
         ctx.upstream_latency = Some(latency);
         Ok(response)
     }
-
-    /// observe: runs for every outcome, like pingora's logging phase, and is the only stage
-    /// that records: sign-ins and failed ones, metrics, the failed-authentication quota,
-    /// refusal findings, the error response, and the request's audit event (its record
-    /// completed from what the stages found, queued when the response body ends).
-    async fn observe(
-        &self,
-        mut ctx: Context,
-        connection: &Connection,
-        result: Result<Response<Body>, GatewayError>,
-    ) -> Response<Body> {
-        let ip = connection.peer.ip();
-        if let Some(SignedIn { principal, flow, always }) = ctx.signed_in.take() {
-            self.signed_in(connection, &ctx.request_id, principal, flow, always).await;
-        }
-        if let Some(answered) = ctx.browser.take() {
-            // A refused session cookie is a refused credential, recorded as the API's are.
-            if let Some(error) = answered.refused_cookie {
-                self.credential_refused(connection, &ctx.request_id, &error, false).await;
-            }
-            if let Some(sign_in) = answered.sign_in {
-                self.browser_signed_in(connection, &ctx.request_id, sign_in).await;
-            }
-        }
-        if let Some(record) = ctx.record.as_deref_mut() {
-            record.principal = ctx.principal.take();
-            if let Some(learned) = ctx.learned.take() {
-                learned.record(record);
-            }
-        }
-        if let Some(verdict) = ctx.verdict.take() {
-            match &verdict.outcome {
-                Ok(_) => crate::metrics::decision(true),
-                Err(AuthzError::Denied { .. }) => crate::metrics::decision(false),
-                Err(_) => {}
-            }
-            if let Some((enforced, shadow)) = verdict.disagreement() {
-                crate::metrics::shadow_disagreement(enforced, shadow);
-            }
-        }
-        if let Some(latency) = ctx.upstream_latency {
-            crate::metrics::upstream_latency(self.name, latency);
-        }
-        let status = match &result {
-            Ok(response) if ctx.grpc => trailers_only_status(response).unwrap_or(response.status().as_u16()),
-            Ok(response) => response.status().as_u16(),
-            Err(error) => error.http_status().as_u16(),
-        };
-        crate::metrics::request(self.name, ctx.route, status);
-        match &result {
-            // No credentials at all: the first few from a source are audited in full, a flood
-            // is counted into one event per source and interval (it must not rotate the audit
-            // history away), and a burst is a finding.
-            Err(GatewayError::Unauthenticated(error)) if error.is_missing() => {
-                crate::metrics::auth_failure(error.reason());
-                if self.audit.unauthenticated(self.name, connection.peer, || error.to_string()).await {
-                    self.sign_in_failed(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
-                } else {
-                    ctx.record = None;
-                }
-            }
-            Err(GatewayError::Unauthenticated(error)) => {
-                self.credential_refused(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
-            }
-            Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
-            // Cedar denials count towards findings too; unsupported or malformed calls do not.
-            Err(GatewayError::Authorization(crate::authz::AuthzError::Denied { .. })) => self.audit.refused(ip).await,
-            _ => {}
-        }
-        if let (Some(record), Err(error)) = (ctx.record.as_mut(), &result) {
-            record.error = Some((error.code(), error.to_string()));
-        }
-        let mut response = match result {
-            Ok(response) => response,
-            Err(error) => error.into_response(ctx.grpc, ctx.request_id.to_str().unwrap_or("")),
-        };
-        response.headers_mut().insert(REQUEST_ID_HEADER, ctx.request_id);
-        if let Some(cookie) = ctx.set_cookie {
-            response.headers_mut().append(http::header::SET_COOKIE, cookie);
-        }
-        if ctx.grpc {
-            response = grpc_status::observe(ctx.route, response);
-        }
-        // audit: the event is queued when the response body ends (bytes, duration, gRPC status).
-        match (ctx.record, ctx.bytes_in) {
-            (Some(record), Some(bytes_in)) => audit::finish(&self.audit, record, ctx.started, bytes_in, response).await,
-            _ => response,
-        }
-    }
-
-    async fn signed_in(
-        &self,
-        connection: &Connection,
-        request_id: &HeaderValue,
-        principal: Arc<Principal>,
-        flow: &'static str,
-        always: bool,
-    ) {
-        if !self.audit.enabled() {
-            return;
-        }
-        let record = || SignInRecord {
-            time_ms: unix_millis(),
-            request_id: request_id.clone(),
-            listener: self.name,
-            peer: connection.peer,
-            principal: Some(Arc::clone(&principal)),
-            flow,
-            failure: None,
-        };
-        if always {
-            self.audit.submit(Record::SignIn(Box::new(record()))).await;
-        } else {
-            self.audit.signed_in(record, &principal, connection.peer.ip()).await;
-        }
-    }
-
-    /// A provider's callback: the sign-in metric, and an Authentication event (flow
-    /// `browser`) for every outcome.
-    async fn browser_signed_in(
-        &self,
-        connection: &Connection,
-        request_id: &HeaderValue,
-        sign_in: Result<Arc<Principal>, (&'static str, String)>,
-    ) {
-        crate::metrics::browser_sign_in(sign_in.as_ref().map_or_else(|(code, _)| *code, |_| "ok"));
-        if !self.audit.enabled() {
-            return;
-        }
-        let (principal, failure) = match sign_in {
-            Ok(principal) => (Some(principal), None),
-            Err(failure) => (None, Some(failure)),
-        };
-        let record = SignInRecord {
-            time_ms: unix_millis(),
-            request_id: request_id.clone(),
-            listener: self.name,
-            peer: connection.peer,
-            principal,
-            flow: "browser",
-            failure,
-        };
-        self.audit.submit(Record::SignIn(Box::new(record))).await;
-    }
-
-    /// A credential was refused (on the API, or a session cookie on a browser route): counted,
-    /// audited as a failed sign-in, and held against the address's failed-auth quota and
-    /// towards a refusal finding, unless none was really presented (a certificate missing),
-    /// the provider is down, or a browser session ran out.
-    async fn credential_refused(
-        &self,
-        connection: &Connection,
-        request_id: &HeaderValue,
-        error: &AuthError,
-        handshake: bool,
-    ) {
-        crate::metrics::auth_failure(error.reason());
-        self.sign_in_failed(connection, request_id, error, handshake).await;
-        if !error.is_missing() && !matches!(error, AuthError::KeysUnavailable(_) | AuthError::SessionExpired(_)) {
-            let ip = connection.peer.ip();
-            self.limits.failed_authentication(ip);
-            self.audit.refused(ip).await;
-        }
-    }
-
-    async fn sign_in_failed(
-        &self,
-        connection: &Connection,
-        request_id: &HeaderValue,
-        error: &AuthError,
-        handshake: bool,
-    ) {
-        if !self.audit.enabled() {
-            return;
-        }
-        self.audit
-            .submit(Record::SignIn(Box::new(SignInRecord {
-                time_ms: unix_millis(),
-                request_id: request_id.clone(),
-                listener: self.name,
-                peer: connection.peer,
-                principal: None,
-                flow: if handshake { "handshake" } else { "request" },
-                failure: Some((error.reason(), error.to_string())),
-            })))
-            .await;
-    }
 }
 
 fn body_limits(config: &Config) -> authorize::BodyLimits {
@@ -539,15 +312,6 @@ async fn discard(mut body: Incoming) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-}
-
-/// The status a trailers-only gRPC error (the engine's answer with `grpc-status` in the head)
-/// counts as in the request metrics: the HTTP equivalent of its code, as gateway refusals
-/// count (errors that come in trailers after data are known only when the body ends).
-fn trailers_only_status(response: &Response<Body>) -> Option<u16> {
-    let number = grpc_status::code(response.headers())?;
-    // A number outside the specification counts as an internal error.
-    GrpcCode::from_number(number).map_or(Some(500), GrpcCode::http_equivalent)
 }
 
 /// The route label for metrics: a known route or RPC, else `other` (bounded cardinality).

@@ -392,7 +392,7 @@ with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn,
         raise AssertionError("a typo ran")
 print("25 sessions")
 "#;
-    let output = tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+    let output = tokio::process::Command::new(testkit::python())
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())

@@ -1,7 +1,7 @@
 //! Authentication end to end: a real OIDC provider process (oauth2-mock-server from npm,
 //! serving discovery and the JWKS over HTTP), the gateway, and a real engine whose
 //! `current_principal()` shows who the gateway vouched for. Every rejection is proven; so is
-//! acceptance. Needs `npm ci --prefix gateway/tests/oidc` (done by `.ci/run`).
+//! acceptance. Needs `npm ci --prefix gateway/tests/js` (done by `.ci/run`).
 
 use crate::common;
 
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-/// The OIDC provider: `gateway/tests/oidc/provider.mjs` driving oauth2-mock-server.
+/// The OIDC provider: `gateway/tests/js/provider.mjs` driving oauth2-mock-server.
 pub struct Idp {
     child: Child,
     stdin: ChildStdin,
@@ -28,8 +28,8 @@ pub struct Idp {
 
 impl Idp {
     pub async fn start(port: u16) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(dir.join("node_modules/oauth2-mock-server").exists(), "run `npm ci --prefix gateway/tests/oidc` first");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+        assert!(dir.join("node_modules/oauth2-mock-server").exists(), "run `npm ci --prefix gateway/tests/js` first");
         let mut child = tokio::process::Command::new("node")
             .arg(dir.join("provider.mjs"))
             .arg(port.to_string())
@@ -396,9 +396,10 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
     })
     .await;
     let jwt = idp.good().await;
-    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = testkit::python();
     let output = tokio::process::Command::new(&python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_auth.py"))
+        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("API_KEY", &key.key)

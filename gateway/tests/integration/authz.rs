@@ -273,18 +273,18 @@ async fn a_policy_change_reaches_issued_tickets_and_prepared_statements() {
     let dir = tempfile::tempdir().unwrap();
     common::copy_shipped_policies(dir.path());
     let (stack, key, _) = stack(dir.path()).await;
-    let mut python =
-        tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_revocation.py"))
-            .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
-            .env("CA_FILE", stack.pki.ca())
-            .env("ACME_KEY", &key)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+    let mut python = tokio::process::Command::new(testkit::python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_revocation.py"))
+        .env("PYTHONPATH", testkit::python_path())
+        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
+        .env("CA_FILE", stack.pki.ca())
+        .env("ACME_KEY", &key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let mut stdout = tokio::io::BufReader::new(python.stdout.take().unwrap()).lines();
     let mut printed = String::new();
     while let Some(line) = stdout.next_line().await.unwrap() {
@@ -325,9 +325,10 @@ async fn a_policy_change_reaches_issued_tickets_and_prepared_statements() {
 #[tokio::test]
 async fn flight_sql_clients_are_authorized_per_dataset() {
     let (stack, reader, _) = stack(&shipped_policies()).await;
-    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = testkit::python();
     let output = tokio::process::Command::new(&python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_authz.py"))
+        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("ACME_KEY", &reader)

@@ -486,7 +486,7 @@ async fn the_console_in_chromium() {
     let port = free_port();
     let origin = origin(port);
     let mut idp = tokio::process::Command::new("node")
-        .arg(root.join("gateway/tests/oidc/interactive.mjs"))
+        .arg(root.join("gateway/tests/js/interactive.mjs"))
         .arg(format!("{origin}/auth/callback"))
         .arg(format!("{origin}/auth/signed-out"))
         .stdin(Stdio::piped())
@@ -513,7 +513,7 @@ async fn the_console_in_chromium() {
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let output = tokio::process::Command::new("node")
         .current_dir(&root)
-        .arg("gateway/tests/browser/console.mjs")
+        .arg("gateway/tests/js/console.mjs")
         .arg(&origin)
         .arg(&artifacts)
         .args(["alice", "bob"])

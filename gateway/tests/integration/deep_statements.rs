@@ -43,11 +43,12 @@ fn no_statement_aborts_the_gateway_or_the_engine() {
     });
     assert!(ready, "the engine did not start");
 
-    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = testkit::python();
     let api_port = ports[0].rsplit(':').next().unwrap();
     let flight_port = ports[1].rsplit(':').next().unwrap();
     let output = Command::new(&python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/deep_sql.py"))
+        .env("PYTHONPATH", testkit::python_path())
         .env("GATEWAY_URL", format!("https://localhost:{api_port}"))
         .env("GATEWAY_FLIGHT", format!("grpc+tls://localhost:{flight_port}"))
         .env("CA_FILE", state.path().join("tls/ca.pem"))

@@ -208,7 +208,7 @@ for key, table in ((os.environ["ACME_KEY"], "acme.orders"), (os.environ["GLOBEX_
         assert cur.fetch_arrow_table().to_pylist()[0]["n"] > 0
 print("flight ok")
 "#;
-    let output = tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+    let output = tokio::process::Command::new(testkit::python())
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())

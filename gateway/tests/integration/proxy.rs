@@ -155,7 +155,7 @@ print('ok')
 "#;
     let uri = format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port());
     let ca = stack.pki.ca();
-    let output = tokio::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()))
+    let output = tokio::process::Command::new(testkit::python())
         .arg("-c")
         .arg(script)
         .arg(uri)

@@ -119,20 +119,7 @@ pub mod reqwest_lite {
         inner: HyperClient<HttpConnector, Full<Bytes>>,
     }
 
-    pub struct Reply {
-        pub status: u16,
-        pub headers: http::HeaderMap,
-        pub body: Bytes,
-    }
-
-    impl Reply {
-        pub fn text(&self) -> String {
-            String::from_utf8_lossy(&self.body).into_owned()
-        }
-        pub fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-        }
-    }
+    pub use testkit::Reply;
 
     impl Client {
         pub fn new(addr: SocketAddr) -> Self {

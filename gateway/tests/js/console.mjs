@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const require = createRequire(join(process.cwd(), 'gateway/tests/oidc/package.json'));
+const require = createRequire(join(process.cwd(), 'gateway/tests/js/package.json'));
 const { chromium } = require('playwright-core');
 
 const [origin, artifacts, ...users] = process.argv.slice(2);

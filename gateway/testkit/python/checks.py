@@ -1,5 +1,6 @@
-"""Shared by the gateway's Python client tests: a check runner and hand-built Flight SQL
-commands (protobuf Any), so the tests need nothing beyond pyarrow and ADBC."""
+"""Shared by the Python client checks of the gateway and the engine (PYTHONPATH, set by
+testkit::python_path()): a check runner and hand-built Flight SQL commands (protobuf Any), so
+the checks need nothing beyond pyarrow and ADBC."""
 
 import sys
 
