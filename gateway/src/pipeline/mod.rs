@@ -3,14 +3,16 @@
 //! ```text
 //! accept (limits, TLS, deadlines: `listener`) → sanitize → audit gate → rate-limit (ip)
 //!     → authenticate (incl. a browser session's CSRF check) → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
-//!     → observe (every outcome: metrics, findings, the error response, the audit event,
-//!       queued when the response body ends)
+//!     → observe (every outcome, and the only stage that records: sign-ins, metrics,
+//!       findings, the failed-auth quota, the error response, the audit event queued when
+//!       the response body ends)
 //!                  ↘ Flight Handshake: answered after rate-limit (ip)
 //!                  ↘ browser routes (`/auth/*`, `/console`): answered after rate-limit (ip)
 //! ```
 //!
-//! [`Pipeline::handle`] is that line: a request [`Context`], then [`Pipeline::stages`] in
-//! order (each stage is a module and returns what it learned), then [`Pipeline::observe`].
+//! [`Pipeline::handle`] is that line: a request [`Context`] (`context.rs`), then
+//! [`Pipeline::stages`] in order (each stage is a module and returns the facts it found into
+//! the context), then [`Pipeline::observe`] (`observe.rs`), which records them.
 //! Errors from every stage become responses in one place ([`GatewayError::into_response`]);
 //! refusals below HTTP are counted and audited by `listener`.
 
