@@ -20,10 +20,8 @@ use crate::error::GatewayError;
 use crate::grpc_code::GrpcCode;
 
 impl Pipeline {
-    /// observe: runs for every outcome, like pingora's logging phase, and is the only stage
-    /// that records: sign-ins and failed ones, metrics, the failed-authentication quota,
-    /// refusal findings, the error response, and the request's audit event (its record
-    /// completed from what the stages found, queued when the response body ends).
+    /// Records what the stages found (see the module), turns an error into its response, and
+    /// queues the audit event, its record completed, for when the response body ends.
     pub(super) async fn observe(
         &self,
         mut ctx: Context,
