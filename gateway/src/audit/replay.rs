@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::recorded::{self, Line, Recorded};
+use crate::authz::facts::principal_type;
 use crate::authz::{Ask, Authorizer};
 
 /// Lines decided together, spread over the threads.
@@ -228,12 +229,7 @@ fn decide_line(authz: &Authorizer, line: &[u8], Window { since, until }: Window)
 
 /// `User::"alice"`, as Cedar names the principal.
 fn principal_uid(recorded: &Recorded) -> String {
-    let kind = match recorded.principal.kind {
-        identity::PrincipalKind::User => "User",
-        identity::PrincipalKind::Service => "Service",
-        identity::PrincipalKind::Workload => "Workload",
-    };
-    format!("{kind}::{:?}", recorded.principal.id)
+    format!("{}::{:?}", principal_type(recorded.principal.kind), recorded.principal.id)
 }
 
 fn resource_uid(ask: &Ask, path: &str) -> String {

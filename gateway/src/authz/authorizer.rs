@@ -17,7 +17,7 @@ use super::action::{DatasetAction, EndpointAction};
 use super::context::ContextCache;
 use super::decisions::{DecisionCache, Key};
 use super::error::AuthzError;
-use super::facts::RequestFacts;
+use super::facts::{RequestFacts, principal_type};
 use super::lint;
 use super::policies::{EngineCatalog, LoadError, PolicyBundle, PrincipalPolicies};
 use super::sql::{self, NameDefaults, StatementAccess};
@@ -105,9 +105,9 @@ impl Authorizer {
         let bundle = PolicyBundle::load(&config.policies, engine)?;
         let parse = |name: &str| EntityTypeName::from_str(name).map_err(|e| LoadError(vec![e.to_string()]));
         let types = Types {
-            user: parse("User")?,
-            service: parse("Service")?,
-            workload: parse("Workload")?,
+            user: parse(principal_type(PrincipalKind::User))?,
+            service: parse(principal_type(PrincipalKind::Service))?,
+            workload: parse(principal_type(PrincipalKind::Workload))?,
             group: parse("Group")?,
             endpoint: parse("Endpoint")?,
             dataset: parse("Dataset")?,

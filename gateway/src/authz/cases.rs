@@ -9,7 +9,7 @@ use identity::{AuthMethod, Principal, PrincipalKind};
 use serde::Deserialize;
 
 use super::authorizer::Authorizer;
-use super::facts::RequestFacts;
+use super::facts::{PRINCIPAL_KINDS, RequestFacts, principal_type};
 use super::sql::DatasetName;
 use super::verdict::{Evaluation, Resource};
 
@@ -160,11 +160,14 @@ pub(crate) fn decide(
 
 /// A principal of the Cedar type `kind`, authenticated the way that type is.
 pub(crate) fn principal(kind: &str, id: &str, groups: &[String]) -> Result<Principal, String> {
-    let (kind, method) = match kind {
-        "User" => (PrincipalKind::User, AuthMethod::Oidc),
-        "Service" => (PrincipalKind::Service, AuthMethod::ApiKey),
-        "Workload" => (PrincipalKind::Workload, AuthMethod::Mtls),
-        other => return Err(format!("principal type {other:?}: expected User, Service or Workload")),
+    let kind = PRINCIPAL_KINDS
+        .into_iter()
+        .find(|k| principal_type(*k) == kind)
+        .ok_or_else(|| format!("principal type {kind:?}: expected User, Service or Workload"))?;
+    let method = match kind {
+        PrincipalKind::User => AuthMethod::Oidc,
+        PrincipalKind::Service => AuthMethod::ApiKey,
+        PrincipalKind::Workload => AuthMethod::Mtls,
     };
     let mut principal = Principal::new(kind, id, id, method);
     principal.groups = groups.to_vec();

@@ -2,7 +2,20 @@
 
 use std::net::IpAddr;
 
-use identity::Principal;
+use identity::{Principal, PrincipalKind};
+
+/// Every kind of principal, in the order the schema declares their Cedar types.
+pub(crate) const PRINCIPAL_KINDS: [PrincipalKind; 3] =
+    [PrincipalKind::User, PrincipalKind::Service, PrincipalKind::Workload];
+
+/// The Cedar entity type of a kind of principal (`User`, `Service`, `Workload`).
+pub(crate) fn principal_type(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::User => "User",
+        PrincipalKind::Service => "Service",
+        PrincipalKind::Workload => "Workload",
+    }
+}
 
 /// What the request's caller and transport look like to policy.
 #[derive(Debug)]

@@ -12,14 +12,13 @@ use cedar_policy::{
     PrincipalConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
+use super::facts::{PRINCIPAL_KINDS, principal_type};
 use super::served::{self, Served};
 use super::sql::NameDefaults;
 use miette::Diagnostic;
 
 pub(crate) const SCHEMA_FILE: &str = "schema.cedarschema";
 pub(crate) const ENTITIES_FILE: &str = "entities.json";
-/// Principals come from credentials, never from the entities file.
-const PRINCIPAL_TYPES: &[&str] = &["User", "Service", "Workload"];
 
 /// A loaded, validated policy set.
 pub(crate) struct PolicyBundle {
@@ -156,7 +155,11 @@ impl PolicyBundle {
                         Ok(loaded) => {
                             if let Some(e) = loaded
                                 .iter()
-                                .find(|e| PRINCIPAL_TYPES.contains(&e.uid().type_name().to_string().as_str()))
+                                // Principals come from credentials, never from the entities file.
+                                .find(|e| {
+                                    let type_name = e.uid().type_name().to_string();
+                                    PRINCIPAL_KINDS.iter().any(|k| principal_type(*k) == type_name)
+                                })
                             {
                                 problems.push(format!(
                                     "{}: {} is a principal; principals come from credentials, not this file",
