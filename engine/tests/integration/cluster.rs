@@ -258,7 +258,7 @@ for key in (os.environ["ACME_KEY"], os.environ["GLOBEX_KEY"]):
         out.append(cur.fetch_arrow_table().to_pylist())
 print(json.dumps(out))
 "#;
-    let output = Command::new(testkit::python())
+    let output = testkit::python_command()
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", gateway.flight.port()))
         .env("CA_FILE", &gateway.ca)
@@ -267,13 +267,7 @@ print(json.dumps(out))
         .env("SQL", sql)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_str(&testkit::python_stdout(&output, "the ADBC query through the gateway")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,9 @@ use crate::common::{TestEngine, user};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_and_pyarrow_flight_clients() {
     let engine = TestEngine::start().await;
-    let python = testkit::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
-    let output = tokio::process::Command::new(&python)
+    let output = tokio::process::Command::from(testkit::python_command())
         .arg(script)
-        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc://{}", engine.running.flight_addr))
         .env(
             "STAMP",
@@ -20,12 +18,10 @@ async fn adbc_and_pyarrow_flight_clients() {
         .env("BOB_STAMP", engine.stamp(&user("bob", &["acme"])))
         .output()
         .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "Flight client checks failed (install: python3 -m pip install -r engine/tests/python/requirements.txt)\n{stdout}\n{stderr}"
+        .unwrap();
+    let stdout = testkit::python_stdout(
+        &output,
+        "Flight client checks (install: python3 -m pip install -r engine/tests/python/requirements.txt)",
     );
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
 }

@@ -51,13 +51,20 @@ pub fn client_config(ca: &Path, identity: Option<(PathBuf, PathBuf)>, alpn: &[&[
     Arc::new(config)
 }
 
-/// The interpreter the Python client checks run with: `$PORTCULLIS_PYTHON`, else `python3`.
-pub fn python() -> String {
-    std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into())
+/// The Python interpreter the client checks run with (`$PORTCULLIS_PYTHON`, else `python3`),
+/// with `python/checks.py` (the check runner and Flight SQL command builders) importable.
+/// Async tests wrap it: `tokio::process::Command::from(python_command())`.
+pub fn python_command() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into()));
+    command.env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/python"));
+    command
 }
 
-/// The folder of `checks.py`, the runner and Flight SQL command builders every Python
-/// client check imports: give it as `PYTHONPATH`.
-pub fn python_path() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/python")
+/// The stdout of a finished Python check, which must have exited 0: else the test fails
+/// with `what`, the stdout and the stderr.
+pub fn python_stdout(output: &std::process::Output, what: &str) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{what} failed\n{stdout}\n{stderr}");
+    stdout.into_owned()
 }

@@ -392,7 +392,7 @@ with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn,
         raise AssertionError("a typo ran")
 print("25 sessions")
 "#;
-    let output = tokio::process::Command::new(testkit::python())
+    let output = tokio::process::Command::from(testkit::python_command())
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
@@ -400,8 +400,7 @@ print("25 sessions")
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    testkit::python_stdout(&output, "the ADBC sessions");
     // Requests without any credential (a probe, a misconfigured client) are not probing either.
     for _ in 0..4 {
         let reply =

@@ -396,19 +396,16 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
     })
     .await;
     let jwt = idp.good().await;
-    let python = testkit::python();
-    let output = tokio::process::Command::new(&python)
+    let output = tokio::process::Command::from(testkit::python_command())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_auth.py"))
-        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("API_KEY", &key.key)
         .env("JWT", &jwt)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "Flight auth checks failed\n{stdout}\n{stderr}");
+        .unwrap();
+    let stdout = testkit::python_stdout(&output, "Flight auth checks");
     assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
 }
 

@@ -273,9 +273,8 @@ async fn a_policy_change_reaches_issued_tickets_and_prepared_statements() {
     let dir = tempfile::tempdir().unwrap();
     common::copy_shipped_policies(dir.path());
     let (stack, key, _) = stack(dir.path()).await;
-    let mut python = tokio::process::Command::new(testkit::python())
+    let mut python = tokio::process::Command::from(testkit::python_command())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_revocation.py"))
-        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("ACME_KEY", &key)
@@ -325,19 +324,16 @@ async fn a_policy_change_reaches_issued_tickets_and_prepared_statements() {
 #[tokio::test]
 async fn flight_sql_clients_are_authorized_per_dataset() {
     let (stack, reader, _) = stack(&shipped_policies()).await;
-    let python = testkit::python();
-    let output = tokio::process::Command::new(&python)
+    let output = tokio::process::Command::from(testkit::python_command())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_authz.py"))
-        .env("PYTHONPATH", testkit::python_path())
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
         .env("ACME_KEY", &reader)
         .env("HIDDEN_VALUES", globex_customer_values().join("\n"))
         .output()
         .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "Flight authorization checks failed\n{stdout}\n{stderr}");
+        .unwrap();
+    let stdout = testkit::python_stdout(&output, "Flight authorization checks");
     assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     // The engine's trailers-only INVALID_ARGUMENT for the SQL typo counts as 400, not 200.
     let metrics = gateway::internal::render_metrics(0);

@@ -43,12 +43,10 @@ fn no_statement_aborts_the_gateway_or_the_engine() {
     });
     assert!(ready, "the engine did not start");
 
-    let python = testkit::python();
     let api_port = ports[0].rsplit(':').next().unwrap();
     let flight_port = ports[1].rsplit(':').next().unwrap();
-    let output = Command::new(&python)
+    let output = testkit::python_command()
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/deep_sql.py"))
-        .env("PYTHONPATH", testkit::python_path())
         .env("GATEWAY_URL", format!("https://localhost:{api_port}"))
         .env("GATEWAY_FLIGHT", format!("grpc+tls://localhost:{flight_port}"))
         .env("CA_FILE", state.path().join("tls/ca.pem"))
@@ -61,9 +59,8 @@ fn no_statement_aborts_the_gateway_or_the_engine() {
         .env("MAX_DATASETS", complexity::MAX_DATASETS.to_string())
         .env("MAX_LIST_ITEMS", complexity::MAX_LIST_ITEMS.to_string())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "deep statement checks failed\n{stdout}\n{stderr}");
+        .unwrap();
+    let stdout = testkit::python_stdout(&output, "deep statement checks");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     // Both processes are the ones that started: nothing was restarted behind the test's back.
     let mut up = up;

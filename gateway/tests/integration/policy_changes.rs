@@ -208,7 +208,7 @@ for key, table in ((os.environ["ACME_KEY"], "acme.orders"), (os.environ["GLOBEX_
         assert cur.fetch_arrow_table().to_pylist()[0]["n"] > 0
 print("flight ok")
 "#;
-    let output = tokio::process::Command::new(testkit::python())
+    let output = tokio::process::Command::from(testkit::python_command())
         .args(["-c", script])
         .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
         .env("CA_FILE", stack.pki.ca())
@@ -217,12 +217,7 @@ print("flight ok")
         .output()
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    testkit::python_stdout(&output, "the ADBC traffic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,7 +155,7 @@ print('ok')
 "#;
     let uri = format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port());
     let ca = stack.pki.ca();
-    let output = tokio::process::Command::new(testkit::python())
+    let output = tokio::process::Command::from(testkit::python_command())
         .arg("-c")
         .arg(script)
         .arg(uri)
@@ -165,8 +165,8 @@ print('ok')
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && stdout.trim() == "ok", "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = testkit::python_stdout(&output, "the pyarrow mTLS client");
+    assert_eq!(stdout.trim(), "ok");
 }
 
 /// A gRPC channel to the gateway over TLS with a client certificate.
