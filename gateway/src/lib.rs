@@ -13,7 +13,6 @@ mod authz;
 mod body;
 mod browser;
 mod cli;
-mod clock;
 mod commands;
 pub mod config;
 mod connection;

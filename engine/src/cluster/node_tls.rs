@@ -82,7 +82,7 @@ impl NodeTls {
 
     /// Seconds until the node certificate expires (negative once it has).
     pub fn expires_in(&self) -> i64 {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = process::unix_secs();
         self.current.load().not_after - i64::try_from(now).unwrap_or(i64::MAX)
     }
 

@@ -42,10 +42,6 @@ impl std::fmt::Debug for TicketSealer {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// Who a ticket is for: the fields that make two stamps the same caller.
 fn fingerprint(caller: &Principal) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -66,7 +62,7 @@ impl TicketSealer {
     }
 
     pub fn seal(&self, caller: &Principal, policy: &PolicyFingerprint, planned: &Planned) -> Bytes {
-        self.seal_at(caller, policy, planned, now())
+        self.seal_at(caller, policy, planned, process::unix_secs())
     }
 
     fn seal_at(&self, caller: &Principal, policy: &PolicyFingerprint, planned: &Planned, now: u64) -> Bytes {
@@ -89,7 +85,7 @@ impl TicketSealer {
 
     /// What a ticket `caller` may use under the policy set `policy` planned.
     pub fn open(&self, ticket: &[u8], caller: &Principal, policy: &PolicyFingerprint) -> Result<Planned, EngineError> {
-        self.open_at(ticket, caller, policy, now())
+        self.open_at(ticket, caller, policy, process::unix_secs())
     }
 
     fn open_at(

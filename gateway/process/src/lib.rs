@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
+mod clock;
 mod memory;
+pub use clock::{unix_millis, unix_secs};
 pub use memory::memory_limit;
 
 /// Stack of every runtime thread, both processes: a statement within the `complexity` bounds
@@ -70,7 +72,7 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
             Ok(accepted) => return accepted,
             Err(error) => {
                 let errors = ERRORS.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let now = u64::try_from(unix_millis()).unwrap_or(0);
                 if now.saturating_sub(LOGGED_AT_MS.load(Ordering::Relaxed)) >= 10_000 {
                     LOGGED_AT_MS.store(now, Ordering::Relaxed);
                     tracing::warn!(%error, errors_so_far = errors, "accept failed; backing off");

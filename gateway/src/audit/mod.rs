@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 use identity::Principal;
 use tokio::sync::{Semaphore, watch};
 
-use crate::clock::unix_millis;
 use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
+use process::unix_millis;
 pub(crate) use record::{ApiRecord, Authorization, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
 

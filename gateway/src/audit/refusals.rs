@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::record::ConnectionRecord;
-use crate::clock::unix_millis;
+use process::unix_millis;
 
 /// Sources tracked at once; refusals from further sources in the same interval are counted
 /// under the unspecified address (0.0.0.0) instead of growing the table.

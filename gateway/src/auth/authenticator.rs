@@ -106,7 +106,7 @@ impl Authenticator {
         headers: &HeaderMap,
         workload: Option<&Arc<Principal>>,
     ) -> Result<Arc<Principal>, AuthError> {
-        Ok(self.authenticate_inner(listener, headers, workload, crate::clock::unix_secs()).await?.principal)
+        Ok(self.authenticate_inner(listener, headers, workload, process::unix_secs()).await?.principal)
     }
 
     async fn authenticate_inner(
@@ -203,7 +203,7 @@ impl Authenticator {
         headers: &HeaderMap,
         workload: Option<&Arc<Principal>>,
     ) -> Result<(Arc<Principal>, String), AuthError> {
-        let now = crate::clock::unix_secs();
+        let now = process::unix_secs();
         single_credentials(headers)?;
         let basic = headers.get(AUTHORIZATION).and_then(|v| match credentials(v.as_bytes()) {
             Some(Credentials::Basic(password)) => Some(password),

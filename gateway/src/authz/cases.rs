@@ -135,7 +135,7 @@ pub(crate) fn decide(
             .and_then(|t| {
                 u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))
             })?,
-        None => crate::clock::unix_secs(),
+        None => process::unix_secs(),
     };
     let (resource, path) = match resource_kind {
         "Endpoint" => (Resource::Endpoint, resource_id.to_string()),

@@ -13,9 +13,9 @@ use super::pending::PendingLogins;
 use super::session::{self, Opened, Sessions};
 use crate::auth::{API_KEY_HEADER, AuthError, Authenticator, with_certificate};
 use crate::body::Body;
-use crate::clock::unix_secs;
 use crate::config::{Config, ConfigError};
 use crate::connection::Connection;
+use process::unix_secs;
 
 /// Whether `path` is one the browser routes answer.
 pub(crate) fn is_browser_path(path: &str) -> bool {

@@ -30,8 +30,8 @@ use crate::auth::AuthError;
 use crate::auth::jws;
 use crate::auth::oidc::Provider;
 use crate::body::Body;
-use crate::clock::unix_secs;
 use crate::connection::Connection;
+use process::unix_secs;
 
 /// A discovered provider's client: authorization and token endpoints set (from discovery),
 /// the others unused.

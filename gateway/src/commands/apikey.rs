@@ -45,7 +45,7 @@ pub(crate) fn run(command: ApiKeyCommand) -> Result<(), String> {
     }
     if let Some(expires) = &args.expires {
         let at = apikeys::parse_expiry(expires).map_err(|e| format!("--expires: {e}"))?;
-        let now = crate::clock::unix_secs();
+        let now = process::unix_secs();
         if at <= now {
             return Err(format!("--expires: {expires:?} is in the past: the key would never work"));
         }

@@ -20,8 +20,8 @@ use crate::audit::plans::Plan;
 use crate::audit::{ApiRecord, Auditor, Decision, Record};
 use crate::authz::flight_wire::{self, Rpc};
 use crate::body::{Body, BoxError};
-use crate::clock::unix_millis;
 use crate::connection::Connection;
+use process::unix_millis;
 
 /// A fresh record for a request that just arrived.
 pub(super) fn begin<B>(

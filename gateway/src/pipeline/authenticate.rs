@@ -37,7 +37,7 @@ pub(super) async fn authenticate(
     let authenticated = match session {
         Some((browser, opened)) => {
             let mut opened = opened?;
-            let now = crate::clock::unix_secs();
+            let now = process::unix_secs();
             if opened.session.refresh_due(now) {
                 opened = browser.refresh(opened, now).await?;
             }

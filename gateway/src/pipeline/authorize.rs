@@ -67,7 +67,7 @@ pub(super) async fn authorize(
         client_cert: connection.workload.is_some(),
         method: parts.method.as_str(),
         path: parts.uri.path(),
-        now: crate::clock::unix_secs(),
+        now: process::unix_secs(),
     };
     let defaults = authz.defaults();
     let verdict = authz.authorize_request(&facts, &payload, |payload| match call {

@@ -14,10 +14,10 @@ use crate::audit::{Record, SignInRecord};
 use crate::auth::AuthError;
 use crate::authz::AuthzError;
 use crate::body::Body;
-use crate::clock::unix_millis;
 use crate::connection::Connection;
 use crate::error::GatewayError;
 use crate::grpc_code::GrpcCode;
+use process::unix_millis;
 
 impl Pipeline {
     /// Records what the stages found (see the module), turns an error into its response, and
