@@ -18,10 +18,11 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::data_policy::ColumnForbidden;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, Result};
+use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, TableType,
@@ -39,6 +40,8 @@ pub(crate) struct BarrierView {
     /// output, and passed through from a scanned table unchanged (a filter on a column the
     /// view computes would have that computation pushed below the view's row filter).
     pushable: HashSet<String>,
+    /// Columns (by index) that policy denies the caller: a scan that reads one is refused.
+    forbidden: Vec<(usize, ColumnForbidden)>,
 }
 
 impl BarrierView {
@@ -53,7 +56,28 @@ impl BarrierView {
         }
         let passed = passed_through(&plan);
         let pushable = seen.difference(&doubled).filter(|name| passed.contains(*name)).cloned().collect();
-        Self { plan, schema, definition, pushable }
+        Self { plan, schema, definition, pushable, forbidden: Vec::new() }
+    }
+
+    /// Refuses a scan of `projection` (`None`: every column) that reads a denied column. Asked
+    /// after the optimizer pruned what the query does not use: reading a denied column then
+    /// means the query uses it.
+    pub(crate) fn admits(&self, projection: Option<&Vec<usize>>) -> Result<()> {
+        match self.forbidden.iter().find(|(i, _)| projection.is_none_or(|p| p.contains(i))) {
+            Some((_, ColumnForbidden { dataset, column })) => {
+                Err(DataFusionError::External(Box::new(ColumnForbidden {
+                    dataset: dataset.clone(),
+                    column: column.clone(),
+                })))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses any scan that reads one of `forbidden` (see [`crate::data_policy`]).
+    pub(crate) fn forbidding(mut self, forbidden: Vec<(usize, ColumnForbidden)>) -> Self {
+        self.forbidden = forbidden;
+        self
     }
 
     /// Whether `expr` may be evaluated on rows the view filters out (see the module docs).
@@ -140,6 +164,7 @@ impl TableProvider for BarrierView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.admits(projection)?;
         let mut plan = LogicalPlanBuilder::from(self.plan.clone());
         // Only leakproof filters are offered here (`supports_filters_pushdown`); their columns
         // carry the view's name as qualifier, the view's plan knows them by name.

@@ -1,8 +1,10 @@
 //! Engine configuration: YAML, unknown fields refused, errors name the field's path.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use datafusion::arrow::datatypes::DataType;
 use serde::Deserialize;
 
 /// The configuration used when no file is given: demo data and row-level-security views.
@@ -30,6 +32,15 @@ pub struct Config {
     pub datasets: Vec<Dataset>,
     #[serde(default)]
     pub views: Vec<View>,
+    /// Column declarations for row and column policy, per dataset (`schema.table` as in
+    /// `datasets`, or a demo table): each column's Cedar `type` (for row filters), `tags` (for
+    /// masks and denies) and whether it may be NULL. A dataset listed here is *governed*: the
+    /// engine serves it only under a decision from the gateway. Checked against each table's
+    /// real schema at start.
+    #[serde(default)]
+    pub columns: BTreeMap<String, BTreeMap<String, ColumnSpec>>,
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// Run queries on an Apache Ballista cluster instead of in this process (docs/engine.md,
     /// "Scaling out"). Absent: in-process, the default.
     #[serde(default)]
@@ -158,6 +169,59 @@ pub struct Dataset {
     pub classification: Option<String>,
 }
 
+/// One declared column (see [`Config::columns`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// The type a row filter sees it as; absent: row filters cannot name it.
+    #[serde(default, rename = "type")]
+    pub kind: Option<ColumnType>,
+    /// Labels masks and denies are written against (`pii.email`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Whether the column may hold NULL (a row filter must then test `resource has column`).
+    #[serde(default)]
+    pub nullable: bool,
+}
+
+/// The column types a declaration may name, each a family of Arrow types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Long,
+    Double,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    /// Whether a column of Arrow type `actual` is of this family.
+    pub fn admits(self, actual: &DataType) -> bool {
+        match self {
+            ColumnType::String => matches!(actual, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            ColumnType::Long => actual.is_integer(),
+            ColumnType::Double => {
+                actual.is_floating() || matches!(actual, DataType::Decimal128(..) | DataType::Decimal256(..))
+            }
+            ColumnType::Boolean => *actual == DataType::Boolean,
+            ColumnType::Date => matches!(actual, DataType::Date32 | DataType::Date64),
+            ColumnType::Timestamp => matches!(actual, DataType::Timestamp(..)),
+        }
+    }
+}
+
+/// Masking settings of the engine (the masks themselves are chosen by the gateway's policy).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// A file of at least 32 secret bytes: the key of the `keyed_hash` mask. Give every engine
+    /// of a deployment the same file so hashes agree; absent, each process draws its own.
+    #[serde(default)]
+    pub keyed_hash_key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -247,6 +311,9 @@ impl Config {
                 dataset.path = dir.join(&dataset.path);
             }
             for key in &mut config.stamp.public_key_files {
+                *key = dir.join(&*key);
+            }
+            if let Some(key) = config.masking.keyed_hash_key_file.as_mut() {
                 *key = dir.join(&*key);
             }
             if let Some(mtls) = config.cluster.as_mut().and_then(|c| c.mtls.as_mut()) {

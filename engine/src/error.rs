@@ -24,6 +24,9 @@ pub enum EngineError {
     /// Allowed by nobody: writes on a read-only engine, another principal's handle.
     #[error("{0}")]
     Forbidden(String),
+    /// The query reads a column that row and column policy denies the caller.
+    #[error("{0}")]
+    ColumnForbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -62,6 +65,7 @@ impl EngineError {
             E::Query(_) => ("query_error", H::BAD_REQUEST, G::InvalidArgument),
             E::TooComplex(_) => ("statement_too_complex", H::BAD_REQUEST, G::InvalidArgument),
             E::Forbidden(_) => ("forbidden", H::FORBIDDEN, G::PermissionDenied),
+            E::ColumnForbidden(_) => ("column_forbidden", H::FORBIDDEN, G::PermissionDenied),
             E::NotFound(_) => ("not_found", H::NOT_FOUND, G::NotFound),
             E::MethodNotAllowed => ("method_not_allowed", H::METHOD_NOT_ALLOWED, G::Unimplemented),
             E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, G::ResourceExhausted),
@@ -96,6 +100,16 @@ impl EngineError {
 
 impl From<DataFusionError> for EngineError {
     fn from(error: DataFusionError) -> Self {
+        if let DataFusionError::External(inner) = error.find_root()
+            && let Some(denied) = inner.downcast_ref::<crate::data_policy::ColumnForbidden>()
+        {
+            return EngineError::ColumnForbidden(denied.to_string());
+        }
+        if let DataFusionError::External(inner) = error.find_root()
+            && inner.is::<crate::data_policy::Undecided>()
+        {
+            return EngineError::Forbidden(inner.to_string());
+        }
         match error.find_root() {
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
@@ -150,6 +164,7 @@ mod tests {
             EngineError::Query(String::new()),
             EngineError::TooComplex(complexity::TooComplex::Operators),
             EngineError::Forbidden(String::new()),
+            EngineError::ColumnForbidden(String::new()),
             EngineError::NotFound(String::new()),
             EngineError::MethodNotAllowed,
             EngineError::PayloadTooLarge(1),

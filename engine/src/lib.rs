@@ -12,6 +12,7 @@ mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod data_policy;
 pub mod encode;
 pub mod error;
 pub mod flight;

@@ -22,6 +22,7 @@ use crate::caller::listing::{ListedCatalogs, Listing};
 use crate::catalog::register_table;
 use crate::catalog::{datasets, demo};
 use crate::config::{Config, SqlConfig};
+use crate::data_policy::{DataPolicyRule, Decisions, MaskKey};
 use crate::error::EngineError;
 
 /// A table or view the engine serves.
@@ -89,6 +90,16 @@ impl QueryEngine {
                 .await
                 .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
+        let governed = governed_tables(&ctx, config).await?;
+        let key = match &config.masking.keyed_hash_key_file {
+            Some(path) => {
+                let secret =
+                    std::fs::read(path).map_err(|e| format!("masking.keyed_hash_key_file: {}: {e}", path.display()))?;
+                MaskKey::new(&secret).map_err(|e| format!("masking.keyed_hash_key_file: {}: {e}", path.display()))?
+            }
+            None => MaskKey::random()?,
+        };
+        ctx.add_analyzer_rule(Arc::new(DataPolicyRule::new(governed, key, config.cluster.is_some())));
         let unlisted = listed(ctx.state(), Listing::nothing());
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
         let statement_timeout = Duration::from_secs(config.limits.statement_timeout_secs);
@@ -104,7 +115,10 @@ impl QueryEngine {
             Listing::Only(names) if names.is_empty() => self.unlisted.clone(),
             listing => listed(self.ctx.state(), listing.clone()),
         };
-        state.config_mut().options_mut().extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
+        let options = state.config_mut().options_mut();
+        options.extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
+        let required = matches!(caller.scope, crate::caller::scope::Scope::Only(_));
+        options.extensions.insert(Decisions { policies: Arc::clone(&caller.data), required });
         state
     }
 
@@ -129,6 +143,10 @@ impl QueryEngine {
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
+        if caller.data.iter().any(|policy| !policy.denied.is_empty()) {
+            // Refused now, where the query is planned, not later when it runs.
+            crate::data_policy::check_denied(&state.optimize(&plan)?)?;
+        }
         if let LogicalPlan::Ddl(_) = plan {
             // DDL changes the shared catalog, so it runs on the context, not the session.
             return Ok(self.ctx.execute_logical_plan(plan).await?);
@@ -259,6 +277,38 @@ fn lost_node(error: DataFusionError) -> DataFusionError {
         );
     }
     error
+}
+
+/// The tables `config.columns` declares (see [`crate::data_policy`]), by
+/// `catalog.schema.table`, each checked against the table's real schema: it must be a base
+/// table (not a view), and every declared column must exist with the declared type.
+async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<std::collections::HashSet<String>, String> {
+    let mut governed = std::collections::HashSet::new();
+    for (name, columns) in &config.columns {
+        let origin = format!("columns.{name}");
+        let reference = datafusion::common::TableReference::parse_str(name);
+        let table = ctx
+            .table_provider(reference.clone())
+            .await
+            .map_err(|_| format!("{origin}: no dataset or demo table is named {name}"))?;
+        if table.table_type() != TableType::Base {
+            return Err(format!("{origin}: {name} is a view; declare the columns of the tables it reads"));
+        }
+        let schema = table.schema();
+        for (column, spec) in columns {
+            let field = schema
+                .field_with_name(column)
+                .map_err(|_| format!("{origin}.{column}: {name} has no column {column:?}"))?;
+            if let Some(kind) = spec.kind
+                && !kind.admits(field.data_type())
+            {
+                return Err(format!("{origin}.{column}: declared {kind:?} but the column is {}", field.data_type()));
+            }
+        }
+        let resolved = reference.resolve("datafusion", "public");
+        governed.insert(identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table));
+    }
+    Ok(governed)
 }
 
 /// `state` over catalogs that list what `listing` shows.

@@ -31,6 +31,9 @@ pub struct Caller {
     pub scope: Scope,
     /// The fingerprint of the gateway's policy set that allowed the request, from its stamp.
     pub policy: PolicyFingerprint,
+    /// The row and column decisions for the datasets its statement touches (see
+    /// [`crate::data_policy`]).
+    pub data: Arc<[identity::DatasetPolicy]>,
 }
 
 /// The gateway's policy-set fingerprint a request was allowed under (`None` without one, as
@@ -70,7 +73,8 @@ impl Authenticator {
                 let listing = verified.catalog.clone().map_or_else(Listing::nothing, Listing::Only);
                 let scope = Scope::Only(Arc::clone(&verified.scope));
                 let policy = PolicyFingerprint(verified.policy.clone());
-                Ok(Caller { principal: Arc::clone(&verified.principal), listing, scope, policy })
+                let data = Arc::clone(&verified.data);
+                Ok(Caller { principal: Arc::clone(&verified.principal), listing, scope, policy, data })
             }
             Authenticator::DangerousDevelopment(principal) => {
                 tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
@@ -79,6 +83,7 @@ impl Authenticator {
                     listing: Listing::Everything,
                     scope: Scope::Everything,
                     policy: PolicyFingerprint::default(),
+                    data: Arc::from(Vec::new()),
                 })
             }
         }

@@ -23,6 +23,8 @@ pub(crate) fn register(ctx: &SessionContext) -> Result<()> {
         Field::new("name", DataType::Utf8, false),
         Field::new("email", DataType::Utf8, false),
         Field::new("country", DataType::Utf8, false),
+        Field::new("phone", DataType::Utf8, false),
+        Field::new("national_id", DataType::Utf8, false),
     ]);
     let orders = Schema::new(vec![
         Field::new("order_id", DataType::Int64, false),

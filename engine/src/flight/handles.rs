@@ -136,6 +136,7 @@ mod tests {
             sql: text.into(),
             listing: crate::caller::listing::Listing::nothing(),
             scope: crate::caller::scope::Scope::nothing(),
+            data: Vec::new().into(),
         }
     }
 

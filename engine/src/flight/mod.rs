@@ -75,6 +75,7 @@ impl tonic::service::Interceptor for Authenticate {
         request.extensions_mut().insert(caller.listing);
         request.extensions_mut().insert(caller.scope);
         request.extensions_mut().insert(caller.policy);
+        request.extensions_mut().insert(Decided(caller.data));
         Ok(request)
     }
 }
@@ -134,9 +135,15 @@ fn scope<T>(request: &Request<T>) -> Scope {
     request.extensions().get::<Scope>().cloned().unwrap_or_else(Scope::nothing)
 }
 
-/// What the request's own statement is, with what its stamp lets it list and resolve.
+/// The row and column decisions of the request's stamp, put there by the interceptor.
+#[derive(Clone)]
+struct Decided(Arc<[identity::DatasetPolicy]>);
+
+/// What the request's own statement is, with what its stamp lets it list and resolve and the
+/// row and column decisions it carries.
 fn planned<T>(request: &Request<T>, sql: &str) -> Planned {
-    Planned { sql: sql.into(), listing: listing(request), scope: scope(request) }
+    let data = request.extensions().get::<Decided>().map_or_else(|| Arc::from(Vec::new()), |d| Arc::clone(&d.0));
+    Planned { sql: sql.into(), listing: listing(request), scope: scope(request), data }
 }
 
 /// The policy fingerprint of the request's stamp, put there by the interceptor.
@@ -194,8 +201,8 @@ impl FlightSqlEngine {
         planned: &Planned,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DataFrame, Status> {
-        let Planned { sql, listing, scope } = planned.clone();
-        let caller = Caller { principal, listing, scope, policy: PolicyFingerprint::default() };
+        let Planned { sql, listing, scope, data } = planned.clone();
+        let caller = Caller { principal, listing, scope, policy: PolicyFingerprint::default(), data };
         let frame = self.engine.plan(&caller, &sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),

@@ -1,15 +1,16 @@
 //! Flight statement tickets: self-contained and sealed, so issuing one costs no server memory.
 //!
 //! ```text
-//! 0x04 | expiry (u64 BE, Unix s) | caller fingerprint (32) | policy digest (32) | listing | scope
-//!      | SQL | HMAC-SHA256 tag (32)
+//! 0x05 | expiry (u64 BE, Unix s) | caller fingerprint (32) | policy digest (32) | listing | scope
+//!      | decisions length (u32 BE) | decisions (JSON) | SQL | HMAC-SHA256 tag (32)
 //! listing, scope = 0x00 | count (u16 BE) | count × (length (u16 BE) | catalog.schema.table)
 //!                | 0x01 (everything: development mode)
 //! ```
 //!
 //! The listing and scope are the ones the planning request's stamp carried (see `listing`
 //! and `scope`), so a `SHOW TABLES` planned by GetFlightInfo lists the same tables when its
-//! ticket is fetched, and the fetch resolves only the datasets the planning call was allowed.
+//! ticket is fetched, and the fetch resolves only the datasets the planning call was allowed,
+//! under the row and column decisions it was planned with (see `data_policy`).
 //!
 //! The key is random per engine process (tickets do not survive a restart, which clients
 //! already expect of Flight tickets). The fingerprint is a SHA-256 over the caller's kind, id,
@@ -27,7 +28,7 @@ use crate::caller::listing::Listing;
 use crate::caller::scope::Scope;
 use crate::error::EngineError;
 
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
 const HEADER: usize = 1 + 8 + 32 + 32;
 const TAG: usize = 32;
 
@@ -77,6 +78,10 @@ impl TicketSealer {
         };
         write_names(&mut out, listing);
         write_names(&mut out, planned.scope.names());
+        // Decisions the gateway signed into a stamp of at most 16 KiB: the length fits.
+        let data = serde_json::to_vec(&*planned.data).unwrap_or_default();
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&data);
         out.extend_from_slice(planned.sql.as_bytes());
         let tag = hmac::sign(&self.key, &out);
         out.extend_from_slice(tag.as_ref());
@@ -113,8 +118,13 @@ impl TicketSealer {
             return Err(PolicyFingerprint::stale("Flight ticket"));
         }
         let (listing, rest) = read_names(rest).ok_or_else(invalid)?;
-        let (scope, sql) = read_names(rest).ok_or_else(invalid)?;
+        let (scope, rest) = read_names(rest).ok_or_else(invalid)?;
+        let (length, rest) = rest.split_at_checked(4).ok_or_else(invalid)?;
+        let length = u32::from_be_bytes(<[u8; 4]>::try_from(length).map_err(|_| invalid())?) as usize;
+        let (data, sql) = rest.split_at_checked(length).ok_or_else(invalid)?;
+        let data: Vec<identity::DatasetPolicy> = serde_json::from_slice(data).map_err(|_| invalid())?;
         Ok(Planned {
+            data: data.into(),
             sql: String::from_utf8(sql.to_vec()).map_err(|_| invalid())?.into(),
             listing: listing.map_or(Listing::Everything, Listing::Only),
             scope: scope.map_or(Scope::Everything, Scope::Only),
@@ -129,6 +139,7 @@ pub struct Planned {
     pub sql: std::sync::Arc<str>,
     pub listing: Listing,
     pub scope: Scope,
+    pub data: std::sync::Arc<[identity::DatasetPolicy]>,
 }
 
 /// A list of names, or `None` for everything.
@@ -187,14 +198,27 @@ mod tests {
         let listing = Listing::Only(vec!["datafusion.acme.orders".to_string()].into());
         let scope = Scope::Only(vec!["datafusion.public.bank".to_string(), "datafusion.acme.x".to_string()].into());
         let p1 = PolicyFingerprint(Some("p1".into()));
-        let planned = Planned { sql: "SELECT 1".into(), listing, scope };
+        let data: std::sync::Arc<[identity::DatasetPolicy]> = vec![identity::DatasetPolicy {
+            dataset: "datafusion.public.bank".into(),
+            denied: vec!["salary".into()],
+            masks: vec![identity::ColumnMask { column: "email".into(), mask: identity::Mask::KeyedHash }],
+            rows: Some(identity::RowFilter::Bool(false)),
+        }]
+        .into();
+        let planned = Planned { sql: "SELECT 1".into(), listing, scope, data: data.clone() };
         let ticket = sealer.seal_at(&user("alice"), &p1, &planned, 1000);
         let opened = sealer.open_at(&ticket, &user("alice"), &p1, 1001).unwrap();
         assert_eq!(&*opened.sql, "SELECT 1");
         let listed = &opened.listing;
         assert!(listed.shows("datafusion", "acme", "orders") && !listed.shows("datafusion", "globex", "orders"));
         assert_eq!(opened.scope.names().map(|n| n.to_vec()), planned.scope.names().map(|n| n.to_vec()));
-        let dev = Planned { sql: "SELECT 2".into(), listing: Listing::Everything, scope: Scope::Everything };
+        assert_eq!(opened.data, data, "the row and column decisions it was planned under");
+        let dev = Planned {
+            sql: "SELECT 2".into(),
+            listing: Listing::Everything,
+            scope: Scope::Everything,
+            data: Vec::new().into(),
+        };
         let everything = sealer.seal_at(&user("alice"), &p1, &dev, 1000);
         let opened = sealer.open_at(&everything, &user("alice"), &p1, 1001).unwrap();
         assert!(&*opened.sql == "SELECT 2" && matches!(opened.listing, Listing::Everything));
@@ -212,10 +236,18 @@ mod tests {
     fn tampering_and_foreign_keys_are_refused() {
         let sealer = TicketSealer::new(60).unwrap();
         let none = PolicyFingerprint::default();
-        let planned = Planned { sql: "SELECT 1".into(), listing: Listing::nothing(), scope: Scope::nothing() };
+        let planned = Planned {
+            sql: "SELECT 1".into(),
+            listing: Listing::nothing(),
+            scope: Scope::nothing(),
+            data: Vec::new().into(),
+        };
         let ticket = sealer.seal_at(&user("alice"), &none, &planned, 1000);
         let mut tampered = ticket.to_vec();
-        tampered[HEADER + 6] = b'X'; // change the SQL
+        tampered[HEADER + 12] = b'X'; // change the SQL
+        let mut unmasked = ticket.to_vec();
+        unmasked[HEADER + 10] = b'{'; // change the decisions
+        assert!(matches!(sealer.open_at(&unmasked, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
         assert!(matches!(sealer.open_at(&tampered, &user("alice"), &none, 1001), Err(EngineError::NotFound(_))));
         let mut extended = ticket.to_vec();
         extended[1..9].copy_from_slice(&u64::MAX.to_be_bytes()); // extend the expiry

@@ -7,6 +7,7 @@
 mod common;
 
 mod cluster;
+mod data_policy;
 mod flight_sql;
 mod http_api;
 mod python_clients;

@@ -13,12 +13,14 @@
 //! This crate does no I/O: keys come in as PEM bytes and go out as PEM strings.
 
 mod cache;
+mod data_policy;
 mod dataset;
 mod keys;
 mod principal;
 mod stamp;
 
 pub use cache::ExpiringCache;
+pub use data_policy::{ColumnMask, Comparison, DatasetPolicy, LikePart, Mask, RowFilter, like_pattern};
 pub use dataset::{dataset_id, write_dataset_id};
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};

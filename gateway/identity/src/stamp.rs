@@ -29,6 +29,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ExpiringCache;
+use crate::data_policy::DatasetPolicy;
 use crate::keys::{self, KeyError};
 use crate::principal::Principal;
 
@@ -72,7 +73,7 @@ pub enum StampError {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Claims<A, P, C> {
+struct Claims<A, P, C, D> {
     aud: A,
     iat: u64,
     exp: u64,
@@ -83,6 +84,8 @@ struct Claims<A, P, C> {
     policy: Option<A>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<C>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<D>,
 }
 
 /// What a stamp grants beyond the caller's identity (see the module docs).
@@ -94,6 +97,9 @@ pub struct Grant<'a> {
     pub scope: &'a [String],
     /// The fingerprint of the policy set that allowed the request.
     pub policy: Option<&'a str>,
+    /// What policy decided about the rows and columns of the datasets in `scope` (only those
+    /// it restricts).
+    pub data: &'a [DatasetPolicy],
 }
 
 /// A stamp that passed verification.
@@ -110,6 +116,9 @@ pub struct VerifiedStamp {
     /// The datasets the request's statement may touch (see the module docs); empty when the
     /// claim is absent.
     pub scope: Arc<[String]>,
+    /// The row and column decisions for the datasets in `scope` that have one (see
+    /// [`crate::DatasetPolicy`]); empty when the claim is absent.
+    pub data: Arc<[DatasetPolicy]>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -166,9 +175,11 @@ impl StampSigner {
             return Err(StampError::LifetimeTooLong);
         }
         let exp = issued_at + lifetime_secs;
-        let Grant { catalog, scope, policy } = grant;
+        let Grant { catalog, scope, policy, data } = grant;
         let scope = (!scope.is_empty()).then_some(scope);
-        let claims = Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy, scope };
+        let data = (!data.is_empty()).then_some(data);
+        let claims =
+            Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy, scope, data };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -215,6 +226,7 @@ struct Issued {
 #[derive(Debug)]
 struct IssuedStamp {
     scope: Arc<[String]>,
+    data: Arc<[DatasetPolicy]>,
     reuse_until: u64,
     stamp: Arc<str>,
 }
@@ -232,15 +244,16 @@ impl StampIssuer {
     }
 
     /// A valid stamp for `principal` allowed by the policy set `policy` (its fingerprint) to
-    /// touch the datasets `scope`, from the cache when one has enough life left and names the
-    /// same set and scope.
+    /// touch the datasets `scope` under the row and column decisions `data`, from the cache
+    /// when one has enough life left and names the same set, scope and decisions.
     pub fn stamp_for(
         &self,
         principal: &Principal,
         policy: &Arc<str>,
         scope: &Arc<[String]>,
+        data: &Arc<[DatasetPolicy]>,
     ) -> Result<Arc<str>, StampError> {
-        self.stamp_for_at(principal, policy, scope, unix_now())
+        self.stamp_for_at(principal, policy, scope, data, unix_now())
     }
 
     /// [`Self::stamp_for`] at a given time (for tests and benchmarks).
@@ -249,30 +262,40 @@ impl StampIssuer {
         principal: &Principal,
         policy: &Arc<str>,
         scope: &Arc<[String]>,
+        data: &Arc<[DatasetPolicy]>,
         now: u64,
     ) -> Result<Arc<str>, StampError> {
+        let same = |s: &IssuedStamp| {
+            (Arc::ptr_eq(&s.scope, scope) || s.scope == *scope) && (Arc::ptr_eq(&s.data, data) || s.data == *data)
+        };
         let issued = self.cache.get(principal, now).filter(|issued| issued.policy == *policy);
-        if let Some(hit) = issued.as_ref().and_then(|issued| {
-            issued.stamps.iter().find(|s| now < s.reuse_until && (Arc::ptr_eq(&s.scope, scope) || s.scope == *scope))
-        }) {
+        if let Some(hit) =
+            issued.as_ref().and_then(|issued| issued.stamps.iter().find(|s| now < s.reuse_until && same(s)))
+        {
             return Ok(Arc::clone(&hit.stamp));
         }
-        let grant = Grant { catalog: None, scope, policy: Some(policy) };
+        let grant = Grant { catalog: None, scope, policy: Some(policy), data };
         let stamp: Arc<str> = self.signer.sign_with(principal, grant, now, self.lifetime)?.into();
         let reuse_until = now + self.lifetime - self.refresh_before;
         // Keep this set's other scopes still worth reusing, the oldest dropped when full.
         let mut stamps: Vec<IssuedStamp> = Vec::new();
         if let Some(issued) = issued {
-            let kept = issued.stamps.iter().filter(|s| now < s.reuse_until && s.scope != *scope);
+            let kept = issued.stamps.iter().filter(|s| now < s.reuse_until && !same(s));
             let kept: Vec<&IssuedStamp> = kept.collect();
             let skip = kept.len().saturating_sub(SCOPES_PER_PRINCIPAL - 1);
             stamps.extend(kept.into_iter().skip(skip).map(|s| IssuedStamp {
                 scope: Arc::clone(&s.scope),
+                data: Arc::clone(&s.data),
                 reuse_until: s.reuse_until,
                 stamp: Arc::clone(&s.stamp),
             }));
         }
-        stamps.push(IssuedStamp { scope: Arc::clone(scope), reuse_until, stamp: Arc::clone(&stamp) });
+        stamps.push(IssuedStamp {
+            scope: Arc::clone(scope),
+            data: Arc::clone(data),
+            reuse_until,
+            stamp: Arc::clone(&stamp),
+        });
         let until = stamps.iter().map(|s| s.reuse_until).max().unwrap_or(reuse_until);
         self.cache.insert(principal.clone(), Arc::new(Issued { policy: Arc::clone(policy), stamps }), until, now);
         Ok(stamp)
@@ -286,8 +309,9 @@ impl StampIssuer {
         catalog: &[String],
         scope: &[String],
         policy: &str,
+        data: &[DatasetPolicy],
     ) -> Result<String, StampError> {
-        let grant = Grant { catalog: Some(catalog), scope, policy: Some(policy) };
+        let grant = Grant { catalog: Some(catalog), scope, policy: Some(policy), data };
         self.signer.sign_with(principal, grant, unix_now(), self.lifetime)
     }
 }
@@ -383,7 +407,7 @@ impl StampVerifier {
 
         // Authentic from here on: only now parse what the gateway signed.
         let json = URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| StampError::Malformed("claims are not base64url"))?;
-        let claims: Claims<String, Principal, Vec<String>> =
+        let claims: Claims<String, Principal, Vec<String>, Vec<DatasetPolicy>> =
             serde_json::from_slice(&json).map_err(|_| StampError::Malformed("claims are not valid JSON"))?;
         if claims.aud != self.audience {
             return Err(StampError::WrongAudience);
@@ -404,6 +428,7 @@ impl StampVerifier {
             catalog: claims.catalog.map(Arc::from),
             policy: claims.policy.map(Arc::from),
             scope: claims.scope.map_or_else(|| Arc::from(Vec::new()), Arc::from),
+            data: claims.data.map_or_else(|| Arc::from(Vec::new()), Arc::from),
         })
     }
 }
@@ -575,22 +600,23 @@ mod tests {
         let issuer = StampIssuer::new(signer, 60, 16);
         let policy: Arc<str> = Arc::from("p1");
         let none: Arc<[String]> = Arc::from(Vec::new());
-        let first = issuer.stamp_for_at(&alice(), &policy, &none, NOW).unwrap();
-        let reused = issuer.stamp_for_at(&alice(), &policy, &none, NOW + 44).unwrap();
+        let open: Arc<[DatasetPolicy]> = Arc::from(Vec::new());
+        let first = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW).unwrap();
+        let reused = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW + 44).unwrap();
         assert!(Arc::ptr_eq(&first, &reused));
-        let fresh = issuer.stamp_for_at(&alice(), &policy, &none, NOW + 45).unwrap();
+        let fresh = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW + 45).unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         // Every stamp handed out still has at least a quarter of its life left.
         assert!(verifier.verify_at(&reused, NOW + 44).is_ok());
         assert_eq!(verifier.verify_at(&reused, NOW).unwrap().policy.as_deref(), Some("p1"));
         // Another policy set: a new stamp naming it, not the cached one.
-        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), &none, NOW + 46).unwrap();
+        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), &none, &open, NOW + 46).unwrap();
         assert!(!Arc::ptr_eq(&fresh, &changed));
         assert_eq!(verifier.verify_at(&changed, NOW + 46).unwrap().policy.as_deref(), Some("p2"));
         // Another principal gets its own stamp.
         let mut bob = alice();
         bob.id = "bob".into();
-        let bobs = issuer.stamp_for_at(&bob, &policy, &none, NOW).unwrap();
+        let bobs = issuer.stamp_for_at(&bob, &policy, &none, &open, NOW).unwrap();
         assert_eq!(verifier.verify_at(&bobs, NOW).unwrap().principal.id, "bob");
     }
 
@@ -601,21 +627,33 @@ mod tests {
         let policy: Arc<str> = Arc::from("p1");
         let bank: Arc<[String]> = Arc::from(vec!["datafusion.public.bank".to_string()]);
         let orders: Arc<[String]> = Arc::from(vec!["datafusion.acme.orders".to_string()]);
-        let for_bank = issuer.stamp_for_at(&alice(), &policy, &bank, NOW).unwrap();
-        let for_orders = issuer.stamp_for_at(&alice(), &policy, &orders, NOW + 1).unwrap();
+        let open: Arc<[DatasetPolicy]> = Arc::from(Vec::new());
+        let for_bank = issuer.stamp_for_at(&alice(), &policy, &bank, &open, NOW).unwrap();
+        let for_orders = issuer.stamp_for_at(&alice(), &policy, &orders, &open, NOW + 1).unwrap();
         assert_eq!(verifier.verify_at(&for_bank, NOW).unwrap().scope, bank);
         assert_eq!(verifier.verify_at(&for_orders, NOW + 1).unwrap().scope, orders);
         // Both are reused (an equal scope in another allocation too).
         let again: Arc<[String]> = Arc::from(bank.to_vec());
-        assert!(Arc::ptr_eq(&for_bank, &issuer.stamp_for_at(&alice(), &policy, &again, NOW + 2).unwrap()));
-        assert!(Arc::ptr_eq(&for_orders, &issuer.stamp_for_at(&alice(), &policy, &orders, NOW + 2).unwrap()));
+        assert!(Arc::ptr_eq(&for_bank, &issuer.stamp_for_at(&alice(), &policy, &again, &open, NOW + 2).unwrap()));
+        assert!(Arc::ptr_eq(&for_orders, &issuer.stamp_for_at(&alice(), &policy, &orders, &open, NOW + 2).unwrap()));
+        // Other row and column decisions for the same scope: another stamp, carrying them.
+        let masked: Arc<[DatasetPolicy]> = Arc::from(vec![DatasetPolicy {
+            dataset: "datafusion.public.bank".into(),
+            denied: vec!["salary".into()],
+            masks: Vec::new(),
+            rows: None,
+        }]);
+        let restricted = issuer.stamp_for_at(&alice(), &policy, &bank, &masked, NOW + 2).unwrap();
+        assert!(!Arc::ptr_eq(&for_bank, &restricted));
+        assert_eq!(verifier.verify_at(&restricted, NOW + 2).unwrap().data, masked);
+        assert!(verifier.verify_at(&for_bank, NOW + 2).unwrap().data.is_empty());
         // A stamp without the claim grants no dataset.
         let plain = verifier.verify_at(&issuer.signer.sign(&alice(), NOW, 60).unwrap(), NOW).unwrap();
         assert!(plain.scope.is_empty());
         // Bounded: past the limit the oldest scope is signed again, the newest kept.
         for i in 0..SCOPES_PER_PRINCIPAL + 3 {
             let scope: Arc<[String]> = Arc::from(vec![format!("datafusion.public.t{i}")]);
-            issuer.stamp_for_at(&alice(), &policy, &scope, NOW + 3).unwrap();
+            issuer.stamp_for_at(&alice(), &policy, &scope, &open, NOW + 3).unwrap();
         }
         let issued = issuer.cache.get(&alice(), NOW + 3).unwrap();
         assert_eq!(issued.stamps.len(), SCOPES_PER_PRINCIPAL);

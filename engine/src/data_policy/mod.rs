@@ -1,0 +1,269 @@
+//! Row filters, column masks and column denies, enforced on the resolved plan.
+//!
+//! The gateway decides, per caller and dataset, what Cedar allows of each dataset's rows and
+//! columns and signs it into the stamp ([`identity::DatasetPolicy`]). Here it is enforced by
+//! an analyzer rule ([`DataPolicyRule`]), modelled on DataFusion's analyzer-rule example: it
+//! runs after views are expanded and names resolved, and replaces every scan of a base table
+//! the policy covers with a barrier ([`crate::barrier::BarrierView`]) over
+//!
+//! ```text
+//! Projection: masks (same names and types), NULL for denied columns
+//!   Filter: the row filter
+//!     TableScan: the table
+//! ```
+//!
+//! so every expression of the caller's query (projection, filter, join key, grouping,
+//! ordering, window) sees only visible rows and masked values, and the row filter stays right
+//! above the scan, where pushdown and Parquet pruning still apply. A denied column is refused
+//! when the planned query reads it (`column_forbidden`), before anything runs.
+//!
+//! Fail closed: a table the engine's file declares columns for (a *governed* table) is
+//! refused when the stamp carries no decision for it, and in cluster mode, whose scheduler
+//! cannot run the barrier, any restricting decision refuses the query.
+
+mod keyed_hash;
+mod mask;
+mod row_filter;
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::{DefaultTableSource, provider_as_source, source_as_provider};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableScan, TableType,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use identity::DatasetPolicy;
+
+use crate::barrier::BarrierView;
+pub(crate) use keyed_hash::MaskKey;
+
+/// The decisions of the current query, carried in the session's `ConfigOptions` beside the
+/// caller (see `caller::functions::Caller`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Decisions {
+    /// Per dataset the statement (and the views it reads) touches.
+    pub policies: Arc<[DatasetPolicy]>,
+    /// Whether a governed table with no decision is refused: every stamped request; not
+    /// `--dangerous-dev-principal`, which has no gateway.
+    pub required: bool,
+}
+
+impl ConfigExtension for Decisions {
+    const PREFIX: &'static str = "portcullis_data";
+}
+
+impl ExtensionOptions for Decisions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+    fn set(&mut self, key: &str, _value: &str) -> Result<()> {
+        Err(DataFusionError::Plan(format!(
+            "portcullis_data.{key} cannot be set: row and column policy comes only from the verified identity stamp"
+        )))
+    }
+    fn entries(&self) -> Vec<ConfigEntry> {
+        Vec::new()
+    }
+}
+
+/// A query referenced a column policy denies it; answered `column_forbidden` (403).
+#[derive(Debug)]
+pub struct ColumnForbidden {
+    pub dataset: String,
+    pub column: String,
+}
+
+impl fmt::Display for ColumnForbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "column {} of dataset {} is forbidden to you by policy: leave it out (name the columns you need instead of *)",
+            self.column, self.dataset
+        )
+    }
+}
+
+impl std::error::Error for ColumnForbidden {}
+
+/// The analyzer rule (see the module docs).
+#[derive(Debug)]
+pub(crate) struct DataPolicyRule {
+    /// `catalog.schema.table` of every governed table.
+    governed: HashSet<String>,
+    key: MaskKey,
+    /// Cluster mode: the barrier cannot be shipped to the scheduler, so a restricting decision
+    /// refuses the query instead.
+    cluster: bool,
+}
+
+impl DataPolicyRule {
+    pub(crate) fn new(governed: HashSet<String>, key: MaskKey, cluster: bool) -> Self {
+        Self { governed, key, cluster }
+    }
+
+    fn rewrite(&self, scan: &TableScan, decisions: &Decisions, config: &ConfigOptions) -> Result<Option<LogicalPlan>> {
+        if is_governed_scan(scan) {
+            return Ok(None);
+        }
+        let defaults = &config.catalog;
+        let resolved = scan.table_name.clone().resolve(&defaults.default_catalog, &defaults.default_schema);
+        let id = identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table);
+        let policy = decisions.policies.iter().find(|p| p.dataset == id);
+        let policy = match policy {
+            Some(policy) if policy.restricts() => policy,
+            Some(_) => return Ok(None),
+            None if decisions.required && self.governed.contains(&id) => {
+                return Err(DataFusionError::External(Box::new(Undecided(id))));
+            }
+            None => return Ok(None),
+        };
+        if self.cluster {
+            return Err(DataFusionError::NotImplemented(format!(
+                "dataset {id} has row or column policies for you, which cluster mode does not enforce yet: refused"
+            )));
+        }
+        let provider = source_as_provider(&scan.source)?;
+        let schema = provider.schema();
+        let inner =
+            LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(Arc::new(Governed(provider))), None)?;
+        let column = |name: &str| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
+        let mut inner = match &policy.rows {
+            Some(rows) => {
+                let predicate = row_filter::expr(rows, &schema, &column)
+                    .map_err(|e| DataFusionError::Plan(format!("the row filter of dataset {id}: {e}")))?;
+                inner.filter(predicate)?
+            }
+            None => inner,
+        };
+        let mut forbidden = Vec::new();
+        let mut projection = Vec::with_capacity(schema.fields().len());
+        for (i, field) in schema.fields().iter().enumerate() {
+            let name = field.name();
+            let expr = if policy.denied.iter().any(|d| d == name) {
+                forbidden.push((i, ColumnForbidden { dataset: id.clone(), column: name.clone() }));
+                mask::empty(field.data_type())
+                    .unwrap_or(Expr::Literal(ScalarValue::try_from(field.data_type())?, None))
+                    .alias_qualified(Some(scan.table_name.clone()), name)
+            } else if let Some(mask) = policy.masks.iter().find(|m| &m.column == name) {
+                mask::expr(&mask.mask, column(name), field.data_type(), field.is_nullable(), &self.key)
+                    .alias_qualified(Some(scan.table_name.clone()), name)
+            } else {
+                column(name)
+            };
+            projection.push(expr);
+        }
+        inner = inner.project(projection)?;
+        let view = BarrierView::new(inner.build()?, format!("row and column policy of {id}")).forbidding(forbidden);
+        let replaced = LogicalPlanBuilder::scan_with_filters(
+            scan.table_name.clone(),
+            provider_as_source(Arc::new(view)),
+            scan.projection.clone(),
+            scan.filters.clone(),
+        )?
+        .build()?;
+        Ok(Some(replaced))
+    }
+}
+
+impl AnalyzerRule for DataPolicyRule {
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+        let Some(decisions) = config.extensions.get::<Decisions>() else { return Ok(plan) };
+        if decisions.policies.is_empty() && (!decisions.required || self.governed.is_empty()) {
+            return Ok(plan);
+        }
+        let rewritten = plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
+            match self.rewrite(scan, decisions, config)? {
+                Some(replaced) => Ok(Transformed::yes(replaced)),
+                None => Ok(Transformed::no(node)),
+            }
+        })?;
+        if !rewritten.transformed {
+            return Ok(rewritten.data);
+        }
+        // Masks may make a column nullable: the nodes above learn it.
+        rewritten
+            .data
+            .transform_up_with_subqueries(|node| node.recompute_schema().map(Transformed::yes))
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "portcullis_data_policy"
+    }
+}
+
+/// Refuses `plan` (analyzed and optimized) when it reads a column policy denies the caller,
+/// so a Flight call is refused when it plans, not only when its ticket is fetched.
+pub(crate) fn check_denied(plan: &LogicalPlan) -> Result<()> {
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Some(source) = scan.source.downcast_ref::<DefaultTableSource>()
+            && let Some(barrier) = source.table_provider.downcast_ref::<BarrierView>()
+        {
+            barrier.admits(scan.projection.as_ref())?;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map(|_| ())
+}
+
+/// A governed table scanned without a decision: the gateway did not decide for it (an older
+/// gateway, or a view the gateway did not expand); refused, never served unfiltered.
+#[derive(Debug)]
+pub struct Undecided(String);
+
+impl fmt::Display for Undecided {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dataset {} has row and column policies, but the request carries no decision for it", self.0)
+    }
+}
+
+impl std::error::Error for Undecided {}
+
+/// The table inside a policy barrier, marked so the rule does not wrap it again when the
+/// barrier plans it.
+#[derive(Debug)]
+struct Governed(Arc<dyn TableProvider>);
+
+fn is_governed_scan(scan: &TableScan) -> bool {
+    scan.source.downcast_ref::<DefaultTableSource>().is_some_and(|source| source.table_provider.is::<Governed>())
+}
+
+#[tonic::async_trait]
+impl TableProvider for Governed {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.0.table_type()
+    }
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+}

@@ -1,0 +1,286 @@
+//! Row filters, masks and column denies, as the gateway signs them, enforced by a real engine
+//! and read back like an attacker: every raw value of a masked or denied column, and every
+//! filtered row's name, is searched for in every byte of every answer, over HTTP (JSON, CSV,
+//! Arrow) and Flight SQL (statements, tickets fetched later, prepared statements).
+
+use crate::common::{TestEngine, dataset, now, test_config, user};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use futures::TryStreamExt;
+use identity::{ColumnMask, Comparison, DatasetPolicy, Grant, Mask, RowFilter, STAMP_HEADER};
+use tonic::transport::Channel;
+
+const CONFIG: &str = "demo_data: true
+views:
+  - {name: contacts, sql: 'SELECT name, email, phone, tenant FROM demo.customers'}
+columns:
+  demo.customers:
+    customer_id: {type: long}
+    tenant: {type: string}
+    email: {tags: [pii.email]}
+    phone: {tags: [pii.phone]}
+    national_id: {tags: [pii.national_id]}
+";
+
+/// Every value a masked or denied column holds, and the names of the rows acme's filter hides.
+const RAW: &[&str] = &[
+    "ada@lovelace.example",
+    "grace@hopper.example",
+    "alan@turing.example",
+    "hank@globex.example",
+    "frank@grimes.example",
+    "edna@springfield.example",
+    "+44 20 7946 0101",
+    "+1 202 555 0102",
+    "+44 161 496 0103",
+    "+1 312 555 0104",
+    "+1 415 555 0105",
+    "+1 604 555 0106",
+    "AB123456C",
+    "123-45-6702",
+    "CD654321E",
+    "987-65-4304",
+    "555-12-3405",
+    "046-454-286",
+    "Hank",
+    "Frank",
+    "Edna",
+];
+
+/// acme's analyst: acme's rows only, emails to their domain, phones to the last four digits,
+/// national ids denied.
+fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
+    vec![DatasetPolicy {
+        dataset: dataset("demo.customers"),
+        denied: vec!["national_id".into()],
+        masks: vec![
+            ColumnMask { column: "email".into(), mask },
+            ColumnMask { column: "phone".into(), mask: Mask::Last4 },
+        ],
+        rows: Some(RowFilter::IsTrue(Box::new(RowFilter::Compare {
+            op: Comparison::Eq,
+            left: Box::new(RowFilter::Column("tenant".into())),
+            right: Box::new(RowFilter::String("acme".into())),
+        }))),
+    }]
+}
+
+fn stamp(engine: &TestEngine, scope: &[&str], data: &[DatasetPolicy]) -> String {
+    let scope: Vec<String> = scope.iter().map(|d| dataset(d)).collect();
+    let grant = Grant { scope: &scope, data, ..Grant::default() };
+    engine.signer.sign_with(&user("alice", &["acme"]), grant, now(), 60).unwrap()
+}
+
+fn leaks(bytes: &[u8]) -> Vec<&'static str> {
+    RAW.iter().copied().filter(|raw| bytes.windows(raw.len()).any(|w| w == raw.as_bytes())).collect()
+}
+
+/// The statement shapes that must not reveal a raw value or a filtered row: each either
+/// answers (masked, filtered) or is refused, and neither answer carries a raw value.
+const SHAPES: &[&str] = &[
+    "SELECT name, email, phone FROM demo.customers",
+    "SELECT c.email AS e, c.phone AS p FROM demo.customers AS c",
+    "SELECT CAST(email AS VARCHAR) || '!' AS e, substr(phone, 1, 20) AS p FROM demo.customers",
+    "SELECT upper(email) AS e, concat(phone, email) AS p FROM demo.customers",
+    "WITH c AS (SELECT * FROM demo.customers) SELECT email FROM c",
+    "WITH customers AS (SELECT email FROM demo.customers) SELECT * FROM customers",
+    "SELECT (SELECT max(email) FROM demo.customers) AS e",
+    "SELECT email FROM (SELECT email, phone FROM demo.customers) AS s WHERE phone IS NOT NULL",
+    "SELECT a.email, b.email FROM demo.customers a JOIN demo.customers b ON a.email = b.email",
+    "SELECT c.name, o.amount FROM demo.customers c JOIN demo.orders o ON c.customer_id = o.customer_id",
+    "SELECT email FROM demo.customers UNION SELECT phone FROM demo.customers",
+    "SELECT email FROM demo.customers INTERSECT SELECT email FROM demo.customers",
+    "SELECT email, count(*) AS n FROM demo.customers GROUP BY email",
+    "SELECT name FROM demo.customers ORDER BY email, phone",
+    "SELECT name, row_number() OVER (PARTITION BY email ORDER BY phone) AS r FROM demo.customers",
+    "SELECT count(DISTINCT email) AS n, min(phone) AS p, max(email) AS m FROM demo.customers",
+    "SELECT * FROM contacts",
+    "SELECT name FROM contacts WHERE email LIKE 'ada%'",
+    "SELECT name FROM demo.customers WHERE email = 'ada@lovelace.example'",
+    "SELECT name FROM demo.customers WHERE phone LIKE '+44%'",
+    "SELECT name FROM demo.customers WHERE strpos(email, 'lovelace') > 0",
+    "SELECT 1 / (CASE WHEN tenant = 'globex' THEN 0 ELSE 1 END) AS x FROM demo.customers",
+    "SELECT name FROM demo.customers WHERE CAST(CASE WHEN name = 'Hank Scorpio' THEN 'x' ELSE '1' END AS INT) = 1",
+    "EXPLAIN SELECT email FROM demo.customers WHERE email LIKE '%globex%'",
+    "EXPLAIN ANALYZE SELECT email, phone FROM demo.customers",
+    "SELECT * FROM demo.customers",
+    "SELECT national_id FROM demo.customers",
+    "SELECT name FROM demo.customers WHERE national_id = 'AB123456C'",
+    "SELECT name FROM demo.customers ORDER BY national_id",
+    "SELECT count(*) AS n FROM demo.customers GROUP BY national_id",
+    "SELECT name, rank() OVER (ORDER BY national_id) AS r FROM demo.customers",
+    "SELECT a.name FROM demo.customers a JOIN demo.customers b ON a.national_id = b.national_id",
+    "SELECT count(*) AS n FROM demo.customers",
+];
+
+#[tokio::test]
+async fn masks_filters_and_denies_hold_through_every_shape_and_encoding() {
+    let engine = TestEngine::start_with(test_config(Some(CONFIG))).await;
+    let policy = analyst_policy(Mask::EmailDomain);
+    let scoped = stamp(&engine, &["demo.customers", "demo.orders", "contacts"], &policy);
+    for sql in SHAPES {
+        for accept in ["application/json", "text/csv", "application/vnd.apache.arrow.stream"] {
+            let reply = engine
+                .http
+                .send("POST", "/v1/sql", &[(STAMP_HEADER, &scoped), ("accept", accept)], sql.to_string())
+                .await;
+            assert!(
+                leaks(&reply.body).is_empty(),
+                "{sql} ({accept}) leaked {:?}: {}",
+                leaks(&reply.body),
+                reply.text()
+            );
+            assert!(reply.status == 200 || reply.status == 403, "{sql} ({accept}): {}", reply.text());
+            let denied = sql.contains("national_id") || sql.contains('*') && !sql.contains("count(*)");
+            let named = sql.contains("national_id") || sql.contains("demo.customers") && !sql.contains("contacts");
+            if denied && named && !sql.starts_with("WITH") {
+                assert_eq!(reply.status, 403, "{sql}: {}", reply.text());
+                assert!(reply.text().contains("column_forbidden"), "{sql}: {}", reply.text());
+                assert!(reply.text().contains("national_id"), "{sql}: {}", reply.text());
+            }
+        }
+    }
+    // What the analyst sees: acme's three customers, masked.
+    let reply =
+        engine.http.sql(Some(&scoped), "SELECT name, email, phone FROM demo.customers ORDER BY customer_id").await;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(rows.len(), 3, "{}", reply.text());
+    assert_eq!(rows[0]["name"], "Ada Lovelace");
+    assert_eq!(rows[0]["email"], "***@lovelace.example");
+    assert_eq!(rows[0]["phone"], "***0101");
+    // Inference: a raw value finds no row; a count sees only visible rows.
+    let probe = engine
+        .http
+        .sql(Some(&scoped), "SELECT count(*) AS n FROM demo.customers WHERE email = 'ada@lovelace.example'")
+        .await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&probe.body).unwrap()[0]["n"], 0, "{}", probe.text());
+    let all = engine.http.sql(Some(&scoped), "SELECT count(*) AS n FROM demo.customers").await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&all.body).unwrap()[0]["n"], 3, "{}", all.text());
+    // Through the view too.
+    let view = engine.http.sql(Some(&scoped), "SELECT count(*) AS n FROM contacts WHERE email LIKE '***@%'").await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&view.body).unwrap()[0]["n"], 3, "{}", view.text());
+}
+
+#[tokio::test]
+async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() {
+    let engine = TestEngine::start_with(test_config(Some(CONFIG))).await;
+    let hashed = stamp(&engine, &["demo.customers"], &analyst_policy(Mask::KeyedHash));
+    let joined = "SELECT count(*) AS n FROM demo.customers a JOIN demo.customers b ON a.email = b.email";
+    let reply = engine.http.sql(Some(&hashed), joined).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()[0]["n"], 3, "{}", reply.text());
+    let reply = engine.http.sql(Some(&hashed), "SELECT email FROM demo.customers").await;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&reply.body).unwrap();
+    let hash = rows[0]["email"].as_str().unwrap();
+    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    assert!(leaks(&reply.body).is_empty());
+    // Fail closed: the stamp scopes the table but decides nothing for it.
+    let undecided = stamp(&engine, &["demo.customers", "contacts"], &[]);
+    for sql in ["SELECT name FROM demo.customers", "SELECT name FROM contacts"] {
+        let reply = engine.http.sql(Some(&undecided), sql).await;
+        assert_eq!(reply.status, 403, "{sql}: {}", reply.text());
+        assert!(reply.text().contains("carries no decision"), "{}", reply.text());
+    }
+    // An unrestricting decision serves the table as it is.
+    let open = vec![DatasetPolicy { dataset: dataset("demo.customers"), denied: vec![], masks: vec![], rows: None }];
+    let admin = stamp(&engine, &["demo.customers"], &open);
+    let reply = engine.http.sql(Some(&admin), "SELECT count(*) AS n FROM demo.customers").await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()[0]["n"], 6, "{}", reply.text());
+    // A row filter naming a column the table lacks refuses, never drops the filter.
+    let broken = vec![DatasetPolicy {
+        dataset: dataset("demo.customers"),
+        denied: vec![],
+        masks: vec![],
+        rows: Some(RowFilter::IsTrue(Box::new(RowFilter::Column("region".into())))),
+    }];
+    let reply =
+        engine.http.sql(Some(&stamp(&engine, &["demo.customers"], &broken)), "SELECT name FROM demo.customers").await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("region") && leaks(&reply.body).is_empty(), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_declaration_that_does_not_match_the_table_stops_the_engine() {
+    for (yaml, expected) in [
+        ("demo_data: true\ncolumns:\n  demo.nothing: {a: {}}\n", "no dataset or demo table is named demo.nothing"),
+        ("demo_data: true\ncolumns:\n  demo.customers: {salary: {}}\n", "has no column \"salary\""),
+        (
+            "demo_data: true\ncolumns:\n  demo.customers: {email: {type: long}}\n",
+            "declared Long but the column is Utf8",
+        ),
+    ] {
+        let config = test_config(Some(yaml));
+        let error = engine::server::start(
+            &config,
+            engine::caller::Authenticator::DangerousDevelopment(std::sync::Arc::new(user("dev", &[]))),
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(error.to_string().contains(expected), "{yaml}: {error}");
+    }
+}
+
+async fn flight(engine: &TestEngine, stamp: &str) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(engine.flight_url()).unwrap().connect().await.unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.set_header(STAMP_HEADER, stamp);
+    client
+}
+
+fn ipc(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(first) = batches.first() {
+        let mut writer = StreamWriter::try_new(&mut out, &first.schema()).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn flight_statements_tickets_and_prepared_statements_are_masked_and_filtered() {
+    let engine = TestEngine::start_with(test_config(Some(CONFIG))).await;
+    let scoped = stamp(&engine, &["demo.customers", "demo.orders", "contacts"], &analyst_policy(Mask::EmailDomain));
+    let mut client = flight(&engine, &scoped).await;
+    for sql in SHAPES {
+        match client.execute(sql.to_string(), None).await {
+            Ok(info) => {
+                let mut batches = Vec::new();
+                for endpoint in info.endpoint {
+                    // The ticket is fetched later, by a stamp that carries no decision.
+                    let mut later = flight(&engine, &stamp(&engine, &[], &[])).await;
+                    let stream = later.do_get(endpoint.ticket.unwrap()).await.unwrap();
+                    batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+                }
+                assert!(leaks(&ipc(&batches)).is_empty(), "{sql}: {:?}", leaks(&ipc(&batches)));
+                assert!(!sql.contains("national_id"), "{sql} answered");
+            }
+            Err(error) => {
+                let text = error.to_string();
+                assert!(leaks(text.as_bytes()).is_empty(), "{sql}: {text}");
+                assert!(text.contains("forbidden"), "{sql}: {text}");
+            }
+        }
+    }
+    // A prepared statement with a parameter: a raw value bound finds nothing.
+    let mut prepared = client
+        .prepare("SELECT name, email FROM demo.customers WHERE email = $1 OR tenant = $2".into(), None)
+        .await
+        .unwrap();
+    let params = RecordBatch::try_from_iter([
+        ("$1", std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["hank@globex.example"])) as _),
+        ("$2", std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["globex"])) as _),
+    ])
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        batches.extend(client.do_get(endpoint.ticket.unwrap()).await.unwrap().try_collect::<Vec<_>>().await.unwrap());
+    }
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    assert!(leaks(&ipc(&batches)).is_empty());
+}
