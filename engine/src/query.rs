@@ -280,10 +280,13 @@ fn lost_node(error: DataFusionError) -> DataFusionError {
 }
 
 /// The tables `config.columns` declares (see [`crate::data_policy`]), by
-/// `catalog.schema.table`, each checked against the table's real schema: it must be a base
+/// `catalog.schema.table`, with their tagged columns, each checked against the table's real schema: it must be a base
 /// table (not a view), and every declared column must exist with the declared type.
-async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<std::collections::HashSet<String>, String> {
-    let mut governed = std::collections::HashSet::new();
+async fn governed_tables(
+    ctx: &SessionContext,
+    config: &Config,
+) -> Result<std::collections::HashMap<String, Vec<String>>, String> {
+    let mut governed = std::collections::HashMap::new();
     for (name, columns) in &config.columns {
         let origin = format!("columns.{name}");
         let reference = datafusion::common::TableReference::parse_str(name);
@@ -306,7 +309,8 @@ async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<std::c
             }
         }
         let resolved = reference.resolve("datafusion", "public");
-        governed.insert(identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table));
+        let tagged = columns.iter().filter(|(_, spec)| !spec.tags.is_empty()).map(|(name, _)| name.clone()).collect();
+        governed.insert(identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table), tagged);
     }
     Ok(governed)
 }

@@ -26,7 +26,7 @@ mod mask;
 mod row_filter;
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -104,8 +104,8 @@ impl std::error::Error for ColumnForbidden {}
 /// The analyzer rule (see the module docs).
 #[derive(Debug)]
 pub(crate) struct DataPolicyRule {
-    /// `catalog.schema.table` of every governed table.
-    governed: HashSet<String>,
+    /// `catalog.schema.table` of every governed table, with its tagged columns.
+    governed: HashMap<String, Vec<String>>,
     key: MaskKey,
     /// Cluster mode: the barrier cannot be shipped to the scheduler, so a restricting decision
     /// refuses the query instead.
@@ -113,7 +113,7 @@ pub(crate) struct DataPolicyRule {
 }
 
 impl DataPolicyRule {
-    pub(crate) fn new(governed: HashSet<String>, key: MaskKey, cluster: bool) -> Self {
+    pub(crate) fn new(governed: HashMap<String, Vec<String>>, key: MaskKey, cluster: bool) -> Self {
         Self { governed, key, cluster }
     }
 
@@ -125,11 +125,30 @@ impl DataPolicyRule {
         let resolved = scan.table_name.clone().resolve(&defaults.default_catalog, &defaults.default_schema);
         let id = identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table);
         let policy = decisions.policies.iter().find(|p| p.dataset == id);
+        let tagged = self.governed.get(&id).map_or(&[][..], Vec::as_slice);
         let policy = match policy {
-            Some(policy) if policy.restricts() => policy,
-            Some(_) => return Ok(None),
-            None if decisions.required && self.governed.contains(&id) => {
-                return Err(DataFusionError::External(Box::new(Undecided(id))));
+            Some(policy) => {
+                // Every tagged column decided one way or another, or the gateway decided
+                // without knowing the column is sensitive.
+                let decided = |c: &String| {
+                    policy.denied.contains(c)
+                        || policy.unmasked.contains(c)
+                        || policy.masks.iter().any(|m| &m.column == c)
+                };
+                if let Some(column) = tagged.iter().find(|c| !decided(c)) {
+                    return Err(DataFusionError::External(Box::new(Undecided(format!(
+                        "the decision for dataset {id} does not cover its tagged column {column}: the gateway must read the engine's configuration (authorization.engine_config)"
+                    )))));
+                }
+                if !policy.restricts() {
+                    return Ok(None);
+                }
+                policy
+            }
+            None if decisions.required && self.governed.contains_key(&id) => {
+                return Err(DataFusionError::External(Box::new(Undecided(format!(
+                    "dataset {id} has row and column policies, but the request carries no decision for it"
+                )))));
             }
             None => return Ok(None),
         };
@@ -231,7 +250,7 @@ pub struct Undecided(String);
 
 impl fmt::Display for Undecided {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "dataset {} has row and column policies, but the request carries no decision for it", self.0)
+        f.write_str(&self.0)
     }
 }
 

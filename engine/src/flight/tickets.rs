@@ -202,6 +202,7 @@ mod tests {
             dataset: "datafusion.public.bank".into(),
             denied: vec!["salary".into()],
             masks: vec![identity::ColumnMask { column: "email".into(), mask: identity::Mask::KeyedHash }],
+            unmasked: vec!["phone".into()],
             rows: Some(identity::RowFilter::Bool(false)),
         }]
         .into();

@@ -58,6 +58,7 @@ fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
             ColumnMask { column: "email".into(), mask },
             ColumnMask { column: "phone".into(), mask: Mask::Last4 },
         ],
+        unmasked: vec![],
         rows: Some(RowFilter::IsTrue(Box::new(RowFilter::Compare {
             op: Comparison::Eq,
             left: Box::new(RowFilter::Column("tenant".into())),
@@ -181,8 +182,28 @@ async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() 
         assert_eq!(reply.status, 403, "{sql}: {}", reply.text());
         assert!(reply.text().contains("carries no decision"), "{}", reply.text());
     }
+    // A decision made without the engine's column declarations (a tagged column it does not
+    // name) is refused: the gateway did not know the column was sensitive.
+    let unaware = vec![DatasetPolicy {
+        dataset: dataset("demo.customers"),
+        denied: vec![],
+        masks: vec![],
+        unmasked: vec!["email".into()],
+        rows: None,
+    }];
+    let reply =
+        engine.http.sql(Some(&stamp(&engine, &["demo.customers"], &unaware)), "SELECT name FROM demo.customers").await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("does not cover its tagged column"), "{}", reply.text());
     // An unrestricting decision serves the table as it is.
-    let open = vec![DatasetPolicy { dataset: dataset("demo.customers"), denied: vec![], masks: vec![], rows: None }];
+    let tagged = || vec!["email".to_string(), "phone".to_string(), "national_id".to_string()];
+    let open = vec![DatasetPolicy {
+        dataset: dataset("demo.customers"),
+        denied: vec![],
+        masks: vec![],
+        unmasked: tagged(),
+        rows: None,
+    }];
     let admin = stamp(&engine, &["demo.customers"], &open);
     let reply = engine.http.sql(Some(&admin), "SELECT count(*) AS n FROM demo.customers").await;
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()[0]["n"], 6, "{}", reply.text());
@@ -191,6 +212,7 @@ async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() 
         dataset: dataset("demo.customers"),
         denied: vec![],
         masks: vec![],
+        unmasked: tagged(),
         rows: Some(RowFilter::IsTrue(Box::new(RowFilter::Column("region".into())))),
     }];
     let reply =

@@ -21,6 +21,11 @@ pub struct DatasetPolicy {
     /// Columns the caller sees only through a mask.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masks: Vec<ColumnMask>,
+    /// Tagged columns the caller may see as they are: with `masks` and `denied`, every
+    /// tagged column is named, so the engine can tell a decision made without its column
+    /// declarations (and refuse it) from one that lifts the masks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmasked: Vec<String>,
     /// The rows the caller sees; absent: every row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowFilter>,
@@ -280,6 +285,7 @@ mod tests {
             dataset: "datafusion.demo.customers".into(),
             denied: vec!["salary".into()],
             masks: vec![ColumnMask { column: "email".into(), mask: Mask::EmailDomain }],
+            unmasked: vec!["phone".into()],
             rows: Some(filter.clone()),
         };
         let json = serde_json::to_string(&policy).unwrap();
@@ -289,7 +295,8 @@ mod tests {
             r#"((("tenant" = 'o''brien') IS TRUE) AND NOT ("name" LIKE '50\%\_%' ESCAPE '\'))"#
         );
         assert!(policy.restricts());
-        assert!(!DatasetPolicy { dataset: "x".into(), denied: vec![], masks: vec![], rows: None }.restricts());
+        let open = DatasetPolicy { dataset: "x".into(), denied: vec![], masks: vec![], unmasked: vec![], rows: None };
+        assert!(!open.restricts());
         // Unknown fields and unknown masks are refused, not ignored.
         assert!(serde_json::from_str::<DatasetPolicy>(r#"{"dataset":"x","extra":1}"#).is_err());
         assert!(serde_json::from_str::<Mask>(r#""reveal""#).is_err());

@@ -641,6 +641,7 @@ mod tests {
             dataset: "datafusion.public.bank".into(),
             denied: vec!["salary".into()],
             masks: Vec::new(),
+            unmasked: Vec::new(),
             rows: None,
         }]);
         let restricted = issuer.stamp_for_at(&alice(), &policy, &bank, &masked, NOW + 2).unwrap();

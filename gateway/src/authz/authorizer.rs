@@ -4,17 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{
-    Authorizer as CedarAuthorizer, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, Request,
-    RestrictedExpression,
+    Authorizer as CedarAuthorizer, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PartialEntities,
+    PolicyId, Request, RestrictedExpression,
 };
-use identity::{ExpiringCache, Principal, PrincipalKind};
+use identity::{DatasetPolicy, ExpiringCache, Principal, PrincipalKind};
 
 use super::action::{DatasetAction, EndpointAction};
 use super::context::ContextCache;
+use super::data_policy::{self, RowQuestion};
 use super::decisions::{DecisionCache, Key};
 use super::error::AuthzError;
 use super::facts::{RequestFacts, principal_type};
@@ -50,6 +51,8 @@ struct Live {
 struct PrincipalView {
     entities: Entities,
     policies: PrincipalPolicies,
+    /// The entities again, for partial evaluation of row filters (built on first use).
+    partial: OnceLock<Result<PartialEntities, String>>,
 }
 
 /// The authorize stage's state: the live policy set, swapped atomically on reload.
@@ -81,6 +84,7 @@ struct Types {
     group: EntityTypeName,
     endpoint: EntityTypeName,
     dataset: EntityTypeName,
+    column: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -111,6 +115,7 @@ impl Authorizer {
             group: parse("Group")?,
             endpoint: parse("Endpoint")?,
             dataset: parse("Dataset")?,
+            column: parse("Column")?,
             action: parse("Action")?,
         };
         Ok(Self {
@@ -248,10 +253,12 @@ impl Authorizer {
             None if enforced.allowed => {
                 let describe = !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe);
                 let listing = describe.then(|| self.principal_view(&live.enforced, facts).ok()).flatten();
+                let data = self.data_policies(&live.enforced, facts, &scope);
                 Ok(Allowed {
                     listing: listing.map(|view| self.listing(&live.enforced, &view, facts)),
                     policy: Arc::clone(&live.enforced.bundle.fingerprint),
                     scope,
+                    data,
                 })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
@@ -326,6 +333,61 @@ impl Authorizer {
         names
     }
 
+    /// [`Self::data_policies`] under the enforced set, for the policy commands.
+    pub(crate) fn decide_data(&self, facts: &RequestFacts<'_>, scope: &[String]) -> Arc<[DatasetPolicy]> {
+        self.data_policies(&self.live.load().enforced, facts, scope)
+    }
+
+    /// The row and column decisions for the governed datasets `scope` reads, directly or
+    /// through views ([`data_policy`]); empty when none is governed.
+    fn data_policies(&self, live: &Loaded, facts: &RequestFacts<'_>, scope: &[String]) -> Arc<[DatasetPolicy]> {
+        let governance = &live.bundle.governance;
+        let touched = governance.touched(scope);
+        if touched.is_empty() {
+            return Arc::from(Vec::new());
+        }
+        let view = match self.principal_view(live, facts) {
+            Ok(view) => view,
+            // Without the caller's entity nothing can be decided: no row, every column denied.
+            Err(_) => {
+                return touched
+                    .iter()
+                    .map(|g| DatasetPolicy {
+                        dataset: g.name.to_string(),
+                        denied: g.columns.iter().map(|c| c.name.clone()).collect(),
+                        masks: Vec::new(),
+                        unmasked: Vec::new(),
+                        rows: Some(identity::RowFilter::Bool(false)),
+                    })
+                    .collect();
+            }
+        };
+        let principal = self.principal_uid(facts.principal);
+        let action = self.uid(&self.types.action, "select_row");
+        let partial = view.partial.get_or_init(|| {
+            PartialEntities::from_concrete(view.entities.clone(), &live.bundle.schema).map_err(|e| e.to_string())
+        });
+        let policies = view.policies.for_action("select_row");
+        touched
+            .iter()
+            .map(|governed| {
+                let allowed = |action: &str, column: &str| {
+                    let resource = Resource::Column(governed.name.clone(), column.to_string());
+                    self.evaluate(&view, facts, action, &resource).allowed
+                };
+                let question = partial.as_ref().ok().map(|entities| RowQuestion {
+                    policies,
+                    schema: &live.bundle.schema,
+                    principal: &principal,
+                    action: &action,
+                    entities,
+                });
+                let rows = question.as_ref().map(|q| (q, self.contexts.context(facts, Some(&governed.name))));
+                data_policy::decide(governed, &governance.masks, &allowed, rows)
+            })
+            .collect()
+    }
+
     /// The current set's lint findings at unix time `now` ([`lint`]).
     pub fn lint(&self, now: i64) -> Vec<lint::Finding> {
         let live = self.live.load();
@@ -379,21 +441,35 @@ impl Authorizer {
         action: &str,
         resource: &Resource,
     ) -> Evaluation {
-        let (resource, dataset) = match resource {
+        let (uid, dataset) = match resource {
             Resource::Endpoint => (self.uid(&self.types.endpoint, facts.path), None),
             Resource::Dataset(dataset) => (self.uid(&self.types.dataset, &dataset.to_string()), Some(dataset)),
+            Resource::Column(dataset, id) => (self.uid(&self.types.column, id), Some(dataset)),
+            Resource::Row(row_type, dataset, _) => (self.uid(row_type, "row"), Some(dataset)),
+        };
+        // A row is not in the entity store: the request brings it.
+        let row_entities = match row_entity(&uid, resource) {
+            Ok(Some(row)) => match view.entities.clone().add_entities([row], None) {
+                Ok(entities) => Some(entities),
+                Err(error) => {
+                    return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error.to_string()] };
+                }
+            },
+            Ok(None) => None,
+            Err(error) => return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error] },
         };
         let request = self.contexts.context(facts, dataset).and_then(|context| {
             let action = self.uid(&self.types.action, action);
             let principal = self.principal_uid(facts.principal);
-            Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
+            Request::new(principal, action, uid, context, None).map_err(|e| e.to_string())
         });
         let request = match request {
             Ok(request) => request,
             // Fail closed: a request Cedar cannot represent is denied.
             Err(error) => return Evaluation { allowed: false, policies: Vec::new(), errors: vec![error] },
         };
-        let response = self.cedar.is_authorized(&request, view.policies.for_action(action), &view.entities);
+        let entities = row_entities.as_ref().unwrap_or(&view.entities);
+        let response = self.cedar.is_authorized(&request, view.policies.for_action(action), entities);
         Evaluation {
             allowed: response.decision() == Decision::Allow,
             policies: response.diagnostics().reason().map(PolicyId::to_string).collect(),
@@ -438,8 +514,15 @@ impl Authorizer {
         let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| failed(e.to_string()))?;
         let entities = live.bundle.entities.clone().add_entities([entity], None).map_err(|e| failed(e.to_string()))?;
         let policies = live.bundle.for_principal(&uid, &entities).map_err(failed)?;
-        let view = Arc::new(PrincipalView { entities, policies });
+        let view = Arc::new(PrincipalView { entities, policies, partial: OnceLock::new() });
         live.principals.insert(principal.clone(), Arc::clone(&view), facts.now + PRINCIPAL_ENTITY_SECS, facts.now);
         Ok(view)
     }
+}
+
+/// The entity of a [`Resource::Row`] (whose uid is `uid`); `None` for other resources.
+fn row_entity(uid: &EntityUid, resource: &Resource) -> Result<Option<Entity>, String> {
+    let Resource::Row(_, _, attrs) = resource else { return Ok(None) };
+    let attrs: HashMap<String, RestrictedExpression> = attrs.iter().cloned().collect();
+    Entity::new(uid.clone(), attrs, HashSet::new()).map(Some).map_err(|e| e.to_string())
 }

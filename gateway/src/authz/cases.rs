@@ -46,7 +46,12 @@ pub(crate) struct PrincipalInput {
 pub(crate) struct ResourceInput {
     #[serde(rename = "type")]
     pub(crate) kind: String,
+    /// For a row (`Row::<schema>::<table>`): unused, give any.
+    #[serde(default)]
     pub(crate) id: String,
+    /// For a row: its column values (a column left out is NULL).
+    #[serde(default)]
+    attrs: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One case in `tests/*.json` (each file: a JSON array of cases).
@@ -63,6 +68,22 @@ pub(crate) struct Case {
     expect: Expected,
     /// The determining policy ids expected (optional; compared as a set).
     policies: Option<Vec<String>>,
+    /// For `select` on a dataset: what row and column policy leaves of it (optional).
+    data: Option<ExpectedData>,
+}
+
+/// A case's expected row and column decision for its dataset (each part optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedData {
+    /// For the dataset (or, for a view, the governed dataset it reads): `catalog.schema.table`.
+    dataset: Option<String>,
+    /// The row filter as `gateway policy check` prints it (`every row` when none).
+    rows: Option<String>,
+    /// Column → mask name; columns not listed are not masked.
+    masks: Option<std::collections::BTreeMap<String, String>>,
+    /// Denied columns (any order).
+    denied: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,15 +101,60 @@ pub(crate) fn run_case(authz: &Authorizer, case: &Case) -> (Result<(), String>, 
     }
 }
 
+fn principal_of(case: &Case) -> Result<Principal, String> {
+    principal(&case.principal.kind, &case.principal.id, &case.principal.groups)
+}
+
+/// How `got` differs from what a case expects.
+fn data_problems(expected: &ExpectedData, got: &identity::DatasetPolicy) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(rows) = &expected.rows {
+        let actual = got.rows.as_ref().map_or_else(|| "every row".to_string(), identity::RowFilter::to_sql);
+        if *rows != actual {
+            problems.push(format!("expected rows {rows}, got {actual}"));
+        }
+    }
+    if let Some(masks) = &expected.masks {
+        let actual: std::collections::BTreeMap<String, String> =
+            got.masks.iter().map(|m| (m.column.clone(), m.mask.name().to_string())).collect();
+        if *masks != actual {
+            problems.push(format!("expected masks {masks:?}, got {actual:?}"));
+        }
+    }
+    if let Some(denied) = &expected.denied {
+        let (mut want, mut actual) = (denied.clone(), got.denied.clone());
+        want.sort();
+        actual.sort();
+        if want != actual {
+            problems.push(format!("expected denied columns {want:?}, got {actual:?}"));
+        }
+    }
+    problems
+}
+
 fn run_case_inner(authz: &Authorizer, case: &Case) -> Result<(Result<(), String>, Vec<String>), String> {
-    let principal = principal(&case.principal.kind, &case.principal.id, &case.principal.groups)?;
+    let principal = principal_of(case)?;
     let principal =
         Principal { tenant: case.principal.tenant.clone(), email: case.principal.email.clone(), ..principal };
-    let evaluation = decide(authz, principal, &case.action, &case.resource.kind, &case.resource.id, &case.context)?;
+    let evaluation = decide_resource(authz, principal, &case.action, &case.resource, &case.context)?;
     let actual = if evaluation.allowed { Expected::Allow } else { Expected::Deny };
     let mut problems = Vec::new();
     if actual != case.expect {
         problems.push(format!("expected {:?}, got {actual:?}", case.expect));
+    }
+    if let Some(expected) = &case.data {
+        let principal = Principal {
+            tenant: case.principal.tenant.clone(),
+            email: case.principal.email.clone(),
+            ..principal_of(case)?
+        };
+        let scope = [case.resource.id.clone()];
+        let decided = decide_data(authz, principal, &scope, &case.context)?;
+        let dataset = expected.dataset.as_deref().unwrap_or(&case.resource.id);
+        match decided.iter().find(|d| d.dataset == dataset) {
+            None => problems.push(format!("no row or column decision for {dataset}")),
+            Some(got) => problems.extend(data_problems(expected, got)),
+        }
     }
     if let Some(expected) = &case.policies {
         let mut expected = expected.clone();
@@ -120,6 +186,40 @@ pub(crate) fn reasons(evaluation: &Evaluation) -> String {
     out
 }
 
+/// [`decide`] for a case's resource, which may be a row with its attributes.
+fn decide_resource(
+    authz: &Authorizer,
+    principal: Principal,
+    action: &str,
+    resource: &ResourceInput,
+    context: &ContextInput,
+) -> Result<Evaluation, String> {
+    if !resource.kind.starts_with("Row::") {
+        return decide(authz, principal, action, &resource.kind, &resource.id, context);
+    }
+    let row_type: cedar_policy::EntityTypeName =
+        resource.kind.parse().map_err(|e| format!("resource type {:?}: {e}", resource.kind))?;
+    let dataset = super::columns::rows_of(&row_type, authz.defaults())
+        .ok_or_else(|| format!("resource type {:?}: expected Row::<schema>::<table>", resource.kind))?;
+    let mut attrs = Vec::new();
+    for (name, value) in &resource.attrs {
+        let value = match value {
+            serde_json::Value::String(s) => cedar_policy::RestrictedExpression::new_string(s.clone()),
+            serde_json::Value::Bool(b) => cedar_policy::RestrictedExpression::new_bool(*b),
+            serde_json::Value::Number(n) => cedar_policy::RestrictedExpression::new_long(
+                n.as_i64().ok_or_else(|| format!("attrs.{name}: {n} is not a whole number"))?,
+            ),
+            serde_json::Value::Null => continue,
+            other => return Err(format!("attrs.{name}: {other} is not a string, number or boolean")),
+        };
+        attrs.push((name.clone(), value));
+    }
+    let now = context_now(context)?;
+    let principal = Principal { mfa: context.mfa, ..principal };
+    let facts = facts(&principal, "/v1/sql", context, now);
+    authz.decide(&facts, action, &Resource::Row(row_type, dataset, attrs)).map_err(|e| e.to_string())
+}
+
 /// Decides one Cedar request as the gateway would, with the context a case or `check` gives.
 pub(crate) fn decide(
     authz: &Authorizer,
@@ -129,14 +229,7 @@ pub(crate) fn decide(
     resource_id: &str,
     context: &ContextInput,
 ) -> Result<Evaluation, String> {
-    let now = match &context.now {
-        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("context.now {text:?}: {e}"))
-            .and_then(|t| {
-                u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))
-            })?,
-        None => process::unix_secs(),
-    };
+    let now = context_now(context)?;
     let (resource, path) = match resource_kind {
         "Endpoint" => (Resource::Endpoint, resource_id.to_string()),
         "Dataset" => {
@@ -144,18 +237,54 @@ pub(crate) fn decide(
                 .ok_or_else(|| format!("Dataset::{resource_id:?}: expected catalog.schema.table"))?;
             (Resource::Dataset(name), "/v1/sql".to_string())
         }
-        other => return Err(format!("resource type {other:?}: expected Endpoint or Dataset")),
+        "Column" => {
+            let (dataset, _) = super::columns::parse_column_id(resource_id)
+                .ok_or_else(|| format!("Column::{resource_id:?}: expected catalog.schema.table.column"))?;
+            (Resource::Column(dataset, resource_id.to_string()), "/v1/sql".to_string())
+        }
+        other => {
+            return Err(format!(
+                "resource type {other:?}: expected Endpoint, Dataset, Column or Row::<schema>::<table>"
+            ));
+        }
     };
     let principal = Principal { mfa: context.mfa, ..principal };
-    let facts = RequestFacts {
-        principal: &principal,
+    let facts = facts(&principal, &path, context, now);
+    authz.decide(&facts, action, &resource).map_err(|e| e.to_string())
+}
+
+/// The row and column decisions for a statement touching `scope` (dataset ids), with the
+/// context a case or `check` gives: what the engine would enforce.
+pub(crate) fn decide_data(
+    authz: &Authorizer,
+    principal: Principal,
+    scope: &[String],
+    context: &ContextInput,
+) -> Result<Vec<identity::DatasetPolicy>, String> {
+    let now = context_now(context)?;
+    let principal = Principal { mfa: context.mfa, ..principal };
+    let facts = facts(&principal, "/v1/sql", context, now);
+    Ok(authz.decide_data(&facts, scope).to_vec())
+}
+
+fn context_now(context: &ContextInput) -> Result<u64, String> {
+    match &context.now {
+        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("context.now {text:?}: {e}"))
+            .and_then(|t| u64::try_from(t.unix_timestamp()).map_err(|_| format!("context.now {text:?}: before 1970"))),
+        None => Ok(process::unix_secs()),
+    }
+}
+
+fn facts<'a>(principal: &'a Principal, path: &'a str, context: &'a ContextInput, now: u64) -> RequestFacts<'a> {
+    RequestFacts {
+        principal,
         source_ip: context.source_ip.unwrap_or(IpAddr::from([192, 0, 2, 10])),
         client_cert: context.client_cert,
         method: context.method.as_deref().unwrap_or("POST"),
-        path: &path,
+        path,
         now,
-    };
-    authz.decide(&facts, action, &resource).map_err(|e| e.to_string())
+    }
 }
 
 /// A principal of the Cedar type `kind`, authenticated the way that type is.

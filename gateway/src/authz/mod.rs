@@ -17,14 +17,18 @@
 pub(crate) mod action;
 pub(crate) mod authorizer;
 pub(crate) mod cases;
+mod columns;
 mod context;
+mod data_policy;
 pub(crate) mod decisions;
 pub(crate) mod error;
 pub(crate) mod facts;
 pub mod flight;
 pub mod flight_wire;
 pub(crate) mod lint;
+mod masks;
 pub(crate) mod policies;
+pub(crate) mod row_filter;
 pub(crate) mod served;
 pub mod sql;
 pub(crate) mod verdict;

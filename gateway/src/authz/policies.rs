@@ -12,9 +12,12 @@ use cedar_policy::{
     PrincipalConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
+use super::columns::{self, DeclaredColumn};
 use super::facts::{PRINCIPAL_KINDS, principal_type};
+use super::masks::{MASKS_FILE, MaskRules};
+use super::row_filter;
 use super::served::{self, Served};
-use super::sql::NameDefaults;
+use super::sql::{DatasetName, NameDefaults};
 use miette::Diagnostic;
 
 pub(crate) const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -40,6 +43,127 @@ pub(crate) struct PolicyBundle {
     /// What is valid but probably wrong: a policy or an entity naming a dataset the engine
     /// does not serve.
     pub warnings: Vec<String>,
+    /// The declared columns, row types, view reads and masks row and column policy is decided with.
+    pub governance: Governance,
+}
+
+/// What row and column decisions are made with, from the engine's file and `masks.yaml`.
+#[derive(Debug, Default)]
+pub(crate) struct Governance {
+    /// Per governed dataset (`catalog.schema.table`): its declared columns and row type.
+    pub datasets: HashMap<String, GovernedDataset>,
+    /// Per view: the datasets it reads (a view over views: theirs too).
+    pub views: HashMap<String, Vec<DatasetName>>,
+    pub masks: MaskRules,
+}
+
+#[derive(Debug)]
+pub(crate) struct GovernedDataset {
+    pub name: DatasetName,
+    pub columns: Vec<DeclaredColumn>,
+    /// `Row::<schema>::<table>`, when it has typed columns.
+    pub row_type: Option<EntityTypeName>,
+}
+
+impl Governance {
+    /// Governed: a dataset the engine's file declares columns for, or whose rows the schema
+    /// declares a type for (`Row::<schema>::<table>`, in the default catalog).
+    fn new(served: &[Served], schema: &Schema, defaults: &NameDefaults, masks: MaskRules) -> Self {
+        let mut datasets: HashMap<String, GovernedDataset> = HashMap::new();
+        for s in served.iter().filter(|s| !s.columns.is_empty()) {
+            let governed = GovernedDataset { name: s.name.clone(), columns: s.columns.clone(), row_type: None };
+            datasets.insert(s.name.to_string(), governed);
+        }
+        for row_type in schema.entity_types() {
+            let Some(name) = columns::rows_of(row_type, defaults) else { continue };
+            let governed = datasets.entry(name.to_string()).or_insert_with(|| GovernedDataset {
+                name,
+                columns: Vec::new(),
+                row_type: None,
+            });
+            governed.row_type = Some(row_type.clone());
+        }
+        let direct: HashMap<String, Vec<DatasetName>> =
+            served.iter().filter(|s| !s.reads.is_empty()).map(|s| (s.name.to_string(), s.reads.clone())).collect();
+        // Views over views: follow each to the tables at the bottom (bounded by the number of views).
+        let mut views = HashMap::new();
+        for (view, reads) in &direct {
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut pending: Vec<DatasetName> = reads.clone();
+            let mut out = Vec::new();
+            while let Some(next) = pending.pop() {
+                let id = next.to_string();
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if let Some(more) = direct.get(&id) {
+                    pending.extend(more.iter().cloned());
+                }
+                out.push(next);
+            }
+            out.sort();
+            views.insert(view.clone(), out);
+        }
+        Self { datasets, views, masks }
+    }
+
+    /// The governed datasets a statement touching `scope` reads, directly or through views.
+    pub(crate) fn touched<'a>(&'a self, scope: &[String]) -> Vec<&'a GovernedDataset> {
+        let mut out: Vec<&GovernedDataset> = Vec::new();
+        let mut add = |id: &str| {
+            if let Some(governed) = self.datasets.get(id)
+                && !out.iter().any(|g| std::ptr::eq(*g, governed))
+            {
+                out.push(governed);
+            }
+        };
+        for id in scope {
+            add(id);
+            for read in self.views.get(id).into_iter().flatten() {
+                add(&read.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// The name defaults datasets resolve with (the engine's, else DataFusion's).
+fn defaults_of(engine: Option<EngineCatalog<'_>>) -> NameDefaults {
+    engine.map_or_else(
+        || NameDefaults { catalog: "datafusion".into(), schema: "public".into() },
+        |engine| engine.defaults.clone(),
+    )
+}
+
+/// `select_row` policies whose conditions say something about the row that has no SQL form
+/// (see [`row_filter`]), each as `file:line:col: message`.
+fn row_filter_problems(policies: &PolicySet, sources: &HashMap<PolicyId, (PathBuf, String)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for policy in policies.policies() {
+        let about_rows = match policy.action_constraint() {
+            ActionConstraint::Any => false,
+            ActionConstraint::Eq(uid) => uid.id().unescaped() == "select_row",
+            ActionConstraint::In(uids) => uids.iter().any(|uid| uid.id().unescaped() == "select_row"),
+        };
+        if !about_rows {
+            continue;
+        }
+        if let Err(row_filter::Unsupported(construct)) = row_filter::check_policy(policy) {
+            let place = match sources.get(policy.id()) {
+                Some((path, text)) => {
+                    let at = text.find(&format!("@id(\"{}\")", policy.id())).unwrap_or(0);
+                    let (line, col) = line_col(text, at);
+                    format!("{}:{line}:{col}", path.display())
+                }
+                None => format!("policy {}", policy.id()),
+            };
+            problems.push(format!(
+                "{place}: policy {} is a row filter the engine cannot run: {construct} (compare row attributes with values, the principal's attributes or the context)",
+                policy.id()
+            ));
+        }
+    }
+    problems
 }
 
 /// Where the served datasets come from: the engine's configuration file.
@@ -74,6 +198,17 @@ impl PolicyBundle {
         let mut problems = Vec::new();
         let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
 
+        // What the engine serves comes first: its declared columns add row types to the schema.
+        let served = match engine {
+            Some(engine) => match served::read(engine.config, engine.defaults) {
+                Ok(served) => Some(served),
+                Err(error) => {
+                    problems.push(error);
+                    None
+                }
+            },
+            None => None,
+        };
         let schema_path = dir.join(SCHEMA_FILE);
         let schema = match read(&schema_path) {
             Ok(text) => match Schema::from_cedarschema_str(&text) {
@@ -84,6 +219,13 @@ impl PolicyBundle {
                 }
             },
             Err(error) => return Err(LoadError(vec![error])),
+        };
+        let masks = match MaskRules::load(dir) {
+            Ok(masks) => masks,
+            Err(error) => {
+                problems.push(error);
+                None
+            }
         };
 
         let mut files = policy_files(dir).map_err(|e| LoadError(vec![format!("{}: {e}", dir.display())]))?;
@@ -178,26 +320,49 @@ impl PolicyBundle {
         files.push(schema_path);
         let mut served_names = None;
         let mut warnings = Vec::new();
-        if let (Some(engine), Some(schema)) = (engine, &schema) {
+        if let Some(engine) = engine {
             files.push(engine.config.to_path_buf());
-            match served::read(engine.config, engine.defaults) {
-                Ok(served) => {
-                    match add_served(entities.clone(), &served, schema, &entities_path) {
-                        Ok(merged) => entities = merged,
-                        Err(mut errors) => problems.append(&mut errors),
-                    }
-                    let names: HashSet<String> = served.iter().map(|s| s.name.to_string()).collect();
-                    warnings = unserved_names(&policies, &entities, &names, &sources, &entities_path);
-                    served_names = Some(names);
-                }
-                Err(error) => problems.push(error),
+        }
+        if masks.is_some() {
+            files.push(dir.join(MASKS_FILE));
+        }
+        let masks = masks.unwrap_or_default();
+        if let (Some(served), Some(schema)) = (&served, &schema) {
+            match add_served(entities.clone(), served, schema, &entities_path) {
+                Ok(merged) => entities = merged,
+                Err(mut errors) => problems.append(&mut errors),
+            }
+            let names: HashSet<String> = served.iter().map(|s| s.name.to_string()).collect();
+            warnings = unserved_names(&policies, &entities, &names, &sources, &entities_path);
+            served_names = Some(names);
+            problems.extend(masks.type_errors(served));
+            for tag in masks.unhandled_tags(served) {
+                warnings.push(format!(
+                    "{}: no mask for the tag {tag:?}: columns carrying it show NULL to whoever may not unmask them",
+                    dir.join(MASKS_FILE).display()
+                ));
             }
         }
+        problems.extend(row_filter_problems(&policies, &sources));
+        let governance = match &schema {
+            Some(schema) => Governance::new(served.as_deref().unwrap_or_default(), schema, &defaults_of(engine), masks),
+            None => Governance::default(),
+        };
         match schema {
             Some(schema) if problems.is_empty() => {
                 let by_action = slice_by_action(&policies, &schema).map_err(|e| LoadError(vec![e]))?;
                 let fingerprint = fingerprint(&files);
-                Ok(Self { policies, by_action, schema, entities, files, fingerprint, served: served_names, warnings })
+                Ok(Self {
+                    policies,
+                    by_action,
+                    schema,
+                    entities,
+                    files,
+                    fingerprint,
+                    served: served_names,
+                    warnings,
+                    governance,
+                })
             }
             _ => Err(LoadError(problems)),
         }
@@ -250,6 +415,7 @@ fn add_served(
     entities_path: &Path,
 ) -> Result<Entities, Vec<String>> {
     let dataset = EntityTypeName::from_str("Dataset").map_err(|e| vec![e.to_string()])?;
+    let column_type = EntityTypeName::from_str("Column").map_err(|e| vec![e.to_string()])?;
     let mut problems = Vec::new();
     let mut added = Vec::new();
     let mut seen = HashSet::new();
@@ -257,6 +423,12 @@ fn add_served(
         let uid = EntityUid::from_type_name_and_id(dataset.clone(), EntityId::new(s.name.to_string()));
         if !seen.insert(uid.clone()) {
             continue;
+        }
+        for column in &s.columns {
+            match column_entity(&column_type, &uid, s, column) {
+                Ok(entity) => added.push(entity),
+                Err(error) => problems.push(format!("{}: column {}: {error}", s.origin, column.name)),
+            }
         }
         if entities.get(&uid).is_some() {
             if s.labelled() {
@@ -283,6 +455,28 @@ fn add_served(
         return Err(problems);
     }
     entities.add_entities(added, Some(schema)).map_err(|e| vec![format!("engine datasets: {e}")])
+}
+
+/// A declared column as a `Column` entity, child of its dataset's.
+fn column_entity(
+    column_type: &EntityTypeName,
+    dataset: &EntityUid,
+    served: &Served,
+    column: &DeclaredColumn,
+) -> Result<Entity, String> {
+    let uid = EntityUid::from_type_name_and_id(
+        column_type.clone(),
+        EntityId::new(columns::column_id(&served.name, &column.name)),
+    );
+    let mut attrs = HashMap::new();
+    attrs.insert("name".to_string(), RestrictedExpression::new_string(column.name.clone()));
+    attrs.insert("dataset".to_string(), RestrictedExpression::new_string(served.name.to_string()));
+    let tags = column.tags.iter().map(|t| RestrictedExpression::new_string(t.clone()));
+    attrs.insert("tags".to_string(), RestrictedExpression::new_set(tags));
+    if let Some(kind) = column.kind {
+        attrs.insert("type".to_string(), RestrictedExpression::new_string(kind.as_str().to_string()));
+    }
+    Entity::new(uid, attrs, HashSet::from([dataset.clone()])).map_err(|e| e.to_string())
 }
 
 /// Warnings for `policy validate`: policies and entities naming a dataset that is not served.

@@ -7,6 +7,7 @@
 //!
 //! Only the fields read here are interpreted; the engine validates its file itself.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
+use super::columns::{ColumnDeclaration, DeclaredColumn};
 use super::sql::{self, DatasetName, NameDefaults};
 
 #[derive(Deserialize)]
@@ -24,11 +26,17 @@ struct EngineFile {
     datasets: Vec<Entry>,
     #[serde(default)]
     views: Vec<Entry>,
+    /// Declared columns per dataset name (see [`super::columns`]).
+    #[serde(default)]
+    columns: BTreeMap<String, BTreeMap<String, ColumnDeclaration>>,
 }
 
 #[derive(Deserialize)]
 struct Entry {
     name: String,
+    /// A view's SQL: the datasets it reads are decided for with it.
+    #[serde(default)]
+    sql: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
     #[serde(default)]
@@ -43,6 +51,10 @@ pub(crate) struct Served {
     pub classification: Option<String>,
     /// Where it is defined, for messages: `engine.yaml: datasets[2]`.
     pub origin: String,
+    /// The columns the engine's file declares for row and column policy (empty: ungoverned).
+    pub columns: Vec<DeclaredColumn>,
+    /// For a view, the datasets its SQL reads.
+    pub reads: Vec<DatasetName>,
 }
 
 impl Served {
@@ -59,16 +71,42 @@ pub(crate) fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, 
     let demo: &[&str] = if file.demo_data { &identity::DEMO_TABLES } else { &[] };
     for (i, name) in demo.iter().enumerate() {
         let origin = format!("{}: demo_data[{i}]", path.display());
-        out.push(Served { name: parse(name, defaults, &origin)?, tenant: None, classification: None, origin });
+        let name = parse(name, defaults, &origin)?;
+        out.push(Served { name, tenant: None, classification: None, origin, columns: Vec::new(), reads: Vec::new() });
     }
     for (section, entries) in [("datasets", file.datasets), ("views", file.views)] {
         for (i, entry) in entries.into_iter().enumerate() {
             let origin = format!("{}: {section}[{i}] ({})", path.display(), entry.name);
             let name = parse(&entry.name, defaults, &origin)?;
-            out.push(Served { name, tenant: entry.tenant, classification: entry.classification, origin });
+            let reads = match &entry.sql {
+                Some(sql) => view_reads(sql, defaults).map_err(|e| format!("{origin}: {e}"))?,
+                None => Vec::new(),
+            };
+            let (tenant, classification) = (entry.tenant, entry.classification);
+            out.push(Served { name, tenant, classification, origin, columns: Vec::new(), reads });
         }
     }
+    for (dataset, columns) in file.columns {
+        let origin = format!("{}: columns.{dataset}", path.display());
+        let name = parse(&dataset, defaults, &origin)?;
+        let served = out
+            .iter_mut()
+            .find(|s| s.name == name && s.reads.is_empty())
+            .ok_or_else(|| format!("{origin}: no dataset or demo table is named {dataset}"))?;
+        served.columns = columns.into_iter().map(|(name, declared)| declared.column(name)).collect();
+    }
     Ok(out)
+}
+
+/// The datasets a view's SQL reads (a view over views reads theirs too, resolved by the
+/// caller of [`read`]).
+fn view_reads(sql: &str, defaults: &NameDefaults) -> Result<Vec<DatasetName>, String> {
+    let accesses = sql::analyze(sql, defaults).map_err(|e| e.to_string())?;
+    let mut reads: Vec<DatasetName> =
+        accesses.into_iter().flat_map(|a| a.datasets.into_iter().map(|(_, name)| name)).collect();
+    reads.sort();
+    reads.dedup();
+    Ok(reads)
 }
 
 /// The engine's `table` / `schema.table` names, resolved the way the engine (and the SQL

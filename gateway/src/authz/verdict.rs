@@ -7,11 +7,16 @@ use super::error::AuthzError;
 use super::sql::{DatasetName, StatementAccess};
 
 /// What a single Cedar request is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Resource {
     /// The endpoint is the request's path ([`RequestFacts::path`]).
     Endpoint,
     Dataset(DatasetName),
+    /// A declared column: its dataset and its `Column` entity id.
+    Column(DatasetName, String),
+    /// One concrete row of a dataset with a row type (policy tests, and the oracle the row
+    /// filters are tested against): the type, the dataset, and the row's attributes.
+    Row(cedar_policy::EntityTypeName, DatasetName, Vec<(String, cedar_policy::RestrictedExpression)>),
 }
 
 /// One Cedar decision, with its reasons: for `gateway policy test` and `check`.
@@ -35,6 +40,9 @@ pub struct Allowed {
     /// Every dataset the call's statement touches, sorted, each once: the engine resolves
     /// no other table for it (see `identity`'s stamp `scope`).
     pub scope: Arc<[String]>,
+    /// The row and column decisions for the governed datasets the statement reads, directly
+    /// or through views (see `identity`'s stamp `data`).
+    pub data: Arc<[identity::DatasetPolicy]>,
 }
 
 /// One Cedar request a call implies: an endpoint action (on the request's path) or a
@@ -167,8 +175,9 @@ mod tests {
 
     #[test]
     fn an_ask_is_about_its_dataset_or_else_the_endpoint() {
-        assert_eq!(Ask { action: "query", dataset: None }.resource(), Resource::Endpoint);
-        assert_eq!(Ask { action: "select", dataset: Some(dataset("a")) }.resource(), Resource::Dataset(dataset("a")));
+        assert!(matches!(Ask { action: "query", dataset: None }.resource(), Resource::Endpoint));
+        let asked = Ask { action: "select", dataset: Some(dataset("a")) }.resource();
+        assert!(matches!(asked, Resource::Dataset(d) if d == dataset("a")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use identity::Principal;
 
 use super::exit::Exit;
 use crate::authz::Authorizer;
-use crate::authz::cases::{Case, ContextInput, decide, principal, reasons, run_case, split_uid};
+use crate::authz::cases::{Case, ContextInput, decide, decide_data, principal, reasons, run_case, split_uid};
 use crate::authz::sql::DatasetName;
 
 #[derive(Debug, Subcommand)]
@@ -273,5 +273,30 @@ fn check(args: &CheckArgs) -> Result<Exit, String> {
             println!("{verdict}{}", reasons(&evaluation));
         }
     }
+    if allowed && args.sql.is_some() {
+        let scope: Vec<String> =
+            requests.iter().filter(|(_, kind, _)| kind == "Dataset").map(|(_, _, id)| id.clone()).collect();
+        for policy in decide_data(&authz, principal.clone(), &scope, &context)? {
+            print_data_policy(&policy);
+        }
+    }
     Ok(if allowed { Exit::Success } else { Exit::Denied })
+}
+
+/// What the engine will enforce on one dataset: its row filter as SQL, each masked column
+/// with its mask, each denied column.
+fn print_data_policy(policy: &identity::DatasetPolicy) {
+    let rows = policy.rows.as_ref().map_or_else(|| "every row".to_string(), identity::RowFilter::to_sql);
+    println!("ROWS of {}: {rows}", policy.dataset);
+    for mask in &policy.masks {
+        let detail = match &mask.mask {
+            identity::Mask::Constant { value } => format!(" {value:?}"),
+            identity::Mask::Bucket { width } => format!(" of width {width}"),
+            _ => String::new(),
+        };
+        println!("MASK {}.{}: {}{detail}", policy.dataset, mask.column, mask.mask.name());
+    }
+    for column in &policy.denied {
+        println!("DENY column {}.{column}", policy.dataset);
+    }
 }

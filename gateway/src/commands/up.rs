@@ -72,8 +72,15 @@ const SHIPPED_POLICIES: &[(&str, &str)] = &[
     ("20-tenant-isolation.cedar", include_str!("../../../policies/20-tenant-isolation.cedar")),
     ("30-read-only-api-keys.cedar", include_str!("../../../policies/30-read-only-api-keys.cedar")),
     ("40-mfa-for-writes.cedar", include_str!("../../../policies/40-mfa-for-writes.cedar")),
+    ("50-rows-and-columns.cedar", include_str!("../../../policies/50-rows-and-columns.cedar")),
     ("60-network.cedar", include_str!("../../../policies/60-network.cedar")),
+    ("masks.yaml", include_str!("../../../policies/masks.yaml")),
 ];
+
+/// The engine's embedded default configuration, written to the state folder so the engine
+/// runs it and the gateway reads its datasets and declared columns
+/// (`authorization.engine_config`).
+const ENGINE_CONFIG: &str = include_str!("../../../engine/demo/engine.yaml");
 
 /// The development tenants, one API key each.
 const DEV_TENANTS: &[&str] = &["acme", "globex"];
@@ -87,6 +94,7 @@ pub(crate) struct DevState {
     /// `(tenant, key)` for each development tenant.
     pub dev_api_keys: Vec<(String, String)>,
     pub policies: PathBuf,
+    pub engine_config: PathBuf,
 }
 
 pub(crate) fn prepare_state(dir: &Path) -> Result<DevState, String> {
@@ -147,7 +155,11 @@ pub(crate) fn prepare_state(dir: &Path) -> Result<DevState, String> {
             std::fs::write(policies.join(name), text).map_err(|e| format!("{}/{name}: {e}", policies.display()))?;
         }
     }
-    Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_keys, policies })
+    let engine_config = dir.join("engine.yaml");
+    if !engine_config.exists() {
+        std::fs::write(&engine_config, ENGINE_CONFIG).map_err(|e| format!("{}: {e}", engine_config.display()))?;
+    }
+    Ok(DevState { tls_dir, stamp_key, stamp_public_key, api_keys_file, dev_api_keys, policies, engine_config })
 }
 
 pub(crate) fn run(args: UpArgs) -> Result<(), String> {
@@ -164,7 +176,10 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
             ..TlsConfig::from_files(certificate, key)
         },
         StampConfig::from_key_file(state.stamp_key.clone()),
-        AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone())),
+        AuthorizationConfig {
+            engine_config: Some(state.engine_config.clone().into()),
+            ..AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone()))
+        },
     );
     config.api = Listener::new(args.api_listen, args.engine_http_listen);
     config.flight = Listener::new(args.flight_listen, args.engine_flight_listen);
@@ -199,6 +214,8 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
         let mut engine = tokio::process::Command::new(&engine_bin)
             .arg("--exit-with-stdin")
             .stdin(std::process::Stdio::piped())
+            .arg("--config")
+            .arg(&state.engine_config)
             .arg("--stamp-public-key")
             .arg(&state.stamp_public_key)
             .arg("--http-listen")

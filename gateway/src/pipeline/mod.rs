@@ -255,12 +255,13 @@ impl Pipeline {
         // stamp: the signed assertion the engine trusts, reused per principal and scope (the
         // datasets the statement may touch); a catalog listing's carries what it may list.
         let stamp = match &allowed.listing {
-            None => {
-                self.issuer.stamp_for(&principal, &allowed.policy, &allowed.scope).map(|s| HeaderValue::from_str(&s))
-            }
+            None => self
+                .issuer
+                .stamp_for(&principal, &allowed.policy, &allowed.scope, &allowed.data)
+                .map(|s| HeaderValue::from_str(&s)),
             Some(listing) => self
                 .issuer
-                .catalog_stamp(&principal, listing, &allowed.scope, &allowed.policy)
+                .catalog_stamp(&principal, listing, &allowed.scope, &allowed.policy, &allowed.data)
                 .map(|s| HeaderValue::from_str(&s)),
         };
         let stamp = stamp

@@ -348,7 +348,8 @@ fn policy_commands_validate_test_and_check_with_exit_codes() {
     let dir = shipped.to_str().unwrap();
     let out = gateway(&["policy", "validate", dir]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = gateway(&["policy", "test", dir]);
+    let engine = common::embedded_engine_config();
+    let out = gateway(&["policy", "test", "--engine-config", engine.to_str().unwrap(), dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains(" 0 failed"), "{stdout}");
 
@@ -750,7 +751,10 @@ fn session_key_new_and_browser_login_settings_are_checked() {
 #[test]
 fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
     let shipped = common::shipped_policies();
-    let out = gateway(&["policy", "test", "--coverage", "--min-coverage", "100", shipped.to_str().unwrap()]);
+    let engine = common::embedded_engine_config();
+    let engine = engine.to_str().unwrap();
+    let args = ["policy", "test", "--engine-config", engine, "--coverage", "--min-coverage", "100"];
+    let out = gateway(&[&args[..], &[shipped.to_str().unwrap()]].concat());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("(100.0%)") && !stdout.contains("NOT COVERED"), "{stdout}");
@@ -770,14 +774,14 @@ fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
     )
     .unwrap();
     let planted = dir.path().to_str().unwrap();
-    let out = gateway(&["policy", "test", "--coverage", planted]);
+    let out = gateway(&["policy", "test", "--engine-config", engine, "--coverage", planted]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "coverage alone reports, it does not fail: {stdout}");
     assert!(
-        stdout.contains("9 of 10 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
+        stdout.contains("14 of 15 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
         "{stdout}"
     );
-    let out = gateway(&["policy", "test", "--coverage", "--min-coverage", "95", planted]);
+    let out = gateway(&["policy", "test", "--engine-config", engine, "--coverage", "--min-coverage", "95", planted]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("below --min-coverage 95%"), "{stdout}");

@@ -100,6 +100,11 @@ pub fn stamp_keys(dir: &Path) -> (PathBuf, String) {
     (key, pair.public_spki_pem)
 }
 
+/// The engine's embedded default configuration, as a file.
+pub fn embedded_engine_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/demo/engine.yaml")
+}
+
 /// The repository's shipped policies (`policies/`).
 pub fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
@@ -202,8 +207,15 @@ impl Stack {
     }
 
     /// [`Self::start`] with the gateway config adjusted (authentication methods, say).
+    /// The gateway reads the engine's embedded default from the repository's copy
+    /// (`authorization.engine_config`), as a deployment reads the engine's file.
     pub async fn start_with(client_auth: ClientAuth, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_with_engine(client_auth, engine::config::Config::embedded_default().unwrap(), adjust).await
+        let embedded = embedded_engine_config();
+        Self::start_with_engine(client_auth, engine::config::Config::embedded_default().unwrap(), move |config| {
+            config.authorization.engine_config = Some(embedded.into());
+            adjust(config)
+        })
+        .await
     }
 
     /// [`Self::start_with`] with the engine's configuration given (listen addresses replaced).

@@ -1,0 +1,136 @@
+//! The columns the engine's file declares for row and column policy (`columns:`), and what
+//! they become in Cedar:
+//!
+//! - every declared column is a `Column` entity, child of its `Dataset`, with `name`,
+//!   `dataset`, `type` (when declared) and `tags`: policies on `select` deny columns, on
+//!   `unmask` lift masks;
+//! - a dataset whose rows the schema gives a type, `Row::<schema>::<table>` (attributes:
+//!   columns, optional where the column may be NULL), has its rows filtered by policies on
+//!   `select_row`: strict validation refuses a condition on an attribute the type lacks, and
+//!   the engine refuses a filter on a column the table lacks.
+
+use cedar_policy::EntityTypeName;
+use serde::Deserialize;
+
+use super::sql::{DatasetName, NameDefaults};
+
+/// One column as the engine's file declares it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ColumnDeclaration {
+    #[serde(default, rename = "type")]
+    kind: Option<ColumnKind>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    nullable: bool,
+}
+
+impl ColumnDeclaration {
+    pub(crate) fn column(self, name: String) -> DeclaredColumn {
+        DeclaredColumn { name, kind: self.kind, tags: self.tags, nullable: self.nullable }
+    }
+}
+
+/// A declared column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeclaredColumn {
+    pub name: String,
+    pub kind: Option<ColumnKind>,
+    pub tags: Vec<String>,
+    pub nullable: bool,
+}
+
+/// The declared types (the engine checks each against the column's real type at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ColumnKind {
+    String,
+    Long,
+    Double,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl ColumnKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::String => "string",
+            ColumnKind::Long => "long",
+            ColumnKind::Double => "double",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Date => "date",
+            ColumnKind::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// The `Column` entity id of `column` of `dataset`: the dataset's id, a dot, and the column
+/// (double-quoted when it contains `.` or `"`, as dataset ids quote their parts).
+pub(crate) fn column_id(dataset: &DatasetName, column: &str) -> String {
+    let mut id = dataset.to_string();
+    id.push('.');
+    if column.contains(['.', '"']) || column.is_empty() {
+        id.push('"');
+        id.push_str(&column.replace('"', "\"\""));
+        id.push('"');
+    } else {
+        id.push_str(column);
+    }
+    id
+}
+
+/// Reads a [`column_id`] back: its dataset and column.
+pub(crate) fn parse_column_id(id: &str) -> Option<(DatasetName, String)> {
+    // The last dot outside double quotes separates the column.
+    let mut quoted = false;
+    let mut split = None;
+    for (i, c) in id.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => split = Some(i),
+            _ => {}
+        }
+    }
+    let (dataset, column) = id.split_at(split?);
+    let column = column.get(1..)?;
+    let column = match column.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => column.to_string(),
+    };
+    Some((DatasetName::parse_id(dataset)?, column))
+}
+
+/// The dataset whose rows `row_type` is (`Row::<schema>::<table>`, in the default catalog).
+pub(crate) fn rows_of(row_type: &EntityTypeName, defaults: &NameDefaults) -> Option<DatasetName> {
+    let text = row_type.to_string();
+    let mut parts = text.split("::");
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("Row"), Some(schema), Some(table), None) => Some(DatasetName {
+            catalog: defaults.catalog.clone(),
+            schema: schema.to_string(),
+            table: table.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_row_types() {
+        let defaults = NameDefaults { catalog: "datafusion".into(), schema: "public".into() };
+        let customers = rows_of(&"Row::demo::customers".parse().unwrap(), &defaults).unwrap();
+        assert_eq!(customers.to_string(), "datafusion.demo.customers");
+        assert_eq!(rows_of(&"Row::x".parse().unwrap(), &defaults), None);
+        assert_eq!(rows_of(&"Dataset".parse().unwrap(), &defaults), None);
+        assert_eq!(column_id(&customers, "email"), "datafusion.demo.customers.email");
+        assert_eq!(column_id(&customers, "a.b"), "datafusion.demo.customers.\"a.b\"");
+        for column in ["email", "a.b", "say \"hi\""] {
+            assert_eq!(parse_column_id(&column_id(&customers, column)), Some((customers.clone(), column.to_string())));
+        }
+        assert_eq!(parse_column_id("nodots"), None);
+    }
+}

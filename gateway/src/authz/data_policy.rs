@@ -1,0 +1,91 @@
+//! Row and column decisions for one caller and one governed dataset ([`DatasetPolicy`]):
+//! which declared columns Cedar denies (`select` on `Column`), which it masks (no `unmask`
+//! on a tagged `Column`: the tag's mask from `masks.yaml`), and which rows it shows (the
+//! `select_row` policies partially evaluated with the row unknown, compiled by
+//! [`super::row_filter`]). A row decision that fails shows no row (fail closed).
+
+use cedar_policy::{Context, EntityUid, PartialEntities, PartialEntityUid, PartialRequest, PolicySet, Schema};
+use identity::{ColumnMask, DatasetPolicy, RowFilter};
+
+use super::columns::column_id;
+use super::policies::GovernedDataset;
+use super::row_filter;
+
+/// What a row decision is made with, for one caller.
+pub(crate) struct RowQuestion<'a> {
+    pub policies: &'a PolicySet,
+    pub schema: &'a Schema,
+    pub principal: &'a EntityUid,
+    pub action: &'a EntityUid,
+    pub entities: &'a PartialEntities,
+}
+
+/// The decision for `dataset`: `allowed(action, column id)` answers one Cedar request on a
+/// column, `context` is the dataset's request context (or why there is none).
+pub(crate) fn decide(
+    dataset: &GovernedDataset,
+    masks: &super::masks::MaskRules,
+    allowed: &dyn Fn(&str, &str) -> bool,
+    rows: Option<(&RowQuestion<'_>, Result<Context, String>)>,
+) -> DatasetPolicy {
+    let mut denied = Vec::new();
+    let mut masked = Vec::new();
+    let mut unmasked = Vec::new();
+    for column in &dataset.columns {
+        let id = column_id(&dataset.name, &column.name);
+        if !allowed("select", &id) {
+            denied.push(column.name.clone());
+            continue;
+        }
+        if let Some(mask) = masks.mask_for(column) {
+            if allowed("unmask", &id) {
+                unmasked.push(column.name.clone());
+            } else {
+                masked.push(ColumnMask { column: column.name.clone(), mask });
+            }
+        }
+    }
+    let rows = match (&dataset.row_type, rows) {
+        (Some(row_type), Some((question, context))) => {
+            Some(context.and_then(|context| row_filter(question, row_type, context)).unwrap_or_else(|error| {
+                tracing::error!(dataset = %dataset.name, %error, "cannot decide the row filter: no row is shown");
+                RowFilter::Bool(false)
+            }))
+        }
+        (Some(_), None) => Some(RowFilter::Bool(false)),
+        (None, _) => None,
+    };
+    let rows = rows.filter(|filter| *filter != RowFilter::Bool(true));
+    DatasetPolicy { dataset: dataset.name.to_string(), denied, masks: masked, unmasked, rows }
+}
+
+/// The `select_row` policies for this caller with the row unknown, as one filter.
+fn row_filter(
+    question: &RowQuestion<'_>,
+    row_type: &cedar_policy::EntityTypeName,
+    context: Context,
+) -> Result<RowFilter, String> {
+    let request = PartialRequest::new(
+        PartialEntityUid::from_concrete(question.principal.clone()),
+        question.action.clone(),
+        PartialEntityUid::new(row_type.clone(), None),
+        Some(context),
+        question.schema,
+    )
+    .map_err(|e| e.to_string())?;
+    let response = question.policies.tpe(&request, question.entities, question.schema).map_err(|e| e.to_string())?;
+    if response.true_forbids().next().is_some() {
+        return Ok(RowFilter::Bool(false));
+    }
+    let compile = |id: &cedar_policy::PolicyId| -> Result<RowFilter, String> {
+        let policy = response.get_policy(id).ok_or_else(|| format!("no residual for {id}"))?;
+        row_filter::compile_policy(&policy).map_err(|e| format!("policy {id}: {}", e.0))
+    };
+    let permits: Vec<RowFilter> = if response.true_permits().next().is_some() {
+        vec![RowFilter::Bool(true)]
+    } else {
+        response.residual_permits().map(compile).collect::<Result<_, _>>()?
+    };
+    let forbids: Vec<RowFilter> = response.residual_forbids().map(compile).collect::<Result<_, _>>()?;
+    Ok(row_filter::combine(permits, forbids))
+}
