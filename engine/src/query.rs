@@ -145,7 +145,7 @@ impl QueryEngine {
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
         if caller.data.iter().any(|policy| !policy.denied.is_empty()) {
             // Refused now, where the query is planned, not later when it runs.
-            crate::data_policy::check_denied(&state.optimize(&plan)?)?;
+            crate::data_policy::check_denied(plan.clone(), &state)?;
         }
         if let LogicalPlan::Ddl(_) = plan {
             // DDL changes the shared catalog, so it runs on the context, not the session.

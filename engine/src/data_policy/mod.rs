@@ -228,19 +228,27 @@ impl AnalyzerRule for DataPolicyRule {
     }
 }
 
-/// Refuses `plan` (analyzed and optimized) when it reads a column policy denies the caller,
-/// so a Flight call is refused when it plans, not only when its ticket is fetched.
-pub(crate) fn check_denied(plan: &LogicalPlan) -> Result<()> {
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && let Some(source) = scan.source.downcast_ref::<DefaultTableSource>()
-            && let Some(barrier) = source.table_provider.downcast_ref::<BarrierView>()
-        {
-            barrier.admits(scan.projection.as_ref())?;
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })
-    .map(|_| ())
+/// Refuses a statement that names a column policy denies the caller, anywhere: `plan` is
+/// analyzed (the barriers put in) and its projections pruned, and nothing else, so a column
+/// named only in a predicate the optimizer would fold away (`national_id IS NOT NULL`) still
+/// counts. A Flight call is refused where it plans, not only when its ticket is fetched.
+pub(crate) fn check_denied(plan: LogicalPlan, state: &datafusion::execution::SessionState) -> Result<()> {
+    let analyzed = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let pruned = datafusion::optimizer::Optimizer::with_rules(vec![Arc::new(
+        datafusion::optimizer::optimize_projections::OptimizeProjections::new(),
+    )])
+    .optimize(analyzed, state, |_, _| {})?;
+    pruned
+        .apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(source) = scan.source.downcast_ref::<DefaultTableSource>()
+                && let Some(barrier) = source.table_provider.downcast_ref::<BarrierView>()
+            {
+                barrier.admits(scan.projection.as_ref())?;
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .map(|_| ())
 }
 
 /// A governed table scanned without a decision: the gateway did not decide for it (an older

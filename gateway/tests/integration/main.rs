@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod browser;
 mod cli;
+mod data_policy;
 mod deep_statements;
 mod differential;
 mod exhaustion;
