@@ -27,6 +27,20 @@ pub use crate::pipeline::sanitize::sanitize;
 pub use crate::tls::provider as crypto_provider;
 pub use crate::workload::principal_from_certificate;
 
+/// The row-filter compiler on a policy's text (the fuzz target's way in): `None` when the
+/// text is no Cedar policy; else whether it passes the load-time check, and what it compiles
+/// to (always folded to a fixed point).
+pub fn compile_row_filter(text: &str) -> Option<(bool, Result<identity::RowFilter, String>)> {
+    use crate::authz::row_filter;
+    let policy: cedar_policy::Policy = text.parse().ok()?;
+    let checked = row_filter::check_policy(&policy).is_ok();
+    let compiled = row_filter::compile_policy(&policy).map_err(|e| e.0);
+    if let Ok(filter) = &compiled {
+        assert_eq!(row_filter::simplify(filter.clone()), *filter, "folding twice changes the filter");
+    }
+    Some((checked, compiled))
+}
+
 /// The development PKI the `gateway tls` commands write, for tests that need certificates.
 pub mod pki {
     pub use crate::pki::{LeafSpec, init_ca, issue_leaf, leaf_paths, revoke, write_private};

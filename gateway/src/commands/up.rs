@@ -326,6 +326,13 @@ Portcullis is up. The engine listens on loopback only; talk to the gateway.
     curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' \
       https://localhost:{api_port}/v1/sql -d 'SELECT * FROM globex.orders'
 
+  Rows and columns under Cedar: one shared table, each tenant its own rows, contact
+  details masked (policies/50-rows-and-columns.cedar and masks.yaml):
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' \
+      https://localhost:{api_port}/v1/sql -d 'SELECT name, email, phone FROM demo.customers'
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {globex}' \
+      https://localhost:{api_port}/v1/sql -d 'SELECT name, email, phone FROM demo.customers'
+
   pyarrow (ADBC Flight SQL) over mTLS:
     python3 -c "
 import adbc_driver_flightsql.dbapi as f

@@ -288,7 +288,7 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
             &printed[start..end]
         })
         .collect();
-    assert_eq!(curls.len(), 4, "{printed}");
+    assert_eq!(curls.len(), 6, "{printed}");
     let run = |curl: &str| {
         let out = Command::new("sh").arg("-c").arg(format!("{curl} -sS -w '\\n%{{http_code}}'")).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -311,6 +311,20 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     let (status, body) = run(curls[3]);
     assert_eq!(status, "403", "{body}");
     assert!(body.contains("select on dataset datafusion.globex.orders is not allowed"), "{body}");
+    // One shared table: each tenant's own customers, emails and phones masked.
+    let (status, acme) = run(curls[4]);
+    assert_eq!(status, "200", "{acme}");
+    assert!(
+        acme.contains("Ada Lovelace") && acme.contains("***@lovelace.example") && acme.contains("***0101"),
+        "{acme}"
+    );
+    assert!(!acme.contains("Hank") && !acme.contains("ada@lovelace.example") && !acme.contains("7946 0101"), "{acme}");
+    let (status, globex) = run(curls[5]);
+    assert_eq!(status, "200", "{globex}");
+    assert!(
+        globex.contains("Hank Scorpio") && globex.contains("***@globex.example") && !globex.contains("Ada"),
+        "{globex}"
+    );
 
     // The Python (ADBC over pyarrow) snippet exactly as printed.
     let py_start = printed.find("python3 -c \"").unwrap();
