@@ -137,7 +137,7 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
 
 async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Response<Body>, EngineError> {
     let caller = shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
-    let tables = shared.engine.listed_tables(&caller.listing).await?;
+    let tables = shared.engine.listed_tables(&caller.listing, &caller.data).await?;
     let list: Vec<serde_json::Value> = tables
         .iter()
         .filter(|t| t.schema != "information_schema")
@@ -146,7 +146,13 @@ async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Respon
                 .arrow_schema
                 .fields()
                 .iter()
-                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+                .map(|f| {
+                    let mut column = serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()});
+                    if let Some(mask) = f.metadata().get(crate::query::MASK_METADATA) {
+                        column["masked"] = serde_json::json!(mask);
+                    }
+                    column
+                })
                 .collect();
             let name = if t.schema == "public" { t.name.clone() } else { format!("{}.{}", t.schema, t.name) };
             let kind = match t.kind {

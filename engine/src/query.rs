@@ -25,6 +25,9 @@ use crate::config::{Config, SqlConfig};
 use crate::data_policy::{DataPolicyRule, Decisions, MaskKey};
 use crate::error::EngineError;
 
+/// The field metadata key a listed column's mask is named under (`email_domain`, ...).
+pub const MASK_METADATA: &str = "portcullis.mask";
+
 /// A table or view the engine serves.
 #[derive(Debug, Clone)]
 pub struct TableInfo {
@@ -100,7 +103,7 @@ impl QueryEngine {
             None => MaskKey::random()?,
         };
         ctx.add_analyzer_rule(Arc::new(DataPolicyRule::new(governed, key, config.cluster.is_some())));
-        let unlisted = listed(ctx.state(), Listing::nothing());
+        let unlisted = listed(ctx.state(), Listing::nothing(), None);
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
         let statement_timeout = Duration::from_secs(config.limits.statement_timeout_secs);
         Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql), stall_timeout, statement_timeout })
@@ -110,10 +113,11 @@ impl QueryEngine {
     /// listing shows (see [`crate::caller::listing`]). The catalogs themselves are shared, so tables
     /// created later are there in every session.
     fn session(&self, caller: &Caller) -> SessionState {
-        let mut state = match &caller.listing {
-            Listing::Everything => self.ctx.state(),
-            Listing::Only(names) if names.is_empty() => self.unlisted.clone(),
-            listing => listed(self.ctx.state(), listing.clone()),
+        let hidden = crate::data_policy::denied_columns(&caller.data);
+        let mut state = match (&caller.listing, hidden) {
+            (Listing::Everything, None) => self.ctx.state(),
+            (Listing::Only(names), None) if names.is_empty() => self.unlisted.clone(),
+            (listing, hidden) => listed(self.ctx.state(), listing.clone(), hidden),
         };
         let options = state.config_mut().options_mut();
         options.extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
@@ -132,14 +136,18 @@ impl QueryEngine {
         let statement = state.sql_to_statement(sql, &dialect)?;
         // No table outside what the gateway authorized is even looked up.
         caller.scope.check(&state, &statement)?;
-        let plan = tokio::time::timeout(self.statement_timeout, state.statement_to_plan(statement)).await.map_err(
-            |_| {
+        let plan = tokio::time::timeout(self.statement_timeout, state.statement_to_plan(statement))
+            .await
+            .map_err(|_| {
                 EngineError::Exhausted(format!(
                     "the statement was still planning after limits.statement_timeout_secs ({} s)",
                     self.statement_timeout.as_secs()
                 ))
-            },
-        )??;
+            })?
+            .map_err(|error| match crate::data_policy::denied_reference(&error, &caller.data) {
+                Some(denied) => EngineError::ColumnForbidden(denied.to_string()),
+                None => EngineError::from(error),
+            })?;
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
@@ -238,10 +246,35 @@ impl QueryEngine {
         Ok(out)
     }
 
-    /// The tables and views `listing` shows, for `/v1/datasets` and Flight SQL `GetTables`.
-    pub async fn listed_tables(&self, listing: &Listing) -> Result<Vec<TableInfo>, EngineError> {
+    /// The tables and views `listing` shows, for `/v1/datasets` and Flight SQL `GetTables`:
+    /// without the columns `data` denies the caller, and each column it masks marked with
+    /// the mask's name in the field metadata ([`MASK_METADATA`]).
+    pub async fn listed_tables(
+        &self,
+        listing: &Listing,
+        data: &[identity::DatasetPolicy],
+    ) -> Result<Vec<TableInfo>, EngineError> {
         let mut tables = self.tables().await?;
         tables.retain(|t| listing.shows(&t.catalog, &t.schema, &t.name));
+        for table in &mut tables {
+            let id = identity::dataset_id(&table.catalog, &table.schema, &table.name);
+            let Some(policy) = data.iter().find(|p| p.dataset == id) else { continue };
+            let fields: Vec<_> = table
+                .arrow_schema
+                .fields()
+                .iter()
+                .filter(|f| !policy.denied.contains(f.name()))
+                .map(|f| match policy.masks.iter().find(|m| &m.column == f.name()) {
+                    Some(mask) => {
+                        let mut metadata = f.metadata().clone();
+                        metadata.insert(MASK_METADATA.to_string(), mask.mask.name().to_string());
+                        Arc::new(f.as_ref().clone().with_metadata(metadata))
+                    }
+                    None => Arc::clone(f),
+                })
+                .collect();
+            table.arrow_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        }
         Ok(tables)
     }
 
@@ -249,7 +282,7 @@ impl QueryEngine {
     /// `GetCatalogs` / `GetDbSchemas` (a schema's name can say whose data it holds).
     pub async fn listed_schemas(&self, listing: &Listing) -> Result<Vec<(String, String)>, EngineError> {
         let mut out: Vec<(String, String)> =
-            self.listed_tables(listing).await?.into_iter().map(|t| (t.catalog, t.schema)).collect();
+            self.listed_tables(listing, &[]).await?.into_iter().map(|t| (t.catalog, t.schema)).collect();
         out.sort();
         out.dedup();
         Ok(out)
@@ -315,9 +348,9 @@ async fn governed_tables(
     Ok(governed)
 }
 
-/// `state` over catalogs that list what `listing` shows.
-fn listed(state: SessionState, listing: Listing) -> SessionState {
-    let catalogs = Arc::new(ListedCatalogs::new(Arc::clone(state.catalog_list()), listing));
+/// `state` over catalogs that list what `listing` shows, without the columns `hidden` names.
+fn listed(state: SessionState, listing: Listing, hidden: crate::caller::listing::Hidden) -> SessionState {
+    let catalogs = Arc::new(ListedCatalogs::new(Arc::clone(state.catalog_list()), listing, hidden));
     SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build()
 }
 

@@ -9,10 +9,13 @@
 //! not, so queries resolve exactly as before and whether a query may read a table stays the
 //! gateway's decision.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::Result;
+
+use crate::data_policy::HiddenColumns;
 
 /// Which tables a catalog listing shows the caller.
 #[derive(Debug, Clone)]
@@ -56,17 +59,22 @@ impl Listing {
     }
 }
 
+/// Per dataset (`catalog.schema.table`), the columns policy hides from the caller.
+pub type Hidden = Option<Arc<HashMap<String, Vec<String>>>>;
+
 /// The engine's catalogs as one request's SQL sees them: names listed per [`Listing`],
-/// lookups unchanged.
+/// lookups unchanged, except that a table with columns policy denies the caller is seen
+/// without them ([`crate::data_policy::HiddenColumns`]).
 #[derive(Debug)]
 pub struct ListedCatalogs {
     inner: Arc<dyn CatalogProviderList>,
     listing: Listing,
+    hidden: Hidden,
 }
 
 impl ListedCatalogs {
-    pub fn new(inner: Arc<dyn CatalogProviderList>, listing: Listing) -> Self {
-        Self { inner, listing }
+    pub fn new(inner: Arc<dyn CatalogProviderList>, listing: Listing, hidden: Hidden) -> Self {
+        Self { inner, listing, hidden }
     }
 }
 
@@ -83,7 +91,8 @@ impl CatalogProviderList for ListedCatalogs {
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         let inner = self.inner.catalog(name)?;
-        Some(Arc::new(ListedCatalog { name: name.to_string(), inner, listing: self.listing.clone() }))
+        let (listing, hidden) = (self.listing.clone(), self.hidden.clone());
+        Some(Arc::new(ListedCatalog { name: name.to_string(), inner, listing, hidden }))
     }
 }
 
@@ -92,6 +101,7 @@ struct ListedCatalog {
     name: String,
     inner: Arc<dyn CatalogProvider>,
     listing: Listing,
+    hidden: Hidden,
 }
 
 impl CatalogProvider for ListedCatalog {
@@ -108,6 +118,7 @@ impl CatalogProvider for ListedCatalog {
             schema: name.to_string(),
             inner,
             listing: self.listing.clone(),
+            hidden: self.hidden.clone(),
         }))
     }
 
@@ -126,6 +137,7 @@ struct ListedSchema {
     schema: String,
     inner: Arc<dyn SchemaProvider>,
     listing: Listing,
+    hidden: Hidden,
 }
 
 #[tonic::async_trait]
@@ -137,7 +149,13 @@ impl SchemaProvider for ListedSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        self.inner.table(name).await
+        let table = self.inner.table(name).await?;
+        let Some(hidden) = &self.hidden else { return Ok(table) };
+        let id = identity::dataset_id(&self.catalog, &self.schema, name);
+        Ok(match (table, hidden.get(&id)) {
+            (Some(table), Some(columns)) => Some(Arc::new(HiddenColumns::new(table, columns))),
+            (table, _) => table,
+        })
     }
 
     fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {

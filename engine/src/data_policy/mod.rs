@@ -21,6 +21,7 @@
 //! refused when the stamp carries no decision for it, and in cluster mode, whose scheduler
 //! cannot run the barrier, any restricting decision refuses the query.
 
+mod hidden;
 mod keyed_hash;
 mod mask;
 mod row_filter;
@@ -45,6 +46,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use identity::DatasetPolicy;
 
 use crate::barrier::BarrierView;
+pub(crate) use hidden::HiddenColumns;
 pub(crate) use keyed_hash::MaskKey;
 
 /// The decisions of the current query, carried in the session's `ConfigOptions` beside the
@@ -249,6 +251,27 @@ pub(crate) fn check_denied(plan: LogicalPlan, state: &datafusion::execution::Ses
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         })
         .map(|_| ())
+}
+
+/// The column a planning error says does not exist, when policy denies it to the caller:
+/// the table was shown without it ([`HiddenColumns`]), and the caller learns why.
+pub(crate) fn denied_reference(error: &DataFusionError, policies: &[DatasetPolicy]) -> Option<ColumnForbidden> {
+    let DataFusionError::SchemaError(schema_error, _) = error.find_root() else { return None };
+    let datafusion::common::SchemaError::FieldNotFound { field, .. } = schema_error.as_ref() else { return None };
+    policies.iter().find_map(|policy| {
+        policy
+            .denied
+            .iter()
+            .any(|c| *c == field.name)
+            .then(|| ColumnForbidden { dataset: policy.dataset.clone(), column: field.name.clone() })
+    })
+}
+
+/// Per dataset (`catalog.schema.table`), the columns `policies` deny; `None` when none.
+pub(crate) fn denied_columns(policies: &[DatasetPolicy]) -> Option<Arc<HashMap<String, Vec<String>>>> {
+    let denied: HashMap<String, Vec<String>> =
+        policies.iter().filter(|p| !p.denied.is_empty()).map(|p| (p.dataset.clone(), p.denied.clone())).collect();
+    (!denied.is_empty()).then(|| Arc::new(denied))
 }
 
 /// A governed table scanned without a decision: the gateway did not decide for it (an older

@@ -142,8 +142,12 @@ struct Decided(Arc<[identity::DatasetPolicy]>);
 /// What the request's own statement is, with what its stamp lets it list and resolve and the
 /// row and column decisions it carries.
 fn planned<T>(request: &Request<T>, sql: &str) -> Planned {
-    let data = request.extensions().get::<Decided>().map_or_else(|| Arc::from(Vec::new()), |d| Arc::clone(&d.0));
-    Planned { sql: sql.into(), listing: listing(request), scope: scope(request), data }
+    Planned { sql: sql.into(), listing: listing(request), scope: scope(request), data: decided(request) }
+}
+
+/// The row and column decisions of the request's stamp (none without the interceptor's).
+fn decided<T>(request: &Request<T>) -> Arc<[identity::DatasetPolicy]> {
+    request.extensions().get::<Decided>().map_or_else(|| Arc::from(Vec::new()), |d| Arc::clone(&d.0))
 }
 
 /// The policy fingerprint of the request's stamp, put there by the interceptor.
@@ -403,7 +407,7 @@ impl FlightSqlService for FlightSqlEngine {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let mut builder = query.into_builder();
-        for table in self.engine.listed_tables(&listing(&request)).await? {
+        for table in self.engine.listed_tables(&listing(&request), &decided(&request)).await? {
             builder
                 .append(&table.catalog, &table.schema, &table.name, table_type_name(table.kind), &table.arrow_schema)
                 .map_err(Status::from)?;

@@ -253,13 +253,13 @@ impl Authorizer {
             None if enforced.allowed => {
                 let describe = !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe);
                 let listing = describe.then(|| self.principal_view(&live.enforced, facts).ok()).flatten();
-                let data = self.data_policies(&live.enforced, facts, &scope);
-                Ok(Allowed {
-                    listing: listing.map(|view| self.listing(&live.enforced, &view, facts)),
-                    policy: Arc::clone(&live.enforced.bundle.fingerprint),
-                    scope,
-                    data,
-                })
+                let listing = listing.map(|view| self.listing(&live.enforced, &view, facts));
+                // A listing shows each governed dataset's columns as the caller may see them.
+                let data = match &listing {
+                    Some(listed) => self.data_policies(&live.enforced, facts, &[&scope[..], listed].concat()),
+                    None => self.data_policies(&live.enforced, facts, &scope),
+                };
+                Ok(Allowed { listing, policy: Arc::clone(&live.enforced.bundle.fingerprint), scope, data })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
         };
