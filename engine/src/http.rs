@@ -147,11 +147,14 @@ async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Respon
                 .fields()
                 .iter()
                 .map(|f| {
-                    let mut column = serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()});
+                    let mut column = serde_json::Map::new();
+                    column.insert("name".into(), f.name().clone().into());
+                    column.insert("type".into(), f.data_type().to_string().into());
+                    column.insert("nullable".into(), f.is_nullable().into());
                     if let Some(mask) = f.metadata().get(crate::query::MASK_METADATA) {
-                        column["masked"] = serde_json::json!(mask);
+                        column.insert("masked".into(), mask.clone().into());
                     }
-                    column
+                    serde_json::Value::Object(column)
                 })
                 .collect();
             let name = if t.schema == "public" { t.name.clone() } else { format!("{}.{}", t.schema, t.name) };

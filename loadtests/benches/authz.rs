@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
         let authz = Authorizer::load(&AuthorizationConfig::new(with_generated(&dir, extra))).unwrap();
         cases(c, label, &authz, &facts, &simple, &complex, &defaults);
     }
+    wide_table(c, &facts, &defaults, dirs.path());
     // A shadow set beside the shipped one (the same set, so both decide every ask): what
     // `authorization.shadow` adds to a call.
     let authz = Authorizer::load(&AuthorizationConfig::new(shipped())).unwrap().with_shadow(&shipped()).unwrap();
@@ -103,6 +104,61 @@ fn cases(
     c.bench_function(&format!("stage, {label}: repeated request (decision cache)"), |b| {
         b.iter(|| {
             assert!(authz.authorize_request(black_box(facts), black_box(COMPLEX.as_bytes()), classify).outcome.is_ok())
+        })
+    });
+}
+
+/// Row and column policy on a 250-column table, 100 of its columns tagged, with a row
+/// filter: `SELECT *` decided uncached (every declared column's `select`, every tagged one's
+/// `unmask`, the row filter's partial evaluation) and repeated within the second.
+fn wide_table(c: &mut Criterion, facts: &RequestFacts<'_>, defaults: &NameDefaults, dir: &Path) {
+    let policies = dir.join("wide");
+    std::fs::create_dir_all(&policies).unwrap();
+    with_generated(&policies, 0);
+    let schema = std::fs::read_to_string(policies.join("schema.cedarschema")).unwrap();
+    let schema = schema
+        .replace("resource: [Row::demo::customers]", "resource: [Row::demo::customers, Row::sales::wide]")
+        + "namespace Row::sales { entity wide = { tenant: String, c000: Long }; }\n";
+    std::fs::write(policies.join("schema.cedarschema"), schema).unwrap();
+    std::fs::write(
+        policies.join("70-wide.cedar"),
+        "permit(principal, action == Action::\"select\", resource == Dataset::\"datafusion.sales.wide\");\n\
+         permit(principal, action == Action::\"select_row\", resource is Row::sales::wide)\n\
+         when { principal has tenant && resource.tenant == principal.tenant && resource.c000 < 1000 };\n",
+    )
+    .unwrap();
+    let mut engine = String::from(
+        "datasets:\n  - {name: sales.wide, path: wide.parquet}\ncolumns:\n  sales.wide:\n    tenant: {type: string}\n    c000: {type: long}\n",
+    );
+    for i in 1..250 {
+        let tags = match i % 5 {
+            _ if i > 100 => String::new(),
+            0 => ", tags: [pii.email]".into(),
+            1 => ", tags: [pii.phone]".into(),
+            2 => ", tags: [pii.national_id]".into(),
+            3 => ", tags: [pii.email, pii.national_id]".into(),
+            _ => ", tags: [finance.secret]".into(),
+        };
+        engine.push_str(&format!("    c{i:03}: {{type: string{tags}}}\n"));
+    }
+    let engine_config = dir.join("wide-engine.yaml");
+    std::fs::write(&engine_config, engine).unwrap();
+    let config =
+        AuthorizationConfig { engine_config: Some(engine_config.into()), ..AuthorizationConfig::new(policies) };
+    let authz = Authorizer::load(&config).unwrap();
+    let star = "SELECT * FROM sales.wide";
+    let accesses = sql::analyze(star, defaults).unwrap();
+    let allowed = authz.authorize(facts, &accesses).outcome.unwrap();
+    assert_eq!(allowed.data.len(), 1, "one decision for the table");
+    assert_eq!(allowed.data[0].masks.len() + allowed.data[0].unmasked.len(), 100);
+    assert!(allowed.data[0].rows.is_some());
+    c.bench_function("rows and columns: SELECT * on 250 columns, 100 tagged, row filter (uncached)", |b| {
+        b.iter(|| authz.authorize(black_box(facts), black_box(&accesses)).outcome.unwrap())
+    });
+    let classify = |payload: &[u8]| Ok(sql::analyze(std::str::from_utf8(payload).unwrap(), defaults)?);
+    c.bench_function("rows and columns: the same, repeated within the second (decision cache)", |b| {
+        b.iter(|| {
+            assert!(authz.authorize_request(black_box(facts), black_box(star.as_bytes()), classify).outcome.is_ok())
         })
     });
 }

@@ -24,9 +24,13 @@ pub(crate) struct HiddenColumns {
 impl HiddenColumns {
     pub(crate) fn new(inner: Arc<dyn TableProvider>, hidden: &[String]) -> Self {
         let full = inner.schema();
-        let visible: Vec<usize> =
-            (0..full.fields().len()).filter(|i| !hidden.iter().any(|h| h == full.field(*i).name())).collect();
-        let fields: Vec<_> = visible.iter().map(|i| Arc::clone(&full.fields()[*i])).collect();
+        let (visible, fields): (Vec<usize>, Vec<_>) = full
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| !hidden.contains(field.name()))
+            .map(|(i, field)| (i, Arc::clone(field)))
+            .unzip();
         let schema = Arc::new(Schema::new_with_metadata(fields, full.metadata().clone()));
         Self { inner, schema, visible }
     }

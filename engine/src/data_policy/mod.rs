@@ -261,8 +261,7 @@ pub(crate) fn denied_reference(error: &DataFusionError, policies: &[DatasetPolic
     policies.iter().find_map(|policy| {
         policy
             .denied
-            .iter()
-            .any(|c| *c == field.name)
+            .contains(&field.name)
             .then(|| ColumnForbidden { dataset: policy.dataset.clone(), column: field.name.clone() })
     })
 }

@@ -348,7 +348,38 @@ fn authorization_of(json: &mut Json<'_>, a: &Authorization, p: Option<&Principal
     if let Some(shadow) = a.verdict.shadow.as_ref().filter(|s| s.allowed != enforced.allowed) {
         answer(json, "shadow", shadow);
     }
+    if let Ok(allowed) = &a.verdict.outcome
+        && !allowed.data.is_empty()
+    {
+        data_policies(json, &allowed.data);
+    }
     json.end();
+}
+
+/// `data_policies`: per governed dataset the statement read, the row filter, the masks and
+/// the denied columns the engine enforced (what the caller's answer was made of).
+fn data_policies(json: &mut Json<'_>, data: &[identity::DatasetPolicy]) {
+    json.begin_array("data_policies");
+    for policy in data {
+        json.element();
+        json.str("dataset", &policy.dataset);
+        json.str("rows", &policy.rows.as_ref().map_or_else(|| "every row".to_string(), identity::RowFilter::to_sql));
+        json.begin_array("masked");
+        for mask in &policy.masks {
+            json.element();
+            json.str("column", &mask.column);
+            json.str("mask", mask.mask.name());
+            json.end();
+        }
+        json.end_array();
+        json.begin_array("denied");
+        for column in &policy.denied {
+            json.string_element(column);
+        }
+        json.end_array();
+        json.end();
+    }
+    json.end_array();
 }
 
 fn answer(json: &mut Json<'_>, key: &'static str, answer: &Answer) {
@@ -483,6 +514,37 @@ mod tests {
             assert_eq!(event["status_detail"], "query_error");
             assert!(!event.to_string().contains("secret_literal"), "{event}");
         }
+    }
+
+    #[test]
+    fn the_row_and_column_decisions_are_in_the_event() {
+        use crate::authz::{Allowed, Verdict};
+        use std::sync::Arc;
+        let data: Arc<[identity::DatasetPolicy]> = Arc::from(vec![identity::DatasetPolicy {
+            dataset: "datafusion.demo.customers".into(),
+            denied: vec!["national_id".into()],
+            masks: vec![identity::ColumnMask { column: "email".into(), mask: identity::Mask::EmailDomain }],
+            unmasked: vec!["phone".into()],
+            rows: Some(identity::RowFilter::Bool(false)),
+        }]);
+        let verdict = Verdict {
+            outcome: Ok(Allowed { data, ..Allowed::default() }),
+            asks: Vec::new(),
+            enforced: Some(Answer { allowed: true, policies: Vec::new(), refused: None }),
+            shadow: None,
+        };
+        let mut json = Vec::new();
+        let mut writer = Json::object(&mut json);
+        writer.begin("unmapped");
+        authorization_of(&mut writer, &Authorization { now: 1, client_cert: false, verdict: Arc::new(verdict) }, None);
+        writer.end();
+        writer.finish();
+        let event: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let decided = &event["unmapped"]["authorization"]["data_policies"][0];
+        assert_eq!(decided["dataset"], "datafusion.demo.customers");
+        assert_eq!(decided["rows"], "FALSE");
+        assert_eq!(decided["masked"][0], serde_json::json!({"column": "email", "mask": "email_domain"}));
+        assert_eq!(decided["denied"], serde_json::json!(["national_id"]));
     }
 
     #[test]

@@ -82,10 +82,10 @@ def leaks(principal, data):
     return [s for s in secrets(principal) if s.encode() in data]
 
 
-def http(principal, sql, accept):
+def http(principal, sql, accept, path="/v1/sql"):
     context = ssl.create_default_context(cadata=CA.decode())
     request = urllib.request.Request(
-        CONFIG["http"] + "/v1/sql", data=sql.encode(), method="POST",
+        CONFIG["http"] + path, data=sql.encode() if sql else None, method="POST" if sql else "GET",
         headers={"x-api-key": principal["key"], "accept": accept},
     )
     try:
@@ -127,6 +127,17 @@ def over_http(principal):
                 assert g["email"] == r["email"], g
             else:
                 assert g["email"] == "***@" + r["email"].split("@")[1], g
+        # The catalog lists the columns as the caller may see them, each mask named.
+        status, body = http(principal, None, "application/json", "/v1/datasets")
+        assert status == 200, body
+        customers = [d for d in json.loads(body) if d["name"] == "demo.customers"][0]
+        columns = {c["name"]: c.get("masked") for c in customers["columns"]}
+        for column in TAGGED:
+            if column in principal["denied"]:
+                assert column not in columns, columns
+            else:
+                assert (columns[column] is None) == (column in principal["unmask"]), (column, columns)
+        assert columns["name"] is None, columns
         # Inference: a raw value finds nothing unless it is shown.
         status, body = http(principal, "SELECT count(*) AS n FROM demo.customers WHERE email = 'hank@globex.example'", "application/json")
         hank = [r for r in ROWS if r["email"] == "hank@globex.example"][0]
