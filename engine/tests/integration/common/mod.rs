@@ -20,6 +20,9 @@ pub struct TestEngine {
     /// Every table and view the config serves, as the gateway would scope a caller that
     /// policy lets touch all of them.
     pub served: Vec<String>,
+    /// For each governed table (`columns:`), the decision of a gateway whose policy restricts
+    /// nothing: every row, every tagged column unmasked.
+    pub unrestricted: Vec<identity::DatasetPolicy>,
 }
 
 /// `name` (`table` or `schema.table`) as a stamp's scope spells it.
@@ -73,24 +76,37 @@ impl TestEngine {
         let demo = if config.demo_data { &identity::DEMO_TABLES[..] } else { &[] };
         let names = config.datasets.iter().map(|d| d.name.as_str()).chain(config.views.iter().map(|v| v.name.as_str()));
         let served = names.chain(demo.iter().copied()).map(dataset).collect();
-        Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http, served }
+        let unrestricted = config
+            .columns
+            .iter()
+            .map(|(name, columns)| identity::DatasetPolicy {
+                dataset: dataset(name),
+                denied: Vec::new(),
+                masks: Vec::new(),
+                unmasked: columns.iter().filter(|(_, c)| !c.tags.is_empty()).map(|(c, _)| c.clone()).collect(),
+                rows: None,
+            })
+            .collect();
+        Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http, served, unrestricted }
     }
 
     /// A stamp whose statement may touch every served dataset.
     pub fn stamp(&self, principal: &Principal) -> String {
-        self.signer.sign_with(principal, Grant { scope: &self.served, ..Grant::default() }, now(), 60).unwrap()
+        let grant = Grant { scope: &self.served, data: &self.unrestricted, ..Grant::default() };
+        self.signer.sign_with(principal, grant, now(), 60).unwrap()
     }
 
     /// A stamp whose statement may touch only `datasets` (`table` or `schema.table`).
     pub fn scoped_stamp(&self, principal: &Principal, datasets: &[&str]) -> String {
         let scope: Vec<String> = datasets.iter().map(|d| dataset(d)).collect();
-        self.signer.sign_with(principal, Grant { scope: &scope, ..Grant::default() }, now(), 60).unwrap()
+        let grant = Grant { scope: &scope, data: &self.unrestricted, ..Grant::default() };
+        self.signer.sign_with(principal, grant, now(), 60).unwrap()
     }
 
     /// A stamp as the gateway signs it for a catalog listing that may show `tables`.
     pub fn listing_stamp(&self, principal: &Principal, tables: &[&str]) -> String {
         let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-        let grant = Grant { catalog: Some(&tables), scope: &self.served, ..Grant::default() };
+        let grant = Grant { catalog: Some(&tables), scope: &self.served, data: &self.unrestricted, ..Grant::default() };
         self.signer.sign_with(principal, grant, now(), 60).unwrap()
     }
 
