@@ -376,6 +376,20 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         assert_eq!(rows[0]["n"], 2000);
     }
 
+    // A row filter the scheduler could not run behind its barrier: refused, never run unfiltered.
+    let filtered = [identity::DatasetPolicy {
+        dataset: crate::common::dataset("orders"),
+        denied: Vec::new(),
+        masks: Vec::new(),
+        unmasked: Vec::new(),
+        rows: Some(identity::RowFilter::Bool(false)),
+    }];
+    let grant = identity::Grant { scope: &coordinator.served, data: &filtered, ..identity::Grant::default() };
+    let stamp = coordinator.signer.sign_with(&alice, grant, crate::common::now(), 60).unwrap();
+    let refused = coordinator.http.sql(Some(&stamp), "SELECT count(*) AS n FROM orders").await;
+    assert_ne!(refused.status, 200, "{}", refused.text());
+    assert!(refused.text().contains("cluster mode does not enforce"), "{}", refused.text());
+
     // CSV and NDJSON datasets run on the cluster too.
     for table in ["points_csv", "points_ndjson"] {
         let query = format!("SELECT count(*) AS n, sum(x) AS total FROM {table}");
