@@ -21,6 +21,7 @@
 //! refused when the stamp carries no decision for it, and in cluster mode, whose scheduler
 //! cannot run the barrier, any restricting decision refuses the query.
 
+pub(crate) mod forbidden;
 mod hidden;
 mod keyed_hash;
 mod mask;
@@ -46,6 +47,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use identity::DatasetPolicy;
 
 use crate::barrier::BarrierView;
+pub use forbidden::ColumnForbidden;
 pub(crate) use hidden::HiddenColumns;
 pub(crate) use keyed_hash::MaskKey;
 
@@ -83,25 +85,6 @@ impl ExtensionOptions for Decisions {
         Vec::new()
     }
 }
-
-/// A query referenced a column policy denies it; answered `column_forbidden` (403).
-#[derive(Debug)]
-pub struct ColumnForbidden {
-    pub dataset: String,
-    pub column: String,
-}
-
-impl fmt::Display for ColumnForbidden {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "column {} of dataset {} is forbidden to you by policy: leave it out (name the columns you need instead of *)",
-            self.column, self.dataset
-        )
-    }
-}
-
-impl std::error::Error for ColumnForbidden {}
 
 /// The analyzer rule (see the module docs).
 #[derive(Debug)]

@@ -383,7 +383,7 @@ impl Authorizer {
                     entities,
                 });
                 let rows = question.as_ref().map(|q| (q, self.contexts.context(facts, Some(&governed.name))));
-                data_policy::decide(governed, &governance.masks, &allowed, rows)
+                data_policy::decide(governed, &governance.masks, governance.alike_by_tags, &allowed, rows)
             })
             .collect()
     }

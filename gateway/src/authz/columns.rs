@@ -9,7 +9,7 @@
 //!   `select_row`: strict validation refuses a condition on an attribute the type lacks, and
 //!   the engine refuses a filter on a column the table lacks.
 
-use cedar_policy::EntityTypeName;
+use cedar_policy::{EntityTypeName, PolicySet};
 use serde::Deserialize;
 
 use super::sql::{DatasetName, NameDefaults};
@@ -101,6 +101,27 @@ pub(crate) fn parse_column_id(id: &str) -> Option<(DatasetName, String)> {
     Some((DatasetName::parse_id(dataset)?, column))
 }
 
+/// Whether no policy of `policies` can tell two columns of one dataset with the same tags
+/// apart: none names a `Column` entity, and none reads an attribute called `name` or `type`
+/// (of anything: the check is on the policy's text, so it errs on the side of asking per
+/// column).
+pub(crate) fn columns_alike_by_tags(policies: &PolicySet) -> bool {
+    fn distinguishes(json: &serde_json::Value) -> bool {
+        match json {
+            serde_json::Value::Object(map) => {
+                let reads =
+                    map.get("attr").and_then(serde_json::Value::as_str).is_some_and(|a| a == "name" || a == "type");
+                let names =
+                    map.get("type").and_then(serde_json::Value::as_str) == Some("Column") && map.contains_key("id");
+                reads || names || map.values().any(distinguishes)
+            }
+            serde_json::Value::Array(items) => items.iter().any(distinguishes),
+            _ => false,
+        }
+    }
+    policies.policies().all(|policy| policy.to_json().is_ok_and(|json| !distinguishes(&json)))
+}
+
 /// The dataset whose rows `row_type` is (`Row::<schema>::<table>`, in the default catalog).
 pub(crate) fn rows_of(row_type: &EntityTypeName, defaults: &NameDefaults) -> Option<DatasetName> {
     let text = row_type.to_string();
@@ -132,5 +153,20 @@ mod tests {
             assert_eq!(parse_column_id(&column_id(&customers, column)), Some((customers.clone(), column.to_string())));
         }
         assert_eq!(parse_column_id("nodots"), None);
+    }
+
+    #[test]
+    fn only_policies_blind_to_column_names_let_columns_be_decided_by_tag() {
+        let set = |text: &str| text.parse::<PolicySet>().unwrap();
+        let by_tags = r#"permit(principal, action, resource is Column) when { resource.tags.contains("pii") };"#;
+        assert!(columns_alike_by_tags(&set(by_tags)));
+        for names in [
+            r#"permit(principal, action, resource is Column) when { resource.name == "email" };"#,
+            r#"permit(principal, action, resource is Column) when { resource has type };"#,
+            r#"forbid(principal, action, resource == Column::"datafusion.demo.customers.email");"#,
+            r#"permit(principal, action, resource) when { resource in [Column::"datafusion.demo.t.a"] };"#,
+        ] {
+            assert!(!columns_alike_by_tags(&set(&format!("{by_tags}\n{names}"))), "{names}");
+        }
     }
 }

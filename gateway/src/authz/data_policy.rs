@@ -4,6 +4,8 @@
 //! `select_row` policies partially evaluated with the row unknown, compiled by
 //! [`super::row_filter`]). A row decision that fails shows no row (fail closed).
 
+use std::collections::HashMap;
+
 use cedar_policy::{Context, EntityUid, PartialEntities, PartialEntityUid, PartialRequest, PolicySet, Schema};
 use identity::{ColumnMask, DatasetPolicy, RowFilter};
 
@@ -21,24 +23,41 @@ pub(crate) struct RowQuestion<'a> {
 }
 
 /// The decision for `dataset`: `allowed(action, column id)` answers one Cedar request on a
-/// column, `context` is the dataset's request context (or why there is none).
+/// column, `context` is the dataset's request context (or why there is none). With
+/// `alike_by_tags` (no policy tells two columns of a dataset with the same tags apart, see
+/// [`super::columns::columns_alike_by_tags`]), Cedar is asked once per distinct tag set, not per column.
 pub(crate) fn decide(
     dataset: &GovernedDataset,
     masks: &super::masks::MaskRules,
+    alike_by_tags: bool,
     allowed: &dyn Fn(&str, &str) -> bool,
     rows: Option<(&RowQuestion<'_>, Result<Context, String>)>,
 ) -> DatasetPolicy {
     let mut denied = Vec::new();
     let mut masked = Vec::new();
     let mut unmasked = Vec::new();
+    // Per sorted tag set: (may select, may unmask).
+    let mut asked: HashMap<Vec<&str>, (bool, bool)> = HashMap::new();
     for column in &dataset.columns {
         let id = column_id(&dataset.name, &column.name);
-        if !allowed("select", &id) {
+        let mask = masks.mask_for(column);
+        let ask = || {
+            let select = allowed("select", &id);
+            (select, select && mask.is_some() && allowed("unmask", &id))
+        };
+        let (select, unmask) = if alike_by_tags {
+            let mut tags: Vec<&str> = column.tags.iter().map(String::as_str).collect();
+            tags.sort_unstable();
+            *asked.entry(tags).or_insert_with(ask)
+        } else {
+            ask()
+        };
+        if !select {
             denied.push(column.name.clone());
             continue;
         }
-        if let Some(mask) = masks.mask_for(column) {
-            if allowed("unmask", &id) {
+        if let Some(mask) = mask {
+            if unmask {
                 unmasked.push(column.name.clone());
             } else {
                 masked.push(ColumnMask { column: column.name.clone(), mask });

@@ -55,6 +55,8 @@ pub(crate) struct Governance {
     /// Per view: the datasets it reads (a view over views: theirs too).
     pub views: HashMap<String, Vec<DatasetName>>,
     pub masks: MaskRules,
+    /// Columns with the same tags are decided alike (see `data_policy::columns_alike_by_tags`).
+    pub alike_by_tags: bool,
 }
 
 #[derive(Debug)]
@@ -104,7 +106,11 @@ impl Governance {
             out.sort();
             views.insert(view.clone(), out);
         }
-        Self { datasets, views, masks }
+        Self { datasets, views, masks, alike_by_tags: false }
+    }
+
+    fn alike_by_tags(self, alike_by_tags: bool) -> Self {
+        Self { alike_by_tags, ..self }
     }
 
     /// The governed datasets a statement touching `scope` reads, directly or through views.
@@ -345,7 +351,8 @@ impl PolicyBundle {
         }
         problems.extend(row_filter_problems(&policies, &sources));
         let governance = match &schema {
-            Some(schema) => Governance::new(served.as_deref().unwrap_or_default(), schema, &defaults_of(engine), masks),
+            Some(schema) => Governance::new(served.as_deref().unwrap_or_default(), schema, &defaults_of(engine), masks)
+                .alike_by_tags(columns::columns_alike_by_tags(&policies)),
             None => Governance::default(),
         };
         match schema {
