@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::DataType;
+use identity::ColumnType;
 use serde::Deserialize;
 
 /// The configuration used when no file is given: demo data and row-level-security views.
@@ -184,31 +185,17 @@ pub struct ColumnSpec {
     pub nullable: bool,
 }
 
-/// The column types a declaration may name, each a family of Arrow types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    String,
-    Long,
-    Double,
-    Boolean,
-    Date,
-    Timestamp,
-}
-
-impl ColumnType {
-    /// Whether a column of Arrow type `actual` is of this family.
-    pub fn admits(self, actual: &DataType) -> bool {
-        match self {
-            ColumnType::String => matches!(actual, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
-            ColumnType::Long => actual.is_integer(),
-            ColumnType::Double => {
-                actual.is_floating() || matches!(actual, DataType::Decimal128(..) | DataType::Decimal256(..))
-            }
-            ColumnType::Boolean => *actual == DataType::Boolean,
-            ColumnType::Date => matches!(actual, DataType::Date32 | DataType::Date64),
-            ColumnType::Timestamp => matches!(actual, DataType::Timestamp(..)),
+/// Whether a column of Arrow type `actual` is of the declared family `kind`.
+pub fn admits(kind: ColumnType, actual: &DataType) -> bool {
+    match kind {
+        ColumnType::String => matches!(actual, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        ColumnType::Long => actual.is_integer(),
+        ColumnType::Double => {
+            actual.is_floating() || matches!(actual, DataType::Decimal128(..) | DataType::Decimal256(..))
         }
+        ColumnType::Boolean => *actual == DataType::Boolean,
+        ColumnType::Date => matches!(actual, DataType::Date32 | DataType::Date64),
+        ColumnType::Timestamp => matches!(actual, DataType::Timestamp(..)),
     }
 }
 

@@ -336,7 +336,7 @@ async fn governed_tables(
                 .field_with_name(column)
                 .map_err(|_| format!("{origin}.{column}: {name} has no column {column:?}"))?;
             if let Some(kind) = spec.kind
-                && !kind.admits(field.data_type())
+                && !crate::config::admits(kind, field.data_type())
             {
                 return Err(format!("{origin}.{column}: declared {kind:?} but the column is {}", field.data_type()));
             }

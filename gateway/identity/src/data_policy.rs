@@ -97,6 +97,33 @@ impl Mask {
     }
 }
 
+/// The column types the engine's file may declare (`columns: {t: {c: {type: long}}}`), read
+/// alike by the engine (which checks each against the column's Arrow type) and the gateway
+/// (which checks masks against it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Long,
+    Double,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Long => "long",
+            ColumnType::Double => "double",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
 /// A row condition: what the gateway compiled from Cedar's residual policies. A row is
 /// visible when the condition is true (NULL counts as false: [`RowFilter::IsTrue`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

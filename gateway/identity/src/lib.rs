@@ -20,7 +20,7 @@ mod principal;
 mod stamp;
 
 pub use cache::ExpiringCache;
-pub use data_policy::{ColumnMask, Comparison, DatasetPolicy, LikePart, Mask, RowFilter, like_pattern};
+pub use data_policy::{ColumnMask, ColumnType, Comparison, DatasetPolicy, LikePart, Mask, RowFilter, like_pattern};
 pub use dataset::{dataset_id, write_dataset_id};
 pub use keys::{KeyError, StampKeyPair, generate_stamp_keypair, key_id};
 pub use principal::{AuthMethod, Principal, PrincipalKind};

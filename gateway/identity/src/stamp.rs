@@ -669,12 +669,14 @@ mod tests {
         let policy = DatasetPolicy {
             dataset: "datafusion.sales.customers".into(),
             denied: (0..20).map(name).collect(),
-            masks: (20..80).map(|i| crate::ColumnMask { column: name(i), mask: crate::Mask::KeyedHash }).collect(),
+            masks: (20..80)
+                .map(|i| crate::data_policy::ColumnMask { column: name(i), mask: crate::data_policy::Mask::KeyedHash })
+                .collect(),
             unmasked: (80..100).map(name).collect(),
-            rows: Some(crate::RowFilter::IsTrue(Box::new(crate::RowFilter::Compare {
-                op: crate::Comparison::Eq,
-                left: Box::new(crate::RowFilter::Column("tenant".into())),
-                right: Box::new(crate::RowFilter::String("acme".into())),
+            rows: Some(crate::data_policy::RowFilter::IsTrue(Box::new(crate::data_policy::RowFilter::Compare {
+                op: crate::data_policy::Comparison::Eq,
+                left: Box::new(crate::data_policy::RowFilter::Column("tenant".into())),
+                right: Box::new(crate::data_policy::RowFilter::String("acme".into())),
             }))),
         };
         let scope = vec![policy.dataset.clone()];

@@ -10,6 +10,7 @@
 //!   the engine refuses a filter on a column the table lacks.
 
 use cedar_policy::{EntityTypeName, PolicySet};
+use identity::ColumnType;
 use serde::Deserialize;
 
 use super::sql::{DatasetName, NameDefaults};
@@ -18,7 +19,7 @@ use super::sql::{DatasetName, NameDefaults};
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ColumnDeclaration {
     #[serde(default, rename = "type")]
-    kind: Option<ColumnKind>,
+    kind: Option<ColumnType>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -35,34 +36,9 @@ impl ColumnDeclaration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DeclaredColumn {
     pub name: String,
-    pub kind: Option<ColumnKind>,
+    pub kind: Option<ColumnType>,
     pub tags: Vec<String>,
     pub nullable: bool,
-}
-
-/// The declared types (the engine checks each against the column's real type at start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum ColumnKind {
-    String,
-    Long,
-    Double,
-    Boolean,
-    Date,
-    Timestamp,
-}
-
-impl ColumnKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ColumnKind::String => "string",
-            ColumnKind::Long => "long",
-            ColumnKind::Double => "double",
-            ColumnKind::Boolean => "boolean",
-            ColumnKind::Date => "date",
-            ColumnKind::Timestamp => "timestamp",
-        }
-    }
 }
 
 /// The `Column` entity id of `column` of `dataset`: the dataset's id, a dot, and the column

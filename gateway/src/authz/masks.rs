@@ -18,10 +18,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use identity::Mask;
+use identity::{ColumnType, Mask};
 use serde::Deserialize;
 
-use super::columns::{ColumnKind, DeclaredColumn};
+use super::columns::DeclaredColumn;
 use super::served::Served;
 
 pub(crate) const MASKS_FILE: &str = "masks.yaml";
@@ -134,12 +134,12 @@ impl MaskRules {
 }
 
 /// Whether `mask` can apply to a column of type `kind`.
-fn fits(mask: &Mask, kind: ColumnKind) -> bool {
+fn fits(mask: &Mask, kind: ColumnType) -> bool {
     match mask {
         Mask::Null | Mask::Constant { .. } => true,
-        Mask::KeyedHash | Mask::EmailDomain | Mask::Last4 => kind == ColumnKind::String,
-        Mask::YearOnly => matches!(kind, ColumnKind::Date | ColumnKind::Timestamp),
-        Mask::Bucket { .. } => matches!(kind, ColumnKind::Long | ColumnKind::Double),
+        Mask::KeyedHash | Mask::EmailDomain | Mask::Last4 => kind == ColumnType::String,
+        Mask::YearOnly => matches!(kind, ColumnType::Date | ColumnType::Timestamp),
+        Mask::Bucket { .. } => matches!(kind, ColumnType::Long | ColumnType::Double),
     }
 }
 
@@ -164,18 +164,18 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             nullable: false,
         };
-        assert_eq!(rules.mask_for(&column(&["pii.email"], ColumnKind::String)), Some(Mask::EmailDomain));
+        assert_eq!(rules.mask_for(&column(&["pii.email"], ColumnType::String)), Some(Mask::EmailDomain));
         // Both orders of the tags: keyed_hash is more private than email_domain.
-        assert_eq!(rules.mask_for(&column(&["pii.email", "pii.any"], ColumnKind::String)), Some(Mask::KeyedHash));
-        assert_eq!(rules.mask_for(&column(&["pii.any", "pii.email"], ColumnKind::String)), Some(Mask::KeyedHash));
-        assert_eq!(rules.mask_for(&column(&["pii.email", "secret"], ColumnKind::String)), Some(Mask::Null));
-        assert_eq!(rules.mask_for(&column(&[], ColumnKind::String)), None);
+        assert_eq!(rules.mask_for(&column(&["pii.email", "pii.any"], ColumnType::String)), Some(Mask::KeyedHash));
+        assert_eq!(rules.mask_for(&column(&["pii.any", "pii.email"], ColumnType::String)), Some(Mask::KeyedHash));
+        assert_eq!(rules.mask_for(&column(&["pii.email", "secret"], ColumnType::String)), Some(Mask::Null));
+        assert_eq!(rules.mask_for(&column(&[], ColumnType::String)), None);
         let served = Served {
             name: DatasetName { catalog: "datafusion".into(), schema: "hr".into(), table: "staff".into() },
             tenant: None,
             classification: None,
             origin: String::new(),
-            columns: vec![column(&["money"], ColumnKind::String), column(&["secret"], ColumnKind::Long)],
+            columns: vec![column(&["money"], ColumnType::String), column(&["secret"], ColumnType::Long)],
             reads: Vec::new(),
         };
         let errors = rules.type_errors(std::slice::from_ref(&served));
