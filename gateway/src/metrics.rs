@@ -85,6 +85,8 @@ static BROWSER_SIGN_INS: Family<&'static str> = Family::new();
 static DECISIONS: Family<&'static str> = Family::new();
 /// (enforced, shadow) → calls the two policy sets decided differently.
 static SHADOW_DISAGREEMENTS: Family<(&'static str, &'static str)> = Family::new();
+/// `widens` / `rows` / `narrows` → allowed calls whose rows or columns the shadow set decided otherwise.
+static SHADOW_DATA_CHANGES: Family<&'static str> = Family::new();
 static RATE_LIMITED: Family<&'static str> = Family::new();
 static UPSTREAM_LATENCY: Family<&'static str, Histogram> = Family::new();
 
@@ -162,6 +164,10 @@ pub(crate) fn decision(allowed: bool) {
 pub(crate) fn shadow_disagreement(enforced: bool, shadow: bool) {
     let name = |allowed: bool| if allowed { "allow" } else { "deny" };
     SHADOW_DISAGREEMENTS.add((name(enforced), name(shadow)));
+}
+
+pub(crate) fn shadow_data_change(change: &'static str) {
+    SHADOW_DATA_CHANGES.add(change);
 }
 
 pub(crate) fn rate_limited(limiter: &'static str) {
@@ -307,6 +313,15 @@ pub fn render(now_unix: i64) -> String {
                 "gateway_authz_shadow_disagreements_total{{enforced=\"{enforced}\",shadow=\"{shadow}\"}} {}",
                 value(n)
             );
+        });
+        family(
+            &mut out,
+            "gateway_authz_shadow_data_changes_total",
+            "counter",
+            "Allowed calls whose rows or columns the shadow policy set decided otherwise.",
+        );
+        SHADOW_DATA_CHANGES.each(|change, n| {
+            let _ = writeln!(out, "gateway_authz_shadow_data_changes_total{{change=\"{change}\"}} {}", value(n));
         });
         family(&mut out, "gateway_rate_limited_total", "counter", "Requests refused by a rate limiter.");
         RATE_LIMITED.each(|limiter, n| {

@@ -351,15 +351,19 @@ fn authorization_of(json: &mut Json<'_>, a: &Authorization, p: Option<&Principal
     if let Ok(allowed) = &a.verdict.outcome
         && !allowed.data.is_empty()
     {
-        data_policies(json, &allowed.data);
+        data_policies(json, "data_policies", &allowed.data);
+    }
+    if let (Some(change), Some(theirs)) = (a.verdict.data_change(), &a.verdict.shadow_data) {
+        json.str("shadow_data_change", change);
+        data_policies(json, "shadow_data_policies", theirs);
     }
     json.end();
 }
 
 /// `data_policies`: per governed dataset the statement read, the row filter, the masks and
 /// the denied columns the engine enforced (what the caller's answer was made of).
-fn data_policies(json: &mut Json<'_>, data: &[identity::DatasetPolicy]) {
-    json.begin_array("data_policies");
+fn data_policies(json: &mut Json<'_>, key: &'static str, data: &[identity::DatasetPolicy]) {
+    json.begin_array(key);
     for policy in data {
         json.element();
         json.str("dataset", &policy.dataset);
@@ -532,6 +536,7 @@ mod tests {
             asks: Vec::new(),
             enforced: Some(Answer { allowed: true, policies: Vec::new(), refused: None }),
             shadow: None,
+            shadow_data: None,
         };
         let mut json = Vec::new();
         let mut writer = Json::object(&mut json);

@@ -268,6 +268,7 @@ mod tests {
             asks: asks.clone(),
             enforced: Some(refused),
             shadow: Some(Answer { allowed: true, policies: vec!["p".into()], refused: None }),
+            shadow_data: None,
         };
         let line = event(verdict, Some(alice()));
         let text = String::from_utf8_lossy(&line);
@@ -293,6 +294,7 @@ mod tests {
             asks: vec![Ask { action: "query", dataset: None }],
             enforced: Some(answer.clone()),
             shadow: Some(answer),
+            shadow_data: None,
         };
         let line = event(verdict, Some(alice()));
         assert!(!String::from_utf8_lossy(&line).contains("shadow"));
@@ -308,6 +310,7 @@ mod tests {
                 asks: vec![Ask { action: "query", dataset: None }],
                 enforced: Some(Answer { allowed: true, policies: vec![], refused: None }),
                 shadow: None,
+                shadow_data: None,
             },
             Some(alice()),
         );

@@ -249,21 +249,30 @@ impl Authorizer {
             // A shadow set that cannot even build the caller's entity refuses everything.
             self.answer(shadow, facts, &asks).unwrap_or_default()
         });
+        let mut shadow_data = None;
         let outcome = match enforced.refused.and_then(|i| asks.get(i)) {
             None if enforced.allowed => {
                 let describe = !accesses.is_empty() && accesses.iter().all(|a| a.endpoint == EndpointAction::Describe);
                 let listing = describe.then(|| self.principal_view(&live.enforced, facts).ok()).flatten();
                 let listing = listing.map(|view| self.listing(&live.enforced, &view, facts));
                 // A listing shows each governed dataset's columns as the caller may see them.
-                let data = match &listing {
-                    Some(listed) => self.data_policies(&live.enforced, facts, &[&scope[..], listed].concat()),
-                    None => self.data_policies(&live.enforced, facts, &scope),
+                let data_scope = match &listing {
+                    Some(listed) => [&scope[..], listed].concat(),
+                    None => scope.to_vec(),
+                };
+                let data = self.data_policies(&live.enforced, facts, &data_scope);
+                // The shadow set's rows and columns, kept only where they differ.
+                shadow_data = match (&live.shadow, &shadow) {
+                    (Some(set), Some(answer)) if answer.allowed && !data.is_empty() => {
+                        Some(self.data_policies(set, facts, &data_scope)).filter(|theirs| *theirs != data)
+                    }
+                    _ => None,
                 };
                 Ok(Allowed { listing, policy: Arc::clone(&live.enforced.bundle.fingerprint), scope, data })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
         };
-        Verdict { outcome, asks, enforced: Some(enforced), shadow }
+        Verdict { outcome, asks, enforced: Some(enforced), shadow, shadow_data }
     }
 
     /// The error a refused ask is answered with: 404 for a dataset the engine does not serve

@@ -157,8 +157,13 @@ mod tests {
             path: "/v1/sql",
             payload: b"SELECT 1",
         };
-        let allowed =
-            Arc::new(Verdict { outcome: Ok(Allowed::default()), asks: Vec::new(), enforced: None, shadow: None });
+        let allowed = Arc::new(Verdict {
+            outcome: Ok(Allowed::default()),
+            asks: Vec::new(),
+            enforced: None,
+            shadow: None,
+            shadow_data: None,
+        });
         cache.insert(&key, 100, &allowed);
         assert_eq!(cache.get(&key, 100), Some(allowed.clone()));
         assert_eq!(cache.get(&key, 101), None, "a new second");

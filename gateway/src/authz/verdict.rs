@@ -84,17 +84,52 @@ pub struct Verdict {
     pub enforced: Option<Answer>,
     /// The shadow set's answer, when a shadow set is configured and Cedar was asked.
     pub shadow: Option<Answer>,
+    /// The shadow set's row and column decisions, where both sets allowed the call and the
+    /// shadow set decided rows or columns otherwise.
+    pub shadow_data: Option<Arc<[identity::DatasetPolicy]>>,
 }
 
 impl Verdict {
     pub(super) fn refused(error: AuthzError) -> Self {
-        Self { outcome: Err(error), asks: Vec::new(), enforced: None, shadow: None }
+        Self { outcome: Err(error), asks: Vec::new(), enforced: None, shadow: None, shadow_data: None }
     }
 
     /// `(enforced allowed, shadow allowed)` when the two sets decided differently.
     pub fn disagreement(&self) -> Option<(bool, bool)> {
         let (enforced, shadow) = (self.enforced.as_ref()?, self.shadow.as_ref()?);
         (enforced.allowed != shadow.allowed).then_some((enforced.allowed, shadow.allowed))
+    }
+
+    /// How the shadow set's row and column decisions differ from the enforced ones:
+    /// `widens` (it shows a column the enforced set masks or denies, or unmasks it), else
+    /// `rows` (another row filter), else `narrows` (it masks or denies more).
+    pub fn data_change(&self) -> Option<&'static str> {
+        let shadow = self.shadow_data.as_ref()?;
+        let enforced = self.outcome.as_ref().ok()?;
+        let theirs = |dataset: &str| shadow.iter().find(|p| p.dataset == dataset);
+        let mut change = None;
+        for ours in enforced.data.iter() {
+            let Some(theirs) = theirs(&ours.dataset) else { continue };
+            let denies = |p: &identity::DatasetPolicy, column: &str| p.denied.iter().any(|c| c == column);
+            let rank = |p: &identity::DatasetPolicy, column: &str| {
+                p.masks.iter().find(|m| m.column == column).map(|m| m.mask.privacy_rank())
+            };
+            // A column the enforced set denies that the shadow set lets through, or one it
+            // masks that the shadow set shows raw or masks less privately.
+            let shows_more = ours.denied.iter().any(|c| !denies(theirs, c))
+                || ours.masks.iter().any(|m| {
+                    !denies(theirs, &m.column) && rank(theirs, &m.column).is_none_or(|r| r > m.mask.privacy_rank())
+                });
+            if shows_more {
+                return Some("widens");
+            }
+            if ours.rows != theirs.rows {
+                change = Some("rows");
+            } else if change.is_none() && ours != theirs {
+                change = Some("narrows");
+            }
+        }
+        change
     }
 }
 
@@ -132,6 +167,42 @@ mod tests {
 
     fn dataset(table: &str) -> DatasetName {
         DatasetName { catalog: "datafusion".into(), schema: "public".into(), table: table.into() }
+    }
+
+    #[test]
+    fn a_shadow_set_that_shows_more_of_a_column_widens() {
+        use identity::{ColumnMask, DatasetPolicy, Mask, RowFilter};
+        let policy = |denied: &[&str], masks: &[(&str, Mask)], rows: Option<RowFilter>| DatasetPolicy {
+            dataset: "datafusion.demo.customers".into(),
+            denied: denied.iter().map(|c| c.to_string()).collect(),
+            masks: masks.iter().map(|(c, m)| ColumnMask { column: c.to_string(), mask: m.clone() }).collect(),
+            unmasked: Vec::new(),
+            rows,
+        };
+        let verdict = |ours: DatasetPolicy, theirs: DatasetPolicy| Verdict {
+            outcome: Ok(Allowed { data: Arc::from(vec![ours]), ..Allowed::default() }),
+            asks: Vec::new(),
+            enforced: None,
+            shadow: None,
+            shadow_data: Some(Arc::from(vec![theirs])),
+        };
+        let enforced = || policy(&["national_id"], &[("email", Mask::KeyedHash)], Some(RowFilter::Bool(false)));
+        // Unmasks, masks less privately, or masks a denied column: widens.
+        let unmasked = policy(&["national_id"], &[], Some(RowFilter::Bool(false)));
+        let weaker = policy(&["national_id"], &[("email", Mask::EmailDomain)], Some(RowFilter::Bool(false)));
+        let undenied =
+            policy(&[], &[("email", Mask::KeyedHash), ("national_id", Mask::Null)], Some(RowFilter::Bool(false)));
+        for theirs in [unmasked, weaker, undenied] {
+            assert_eq!(verdict(enforced(), theirs).data_change(), Some("widens"));
+        }
+        let other_rows = policy(&["national_id"], &[("email", Mask::KeyedHash)], None);
+        assert_eq!(verdict(enforced(), other_rows).data_change(), Some("rows"));
+        let stricter = policy(&["national_id", "email"], &[], Some(RowFilter::Bool(false)));
+        assert_eq!(verdict(enforced(), stricter).data_change(), Some("narrows"));
+        let mut same = verdict(enforced(), enforced());
+        assert_eq!(same.data_change(), None);
+        same.shadow_data = None;
+        assert_eq!(same.data_change(), None);
     }
 
     #[test]
@@ -183,8 +254,13 @@ mod tests {
     #[test]
     fn a_disagreement_is_reported_only_when_both_sets_answered_differently() {
         let answer = |allowed| Some(Answer { allowed, ..Answer::default() });
-        let verdict =
-            |enforced, shadow| Verdict { outcome: Ok(Allowed::default()), asks: Vec::new(), enforced, shadow };
+        let verdict = |enforced, shadow| Verdict {
+            outcome: Ok(Allowed::default()),
+            asks: Vec::new(),
+            enforced,
+            shadow,
+            shadow_data: None,
+        };
         assert_eq!(verdict(answer(true), answer(false)).disagreement(), Some((true, false)));
         assert_eq!(verdict(answer(false), answer(true)).disagreement(), Some((false, true)));
         assert_eq!(verdict(answer(true), answer(true)).disagreement(), None);

@@ -56,6 +56,9 @@ impl Pipeline {
             if let Some((enforced, shadow)) = verdict.disagreement() {
                 crate::metrics::shadow_disagreement(enforced, shadow);
             }
+            if let Some(change) = verdict.data_change() {
+                crate::metrics::shadow_data_change(change);
+            }
         }
         if let Some(latency) = ctx.upstream_latency {
             crate::metrics::upstream_latency(self.name, latency);

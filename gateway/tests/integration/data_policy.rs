@@ -290,6 +290,59 @@ async fn the_rows_returned_are_exactly_the_rows_cedar_allows_through_every_state
     assert!(stdout.contains(&format!("{} passed, 0 failed", cases.len())), "{stdout}");
 }
 
+/// A shadow set that would unmask emails for everyone: reported as widening, never enforced.
+#[tokio::test]
+async fn a_shadow_set_that_unmasks_a_column_is_reported_and_never_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (enforced, shadow) = (dir.path().join("enforced"), dir.path().join("shadow"));
+    for folder in [&enforced, &shadow] {
+        std::fs::create_dir_all(folder).unwrap();
+        common::copy_shipped_policies(folder);
+    }
+    std::fs::write(
+        shadow.join("55-unmask-emails.cedar"),
+        "@id(\"unmask-emails\")\npermit(principal, action == Action::\"unmask\", resource is Column) when { resource.tags.contains(\"pii.email\") };\n",
+    )
+    .unwrap();
+    let key = apikeys::generate().unwrap();
+    let entry = ApiKeyEntry {
+        name: "acme-analyst".into(),
+        hash: key.hash,
+        groups: vec!["acme".into()],
+        tenant: Some("acme".into()),
+        expires: None,
+    };
+    let audit = dir.path().join("audit.log");
+    let audit_file = audit.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
+        c.authorization.policies = enforced.into();
+        c.authorization.shadow = Some(shadow.into());
+        c.audit.sinks = vec![gateway::config::SinkConfig::File {
+            path: audit_file.into(),
+            max_bytes: 1 << 30,
+            keep: 1,
+            fsync: gateway::config::FsyncPolicy::Never,
+        }];
+    })
+    .await;
+    let reply = sql(&stack, &key.key, "SELECT name, email FROM demo.customers ORDER BY customer_id").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("***@lovelace.example") && !reply.text().contains("ada@"), "{}", reply.text());
+    let metrics = gateway::internal::render_metrics(0);
+    assert!(metrics.contains(r#"gateway_authz_shadow_data_changes_total{change="widens"}"#), "{metrics}");
+    common::wait_for("the audit event", || {
+        common::read_events(&audit).iter().any(|e| e["unmapped"]["authorization"]["shadow_data_change"] == "widens")
+    })
+    .await;
+    let events = common::read_events(&audit);
+    let event = events.iter().find(|e| e["unmapped"]["authorization"]["shadow_data_change"] == "widens").unwrap();
+    let theirs = &event["unmapped"]["authorization"]["shadow_data_policies"][0];
+    assert!(!theirs["masked"].as_array().unwrap().iter().any(|m| m["column"] == "email"), "{event}");
+    let ours = &event["unmapped"]["authorization"]["data_policies"][0];
+    assert!(ours["masked"].as_array().unwrap().iter().any(|m| m["column"] == "email"), "{event}");
+}
+
 async fn sql(stack: &Stack, key: &str, sql: &str) -> Reply {
     stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", key)], sql).await.unwrap()
 }
