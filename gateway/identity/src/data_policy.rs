@@ -69,18 +69,19 @@ pub enum Mask {
 }
 
 impl Mask {
+    /// The masks' names, the most private first: the order [`Mask::privacy_rank`] counts.
+    pub const BY_PRIVACY: [&'static str; 7] =
+        ["null", "constant", "keyed_hash", "bucket", "year_only", "email_domain", "last4"];
+
     /// Lower is more private: null 0, constant 1, keyed_hash 2, bucket 3, year_only 4,
     /// email_domain 5, last4 6.
     pub fn privacy_rank(&self) -> u8 {
-        match self {
-            Mask::Null => 0,
-            Mask::Constant { .. } => 1,
-            Mask::KeyedHash => 2,
-            Mask::Bucket { .. } => 3,
-            Mask::YearOnly => 4,
-            Mask::EmailDomain => 5,
-            Mask::Last4 => 6,
-        }
+        Self::rank_of(self.name()).unwrap_or(0)
+    }
+
+    /// [`Mask::privacy_rank`] of the mask named `name`.
+    pub fn rank_of(name: &str) -> Option<u8> {
+        Self::BY_PRIVACY.iter().position(|n| *n == name).and_then(|i| u8::try_from(i).ok())
     }
 
     /// The mask's name as policies and messages spell it.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::ocsf::{API_ACTIVITY, PRODUCT_NAME as PRODUCT};
 use crate::authz::action::action_named;
+use crate::authz::data_change::{Decided, rank_of};
 use crate::authz::sql::DatasetName;
 use crate::authz::{Ask, RequestFacts};
 
@@ -32,6 +33,40 @@ pub struct Recorded {
     pub asks: Vec<Ask>,
     /// The ask the enforced set refused; `None` when the call was allowed.
     pub refused: Option<usize>,
+    /// The row and column decisions enforced, as the event records them; `None` for an
+    /// event written before they were recorded (nothing to compare with).
+    pub data: Option<Vec<RecordedData>>,
+}
+
+/// One dataset's row and column decision as an event records it
+/// (`unmapped.authorization.data_policies`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedData {
+    pub dataset: String,
+    /// The row filter as SQL, or `every row`.
+    pub rows: String,
+    #[serde(default)]
+    pub masked: Vec<RecordedMask>,
+    #[serde(default)]
+    pub denied: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedMask {
+    pub column: String,
+    pub mask: String,
+}
+
+impl RecordedData {
+    /// The decision in the form decisions are compared in.
+    pub(crate) fn decided(&self) -> Decided {
+        Decided {
+            dataset: self.dataset.clone(),
+            rows: self.rows.clone(),
+            masks: self.masked.iter().map(|m| (m.column.clone(), rank_of(&m.mask))).collect(),
+            denied: self.denied.clone(),
+        }
+    }
 }
 
 impl Recorded {
@@ -131,6 +166,7 @@ struct Authorization {
     client_cert_identity: Option<String>,
     requests: Vec<Request>,
     refused: Option<usize>,
+    data_policies: Option<Vec<RecordedData>>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +228,7 @@ pub fn parse(line: &[u8]) -> Result<Line, String> {
         now: authorization.now,
         asks,
         refused: authorization.refused,
+        data: authorization.data_policies,
     })))
 }
 

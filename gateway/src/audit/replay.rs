@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::recorded::{self, Line, Recorded};
+use super::recorded::{self, Line, Recorded, RecordedData};
+use crate::authz::data_change::{Decided, compare};
 use crate::authz::facts::principal_type;
 use crate::authz::{Ask, Authorizer};
 
@@ -26,11 +27,18 @@ const MAX_LINE: u64 = 16 * 1024 * 1024;
 /// One line of a file: its bytes, or why it was not read.
 type ReadLine = Result<Vec<u8>, String>;
 
-/// Which way a decision flips.
+/// Which way a decision flips: allow and deny, or, for a call both allow, its rows and
+/// columns (see `authz::data_change`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Direction {
     AllowToDeny,
     DenyToAllow,
+    /// The candidate shows a column the record masked or denied, or masks it less privately.
+    DataWidens,
+    /// The candidate filters the rows otherwise.
+    RowsChange,
+    /// The candidate masks or denies more.
+    DataNarrows,
 }
 
 impl Direction {
@@ -38,6 +46,9 @@ impl Direction {
         match self {
             Self::AllowToDeny => "allow_to_deny",
             Self::DenyToAllow => "deny_to_allow",
+            Self::DataWidens => "columns_widen",
+            Self::RowsChange => "rows_change",
+            Self::DataNarrows => "columns_narrow",
         }
     }
 }
@@ -211,6 +222,9 @@ fn decide_line(authz: &Authorizer, line: &[u8], Window { since, until }: Window)
     }
     let answer = authz.decide_asks(&recorded.facts(), &recorded.asks);
     let was_allowed = recorded.refused.is_none();
+    if answer.allowed && was_allowed {
+        return rows_and_columns(authz, &recorded);
+    }
     if answer.allowed == was_allowed {
         return Outcome::Agreed;
     }
@@ -223,6 +237,31 @@ fn decide_line(authz: &Authorizer, line: &[u8], Window { since, until }: Window)
         principal: principal_uid(&recorded),
         action: ask.map_or("any action", |a| a.action),
         resource: ask.map_or_else(|| "(the principal)".to_string(), |a| resource_uid(a, &recorded.path)),
+    };
+    Outcome::Flipped(key, recorded.request_id.clone())
+}
+
+/// A call both sets allow: whether the candidate decides its rows and columns otherwise than
+/// the record says they were (events without `data_policies` have nothing to compare).
+fn rows_and_columns(authz: &Authorizer, recorded: &Recorded) -> Outcome {
+    let Some(data) = &recorded.data else { return Outcome::Agreed };
+    let mut scope: Vec<String> =
+        recorded.asks.iter().filter_map(|a| a.dataset.as_ref().map(ToString::to_string)).collect();
+    scope.sort();
+    scope.dedup();
+    let ours: Vec<Decided> = data.iter().map(RecordedData::decided).collect();
+    let theirs: Vec<Decided> = authz.decide_data(&recorded.facts(), &scope).iter().map(Decided::of).collect();
+    let Some((change, dataset)) = compare(&ours, &theirs) else { return Outcome::Agreed };
+    let direction = match change {
+        "widens" => Direction::DataWidens,
+        "rows" => Direction::RowsChange,
+        _ => Direction::DataNarrows,
+    };
+    let key = FlipKey {
+        direction,
+        principal: principal_uid(recorded),
+        action: "select",
+        resource: format!("Dataset::{dataset:?}"),
     };
     Outcome::Flipped(key, recorded.request_id.clone())
 }

@@ -19,6 +19,7 @@ pub(crate) mod authorizer;
 pub(crate) mod cases;
 mod columns;
 mod context;
+pub(crate) mod data_change;
 mod data_policy;
 pub(crate) mod decisions;
 pub(crate) mod error;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::data_change::{Decided, compare};
 use super::error::AuthzError;
 use super::sql::{DatasetName, StatementAccess};
 
@@ -100,36 +101,14 @@ impl Verdict {
         (enforced.allowed != shadow.allowed).then_some((enforced.allowed, shadow.allowed))
     }
 
-    /// How the shadow set's row and column decisions differ from the enforced ones:
-    /// `widens` (it shows a column the enforced set masks or denies, or unmasks it), else
-    /// `rows` (another row filter), else `narrows` (it masks or denies more).
+    /// How the shadow set's row and column decisions differ from the enforced ones
+    /// (`widens`, `rows` or `narrows`, see [`super::data_change`]).
     pub fn data_change(&self) -> Option<&'static str> {
         let shadow = self.shadow_data.as_ref()?;
         let enforced = self.outcome.as_ref().ok()?;
-        let theirs = |dataset: &str| shadow.iter().find(|p| p.dataset == dataset);
-        let mut change = None;
-        for ours in enforced.data.iter() {
-            let Some(theirs) = theirs(&ours.dataset) else { continue };
-            let denies = |p: &identity::DatasetPolicy, column: &str| p.denied.iter().any(|c| c == column);
-            let rank = |p: &identity::DatasetPolicy, column: &str| {
-                p.masks.iter().find(|m| m.column == column).map(|m| m.mask.privacy_rank())
-            };
-            // A column the enforced set denies that the shadow set lets through, or one it
-            // masks that the shadow set shows raw or masks less privately.
-            let shows_more = ours.denied.iter().any(|c| !denies(theirs, c))
-                || ours.masks.iter().any(|m| {
-                    !denies(theirs, &m.column) && rank(theirs, &m.column).is_none_or(|r| r > m.mask.privacy_rank())
-                });
-            if shows_more {
-                return Some("widens");
-            }
-            if ours.rows != theirs.rows {
-                change = Some("rows");
-            } else if change.is_none() && ours != theirs {
-                change = Some("narrows");
-            }
-        }
-        change
+        let ours: Vec<Decided> = enforced.data.iter().map(Decided::of).collect();
+        let theirs: Vec<Decided> = shadow.iter().map(Decided::of).collect();
+        compare(&ours, &theirs).map(|(change, _)| change)
     }
 }
 

@@ -111,10 +111,24 @@ fn print_text(report: &Report, dir: &Path) {
         report.undecided,
         report.outside
     );
-    for direction in [Direction::AllowToDeny, Direction::DenyToAllow] {
+    for direction in [
+        Direction::AllowToDeny,
+        Direction::DenyToAllow,
+        Direction::DataWidens,
+        Direction::RowsChange,
+        Direction::DataNarrows,
+    ] {
         let groups: Vec<_> = report.flips.iter().filter(|(k, _)| k.direction == direction).collect();
         let total: u64 = groups.iter().map(|(_, g)| g.requests).sum();
-        let title = if direction == Direction::AllowToDeny { "allow → deny" } else { "deny → allow" };
+        let title = match direction {
+            Direction::AllowToDeny => "allow → deny",
+            Direction::DenyToAllow => "deny → allow",
+            // Allowed either way; only listed when some call's rows or columns change.
+            _ if total == 0 => continue,
+            Direction::DataWidens => "allowed, but columns shown that were masked or denied",
+            Direction::RowsChange => "allowed, with another row filter",
+            Direction::DataNarrows => "allowed, with more masked or denied",
+        };
         println!("{title}: {total} calls");
         for (key, group) in groups {
             println!(

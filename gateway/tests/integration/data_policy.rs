@@ -341,6 +341,27 @@ async fn a_shadow_set_that_unmasks_a_column_is_reported_and_never_enforced() {
     assert!(!theirs["masked"].as_array().unwrap().iter().any(|m| m["column"] == "email"), "{event}");
     let ours = &event["unmapped"]["authorization"]["data_policies"][0];
     assert!(ours["masked"].as_array().unwrap().iter().any(|m| m["column"] == "email"), "{event}");
+    // `policy replay` of the recorded call against the candidate reports the same widening;
+    // against the enforced set itself, nothing.
+    let replay = |candidate: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["policy", "replay", "--format", "json", "--events", audit.to_str().unwrap()])
+            .args(["--engine-config", common::embedded_engine_config().to_str().unwrap()])
+            .args(["--dir", candidate.to_str().unwrap()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let report = replay(&dir.path().join("shadow"));
+    let flips = report["flips"].as_array().unwrap();
+    assert!(
+        flips.iter().any(|f| f["direction"] == "columns_widen"
+            && f["resource"] == "Dataset::\"datafusion.demo.customers\""
+            && f["principal"] == "Service::\"acme-analyst\""),
+        "{report}"
+    );
+    assert_eq!(replay(&dir.path().join("enforced"))["flipped"], 0);
 }
 
 async fn sql(stack: &Stack, key: &str, sql: &str) -> Reply {
