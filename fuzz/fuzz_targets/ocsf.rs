@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         asks: asks.clone(),
         enforced: Some(Answer { allowed: false, policies: vec![id.to_string()], refused: Some(1) }),
         shadow: Some(Answer { allowed: true, policies: vec![sql.to_string()], refused: None }),
+        shadow_data: None,
     };
     let uri = http::Uri::builder().path_and_query(format!("/{}", path.escape_default())).build();
     let record = ApiRecord {
