@@ -12,6 +12,7 @@ import sys
 import time
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SCOPE = ["datafusion.bench.plain", "datafusion.bench.governed"]
 MASKS = [
@@ -46,8 +47,20 @@ def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def private_key(path):
+    """The key of a PKCS#8 PEM, v1 or v2 (aws-lc writes v2, with the public key, which this
+    `cryptography` does not read): the 32-byte seed is the OCTET STRING inside the private
+    key's OCTET STRING."""
+    pem = open(path).read()
+    der = base64.b64decode("".join(l for l in pem.splitlines() if not l.startswith("-----")))
+    at = der.find(b"\x04\x22\x04\x20")
+    if at < 0:
+        raise SystemExit(f"{path}: not an Ed25519 PKCS#8 key")
+    return Ed25519PrivateKey.from_private_bytes(der[at + 4 : at + 36])
+
+
 def main():
-    key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
+    key = private_key(sys.argv[1])
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     kid = hashlib.sha256(raw).hexdigest()[:16]
     now = int(time.time())

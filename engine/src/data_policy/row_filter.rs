@@ -2,14 +2,27 @@
 //! predicate over the table's columns. Built node by node from the closed expression
 //! language, never parsed from text. A column the table does not have is an error: the query
 //! is refused rather than the filter dropped.
+//!
+//! `x IS TRUE` is written as `x` where nothing negates it: a filter keeps the rows its
+//! predicate is true for, and with `AND` / `OR` alone a NULL that makes the whole true makes
+//! it true whatever it stands for, so the rows kept are the same, and a plain comparison
+//! lets the scan prune Parquet row groups by their statistics. Under `NOT` it stays.
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::logical_expr::{BinaryExpr, Expr, Like, Operator, in_list, lit};
 use identity::{Comparison, RowFilter};
 
-/// `filter` over a table of `schema`, whose columns `column` names.
+/// `filter` over a table of `schema`, whose columns `column` names, as a filter's predicate.
 pub(super) fn expr(filter: &RowFilter, schema: &Schema, column: &dyn Fn(&str) -> Expr) -> Result<Expr, String> {
-    let each = |items: &[RowFilter]| items.iter().map(|item| expr(item, schema, column)).collect::<Result<Vec<_>, _>>();
+    build(filter, schema, column, true)
+}
+
+/// `positive`: nothing above negates this node (see the module docs).
+fn build(filter: &RowFilter, schema: &Schema, column: &dyn Fn(&str) -> Expr, positive: bool) -> Result<Expr, String> {
+    let expr = |f: &RowFilter, schema: &Schema, column: &dyn Fn(&str) -> Expr| build(f, schema, column, false);
+    let each = |items: &[RowFilter]| {
+        items.iter().map(|item| build(item, schema, column, positive)).collect::<Result<Vec<_>, _>>()
+    };
     Ok(match filter {
         RowFilter::Bool(value) => lit(*value),
         RowFilter::Long(value) => lit(*value),
@@ -20,7 +33,7 @@ pub(super) fn expr(filter: &RowFilter, schema: &Schema, column: &dyn Fn(&str) ->
             }
             column(name)
         }
-        RowFilter::Not(inner) => Expr::Not(Box::new(expr(inner, schema, column)?)),
+        RowFilter::Not(inner) => Expr::Not(Box::new(build(inner, schema, column, false)?)),
         RowFilter::And(items) => each(items)?.into_iter().reduce(Expr::and).unwrap_or_else(|| lit(true)),
         RowFilter::Or(items) => each(items)?.into_iter().reduce(Expr::or).unwrap_or_else(|| lit(false)),
         RowFilter::Compare { op, left, right } => {
@@ -47,6 +60,7 @@ pub(super) fn expr(filter: &RowFilter, schema: &Schema, column: &dyn Fn(&str) ->
             false,
         )),
         RowFilter::IsNotNull(inner) => expr(inner, schema, column)?.is_not_null(),
-        RowFilter::IsTrue(inner) => expr(inner, schema, column)?.is_true(),
+        RowFilter::IsTrue(inner) if positive => build(inner, schema, column, true)?,
+        RowFilter::IsTrue(inner) => build(inner, schema, column, false)?.is_true(),
     })
 }
