@@ -6,6 +6,7 @@
 # (loadtests/stamp.py), as:
 #   plain     no policy
 #   open      the governed table under a decision that restricts nothing
+#   filtered  a row filter every row passes, no mask
 #   masked    a row filter every row passes and five masks (null, constant, last4,
 #             email_domain, year_only)
 #   selective a row filter 1% of the rows pass (id < 100000), the same five masks
@@ -84,11 +85,14 @@ bytes() { # TABLE CASE -> Parquet bytes scanned
 }
 plain=$(run plain bench.plain plain)
 open=$(run open bench.governed open)
+filtered=$(run filtered bench.governed filtered)
 masked=$(run masked bench.governed masked)
 selective=$(run selective bench.governed selective)
 echo "rows: $ROWS, rounds: $ROUNDS (median seconds per query)"
 echo "plain:     $plain   $(bytes bench.plain plain)"
 echo "open:      $open   $(bytes bench.governed open)"
+echo "filtered:  $filtered   $(bytes bench.governed filtered)"
 echo "masked:    $masked   $(bytes bench.governed masked)"
 echo "selective: $selective   $(bytes bench.governed selective)"
-awk -v p="$plain" -v m="$masked" -v o="$open" 'BEGIN {printf "masked / plain: %.3f   open / plain: %.3f\n", m / p, o / p}'
+awk -v p="$plain" -v m="$masked" -v o="$open" -v f="$filtered" \
+  'BEGIN {printf "open / plain: %.3f   filtered / plain: %.3f   masked / plain: %.3f\n", o / p, f / p, m / p}'

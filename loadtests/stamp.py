@@ -2,7 +2,7 @@
 key id = the first 8 bytes of the public key's SHA-256), for the row and column policy
 benchmark (run-data-policy-benchmark.sh), which talks to the engine directly.
 
-  python3 loadtests/stamp.py STAMP_KEY_PEM CASE     # CASE: plain | open | masked | selective
+  python3 loadtests/stamp.py STAMP_KEY_PEM CASE     # CASE: plain | open | filtered | masked | selective
 """
 
 import base64
@@ -34,6 +34,9 @@ def decision(case):
     governed = {"dataset": "datafusion.bench.governed"}
     if case == "open":
         governed["unmasked"] = TAGGED
+    elif case == "filtered":
+        governed["unmasked"] = TAGGED
+        governed["rows"] = rows("gt_eq", 0)
     elif case == "masked":
         governed["masks"] = MASKS
         governed["rows"] = rows("gt_eq", 0)
