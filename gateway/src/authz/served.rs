@@ -78,8 +78,14 @@ pub(crate) fn read(path: &Path, defaults: &NameDefaults) -> Result<Vec<Served>, 
         for (i, entry) in entries.into_iter().enumerate() {
             let origin = format!("{}: {section}[{i}] ({})", path.display(), entry.name);
             let name = parse(&entry.name, defaults, &origin)?;
-            let reads = match &entry.sql {
-                Some(sql) => view_reads(sql, defaults).map_err(|e| format!("{origin}: {e}"))?,
+            // A view whose SQL the gateway cannot read gets no decisions for the tables it
+            // reads: the engine then refuses it if one is governed (fail closed).
+            let reads = match entry.sql.as_deref().map(|sql| view_reads(sql, defaults)) {
+                Some(Ok(reads)) => reads,
+                Some(Err(error)) => {
+                    tracing::warn!(%origin, %error, "cannot tell which datasets this view reads");
+                    Vec::new()
+                }
                 None => Vec::new(),
             };
             let (tenant, classification) = (entry.tenant, entry.classification);
