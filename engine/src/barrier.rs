@@ -59,6 +59,11 @@ impl BarrierView {
         Self { plan, schema, definition, pushable, forbidden: Vec::new() }
     }
 
+    /// The view's own plan (what access history follows to the base tables).
+    pub(crate) fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
     /// Refuses a scan of `projection` (`None`: every column) that reads a denied column. Asked
     /// after the optimizer pruned what the query does not use: reading a denied column then
     /// means the query uses it.

@@ -26,7 +26,7 @@ pub enum EngineError {
     Forbidden(String),
     /// The query reads a column that row and column policy denies the caller.
     #[error("{0}")]
-    ColumnForbidden(String),
+    ColumnForbidden(crate::data_policy::ColumnForbidden),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -86,7 +86,21 @@ impl EngineError {
     }
 
     pub fn grpc_status(&self) -> tonic::Status {
-        tonic::Status::new(self.kind().grpc, self.to_string())
+        let mut status = tonic::Status::new(self.kind().grpc, self.to_string());
+        if let Some(report) = self.access_report()
+            && let Ok(value) = report.parse()
+        {
+            status.metadata_mut().insert(identity::ACCESS_HEADER, value);
+        }
+        status
+    }
+
+    /// The access report a refusal carries (the column policy denied), as its header value:
+    /// it names what the message already names, so it goes out whether or not it was asked.
+    pub fn access_report(&self) -> Option<String> {
+        let EngineError::ColumnForbidden(denied) = self else { return None };
+        let denied = identity::DeniedColumn { dataset: denied.dataset.clone(), column: denied.column.clone() };
+        Some(identity::AccessReport { denied: Some(denied), ..identity::AccessReport::default() }.to_header())
     }
 
     /// Logs the detail of internal errors (which clients never see).
@@ -103,7 +117,7 @@ impl From<DataFusionError> for EngineError {
         if let DataFusionError::External(inner) = error.find_root()
             && let Some(denied) = inner.downcast_ref::<crate::data_policy::ColumnForbidden>()
         {
-            return EngineError::ColumnForbidden(denied.to_string());
+            return EngineError::ColumnForbidden(denied.clone());
         }
         if let DataFusionError::External(inner) = error.find_root()
             && inner.is::<crate::data_policy::Undecided>()
@@ -164,7 +178,10 @@ mod tests {
             EngineError::Query(String::new()),
             EngineError::TooComplex(complexity::TooComplex::Operators),
             EngineError::Forbidden(String::new()),
-            EngineError::ColumnForbidden(String::new()),
+            EngineError::ColumnForbidden(crate::data_policy::ColumnForbidden {
+                dataset: String::new(),
+                column: String::new(),
+            }),
             EngineError::NotFound(String::new()),
             EngineError::MethodNotAllowed,
             EngineError::PayloadTooLarge(1),

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -15,7 +16,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use identity::{REQUEST_ID_HEADER, STAMP_HEADER};
+use identity::{ACCESS_HEADER, REPORT_HEADER, REQUEST_ID_HEADER, ROWS_HEADER, STAMP_HEADER};
 
 use crate::caller::Authenticator;
 use crate::config::Limits;
@@ -43,7 +44,11 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
         Ok(response) => response,
         Err(error) => {
             error.log(&request_id);
-            error_response(&error, &request_id)
+            let mut response = error_response(&error, &request_id);
+            if let Some(report) = error.access_report().and_then(|r| HeaderValue::from_str(&r).ok()) {
+                response.headers_mut().insert(ACCESS_HEADER, report);
+            }
+            response
         }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -64,6 +69,8 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Result<Response<B
 
 async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, EngineError> {
     let caller = shared.auth.authenticate(request.headers().get(STAMP_HEADER).map(|v| v.as_bytes()))?;
+    // The gateway's audit wants what was read and how many rows went out.
+    let report = request.headers().contains_key(REPORT_HEADER);
     let media = encode::negotiate(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()))?;
     let limit = shared.limits.max_sql_bytes;
     let declared =
@@ -85,36 +92,53 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     }
 
     let frame = shared.engine.plan(&caller, sql).await?;
+    let access = report.then(|| crate::access::header(&frame)).flatten();
     let mut stream = shared.engine.execute(frame).await?;
     let schema = stream.schema();
     // Wait for the first batch so that errors raised when execution starts (a missing file,
     // a failed cast) still get a proper status instead of a truncated 200.
     let first = stream.next().await.transpose()?;
     let mut encoder = Encoder::new(media, schema)?;
+    let mut rows = 0u64;
     // A small result goes out whole, with a Content-Length: encode the batches that are
     // ready now (never waiting for more) up to SMALL_RESULT_BYTES. If that is the whole
     // result, the response is one write and one TCP segment; a later error still gets its
     // status. Otherwise what was encoded is the first chunk and the rest streams.
     let mut head = BytesMut::new();
     if let Some(batch) = &first {
+        rows += batch.num_rows() as u64;
         head.extend_from_slice(&encoder.batch(batch)?);
     }
     while head.len() < SMALL_RESULT_BYTES {
         match stream.next().now_or_never() {
-            Some(Some(batch)) => head.extend_from_slice(&encoder.batch(&batch?)?),
+            Some(Some(batch)) => {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                head.extend_from_slice(&encoder.batch(&batch)?);
+            }
             Some(None) => {
                 head.extend_from_slice(&encoder.finish()?);
-                return Ok(full(StatusCode::OK, media, head.freeze()));
+                let mut response = full(StatusCode::OK, media, head.freeze());
+                if report {
+                    response.headers_mut().insert(ROWS_HEADER, HeaderValue::from(rows));
+                }
+                return Ok(with_access(response, access));
             }
             None => break,
         }
     }
     let head = head.freeze();
+    // Rows sent, for the trailer the gateway's audit reads (the head is already gone).
+    let sent = Arc::new(AtomicU64::new(rows));
+    let counter = Arc::clone(&sent);
     let rest = stream.map_err(EngineError::from);
     let chunks = futures::stream::once(async move { Ok(head) })
-        .chain(rest.map(Some).chain(futures::stream::once(async { None })).scan(encoder, |encoder, item| {
+        .chain(rest.map(Some).chain(futures::stream::once(async { None })).scan(encoder, move |encoder, item| {
             let out = match item {
-                Some(Ok(batch)) => encoder.batch(&batch).map_err(EngineError::from),
+                Some(Ok(batch)) => {
+                    counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    encoder.batch(&batch).map_err(EngineError::from)
+                }
                 Some(Err(error)) => Err(error),
                 None => encoder.finish().map_err(EngineError::from),
             };
@@ -128,11 +152,32 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
                 tracing::warn!(%error, "query failed while streaming its result");
                 Err(std::io::Error::other(error.to_string()))
             }
-        });
+        })
+        // After the last byte (never after an error, which ends the body): the rows sent.
+        .chain(
+            futures::stream::once(async move {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert(ROWS_HEADER, HeaderValue::from(sent.load(Ordering::Relaxed)));
+                Ok(Frame::trailers(trailers))
+            })
+            .take(usize::from(report)),
+        );
     let body = BodyExt::boxed_unsync(StreamBody::new(chunks));
     let mut response = Response::new(body);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media));
-    Ok(response)
+    if report {
+        // HTTP/1.1 sends only the trailer fields the head announces.
+        response.headers_mut().insert(http::header::TRAILER, HeaderValue::from_static(ROWS_HEADER));
+    }
+    Ok(with_access(response, access))
+}
+
+/// `response` with the statement's access report on its head, when the gateway asked.
+fn with_access(mut response: Response<Body>, access: Option<String>) -> Response<Body> {
+    if let Some(value) = access.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(ACCESS_HEADER, value);
+    }
+    response
 }
 
 async fn datasets(shared: &Shared, request: &Request<Incoming>) -> Result<Response<Body>, EngineError> {

@@ -5,6 +5,7 @@
 //! carrying the caller ([`query`]) → refuse what the SQL options forbid → execute and stream
 //! ([`http`], [`flight`]). Errors map to statuses in one place ([`error`]).
 
+mod access;
 mod barrier;
 mod bounded_functions;
 pub mod caller;

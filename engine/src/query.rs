@@ -145,7 +145,7 @@ impl QueryEngine {
                 ))
             })?
             .map_err(|error| match crate::data_policy::denied_reference(&error, &caller.data) {
-                Some(denied) => EngineError::ColumnForbidden(denied.to_string()),
+                Some(denied) => EngineError::ColumnForbidden(denied),
                 None => EngineError::from(error),
             })?;
         self.sql_options

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A query referenced a column policy denies it; answered `column_forbidden` (403).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ColumnForbidden {
     pub dataset: String,
     pub column: String,

@@ -5,6 +5,7 @@
 //! Tickets and prepared-statement handles are bound to the caller that created them.
 
 pub mod handles;
+pub(crate) mod rows_trailer;
 mod session;
 pub mod tickets;
 
@@ -180,13 +181,34 @@ fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -
     Ok(Response::new(info))
 }
 
-/// Streams a query's batches as Flight data, with the schema first (also for no rows).
-async fn stream_frame(engine: &QueryEngine, frame: DataFrame) -> Result<Response<DataStream>, Status> {
+/// Streams a query's batches as Flight data, with the schema first (also for no rows). With
+/// `report` (the gateway's audit asked), the statement's access report goes in the response
+/// metadata and the rows sent in a trailer ([`rows_trailer`]).
+async fn stream_frame(engine: &QueryEngine, frame: DataFrame, report: bool) -> Result<Response<DataStream>, Status> {
+    let access = report.then(|| crate::access::header(&frame)).flatten();
     let stream = engine.execute(frame).await?;
     let schema = stream.schema();
-    let batches = stream.map_err(|e| FlightError::from(datafusion::arrow::error::ArrowError::from(e)));
+    let sent = rows_trailer::RowsSent::default();
+    let counter = Arc::clone(&sent.0);
+    let batches = stream
+        .inspect_ok(move |batch| {
+            counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+        })
+        .map_err(|e| FlightError::from(datafusion::arrow::error::ArrowError::from(e)));
     let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
-    Ok(Response::new(Box::pin(flight)))
+    let mut response: Response<DataStream> = Response::new(Box::pin(flight));
+    if report {
+        if let Some(value) = access.and_then(|a| a.parse().ok()) {
+            response.metadata_mut().insert(identity::ACCESS_HEADER, value);
+        }
+        response.extensions_mut().insert(sent);
+    }
+    Ok(response)
+}
+
+/// Whether the gateway asked for the access report (see [`identity::REPORT_HEADER`]).
+fn wants_report<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(identity::REPORT_HEADER)
 }
 
 fn stream_batch(batch: RecordBatch) -> Response<DataStream> {
@@ -264,7 +286,8 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let planned = self.tickets.open(&ticket.statement_handle, &caller, &policy(&request))?;
-        stream_frame(&self.engine, self.plan(caller, &planned, None).await?).await
+        let report = wants_report(&request);
+        stream_frame(&self.engine, self.plan(caller, &planned, None).await?, report).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -335,7 +358,8 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<DataStream>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
-        stream_frame(&self.engine, self.plan(caller, &statement.planned, statement.params).await?).await
+        let report = wants_report(&request);
+        stream_frame(&self.engine, self.plan(caller, &statement.planned, statement.params).await?, report).await
     }
 
     async fn do_action_close_prepared_statement(

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use identity::{ColumnMask, Comparison, DatasetPolicy, Grant, Mask, RowFilter, STAMP_HEADER};
 use tonic::transport::Channel;
 
-const CONFIG: &str = "demo_data: true
+pub(crate) const CONFIG: &str = "demo_data: true
 views:
   - {name: contacts, sql: 'SELECT name, email, phone, tenant FROM demo.customers'}
 columns:
@@ -50,7 +50,7 @@ const RAW: &[&str] = &[
 
 /// acme's analyst: acme's rows only, emails to their domain, phones to the last four digits,
 /// national ids denied.
-fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
+pub(crate) fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
     vec![DatasetPolicy {
         dataset: dataset("demo.customers"),
         denied: vec!["national_id".into()],
@@ -67,7 +67,7 @@ fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
     }]
 }
 
-fn stamp(engine: &TestEngine, scope: &[&str], data: &[DatasetPolicy]) -> String {
+pub(crate) fn stamp(engine: &TestEngine, scope: &[&str], data: &[DatasetPolicy]) -> String {
     let scope: Vec<String> = scope.iter().map(|d| dataset(d)).collect();
     let grant = Grant { scope: &scope, data, ..Grant::default() };
     engine.signer.sign_with(&user("alice", &["acme"]), grant, now(), 60).unwrap()
@@ -265,7 +265,7 @@ async fn a_declaration_that_does_not_match_the_table_stops_the_engine() {
     }
 }
 
-async fn flight(engine: &TestEngine, stamp: &str) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn flight(engine: &TestEngine, stamp: &str) -> FlightSqlServiceClient<Channel> {
     let channel = Channel::from_shared(engine.flight_url()).unwrap().connect().await.unwrap();
     let mut client = FlightSqlServiceClient::new(channel);
     client.set_header(STAMP_HEADER, stamp);

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod access;
 mod cluster;
 mod data_policy;
 mod flight_sql;

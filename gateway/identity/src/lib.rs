@@ -12,6 +12,7 @@
 //!
 //! This crate does no I/O: keys come in as PEM bytes and go out as PEM strings.
 
+mod access;
 mod cache;
 mod data_policy;
 mod dataset;
@@ -19,6 +20,9 @@ mod keys;
 mod principal;
 mod stamp;
 
+pub use access::{
+    ACCESS_HEADER, AccessReport, DeniedColumn, MAX_ACCESS_REPORT_BYTES, REPORT_HEADER, ROWS_HEADER, ReadColumns,
+};
 pub use cache::ExpiringCache;
 pub use data_policy::{ColumnMask, ColumnType, Comparison, DatasetPolicy, LikePart, Mask, RowFilter, like_pattern};
 pub use dataset::{dataset_id, write_dataset_id};

@@ -11,12 +11,14 @@ use bytes::Bytes;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A response as the tests read it: status, headers and the whole body.
+/// A response as the tests read it: status, headers, the whole body and its trailers.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// The trailers after the body, when the server sent any.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Reply {

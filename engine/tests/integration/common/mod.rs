@@ -150,8 +150,9 @@ pub mod reqwest_lite {
             let response = self.inner.request(builder.body(Full::new(body.into())).unwrap()).await.unwrap();
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            Reply { status, headers, body }
+            let collected = response.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned();
+            Reply { status, headers, body: collected.to_bytes(), trailers }
         }
 
         /// POST /v1/sql with an optional stamp.

@@ -322,8 +322,9 @@ impl Client {
         let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Reply { status, headers, body })
+        let collected = response.into_body().collect().await.map_err(|e| e.to_string())?;
+        let trailers = collected.trailers().cloned();
+        Ok(Reply { status, headers, body: collected.to_bytes(), trailers })
     }
 
     pub async fn sql(&self, addr: SocketAddr, sql: &str) -> Result<Reply, String> {
