@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
         error: Some(("forbidden", sql.to_string())),
         upstream_error: Some((id.to_string(), sql.to_string())),
         planned_by: None,
+        // An engine's report that is not one still makes one JSON line.
+        access: http::HeaderValue::from_bytes(sql.as_bytes()).ok(),
+        rows: Some(sql.len() as u64),
         bytes_in: 0,
         bytes_out: 0,
         duration_us: 1,

@@ -123,6 +123,11 @@ impl HotPath {
             error: None,
             upstream_error: None,
             planned_by: None,
+            // What the engine reports for that statement.
+            access: Some(HeaderValue::from_static(
+                r#"{"read":[{"dataset":"datafusion.acme.orders","columns":["amount","tenant"]}],"base":[{"dataset":"datafusion.demo.orders","columns":["amount","tenant"]}]}"#,
+            )),
+            rows: Some(1),
             bytes_in: 57,
             bytes_out: 30,
             duration_us: 130,

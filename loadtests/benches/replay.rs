@@ -82,6 +82,8 @@ fn recorded_events(authz: &Authorizer, path: &Path) {
             error: None,
             upstream_error: None,
             planned_by: None,
+            access: None,
+            rows: None,
             bytes_in: query.len() as u64,
             bytes_out: 300,
             duration_us: 900,

@@ -204,6 +204,7 @@ mod tests {
             masks: vec![identity::ColumnMask { column: "email".into(), mask: identity::Mask::KeyedHash }],
             unmasked: vec!["phone".into()],
             rows: Some(identity::RowFilter::Bool(false)),
+            row_policies: Vec::new(),
         }]
         .into();
         let planned = Planned { sql: "SELECT 1".into(), listing, scope, data: data.clone() };

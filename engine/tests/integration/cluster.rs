@@ -383,6 +383,7 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         masks: Vec::new(),
         unmasked: Vec::new(),
         rows: Some(identity::RowFilter::Bool(false)),
+        row_policies: Vec::new(),
     }];
     let grant = identity::Grant { scope: &coordinator.served, data: &filtered, ..identity::Grant::default() };
     let stamp = coordinator.signer.sign_with(&alice, grant, crate::common::now(), 60).unwrap();

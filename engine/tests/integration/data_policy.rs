@@ -64,6 +64,7 @@ pub(crate) fn analyst_policy(mask: Mask) -> Vec<DatasetPolicy> {
             left: Box::new(RowFilter::Column("tenant".into())),
             right: Box::new(RowFilter::String("acme".into())),
         }))),
+        row_policies: Vec::new(),
     }]
 }
 
@@ -213,6 +214,7 @@ async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() 
         masks: vec![],
         unmasked: vec!["email".into()],
         rows: None,
+        row_policies: Vec::new(),
     }];
     let reply =
         engine.http.sql(Some(&stamp(&engine, &["demo.customers"], &unaware)), "SELECT name FROM demo.customers").await;
@@ -226,6 +228,7 @@ async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() 
         masks: vec![],
         unmasked: tagged(),
         rows: None,
+        row_policies: Vec::new(),
     }];
     let admin = stamp(&engine, &["demo.customers"], &open);
     let reply = engine.http.sql(Some(&admin), "SELECT count(*) AS n FROM demo.customers").await;
@@ -237,6 +240,7 @@ async fn keyed_hashes_join_and_a_governed_table_without_a_decision_is_refused() 
         masks: vec![],
         unmasked: tagged(),
         rows: Some(RowFilter::IsTrue(Box::new(RowFilter::Column("region".into())))),
+        row_policies: Vec::new(),
     }];
     let reply =
         engine.http.sql(Some(&stamp(&engine, &["demo.customers"], &broken)), "SELECT name FROM demo.customers").await;

@@ -29,6 +29,10 @@ pub struct DatasetPolicy {
     /// The rows the caller sees; absent: every row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowFilter>,
+    /// The `select_row` policies `rows` was made of (their ids), for the gateway's audit
+    /// event. Not signed: the engine enforces the filter, not where it came from.
+    #[serde(skip)]
+    pub row_policies: Vec<String>,
 }
 
 impl DatasetPolicy {
@@ -315,6 +319,7 @@ mod tests {
             masks: vec![ColumnMask { column: "email".into(), mask: Mask::EmailDomain }],
             unmasked: vec!["phone".into()],
             rows: Some(filter.clone()),
+            row_policies: Vec::new(),
         };
         let json = serde_json::to_string(&policy).unwrap();
         assert_eq!(serde_json::from_str::<DatasetPolicy>(&json).unwrap(), policy);
@@ -323,7 +328,14 @@ mod tests {
             r#"((("tenant" = 'o''brien') IS TRUE) AND NOT ("name" LIKE '50\%\_%' ESCAPE '\'))"#
         );
         assert!(policy.restricts());
-        let open = DatasetPolicy { dataset: "x".into(), denied: vec![], masks: vec![], unmasked: vec![], rows: None };
+        let open = DatasetPolicy {
+            dataset: "x".into(),
+            denied: vec![],
+            masks: vec![],
+            unmasked: vec![],
+            rows: None,
+            row_policies: Vec::new(),
+        };
         assert!(!open.restricts());
         // Unknown fields and unknown masks are refused, not ignored.
         assert!(serde_json::from_str::<DatasetPolicy>(r#"{"dataset":"x","extra":1}"#).is_err());

@@ -643,6 +643,7 @@ mod tests {
             masks: Vec::new(),
             unmasked: Vec::new(),
             rows: None,
+            row_policies: Vec::new(),
         }]);
         let restricted = issuer.stamp_for_at(&alice(), &policy, &bank, &masked, NOW + 2).unwrap();
         assert!(!Arc::ptr_eq(&for_bank, &restricted));
@@ -678,6 +679,7 @@ mod tests {
                 left: Box::new(crate::data_policy::RowFilter::Column("tenant".into())),
                 right: Box::new(crate::data_policy::RowFilter::String("acme".into())),
             }))),
+            row_policies: Vec::new(),
         };
         let scope = vec![policy.dataset.clone()];
         let data = [policy];

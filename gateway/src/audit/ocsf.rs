@@ -192,6 +192,7 @@ impl Formatter {
         if let Some(authorization) = &r.authorization {
             authorization_of(json, authorization, r.principal.as_deref());
         }
+        access_of(json, r.access.as_ref(), r.rows);
         json.opt_str("error_code", r.error.as_ref().map(|(code, _)| *code));
         json.opt_str("engine_error_code", r.upstream_error.as_ref().map(|(code, _)| code.as_str()));
         json.opt_u64("grpc_status", r.grpc_status.map(u64::from));
@@ -368,6 +369,13 @@ fn data_policies(json: &mut Json<'_>, key: &'static str, data: &[identity::Datas
         json.element();
         json.str("dataset", &policy.dataset);
         json.str("rows", &policy.rows.as_ref().map_or_else(|| "every row".to_string(), identity::RowFilter::to_sql));
+        if !policy.row_policies.is_empty() {
+            json.begin_array("row_policies");
+            for id in &policy.row_policies {
+                json.string_element(id);
+            }
+            json.end_array();
+        }
         json.begin_array("masked");
         for mask in &policy.masks {
             json.element();
@@ -384,6 +392,47 @@ fn data_policies(json: &mut Json<'_>, key: &'static str, data: &[identity::Datas
         json.end();
     }
     json.end_array();
+}
+
+/// `unmapped.access`: what the statement read by the engine's report (the relations it names
+/// and the base tables it reads through views, each with its columns, or the column it was
+/// refused for) and the rows the engine sent.
+fn access_of(json: &mut Json<'_>, access: Option<&http::HeaderValue>, rows: Option<u64>) {
+    if access.is_none() && rows.is_none() {
+        return;
+    }
+    json.begin("access");
+    match access.map(|value| identity::AccessReport::from_header(value.as_bytes())) {
+        Some(Ok(report)) => {
+            for (key, reads) in [("read", &report.read), ("base", &report.base)] {
+                json.begin_array(key);
+                for read in reads {
+                    json.element();
+                    json.str("dataset", &read.dataset);
+                    json.begin_array("columns");
+                    for column in &read.columns {
+                        json.string_element(column);
+                    }
+                    json.end_array();
+                    json.end();
+                }
+                json.end_array();
+            }
+            if let Some(denied) = &report.denied {
+                json.begin("denied");
+                json.str("dataset", &denied.dataset);
+                json.str("column", &denied.column);
+                json.end();
+            }
+            if report.columns_omitted {
+                json.bool("columns_omitted", true);
+            }
+        }
+        Some(Err(_)) => json.str("report_error", "the engine's access report could not be read"),
+        None => {}
+    }
+    json.opt_u64("rows", rows);
+    json.end();
 }
 
 fn answer(json: &mut Json<'_>, key: &'static str, answer: &Answer) {
@@ -498,6 +547,8 @@ mod tests {
             error: None,
             upstream_error: Some(("query_error".into(), "no column named secret_literal".into())),
             planned_by: None,
+            access: None,
+            rows: None,
             bytes_in: 0,
             bytes_out: 0,
             duration_us: 0,
@@ -530,6 +581,7 @@ mod tests {
             masks: vec![identity::ColumnMask { column: "email".into(), mask: identity::Mask::EmailDomain }],
             unmasked: vec!["phone".into()],
             rows: Some(identity::RowFilter::Bool(false)),
+            row_policies: vec!["customers-of-own-tenant".into()],
         }]);
         let verdict = Verdict {
             outcome: Ok(Allowed { data, ..Allowed::default() }),
@@ -550,6 +602,40 @@ mod tests {
         assert_eq!(decided["rows"], "FALSE");
         assert_eq!(decided["masked"][0], serde_json::json!({"column": "email", "mask": "email_domain"}));
         assert_eq!(decided["denied"], serde_json::json!(["national_id"]));
+        assert_eq!(decided["row_policies"], serde_json::json!(["customers-of-own-tenant"]));
+    }
+
+    fn access_event(access: Option<&str>, rows: Option<u64>) -> serde_json::Value {
+        let mut json = Vec::new();
+        let mut writer = Json::object(&mut json);
+        let access = access.map(|a| http::HeaderValue::from_str(a).unwrap());
+        access_of(&mut writer, access.as_ref(), rows);
+        writer.finish();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn the_engines_access_report_and_rows_are_in_the_event_and_a_bad_report_is_named() {
+        let report = identity::AccessReport {
+            read: vec![identity::ReadColumns { dataset: "d.s.v".into(), columns: vec!["a".into()] }],
+            base: vec![identity::ReadColumns { dataset: "d.s.t".into(), columns: vec!["a".into(), "b".into()] }],
+            ..identity::AccessReport::default()
+        };
+        let event = access_event(Some(&report.to_header()), Some(7));
+        assert_eq!(
+            event["access"],
+            serde_json::json!({
+                "read": [{"dataset": "d.s.v", "columns": ["a"]}],
+                "base": [{"dataset": "d.s.t", "columns": ["a", "b"]}],
+                "rows": 7,
+            })
+        );
+        let garbled = access_event(Some("{not json"), None);
+        assert_eq!(
+            garbled["access"],
+            serde_json::json!({"report_error": "the engine's access report could not be read"})
+        );
+        assert_eq!(access_event(None, None), serde_json::json!({}));
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub struct ApiRecord {
     /// For a call that runs what another planned (a DoGet of a statement ticket): the
     /// planning request's id, the event's correlation id.
     pub planned_by: Option<String>,
+    /// The engine's access report ([`identity::AccessReport`], read on the writer thread):
+    /// what the statement read, as written and through views, or the column it was refused for.
+    pub access: Option<HeaderValue>,
+    /// The rows the engine sent (its count, from the head or the trailers); `None` when the
+    /// response did not end normally or carried no result.
+    pub rows: Option<u64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_us: u64,

@@ -270,6 +270,8 @@ mod tests {
             error: None,
             upstream_error: None,
             planned_by: None,
+            access: None,
+            rows: None,
             bytes_in: 0,
             bytes_out: 0,
             duration_us: 0,

@@ -367,6 +367,7 @@ impl Authorizer {
                         masks: Vec::new(),
                         unmasked: Vec::new(),
                         rows: Some(identity::RowFilter::Bool(false)),
+                        row_policies: Vec::new(),
                     })
                     .collect();
             }

@@ -64,26 +64,31 @@ pub(crate) fn decide(
             }
         }
     }
-    let rows = match (&dataset.row_type, rows) {
+    let (rows, row_policies) = match (&dataset.row_type, rows) {
         (Some(row_type), Some((question, context))) => {
-            Some(context.and_then(|context| row_filter(question, row_type, context)).unwrap_or_else(|error| {
-                tracing::error!(dataset = %dataset.name, %error, "cannot decide the row filter: no row is shown");
-                RowFilter::Bool(false)
-            }))
+            match context.and_then(|context| row_filter(question, row_type, context)) {
+                Ok((filter, policies)) => (Some(filter), policies),
+                Err(error) => {
+                    tracing::error!(dataset = %dataset.name, %error, "cannot decide the row filter: no row is shown");
+                    (Some(RowFilter::Bool(false)), Vec::new())
+                }
+            }
         }
-        (Some(_), None) => Some(RowFilter::Bool(false)),
-        (None, _) => None,
+        (Some(_), None) => (Some(RowFilter::Bool(false)), Vec::new()),
+        (None, _) => (None, Vec::new()),
     };
     let rows = rows.filter(|filter| *filter != RowFilter::Bool(true));
-    DatasetPolicy { dataset: dataset.name.to_string(), denied, masks: masked, unmasked, rows }
+    DatasetPolicy { dataset: dataset.name.to_string(), denied, masks: masked, unmasked, rows, row_policies }
 }
 
-/// The `select_row` policies for this caller with the row unknown, as one filter.
+/// The `select_row` policies for this caller with the row unknown, as one filter, with the
+/// ids of the policies it was made of (a forbid that holds for every row alone, else every
+/// permit and forbid whose condition depends on the row or holds).
 fn row_filter(
     question: &RowQuestion<'_>,
     row_type: &cedar_policy::EntityTypeName,
     context: Context,
-) -> Result<RowFilter, String> {
+) -> Result<(RowFilter, Vec<String>), String> {
     let request = PartialRequest::new(
         PartialEntityUid::from_concrete(question.principal.clone()),
         question.action.clone(),
@@ -93,18 +98,27 @@ fn row_filter(
     )
     .map_err(|e| e.to_string())?;
     let response = question.policies.tpe(&request, question.entities, question.schema).map_err(|e| e.to_string())?;
-    if response.true_forbids().next().is_some() {
-        return Ok(RowFilter::Bool(false));
+    let ids = |policies: &mut dyn Iterator<Item = &cedar_policy::PolicyId>| -> Vec<String> {
+        let mut ids: Vec<String> = policies.map(ToString::to_string).collect();
+        ids.sort();
+        ids
+    };
+    let forbidding = ids(&mut response.true_forbids());
+    if !forbidding.is_empty() {
+        return Ok((RowFilter::Bool(false), forbidding));
     }
     let compile = |id: &cedar_policy::PolicyId| -> Result<RowFilter, String> {
         let policy = response.get_policy(id).ok_or_else(|| format!("no residual for {id}"))?;
         row_filter::compile_policy(&policy).map_err(|e| format!("policy {id}: {}", e.0))
     };
-    let permits: Vec<RowFilter> = if response.true_permits().next().is_some() {
-        vec![RowFilter::Bool(true)]
+    let all_rows = ids(&mut response.true_permits());
+    let (permits, mut used) = if all_rows.is_empty() {
+        let permits = response.residual_permits().map(compile).collect::<Result<_, _>>()?;
+        (permits, ids(&mut response.residual_permits()))
     } else {
-        response.residual_permits().map(compile).collect::<Result<_, _>>()?
+        (vec![RowFilter::Bool(true)], all_rows)
     };
     let forbids: Vec<RowFilter> = response.residual_forbids().map(compile).collect::<Result<_, _>>()?;
-    Ok(row_filter::combine(permits, forbids))
+    used.extend(ids(&mut response.residual_forbids()));
+    Ok((row_filter::combine(permits, forbids), used))
 }

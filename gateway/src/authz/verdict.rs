@@ -157,6 +157,7 @@ mod tests {
             masks: masks.iter().map(|(c, m)| ColumnMask { column: c.to_string(), mask: m.clone() }).collect(),
             unmasked: Vec::new(),
             rows,
+            row_policies: Vec::new(),
         };
         let verdict = |ours: DatasetPolicy, theirs: DatasetPolicy| Verdict {
             outcome: Ok(Allowed { data: Arc::from(vec![ours]), ..Allowed::default() }),

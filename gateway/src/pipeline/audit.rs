@@ -21,6 +21,7 @@ use crate::audit::{ApiRecord, Auditor, Decision, Record};
 use crate::authz::flight_wire::{self, Rpc};
 use crate::body::{Body, BoxError};
 use crate::connection::Connection;
+use identity::{ACCESS_HEADER, ROWS_HEADER};
 use process::unix_millis;
 
 /// A fresh record for a request that just arrived.
@@ -51,6 +52,8 @@ pub(super) fn begin<B>(
         error: None,
         upstream_error: None,
         planned_by: None,
+        access: None,
+        rows: None,
         bytes_in: 0,
         bytes_out: 0,
         duration_us: 0,
@@ -70,9 +73,13 @@ pub(super) async fn finish(
     mut record: Box<ApiRecord>,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
-    response: Response<Body>,
+    mut response: Response<Body>,
 ) -> Response<Body> {
     record.status = response.status().as_u16();
+    if let Some(report) = response.extensions_mut().remove::<EngineReport>() {
+        record.access = report.access;
+        record.rows = report.rows;
+    }
     if let Some(status) = grpc_status::code(response.headers()) {
         record.grpc_status = Some(status);
         if record.error.is_none() {
@@ -109,6 +116,36 @@ pub(super) async fn finish(
         auditor.submit(record).await;
     }
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// What the engine reported about the statement for the audit event (see
+/// [`identity::AccessReport`]), taken off its response head by forward.
+#[derive(Debug, Clone)]
+pub(super) struct EngineReport {
+    access: Option<HeaderValue>,
+    rows: Option<u64>,
+}
+
+/// Takes the engine's report off its response head, whether or not audit asked for it (a
+/// refusal for a denied column always carries one): the client never receives it. One pass
+/// over the names finds whether there is anything to take (most responses have nothing).
+pub(super) fn take_report(parts: &mut http::response::Parts) {
+    let ours = |name: &http::HeaderName| name.as_str().starts_with("x-portcullis-") || name == http::header::TRAILER;
+    if !parts.headers.keys().any(ours) {
+        return;
+    }
+    let access = parts.headers.remove(ACCESS_HEADER);
+    let rows = parts.headers.remove(ROWS_HEADER).as_ref().and_then(rows_of);
+    if parts.headers.get(http::header::TRAILER).is_some_and(|v| v == ROWS_HEADER) {
+        parts.headers.remove(http::header::TRAILER);
+    }
+    if access.is_some() || rows.is_some() {
+        parts.extensions.insert(EngineReport { access, rows });
+    }
+}
+
+fn rows_of(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.parse().ok()
 }
 
 /// The engine's gRPC error (status name, `grpc-message` decoded) for a status other than OK.
@@ -222,8 +259,9 @@ impl Audited {
 
 impl Audited {
     /// Notes a frame on its way out (bytes, the start of an error body, gRPC trailers, a
-    /// planning call's tokens); true when it is the last of a body of known length.
-    fn observe(&mut self, frame: &Frame<Bytes>) -> bool {
+    /// planning call's tokens) and takes the engine's rows trailer out of it; true when it
+    /// is the last of a body of known length.
+    fn observe(&mut self, frame: &mut Frame<Bytes>) -> bool {
         if let Some(data) = frame.data_ref()
             && self.planning.is_some()
         {
@@ -238,9 +276,11 @@ impl Audited {
             }
             return self.length.is_some_and(|len| record.bytes_out >= len);
         }
-        if let Some(trailers) = frame.trailers_ref()
-            && let Some(status) = grpc_status::code(trailers)
-        {
+        let Some(trailers) = frame.trailers_mut() else { return false };
+        if let Some(rows) = trailers.remove(ROWS_HEADER) {
+            record.rows = rows_of(&rows);
+        }
+        if let Some(status) = grpc_status::code(trailers) {
             record.grpc_status = Some(status);
             record.upstream_error = grpc_error(status, trailers);
         }
@@ -291,10 +331,10 @@ impl HttpBody for Audited {
             return Poll::Ready(self.queueing.take().and_then(|(_, end)| end));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+            Poll::Ready(Some(Ok(mut frame))) => {
                 // hyper stops polling once a body of known length is sent: its last frame
                 // goes out only once the event is queued.
-                if self.observe(&frame) {
+                if self.observe(&mut frame) {
                     return self.end(cx, None, Some(Ok(frame)));
                 }
                 Poll::Ready(Some(Ok(frame)))

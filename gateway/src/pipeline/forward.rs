@@ -144,6 +144,7 @@ impl Upstream {
         let latency = started.elapsed();
         let (mut parts, body) = response.into_parts();
         super::sanitize::strip_hop_by_hop(&mut parts.headers);
+        super::audit::take_report(&mut parts);
         // A trailers-only gRPC answer (an error without data: grpc-status in the head, which
         // ends the stream) must leave as one. A body that says it has ended lets hyper end the
         // stream with the head; any other body adds an empty DATA frame after it, which

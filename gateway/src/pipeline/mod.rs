@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use identity::{STAMP_HEADER, StampIssuer};
+use identity::{REPORT_HEADER, STAMP_HEADER, StampIssuer};
 
 use crate::audit::Auditor;
 use crate::auth::{Authenticator, ListenerAuth};
@@ -274,6 +274,14 @@ impl Pipeline {
             })?
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         request.headers_mut().insert(STAMP_HEADER, stamp);
+        if ctx.record.is_some() {
+            // audit: the engine says what the statement read and how many rows it sent (a
+            // trailer after the last byte, which HTTP/1.1 sends only when asked).
+            request.headers_mut().insert(REPORT_HEADER, HeaderValue::from_static("1"));
+            if !ctx.grpc {
+                request.headers_mut().insert(http::header::TE, HeaderValue::from_static("trailers"));
+            }
+        }
         if let Some(counter) = &ctx.bytes_in {
             request = audit::count_request(request, counter);
         }

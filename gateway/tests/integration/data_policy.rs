@@ -364,6 +364,125 @@ async fn a_shadow_set_that_unmasks_a_column_is_reported_and_never_enforced() {
     assert_eq!(replay(&dir.path().join("enforced"))["flipped"], 0);
 }
 
+/// Access history: every query's audit event records what it read as written and through
+/// views, the row filter's policies, the rows the client received (HTTP JSON, CSV and Arrow,
+/// pyarrow Flight SQL, ADBC), and on a refusal the column it was refused for; the client
+/// receives none of the engine's report.
+#[tokio::test]
+async fn every_query_event_records_what_it_read_and_the_rows_the_client_received() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_shipped_policies(dir.path());
+    std::fs::write(dir.path().join("55-national-id.cedar"), DENY_NATIONAL_ID).unwrap();
+    let key = apikeys::generate().unwrap();
+    let entry = ApiKeyEntry {
+        name: "acme-analyst".into(),
+        hash: key.hash,
+        groups: vec!["acme".into()],
+        tenant: Some("acme".into()),
+        expires: None,
+    };
+    let audit = dir.path().join("audit.log");
+    let (policies, audit_file) = (dir.path().to_path_buf(), audit.clone());
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
+        c.authorization.policies = policies.into();
+        c.audit.sinks = vec![gateway::config::SinkConfig::File {
+            path: audit_file.into(),
+            max_bytes: 1 << 30,
+            keep: 1,
+            fsync: gateway::config::FsyncPolicy::Never,
+        }];
+    })
+    .await;
+    let statements = serde_json::json!({
+        "join": "SELECT c.name, o.amount FROM demo.customers c JOIN my_orders o ON c.customer_id = o.customer_id WHERE o.status = 'shipped'",
+        "big": "SELECT unnest(range(0, 100000)) AS n",
+    });
+    let config = serde_json::json!({
+        "http": format!("https://localhost:{}", stack.gateway.api_addr.port()),
+        "flight": format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()),
+        "ca": stack.pki.ca(),
+        "key": key.key,
+        "statements": statements,
+    });
+    let output = tokio::process::Command::from(testkit::python_command())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/access_history.py"))
+        .env("CONFIG", config.to_string())
+        .output()
+        .await
+        .unwrap();
+    let stdout = testkit::python_stdout(&output, "access history clients");
+    let received: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(received["big-arrow"], 100_000, "{stdout}");
+    let refused = stack
+        .client(None)
+        .request(
+            stack.gateway.api_addr,
+            "POST",
+            "/v1/sql",
+            &[("x-api-key", &key.key), ("x-request-id", "denied-column")],
+            "SELECT name FROM demo.customers ORDER BY national_id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    for reply in [&refused, &sql(&stack, &key.key, "SELECT name FROM demo.customers").await] {
+        assert!(!reply.headers.keys().any(|k| k.as_str().starts_with("x-portcullis-")), "{:?}", reply.headers);
+    }
+    // The event that answered each call with the engine's report: the POST, or the Flight
+    // DoGet that streamed the rows (ADBC also fetches the server's SqlInfo, which reports none).
+    let answered = |events: &[serde_json::Value], id: &str| -> Option<serde_json::Value> {
+        events
+            .iter()
+            .find(|e| {
+                e["http_request"]["uid"] == id
+                    && matches!(e["api"]["operation"].as_str(), Some("DoGet" | "POST /v1/sql"))
+                    && e["unmapped"]["access"].is_object()
+            })
+            .cloned()
+    };
+    common::wait_for("every call's event", || {
+        let events = common::read_events(&audit);
+        received.keys().chain(["denied-column".to_string()].iter()).all(|id| answered(&events, id).is_some())
+    })
+    .await;
+    let events = common::read_events(&audit);
+    for (id, rows) in &received {
+        let event = answered(&events, id).unwrap();
+        assert_eq!(&event["unmapped"]["access"]["rows"], rows, "{id}: {event}");
+    }
+    let joined = answered(&events, "join-json").unwrap();
+    let read = |dataset: &str, columns: &[&str]| serde_json::json!({"dataset": dataset, "columns": columns});
+    assert_eq!(
+        joined["unmapped"]["access"]["read"],
+        serde_json::json!([
+            read("datafusion.demo.customers", &["customer_id", "name"]),
+            read("datafusion.public.my_orders", &["amount", "customer_id", "status"]),
+        ]),
+        "{joined}"
+    );
+    // Underneath, the view's own filter reads `tenant` too; the row policy's does not count.
+    assert_eq!(
+        joined["unmapped"]["access"]["base"],
+        serde_json::json!([
+            read("datafusion.demo.customers", &["customer_id", "name"]),
+            read("datafusion.demo.orders", &["amount", "customer_id", "status", "tenant"]),
+        ]),
+        "{joined}"
+    );
+    let decided = &joined["unmapped"]["authorization"]["data_policies"][0];
+    assert_eq!(decided["row_policies"], serde_json::json!(["customers-of-own-tenant"]), "{joined}");
+    let flight = answered(&events, "join-flight").unwrap();
+    assert_eq!(flight["unmapped"]["access"]["base"], joined["unmapped"]["access"]["base"], "{flight}");
+    let denied = answered(&events, "denied-column").unwrap();
+    assert_eq!(
+        denied["unmapped"]["access"]["denied"],
+        serde_json::json!({"dataset": "datafusion.demo.customers", "column": "national_id"}),
+        "{denied}"
+    );
+}
+
 async fn sql(stack: &Stack, key: &str, sql: &str) -> Reply {
     stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", key)], sql).await.unwrap()
 }

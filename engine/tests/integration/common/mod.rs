@@ -85,6 +85,7 @@ impl TestEngine {
                 masks: Vec::new(),
                 unmasked: columns.iter().filter(|(_, c)| !c.tags.is_empty()).map(|(c, _)| c.clone()).collect(),
                 rows: None,
+                row_policies: Vec::new(),
             })
             .collect();
         Self { running, signer, public_key_pem: public_pem, signer_pem: private_pem, http, served, unrestricted }
