@@ -401,7 +401,8 @@ impl Authorizer {
     /// The current set's lint findings at unix time `now` ([`lint`]).
     pub fn lint(&self, now: i64) -> Vec<lint::Finding> {
         let live = self.live.load();
-        lint::lint(&live.enforced.bundle.policies, &live.enforced.bundle.schema, now)
+        let bundle = &live.enforced.bundle;
+        lint::lint(&bundle.policies, &bundle.schema, &bundle.governance, now)
     }
 
     /// Every policy's id (its `@id`, else `file#index`), sorted: what coverage is counted of.

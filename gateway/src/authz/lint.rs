@@ -11,11 +11,28 @@
 //!   end has passed: it can no longer apply; delete it.
 //! - `admin-without-id`: a permit that can grant `admin` or `ddl` without an `@id`, so the
 //!   audit log names it only by file and position.
+//!
+//! With the engine's file (its declared columns):
+//!
+//! - `tag-without-mask`: a tag on a declared column that `masks.yaml` gives no mask, so
+//!   callers who may not unmask the column see NULL.
+//! - `row-attribute-undeclared`: a `select_row` policy for one dataset's rows reads a row
+//!   attribute the engine's file declares no column for; the engine refuses every query of
+//!   the dataset under that filter.
+//!
+//! A mask whose type does not fit a column carrying its tag is not a lint: it refuses the
+//! policy set, so `lint` reports it as the load error it is.
 
-use cedar_policy::{ActionConstraint, Effect, Policy, PolicySet, Schema, ValidationMode, ValidationWarning, Validator};
+use std::collections::{BTreeMap, BTreeSet};
+
+use cedar_policy::{
+    ActionConstraint, Effect, Policy, PolicySet, ResourceConstraint, Schema, ValidationMode, ValidationWarning,
+    Validator,
+};
 use serde_json::Value;
 
 use super::action;
+use super::policies::Governance;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +42,95 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Every finding for `policies` under `schema`, at unix time `now`, in policy order.
-pub(crate) fn lint(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Finding> {
+/// Every finding for `policies` under `schema` and `governance`, at unix time `now`: the
+/// policies' in policy order, then the column declarations'.
+pub(crate) fn lint(policies: &PolicySet, schema: &Schema, governance: &Governance, now: i64) -> Vec<Finding> {
+    let mut findings = policy_findings(policies, schema, now);
+    findings.extend(row_attributes(policies, governance));
+    findings.extend(tags_without_masks(governance));
+    findings
+}
+
+/// `row-attribute-undeclared` (see the module docs): checked for policies that name their
+/// row type (`resource is Row::…`), for datasets whose columns the engine's file declares.
+fn row_attributes(policies: &PolicySet, governance: &Governance) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for policy in policies.policies() {
+        let row_type = match policy.resource_constraint() {
+            ResourceConstraint::Is(kind) | ResourceConstraint::IsIn(kind, _) => kind,
+            ResourceConstraint::Eq(uid) => uid.type_name().clone(),
+            _ => continue,
+        };
+        let Some(dataset) =
+            governance.datasets.values().find(|d| d.row_type.as_ref() == Some(&row_type) && !d.columns.is_empty())
+        else {
+            continue;
+        };
+        let mut read = BTreeSet::new();
+        if let Ok(json) = policy.to_json() {
+            resource_attributes(&json, &mut read);
+        }
+        for attribute in read.into_iter().filter(|a| !dataset.columns.iter().any(|c| &c.name == a)) {
+            findings.push(Finding {
+                lint: "row-attribute-undeclared",
+                policy: policy.id().to_string(),
+                message: format!(
+                    "reads resource.{attribute}, but the engine's file declares no column {attribute:?} of {}: every query of it under this filter is refused; declare the column or fix the name",
+                    dataset.name
+                ),
+            });
+        }
+    }
+    findings
+}
+
+/// The attributes of `resource` a policy's conditions read or test (`resource.x`, `resource has x`).
+fn resource_attributes(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if matches!(key.as_str(), "." | "has")
+                    && inner.get("left").and_then(|l| l.get("Var")).and_then(Value::as_str) == Some("resource")
+                    && let Some(attribute) = inner.get("attr").and_then(Value::as_str)
+                {
+                    out.insert(attribute.to_string());
+                }
+                resource_attributes(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| resource_attributes(item, out)),
+        _ => {}
+    }
+}
+
+/// `tag-without-mask` (see the module docs), once per tag, naming a column that carries it.
+fn tags_without_masks(governance: &Governance) -> Vec<Finding> {
+    let mut unhandled: BTreeMap<&str, String> = BTreeMap::new();
+    for dataset in governance.datasets.values() {
+        for column in &dataset.columns {
+            for tag in column.tags.iter().filter(|tag| !governance.masks.handles(tag)) {
+                let carrier = super::columns::column_id(&dataset.name, &column.name);
+                let known = unhandled.entry(tag).or_insert_with(|| carrier.clone());
+                if carrier < *known {
+                    *known = carrier;
+                }
+            }
+        }
+    }
+    unhandled
+        .into_iter()
+        .map(|(tag, column)| Finding {
+            lint: "tag-without-mask",
+            policy: super::masks::MASKS_FILE.to_string(),
+            message: format!(
+                "the tag {tag:?} (on {column}, …) has no mask: callers who may not unmask it see NULL; give it one under tags.{tag}"
+            ),
+        })
+        .collect()
+}
+
+/// The lints about single policies and pairs of them, in policy order.
+fn policy_findings(policies: &PolicySet, schema: &Schema, now: i64) -> Vec<Finding> {
     let mut findings = Vec::new();
     let all: Vec<&Policy> = policies.policies().collect();
     for policy in &all {
@@ -177,7 +281,7 @@ mod tests {
             set.add(policy.new_id(cedar_policy::PolicyId::new(id))).unwrap();
         }
         // 2026-12-01T00:00:00Z
-        lint(&set, &schema, 1_796_083_200).into_iter().map(|f| (f.policy, f.lint)).collect()
+        lint(&set, &schema, &Governance::default(), 1_796_083_200).into_iter().map(|f| (f.policy, f.lint)).collect()
     }
 
     #[test]

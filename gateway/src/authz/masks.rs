@@ -119,6 +119,11 @@ impl MaskRules {
         errors
     }
 
+    /// Whether `tag` has a mask of its own.
+    pub(crate) fn handles(&self, tag: &str) -> bool {
+        self.tags.contains_key(tag)
+    }
+
     /// Tags on declared columns that no mask handles (they mask to NULL): worth a warning.
     pub(crate) fn unhandled_tags(&self, served: &[Served]) -> Vec<String> {
         let mut tags: Vec<String> = served

@@ -39,8 +39,8 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct LintArgs {
-    #[arg(default_value = "policies")]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub dir: DirArgs,
     /// Judge time bounds as of this RFC 3339 time instead of now.
     #[arg(long)]
     pub now: Option<String>,
@@ -129,7 +129,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<Exit, String> {
 }
 
 fn lint(args: &LintArgs) -> Result<Exit, String> {
-    let authz = load(&args.dir, None)?;
+    let authz = load(&args.dir.dir, args.dir.engine_config.as_deref())?;
     let now = match &args.now {
         Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map_err(|e| format!("--now {text:?}: {e}"))?
@@ -142,10 +142,10 @@ fn lint(args: &LintArgs) -> Result<Exit, String> {
     }
     let policies = authz.policy_ids().len();
     if findings.is_empty() {
-        println!("{}: {policies} policies, no lint findings", args.dir.display());
+        println!("{}: {policies} policies, no lint findings", args.dir.dir.display());
         return Ok(Exit::Success);
     }
-    println!("{}: {policies} policies, {} lint findings", args.dir.display(), findings.len());
+    println!("{}: {policies} policies, {} lint findings", args.dir.dir.display(), findings.len());
     Ok(Exit::Failure)
 }
 

@@ -806,9 +806,16 @@ fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
 #[test]
 fn policy_lint_passes_the_shipped_set_and_names_planted_mistakes() {
     let shipped = common::shipped_policies();
-    let out = gateway(&["policy", "lint", shipped.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("no lint findings"), "{stdout}");
+    let engine_config = common::embedded_engine_config();
+    for with_columns in [false, true] {
+        let mut args = vec!["policy", "lint", shipped.to_str().unwrap()];
+        if with_columns {
+            args.extend(["--engine-config", engine_config.to_str().unwrap()]);
+        }
+        let out = gateway(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("no lint findings"), "{stdout}");
+    }
 
     // The just-in-time grant that used to ship (its window ended 2026-11-21), with its tests,
     // and a grant of everything to everyone.
@@ -833,6 +840,52 @@ fn policy_lint_passes_the_shipped_set_and_names_planted_mistakes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("expired-time-bound") && stdout.contains("unconstrained-permit"), "{stdout}");
     assert_eq!(gateway(&["policy", "lint", planted, "--now", "yesterday"]).status.code(), Some(1));
+}
+
+/// With the engine's columns, lint names a tag no mask handles and a row policy reading a
+/// column the engine does not declare; a mask that cannot fit its columns refuses the set.
+#[test]
+fn policy_lint_with_the_engines_columns_names_unmasked_tags_and_undeclared_row_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    common::copy_shipped_policies(&policies);
+    let shipped = std::fs::read_to_string(common::embedded_engine_config()).unwrap();
+    let declared = "    tenant: {type: string}\n";
+    assert!(shipped.contains(declared), "the demo declares the tenant column");
+    let planted = shipped.replace(declared, "").replace(
+        "    email: {tags: [pii.email]}",
+        "    email: {tags: [pii.email]}\n    name: {type: string, tags: [pii.name]}",
+    );
+    let engine_config = dir.path().join("engine.yaml");
+    std::fs::write(&engine_config, planted).unwrap();
+    let lint = || {
+        let out = gateway(&[
+            "policy",
+            "lint",
+            policies.to_str().unwrap(),
+            "--engine-config",
+            engine_config.to_str().unwrap(),
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = lint();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("warning[tag-without-mask]: policy \"masks.yaml\": the tag \"pii.name\""), "{stdout}");
+    assert!(
+        stdout.contains("warning[row-attribute-undeclared]: policy \"customers-of-own-tenant\": reads resource.tenant"),
+        "{stdout}"
+    );
+    // A mask for the tag that cannot apply to the column: the set does not load.
+    let masks = std::fs::read_to_string(policies.join("masks.yaml")).unwrap();
+    std::fs::write(policies.join("masks.yaml"), format!("{masks}  pii.name: year_only\n")).unwrap();
+    let (code, stdout, stderr) = lint();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stderr.contains("the year_only mask cannot apply to datafusion.demo.customers.name (string)"), "{stderr}");
 }
 
 /// A child process killed when the test ends, however it ends.
