@@ -5,11 +5,12 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::functions::expr_fn::{character_length, coalesce, concat, date_trunc, floor, right, split_part};
-use datafusion::logical_expr::{Expr, cast, lit, when};
+use datafusion::functions::expr_fn::{coalesce, date_trunc, floor};
+use datafusion::logical_expr::{Expr, cast, lit};
 use identity::Mask;
 
 use super::keyed_hash::MaskKey;
+use super::text_mask::TextMask;
 
 /// `mask` applied to `column` (of type `data_type`). A column that cannot hold NULL keeps
 /// that promise (the plan above it was typed with it): where a mask would give NULL, it gives
@@ -37,12 +38,9 @@ fn raw_expr(mask: &Mask, column: Expr, data_type: &DataType, key: &MaskKey) -> E
         Mask::Null => None,
         Mask::Constant { value } => Some(lit(value.clone())),
         Mask::KeyedHash if text => Some(key.hash(cast(column, DataType::Utf8))),
-        Mask::EmailDomain if text => Some(concat(vec![lit("***@"), split_part(column, lit("@"), lit(2_i64))])),
-        Mask::Last4 if text => Some(
-            when(character_length(column.clone()).gt(lit(4_i64)), concat(vec![lit("***"), right(column, lit(4_i64))]))
-                .otherwise(lit("***"))
-                .unwrap_or_else(|_| lit(ScalarValue::Utf8(None))),
-        ),
+        // In the column's own string type: no cast.
+        Mask::EmailDomain if text => return TextMask::EmailDomain.call(column),
+        Mask::Last4 if text => return TextMask::Last4.call(column),
         Mask::YearOnly if matches!(data_type, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {
             Some(date_trunc(lit("year"), column))
         }

@@ -26,6 +26,7 @@ mod hidden;
 mod keyed_hash;
 mod mask;
 mod row_filter;
+mod text_mask;
 
 use std::any::Any;
 use std::collections::HashMap;
