@@ -37,7 +37,9 @@ pub struct Config {
     /// `datasets`, or a demo table): each column's Cedar `type` (for row filters), `tags` (for
     /// masks and denies) and whether it may be NULL. A dataset listed here is *governed*: the
     /// engine serves it only under a decision from the gateway. Checked against each table's
-    /// real schema at start.
+    /// real schema at start. A key with `*`, `?` or `[` is a *pattern* (`*_ssn`): its tags go
+    /// to every column of the table's real schema it matches that is not declared by name,
+    /// so a new column is tagged without an edit (see [`crate::data_policy::patterns`]).
     #[serde(default)]
     pub columns: BTreeMap<String, BTreeMap<String, ColumnSpec>>,
     #[serde(default)]

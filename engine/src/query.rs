@@ -22,6 +22,7 @@ use crate::caller::listing::{ListedCatalogs, Listing};
 use crate::catalog::register_table;
 use crate::catalog::{datasets, demo};
 use crate::config::{Config, SqlConfig};
+use crate::data_policy::patterns::Patterns;
 use crate::data_policy::{DataPolicyRule, Decisions, MaskKey};
 use crate::error::EngineError;
 
@@ -49,6 +50,8 @@ pub struct QueryEngine {
     stall_timeout: Option<Duration>,
     /// `limits.statement_timeout_secs`.
     statement_timeout: Duration,
+    /// The real columns `columns:` patterns tag, per governed table.
+    patterns: Arc<Patterns>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -93,7 +96,7 @@ impl QueryEngine {
                 .await
                 .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
         }
-        let governed = governed_tables(&ctx, config).await?;
+        let (governed, patterns) = governed_tables(&ctx, config).await?;
         let key = match &config.masking.keyed_hash_key_file {
             Some(path) => {
                 let secret =
@@ -106,14 +109,21 @@ impl QueryEngine {
         let unlisted = listed(ctx.state(), Listing::nothing(), None);
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
         let statement_timeout = Duration::from_secs(config.limits.statement_timeout_secs);
-        Ok(Self { ctx, unlisted, sql_options: sql_options(&config.sql), stall_timeout, statement_timeout })
+        Ok(Self {
+            ctx,
+            unlisted,
+            sql_options: sql_options(&config.sql),
+            stall_timeout,
+            statement_timeout,
+            patterns: Arc::new(patterns),
+        })
     }
 
     /// A session for one request, carrying its caller; its catalog lists what the caller's
     /// listing shows (see [`crate::caller::listing`]). The catalogs themselves are shared, so tables
     /// created later are there in every session.
-    fn session(&self, caller: &Caller) -> SessionState {
-        let hidden = crate::data_policy::denied_columns(&caller.data);
+    fn session(&self, caller: &Caller, data: &Arc<[identity::DatasetPolicy]>) -> SessionState {
+        let hidden = crate::data_policy::denied_columns(data);
         let mut state = match (&caller.listing, hidden) {
             (Listing::Everything, None) => self.ctx.state(),
             (Listing::Only(names), None) if names.is_empty() => self.unlisted.clone(),
@@ -122,7 +132,7 @@ impl QueryEngine {
         let options = state.config_mut().options_mut();
         options.extensions.insert(SessionCaller(Some(Arc::clone(&caller.principal))));
         let required = matches!(caller.scope, crate::caller::scope::Scope::Only(_));
-        options.extensions.insert(Decisions { policies: Arc::clone(&caller.data), required });
+        options.extensions.insert(Decisions { policies: Arc::clone(data), required });
         state
     }
 
@@ -131,7 +141,8 @@ impl QueryEngine {
     pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, EngineError> {
         // Bounded before DataFusion parses: its parser, planner and optimizer recurse.
         complexity::tokenize(&GenericDialect {}, sql)?;
-        let state = self.session(caller);
+        let data = self.patterns.expand(&caller.data);
+        let state = self.session(caller, &data);
         let dialect = state.config_options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect)?;
         // No table outside what the gateway authorized is even looked up.
@@ -144,14 +155,14 @@ impl QueryEngine {
                     self.statement_timeout.as_secs()
                 ))
             })?
-            .map_err(|error| match crate::data_policy::denied_reference(&error, &caller.data) {
+            .map_err(|error| match crate::data_policy::denied_reference(&error, &data) {
                 Some(denied) => EngineError::ColumnForbidden(denied),
                 None => EngineError::from(error),
             })?;
         self.sql_options
             .verify_plan(&plan)
             .map_err(|e| EngineError::Forbidden(format!("refused: {}", e.strip_backtrace())))?;
-        if caller.data.iter().any(|policy| !policy.denied.is_empty()) {
+        if data.iter().any(|policy| !policy.denied.is_empty()) {
             // Refused now, where the query is planned, not later when it runs.
             crate::data_policy::check_denied(plan.clone(), &state)?;
         }
@@ -252,10 +263,11 @@ impl QueryEngine {
     pub async fn listed_tables(
         &self,
         listing: &Listing,
-        data: &[identity::DatasetPolicy],
+        data: &Arc<[identity::DatasetPolicy]>,
     ) -> Result<Vec<TableInfo>, EngineError> {
         let mut tables = self.tables().await?;
         tables.retain(|t| listing.shows(&t.catalog, &t.schema, &t.name));
+        let data = self.patterns.expand(data);
         for table in &mut tables {
             let id = identity::dataset_id(&table.catalog, &table.schema, &table.name);
             let Some(policy) = data.iter().find(|p| p.dataset == id) else { continue };
@@ -281,8 +293,12 @@ impl QueryEngine {
     /// The catalog and schema names that hold a table `listing` shows, for Flight SQL
     /// `GetCatalogs` / `GetDbSchemas` (a schema's name can say whose data it holds).
     pub async fn listed_schemas(&self, listing: &Listing) -> Result<Vec<(String, String)>, EngineError> {
-        let mut out: Vec<(String, String)> =
-            self.listed_tables(listing, &[]).await?.into_iter().map(|t| (t.catalog, t.schema)).collect();
+        let mut out: Vec<(String, String)> = self
+            .listed_tables(listing, &Arc::from(Vec::new()))
+            .await?
+            .into_iter()
+            .map(|t| (t.catalog, t.schema))
+            .collect();
         out.sort();
         out.dedup();
         Ok(out)
@@ -313,13 +329,13 @@ fn lost_node(error: DataFusionError) -> DataFusionError {
 }
 
 /// The tables `config.columns` declares (see [`crate::data_policy`]), by
-/// `catalog.schema.table`, with their tagged columns, each checked against the table's real schema: it must be a base
-/// table (not a view), and every declared column must exist with the declared type.
-async fn governed_tables(
-    ctx: &SessionContext,
-    config: &Config,
-) -> Result<std::collections::HashMap<String, Vec<String>>, String> {
+/// `catalog.schema.table`, with their tagged columns, each checked against the table's real
+/// schema: it must be a base table (not a view), every column declared by name must exist
+/// with the declared type, and the table's real columns that patterns tag are found
+/// ([`Patterns`]).
+async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<(Governed, Patterns), String> {
     let mut governed = std::collections::HashMap::new();
+    let mut patterns = Patterns::default();
     for (name, columns) in &config.columns {
         let origin = format!("columns.{name}");
         let reference = datafusion::common::TableReference::parse_str(name);
@@ -331,7 +347,8 @@ async fn governed_tables(
             return Err(format!("{origin}: {name} is a view; declare the columns of the tables it reads"));
         }
         let schema = table.schema();
-        for (column, spec) in columns {
+        let (named, globs): (Vec<_>, Vec<_>) = columns.iter().partition(|(column, _)| !is_pattern(column));
+        for (column, spec) in &named {
             let field = schema
                 .field_with_name(column)
                 .map_err(|_| format!("{origin}.{column}: {name} has no column {column:?}"))?;
@@ -342,11 +359,27 @@ async fn governed_tables(
             }
         }
         let resolved = reference.resolve("datafusion", "public");
-        let tagged = columns.iter().filter(|(_, spec)| !spec.tags.is_empty()).map(|(name, _)| name.clone()).collect();
-        governed.insert(identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table), tagged);
+        let id = identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table);
+        let mut tagged: Vec<String> =
+            named.iter().filter(|(_, spec)| !spec.tags.is_empty()).map(|(column, _)| (*column).clone()).collect();
+        let matched = crate::data_policy::patterns::matched(&schema, &named, &globs)
+            .map_err(|error| format!("{origin}: {error}"))?;
+        tagged.extend(matched.iter().map(|(column, _)| column.clone()));
+        if !matched.is_empty() {
+            patterns.insert(id.clone(), matched);
+        }
+        governed.insert(id, tagged);
     }
-    Ok(governed)
+    Ok((governed, patterns))
 }
+
+/// Whether a `columns:` key is a pattern rather than a column's name.
+fn is_pattern(key: &str) -> bool {
+    key.contains(['*', '?', '['])
+}
+
+/// Per governed table (`catalog.schema.table`), its tagged columns.
+type Governed = std::collections::HashMap<String, Vec<String>>;
 
 /// `state` over catalogs that list what `listing` shows, without the columns `hidden` names.
 fn listed(state: SessionState, listing: Listing, hidden: crate::caller::listing::Hidden) -> SessionState {

@@ -11,6 +11,7 @@ use identity::Mask;
 
 use super::keyed_hash::MaskKey;
 use super::text_mask::TextMask;
+use super::year_only;
 
 /// `mask` applied to `column` (of type `data_type`). A column that cannot hold NULL keeps
 /// that promise (the plan above it was typed with it): where a mask would give NULL, it gives
@@ -41,7 +42,8 @@ fn raw_expr(mask: &Mask, column: Expr, data_type: &DataType, key: &MaskKey) -> E
         // In the column's own string type: no cast.
         Mask::EmailDomain if text => return TextMask::EmailDomain.call(column),
         Mask::Last4 if text => return TextMask::Last4.call(column),
-        Mask::YearOnly if matches!(data_type, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {
+        Mask::YearOnly if *data_type == DataType::Date32 => return year_only::call(column),
+        Mask::YearOnly if matches!(data_type, DataType::Date64 | DataType::Timestamp(..)) => {
             Some(date_trunc(lit("year"), column))
         }
         Mask::Bucket { width } if data_type.is_numeric() && *width > 0 => {

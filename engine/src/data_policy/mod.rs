@@ -25,8 +25,10 @@ pub(crate) mod forbidden;
 mod hidden;
 mod keyed_hash;
 mod mask;
+pub(crate) mod patterns;
 mod row_filter;
 mod text_mask;
+mod year_only;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -123,7 +125,7 @@ impl DataPolicyRule {
                 };
                 if let Some(column) = tagged.iter().find(|c| !decided(c)) {
                     return Err(DataFusionError::External(Box::new(Undecided(format!(
-                        "the decision for dataset {id} does not cover its tagged column {column}: the gateway must read the engine's configuration (authorization.engine_config)"
+                        "the decision for dataset {id} does not cover its tagged column {column}: the gateway must read the engine's configuration (authorization.engine_config), and a column a pattern tags is decided only while no policy names columns (declare it by name)"
                     )))));
                 }
                 if !policy.restricts() {

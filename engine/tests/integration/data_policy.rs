@@ -343,3 +343,71 @@ async fn flight_statements_tickets_and_prepared_statements_are_masked_and_filter
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
     assert!(leaks(&ipc(&batches)).is_empty());
 }
+
+/// A pattern (`nat*`) tags a column the file does not name; the decision made for the pattern
+/// holds for it (denied, masked), a decision without it is refused, and patterns that cannot
+/// be told apart stop the engine.
+#[tokio::test]
+async fn a_pattern_tags_an_undeclared_column_and_the_patterns_decision_holds_for_it() {
+    let declared = "    national_id: {tags: [pii.national_id]}\n";
+    assert!(CONFIG.contains(declared));
+    let config = CONFIG.replace(declared, "    \"nat*\": {tags: [pii.national_id]}\n");
+    let engine = TestEngine::start_with(test_config(Some(&config))).await;
+    let decided = |denied: &[&str], masks: Vec<ColumnMask>, unmasked: &[&str]| {
+        vec![DatasetPolicy {
+            dataset: dataset("demo.customers"),
+            denied: denied.iter().map(|c| c.to_string()).collect(),
+            masks,
+            unmasked: unmasked.iter().map(|c| c.to_string()).collect(),
+            rows: None,
+            row_policies: vec![],
+        }]
+    };
+    let email = || ColumnMask { column: "email".into(), mask: Mask::EmailDomain };
+    let phone = || ColumnMask { column: "phone".into(), mask: Mask::Last4 };
+    let sql = "SELECT name, national_id FROM demo.customers ORDER BY customer_id";
+    // No row filter here: only the national ids are secret.
+    let ids = ["AB123456C", "123-45-6702", "CD654321E", "987-65-4304", "555-12-3405", "046-454-286"];
+    let leaks = |body: &[u8]| -> Vec<&str> {
+        ids.iter().copied().filter(|id| body.windows(id.len()).any(|w| w == id.as_bytes())).collect()
+    };
+    // Denied through the pattern.
+    let denied = stamp(&engine, &["demo.customers"], &decided(&["nat*"], vec![email(), phone()], &[]));
+    let reply = engine.http.sql(Some(&denied), sql).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("column_forbidden") && reply.text().contains("national_id"), "{}", reply.text());
+    let star = engine.http.sql(Some(&denied), "SELECT * FROM demo.customers").await;
+    assert!(
+        star.status == 200 && !star.text().contains("national_id") && leaks(&star.body).is_empty(),
+        "{}",
+        star.text()
+    );
+    // Masked through the pattern.
+    let national = ColumnMask { column: "nat*".into(), mask: Mask::Last4 };
+    let masked = stamp(&engine, &["demo.customers"], &decided(&[], vec![email(), phone(), national], &[]));
+    let reply = engine.http.sql(Some(&masked), sql).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(leaks(&reply.body).is_empty() && reply.text().contains("***456C"), "{}", reply.text());
+    // Unmasked through the pattern: shown as it is.
+    let shown = stamp(&engine, &["demo.customers"], &decided(&[], vec![email(), phone()], &["nat*"]));
+    assert!(engine.http.sql(Some(&shown), sql).await.text().contains("AB123456C"));
+    // Nothing decided for the pattern (a gateway whose policies name columns): refused.
+    let silent = stamp(&engine, &["demo.customers"], &decided(&[], vec![email(), phone()], &[]));
+    let reply = engine.http.sql(Some(&silent), sql).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("tagged column national_id") && reply.text().contains("pattern"), "{}", reply.text());
+
+    for (patterns, expected) in [
+        ("    \"nat*\": {tags: [pii.national_id]}\n    \"*_id\": {tags: [pii.id]}\n", "matches both"),
+        ("    \"nat*\": {type: string, tags: [pii.national_id]}\n", "a pattern cannot declare a type"),
+    ] {
+        let yaml = CONFIG.replace(declared, patterns);
+        let started = engine::server::start(
+            &test_config(Some(&yaml)),
+            engine::caller::Authenticator::DangerousDevelopment(std::sync::Arc::new(user("dev", &[]))),
+        )
+        .await;
+        let Err(error) = started else { panic!("{yaml}: started") };
+        assert!(error.contains(expected), "{yaml}: {error}");
+    }
+}

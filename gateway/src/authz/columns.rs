@@ -41,6 +41,14 @@ pub(crate) struct DeclaredColumn {
     pub nullable: bool,
 }
 
+impl DeclaredColumn {
+    /// A pattern (`*_ssn`) rather than a column's name: the engine gives its tags, and the
+    /// decision made for it, to every real column it matches that is not declared by name.
+    pub(crate) fn is_pattern(&self) -> bool {
+        self.name.contains(['*', '?', '['])
+    }
+}
+
 /// The `Column` entity id of `column` of `dataset`: the dataset's id, a dot, and the column
 /// (double-quoted when it contains `.` or `"`, as dataset ids quote their parts).
 pub(crate) fn column_id(dataset: &DatasetName, column: &str) -> String {

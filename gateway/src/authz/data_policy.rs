@@ -39,6 +39,12 @@ pub(crate) fn decide(
     // Per sorted tag set: (may select, may unmask).
     let mut asked: HashMap<Vec<&str>, (bool, bool)> = HashMap::new();
     for column in &dataset.columns {
+        // A pattern stands for columns the gateway does not know by name: decided only when
+        // no policy tells columns apart by anything but their tags. Otherwise it is left
+        // undecided, and the engine refuses a table with a column it tags (fail closed).
+        if column.is_pattern() && !alike_by_tags {
+            continue;
+        }
         let id = column_id(&dataset.name, &column.name);
         let mask = masks.mask_for(column);
         let ask = || {

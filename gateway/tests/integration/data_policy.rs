@@ -483,6 +483,66 @@ async fn every_query_event_records_what_it_read_and_the_rows_the_client_received
     );
 }
 
+/// A column the engine's file tags by pattern (`nation*`), not by name: the gateway decides
+/// for the pattern by its tags, the engine holds the decision for the column: masked under the
+/// shipped policies, refused under a column deny; never shown raw.
+#[tokio::test]
+async fn a_column_tagged_by_a_pattern_is_masked_or_denied_through_the_gateway() {
+    let declared = "    national_id: {tags: [pii.national_id]}\n";
+    let shipped = std::fs::read_to_string(common::embedded_engine_config()).unwrap();
+    assert!(shipped.contains(declared));
+    let yaml = shipped.replace(declared, "    \"nation*\": {tags: [pii.national_id]}\n");
+    let raw: Vec<String> =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/demo/customers.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.rsplit(',').next().map(str::to_string))
+            .collect();
+    assert!(raw.len() >= 6 && raw.contains(&"AB123456C".to_string()), "{raw:?}");
+    for deny in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        common::copy_shipped_policies(dir.path());
+        if deny {
+            std::fs::write(dir.path().join("55-national-id.cedar"), DENY_NATIONAL_ID).unwrap();
+        }
+        let engine_file = dir.path().join("engine.yaml");
+        std::fs::write(&engine_file, &yaml).unwrap();
+        let key = apikeys::generate().unwrap();
+        let entry = ApiKeyEntry {
+            name: "auditor".into(),
+            hash: key.hash,
+            groups: vec!["auditors".into()],
+            tenant: None,
+            expires: None,
+        };
+        let policies = dir.path().to_path_buf();
+        let engine_config = engine::config::Config::from_yaml(&yaml, "pattern config").unwrap();
+        let stack = Stack::start_with_engine(ClientAuth::Optional, engine_config, move |c| {
+            c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
+            c.authorization.policies = policies.into();
+            c.authorization.engine_config = Some(engine_file.into());
+        })
+        .await;
+        for query in ["SELECT name, national_id FROM demo.customers", "SELECT * FROM demo.customers"] {
+            let reply = sql(&stack, &key.key, query).await;
+            let text = reply.text();
+            assert!(!raw.iter().any(|value| text.contains(value.as_str())), "{query}: {text}");
+            if deny && query.contains("national_id") {
+                assert_eq!(reply.status, 403, "{text}");
+                assert!(text.contains("column_forbidden") && text.contains("national_id"), "{text}");
+            } else {
+                assert_eq!(reply.status, 200, "{query}: {text}");
+                let rows = reply.json();
+                // Every customer (auditors see every row), national ids hashed or left out.
+                assert_eq!(rows.as_array().unwrap().len(), raw.len(), "{text}");
+                let national = &rows[0]["national_id"];
+                assert!(if deny { national.is_null() } else { national.as_str().unwrap().len() == 64 }, "{text}");
+            }
+        }
+    }
+}
+
 async fn sql(stack: &Stack, key: &str, sql: &str) -> Reply {
     stack.client(None).request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", key)], sql).await.unwrap()
 }
