@@ -10,7 +10,7 @@
 #   masked    a row filter every row passes and five masks (null, constant, last4,
 #             email_domain, year_only)
 #   selective a row filter 1% of the rows pass (id < 100000), the same five masks
-# Medians of ROUNDS runs each, and the Parquet bytes each scan read (EXPLAIN ANALYZE).
+# Medians of ROUNDS runs each (interleaved), and the Parquet bytes each scan read (EXPLAIN ANALYZE).
 #
 #   bash loadtests/run-data-policy-benchmark.sh
 #   ROWS=1000000 ROUNDS=3 bash loadtests/run-data-policy-benchmark.sh
@@ -69,25 +69,24 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:28191/health >/dev/null && bre
 
 QUERY="SELECT count(*) AS n, sum(length(email)) AS e, sum(length(phone)) AS p, sum(length(national_id)) AS i, sum(length(note)) AS t, max(joined) AS j"
 stamp() { python3 loadtests/stamp.py "$STATE/stamp-key.pem" "$1"; }
-run() { # LABEL TABLE CASE -> median seconds
-  local s t times=()
-  s=$(stamp "$3")
-  for _ in $(seq "$ROUNDS"); do
-    t=$(curl -sf -o /dev/null -w '%{time_total}' -X POST http://127.0.0.1:28191/v1/sql \
-      -H "x-portcullis-stamp: $s" -d "$QUERY FROM $2")
-    times+=("$t")
+# The cases interleave, one query of each per round, so a drift of the machine's speed
+# during the run (another tenant of the host, the CPU's clock) weighs on all of them alike.
+CASES=(plain open filtered masked selective)
+declare -A TABLE=([plain]=bench.plain) STAMP=() TIMES=()
+for c in "${CASES[@]}"; do STAMP[$c]=$(stamp "$c"); done
+for _ in $(seq "$ROUNDS"); do
+  for c in "${CASES[@]}"; do
+    TIMES[$c]+="$(curl -sf -o /dev/null -w '%{time_total}' -X POST http://127.0.0.1:28191/v1/sql \
+      -H "x-portcullis-stamp: ${STAMP[$c]}" -d "$QUERY FROM ${TABLE[$c]:-bench.governed}") "
   done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+done
+median() { tr ' ' '\n' <<<"${TIMES[$1]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bytes() { # TABLE CASE -> Parquet bytes scanned
   curl -sf -X POST http://127.0.0.1:28191/v1/sql -H "x-portcullis-stamp: $(stamp "$2")" \
     -d "EXPLAIN ANALYZE $QUERY FROM $1" | grep -o "bytes_scanned=[0-9.]* *[A-Za-z]*" | head -1 || echo "bytes_scanned: not reported"
 }
-plain=$(run plain bench.plain plain)
-open=$(run open bench.governed open)
-filtered=$(run filtered bench.governed filtered)
-masked=$(run masked bench.governed masked)
-selective=$(run selective bench.governed selective)
+plain=$(median plain); open=$(median open); filtered=$(median filtered); masked=$(median masked)
+selective=$(median selective)
 echo "rows: $ROWS, rounds: $ROUNDS (median seconds per query)"
 echo "plain:     $plain   $(bytes bench.plain plain)"
 echo "open:      $open   $(bytes bench.governed open)"
