@@ -102,16 +102,10 @@ async fn ten_principals_see_only_their_rows_and_masked_columns_through_every_cli
     let mut entries = Vec::new();
     let mut principals = Vec::new();
     for caller in CALLERS {
-        let key = apikeys::generate().unwrap();
-        entries.push(ApiKeyEntry {
-            name: caller.name.into(),
-            hash: key.hash,
-            groups: caller.groups.iter().map(|g| g.to_string()).collect(),
-            tenant: caller.tenant.map(Into::into),
-            expires: None,
-        });
+        let (key, entry) = api_key(caller.name, caller.groups, caller.tenant);
+        entries.push(entry);
         principals.push(serde_json::json!({
-            "name": caller.name, "key": key.key, "rows": caller.rows,
+            "name": caller.name, "key": key, "rows": caller.rows,
             "unmask": caller.unmask, "denied": caller.denied,
         }));
     }
@@ -214,18 +208,12 @@ async fn the_rows_returned_are_exactly_the_rows_cedar_allows_through_every_state
     let mut entries = Vec::new();
     let mut callers = Vec::new();
     for i in 0..24 {
-        let key = apikeys::generate().unwrap();
         let tenant = [TENANTS, &[""]].concat()[random.below(TENANTS.len() + 1)];
-        let groups: Vec<String> = GROUPS.iter().filter(|_| random.below(2) == 1).map(|g| g.to_string()).collect();
+        let groups: Vec<&str> = GROUPS.iter().copied().filter(|_| random.below(2) == 1).collect();
         let name = format!("caller-{i}");
-        entries.push(ApiKeyEntry {
-            name: name.clone(),
-            hash: key.hash,
-            groups: groups.clone(),
-            tenant: (!tenant.is_empty()).then(|| tenant.to_string()),
-            expires: None,
-        });
-        callers.push((name, key.key, tenant, groups));
+        let (key, entry) = api_key(&name, &groups, (!tenant.is_empty()).then_some(tenant));
+        entries.push(entry);
+        callers.push((name, key, tenant, groups.iter().map(|g| g.to_string()).collect::<Vec<_>>()));
     }
     let engine_config = engine::config::Config::from_file(&engine_yaml).unwrap();
     let (policies_dir, engine_file) = (policies.clone(), engine_yaml.clone());
@@ -304,29 +292,17 @@ async fn a_shadow_set_that_unmasks_a_column_is_reported_and_never_enforced() {
         "@id(\"unmask-emails\")\npermit(principal, action == Action::\"unmask\", resource is Column) when { resource.tags.contains(\"pii.email\") };\n",
     )
     .unwrap();
-    let key = apikeys::generate().unwrap();
-    let entry = ApiKeyEntry {
-        name: "acme-analyst".into(),
-        hash: key.hash,
-        groups: vec!["acme".into()],
-        tenant: Some("acme".into()),
-        expires: None,
-    };
+    let (key, entry) = api_key("acme-analyst", &["acme"], Some("acme"));
     let audit = dir.path().join("audit.log");
     let audit_file = audit.clone();
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
         c.authorization.policies = enforced.into();
         c.authorization.shadow = Some(shadow.into());
-        c.audit.sinks = vec![gateway::config::SinkConfig::File {
-            path: audit_file.into(),
-            max_bytes: 1 << 30,
-            keep: 1,
-            fsync: gateway::config::FsyncPolicy::Never,
-        }];
+        c.audit.sinks = vec![audit_sink(audit_file)];
     })
     .await;
-    let reply = sql(&stack, &key.key, "SELECT name, email FROM demo.customers ORDER BY customer_id").await;
+    let reply = sql(&stack, &key, "SELECT name, email FROM demo.customers ORDER BY customer_id").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("***@lovelace.example") && !reply.text().contains("ada@"), "{}", reply.text());
     let metrics = gateway::internal::render_metrics(0);
@@ -373,25 +349,13 @@ async fn every_query_event_records_what_it_read_and_the_rows_the_client_received
     let dir = tempfile::tempdir().unwrap();
     common::copy_shipped_policies(dir.path());
     std::fs::write(dir.path().join("55-national-id.cedar"), DENY_NATIONAL_ID).unwrap();
-    let key = apikeys::generate().unwrap();
-    let entry = ApiKeyEntry {
-        name: "acme-analyst".into(),
-        hash: key.hash,
-        groups: vec!["acme".into()],
-        tenant: Some("acme".into()),
-        expires: None,
-    };
+    let (key, entry) = api_key("acme-analyst", &["acme"], Some("acme"));
     let audit = dir.path().join("audit.log");
     let (policies, audit_file) = (dir.path().to_path_buf(), audit.clone());
     let stack = Stack::start_with(ClientAuth::Optional, move |c| {
         c.auth.api_keys = Some(ApiKeysConfig { file: None, keys: vec![entry] });
         c.authorization.policies = policies.into();
-        c.audit.sinks = vec![gateway::config::SinkConfig::File {
-            path: audit_file.into(),
-            max_bytes: 1 << 30,
-            keep: 1,
-            fsync: gateway::config::FsyncPolicy::Never,
-        }];
+        c.audit.sinks = vec![audit_sink(audit_file)];
     })
     .await;
     let statements = serde_json::json!({
@@ -402,7 +366,7 @@ async fn every_query_event_records_what_it_read_and_the_rows_the_client_received
         "http": format!("https://localhost:{}", stack.gateway.api_addr.port()),
         "flight": format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()),
         "ca": stack.pki.ca(),
-        "key": key.key,
+        "key": key,
         "statements": statements,
     });
     let output = tokio::process::Command::from(testkit::python_command())
@@ -421,13 +385,13 @@ async fn every_query_event_records_what_it_read_and_the_rows_the_client_received
             stack.gateway.api_addr,
             "POST",
             "/v1/sql",
-            &[("x-api-key", &key.key), ("x-request-id", "denied-column")],
+            &[("x-api-key", &key), ("x-request-id", "denied-column")],
             "SELECT name FROM demo.customers ORDER BY national_id",
         )
         .await
         .unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
-    for reply in [&refused, &sql(&stack, &key.key, "SELECT name FROM demo.customers").await] {
+    for reply in [&refused, &sql(&stack, &key, "SELECT name FROM demo.customers").await] {
         assert!(!reply.headers.keys().any(|k| k.as_str().starts_with("x-portcullis-")), "{:?}", reply.headers);
     }
     // The event that answered each call with the engine's report: the POST, or the Flight
@@ -508,14 +472,7 @@ async fn a_column_tagged_by_a_pattern_is_masked_or_denied_through_the_gateway() 
         }
         let engine_file = dir.path().join("engine.yaml");
         std::fs::write(&engine_file, &yaml).unwrap();
-        let key = apikeys::generate().unwrap();
-        let entry = ApiKeyEntry {
-            name: "auditor".into(),
-            hash: key.hash,
-            groups: vec!["auditors".into()],
-            tenant: None,
-            expires: None,
-        };
+        let (key, entry) = api_key("auditor", &["auditors"], None);
         let policies = dir.path().to_path_buf();
         let engine_config = engine::config::Config::from_yaml(&yaml, "pattern config").unwrap();
         let stack = Stack::start_with_engine(ClientAuth::Optional, engine_config, move |c| {
@@ -525,7 +482,7 @@ async fn a_column_tagged_by_a_pattern_is_masked_or_denied_through_the_gateway() 
         })
         .await;
         for query in ["SELECT name, national_id FROM demo.customers", "SELECT * FROM demo.customers"] {
-            let reply = sql(&stack, &key.key, query).await;
+            let reply = sql(&stack, &key, query).await;
             let text = reply.text();
             assert!(!raw.iter().any(|value| text.contains(value.as_str())), "{query}: {text}");
             if deny && query.contains("national_id") {
@@ -540,6 +497,29 @@ async fn a_column_tagged_by_a_pattern_is_masked_or_denied_through_the_gateway() 
                 assert!(if deny { national.is_null() } else { national.as_str().unwrap().len() == 64 }, "{text}");
             }
         }
+    }
+}
+
+/// An API key for `name` in `groups` of `tenant`: the key, and its entry in the config.
+fn api_key(name: &str, groups: &[&str], tenant: Option<&str>) -> (String, ApiKeyEntry) {
+    let key = apikeys::generate().unwrap();
+    let entry = ApiKeyEntry {
+        name: name.into(),
+        hash: key.hash,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        tenant: tenant.map(Into::into),
+        expires: None,
+    };
+    (key.key, entry)
+}
+
+/// The audit sink a test reads back: a file at `path`, never rotated or synced.
+fn audit_sink(path: std::path::PathBuf) -> gateway::config::SinkConfig {
+    gateway::config::SinkConfig::File {
+        path: path.into(),
+        max_bytes: 1 << 30,
+        keep: 1,
+        fsync: gateway::config::FsyncPolicy::Never,
     }
 }
 
