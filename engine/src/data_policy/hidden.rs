@@ -36,6 +36,13 @@ impl HiddenColumns {
     }
 }
 
+impl HiddenColumns {
+    /// The whole table (cluster mode plans over it, see `DataPolicyRule`).
+    pub(crate) fn inner(&self) -> Arc<dyn TableProvider> {
+        Arc::clone(&self.inner)
+    }
+}
+
 #[tonic::async_trait]
 impl TableProvider for HiddenColumns {
     fn schema(&self) -> SchemaRef {

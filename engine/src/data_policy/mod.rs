@@ -141,9 +141,7 @@ impl DataPolicyRule {
             None => return Ok(None),
         };
         if self.cluster {
-            return Err(DataFusionError::NotImplemented(format!(
-                "dataset {id} has row or column policies for you, which cluster mode does not enforce yet: refused"
-            )));
+            return self.rewrite_for_cluster(scan, policy, &id).map(Some);
         }
         let provider = source_as_provider(&scan.source)?;
         let schema = provider.schema();
@@ -185,6 +183,60 @@ impl DataPolicyRule {
         )?
         .build()?;
         Ok(Some(replaced))
+    }
+}
+
+impl DataPolicyRule {
+    /// Cluster mode: the plan leaves for a Ballista scheduler, which knows DataFusion's own
+    /// nodes and functions only and optimizes the plan again (so no barrier: a caller's filter
+    /// may be moved below anything here). Masks are a projection of built-in functions over
+    /// the table's scan, which keeps them sound wherever filters move (a filter on a masked
+    /// column is rewritten over the mask), and denied columns are not in the caller's table
+    /// at all ([`HiddenColumns`]). What needs the barrier or this process is refused: a row
+    /// filter (a caller's expression could run on a row it removes), a `keyed_hash` mask (the
+    /// executors do not hold its key), a denied column read through a view (planned over the
+    /// whole table).
+    fn rewrite_for_cluster(&self, scan: &TableScan, policy: &DatasetPolicy, id: &str) -> Result<LogicalPlan> {
+        // Refused as an undecided table is (403 `forbidden`): served only as decided.
+        let refuse = |what: &str| {
+            Err(DataFusionError::External(Box::new(Undecided(format!(
+                "dataset {id} has {what} for you, which cluster mode does not enforce yet: refused"
+            )))))
+        };
+        if policy.rows.is_some() {
+            return refuse("a row filter");
+        }
+        let provider = source_as_provider(&scan.source)?;
+        let (table, schema) = match provider.downcast_ref::<HiddenColumns>() {
+            Some(hidden) => (hidden.inner(), provider.schema()),
+            None if policy.denied.iter().any(|d| provider.schema().field_with_name(d).is_ok()) => {
+                return refuse("denied columns read through a view");
+            }
+            None => (Arc::clone(&provider), provider.schema()),
+        };
+        let column = |name: &str| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
+        let mut projection = Vec::with_capacity(scan.projected_schema.fields().len());
+        for field in scan.projected_schema.fields() {
+            let name = field.name();
+            let expr = match policy.masks.iter().find(|m| &m.column == name) {
+                Some(mask) => {
+                    let real = schema.field_with_name(name)?;
+                    let Some(masked) =
+                        mask::builtin_expr(&mask.mask, column(name), real.data_type(), real.is_nullable(), &self.key)
+                    else {
+                        return refuse(&format!("a {} mask", mask.mask.name()));
+                    };
+                    masked.alias_qualified(Some(scan.table_name.clone()), name)
+                }
+                None => column(name),
+            };
+            projection.push(expr);
+        }
+        let mut plan = LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(table), None)?;
+        if let Some(filter) = scan.filters.iter().cloned().reduce(Expr::and) {
+            plan = plan.filter(filter)?;
+        }
+        plan.project(projection)?.build()
     }
 }
 
@@ -260,7 +312,8 @@ pub(crate) fn denied_columns(policies: &[DatasetPolicy]) -> Option<Arc<HashMap<S
 }
 
 /// A governed table scanned without a decision: the gateway did not decide for it (an older
-/// gateway, or a view the gateway did not expand); refused, never served unfiltered.
+/// gateway, or a view the gateway did not expand), or a decision this process cannot enforce
+/// (cluster mode); refused, never served unfiltered.
 #[derive(Debug)]
 pub struct Undecided(String);
 

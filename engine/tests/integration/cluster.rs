@@ -376,20 +376,74 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         assert_eq!(rows[0]["n"], 2000);
     }
 
-    // A row filter the scheduler could not run behind its barrier: refused, never run unfiltered.
-    let filtered = [identity::DatasetPolicy {
-        dataset: crate::common::dataset("orders"),
-        denied: Vec::new(),
-        masks: Vec::new(),
-        unmasked: Vec::new(),
-        rows: Some(identity::RowFilter::Bool(false)),
-        row_policies: Vec::new(),
-    }];
-    let grant = identity::Grant { scope: &coordinator.served, data: &filtered, ..identity::Grant::default() };
-    let stamp = coordinator.signer.sign_with(&alice, grant, crate::common::now(), 60).unwrap();
-    let refused = coordinator.http.sql(Some(&stamp), "SELECT count(*) AS n FROM orders").await;
-    assert_ne!(refused.status, 200, "{}", refused.text());
-    assert!(refused.text().contains("cluster mode does not enforce"), "{}", refused.text());
+    // Masks and denied columns hold on the cluster as on one node: tenants masked to their
+    // last four letters, amounts denied (not in `*`, refused by name), no raw value returned.
+    let decided = |masks: Vec<identity::ColumnMask>, denied: &[&str], rows: Option<identity::RowFilter>| {
+        [identity::DatasetPolicy {
+            dataset: crate::common::dataset("orders"),
+            denied: denied.iter().map(|c| c.to_string()).collect(),
+            masks,
+            unmasked: Vec::new(),
+            rows,
+            row_policies: Vec::new(),
+        }]
+    };
+    let stamp_for = |engine: &TestEngine, data: &[identity::DatasetPolicy]| {
+        let grant = identity::Grant { scope: &engine.served, data, ..identity::Grant::default() };
+        engine.signer.sign_with(&alice, grant, crate::common::now(), 60).unwrap()
+    };
+    let last4 = || vec![identity::ColumnMask { column: "tenant".into(), mask: identity::Mask::Last4 }];
+    let masked = decided(last4(), &["amount"], None);
+    let grouped = "SELECT tenant, count(*) AS n FROM orders WHERE tenant LIKE '%obex' OR order_id < 10 GROUP BY tenant ORDER BY tenant";
+    let on_cluster = coordinator.http.sql(Some(&stamp_for(&coordinator, &masked)), grouped).await;
+    let on_one_node = single.http.sql(Some(&stamp_for(&single, &masked)), grouped).await;
+    assert_eq!(on_cluster.status, 200, "{}", on_cluster.text());
+    assert_eq!(on_cluster.json(), serde_json::json!([{"tenant": "***", "n": 5}, {"tenant": "***obex", "n": 2000}]));
+    assert_eq!(on_cluster.json(), on_one_node.json());
+    for sql in [
+        "SELECT * FROM orders LIMIT 5",
+        "SELECT tenant FROM my_orders LIMIT 5",
+        "SELECT o.tenant AS t, CAST(tenant AS VARCHAR) || '!' AS c, substr(tenant, 1, 9) AS s, upper(tenant) AS u FROM orders o LIMIT 5",
+        "WITH t AS (SELECT tenant FROM orders) SELECT DISTINCT tenant FROM t",
+        "SELECT (SELECT max(tenant) FROM orders) AS m, (SELECT min(tenant) FROM orders) AS n",
+        "SELECT a.tenant, count(*) AS n FROM orders a JOIN orders b ON a.tenant = b.tenant AND a.order_id = b.order_id GROUP BY a.tenant",
+        "SELECT tenant FROM orders UNION SELECT tenant FROM orders",
+        "SELECT tenant, count(DISTINCT tenant) AS d FROM orders GROUP BY tenant ORDER BY tenant",
+        "SELECT order_id, first_value(tenant) OVER (PARTITION BY tenant ORDER BY order_id) AS f FROM orders ORDER BY order_id LIMIT 5",
+        "SELECT string_agg(DISTINCT tenant, ',') AS all_tenants FROM orders",
+        "EXPLAIN SELECT tenant FROM orders WHERE tenant LIKE '%x%'",
+    ] {
+        let reply = coordinator.http.sql(Some(&stamp_for(&coordinator, &decided(last4(), &[], None))), sql).await;
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.text());
+        assert!(!reply.text().contains("acme") && !reply.text().contains("globex"), "{sql}: {}", reply.text());
+    }
+    let star = coordinator.http.sql(Some(&stamp_for(&coordinator, &masked)), "SELECT * FROM orders LIMIT 5").await;
+    assert!(star.status == 200 && !star.text().contains("amount"), "{}", star.text());
+    let named = coordinator.http.sql(Some(&stamp_for(&coordinator, &masked)), "SELECT sum(amount) FROM orders").await;
+    assert_eq!(named.status, 403, "{}", named.text());
+    assert!(named.text().contains("column_forbidden"), "{}", named.text());
+
+    // What the scheduler could not hold is refused, never run unfiltered or unmasked: a row
+    // filter (it has no barrier), a keyed hash (executors do not hold the key), a denied
+    // column read through a view (planned over the whole table).
+    let keyed = vec![identity::ColumnMask { column: "tenant".into(), mask: identity::Mask::KeyedHash }];
+    for (data, sql, what) in [
+        (
+            decided(Vec::new(), &[], Some(identity::RowFilter::Bool(false))),
+            "SELECT count(*) AS n FROM orders",
+            "a row filter",
+        ),
+        (decided(keyed, &[], None), "SELECT tenant FROM orders", "a keyed_hash mask"),
+        (decided(Vec::new(), &["amount"], None), "SELECT tenant FROM my_orders", "denied columns read through a view"),
+    ] {
+        let refused = coordinator.http.sql(Some(&stamp_for(&coordinator, &data)), sql).await;
+        assert_eq!(refused.status, 403, "{sql}: {}", refused.text());
+        assert!(
+            refused.text().contains(&format!("{what} for you, which cluster mode does not enforce")),
+            "{sql}: {}",
+            refused.text()
+        );
+    }
 
     // CSV and NDJSON datasets run on the cluster too.
     for table in ["points_csv", "points_ndjson"] {
