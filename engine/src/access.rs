@@ -1,12 +1,13 @@
-//! Access history: the tables, views and columns a planned statement reads, reported to the
+//! Access history: the tables, views and columns a statement reads, reported to the
 //! gateway for its audit event ([`identity::AccessReport`]).
 //!
-//! Read from the planned statement with its projections pruned and nothing else (as
-//! [`crate::data_policy::check_denied`] reads it): a column counts when the statement uses
-//! it anywhere (projection, filter, join key, grouping, ordering, window), even where the
-//! optimizer would later fold it away. A view's columns are followed into the view's own plan
-//! (pruned to the columns used of it) down to the base tables. Row-filter columns of a
-//! policy are not counted: the policy reads them, not the caller.
+//! Read from the optimized plan the statement runs as (no planning of its own): every scan
+//! with the columns it reads, those of filters pushed into it included, so a column counts
+//! when the statement uses it anywhere (projection, filter, join key, grouping, ordering,
+//! window) and the optimizer kept it. A view's columns are followed into the view's own plan
+//! (pruned to the columns used of it) down to the base tables. A table's row and column
+//! policy counts as the table: the columns its row filter reads are the policy's, not the
+//! caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,17 +36,17 @@ pub(crate) fn report(plan: &LogicalPlan) -> Result<AccessReport> {
     }
     let mut read = Reads::new();
     let mut base = Reads::new();
-    for scan in scans(plan.clone())? {
+    for scan in scans(plan)? {
         record(&mut read, &scan);
         follow(scan, &mut base, 0)?;
     }
     Ok(AccessReport { read: listed(read), base: listed(base), denied: None, columns_omitted: false })
 }
 
-/// The access report of a planned statement as its header value; `None` (logged) when it
-/// cannot be made, which does not stop the statement: the gateway then records none.
-pub(crate) fn header(frame: &datafusion::prelude::DataFrame) -> Option<String> {
-    match report(frame.logical_plan()) {
+/// The access report of the optimized plan `plan` as its header value; `None` (logged) when
+/// it cannot be made, which does not stop the statement: the gateway then records none.
+pub(crate) fn header(plan: &LogicalPlan) -> Option<String> {
+    match report(plan) {
         Ok(report) => Some(report.to_header()),
         Err(error) => {
             tracing::warn!(%error, "cannot say what the statement reads: its audit event will not");
@@ -61,15 +62,10 @@ struct Scanned {
     columns: Vec<String>,
 }
 
-/// Every scan of `plan` (subqueries included), its projection pruned to what is used.
-fn scans(plan: LogicalPlan) -> Result<Vec<Scanned>> {
-    let pruned = Optimizer::with_rules(vec![Arc::new(OptimizeProjections::new())]).optimize(
-        plan,
-        &OptimizerContext::new(),
-        |_, _| {},
-    )?;
+/// Every scan of `plan` (subqueries included).
+fn scans(plan: &LogicalPlan) -> Result<Vec<Scanned>> {
     let mut out = Vec::new();
-    pruned.apply_with_subqueries(|node| {
+    plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             out.push(scanned(scan));
         }
@@ -105,6 +101,7 @@ fn record(reads: &mut Reads, scan: &Scanned) {
 /// (pruned to the columns used) for a view.
 fn follow(scan: Scanned, base: &mut Reads, depth: usize) -> Result<()> {
     let view = scan.provider.as_ref().and_then(|provider| match provider.downcast_ref::<BarrierView>() {
+        Some(barrier) if barrier.is_policy() => None,
         Some(barrier) => Some(barrier.plan().clone()),
         None => provider.get_logical_plan().map(|plan| plan.into_owned()),
     });
@@ -117,8 +114,14 @@ fn follow(scan: Scanned, base: &mut Reads, depth: usize) -> Result<()> {
         .filter(|&i| scan.columns.contains(schema.field(i).name()))
         .map(|i| Expr::Column(Column::from(schema.qualified_field(i))))
         .collect();
+    // The view's own plan is not optimized: prune it to the columns used of it.
     let projected = LogicalPlanBuilder::from(view).project(used)?.build()?;
-    for inner in scans(projected)? {
+    let pruned = Optimizer::with_rules(vec![Arc::new(OptimizeProjections::new())]).optimize(
+        projected,
+        &OptimizerContext::new(),
+        |_, _| {},
+    )?;
+    for inner in scans(&pruned)? {
         follow(inner, base, depth + 1)?;
     }
     Ok(())

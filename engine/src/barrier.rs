@@ -42,6 +42,9 @@ pub(crate) struct BarrierView {
     pushable: HashSet<String>,
     /// Columns (by index) that policy denies the caller: a scan that reads one is refused.
     forbidden: Vec<(usize, ColumnForbidden)>,
+    /// A table's row and column policy (`crate::data_policy`), not a view: access history
+    /// counts it as the table itself.
+    policy: bool,
 }
 
 impl BarrierView {
@@ -56,7 +59,7 @@ impl BarrierView {
         }
         let passed = passed_through(&plan);
         let pushable = seen.difference(&doubled).filter(|name| passed.contains(*name)).cloned().collect();
-        Self { plan, schema, definition, pushable, forbidden: Vec::new() }
+        Self { plan, schema, definition, pushable, forbidden: Vec::new(), policy: false }
     }
 
     /// The view's own plan (what access history follows to the base tables).
@@ -79,10 +82,17 @@ impl BarrierView {
         }
     }
 
-    /// Refuses any scan that reads one of `forbidden` (see [`crate::data_policy`]).
-    pub(crate) fn forbidding(mut self, forbidden: Vec<(usize, ColumnForbidden)>) -> Self {
+    /// A table's row and column policy (see [`crate::data_policy`]): refuses any scan that
+    /// reads one of `forbidden`.
+    pub(crate) fn policy(mut self, forbidden: Vec<(usize, ColumnForbidden)>) -> Self {
         self.forbidden = forbidden;
+        self.policy = true;
         self
+    }
+
+    /// Whether this is a table's row and column policy rather than a view.
+    pub(crate) fn is_policy(&self) -> bool {
+        self.policy
     }
 
     /// Whether `expr` may be evaluated on rows the view filters out (see the module docs).

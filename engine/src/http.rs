@@ -92,8 +92,7 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     }
 
     let frame = shared.engine.plan(&caller, sql).await?;
-    let access = report.then(|| crate::access::header(&frame)).flatten();
-    let mut stream = shared.engine.execute(frame).await?;
+    let (mut stream, access) = shared.engine.execute(frame, report).await?;
     let schema = stream.schema();
     // Wait for the first batch so that errors raised when execution starts (a missing file,
     // a failed cast) still get a proper status instead of a truncated 200.

@@ -177,7 +177,14 @@ impl QueryEngine {
     /// work), once it has run `limits.statement_timeout_secs`; on a cluster, also once it
     /// goes `cluster.stall_timeout_secs` without a result batch (a job left waiting on a lost
     /// executor) instead of hanging.
-    pub async fn execute(&self, frame: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
+    ///
+    /// With `report` (the gateway's audit asked), also the statement's access report as its
+    /// header value, read from the plan it runs as ([`crate::access`]).
+    pub async fn execute(
+        &self,
+        frame: DataFrame,
+        report: bool,
+    ) -> Result<(SendableRecordBatchStream, Option<String>), EngineError> {
         let timeout = self.statement_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let overran = move || {
@@ -186,7 +193,8 @@ impl QueryEngine {
                 timeout.as_secs()
             ))
         };
-        let stream = tokio::time::timeout_at(deadline, self.start(frame)).await.map_err(|_| overran())??;
+        let (stream, access) =
+            tokio::time::timeout_at(deadline, self.start(frame, report)).await.map_err(|_| overran())??;
         let schema = stream.schema();
         let sleep = Box::pin(tokio::time::sleep_until(deadline));
         let bounded = futures::stream::unfold(Some((stream, sleep)), move |state| async move {
@@ -202,12 +210,25 @@ impl QueryEngine {
                 }
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, bounded)))
+        Ok((Box::pin(RecordBatchStreamAdapter::new(schema, bounded)), access))
     }
 
-    /// The query's stream; on a cluster, ended with an error after a stall.
-    async fn start(&self, frame: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
-        let Some(stall) = self.stall_timeout else { return Ok(frame.execute_stream().await?) };
+    /// The query's stream (and with `report` its access report); on a cluster, ended with an
+    /// error after a stall.
+    async fn start(
+        &self,
+        frame: DataFrame,
+        report: bool,
+    ) -> Result<(SendableRecordBatchStream, Option<String>), EngineError> {
+        // What `DataFrame::execute_stream` does, with the optimized plan in hand for the report.
+        let (state, plan) = frame.into_parts();
+        let optimized = state.optimize(&plan)?;
+        let access = report.then(|| crate::access::header(&optimized)).flatten();
+        let physical = state.query_planner().create_physical_plan(&optimized, &state);
+        let Some(stall) = self.stall_timeout else {
+            let stream = datafusion::physical_plan::execute_stream(physical.await?, state.task_ctx())?;
+            return Ok((stream, access));
+        };
         let stalled = move || {
             DataFusionError::ResourcesExhausted(format!(
                 "the cluster returned no result for {} s (cluster.stall_timeout_secs): the query was stopped; \
@@ -215,7 +236,8 @@ impl QueryEngine {
                 stall.as_secs()
             ))
         };
-        let stream = tokio::time::timeout(stall, frame.execute_stream()).await.map_err(|_| stalled())??;
+        let started = async { datafusion::physical_plan::execute_stream(physical.await?, state.task_ctx()) };
+        let stream = tokio::time::timeout(stall, started).await.map_err(|_| stalled())??;
         let schema = stream.schema();
         let guarded = tokio_stream::StreamExt::timeout(stream, stall)
             .map(move |item| item.unwrap_or_else(|_| Err(stalled())).map_err(lost_node))
@@ -225,7 +247,7 @@ impl QueryEngine {
                 *ended = out.as_ref().is_some_and(Result::is_err);
                 futures::future::ready(out)
             });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, guarded)))
+        Ok((Box::pin(RecordBatchStreamAdapter::new(schema, guarded)), access))
     }
 
     /// Every table and view, sorted by catalog, schema and name (listings are stable).

@@ -174,7 +174,7 @@ impl DataPolicyRule {
             projection.push(expr);
         }
         inner = inner.project(projection)?;
-        let view = BarrierView::new(inner.build()?, format!("row and column policy of {id}")).forbidding(forbidden);
+        let view = BarrierView::new(inner.build()?, format!("row and column policy of {id}")).policy(forbidden);
         let replaced = LogicalPlanBuilder::scan_with_filters(
             scan.table_name.clone(),
             provider_as_source(Arc::new(view)),

@@ -185,8 +185,7 @@ fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -
 /// `report` (the gateway's audit asked), the statement's access report goes in the response
 /// metadata and the rows sent in a trailer ([`rows_trailer`]).
 async fn stream_frame(engine: &QueryEngine, frame: DataFrame, report: bool) -> Result<Response<DataStream>, Status> {
-    let access = report.then(|| crate::access::header(&frame)).flatten();
-    let stream = engine.execute(frame).await?;
+    let (stream, access) = engine.execute(frame, report).await?;
     let schema = stream.schema();
     let sent = rows_trailer::RowsSent::default();
     let counter = Arc::clone(&sent.0);
