@@ -93,12 +93,17 @@ pub(super) async fn run(args: ExecutorArgs) -> Result<(), String> {
     let temp = work_dir.clone();
     let runtime_producer: ballista_core::RuntimeProducer =
         Arc::new(move |_| Ok(Arc::new(RuntimeEnvBuilder::new().with_temp_file_path(temp.clone()).build()?)));
+    // Tasks run the engine's mask functions (row and column policy) beside DataFusion's own.
+    let mut functions = ballista_core::registry::BallistaFunctionRegistry::default();
+    for function in args.node.mask_functions()? {
+        functions.scalar_functions.insert(function.name().to_string(), function);
+    }
     let executor = Arc::new(Executor::with_default_execution_engine(
         metadata,
         &work_dir,
         runtime_producer,
         config_producer,
-        Arc::default(),
+        Arc::new(functions),
         Arc::new(LoggingMetricsCollector::default()),
         vcores,
     ));

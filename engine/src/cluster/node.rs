@@ -39,6 +39,11 @@ pub struct NodeArgs {
     /// Serve `GET /metrics` (Prometheus text) here, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub metrics_address: Option<SocketAddr>,
+    /// The coordinator's `masking.keyed_hash_key_file`, so this node runs the `keyed_hash`
+    /// masks of row and column policy as the coordinator would; without it, it refuses plans
+    /// that hash (the other masks need no key).
+    #[arg(long, value_name = "FILE")]
+    pub mask_key_file: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -68,6 +73,14 @@ impl NodeArgs {
                  --dangerous-allow-insecure-connections)"
                 .into()),
         }
+    }
+
+    /// The mask functions this node runs plans with ([`crate::data_policy::node_functions`]).
+    pub(super) fn mask_functions(&self) -> Result<Vec<Arc<datafusion::logical_expr::ScalarUDF>>, String> {
+        let Some(path) = &self.mask_key_file else { return crate::data_policy::node_functions(None) };
+        let secret = std::fs::read(path).map_err(|e| format!("--mask-key-file {}: {e}", path.display()))?;
+        crate::data_policy::node_functions(Some(&secret))
+            .map_err(|e| format!("--mask-key-file {}: {e}", path.display()))
     }
 
     /// The host this node is reached at.

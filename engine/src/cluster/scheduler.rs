@@ -34,6 +34,16 @@ pub(super) async fn run(args: SchedulerArgs) -> Result<(), String> {
     if args.executor_timeout_seconds == 0 {
         return Err("--executor-timeout-seconds must be at least 1".into());
     }
+    // Plans arrive with the engine's mask functions in them: the scheduler decodes and plans
+    // them with those registered.
+    let functions = args.node.mask_functions()?;
+    let session_builder: ballista_scheduler::scheduler_server::SessionBuilder = Arc::new(move |config| {
+        let mut state = ballista_core::utils::default_session_builder(config)?;
+        for function in &functions {
+            datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::clone(function))?;
+        }
+        Ok(state)
+    });
     let config = SchedulerConfig {
         external_host: args.node.advertised(bound),
         bind_host: bound.ip().to_string(),
@@ -43,6 +53,7 @@ pub(super) async fn run(args: SchedulerArgs) -> Result<(), String> {
         no_executors_grace_period_seconds: args.executor_timeout_seconds,
         override_create_grpc_client_endpoint: tls.as_ref().map(|tls| tls.endpoint_override()),
         use_tls: tls.is_some(),
+        override_session_builder: Some(session_builder),
         ..SchedulerConfig::default()
     };
     config.validate().map_err(|e| format!("scheduler configuration: {e}"))?;

@@ -4,7 +4,10 @@
 //! `masking.keyed_hash_key_file`, so every engine of a deployment hashes alike; without it
 //! each process draws its own (hashes then differ between processes and restarts).
 //!
-//! The function is not registered under a name: SQL cannot call it, only the policy rule.
+//! The function is not registered under a name in the engine: SQL cannot call it, only the
+//! policy rule. Its name carries a fingerprint of the key (the first 8 bytes of its
+//! SHA-256), so a cluster node given another key, or none, does not know the function and
+//! refuses the plan instead of hashing differently.
 
 use std::sync::Arc;
 
@@ -18,7 +21,12 @@ use datafusion::logical_expr::{
 
 /// The key, shared by every query of the process.
 #[derive(Clone)]
-pub(crate) struct MaskKey(Arc<ScalarUDF>);
+pub(crate) struct MaskKey {
+    function: Arc<ScalarUDF>,
+    /// From `masking.keyed_hash_key_file`, so other processes (cluster nodes) can hold it
+    /// too; not a key drawn for this process alone.
+    shared: bool,
+}
 
 impl std::fmt::Debug for MaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,31 +40,47 @@ impl MaskKey {
         if secret.len() < 32 {
             return Err(format!("the mask key must be at least 32 bytes, not {}", secret.len()));
         }
-        Ok(Self::from_key(hmac::Key::new(hmac::HMAC_SHA256, secret)))
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+        let fingerprint = digest.as_ref().iter().take(8).fold(String::new(), |mut out, byte| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{byte:02x}");
+            out
+        });
+        let function = Arc::new(ScalarUDF::new_from_impl(KeyedHash {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            name: format!("portcullis_keyed_hash_{fingerprint}"),
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }));
+        Ok(Self { function, shared: true })
     }
 
     /// A random key for this process.
     pub(crate) fn random() -> Result<Self, String> {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
-            .map_err(|_| "cannot draw a random mask key".to_string())?;
-        Ok(Self::from_key(key))
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| "cannot draw a random mask key".to_string())?;
+        Ok(Self { shared: false, ..Self::new(&secret)? })
     }
 
-    fn from_key(key: hmac::Key) -> Self {
-        Self(Arc::new(ScalarUDF::new_from_impl(KeyedHash {
-            key,
-            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
-        })))
+    /// Whether the key came from a file other processes can be given.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The function, to register on a cluster node (see `cluster::node`).
+    pub(crate) fn function(&self) -> Arc<ScalarUDF> {
+        Arc::clone(&self.function)
     }
 
     /// `keyed_hash(value)`.
     pub(crate) fn hash(&self, value: Expr) -> Expr {
-        self.0.call(vec![value])
+        self.function.call(vec![value])
     }
 }
 
 struct KeyedHash {
     key: hmac::Key,
+    /// `portcullis_keyed_hash_` and the key's fingerprint.
+    name: String,
     signature: Signature,
 }
 
@@ -76,7 +100,7 @@ impl Eq for KeyedHash {}
 
 impl std::hash::Hash for KeyedHash {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "portcullis_keyed_hash".hash(state);
+        self.name.hash(state);
     }
 }
 
@@ -93,7 +117,7 @@ impl KeyedHash {
 
 impl ScalarUDFImpl for KeyedHash {
     fn name(&self) -> &str {
-        "portcullis_keyed_hash"
+        &self.name
     }
 
     fn signature(&self) -> &Signature {

@@ -5,8 +5,8 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::functions::expr_fn::{character_length, coalesce, concat, date_trunc, floor, right, split_part};
-use datafusion::logical_expr::{Expr, cast, lit, when};
+use datafusion::functions::expr_fn::{coalesce, date_trunc, floor};
+use datafusion::logical_expr::{Expr, cast, lit};
 use identity::Mask;
 
 use super::keyed_hash::MaskKey;
@@ -19,36 +19,6 @@ use super::year_only;
 pub(super) fn expr(mask: &Mask, column: Expr, data_type: &DataType, nullable: bool, key: &MaskKey) -> Expr {
     let masked = raw_expr(mask, column, data_type, key);
     keep_non_null(masked, data_type, nullable)
-}
-
-/// [`expr`] from DataFusion's own functions only, for a plan that leaves the process: a
-/// Ballista scheduler and its executors know those and not this engine's functions. Slower
-/// (several passes, casts; see `text_mask`), and without `keyed_hash` (`None`: the
-/// executors do not hold the mask key).
-pub(super) fn builtin_expr(
-    mask: &Mask,
-    column: Expr,
-    data_type: &DataType,
-    nullable: bool,
-    key: &MaskKey,
-) -> Option<Expr> {
-    let text = matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    let masked = match mask {
-        Mask::KeyedHash => return None,
-        Mask::EmailDomain if text => {
-            cast(concat(vec![lit("***@"), split_part(column, lit("@"), lit(2_i64))]), data_type.clone())
-        }
-        Mask::Last4 if text => cast(
-            when(character_length(column.clone()).gt(lit(4_i64)), concat(vec![lit("***"), right(column, lit(4_i64))]))
-                .otherwise(lit("***"))
-                .ok()?,
-            data_type.clone(),
-        ),
-        Mask::YearOnly if *data_type == DataType::Date32 => cast(date_trunc(lit("year"), column), DataType::Date32),
-        // The rest are literals or arithmetic already (keyed_hash is out above).
-        other => raw_expr(other, column, data_type, key),
-    };
-    Some(keep_non_null(masked, data_type, nullable))
 }
 
 fn keep_non_null(masked: Expr, data_type: &DataType, nullable: bool) -> Expr {

@@ -188,14 +188,14 @@ impl DataPolicyRule {
 
 impl DataPolicyRule {
     /// Cluster mode: the plan leaves for a Ballista scheduler, which knows DataFusion's own
-    /// nodes and functions only and optimizes the plan again (so no barrier: a caller's filter
-    /// may be moved below anything here). Masks are a projection of built-in functions over
-    /// the table's scan, which keeps them sound wherever filters move (a filter on a masked
-    /// column is rewritten over the mask), and denied columns are not in the caller's table
-    /// at all ([`HiddenColumns`]). What needs the barrier or this process is refused: a row
-    /// filter (a caller's expression could run on a row it removes), a `keyed_hash` mask (the
-    /// executors do not hold its key), a denied column read through a view (planned over the
-    /// whole table).
+    /// nodes only and optimizes the plan again (so no barrier: a caller's filter may be moved
+    /// below anything here). Masks are a projection over the table's scan, which keeps them
+    /// sound wherever filters move (a filter on a masked column is rewritten over the mask);
+    /// the nodes register the mask functions ([`node_functions`]). Denied columns are not in
+    /// the caller's table at all ([`HiddenColumns`]). Refused: a row filter (a caller's
+    /// expression could run on a row it removes), a `keyed_hash` mask under a key drawn for
+    /// this process (no node can hold it), a denied column read through a view (planned over
+    /// the whole table).
     fn rewrite_for_cluster(&self, scan: &TableScan, policy: &DatasetPolicy, id: &str) -> Result<LogicalPlan> {
         // Refused as an undecided table is (403 `forbidden`): served only as decided.
         let refuse = |what: &str| {
@@ -220,13 +220,12 @@ impl DataPolicyRule {
             let name = field.name();
             let expr = match policy.masks.iter().find(|m| &m.column == name) {
                 Some(mask) => {
+                    if mask.mask == identity::Mask::KeyedHash && !self.key.is_shared() {
+                        return refuse("a keyed_hash mask without masking.keyed_hash_key_file");
+                    }
                     let real = schema.field_with_name(name)?;
-                    let Some(masked) =
-                        mask::builtin_expr(&mask.mask, column(name), real.data_type(), real.is_nullable(), &self.key)
-                    else {
-                        return refuse(&format!("a {} mask", mask.mask.name()));
-                    };
-                    masked.alias_qualified(Some(scan.table_name.clone()), name)
+                    mask::expr(&mask.mask, column(name), real.data_type(), real.is_nullable(), &self.key)
+                        .alias_qualified(Some(scan.table_name.clone()), name)
                 }
                 None => column(name),
             };
@@ -266,6 +265,21 @@ impl AnalyzerRule for DataPolicyRule {
     fn name(&self) -> &str {
         "portcullis_data_policy"
     }
+}
+
+/// The mask functions a cluster node registers to run the plans a coordinator sends it: the
+/// text masks and `year_only`, and `keyed_hash` under `key` (the coordinator's
+/// `masking.keyed_hash_key_file`; without it the node refuses plans that hash).
+pub fn node_functions(key: Option<&[u8]>) -> Result<Vec<Arc<datafusion::logical_expr::ScalarUDF>>, String> {
+    let mut functions = vec![
+        Arc::new(text_mask::TextMask::EmailDomain.function()),
+        Arc::new(text_mask::TextMask::Last4.function()),
+        Arc::new(year_only::function()),
+    ];
+    if let Some(secret) = key {
+        functions.push(MaskKey::new(secret)?.function());
+    }
+    Ok(functions)
 }
 
 /// Refuses a statement that names a column policy denies the caller, anywhere: `plan` is

@@ -5,7 +5,8 @@
 //! plain scan of the column. Here each value is read once and its masked form written once,
 //! in the column's own type (so the plan keeps its names and types with no cast).
 //!
-//! Like `keyed_hash`, the functions are not registered under a name: SQL cannot call them.
+//! Like `keyed_hash`, the functions are not registered in the engine: SQL cannot call them
+//! (cluster nodes register them, to run the plans the engine sends).
 
 use std::sync::Arc;
 
@@ -28,6 +29,11 @@ pub(super) enum TextMask {
 impl TextMask {
     /// The mask applied to `column` (a string column of any of Arrow's string types).
     pub(super) fn call(self, column: Expr) -> Expr {
+        self.function().call(vec![column])
+    }
+
+    /// The function, also to register on a cluster node (see `cluster::node`).
+    pub(super) fn function(self) -> ScalarUDF {
         ScalarUDF::new_from_impl(TextMaskFunction {
             mask: self,
             signature: Signature::new(
@@ -35,7 +41,6 @@ impl TextMask {
                 Volatility::Immutable,
             ),
         })
-        .call(vec![column])
     }
 
     /// Writes the masked form of `value` into `out` (cleared first).

@@ -4,7 +4,7 @@
 //! 10 M rows); this is Howard Hinnant's days-from-civil arithmetic, a few integer operations
 //! per value. Timestamps and `Date64` keep `date_trunc`.
 //!
-//! Not registered under a name: SQL cannot call it.
+//! Not registered in the engine: SQL cannot call it (cluster nodes register it).
 
 use std::sync::Arc;
 
@@ -17,8 +17,12 @@ use datafusion::logical_expr::{
 
 /// `year_only(column)` for a `Date32` column.
 pub(super) fn call(column: Expr) -> Expr {
+    function().call(vec![column])
+}
+
+/// The function, also to register on a cluster node (see `cluster::node`).
+pub(super) fn function() -> ScalarUDF {
     ScalarUDF::new_from_impl(YearOnly { signature: Signature::exact(vec![DataType::Date32], Volatility::Immutable) })
-        .call(vec![column])
 }
 
 /// The first of January of the year of `days` (days since 1970-01-01), in days.

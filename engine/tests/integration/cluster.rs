@@ -290,6 +290,10 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
     gateway(&["tls", "init", "--dir", &other_arg]);
     gateway(&["tls", "add", "intruder", "--node", "--dir", &other_arg, "--ip", "127.0.0.1"]);
 
+    // One mask key for every process, as docs/engine.md (Scaling out) says.
+    let mask_key = dir.path().join("mask.key");
+    std::fs::write(&mask_key, (0..48u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect::<Vec<u8>>()).unwrap();
+    let masking = format!("masking:\n  keyed_hash_key_file: {}\n", mask_key.display());
     let scheduler_addr = SocketAddr::from(([127, 0, 0, 1], free_port([127, 0, 0, 1])));
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port([127, 0, 0, 1])));
     let mut args = vec![
@@ -300,6 +304,8 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         metrics_addr.to_string(),
         "--executor-timeout-seconds".into(),
         "6".into(),
+        "--mask-key-file".into(),
+        mask_key.display().to_string(),
     ];
     args.extend(mtls(&certs, "scheduler"));
     let scheduler = Node::start(dir.path(), "scheduler", &args);
@@ -318,6 +324,8 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
             scheduler_addr.to_string(),
             "--vcores".into(),
             "2".into(),
+            "--mask-key-file".into(),
+            mask_key.display().to_string(),
         ];
         args.extend(mtls(&certs, &format!("executor-{n}")));
         executors.push(Node::start(dir.path(), &format!("executor-{n}"), &args));
@@ -332,13 +340,13 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         certs.join("coordinator.pem").display(),
         certs.join("coordinator-key.pem").display()
     );
-    let single = TestEngine::start_with(test_config(Some(&engine_yaml(&orders, "")))).await;
+    let single = TestEngine::start_with(test_config(Some(&engine_yaml(&orders, &masking)))).await;
     // The coordinator trusts the stamps of the gateway run in front of it below.
     let stamp_dir = dir.path().join("stamp");
     std::fs::create_dir_all(&stamp_dir).unwrap();
     gateway(&["stamp", "keygen", "--dir", &stamp_dir.display().to_string()]);
     let read = |name: &str| std::fs::read_to_string(stamp_dir.join(name)).unwrap();
-    let coordinator_yaml = engine_yaml(&orders, &cluster);
+    let coordinator_yaml = engine_yaml(&orders, &format!("{cluster}{masking}"));
     std::fs::write(dir.path().join("coordinator.yaml"), &coordinator_yaml).unwrap();
     let coordinator =
         TestEngine::start_with_keys(test_config(Some(&coordinator_yaml)), read("stamp-key.pem"), read("stamp-pub.pem"))
@@ -417,6 +425,17 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
         assert_eq!(reply.status, 200, "{sql}: {}", reply.text());
         assert!(!reply.text().contains("acme") && !reply.text().contains("globex"), "{sql}: {}", reply.text());
     }
+    // Keyed hashes: the executors hold the coordinator's key, so the cluster hashes as one
+    // node does (equal values still group and join).
+    let keyed = || vec![identity::ColumnMask { column: "tenant".into(), mask: identity::Mask::KeyedHash }];
+    let hashed = "SELECT tenant, count(*) AS n FROM orders GROUP BY tenant ORDER BY tenant";
+    let on_cluster = coordinator.http.sql(Some(&stamp_for(&coordinator, &decided(keyed(), &[], None))), hashed).await;
+    let on_one_node = single.http.sql(Some(&stamp_for(&single, &decided(keyed(), &[], None))), hashed).await;
+    assert_eq!(on_cluster.status, 200, "{}", on_cluster.text());
+    assert_eq!(on_cluster.json(), on_one_node.json());
+    let groups = on_cluster.json();
+    assert_eq!(groups.as_array().unwrap().len(), 2, "{groups}");
+    assert!(groups[0]["tenant"].as_str().unwrap().len() == 64 && !on_cluster.text().contains("acme"), "{groups}");
     let star = coordinator.http.sql(Some(&stamp_for(&coordinator, &masked)), "SELECT * FROM orders LIMIT 5").await;
     assert!(star.status == 200 && !star.text().contains("amount"), "{}", star.text());
     let named = coordinator.http.sql(Some(&stamp_for(&coordinator, &masked)), "SELECT sum(amount) FROM orders").await;
@@ -424,16 +443,14 @@ async fn queries_run_on_a_ballista_cluster_with_mtls_and_the_callers_identity_fo
     assert!(named.text().contains("column_forbidden"), "{}", named.text());
 
     // What the scheduler could not hold is refused, never run unfiltered or unmasked: a row
-    // filter (it has no barrier), a keyed hash (executors do not hold the key), a denied
-    // column read through a view (planned over the whole table).
-    let keyed = vec![identity::ColumnMask { column: "tenant".into(), mask: identity::Mask::KeyedHash }];
+    // filter (it has no barrier), a denied column read through a view (planned over the whole
+    // table). (A keyed hash without a key file: `a_cluster_that_never_answers…`.)
     for (data, sql, what) in [
         (
             decided(Vec::new(), &[], Some(identity::RowFilter::Bool(false))),
             "SELECT count(*) AS n FROM orders",
             "a row filter",
         ),
-        (decided(keyed, &[], None), "SELECT tenant FROM orders", "a keyed_hash mask"),
         (decided(Vec::new(), &["amount"], None), "SELECT tenant FROM my_orders", "denied columns read through a view"),
     ] {
         let refused = coordinator.http.sql(Some(&stamp_for(&coordinator, &data)), sql).await;
@@ -624,6 +641,21 @@ async fn a_cluster_that_never_answers_gets_a_clear_error_not_a_hang() {
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert!(reply.text().contains("cluster.stall_timeout_secs"), "{}", reply.text());
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    // A keyed hash under a key this process drew for itself (no masking.keyed_hash_key_file):
+    // no node can hold it, so it is refused before anything is sent.
+    let keyed = [identity::DatasetPolicy {
+        dataset: crate::common::dataset("orders"),
+        denied: Vec::new(),
+        masks: vec![identity::ColumnMask { column: "tenant".into(), mask: identity::Mask::KeyedHash }],
+        unmasked: Vec::new(),
+        rows: None,
+        row_policies: Vec::new(),
+    }];
+    let grant = identity::Grant { scope: &coordinator.served, data: &keyed, ..identity::Grant::default() };
+    let stamp = coordinator.signer.sign_with(&user("alice", &["acme"]), grant, crate::common::now(), 60).unwrap();
+    let refused = coordinator.http.sql(Some(&stamp), "SELECT tenant FROM orders").await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("a keyed_hash mask without masking.keyed_hash_key_file"), "{}", refused.text());
     held.abort();
 }
 
