@@ -144,7 +144,8 @@ impl QueryEngine {
         let data = self.patterns.expand(&caller.data);
         let state = self.session(caller, &data);
         let dialect = state.config_options().sql_parser.dialect;
-        let statement = state.sql_to_statement(sql, &dialect)?;
+        let sql = crate::placeholders::numbered(&GenericDialect {}, sql)?;
+        let statement = state.sql_to_statement(&sql, &dialect)?;
         // No table outside what the gateway authorized is even looked up.
         caller.scope.check(&state, &statement)?;
         let plan = tokio::time::timeout(self.statement_timeout, state.statement_to_plan(statement))

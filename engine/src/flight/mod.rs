@@ -193,7 +193,12 @@ async fn stream_frame(engine: &QueryEngine, frame: DataFrame, report: bool) -> R
         .inspect_ok(move |batch| {
             counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
         })
-        .map_err(|e| FlightError::from(datafusion::arrow::error::ArrowError::from(e)));
+        // An error while the rows stream (a division by zero) is answered as over HTTP: its
+        // code from the error table (INVALID_ARGUMENT here), not INTERNAL.
+        .map_err(|error| {
+            tracing::warn!(%error, "query failed while streaming its result");
+            FlightError::Tonic(Box::new(EngineError::from(error).grpc_status()))
+        });
     let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
     let mut response: Response<DataStream> = Response::new(Box::pin(flight));
     if report {

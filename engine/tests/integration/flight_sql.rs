@@ -88,6 +88,41 @@ async fn prepared_statement_with_and_without_parameters() {
     with_params.close().await.unwrap();
 }
 
+/// JDBC / ODBC / BI placeholders (`?`) bind as `$1`, `$2`, … in order; mixing both styles is
+/// refused by name; an error while rows stream is a client error, as over HTTP.
+#[tokio::test]
+async fn question_mark_placeholders_bind_in_order_and_a_division_by_zero_is_invalid_argument() {
+    let engine = TestEngine::start().await;
+    let stamp = engine.stamp(&user("bob", &["globex"]));
+    let mut client = client(&engine, Some(&stamp)).await;
+    let mut prepared = client
+        .prepare("SELECT order_id FROM my_orders WHERE order_id > ? AND order_id < ? ORDER BY order_id".into(), None)
+        .await
+        .unwrap();
+    let names: Vec<String> = prepared.parameter_schema().unwrap().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["$1", "$2"]);
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false), Field::new("$2", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![1005])), Arc::new(Int64Array::from(vec![1008]))],
+    )
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let batches = fetch(&mut client, prepared.execute().await.unwrap()).await;
+    assert_eq!(strings(&batches, "order_id"), vec!["1006", "1007"]);
+    let mixed = client.prepare("SELECT ? AS a, $1 AS b".into(), None).await.unwrap_err().to_string();
+    assert!(mixed.contains("mixes ? and $n placeholders"), "{mixed}");
+
+    let info = client.execute("SELECT 1 / (order_id - order_id) AS x FROM my_orders".into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let failed = match client.do_get(ticket).await {
+        Err(error) => error,
+        Ok(stream) => futures::TryStreamExt::try_collect::<Vec<_>>(stream).await.unwrap_err(),
+    };
+    let arrow_flight::error::FlightError::Tonic(status) = failed else { panic!("{failed}") };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("Divide by zero"), "{status}");
+}
+
 #[tokio::test]
 async fn catalog_metadata() {
     let engine = TestEngine::start().await;

@@ -53,7 +53,8 @@ kwargs = {
 }
 with flightsql.connect(CONFIG["flight"], db_kwargs=kwargs, autocommit=True) as conn:
     cursor = conn.cursor()
-    cursor.execute("SELECT name, email FROM demo.customers WHERE tenant = $1", parameters=("acme",))
+    # A JDBC / ODBC style placeholder: bound as $1.
+    cursor.execute("SELECT name, email FROM demo.customers WHERE tenant = ?", parameters=("acme",))
     received["adbc-prepared"] = cursor.fetch_arrow_table().num_rows
 
 print(json.dumps(received))
