@@ -46,8 +46,14 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         ));
     }
     check_limits(&config)?;
+    check_listeners(&config)?;
     let issuer = Arc::new(StampIssuer::new(signer, config.stamp.lifetime_secs, 100_000));
     let auth = Arc::new(Authenticator::from_config(&config)?);
+    if let Some(path) = &config.authorization.engine_config
+        && !path.exists()
+    {
+        return Err(ConfigError::new("authorization.engine_config", format!("{}: no such file", path.display())));
+    }
     let mut authz = Authorizer::load(&config.authorization)
         .map_err(|e| ConfigError::new("authorization.policies", format!("\n{e}")))?;
     if let Some(shadow) = &config.authorization.shadow {
@@ -90,6 +96,30 @@ fn check_limits(config: &Config) -> Result<(), ConfigError> {
         Some((field, _)) => Err(ConfigError::new(*field, "must be at least 1")),
         None => Ok(()),
     }
+}
+
+/// Two listeners on one port would fail at start (or one would take the other's traffic):
+/// each needs its own, unless both ask for any free port (0).
+fn check_listeners(config: &Config) -> Result<(), ConfigError> {
+    let listeners = [
+        ("api.listen", config.api.listen),
+        ("flight.listen", config.flight.listen),
+        ("health.listen", config.health.listen),
+    ];
+    for (i, (field, addr)) in listeners.iter().enumerate() {
+        let clash = listeners.iter().take(i).find(|(_, earlier)| {
+            earlier.port() == addr.port()
+                && addr.port() != 0
+                && (earlier.ip() == addr.ip() || earlier.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+        if let Some((other, earlier)) = clash {
+            return Err(ConfigError::new(
+                *field,
+                format!("{addr} is the port of {other} ({earlier}): each listener needs its own port"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A running gateway.
@@ -225,5 +255,32 @@ async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver
             _ = tokio::time::sleep(Duration::from_secs(5)) => limits.prune(),
             _ = stopped.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+    use crate::config::{AuthorizationConfig, StampConfig, TlsConfig};
+
+    #[test]
+    fn two_listeners_on_one_port_are_refused_naming_both() {
+        let config = |api: &str, flight: &str| {
+            let mut config = Config::new(
+                TlsConfig::from_files("c.pem", "k.pem"),
+                StampConfig::from_key_file("s.pem"),
+                AuthorizationConfig::new("p"),
+            );
+            config.api.listen = api.parse().unwrap();
+            config.flight.listen = flight.parse().unwrap();
+            config
+        };
+        let clash = check_listeners(&config("127.0.0.1:8090", "0.0.0.0:8090")).unwrap_err();
+        assert_eq!(clash.field, "flight.listen");
+        assert!(clash.message.contains("is the port of api.listen (127.0.0.1:8090)"), "{clash}");
+        assert!(check_listeners(&config("127.0.0.1:9090", "127.0.0.2:8090")).unwrap_err().field == "health.listen");
+        assert!(check_listeners(&config("127.0.0.1:8090", "127.0.0.2:8090")).is_ok());
+        assert!(check_listeners(&config("127.0.0.1:0", "127.0.0.1:0")).is_ok());
+        assert!(check_listeners(&config("127.0.0.1:8090", "127.0.0.1:50051")).is_ok());
     }
 }

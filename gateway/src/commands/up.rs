@@ -208,6 +208,17 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
             format!("the engine's address {addr} is in use ({e}): is an engine from an earlier run still up? stop it, or pass --engine-http-listen / --engine-flight-listen")
         })?;
     }
+    // The gateway's own addresses, named by the flags that set them (not the config fields
+    // `up` fills in), before the engine is started for nothing.
+    for (addr, flag) in [
+        (args.api_listen, "--api-listen"),
+        (args.flight_listen, "--flight-listen"),
+        (args.health_listen, "--health-listen"),
+    ] {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            format!("the gateway's address {addr} ({flag}) is in use ({e}): is a gateway from an earlier run still up? stop it, or pass {flag}")
+        })?;
+    }
     runtime(None)?.block_on(async move {
         // The engine exits when its stdin closes: the pipe's other end is this process's, so
         // the engine goes with it however it ends.

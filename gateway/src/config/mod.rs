@@ -102,10 +102,19 @@ impl Config {
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
+            // The YAML error repeats the field (`api.listen: invalid …`): said once, with the
+            // form an address takes when that is what was wrong.
+            let mut message = e.into_inner().to_string();
+            if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+                message = rest.to_string();
+            }
+            if message.starts_with("invalid socket address syntax") {
+                message.push_str(" (expected IP:PORT, such as 0.0.0.0:8090, 127.0.0.1:8090 or [::]:8090)");
+            }
             ConfigError {
                 origin: origin.into(),
                 field: if field == "." { "(top level)".into() } else { field },
-                message: e.into_inner().to_string(),
+                message,
             }
         })
     }
@@ -131,6 +140,16 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "tls:\n  certificate_file: c.pem\n  key_file: k.pem\nstamp:\n  key_file: s.pem\nauthorization:\n  policies: p\n";
+
+    #[test]
+    fn a_bad_address_names_its_field_once_and_the_form_expected() {
+        let error =
+            Config::from_yaml("api: {listen: '8090', upstream: 'http://127.0.0.1:1'}\n", "gw.yaml").unwrap_err();
+        let text = error.to_string();
+        assert_eq!(error.field, "api.listen", "{text}");
+        assert!(text.starts_with("gw.yaml: at `api.listen`: invalid socket address syntax"), "{text}");
+        assert!(text.contains("expected IP:PORT"), "{text}");
+    }
 
     #[test]
     fn paths_and_file_references_are_relative_to_the_config_file() {

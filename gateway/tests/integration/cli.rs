@@ -89,6 +89,8 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
         ("zero limit", vec![], "limits:\n  max_connections_per_ip: 0\n"),
         ("zero deadline", vec![], "timeouts:\n  client_body_secs: 0\n"),
         ("zero threads", vec![], "runtime:\n  worker_threads: 0\n"),
+        // Continues the `authorization:` section the config ends with.
+        ("missing engine config", vec![], "  engine_config: /nonexistent/engine.yaml\n"),
     ];
     for (name, flags, extra) in cases {
         let path = write_config(&pki, extra, "http://127.0.0.1:8091");
@@ -104,6 +106,7 @@ fn check_accepts_good_config_and_names_the_field_of_bad_ones() {
             "zero limit" => "at `limits.max_connections_per_ip`: must be at least 1",
             "zero deadline" => "at `timeouts.client_body_secs`: must be at least 1",
             "zero threads" => "at `runtime.worker_threads`: must be at least 1",
+            "missing engine config" => "at `authorization.engine_config`: /nonexistent/engine.yaml: no such file",
             _ => "PORTCULLIS_SURELY_UNSET",
         };
         assert!(stderr.contains(expected), "{name}: {stderr}");
@@ -253,18 +256,26 @@ fn a_killed_gateway_up_takes_its_engine_and_a_busy_engine_port_is_refused() {
     Command::new("kill").arg("-TERM").arg(again.id().to_string()).status().unwrap();
     assert!(again.wait().unwrap().success());
 
-    let squatter = std::net::TcpListener::bind(&ports[3]).unwrap();
-    let out = Command::new(GATEWAY)
-        .args(["up", "--state-dir", state.path().to_str().unwrap()])
-        .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
-        .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
-        .output()
-        .unwrap();
-    drop(squatter);
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(!stdout.contains("Ctrl-C stops"), "{stdout}");
-    assert!(stderr.contains(&format!("the engine's address {} is in use", ports[3])), "{stderr}");
+    // A busy address is named with the flag that sets it, before anything starts.
+    for (busy, expected) in [
+        (3, format!("the engine's address {} is in use", ports[3])),
+        (2, format!("the gateway's address {} (--health-listen) is in use", ports[2])),
+        (0, format!("the gateway's address {} (--api-listen) is in use", ports[0])),
+    ] {
+        let squatter = std::net::TcpListener::bind(&ports[busy]).unwrap();
+        let out = Command::new(GATEWAY)
+            .args(["up", "--state-dir", state.path().to_str().unwrap()])
+            .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
+            .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
+            .output()
+            .unwrap();
+        drop(squatter);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(!stdout.contains("Ctrl-C stops"), "{stdout}");
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(!stderr.contains("health.listen"), "{stderr}");
+    }
 }
 
 #[test]
