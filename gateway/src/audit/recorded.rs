@@ -91,6 +91,9 @@ pub enum Line {
     /// One of our events Cedar was not asked about: a sign-in, a finding, a refused
     /// connection, a call refused before authorization (401, 429, bad SQL).
     Undecided,
+    /// A JSON object that is not one of our events (by `metadata.product.name`): another
+    /// program's line in the same stream (`kubectl logs` of a pod, say).
+    Foreign,
 }
 
 #[derive(Deserialize)]
@@ -186,7 +189,7 @@ pub fn parse(line: &[u8]) -> Result<Line, String> {
     })?;
     let product = event.metadata.as_ref().and_then(|m| m.product.as_ref()).and_then(|p| p.name.as_deref());
     if product != Some(PRODUCT) {
-        return Err(format!("not a Portcullis audit event (metadata.product.name is not {PRODUCT:?})"));
+        return Ok(Line::Foreign);
     }
     let Some(authorization) = event.unmapped.authorization.filter(|_| event.class_uid == Some(API_ACTIVITY)) else {
         return Ok(Line::Undecided);
@@ -355,7 +358,7 @@ mod tests {
         );
         let torn = &good[..good.len() / 2];
         assert!(parse(torn).unwrap_err().contains("torn"));
-        assert!(parse(br#"{"hello":"world"}"#).unwrap_err().contains("not a Portcullis audit event"));
+        assert_eq!(parse(br#"{"hello":"world"}"#).unwrap(), Line::Foreign);
         assert!(parse(b"[1,2]").unwrap_err().contains("not a Portcullis audit event"));
         let text = String::from_utf8_lossy(&good).into_owned();
         let bad_action = text.replace(r#""action":"query""#, r#""action":"read""#);

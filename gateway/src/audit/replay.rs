@@ -74,6 +74,8 @@ enum Outcome {
     Flipped(FlipKey, String),
     Undecided,
     OutsideWindow,
+    /// Not an event of ours: a log line, another program's JSON.
+    Skipped,
     Problem(String),
 }
 
@@ -86,6 +88,8 @@ pub struct Report {
     /// Events Cedar was not asked about (sign-ins, refusals before authorization, ...).
     pub undecided: u64,
     pub(crate) outside: u64,
+    /// Lines that are not events of ours (log lines, other programs' JSON), skipped.
+    pub(crate) skipped: u64,
     pub(crate) flips: BTreeMap<FlipKey, FlipGroup>,
     /// Lines that could not be replayed.
     pub problems: u64,
@@ -110,6 +114,7 @@ impl Report {
             }
             Outcome::Undecided => self.undecided += 1,
             Outcome::OutsideWindow => self.outside += 1,
+            Outcome::Skipped => self.skipped += 1,
             Outcome::Problem(why) => {
                 self.problems += 1;
                 if self.named.len() < NAMED_PROBLEMS {
@@ -137,9 +142,17 @@ pub fn replay(authorizers: &[Authorizer], files: &[PathBuf], window: Window) -> 
     report
 }
 
-/// A reader of the file's lines, gunzipped when it starts with gzip's magic bytes.
+/// What `--events -` reads: standard input (`kubectl logs … | gateway policy replay --events -`).
+pub const STDIN: &str = "-";
+
+/// A reader of the file's lines (standard input for [`STDIN`]), gunzipped when it starts
+/// with gzip's magic bytes.
 fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
-    let mut file = BufReader::new(File::open(path)?);
+    let mut file: BufReader<Box<dyn Read>> = if path == Path::new(STDIN) {
+        BufReader::new(Box::new(std::io::stdin()))
+    } else {
+        BufReader::new(Box::new(File::open(path)?))
+    };
     let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gzip { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(file))) } else { Box::new(file) })
 }
@@ -212,9 +225,14 @@ fn decide_batch(authorizers: &[Authorizer], batch: &[(usize, ReadLine)], window:
 }
 
 fn decide_line(authz: &Authorizer, line: &[u8], Window { since, until }: Window) -> Outcome {
+    // Events are JSON objects: anything else in the stream is a log line.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Outcome::Skipped;
+    }
     let recorded = match recorded::parse(line) {
         Ok(Line::Decided(recorded)) => recorded,
         Ok(Line::Undecided) => return Outcome::Undecided,
+        Ok(Line::Foreign) => return Outcome::Skipped,
         Err(why) => return Outcome::Problem(why),
     };
     if since.is_some_and(|t| recorded.time_ms < t) || until.is_some_and(|t| recorded.time_ms >= t) {

@@ -14,7 +14,9 @@ use crate::authz::Authorizer;
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
-    /// Recorded audit files, or folders of them (rotated and gzip files included).
+    /// Recorded audit files, or folders of them (rotated and gzip files included); `-` reads
+    /// standard input (`kubectl logs deploy/portcullis -c gateway | … --events -`). Lines that
+    /// are not events of ours (log lines, other programs' JSON) are skipped and counted.
     #[arg(long, required = true, num_args = 1..)]
     pub events: Vec<PathBuf>,
     /// The candidate policy folder.
@@ -82,6 +84,10 @@ fn time_ms(text: Option<&str>, flag: &str) -> Result<Option<i64>, String> {
 fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
+        if path.as_os_str() == crate::audit::replay::STDIN {
+            files.push(path.clone());
+            continue;
+        }
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !meta.is_dir() {
             files.push(path.clone());
@@ -103,13 +109,14 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn print_text(report: &Report, dir: &Path) {
     println!(
-        "replayed {} calls from {} files against {}: {} would flip ({} events without a Cedar decision, {} outside the time window)",
+        "replayed {} calls from {} files against {}: {} would flip ({} events without a Cedar decision, {} outside the time window, {} other lines skipped)",
         report.replayed,
         report.files,
         dir.display(),
         report.flipped(),
         report.undecided,
-        report.outside
+        report.outside,
+        report.skipped
     );
     for direction in [
         Direction::AllowToDeny,
@@ -172,6 +179,7 @@ fn json(report: &Report) -> serde_json::Value {
         "flipped": report.flipped(),
         "undecided": report.undecided,
         "outside_window": report.outside,
+        "skipped": report.skipped,
         "flips": flips,
         "problems": { "count": report.problems, "lines": report.named },
         "unreadable": report.unreadable,
