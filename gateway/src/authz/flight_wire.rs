@@ -226,6 +226,22 @@ pub fn planned_tokens(rpc: Rpc, message: &[u8]) -> Vec<Bytes> {
     }
 }
 
+/// The audit's name for a DoAction call: `DoAction` and the action, for the actions the
+/// gateway passes (a closed set, so the name is never the caller's text); `None` for any
+/// other (refused, and named in the refusal's message).
+pub fn action_operation(message: &[u8]) -> Option<&'static str> {
+    let action = Action::decode(message).ok()?;
+    Some(match action.r#type.as_str() {
+        "CreatePreparedStatement" => "DoAction CreatePreparedStatement",
+        "ClosePreparedStatement" => "DoAction ClosePreparedStatement",
+        "CloseSession" => "DoAction CloseSession",
+        "GetSessionOptions" => "DoAction GetSessionOptions",
+        "SetSessionOptions" => "DoAction SetSessionOptions",
+        "CancelFlightInfo" => "DoAction CancelFlightInfo",
+        _ => return None,
+    })
+}
+
 /// The SQL a call carries, for the audit record: a statement query or update, or the
 /// statement a prepared statement is created from. `None` for anything else or on a decode
 /// error (the authorization answer already covers those).

@@ -86,7 +86,11 @@ pub(super) async fn authorize(
         let sql = wants.sql.then(|| sql_text(call, &payload)).flatten();
         let authorization =
             Authorization { now: facts.now, client_cert: facts.client_cert, verdict: Arc::clone(&verdict) };
-        Learned { sql, authorization, plan }
+        let operation = match call {
+            Call::Flight(Rpc::DoAction) => flight_wire::action_operation(&payload),
+            _ => None,
+        };
+        Learned { sql, authorization, plan, operation }
     });
     let outcome = match &verdict.outcome {
         Ok(allowed) => Ok((Request::from_parts(parts, body), allowed.clone())),
@@ -120,6 +124,8 @@ pub(super) struct Learned {
     pub authorization: Authorization,
     /// The planning call's, for a call that runs what another planned.
     pub plan: Option<Arc<Plan>>,
+    /// A DoAction's name with its action (`DoAction CreatePreparedStatement`).
+    pub operation: Option<&'static str>,
 }
 
 /// The SQL a call carries: the HTTP body, or the Flight command's query.
@@ -137,6 +143,9 @@ impl Learned {
     pub(super) fn record(self, record: &mut ApiRecord) {
         if self.sql.is_some() {
             record.sql = self.sql;
+        }
+        if self.operation.is_some() {
+            record.rpc = self.operation;
         }
         let verdict = &self.authorization.verdict;
         if let Some(enforced) = &verdict.enforced {

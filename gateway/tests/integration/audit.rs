@@ -409,7 +409,7 @@ print("25 sessions")
     }
     wait_for("the CloseSession and 401 events", || {
         let events = read_events(&log_path);
-        events.iter().filter(|e| e["api"]["operation"] == "DoAction").count() >= 25
+        events.iter().filter(|e| e["api"]["operation"] == "DoAction CloseSession").count() >= 25
             && events.iter().filter(|e| e["http_response"]["code"] == 401).count() >= 4
     })
     .await;
@@ -425,14 +425,21 @@ print("25 sessions")
         .iter()
         .find(|e| e["status_detail"].as_str().is_some_and(|d| d.contains("nosuchcol")))
         .unwrap_or_else(|| panic!("no event names the engine's error: {events:?}"));
-    assert!(["GetFlightInfo", "DoAction"].contains(&typo["api"]["operation"].as_str().unwrap()), "{typo}");
+    let operation = typo["api"]["operation"].as_str().unwrap();
+    assert!(["GetFlightInfo", "DoAction CreatePreparedStatement"].contains(&operation), "{typo}");
+    // A DoAction's event names its action (from the closed set the gateway passes).
+    assert!(events.iter().any(|e| e["api"]["operation"] == "DoAction CreatePreparedStatement"
+        && e["unmapped"]["sql"].as_str().is_some_and(|s| s.contains("customer_id = $1"))));
     assert_eq!(typo["unmapped"]["engine_error_code"], "invalid_argument");
     // Every DoGet carries, as its correlation id, the request id of the call that planned it
     // (GetFlightInfo, or for a prepared statement the CreatePreparedStatement before that),
     // and the datasets that call was authorized on.
     let planners: std::collections::HashSet<&str> = events
         .iter()
-        .filter(|e| e["api"]["operation"] == "GetFlightInfo" || e["api"]["operation"] == "DoAction")
+        .filter(|e| {
+            e["api"]["operation"] == "GetFlightInfo"
+                || e["api"]["operation"].as_str().is_some_and(|o| o.starts_with("DoAction "))
+        })
         .filter_map(|e| e["http_request"]["uid"].as_str())
         .collect();
     let gets: Vec<&Value> = events.iter().filter(|e| e["api"]["operation"] == "DoGet").collect();
