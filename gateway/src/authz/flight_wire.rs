@@ -192,19 +192,28 @@ pub(super) struct PollInfo {
 }
 
 /// The token a call presents that an earlier call planned, for the audit record (see
-/// `audit::plans`): DoGet's ticket, or the handle of a prepared statement being executed.
+/// `audit::plans`): DoGet's ticket, or the handle of a prepared statement being bound
+/// (DoPut), executed (GetFlightInfo, PollFlightInfo, GetSchema) or closed.
 pub fn presented_token(rpc: Rpc, message: &[u8]) -> Option<Bytes> {
-    match rpc {
-        Rpc::DoGet => Some(Ticket::decode(message).ok()?.ticket).filter(|t| !t.is_empty()),
-        Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => {
-            let any = Any::decode(FlightDescriptor::decode(message).ok()?.cmd).ok()?;
-            if any.type_url.strip_prefix(TYPE_PREFIX)? != "CommandPreparedStatementQuery" {
+    let descriptor = match rpc {
+        Rpc::DoGet => return Some(Ticket::decode(message).ok()?.ticket).filter(|t| !t.is_empty()),
+        Rpc::GetFlightInfo | Rpc::PollFlightInfo | Rpc::GetSchema => FlightDescriptor::decode(message).ok()?,
+        Rpc::DoPut => FlightData::decode(message).ok()?.flight_descriptor?,
+        Rpc::DoAction => {
+            let action = Action::decode(message).ok()?;
+            if action.r#type != "ClosePreparedStatement" {
                 return None;
             }
-            Some(FirstBytes::decode(any.value).ok()?.value).filter(|h| !h.is_empty())
+            let any = Any::decode(action.body).ok()?;
+            return Some(FirstBytes::decode(any.value).ok()?.value).filter(|h| !h.is_empty());
         }
-        _ => None,
+        _ => return None,
+    };
+    let any = Any::decode(descriptor.cmd).ok()?;
+    if any.type_url.strip_prefix(TYPE_PREFIX)? != "CommandPreparedStatementQuery" {
+        return None;
     }
+    Some(FirstBytes::decode(any.value).ok()?.value).filter(|h| !h.is_empty())
 }
 
 /// The tokens a planning call's first response message hands out: the endpoints' tickets of

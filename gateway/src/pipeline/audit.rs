@@ -246,10 +246,11 @@ impl Audited {
         if tokens.is_empty() {
             return;
         }
-        let plan = Arc::new(Plan {
-            request_id: record.request_id.to_str().unwrap_or("").to_string(),
-            datasets: record.datasets.clone(),
-        });
+        // A call that was itself planned (a prepared statement's GetFlightInfo) hands its
+        // tokens on under the first call's id: every call of one query shares one correlation.
+        let request_id =
+            record.planned_by.clone().unwrap_or_else(|| record.request_id.to_str().unwrap_or("").to_string());
+        let plan = Arc::new(Plan { request_id, datasets: record.datasets.clone() });
         let now = u64::try_from(unix_millis() / 1000).unwrap_or(0);
         for token in tokens {
             self.auditor.plans().remember(&token, Arc::clone(&plan), now);

@@ -447,6 +447,26 @@ print("25 sessions")
         let correlation = get["metadata"]["correlation_uid"].as_str().unwrap();
         assert!(planners.contains(correlation) && correlation != get["http_request"]["uid"], "{get}");
     }
+    // One prepared statement's calls (create, bind, execute, fetch, close) share one
+    // correlation id: the create's request id, not a chain of planners.
+    let created = events
+        .iter()
+        .find(|e| {
+            e["api"]["operation"] == "DoAction CreatePreparedStatement"
+                && e["unmapped"]["sql"].as_str().is_some_and(|s| s.contains("customer_id = $1"))
+        })
+        .unwrap();
+    let root = created["http_request"]["uid"].as_str().unwrap();
+    let mut operations: Vec<&str> = events
+        .iter()
+        .filter(|e| e["metadata"]["correlation_uid"] == root && e["http_request"]["uid"] != root)
+        .filter_map(|e| e["api"]["operation"].as_str())
+        .collect();
+    operations.sort_unstable();
+    operations.dedup();
+    for expected in ["DoAction ClosePreparedStatement", "DoGet", "DoPut", "GetFlightInfo"] {
+        assert!(operations.contains(&expected), "{expected} not correlated with {root}: {operations:?}");
+    }
     let with_rows = gets.iter().filter(|e| e["resources"][0]["name"] == "datafusion.acme.customers").count();
     assert!(with_rows >= 26, "{with_rows} of {} DoGet events name the dataset their statement read", gets.len());
 }
