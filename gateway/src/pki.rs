@@ -35,7 +35,10 @@ pub fn leaf_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")))
 }
 
-/// Creates a CA in `dir` unless one is there; returns whether it was created.
+/// Creates a CA in `dir` unless one is there; returns whether it was created. Its common
+/// name is `common_name` and the first bytes of its key's fingerprint: two development CAs
+/// never share a subject, so a certificate from the other one is refused as from an unknown
+/// CA, not with a signature check against a namesake ("decrypt error").
 pub fn init_ca(dir: &Path, common_name: &str) -> Result<bool, String> {
     let (cert_path, key_path) = ca_paths(dir);
     if cert_path.exists() || key_path.exists() {
@@ -43,8 +46,10 @@ pub fn init_ca(dir: &Path, common_name: &str) -> Result<bool, String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key_raw());
+    let fingerprint: String = digest.as_ref().iter().take(4).map(|b| format!("{b:02x}")).collect();
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.distinguished_name.push(DnType::CommonName, format!("{common_name} {fingerprint}"));
     params.distinguished_name.push(DnType::OrganizationName, "Portcullis");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -153,4 +158,33 @@ pub fn revoke(dir: &Path, names: &[String]) -> Result<PathBuf, String> {
     let path = dir.join("crl.pem");
     std::fs::write(&path, crl.pem().map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+
+    use super::*;
+
+    #[test]
+    fn a_client_of_another_development_ca_is_from_an_unknown_ca() {
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for dir in [&ours, &theirs] {
+            assert!(init_ca(dir.path(), "Portcullis development CA").unwrap());
+        }
+        let spec = LeafSpec { name: "client".into(), client: true, valid_days: 1, ..LeafSpec::default() };
+        let (leaf, _) = issue_leaf(theirs.path(), &spec).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(ca_paths(ours.path()).0).unwrap()).unwrap();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider()).build().unwrap();
+        let leaf = CertificateDer::from_pem_file(leaf).unwrap();
+        let error = verifier.verify_client_cert(&leaf, &[], UnixTime::now()).unwrap_err();
+        // With one subject for every development CA this was BadSignature ("decrypt error").
+        assert_eq!(error, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+    }
 }
