@@ -85,7 +85,7 @@ impl std::fmt::Debug for ApiKeys {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct KeysFile {
     #[serde(default)]
@@ -157,7 +157,21 @@ impl ApiKeys {
     }
 }
 
-fn read_keys_file(path: &Path) -> Result<Vec<ApiKeyEntry>, ConfigError> {
+/// Replaces the keys file at `path` with `keys`, as config management tools do (a new file
+/// beside it, with the old one's permissions, renamed over it), so a running gateway reloads
+/// it whole. Comments in the old file are not kept.
+pub(crate) fn write_keys_file(path: &Path, keys: Vec<ApiKeyEntry>) -> Result<(), String> {
+    let text = serde_yaml_ng::to_string(&KeysFile { keys }).map_err(|e| e.to_string())?;
+    let text = format!("# API keys (hashes only): `gateway apikey new` adds, `gateway apikey revoke` removes.\n{text}");
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) fn read_keys_file(path: &Path) -> Result<Vec<ApiKeyEntry>, ConfigError> {
     let field = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::new("auth.api_keys.file", format!("{field}: {e}")))?;

@@ -125,19 +125,19 @@ pub struct ApiKeysConfig {
 }
 
 /// One API key: only its hash is stored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyEntry {
     /// The principal id the key authenticates as.
     pub name: String,
     /// `sha256:<64 hex digits>`, as printed by `gateway apikey new`.
     pub hash: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// The tenant the key belongs to, for tenant-isolation policies.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// `2027-01-31` or an RFC 3339 date-time; refused from then on.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
 }

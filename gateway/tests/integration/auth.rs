@@ -338,9 +338,32 @@ async fn api_keys_accept_refuse_expire_and_reload() {
     assert_refused(&query(&stack, &both).await, "ambiguous", &live.key);
     assert_eq!(query(&stack, &[("x-api-key", &removed.key)]).await.status, 200);
 
-    // The key is removed from the file: refused from the reload on, without a restart.
-    keys_file(dir.path(), &[("svc-etl", &live.hash, None)]);
+    // The inventory lists names, groups and expiry, never a hash; revoking a key removes it
+    // from the file, and the running gateway refuses it from the reload on.
+    let apikey = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway")).arg("apikey").args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let path = file.to_str().unwrap();
+    let (code, listed) = apikey(&["list", "--file", path, "--format", "json"]);
+    assert_eq!(code, Some(0), "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    assert_eq!(
+        listed[1],
+        json!({"name": "svc-old", "groups": ["etl"], "tenant": null, "expires": "2020-01-01", "expired": true})
+    );
+    assert!(!listed.to_string().contains("sha256"), "{listed}");
+    let (code, said) = apikey(&["revoke", "svc-gone", "--file", path]);
+    assert_eq!(code, Some(0), "{said}");
+    let (code, said) = apikey(&["revoke", "svc-nobody", "--file", path]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("no key named \"svc-nobody\""), "{said}");
     wait_until(async || query(&stack, &[("x-api-key", &removed.key)]).await.status == 401).await;
+    let (_, listed) = apikey(&["list", "--file", path]);
+    assert!(listed.starts_with("2 keys in") && !listed.contains("svc-gone"), "{listed}");
+    keys_file(dir.path(), &[("svc-etl", &live.hash, None)]);
     assert_eq!(query(&stack, &[("x-api-key", &live.key)]).await.status, 200);
     // A broken file is rejected; the keys loaded before keep working.
     std::fs::write(&file, "keys: [{name: x, hash: nope}]\n").unwrap();
