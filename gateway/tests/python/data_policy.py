@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from checks import check, finish, statement
@@ -168,7 +169,8 @@ def over_flight(principal):
                 sink = repr(table.to_pylist()).encode()
                 assert not leaks(principal, sink), (sql, leaks(principal, sink))
                 assert not names_denied(principal, sql), ("answered", sql)
-            except flight.FlightError as error:
+            # A query error is INVALID_ARGUMENT, which pyarrow raises as ArrowInvalid.
+            except (flight.FlightError, pa.ArrowInvalid) as error:
                 text = str(error).encode()
                 assert not leaks(principal, text), (sql, text)
                 refused = any(m in str(error) for m in ("is not allowed", "not allowed through the gateway", "Divide by zero"))
