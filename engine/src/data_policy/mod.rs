@@ -231,11 +231,14 @@ impl DataPolicyRule {
             };
             projection.push(expr);
         }
-        let mut plan = LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(table), None)?;
+        let mut plan =
+            LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(table), None)?.project(projection)?;
+        // Filters already on the scan (none from the SQL planner) see what the caller sees:
+        // above the masks.
         if let Some(filter) = scan.filters.iter().cloned().reduce(Expr::and) {
             plan = plan.filter(filter)?;
         }
-        plan.project(projection)?.build()
+        plan.build()
     }
 }
 
