@@ -336,6 +336,12 @@ async fn api_keys_accept_refuse_expire_and_reload() {
     assert_refused(&query(&stack, &[("x-api-key", "hunter2")]).await, "API key invalid", "hunter2");
     let both = [("x-api-key", live.key.as_str()), ("authorization", "Bearer abc.def.ghi")];
     assert_refused(&query(&stack, &both).await, "ambiguous", &live.key);
+    // For clients that send their own `authorization` header (flightsql-dbapi): the key as
+    // the bearer token.
+    let bearer = format!("Bearer {}", live.key);
+    let reply = query(&stack, &[("authorization", &bearer)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()[0]["p"], "svc-etl");
     assert_eq!(query(&stack, &[("x-api-key", &removed.key)]).await.status, 200);
 
     // The inventory lists names, groups and expiry, never a hash; revoking a key removes it
@@ -429,7 +435,7 @@ async fn flight_clients_authenticate_with_api_key_handshake_and_bearer_jwt() {
         .await
         .unwrap();
     let stdout = testkit::python_stdout(&output, "Flight auth checks");
-    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("11 passed, 0 failed"), "{stdout}");
 }
 
 /// `gateway check` and `run` agree on a provider: `--online` fetches discovery and keys as

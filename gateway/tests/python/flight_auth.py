@@ -56,6 +56,18 @@ def adbc_with_bearer_jwt():
     assert rows == [{"p": "alice", "g": ["acme"]}], rows
 
 
+def adbc_with_an_api_key_as_the_bearer_token():
+    # What clients that set their own authorization header (flightsql-dbapi) send.
+    kwargs = {
+        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
+        "adbc.flight.sql.authorization_header": f"Bearer {API_KEY}",
+    }
+    with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_principal() AS p")
+        rows = cur.fetch_arrow_table().to_pylist()
+    assert rows == [{"p": "svc-etl"}], rows
+
+
 def adbc_without_credentials_is_refused():
     kwargs = {"adbc.flight.sql.client_option.tls_root_certs": CA.decode()}
     try:
@@ -88,6 +100,7 @@ for user in ["x", "ab", "reader", "analyst", "dev-acme"]:
 check("ADBC username / password = JWT", adbc_username_password("alice", JWT, "alice"))
 check("pyarrow Handshake with a wrong API key is refused", basic_token_with_wrong_key_is_refused)
 check("ADBC with a bearer JWT", adbc_with_bearer_jwt)
+check("ADBC with an API key as the bearer token", adbc_with_an_api_key_as_the_bearer_token)
 check("ADBC without credentials is refused", adbc_without_credentials_is_refused)
 
 finish()
