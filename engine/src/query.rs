@@ -370,7 +370,8 @@ async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<(Gover
             return Err(format!("{origin}: {name} is a view; declare the columns of the tables it reads"));
         }
         let schema = table.schema();
-        let (named, globs): (Vec<_>, Vec<_>) = columns.iter().partition(|(column, _)| !is_pattern(column));
+        let (named, globs): (Vec<_>, Vec<_>) =
+            columns.iter().partition(|(column, _)| !identity::is_column_pattern(column));
         for (column, spec) in &named {
             let field = schema
                 .field_with_name(column)
@@ -394,11 +395,6 @@ async fn governed_tables(ctx: &SessionContext, config: &Config) -> Result<(Gover
         governed.insert(id, tagged);
     }
     Ok((governed, patterns))
-}
-
-/// Whether a `columns:` key is a pattern rather than a column's name.
-fn is_pattern(key: &str) -> bool {
-    key.contains(['*', '?', '['])
 }
 
 /// Per governed table (`catalog.schema.table`), its tagged columns.

@@ -45,6 +45,13 @@ pub fn is_valid_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= 128 && id.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
+/// Whether a key of the engine's `columns:` is a pattern (`*_ssn`) rather than a column's
+/// name: it has `*`, `?` or `[`. The gateway decides patterns, the engine expands them to
+/// the columns they match; both read keys by this one rule.
+pub fn is_column_pattern(key: &str) -> bool {
+    key.contains(['*', '?', '['])
+}
+
 /// The tables the engine registers with `demo_data: true`; the gateway, reading the engine's
 /// file (`authorization.engine_config`), knows them as served by these names.
 pub const DEMO_TABLES: [&str; 2] = ["demo.customers", "demo.orders"];

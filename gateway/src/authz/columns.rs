@@ -45,7 +45,7 @@ impl DeclaredColumn {
     /// A pattern (`*_ssn`) rather than a column's name: the engine gives its tags, and the
     /// decision made for it, to every real column it matches that is not declared by name.
     pub(crate) fn is_pattern(&self) -> bool {
-        self.name.contains(['*', '?', '['])
+        identity::is_column_pattern(&self.name)
     }
 }
 
