@@ -394,6 +394,37 @@ async fn every_query_event_records_what_it_read_and_the_rows_the_client_received
     for reply in [&refused, &sql(&stack, &key, "SELECT name FROM demo.customers").await] {
         assert!(!reply.headers.keys().any(|k| k.as_str().starts_with("x-portcullis-")), "{:?}", reply.headers);
     }
+    // Over gRPC too, the engine's report stays in the gateway: a DoGet's response metadata and
+    // trailers carry no x-portcullis-* key, only the status.
+    {
+        use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+        use prost::Message;
+        let mut client = arrow_flight::flight_service_client::FlightServiceClient::new(
+            common::grpc_channel(&stack, stack.gateway.flight_addr.port()).await,
+        );
+        fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+            request
+        }
+        let command = CommandStatementQuery { query: "SELECT name FROM demo.customers".into(), transaction_id: None };
+        let descriptor = arrow_flight::FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        let info = client.get_flight_info(with_key(descriptor, &key)).await.unwrap().into_inner();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let response = client.do_get(with_key(ticket, &key)).await.unwrap();
+        let ours = |map: &tonic::metadata::MetadataMap| {
+            let names = map.keys().map(|key| match key {
+                tonic::metadata::KeyRef::Ascii(key) => key.as_str().to_string(),
+                tonic::metadata::KeyRef::Binary(key) => key.as_str().to_string(),
+            });
+            names.filter(|name| name.starts_with("x-portcullis-")).count()
+        };
+        assert_eq!(ours(response.metadata()), 0, "{:?}", response.metadata());
+        let mut stream = response.into_inner();
+        while stream.message().await.unwrap().is_some() {}
+        let trailers = stream.trailers().await.unwrap().unwrap_or_default();
+        assert_eq!(ours(&trailers), 0, "{trailers:?}");
+    }
     // The event that answered each call with the engine's report: the POST, or the Flight
     // DoGet that streamed the rows (ADBC also fetches the server's SqlInfo, which reports none).
     let answered = |events: &[serde_json::Value], id: &str| -> Option<serde_json::Value> {

@@ -7,7 +7,7 @@ mod hostile;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::common::{Stack, client_config};
+use crate::common::{Stack, grpc_channel};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
@@ -17,7 +17,6 @@ use arrow_flight::{
 use futures::{Stream, StreamExt};
 use gateway::config::ClientAuth;
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 #[tokio::test]
@@ -170,20 +169,6 @@ print('ok')
 }
 
 /// A gRPC channel to the gateway over TLS with a client certificate.
-async fn grpc_channel(stack: &Stack, port: u16) -> Channel {
-    let config = client_config(&stack.pki.ca(), Some(stack.pki.leaf("workload")), &[b"h2"]);
-    let connector = tower::service_fn(move |_: http::Uri| {
-        let config = Arc::clone(&config);
-        async move {
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    });
-    Endpoint::from_static("http://localhost").connect_with_connector(connector).await.unwrap()
-}
-
 /// A Flight service that echoes: the upstream for streaming tests in every direction.
 struct Echo;
 

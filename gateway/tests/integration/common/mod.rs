@@ -374,3 +374,18 @@ pub async fn metrics_text(addr: SocketAddr) -> String {
     let response = sender.send_request(request).await.unwrap();
     String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
+
+/// A gRPC channel to the gateway's `port` over TLS, as the `workload` certificate.
+pub async fn grpc_channel(stack: &Stack, port: u16) -> tonic::transport::Channel {
+    let config = client_config(&stack.pki.ca(), Some(stack.pki.leaf("workload")), &[b"h2"]);
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let config = Arc::clone(&config);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    tonic::transport::Endpoint::from_static("http://localhost").connect_with_connector(connector).await.unwrap()
+}
