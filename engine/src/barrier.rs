@@ -252,7 +252,7 @@ pub(crate) struct BarrierExec {
 }
 
 impl BarrierExec {
-    fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+    pub(crate) fn new(input: Arc<dyn ExecutionPlan>) -> Self {
         Self { input }
     }
 }

@@ -9,6 +9,7 @@ use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::barrier_codec::BarrierCodec;
 use super::node_tls::{NodeTls, NodeTlsFiles};
 use crate::config::ClusterConfig;
 
@@ -34,7 +35,9 @@ pub fn context(config: SessionConfig, cluster: &ClusterConfig) -> Result<Session
             None
         }
     };
-    let mut config = config.upgrade_for_ballista();
+    // Row filters cross as policy barriers (see `barrier_codec`).
+    let mut config =
+        config.upgrade_for_ballista().with_ballista_logical_extension_codec(Arc::new(BarrierCodec::default()));
     if let Some(tls) = &tls {
         config = config
             .with_ballista_use_tls(true)

@@ -9,7 +9,6 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::BALLISTA_PROTOCOL_VERSION;
 use ballista_core::extension::SessionConfigExt;
-use ballista_core::serde::BallistaCodec;
 use ballista_core::serde::protobuf::executor_resource::Resource;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{
@@ -21,7 +20,6 @@ use ballista_executor::metrics::LoggingMetricsCollector;
 use clap::Args;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use super::node::{MAX_MESSAGE, NodeArgs};
 
@@ -131,7 +129,7 @@ pub(super) async fn run(args: ExecutorArgs) -> Result<(), String> {
     let channel = connect(&endpoint, &url).await?;
     let scheduler =
         SchedulerGrpcClient::new(channel).max_encoding_message_size(MAX_MESSAGE).max_decoding_message_size(MAX_MESSAGE);
-    let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::default();
+    let codec = super::barrier_codec::codec();
     let health = ballista_executor::health::ExecutorHealth::new();
     let poll = ballista_executor::execution_loop::poll_loop(scheduler, executor, codec, None, None, health);
     let outcome = tokio::select! {

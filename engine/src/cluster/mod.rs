@@ -9,6 +9,7 @@
 //! caller, no stamp and no function of ours (the nodes do not have them: a plan that still
 //! called one would fail there, closed).
 
+mod barrier_codec;
 pub mod coordinator;
 mod executor;
 mod metrics;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::serde::BallistaCodec;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -61,7 +60,7 @@ pub(super) async fn run(args: SchedulerArgs) -> Result<(), String> {
     let metrics = ballista_scheduler::metrics::default_metrics_collector().map_err(|e| e.to_string())?;
     let endpoint = config.scheduler_endpoint();
     let mut scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> =
-        SchedulerServer::new(endpoint, cluster, BallistaCodec::default(), Arc::new(config), metrics);
+        SchedulerServer::new(endpoint, cluster, super::barrier_codec::codec(), Arc::new(config), metrics);
     scheduler.init().await.map_err(|e| format!("scheduler: {e}"))?;
     let service = SchedulerGrpcServer::new(scheduler)
         .max_decoding_message_size(MAX_MESSAGE)

@@ -18,8 +18,9 @@
 //! when the planned query reads it (`column_forbidden`), before anything runs.
 //!
 //! Fail closed: a table the engine's file declares columns for (a *governed* table) is
-//! refused when the stamp carries no decision for it, and in cluster mode, whose scheduler
-//! cannot run the barrier, any restricting decision refuses the query.
+//! refused when the stamp carries no decision for it. In cluster mode the barrier crosses to
+//! the scheduler and executors whole (`cluster::barrier_codec`); a `keyed_hash` mask under a
+//! key drawn for this process is refused there (no node can hold the key).
 
 pub(crate) mod forbidden;
 mod hidden;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::{DefaultTableSource, provider_as_source, source_as_provider};
@@ -95,8 +96,7 @@ pub(crate) struct DataPolicyRule {
     /// `catalog.schema.table` of every governed table, with its tagged columns.
     governed: HashMap<String, Vec<String>>,
     key: MaskKey,
-    /// Cluster mode: the barrier cannot be shipped to the scheduler, so a restricting decision
-    /// refuses the query instead.
+    /// Cluster mode: a `keyed_hash` mask needs a key every node holds.
     cluster: bool,
 }
 
@@ -140,25 +140,31 @@ impl DataPolicyRule {
             }
             None => return Ok(None),
         };
-        if self.cluster {
-            return self.rewrite_for_cluster(scan, policy, &id).map(Some);
-        }
         let provider = source_as_provider(&scan.source)?;
-        let schema = provider.schema();
-        let inner =
-            LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(Arc::new(Governed(provider))), None)?;
+        // The table as the caller sees it (without denied columns, `HiddenColumns`) and the
+        // whole table under it: a row filter may read a column the caller may not.
+        let shown = provider.schema();
+        let table = match provider.downcast_ref::<HiddenColumns>() {
+            Some(hidden) => hidden.inner(),
+            None => Arc::clone(&provider),
+        };
+        let inner = LogicalPlanBuilder::scan(
+            scan.table_name.clone(),
+            provider_as_source(Arc::new(Governed(Arc::clone(&table)))),
+            None,
+        )?;
         let column = |name: &str| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
         let mut inner = match &policy.rows {
             Some(rows) => {
-                let predicate = row_filter::expr(rows, &schema, &column)
+                let predicate = row_filter::expr(rows, &table.schema(), &column)
                     .map_err(|e| DataFusionError::Plan(format!("the row filter of dataset {id}: {e}")))?;
                 inner.filter(predicate)?
             }
             None => inner,
         };
         let mut forbidden = Vec::new();
-        let mut projection = Vec::with_capacity(schema.fields().len());
-        for (i, field) in schema.fields().iter().enumerate() {
+        let mut projection = Vec::with_capacity(shown.fields().len());
+        for (i, field) in shown.fields().iter().enumerate() {
             let name = field.name();
             let expr = if policy.denied.iter().any(|d| d == name) {
                 forbidden.push((i, ColumnForbidden { dataset: id.clone(), column: name.clone() }));
@@ -166,6 +172,13 @@ impl DataPolicyRule {
                     .unwrap_or(Expr::Literal(ScalarValue::try_from(field.data_type())?, None))
                     .alias_qualified(Some(scan.table_name.clone()), name)
             } else if let Some(mask) = policy.masks.iter().find(|m| &m.column == name) {
+                if self.cluster && mask.mask == identity::Mask::KeyedHash && !self.key.is_shared() {
+                    // Refused as an undecided table is (403 `forbidden`): no node holds a key
+                    // drawn for this process.
+                    return Err(DataFusionError::External(Box::new(Undecided(format!(
+                        "dataset {id} has a keyed_hash mask without masking.keyed_hash_key_file for you, which cluster mode does not enforce: refused"
+                    )))));
+                }
                 mask::expr(&mask.mask, column(name), field.data_type(), field.is_nullable(), &self.key)
                     .alias_qualified(Some(scan.table_name.clone()), name)
             } else {
@@ -183,62 +196,6 @@ impl DataPolicyRule {
         )?
         .build()?;
         Ok(Some(replaced))
-    }
-}
-
-impl DataPolicyRule {
-    /// Cluster mode: the plan leaves for a Ballista scheduler, which knows DataFusion's own
-    /// nodes only and optimizes the plan again (so no barrier: a caller's filter may be moved
-    /// below anything here). Masks are a projection over the table's scan, which keeps them
-    /// sound wherever filters move (a filter on a masked column is rewritten over the mask);
-    /// the nodes register the mask functions ([`node_functions`]). Denied columns are not in
-    /// the caller's table at all ([`HiddenColumns`]). Refused: a row filter (a caller's
-    /// expression could run on a row it removes), a `keyed_hash` mask under a key drawn for
-    /// this process (no node can hold it), a denied column read through a view (planned over
-    /// the whole table).
-    fn rewrite_for_cluster(&self, scan: &TableScan, policy: &DatasetPolicy, id: &str) -> Result<LogicalPlan> {
-        // Refused as an undecided table is (403 `forbidden`): served only as decided.
-        let refuse = |what: &str| {
-            Err(DataFusionError::External(Box::new(Undecided(format!(
-                "dataset {id} has {what} for you, which cluster mode does not enforce yet: refused"
-            )))))
-        };
-        if policy.rows.is_some() {
-            return refuse("a row filter");
-        }
-        let provider = source_as_provider(&scan.source)?;
-        let (table, schema) = match provider.downcast_ref::<HiddenColumns>() {
-            Some(hidden) => (hidden.inner(), provider.schema()),
-            None if policy.denied.iter().any(|d| provider.schema().field_with_name(d).is_ok()) => {
-                return refuse("denied columns read through a view");
-            }
-            None => (Arc::clone(&provider), provider.schema()),
-        };
-        let column = |name: &str| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
-        let mut projection = Vec::with_capacity(scan.projected_schema.fields().len());
-        for field in scan.projected_schema.fields() {
-            let name = field.name();
-            let expr = match policy.masks.iter().find(|m| &m.column == name) {
-                Some(mask) => {
-                    if mask.mask == identity::Mask::KeyedHash && !self.key.is_shared() {
-                        return refuse("a keyed_hash mask without masking.keyed_hash_key_file");
-                    }
-                    let real = schema.field_with_name(name)?;
-                    mask::expr(&mask.mask, column(name), real.data_type(), real.is_nullable(), &self.key)
-                        .alias_qualified(Some(scan.table_name.clone()), name)
-                }
-                None => column(name),
-            };
-            projection.push(expr);
-        }
-        let mut plan =
-            LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(table), None)?.project(projection)?;
-        // Filters already on the scan (none from the SQL planner) see what the caller sees:
-        // above the masks.
-        if let Some(filter) = scan.filters.iter().cloned().reduce(Expr::and) {
-            plan = plan.filter(filter)?;
-        }
-        plan.build()
     }
 }
 
@@ -371,4 +328,28 @@ impl TableProvider for Governed {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         self.0.scan(state, projection, filters, limit).await
     }
+}
+
+/// `plan` without the marker on the tables inside policy barriers: what a cluster's
+/// scheduler decodes (it runs no rule of ours, so nothing there would wrap them again).
+pub(crate) fn unmarked(plan: &LogicalPlan) -> Result<LogicalPlan> {
+    plan.clone()
+        .transform_up(|node| match node {
+            LogicalPlan::TableScan(mut scan) => {
+                let inner = scan
+                    .source
+                    .downcast_ref::<DefaultTableSource>()
+                    .and_then(|source| source.table_provider.downcast_ref::<Governed>())
+                    .map(|governed| Arc::clone(&governed.0));
+                match inner {
+                    Some(table) => {
+                        scan.source = provider_as_source(table);
+                        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
