@@ -149,7 +149,10 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     let stop = process::shutdown_signal();
-    let running = crate::server::start(&config, auth).await?;
+    let mut running = crate::server::start(&config, auth).await?;
+    if let Some(path) = &args.config {
+        running.reload_on_change(path.clone());
+    }
     if args.exit_with_stdin {
         tokio::select! {
             _ = stop => {}

@@ -19,12 +19,14 @@ use crate::barrier::BarrierView;
 use crate::caller::Caller;
 use crate::caller::functions::{self, Caller as SessionCaller};
 use crate::caller::listing::{ListedCatalogs, Listing};
+use crate::catalog::live::{LiveCatalogs, Served};
 use crate::catalog::register_table;
 use crate::catalog::{datasets, demo};
 use crate::config::{Config, SqlConfig};
 use crate::data_policy::patterns::Patterns;
 use crate::data_policy::{DataPolicyRule, Decisions, MaskKey};
 use crate::error::EngineError;
+use datafusion::catalog::CatalogProviderList;
 
 /// The field metadata key a listed column's mask is named under (`email_domain`, ...).
 pub const MASK_METADATA: &str = "portcullis.mask";
@@ -50,8 +52,10 @@ pub struct QueryEngine {
     stall_timeout: Option<Duration>,
     /// `limits.statement_timeout_secs`.
     statement_timeout: Duration,
-    /// The real columns `columns:` patterns tag, per governed table.
-    patterns: Arc<Patterns>,
+    /// The datasets, views and column policy served now (a reload replaces them).
+    live: Arc<LiveCatalogs>,
+    /// Cluster mode (views are planned differently there).
+    cluster: bool,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -82,21 +86,12 @@ impl QueryEngine {
             ctx.register_udf(udf);
         }
         crate::bounded_functions::register(&ctx);
-        if config.demo_data {
-            demo::register(&ctx).map_err(|e| format!("demo data: {e}"))?;
-        }
-        for (i, dataset) in config.datasets.iter().enumerate() {
-            datasets::register(&ctx, dataset).await.map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
-        }
-        // A cluster plans on the scheduler, which knows only DataFusion's own nodes: there views
-        // are inlined (see THREAT_MODEL.md); on one node they are barriers.
-        let barrier = config.cluster.is_none();
-        for (i, view) in config.views.iter().enumerate() {
-            register_view(&ctx, &view.name, &view.sql, barrier)
-                .await
-                .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
-        }
-        let (governed, patterns) = governed_tables(&ctx, config).await?;
+        let live = Arc::new(LiveCatalogs::new(served(&ctx, config).await?));
+        let ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(ctx.state())
+                .with_catalog_list(Arc::clone(&live) as Arc<dyn CatalogProviderList>)
+                .build(),
+        );
         let key = match &config.masking.keyed_hash_key_file {
             Some(path) => {
                 let secret =
@@ -105,7 +100,7 @@ impl QueryEngine {
             }
             None => MaskKey::random()?,
         };
-        ctx.add_analyzer_rule(Arc::new(DataPolicyRule::new(governed, key, config.cluster.is_some())));
+        ctx.add_analyzer_rule(Arc::new(DataPolicyRule::new(Arc::clone(&live), key, config.cluster.is_some())));
         let unlisted = listed(ctx.state(), Listing::nothing(), None);
         let stall_timeout = config.cluster.as_ref().map(|c| Duration::from_secs(c.stall_timeout_secs));
         let statement_timeout = Duration::from_secs(config.limits.statement_timeout_secs);
@@ -115,8 +110,22 @@ impl QueryEngine {
             sql_options: sql_options(&config.sql),
             stall_timeout,
             statement_timeout,
-            patterns: Arc::new(patterns),
+            live,
+            cluster: config.cluster.is_some(),
         })
+    }
+
+    /// Serves the datasets, views and columns of `config` from the next statement on, when
+    /// they load whole (see [`crate::catalog::live`]); otherwise the error, and the current
+    /// version keeps serving. Other settings are read at start only.
+    pub async fn reload(&self, config: &Config) -> Result<(), String> {
+        if config.cluster.is_some() != self.cluster {
+            return Err("cluster: a change between one node and a cluster needs a restart".into());
+        }
+        let served = served(&self.ctx, config).await?;
+        self.live.replace(served);
+        tracing::info!(datasets = config.datasets.len(), views = config.views.len(), "serving the engine's file");
+        Ok(())
     }
 
     /// A session for one request, carrying its caller; its catalog lists what the caller's
@@ -141,7 +150,7 @@ impl QueryEngine {
     pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, EngineError> {
         // Bounded before DataFusion parses: its parser, planner and optimizer recurse.
         complexity::tokenize(&GenericDialect {}, sql)?;
-        let data = self.patterns.expand(&caller.data);
+        let data = self.live.current().patterns.expand(&caller.data);
         let state = self.session(caller, &data);
         let dialect = state.config_options().sql_parser.dialect;
         let sql = crate::placeholders::numbered(&GenericDialect {}, sql)?;
@@ -290,7 +299,7 @@ impl QueryEngine {
     ) -> Result<Vec<TableInfo>, EngineError> {
         let mut tables = self.tables().await?;
         tables.retain(|t| listing.shows(&t.catalog, &t.schema, &t.name));
-        let data = self.patterns.expand(data);
+        let data = self.live.current().patterns.expand(data);
         for table in &mut tables {
             let id = identity::dataset_id(&table.catalog, &table.schema, &table.name);
             let Some(policy) = data.iter().find(|p| p.dataset == id) else { continue };
@@ -352,6 +361,32 @@ fn lost_node(error: DataFusionError) -> DataFusionError {
 }
 
 /// The tables `config.columns` declares (see [`crate::data_policy`]), by
+/// Loads what `config` serves into a catalog list of its own (planned with `ctx`'s functions
+/// and settings): demo data, datasets, then views (which may read both), and the column
+/// policy. Any failure names the dataset or view.
+async fn served(ctx: &SessionContext, config: &Config) -> Result<Served, String> {
+    let catalogs = Served::empty_catalogs();
+    let staging = SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(ctx.state()).with_catalog_list(Arc::clone(&catalogs)).build(),
+    );
+    if config.demo_data {
+        demo::register(&staging).map_err(|e| format!("demo data: {e}"))?;
+    }
+    for (i, dataset) in config.datasets.iter().enumerate() {
+        datasets::register(&staging, dataset).await.map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
+    }
+    // A cluster plans on the scheduler, which knows only DataFusion's own nodes: there views
+    // are inlined (see THREAT_MODEL.md); on one node they are barriers.
+    let barrier = config.cluster.is_none();
+    for (i, view) in config.views.iter().enumerate() {
+        register_view(&staging, &view.name, &view.sql, barrier)
+            .await
+            .map_err(|e| format!("views[{i}] ({}): {e}", view.name))?;
+    }
+    let (governed, patterns) = governed_tables(&staging, config).await?;
+    Ok(Served { catalogs, governed, patterns })
+}
+
 /// `catalog.schema.table`, with their tagged columns, each checked against the table's real
 /// schema: it must be a base table (not a view), every column declared by name must exist
 /// with the declared type, and the table's real columns that patterns tag are found

@@ -1,6 +1,7 @@
 //! Starts the engine: builds the catalog, binds both listeners, serves until shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,30 @@ use crate::{flight, http};
 pub struct Running {
     pub http_addr: SocketAddr,
     pub flight_addr: SocketAddr,
+    engine: Arc<QueryEngine>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Serves the datasets, views and columns of the file at `path` again whenever it
+    /// changes (a Kubernetes ConfigMap update included) or on SIGHUP; a file that does not
+    /// load whole is logged and the current version keeps serving ([`QueryEngine::reload`]).
+    pub fn reload_on_change(&mut self, path: PathBuf) {
+        let engine = Arc::clone(&self.engine);
+        let file = path.clone();
+        let reload = move || {
+            let (engine, file) = (Arc::clone(&engine), file.clone());
+            async move {
+                let config = Config::from_file(&file).map_err(|e| e.to_string())?;
+                engine.reload(&config).await
+            }
+        };
+        let watching =
+            process::file_watch::watch_files(vec![path], "engine_config", reload, |_, _| {}, self.stop.subscribe());
+        self.tasks.push(tokio::spawn(watching));
+    }
+
     /// Stops accepting, lets open requests finish (up to a few seconds), and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -61,6 +81,7 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
 
     let handles =
         HandleStore::new(config.limits.max_flight_handles, Duration::from_secs(config.limits.flight_handle_ttl_secs));
+    let engine_handle = Arc::clone(&engine);
     let service =
         flight::service(engine, auth, handles, config.limits.flight_handle_ttl_secs).map_err(|e| e.to_string())?;
     let mut flight_stopped = stopped;
@@ -85,7 +106,7 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
         }
     });
     tracing::info!(%http_addr, %flight_addr, "engine listening");
-    Ok(Running { http_addr, flight_addr, stop, tasks: vec![http_task, flight_task] })
+    Ok(Running { http_addr, flight_addr, engine: engine_handle, stop, tasks: vec![http_task, flight_task] })
 }
 
 async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stopped: tokio::sync::watch::Receiver<bool>) {

@@ -51,6 +51,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use identity::DatasetPolicy;
 
 use crate::barrier::BarrierView;
+use crate::catalog::live::LiveCatalogs;
 pub use forbidden::ColumnForbidden;
 pub(crate) use hidden::HiddenColumns;
 pub(crate) use keyed_hash::MaskKey;
@@ -93,19 +94,25 @@ impl ExtensionOptions for Decisions {
 /// The analyzer rule (see the module docs).
 #[derive(Debug)]
 pub(crate) struct DataPolicyRule {
-    /// `catalog.schema.table` of every governed table, with its tagged columns.
-    governed: HashMap<String, Vec<String>>,
+    /// What the engine serves now: the governed tables, with their tagged columns.
+    served: Arc<LiveCatalogs>,
     key: MaskKey,
     /// Cluster mode: a `keyed_hash` mask needs a key every node holds.
     cluster: bool,
 }
 
 impl DataPolicyRule {
-    pub(crate) fn new(governed: HashMap<String, Vec<String>>, key: MaskKey, cluster: bool) -> Self {
-        Self { governed, key, cluster }
+    pub(crate) fn new(served: Arc<LiveCatalogs>, key: MaskKey, cluster: bool) -> Self {
+        Self { served, key, cluster }
     }
 
-    fn rewrite(&self, scan: &TableScan, decisions: &Decisions, config: &ConfigOptions) -> Result<Option<LogicalPlan>> {
+    fn rewrite(
+        &self,
+        scan: &TableScan,
+        governed: &HashMap<String, Vec<String>>,
+        decisions: &Decisions,
+        config: &ConfigOptions,
+    ) -> Result<Option<LogicalPlan>> {
         if is_governed_scan(scan) {
             return Ok(None);
         }
@@ -113,7 +120,7 @@ impl DataPolicyRule {
         let resolved = scan.table_name.clone().resolve(&defaults.default_catalog, &defaults.default_schema);
         let id = identity::dataset_id(&resolved.catalog, &resolved.schema, &resolved.table);
         let policy = decisions.policies.iter().find(|p| p.dataset == id);
-        let tagged = self.governed.get(&id).map_or(&[][..], Vec::as_slice);
+        let tagged = governed.get(&id).map_or(&[][..], Vec::as_slice);
         let policy = match policy {
             Some(policy) => {
                 // Every tagged column decided one way or another, or the gateway decided
@@ -133,7 +140,7 @@ impl DataPolicyRule {
                 }
                 policy
             }
-            None if decisions.required && self.governed.contains_key(&id) => {
+            None if decisions.required && governed.contains_key(&id) => {
                 return Err(DataFusionError::External(Box::new(Undecided(format!(
                     "dataset {id} has row and column policies, but the request carries no decision for it"
                 )))));
@@ -202,12 +209,13 @@ impl DataPolicyRule {
 impl AnalyzerRule for DataPolicyRule {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
         let Some(decisions) = config.extensions.get::<Decisions>() else { return Ok(plan) };
-        if decisions.policies.is_empty() && (!decisions.required || self.governed.is_empty()) {
+        let served = self.served.current();
+        if decisions.policies.is_empty() && (!decisions.required || served.governed.is_empty()) {
             return Ok(plan);
         }
         let rewritten = plan.transform_up_with_subqueries(|node| {
             let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
-            match self.rewrite(scan, decisions, config)? {
+            match self.rewrite(scan, &served.governed, decisions, config)? {
                 Some(replaced) => Ok(Transformed::yes(replaced)),
                 None => Ok(Transformed::no(node)),
             }

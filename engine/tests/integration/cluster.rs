@@ -8,14 +8,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestEngine, test_config, user};
+use crate::common::{ENGINE, Node, TestEngine, test_config, user};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 
 fn gateway_bin() -> PathBuf {
     let path = Path::new(ENGINE).with_file_name("gateway");
@@ -32,41 +30,6 @@ fn gateway(args: &[&str]) {
 /// A free port on `ip` (bound, then released for the process about to take it).
 fn free_port(ip: [u8; 4]) -> u16 {
     std::net::TcpListener::bind(SocketAddr::from((ip, 0))).unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed (by PID) when the test ends, its stderr kept in a file.
-struct Node {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Node {
-    fn start(dir: &Path, name: &str, args: &[String]) -> Self {
-        Self::start_bin(Path::new(ENGINE), dir, name, args)
-    }
-
-    fn start_bin(bin: &Path, dir: &Path, name: &str, args: &[String]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(bin)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The `--node-mtls-*` flags for `name`'s certificate.

@@ -12,3 +12,4 @@ mod data_policy;
 mod flight_sql;
 mod http_api;
 mod python_clients;
+mod reload;

@@ -1,5 +1,5 @@
-//! What the gateway and the engine do alike as processes. Small on purpose (tokio and
-//! tracing only), so both binaries share it without sharing anything heavy.
+//! What the gateway and the engine do alike as processes. Small on purpose (tokio, tracing
+//! and notify only), so both binaries share it without sharing anything heavy.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 mod clock;
+pub mod file_watch;
 mod memory;
 pub use clock::{unix_millis, unix_secs};
 pub use memory::memory_limit;

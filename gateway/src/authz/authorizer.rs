@@ -144,6 +144,11 @@ impl Authorizer {
         &self.dir
     }
 
+    /// The engine's file the datasets and columns are read from (`authorization.engine_config`).
+    pub fn engine_config(&self) -> Option<&Path> {
+        self.engine_config.as_deref()
+    }
+
     /// The shadow set's folder, when one is loaded.
     pub fn shadow_dir(&self) -> Option<&Path> {
         self.shadow_dir.as_deref()

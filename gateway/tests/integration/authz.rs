@@ -149,6 +149,25 @@ async fn a_dataset_is_onboarded_by_the_engine_config_alone_and_an_unknown_one_is
         .await
         .unwrap();
     assert!(reply.text().contains("\"acme.invoices\"") && !reply.text().contains("globex"), "{}", reply.text());
+
+    // Live onboarding: one edit of the engine's file, watched by both processes, serves a
+    // new dataset under the same tenant policy with no restart and no signal.
+    let mut stack = stack;
+    stack.engine.reload_on_change(engine_yaml.clone());
+    let payments = "SELECT count(*) AS n FROM acme.payments";
+    assert_eq!(sql(&stack, &key.key, payments).await.status, 404);
+    let added = format!("{extra}  - {{name: acme.payments, path: {}, tenant: acme}}\n", csv.display());
+    std::fs::write(&engine_yaml, format!("{}{added}", engine::config::EMBEDDED_DEFAULT)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let reply = loop {
+        let reply = sql(&stack, &key.key, payments).await;
+        if reply.status == 200 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json(), serde_json::json!([{"n": 2}]));
 }
 
 #[tokio::test]

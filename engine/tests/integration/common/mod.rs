@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use engine::caller::Authenticator;
@@ -119,6 +121,44 @@ impl TestEngine {
 /// A dev-mode engine (no stamps at all).
 pub async fn start_dev(principal: Principal) -> Running {
     start(&test_config(None), Authenticator::DangerousDevelopment(Arc::new(principal))).await.unwrap()
+}
+
+/// The engine binary of this build.
+pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+
+/// A child process killed (by PID) when the test ends, its stderr kept in a file.
+pub struct Node {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    pub fn start(dir: &Path, name: &str, args: &[String]) -> Self {
+        Self::start_bin(Path::new(ENGINE), dir, name, args)
+    }
+
+    pub fn start_bin(bin: &Path, dir: &Path, name: &str, args: &[String]) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A minimal HTTP/1.1 client over hyper, so tests speak real HTTP to the engine.
