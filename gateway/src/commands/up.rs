@@ -3,9 +3,10 @@
 //! Creates (or reuses) in the state folder a CA, a server certificate for localhost, a client
 //! certificate with a SPIFFE ID, a stamp key pair, two development API keys for two tenants
 //! (hashes in `api-keys.yaml`, the keys themselves in `dev-api-key-<tenant>`, mode 0600, so
-//! they can be printed again on the next start: development only) and a copy of the shipped
-//! Cedar policies (`policies/`, kept if it exists); starts the engine as a child process
-//! with the public stamp key; serves the gateway on its default ports; prints commands to try;
+//! they can be printed again on the next start: development only), a copy of the shipped
+//! Cedar policies with their tests (`policies/`, kept if it exists) and of the demo engine
+//! configuration; starts the engine as a child process with the public stamp key and that
+//! configuration or yours (`--engine-config`); serves the gateway on its default ports; prints commands to try;
 //! stops the engine cleanly on Ctrl-C.
 
 use std::net::SocketAddr;
@@ -44,9 +45,15 @@ pub(crate) struct UpArgs {
     pub engine_http_listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:50052")]
     pub engine_flight_listen: SocketAddr,
-    /// Cedar policy directory (default: the shipped policies, copied into the state folder).
+    /// Cedar policy directory (default: the shipped policies and their tests, copied into the
+    /// state folder).
     #[arg(long)]
     pub policies: Option<PathBuf>,
+    /// Your engine configuration (datasets, views, columns) instead of the demo one: the
+    /// engine serves it and the gateway decides over it (`authorization.engine_config`), both
+    /// reloading it when it changes. Its listen addresses and stamp keys are `up`'s.
+    #[arg(long, value_name = "FILE")]
+    pub engine_config: Option<PathBuf>,
     /// Create the state folder's files (PKI, stamp keys, API keys, policies) and exit: the
     /// one-shot secrets job of the compose stack and the pod test.
     #[arg(long)]
@@ -75,6 +82,11 @@ const SHIPPED_POLICIES: &[(&str, &str)] = &[
     ("50-rows-and-columns.cedar", include_str!("../../../policies/50-rows-and-columns.cedar")),
     ("60-network.cedar", include_str!("../../../policies/60-network.cedar")),
     ("masks.yaml", include_str!("../../../policies/masks.yaml")),
+    ("tests/admin.json", include_str!("../../../policies/tests/admin.json")),
+    ("tests/mfa-for-writes.json", include_str!("../../../policies/tests/mfa-for-writes.json")),
+    ("tests/read-only-api-keys.json", include_str!("../../../policies/tests/read-only-api-keys.json")),
+    ("tests/rows-and-columns.json", include_str!("../../../policies/tests/rows-and-columns.json")),
+    ("tests/tenant-isolation.json", include_str!("../../../policies/tests/tenant-isolation.json")),
 ];
 
 /// The engine's embedded default configuration, written to the state folder so the engine
@@ -150,7 +162,7 @@ pub(crate) fn prepare_state(dir: &Path) -> Result<DevState, String> {
     }
     let policies = dir.join("policies");
     if !policies.exists() {
-        std::fs::create_dir_all(&policies).map_err(|e| format!("{}: {e}", policies.display()))?;
+        std::fs::create_dir_all(policies.join("tests")).map_err(|e| format!("{}: {e}", policies.display()))?;
         for (name, text) in SHIPPED_POLICIES {
             std::fs::write(policies.join(name), text).map_err(|e| format!("{}/{name}: {e}", policies.display()))?;
         }
@@ -168,6 +180,13 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
         println!("{}: development PKI, stamp keys, API keys and policies ready", args.state_dir.display());
         return Ok(());
     }
+    let engine_config = match &args.engine_config {
+        Some(file) if !file.is_file() => {
+            return Err(format!("--engine-config {}: no such file", file.display()));
+        }
+        Some(file) => std::path::absolute(file).map_err(|e| format!("--engine-config {}: {e}", file.display()))?,
+        None => state.engine_config.clone(),
+    };
     let (certificate, key) = pki::leaf_paths(&state.tls_dir, "server");
     let mut config = Config::new(
         TlsConfig {
@@ -177,7 +196,7 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
         },
         StampConfig::from_key_file(state.stamp_key.clone()),
         AuthorizationConfig {
-            engine_config: Some(state.engine_config.clone().into()),
+            engine_config: Some(engine_config.clone().into()),
             ..AuthorizationConfig::new(args.policies.clone().unwrap_or_else(|| state.policies.clone()))
         },
     );
@@ -226,7 +245,7 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
             .arg("--exit-with-stdin")
             .stdin(std::process::Stdio::piped())
             .arg("--config")
-            .arg(&state.engine_config)
+            .arg(&engine_config)
             .arg("--stamp-public-key")
             .arg(&state.stamp_public_key)
             .arg("--http-listen")
@@ -246,7 +265,8 @@ pub(crate) fn run(args: UpArgs) -> Result<(), String> {
         wait_for_engine(args.engine_http_listen, &mut engine).await?;
         let stop = shutdown_signal();
         let running = server::start(prepared).await.map_err(|e| e.to_string())?;
-        print_usage(&state, &args.state_dir.join("audit.log"), running.api_addr.port(), running.flight_addr.port());
+        let ports = (running.api_addr.port(), running.flight_addr.port());
+        print_usage(&state, args.engine_config.as_deref(), &args.state_dir.join("audit.log"), ports);
         if args.browser_issuer.is_some() {
             println!(
                 "  The SQL console (sign in at the provider): https://localhost:{}/console\n",
@@ -312,7 +332,8 @@ async fn stop_child(child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
-fn print_usage(state: &DevState, audit_log: &Path, api_port: u16, flight_port: u16) {
+fn print_usage(state: &DevState, own_engine_config: Option<&Path>, audit_log: &Path, ports: (u16, u16)) {
+    let (api_port, flight_port) = ports;
     let dir = state.tls_dir.display();
     let policies = state.policies.display();
     let key = |tenant: &str| {
@@ -320,15 +341,10 @@ fn print_usage(state: &DevState, audit_log: &Path, api_port: u16, flight_port: u
     };
     let (acme, globex) = (key("acme"), key("globex"));
     let audit = audit_log.display();
-    println!(
-        r#"
-Portcullis is up. The engine listens on loopback only; talk to the gateway.
-
-  curl over mTLS (the client certificate is the workload identity):
-    curl --cacert {dir}/ca.pem --cert {dir}/client.pem --key {dir}/client-key.pem \
-      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM whoami'
-
-  Two tenants, one query, two answers (development API keys; Cedar policies in {policies}):
+    let data = match own_engine_config {
+        // The demo data's tour.
+        None => format!(
+            r#"  Two tenants, one query, two answers (development API keys; Cedar policies in {policies}):
     curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' \
       https://localhost:{api_port}/v1/sql -d 'SELECT * FROM my_orders'
     curl --cacert {dir}/ca.pem -H 'X-API-Key: {globex}' \
@@ -343,7 +359,26 @@ Portcullis is up. The engine listens on loopback only; talk to the gateway.
       https://localhost:{api_port}/v1/sql -d 'SELECT name, email, phone FROM demo.customers'
     curl --cacert {dir}/ca.pem -H 'X-API-Key: {globex}' \
       https://localhost:{api_port}/v1/sql -d 'SELECT name, email, phone FROM demo.customers'
+"#
+        ),
+        Some(file) => format!(
+            r#"  Your engine configuration, {file} (edits are served without a restart): what each
+  development API key may read (Cedar policies in {policies}), then query one:
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {acme}' https://localhost:{api_port}/v1/datasets
+    curl --cacert {dir}/ca.pem -H 'X-API-Key: {globex}' https://localhost:{api_port}/v1/datasets
+"#,
+            file = file.display()
+        ),
+    };
+    println!(
+        r#"
+Portcullis is up. The engine listens on loopback only; talk to the gateway.
 
+  curl over mTLS (the client certificate is the workload identity):
+    curl --cacert {dir}/ca.pem --cert {dir}/client.pem --key {dir}/client-key.pem \
+      https://localhost:{api_port}/v1/sql -d 'SELECT * FROM whoami'
+
+{data}
   pyarrow (ADBC Flight SQL) over mTLS:
     python3 -c "
 import adbc_driver_flightsql.dbapi as f
@@ -359,4 +394,32 @@ with f.connect('grpc+tls://localhost:{flight_port}', autocommit=True, db_kwargs=
 Ctrl-C stops the gateway and the engine.
 "#
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `up` copies the policy folder whole (policies, schema, entities, masks, tests): a file
+    /// added to `policies/` and not embedded fails here.
+    #[test]
+    fn the_embedded_policies_are_the_policy_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let mut on_disk = Vec::new();
+        for dir in [root.clone(), root.join("tests")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() && path.file_name().is_some_and(|n| n != "README.md") {
+                    on_disk.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = SHIPPED_POLICIES.iter().map(|(name, _)| name.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        for (name, text) in SHIPPED_POLICIES {
+            assert_eq!(&std::fs::read_to_string(root.join(name)).unwrap(), text, "{name}");
+        }
+    }
 }

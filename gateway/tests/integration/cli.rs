@@ -213,8 +213,14 @@ pub fn free_port() -> u16 {
 /// `gateway up` on these five ports (api, flight, health, engine http, engine flight); the
 /// child and what it printed up to its usage line.
 pub fn spawn_up(state: &std::path::Path, ports: &[String]) -> (std::process::Child, String) {
+    spawn_up_with(state, ports, &[])
+}
+
+/// [`spawn_up`] with more flags.
+pub fn spawn_up_with(state: &std::path::Path, ports: &[String], extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(GATEWAY)
         .args(["up", "--state-dir", state.to_str().unwrap()])
+        .args(extra)
         .args(["--api-listen", &ports[0], "--flight-listen", &ports[1], "--health-listen", &ports[2]])
         .args(["--engine-http-listen", &ports[3], "--engine-flight-listen", &ports[4]])
         .stdout(Stdio::piped())
@@ -365,6 +371,64 @@ fn up_starts_the_stack_and_its_printed_commands_work() {
     let out = gateway(&["health", "--url", &ready]);
     assert_eq!(out.status.code(), Some(1), "a stopped gateway must fail its probe");
     assert!(String::from_utf8_lossy(&out.stderr).contains("connect"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `gateway up --engine-config FILE`: your datasets under the shipped tenant policies, the
+/// printed commands list what each key may read, an edit of the file is served without a
+/// restart, and the state folder's policies come with their tests.
+#[test]
+fn up_serves_your_own_engine_config_and_copies_the_policy_tests() {
+    let state = tempfile::tempdir().unwrap();
+    let own = tempfile::tempdir().unwrap();
+    std::fs::write(own.path().join("notes.csv"), "id,note\n1,first\n2,second\n").unwrap();
+    let engine_yaml = own.path().join("engine.yaml");
+    let datasets = "datasets:\n  - {name: acme.notes, path: notes.csv, tenant: acme}\n  - {name: globex.notes, path: notes.csv, tenant: globex}\n";
+    std::fs::write(&engine_yaml, datasets).unwrap();
+    let ports: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let (mut child, printed) = spawn_up_with(state.path(), &ports, &["--engine-config", engine_yaml.to_str().unwrap()]);
+    assert!(printed.contains(&format!("Your engine configuration, {}", engine_yaml.display())), "{printed}");
+    assert!(!printed.contains("my_orders"), "the demo tour printed for your own data: {printed}");
+    let listings: Vec<&str> = printed.lines().map(str::trim).filter(|l| l.ends_with("/v1/datasets")).collect();
+    assert_eq!(listings.len(), 2, "{printed}");
+    let run = |curl: &str| {
+        let out = Command::new("sh").arg("-c").arg(format!("{curl} -sS")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let acme = run(listings[0]);
+    assert!(acme.contains("\"acme.notes\"") && !acme.contains("globex.notes"), "{acme}");
+    let globex = run(listings[1]);
+    assert!(globex.contains("\"globex.notes\"") && !globex.contains("acme.notes"), "{globex}");
+    let query = format!(
+        "{} -H 'content-type: text/plain' -d 'SELECT count(*) AS n FROM acme.notes'",
+        listings[0].replace("/v1/datasets", "/v1/sql")
+    );
+    assert!(run(&query).contains(r#"[{"n":2}]"#), "{query}");
+
+    // One edit of your file: served by the engine and allowed by the gateway, no restart.
+    std::fs::write(&engine_yaml, format!("{datasets}  - {{name: acme.more_notes, path: notes.csv, tenant: acme}}\n"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let more = query.replace("acme.notes", "acme.more_notes");
+    while !run(&more).contains(r#"[{"n":2}]"#) {
+        assert!(std::time::Instant::now() < deadline, "{more}: {}", run(&more));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The policies and their tests, copied: `policy test` runs them.
+    let policies = state.path().join("policies");
+    let demo_engine = state.path().join("engine.yaml");
+    let out =
+        gateway(&["policy", "test", "--engine-config", demo_engine.to_str().unwrap(), policies.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains(" 0 failed") && !stdout.contains(" 0 passed"), "{stdout}");
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // A file that is not there: a clear error before anything starts.
+    let out =
+        gateway(&["up", "--state-dir", state.path().to_str().unwrap(), "--engine-config", "/nonexistent/engine.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--engine-config /nonexistent/engine.yaml: no such file"));
 }
 
 #[test]
