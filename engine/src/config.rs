@@ -44,6 +44,9 @@ pub struct Config {
     pub columns: BTreeMap<String, BTreeMap<String, ColumnSpec>>,
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// How datasets at `s3://` locations are reached (`catalog::s3`).
+    #[serde(default)]
+    pub s3: S3Config,
     /// Run queries on an Apache Ballista cluster instead of in this process (docs/engine.md,
     /// "Scaling out"). Absent: in-process, the default.
     #[serde(default)]
@@ -159,7 +162,8 @@ impl Default for Limits {
 pub struct Dataset {
     /// `table` or `schema.table` (the schema is created if needed).
     pub name: String,
-    /// A file, or a folder of files of one format.
+    /// A file, or a folder of files of one format; or `s3://bucket/key` (a folder: ending in
+    /// `/`), reached as `s3:` says.
     pub path: PathBuf,
     /// Inferred from the file extension when absent; required for folders.
     #[serde(default)]
@@ -209,6 +213,40 @@ pub struct MaskingConfig {
     /// of a deployment the same file so hashes agree; absent, each process draws its own.
     #[serde(default)]
     pub keyed_hash_key_file: Option<PathBuf>,
+}
+
+/// S3 and S3-compatible stores, for every `s3://bucket/…` dataset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket's region (default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// An S3-compatible store's URL (MinIO, Ceph, moto): path-style requests; `http://` only
+    /// then. Default: AWS (`AWS_ENDPOINT_URL` if set).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// An AWS shared-credentials file (its `[default]` profile), e.g. a mounted Secret.
+    /// Absent: the environment chain (`AWS_ACCESS_KEY_ID`…, web identity / IRSA, container
+    /// credentials, instance metadata).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// A PEM bundle of the CAs the store's certificate must chain to (a store with an
+    /// internal CA). Absent: the Mozilla roots.
+    #[serde(default)]
+    pub ca_certificate_file: Option<PathBuf>,
+}
+
+/// Whether a dataset's `path` is an object store URL rather than a file or folder.
+pub fn is_s3(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| p.starts_with("s3://"))
+}
+
+/// The bucket of an `s3://bucket/key` location.
+pub fn s3_bucket(location: &str) -> Option<&str> {
+    let rest = location.strip_prefix("s3://")?;
+    let bucket = rest.split('/').next().unwrap_or(rest);
+    (!bucket.is_empty()).then_some(bucket)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -296,8 +334,13 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Self::from_yaml(&text, &path.display().to_string())?;
         if let Some(dir) = path.parent() {
-            for dataset in &mut config.datasets {
+            for dataset in config.datasets.iter_mut().filter(|d| !is_s3(&d.path)) {
                 dataset.path = dir.join(&dataset.path);
+            }
+            for file in
+                [config.s3.credentials_file.as_mut(), config.s3.ca_certificate_file.as_mut()].into_iter().flatten()
+            {
+                *file = dir.join(&*file);
             }
             for key in &mut config.stamp.public_key_files {
                 *key = dir.join(&*key);
@@ -327,6 +370,14 @@ impl Config {
         };
         for (i, d) in self.datasets.iter().enumerate() {
             check_name(&d.name).map_err(|m| invalid(format!("datasets[{i}].name"), m))?;
+            if is_s3(&d.path) && s3_bucket(&d.path.to_string_lossy()).is_none() {
+                return Err(invalid(format!("datasets[{i}].path"), "an S3 location is s3://bucket/key"));
+            }
+        }
+        if let Some(endpoint) = &self.s3.endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(invalid("s3.endpoint".into(), "must be an http:// or https:// URL"));
         }
         for (i, v) in self.views.iter().enumerate() {
             check_name(&v.name).map_err(|m| invalid(format!("views[{i}].name"), m))?;
@@ -385,6 +436,12 @@ impl Config {
             ));
         }
         for (i, d) in self.datasets.iter().enumerate() {
+            if is_s3(&d.path) {
+                return Err((
+                    format!("datasets[{i}].path"),
+                    "an s3:// dataset cannot run on the cluster yet: its executors have no S3 client".into(),
+                ));
+            }
             if d.path.is_relative() {
                 return Err((
                     format!("datasets[{i}].path"),
@@ -480,6 +537,32 @@ mod tests {
         assert!(!config.views.is_empty());
         assert!(config.http_listen.ip().is_loopback());
         assert!(config.flight_listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn an_s3_location_names_its_bucket_and_stays_a_url() {
+        assert_eq!(s3_bucket("s3://sales/2026/orders.parquet"), Some("sales"));
+        assert_eq!(s3_bucket("s3://sales"), Some("sales"));
+        assert_eq!(s3_bucket("s3:///key"), None);
+        assert_eq!(s3_bucket("/data/x.parquet"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.yaml");
+        std::fs::write(
+            &file,
+            "datasets: [{name: t, path: s3://b/t.parquet}, {name: u, path: u.csv}]\ns3: {credentials_file: creds}\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&file).unwrap();
+        assert_eq!(config.datasets[0].path, PathBuf::from("s3://b/t.parquet"));
+        assert_eq!(config.datasets[1].path, dir.path().join("u.csv"));
+        assert_eq!(config.s3.credentials_file, Some(dir.path().join("creds")));
+        for (yaml, field) in [
+            ("datasets: [{name: t, path: 's3:///t.parquet'}]\n", "datasets[0].path"),
+            ("s3: {endpoint: 'localhost:9000'}\n", "s3.endpoint"),
+        ] {
+            let error = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+            assert!(error.contains(field), "{yaml}: {error}");
+        }
     }
 
     #[test]

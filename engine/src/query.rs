@@ -373,7 +373,9 @@ async fn served(ctx: &SessionContext, config: &Config) -> Result<Served, String>
         demo::register(&staging).map_err(|e| format!("demo data: {e}"))?;
     }
     for (i, dataset) in config.datasets.iter().enumerate() {
-        datasets::register(&staging, dataset).await.map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
+        datasets::register(&staging, dataset, &config.s3)
+            .await
+            .map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
     }
     // A cluster plans on the scheduler, which knows only DataFusion's own nodes: there views
     // are inlined (see THREAT_MODEL.md); on one node they are barriers.

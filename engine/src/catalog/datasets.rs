@@ -6,24 +6,31 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
 use super::register::register_table;
-use crate::config::{Dataset, Format};
+use crate::config::{Dataset, Format, S3Config, is_s3};
 
-/// Registers one configured dataset under its name.
-pub(crate) async fn register(ctx: &SessionContext, dataset: &Dataset) -> Result<()> {
+/// Registers one configured dataset under its name; a dataset in S3 with a client of its
+/// bucket (`s3`).
+pub(crate) async fn register(ctx: &SessionContext, dataset: &Dataset, s3: &S3Config) -> Result<()> {
     let path = &dataset.path;
-    let metadata =
-        std::fs::metadata(path).map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;
+    let mut location = path.to_string_lossy().into_owned();
+    let is_dir = if is_s3(path) {
+        super::s3::register(ctx, &location, s3).map_err(DataFusionError::Plan)?;
+        location.ends_with('/')
+    } else {
+        let metadata =
+            std::fs::metadata(path).map_err(|e| DataFusionError::Plan(format!("path {}: {e}", path.display())))?;
+        metadata.is_dir()
+    };
     let format = match dataset.format {
         Some(format) => format,
-        None if metadata.is_dir() => {
+        None if is_dir => {
             return Err(DataFusionError::Plan("`format` is required for a folder".into()));
         }
         None => format_of(path)?,
     };
     // A single file is read whatever its extension; a folder reads the files of its format.
-    let extension = if metadata.is_dir() { default_extension(format).to_string() } else { extension_of(path) };
-    let mut location = path.to_string_lossy().into_owned();
-    if metadata.is_dir() && !location.ends_with('/') {
+    let extension = if is_dir { default_extension(format).to_string() } else { extension_of(path) };
+    if is_dir && !location.ends_with('/') {
         location.push('/');
     }
     // Register under a temporary name, then move the provider to the (maybe qualified) name.

@@ -6,5 +6,7 @@ pub(crate) mod datasets;
 pub(crate) mod demo;
 pub(crate) mod live;
 mod register;
+pub(crate) mod s3;
+mod s3_transport;
 
 pub(crate) use register::register_table;

@@ -19,5 +19,6 @@ mod exhaustion;
 mod policy_changes;
 mod proxy;
 mod ratelimit;
+mod s3_datasets;
 mod tls;
 mod wycheproof;
