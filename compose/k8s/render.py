@@ -6,6 +6,10 @@ compose/k8s/ are the chart rendered with fixed values, written by this script.
   python3 compose/k8s/render.py --check    # fail if they differ from the chart (CI)
   python3 compose/k8s/render.py --values F [--set-image REPO@DIGEST] [--no-native-sidecar] -o OUT
                                            # render one variant (tests)
+  python3 compose/k8s/render.py --set-image REPO@DIGEST --notes   # what `helm install` prints
+
+The plain manifests carry the image placeholder sha256:SET-YOUR-IMAGE-DIGEST, which
+validate.sh refuses: set your digest first (docs/deployment.md, "Your image").
 
 Every render is linted first (helm lint --strict through helm-python-sdk, the Helm Go library).
 """
@@ -23,6 +27,11 @@ HEADER = (
     "# Generated from compose/helm/portcullis by `python3 compose/k8s/render.py` ({values}).\n"
     "# Do not edit: change the chart and render again (CI checks they agree).\n"
 )
+# The plain manifests name no real image: they are rendered with a stand-in digest that is
+# then written as this placeholder, which validate.sh refuses until you set your own
+# (docs/deployment.md, "Your image").
+PLACEHOLDER = "sha256:SET-YOUR-IMAGE-DIGEST"
+STAND_IN = "sha256:" + "5e7" * 21 + "5"
 # Plain manifest -> the chart values it is rendered with.
 PLAIN = {
     "portcullis.yaml": [],
@@ -53,9 +62,14 @@ def render(value_files: list[str], overrides: dict | None = None) -> str:
     if problems:
         raise SystemExit("helm lint: " + "; ".join(f"{m['path']}: {m['error']}" for m in problems))
     chart = helm.Chart.load(str(CHART))
-    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    try:
+        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    except helm.errors.HelmRenderError as error:
+        raise SystemExit(f"helm render: {error}") from None
     docs = []
     for template in sorted(manifests):
+        if template.endswith("NOTES.txt"):
+            continue
         for doc in yaml.safe_load_all(manifests[template]):
             if doc:
                 docs.append(doc)
@@ -65,26 +79,43 @@ def render(value_files: list[str], overrides: dict | None = None) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
 
 
+def notes(value_files: list[str], overrides: dict | None = None) -> str:
+    """The chart's NOTES.txt as `helm install` prints it."""
+    values: dict = {}
+    for name in value_files:
+        path = pathlib.Path(name) if "/" in name else CHART / name
+        merge(values, yaml.safe_load(path.read_text()) or {})
+    merge(values, overrides or {})
+    manifests = helm.Chart.load(str(CHART)).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for template, text in manifests.items() if template.endswith("NOTES.txt"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--values", action="append", default=[])
     parser.add_argument("--set-image", help="repository@sha256:digest")
     parser.add_argument("--no-native-sidecar", action="store_true")
+    parser.add_argument("--notes", action="store_true", help="print NOTES.txt as helm install would")
     parser.add_argument("-o", "--output")
     args = parser.parse_args()
-    if args.output:
+    if args.output or args.notes:
         overrides: dict = {}
         if args.set_image:
             repository, digest = args.set_image.split("@", 1)
             overrides["image"] = {"repository": repository, "digest": digest}
         if args.no_native_sidecar:
             overrides["sidecar"] = {"native": False}
-        pathlib.Path(args.output).write_text(render(args.values, overrides))
+        if args.notes:
+            print(notes(args.values, overrides))
+        if args.output:
+            pathlib.Path(args.output).write_text(render(args.values, overrides))
         return 0
     stale = []
+    stand_in = {"image": {"digest": STAND_IN}, "spiffe": {"helperImage": {"digest": STAND_IN}}}
     for name, value_files in PLAIN.items():
-        text = HEADER.format(values=", ".join(value_files) or "default values") + render(value_files)
+        rendered = render(value_files, stand_in).replace(STAND_IN, PLACEHOLDER)
+        text = HEADER.format(values=", ".join(value_files) or "default values") + rendered
         path = HERE / name
         if args.check:
             if not path.exists() or path.read_text() != text:

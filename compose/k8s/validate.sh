@@ -98,14 +98,17 @@ while IFS='|' read -r name image nonroot user ape rorf priv drop limit; do
     fail "container $name: needs runAsNonRoot, runAsUser 65534, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities.drop [ALL]" \
       "set them in the chart (compose/helm/portcullis) or: kubectl edit deployment $deployment -n $ns"
   fi
-  grep -Eq '@sha256:[0-9a-f]{64}$' <<<"$image" || digest_bad="$digest_bad $name=$image"
+  # A digest, and not the all-zero placeholder (which pins nothing anyone can pull).
+  if ! grep -Eq '@sha256:[0-9a-f]{64}$' <<<"$image" || grep -Eq '@sha256:0{64}$' <<<"$image"; then
+    digest_bad="$digest_bad $name=$image"
+  fi
   { [ -n "$limit" ] && [ "$limit" != "<no value>" ]; } || limits_bad="$limits_bad $name"
 done < <(sed -n 's/^container=//p' <<<"$pod")
 if [ -z "$digest_bad" ]; then
   pass "every image is pinned by digest"
 else
-  fail "images not pinned by digest:$digest_bad" \
-    "helm upgrade ... --set image.digest=sha256:<digest> (crane digest / skopeo inspect --format '{{.Digest}}' docker://IMAGE)"
+  fail "images not pinned by a real digest (a tag, a placeholder or all zeros):$digest_bad" \
+    "set your image's digest (docs/deployment.md, \"Your image\"): helm upgrade ... --set image.digest=sha256:<digest>, or for the plain manifests sed 's|ghcr.io/portcullis-dev/portcullis@sha256:SET-YOUR-IMAGE-DIGEST|REGISTRY/portcullis@sha256:<digest>|'"
 fi
 if [ -z "$limits_bad" ]; then
   pass "every container has a memory limit"

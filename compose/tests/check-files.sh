@@ -46,28 +46,77 @@ offline_validate() { compose/k8s/validate.sh -n portcullis -f "$1"; }
 
 echo "== chart and plain manifests"
 python3 compose/k8s/render.py --check
+# The plain manifests name no real image (sha256:SET-YOUR-IMAGE-DIGEST): validate.sh refuses
+# them as shipped, and passes them once pinned by docs/deployment.md's own sed command.
+stand_in="sha256:$(printf '%s' portcullis | sha256sum | cut -c1-64)"
+pin_command="$(grep -E '^sed "s\|ghcr.io/portcullis-dev/portcullis@sha256:SET-YOUR-IMAGE-DIGEST\|' docs/deployment.md)"
+[ -n "$pin_command" ] || fail "docs/deployment.md has no sed command pinning the plain manifests' image"
 for manifest in compose/k8s/portcullis.yaml compose/k8s/portcullis-hardened.yaml compose/k8s/portcullis-spiffe.yaml; do
-  schema "$manifest" || fail "$manifest: schema"
-  pss "$manifest" || fail "$manifest: Pod Security Standards restricted"
-  misconfig "$manifest" >"$work/misconfig.log" || { cat "$work/misconfig.log" >&2; fail "$manifest: trivy config"; }
-  offline_validate "$manifest" >"$work/validate.log" || { cat "$work/validate.log" >&2; fail "$manifest: validate.sh"; }
-  echo "ok: $manifest: schema, PSS restricted, trivy config, validate.sh ($(grep -c '✅' "$work/validate.log") ✅)"
+  must_fail "validate.sh on the image placeholder" offline_validate "$manifest"
+  grep -q '❌ images not pinned by a real digest.*SET-YOUR-IMAGE-DIGEST' "$work/planted.log" || fail "$manifest: validate.sh failed for another reason"
+  pin="$work/pin-$(basename "$manifest" .yaml)"
+  mkdir -p "$pin"
+  ln -s "$root/compose" "$pin/compose"
+  echo "$stand_in" >"$pin/digest"
+  (cd "$pin" && eval "${pin_command//compose\/k8s\/portcullis.yaml/$manifest}") || fail "$pin_command"
+  pinned="$pin/portcullis.yaml"
+  # The SPIFFE variant's helper image is the user's to pin as well.
+  sed -i "s|ghcr.io/spiffe/spiffe-helper@sha256:SET-YOUR-IMAGE-DIGEST|ghcr.io/spiffe/spiffe-helper@$stand_in|" "$pinned"
+  schema "$pinned" || fail "$manifest: schema"
+  pss "$pinned" || fail "$manifest: Pod Security Standards restricted"
+  misconfig "$pinned" >"$work/misconfig.log" || { cat "$work/misconfig.log" >&2; fail "$manifest: trivy config"; }
+  offline_validate "$pinned" >"$work/validate.log" || { cat "$work/validate.log" >&2; fail "$manifest: validate.sh"; }
+  echo "ok: $manifest: refused as shipped (image placeholder); pinned: schema, PSS restricted, trivy config, validate.sh ($(grep -c '✅' "$work/validate.log") ✅)"
 done
+# What cannot work does not render: no digest, the all-zero digest, a value of the wrong
+# type (values.schema.json), a misspelt value, two data sources; validate.sh refuses zeros.
+image="--set-image=ghcr.io/portcullis-dev/portcullis@$stand_in"
+must_fail "render without a digest" python3 compose/k8s/render.py -o "$work/x.yaml"
+grep -q 'a digest is required' "$work/planted.log" || fail "render without a digest failed for another reason"
+zeros="sha256:$(printf '0%.0s' $(seq 64))"
+must_fail "render with the all-zero digest" python3 compose/k8s/render.py --set-image "ghcr.io/portcullis-dev/portcullis@$zeros" -o "$work/x.yaml"
+grep -q 'all-zero placeholder' "$work/planted.log" || fail "render with zeros failed for another reason"
+sed "s|@$stand_in|@$zeros|" "$work/pin-portcullis/portcullis.yaml" >"$work/zeros.yaml"
+must_fail "validate.sh on the all-zero digest" offline_validate "$work/zeros.yaml"
+grep -q '❌ images not pinned by a real digest' "$work/planted.log" || fail "validate.sh on zeros failed for another reason"
+for bad in 'replicas: two' 'replicaz: 2' 'data: {existingClaim: a, csi: {driver: b}}' 'engine: {extraArgs: --x}'; do
+  printf '%s\n' "$bad" >"$work/bad-values.yaml"
+  must_fail "render with $bad" python3 compose/k8s/render.py --values "$work/bad-values.yaml" "$image" -o "$work/x.yaml"
+  grep -Eq "want integer|additional properties 'replicaz'|at most one of|want array" "$work/planted.log" \
+    || { cat "$work/planted.log" >&2; fail "render with $bad failed for another reason"; }
+done
+echo "ok: no render without a digest or with zeros, nor with a wrong value (values.schema.json); validate.sh refuses zeros"
+# Your data: the engine's file in both containers (authorization.engine_config set), a data
+# claim read-only, S3 credentials by Secret, the conventional pod values, the passthrough
+# Ingress and Gateway API routes; still restricted, and NOTES.txt says what to do next.
+python3 compose/k8s/render.py --values compose/tests/values-your-data.yaml "$image" -o "$work/your-data.yaml"
+schema "$work/your-data.yaml" || fail "values-your-data.yaml: schema"
+pss "$work/your-data.yaml" || fail "values-your-data.yaml: PSS restricted"
+offline_validate "$work/your-data.yaml" >/dev/null || fail "values-your-data.yaml: validate.sh"
+must_fail "your_data.py on a render without your data" python3 compose/tests/your_data.py "$work/pin-portcullis/portcullis.yaml"
+python3 compose/tests/your_data.py "$work/your-data.yaml" || fail "values-your-data.yaml: what it renders"
+python3 compose/k8s/render.py --values compose/tests/values-your-data.yaml "$image" --notes >"$work/notes.txt"
+if ! { grep -q 'rollout status deployment/portcullis' "$work/notes.txt" \
+  && grep -q 'Datasets come from engine.config (2 listed)' "$work/notes.txt"; }; then
+  cat "$work/notes.txt" >&2
+  fail "NOTES.txt"
+fi
+echo "ok: your data overlay (engine config in both containers, data claim, S3 Secret, pod values, passthrough routes), NOTES.txt"
 # The plain-container sidecar variant (older clusters) too.
-python3 compose/k8s/render.py --no-native-sidecar -o "$work/plain-sidecar.yaml"
+python3 compose/k8s/render.py --no-native-sidecar "$image" -o "$work/plain-sidecar.yaml"
 schema "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: schema"
 pss "$work/plain-sidecar.yaml" || fail "the plain-sidecar variant: PSS restricted"
 offline_validate "$work/plain-sidecar.yaml" >/dev/null || fail "the plain-sidecar variant: validate.sh"
 echo "ok: plain-container sidecar variant"
 # The browser sign-in overlay (values-browser.yaml): its Secret mounted, still restricted.
-python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml -o "$work/browser-overlay.yaml"
+python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml "$image" -o "$work/browser-overlay.yaml"
 schema "$work/browser-overlay.yaml" || fail "values-browser.yaml: schema"
 pss "$work/browser-overlay.yaml" || fail "values-browser.yaml: PSS restricted"
 offline_validate "$work/browser-overlay.yaml" >/dev/null || fail "values-browser.yaml: validate.sh (no secret in the ConfigMap)"
 grep -q 'mountPath: /var/run/secrets/portcullis/browser' "$work/browser-overlay.yaml" || fail "values-browser.yaml: the Secret is not mounted"
 echo "ok: browser sign-in overlay (values-browser.yaml)"
 # The shadow policy overlay (values-shadow.yaml): its ConfigMap mounted, still restricted.
-python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml -o "$work/shadow-overlay.yaml"
+python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml "$image" -o "$work/shadow-overlay.yaml"
 schema "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: schema"
 pss "$work/shadow-overlay.yaml" || fail "values-shadow.yaml: PSS restricted"
 offline_validate "$work/shadow-overlay.yaml" >/dev/null || fail "values-shadow.yaml: validate.sh"
@@ -99,11 +148,11 @@ if [ -n "${1:-}" ]; then
   # The browser sign-in overlay: its Secret's files, then the same check.
   "$1" session-key new >"$work/readme/.portcullis/session-key"
   echo development-client-secret >"$work/readme/.portcullis/client-secret"
-  python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml -o "$work/browser.yaml"
+  python3 compose/k8s/render.py --values compose/helm/portcullis/values-browser.yaml "$image" -o "$work/browser.yaml"
   python3 compose/tests/chart_config.py "$work/browser.yaml" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
   "$1" check -c "$work/gateway.yaml" >/dev/null || fail "values-browser.yaml: gateway check refuses its gateway.yaml"
   # The shadow policy overlay: the same check (authorization.shadow is loaded and validated).
-  python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml -o "$work/shadow.yaml"
+  python3 compose/k8s/render.py --values compose/helm/portcullis/values-shadow.yaml "$image" -o "$work/shadow.yaml"
   python3 compose/tests/chart_config.py "$work/shadow.yaml" "$work/readme/.portcullis" "$PWD/policies" "$work/gateway.yaml"
   grep -q "shadow: $PWD/policies" "$work/gateway.yaml" || fail "values-shadow.yaml: no authorization.shadow in its gateway.yaml"
   "$1" check -c "$work/gateway.yaml" >/dev/null || fail "values-shadow.yaml: gateway check refuses its gateway.yaml"
@@ -113,7 +162,7 @@ if [ -n "${1:-}" ]; then
 fi
 
 echo "== deliberately bad manifests fail the same checks"
-python3 compose/tests/bad_manifests.py compose/k8s/portcullis.yaml "$work/bad"
+python3 compose/tests/bad_manifests.py "$work/pin-portcullis/portcullis.yaml" "$work/bad"
 must_fail "a manifest with an unknown field (schema)" schema <(sed 's/^  replicas: 2$/  replicas: 2\n  replicaz: 2/' compose/k8s/portcullis.yaml)
 for case in privileged hostpath floating-tag secret-in-configmap; do
   bad="$work/bad/bad-$case.yaml"

@@ -2,7 +2,7 @@
 """Turns the rendered chart (plain sidecar variant) into what `podman kube play` runs here:
 the Deployment with one replica, and every Secret and ConfigMap volume replaced by a
 hostPath folder that the test lays out exactly as the kubelet projects Secrets and
-ConfigMaps (`..data` -> `..<version>/`, each file a link through `..data`), so rotating one
+ConfigMaps (and the data claim by a folder the test fills) (`..data` -> `..<version>/`, each file a link through `..data`), so rotating one
 is the kubelet's own atomic swap. podman 4.3 cannot project Secrets itself. It also
 publishes containerPorts (refused with --network none) and runs httpGet probes with curl
 inside the container (scratch has none): ports are dropped and each httpGet probe becomes the
@@ -32,8 +32,8 @@ def main() -> int:
             folder.mkdir(parents=True, exist_ok=True)
             for key, text in configmaps[volume["configMap"]["name"]]["data"].items():
                 (folder / key).write_text(text)
-        if "configMap" in volume or "secret" in volume:
-            del volume[next(k for k in ("configMap", "secret") if k in volume)]
+        if "configMap" in volume or "secret" in volume or "persistentVolumeClaim" in volume:
+            del volume[next(k for k in ("configMap", "secret", "persistentVolumeClaim") if k in volume)]
             volume["hostPath"] = {"path": f"{volumes_dir}/{name}", "type": "Directory"}
     for container in spec.get("initContainers", []) + spec["containers"]:
         ports = {p["name"]: p["containerPort"] for p in container.pop("ports", [])}

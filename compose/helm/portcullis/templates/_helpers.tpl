@@ -18,13 +18,44 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: portcullis
 {{- end -}}
 
-{{/* repository@sha256:... — a tag alone is refused: tags move, digests do not. */}}
+{{/* repository@sha256:... — a tag alone is refused (tags move, digests do not), and so is
+the all-zero placeholder: a pod that cannot pull must not render. */}}
 {{- define "portcullis.image" -}}
-{{- $digest := required "image.digest is required (images are pulled by digest)" .digest -}}
+{{- $digest := required (printf "%s: a digest is required (images are pulled by digest; docs/deployment.md, \"Your image\")" .repository) .digest -}}
 {{- if not (regexMatch "^sha256:[a-f0-9]{64}$" $digest) -}}
-{{- fail (printf "image digest %q is not sha256:<64 hex>" $digest) -}}
+{{- fail (printf "%s: digest %q is not sha256:<64 hex>" .repository $digest) -}}
+{{- end -}}
+{{- if regexMatch "^sha256:0{64}$" $digest -}}
+{{- fail (printf "%s: digest %q is the all-zero placeholder: set the digest your registry printed (docs/deployment.md, \"Your image\")" .repository $digest) -}}
 {{- end -}}
 {{- printf "%s@%s" .repository $digest -}}
+{{- end -}}
+
+{{/* The engine's file when engine.config is set, mounted into both containers. */}}
+{{- define "portcullis.engineConfigMount" -}}
+{name: engine-config, mountPath: /etc/portcullis/engine, readOnly: true}
+{{- end -}}
+
+{{/* The data volume's source (at most one of data.*), or nothing. */}}
+{{- define "portcullis.dataSource" -}}
+{{- $d := .Values.data -}}
+{{- $sources := 0 -}}
+{{- if $d.existingClaim }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if $d.persistentVolumeClaim.create }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if $d.csi }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if $d.emptyDir.enabled }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if gt $sources 1 -}}
+{{- fail "data: set at most one of existingClaim, persistentVolumeClaim.create, csi, emptyDir.enabled" -}}
+{{- end -}}
+{{- if $d.existingClaim -}}
+persistentVolumeClaim: {claimName: {{ $d.existingClaim }}, readOnly: true}
+{{- else if $d.persistentVolumeClaim.create -}}
+persistentVolumeClaim: {claimName: {{ include "portcullis.fullname" . }}-data, readOnly: true}
+{{- else if $d.csi -}}
+csi: {{- toYaml (merge (dict "readOnly" true) $d.csi) | nindent 2 }}
+{{- else if $d.emptyDir.enabled -}}
+emptyDir: {sizeLimit: {{ $d.emptyDir.sizeLimit }}}
+{{- end -}}
 {{- end -}}
 
 {{/* The container security context every container gets (PSS restricted). */}}
@@ -48,7 +79,13 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- if .Values.sidecar.native }}
 restartPolicy: Always
 {{- end }}
-args: [run, --config, /etc/portcullis/gateway/gateway.yaml]
+args:
+  - run
+  - --config
+  - /etc/portcullis/gateway/gateway.yaml
+  {{- with .Values.gateway.extraArgs }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 ports:
   - {name: https, containerPort: 8090, protocol: TCP}
   - {name: flight, containerPort: 50051, protocol: TCP}
@@ -78,6 +115,9 @@ securityContext: {{- include "portcullis.containerSecurityContext" . | nindent 2
 volumeMounts:
   - {name: gateway-config, mountPath: /etc/portcullis/gateway, readOnly: true}
   - {name: policies, mountPath: /etc/portcullis/policies, readOnly: true}
+  {{- if .Values.engine.config }}
+  - {{ include "portcullis.engineConfigMount" . }}
+  {{- end }}
   {{- if .Values.policies.shadowConfigMap }}
   - {name: shadow-policies, mountPath: /etc/portcullis/shadow-policies, readOnly: true}
   {{- end }}
@@ -95,4 +135,18 @@ volumeMounts:
   - {name: browser-sign-in, mountPath: /var/run/secrets/portcullis/browser, readOnly: true}
   {{- end }}
   - {name: gateway-tmp, mountPath: /tmp}
+  {{- with .Values.gateway.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+
+{{/* gateway.yaml: gateway.config, reading the engine's file when there is one
+(authorization.engine_config, unless set). */}}
+{{- define "portcullis.gatewayConfig" -}}
+{{- $config := deepCopy .Values.gateway.config -}}
+{{- if and .Values.engine.config (not (hasKey $config.authorization "engine_config")) -}}
+{{- $_ := set $config.authorization "engine_config" "/etc/portcullis/engine/engine.yaml" -}}
+{{- end -}}
+{{- toYaml $config -}}
 {{- end -}}
