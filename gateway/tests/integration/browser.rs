@@ -486,6 +486,7 @@ async fn the_console_in_chromium() {
     let port = free_port();
     let origin = origin(port);
     let mut idp = tokio::process::Command::new("node")
+        .env("EXIT_WITH_STDIN", "1")
         .arg(root.join("gateway/tests/js/interactive.mjs"))
         .arg(format!("{origin}/auth/callback"))
         .arg(format!("{origin}/auth/signed-out"))
@@ -697,4 +698,45 @@ async fn a_required_client_certificate_is_required_of_browsers_too() {
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
     }
     drop(idp);
+}
+
+/// docs/gateway.md's "Try it locally" starts the provider with `&`: from a script (stdin at
+/// its end) it must keep running after the script ends, until it is killed, and the secret
+/// file the next line writes lands in the state folder.
+#[tokio::test]
+async fn the_documented_provider_command_runs_on_in_the_background() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = std::fs::read_to_string(root.join("docs/gateway.md")).unwrap();
+    let start = docs.lines().find(|l| l.starts_with("PORT=9400 node gateway/tests/js/interactive.mjs")).unwrap();
+    let secret = docs.lines().find(|l| l.contains("echo console-secret >")).unwrap();
+    assert!(secret.contains(".portcullis/"), "the secret file must go to the state folder: {secret}");
+    let port = free_port();
+    let script = format!("{}\necho $!", start.replace("9400", &port.to_string()));
+    // The provider keeps the script's stderr: a file, so reading the script's output does
+    // not wait for the provider to end.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", std::fs::read_to_string(log.path()).unwrap_or_default());
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The script is over; the provider still answers discovery.
+    let url = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    while status != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            status = provider_get(&url).await.0;
+        }
+    }
+    let alive = std::process::Command::new("kill").arg("-0").arg(&pid).status().unwrap().success();
+    std::process::Command::new("kill").arg(&pid).status().unwrap();
+    assert_eq!(status, 200, "the provider did not answer after its script ended");
+    assert!(alive, "the provider {pid} is gone");
 }

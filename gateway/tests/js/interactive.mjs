@@ -2,7 +2,7 @@
 // oidc-provider (the certified implementation) with its development interactions (a login
 // form, then a consent form). Authorization code + PKCE, refresh tokens, RP-initiated logout.
 //
-//   [PORT=9400] node interactive.mjs <redirect_uri> <post_logout_redirect_uri>
+//   [PORT=9400] [EXIT_WITH_STDIN=1] node interactive.mjs <redirect_uri> <post_logout_redirect_uri>
 //
 // stdout: `ready <issuer-url>` once listening. Accounts (any password): alice (tenant acme,
 // groups acme-analysts) and bob (tenant globex). Client: portcullis-console / console-secret.
@@ -63,5 +63,10 @@ console.log(`ready ${issuer}`);
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.resume();
+// A test that starts it sets EXIT_WITH_STDIN=1 and holds a pipe: the provider goes when the
+// test does. Started by hand (`… &` in a terminal or a script) it does not touch stdin, which
+// would stop it (SIGTTIN) or end it at once (/dev/null): stop it with `kill`.
+if (process.env.EXIT_WITH_STDIN === '1') {
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}
