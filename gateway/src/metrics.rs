@@ -94,6 +94,7 @@ static UPSTREAM_LATENCY: Family<&'static str, Histogram> = Family::new();
 struct Registry {
     jwks_refreshes: BTreeMap<(String, &'static str), u64>,
     reloads: BTreeMap<(&'static str, &'static str), u64>,
+    audit_bookkeeping: BTreeMap<&'static str, u64>,
     /// Certificate → its `notAfter` (Unix seconds).
     certificates: BTreeMap<String, i64>,
     /// (sink, outcome) → events.
@@ -176,6 +177,11 @@ pub(crate) fn rate_limited(limiter: &'static str) {
 
 pub(crate) fn jwks_refresh(issuer: &str, ok: bool) {
     with(|r| *r.jwks_refreshes.entry((issuer.to_string(), if ok { "ok" } else { "error" })).or_default() += 1);
+}
+
+/// A session-bookkeeping call counted instead of audited (`audit.session_bookkeeping`).
+pub(crate) fn audit_bookkeeping(operation: &'static str) {
+    with(|r| *r.audit_bookkeeping.entry(operation).or_default() += 1);
 }
 
 /// A reload of `what` (`certificates`, `api_keys`, `policies`, `shadow_policies`, `rate_limits`).
@@ -340,6 +346,15 @@ pub fn render(now_unix: i64) -> String {
         );
         for ((what, result), n) in &r.reloads {
             let _ = writeln!(out, "gateway_reloads_total{{what=\"{what}\",result=\"{result}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "gateway_audit_bookkeeping_total",
+            "counter",
+            "Successful Flight SQL session-bookkeeping calls counted instead of audited, by operation.",
+        );
+        for (operation, n) in &r.audit_bookkeeping {
+            let _ = writeln!(out, "gateway_audit_bookkeeping_total{{operation=\"{operation}\"}} {n}");
         }
         family(
             &mut out,

@@ -131,6 +131,7 @@ impl HotPath {
             bytes_in: 57,
             bytes_out: 30,
             duration_us: 130,
+            bookkeeping: false,
         }))
     }
 }

@@ -87,6 +87,7 @@ fn recorded_events(authz: &Authorizer, path: &Path) {
             bytes_in: query.len() as u64,
             bytes_out: 300,
             duration_us: 900,
+            bookkeeping: false,
         };
         formatter.write_line(&Record::Api(Box::new(record)), &mut out);
     }

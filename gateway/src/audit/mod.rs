@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use identity::Principal;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SinkConfig, SqlInAudit};
+use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SessionBookkeeping, SinkConfig, SqlInAudit};
 use process::unix_millis;
 pub(crate) use record::{ApiRecord, Authorization, Decision, FindingRecord, Record, SignInRecord};
 use writer::{Health, Target};
@@ -59,6 +59,8 @@ pub(crate) struct Auditor {
     /// Bursts of requests without credentials: [`FLOOD_FACTOR`] × the finding threshold.
     floods: Findings,
     plans: plans::Plans,
+    /// `audit.session_bookkeeping: counted`.
+    counts_bookkeeping: bool,
 }
 
 /// A burst of requests without credentials takes this many times `audit.finding.threshold`
@@ -176,6 +178,7 @@ impl Auditor {
                 Duration::from_secs(config.finding.window_secs),
             ),
             plans: plans::Plans::new(),
+            counts_bookkeeping: config.session_bookkeeping == SessionBookkeeping::Counted,
         });
         tasks.push(tokio::spawn(flush_refusals(Arc::clone(&auditor), stopped.clone())));
         Ok(Started { auditor, writer: Some(writer), tasks })
@@ -194,7 +197,14 @@ impl Auditor {
             findings: Findings::new(0, Duration::ZERO),
             floods: Findings::new(0, Duration::ZERO),
             plans: plans::Plans::new(),
+            counts_bookkeeping: false,
         }
+    }
+
+    /// Whether a successful session-bookkeeping call is counted rather than written
+    /// (`audit.session_bookkeeping`).
+    pub(crate) fn counts_bookkeeping(&self) -> bool {
+        self.counts_bookkeeping
     }
 
     /// Flight planning calls and the calls that run what they planned (see [`plans`]).

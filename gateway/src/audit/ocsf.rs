@@ -552,6 +552,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 0,
             duration_us: 0,
+            bookkeeping: false,
         };
         let mut out = Vec::new();
         Formatter::new(sql, "test").write_line(&Record::Api(Box::new(record)), &mut out);

@@ -17,6 +17,8 @@ use identity::ExpiringCache;
 pub(crate) struct Plan {
     pub request_id: String,
     pub datasets: Vec<String>,
+    /// Planned by a session-bookkeeping call (SqlInfo): its tickets' calls are too.
+    pub bookkeeping: bool,
 }
 
 pub(crate) struct Plans {
@@ -66,7 +68,11 @@ mod tests {
     #[test]
     fn a_remembered_token_is_recalled_until_it_expires() {
         let plans = Plans::new();
-        let plan = Arc::new(Plan { request_id: "req-1".into(), datasets: vec!["datafusion.acme.orders".into()] });
+        let plan = Arc::new(Plan {
+            request_id: "req-1".into(),
+            datasets: vec!["datafusion.acme.orders".into()],
+            bookkeeping: false,
+        });
         plans.remember(b"ticket", plan, 1000);
         assert_eq!(plans.recall(b"ticket", 1001).unwrap().request_id, "req-1");
         assert!(plans.recall(b"other", 1001).is_none());

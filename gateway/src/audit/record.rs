@@ -78,6 +78,9 @@ pub struct ApiRecord {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_us: u64,
+    /// A Flight SQL session-bookkeeping call (`audit.session_bookkeeping`): closing a
+    /// prepared statement or the session, session options, the server's SqlInfo.
+    pub bookkeeping: bool,
 }
 
 /// What Cedar was given beyond what the event records elsewhere (the principal in `actor`,

@@ -278,6 +278,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 0,
             duration_us: 0,
+            bookkeeping: false,
         };
         let mut out = Vec::new();
         Formatter::new(SqlInAudit::Off, "test").write_line(&Record::Api(Box::new(record)), &mut out);

@@ -235,6 +235,26 @@ pub fn planned_tokens(rpc: Rpc, message: &[u8]) -> Vec<Bytes> {
     }
 }
 
+/// Whether a call is session bookkeeping: it decides nothing about data and clients make it
+/// on their own (ADBC closes its prepared statement and session, and asks the server's
+/// SqlInfo when it connects). Audit may count these instead of writing each
+/// (`audit.session_bookkeeping`).
+pub fn is_bookkeeping(rpc: Rpc, message: &[u8]) -> bool {
+    match rpc {
+        Rpc::DoAction => Action::decode(message).is_ok_and(|action| {
+            matches!(
+                action.r#type.as_str(),
+                "ClosePreparedStatement" | "CloseSession" | "GetSessionOptions" | "SetSessionOptions"
+            )
+        }),
+        Rpc::GetFlightInfo => FlightDescriptor::decode(message)
+            .ok()
+            .and_then(|descriptor| Any::decode(descriptor.cmd).ok())
+            .is_some_and(|any| any.type_url.strip_prefix(TYPE_PREFIX) == Some("CommandGetSqlInfo")),
+        _ => false,
+    }
+}
+
 /// The audit's name for a DoAction call: `DoAction` and the action, for the actions the
 /// gateway passes (a closed set, so the name is never the caller's text); `None` for any
 /// other (refused, and named in the refusal's message).

@@ -29,6 +29,11 @@ pub struct AuditConfig {
     pub refusal_interval_secs: u64,
     /// A security finding when one source IP gets this many 401/403 within `window_secs`.
     pub finding: FindingConfig,
+    /// Flight SQL calls that decide nothing about data and that clients make on their own
+    /// (closing a prepared statement or the session, session options, the server's SqlInfo):
+    /// `counted` (a metric per operation, no event when they succeed) or `events` (an event
+    /// each). A refused or failed one is always an event.
+    pub session_bookkeeping: SessionBookkeeping,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -43,6 +48,7 @@ impl Default for AuditConfig {
             signin_interval_secs: 300,
             refusal_interval_secs: 10,
             finding: FindingConfig::default(),
+            session_bookkeeping: SessionBookkeeping::default(),
             sinks: Vec::new(),
         }
     }
@@ -54,6 +60,14 @@ pub enum OnAuditFailure {
     #[default]
     Deny,
     Allow,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionBookkeeping {
+    #[default]
+    Counted,
+    Events,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

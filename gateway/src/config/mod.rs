@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use audit::{AuditConfig, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure, SinkConfig, SqlInAudit};
+pub use audit::{
+    AuditConfig, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure, SessionBookkeeping, SinkConfig, SqlInAudit,
+};
 pub use auth::{ApiKeyEntry, ApiKeysConfig, AuthConfig, ClaimMapping, OidcProviderConfig};
 pub use authorization::AuthorizationConfig;
 pub use browser::{BrowserLoginConfig, BrowserSessionsConfig};

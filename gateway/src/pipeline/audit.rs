@@ -57,6 +57,7 @@ pub(super) fn begin<B>(
         bytes_in: 0,
         bytes_out: 0,
         duration_us: 0,
+        bookkeeping: false,
     })
 }
 
@@ -116,6 +117,15 @@ pub(super) async fn finish(
         auditor.submit(record).await;
     }
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Allowed, answered, and no error on the way: nothing in it for a SIEM but the count.
+fn succeeded(record: &ApiRecord) -> bool {
+    record.decision == Decision::Allowed
+        && record.error.is_none()
+        && record.upstream_error.is_none()
+        && record.grpc_status == Some(0)
+        && record.status == 200
 }
 
 /// What the engine reported about the statement for the audit event (see
@@ -250,7 +260,7 @@ impl Audited {
         // tokens on under the first call's id: every call of one query shares one correlation.
         let request_id =
             record.planned_by.clone().unwrap_or_else(|| record.request_id.to_str().unwrap_or("").to_string());
-        let plan = Arc::new(Plan { request_id, datasets: record.datasets.clone() });
+        let plan = Arc::new(Plan { request_id, datasets: record.datasets.clone(), bookkeeping: record.bookkeeping });
         let now = u64::try_from(unix_millis() / 1000).unwrap_or(0);
         for token in tokens {
             self.auditor.plans().remember(&token, Arc::clone(&plan), now);
@@ -288,9 +298,21 @@ impl Audited {
         false
     }
 
-    /// The finished record, once.
+    /// The finished record, once; `None` for a successful session-bookkeeping call that
+    /// audit counts instead (`audit.session_bookkeeping: counted`).
     fn complete(&mut self, failure: Option<String>) -> Option<Record> {
         let mut record = self.record.take()?;
+        if record.bookkeeping && failure.is_none() && self.auditor.counts_bookkeeping() && succeeded(&record) {
+            // A DoAction names its action; the other bookkeeping calls are the SqlInfo's.
+            let operation = match record.rpc {
+                Some("GetFlightInfo") => "GetFlightInfo GetSqlInfo",
+                Some("DoGet") => "DoGet GetSqlInfo",
+                Some(operation) => operation,
+                None => "unknown",
+            };
+            crate::metrics::audit_bookkeeping(operation);
+            return None;
+        }
         record.duration_us = self.started.elapsed().as_micros() as u64;
         record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         if let Some(message) = failure

@@ -90,7 +90,11 @@ pub(super) async fn authorize(
             Call::Flight(Rpc::DoAction) => flight_wire::action_operation(&payload),
             _ => None,
         };
-        Learned { sql, authorization, plan, operation }
+        let bookkeeping = match call {
+            Call::Flight(rpc) => flight_wire::is_bookkeeping(rpc, &payload),
+            _ => false,
+        } || plan.as_ref().is_some_and(|plan| plan.bookkeeping);
+        Learned { sql, authorization, plan, operation, bookkeeping }
     });
     let outcome = match &verdict.outcome {
         Ok(allowed) => Ok((Request::from_parts(parts, body), allowed.clone())),
@@ -126,6 +130,9 @@ pub(super) struct Learned {
     pub plan: Option<Arc<Plan>>,
     /// A DoAction's name with its action (`DoAction CreatePreparedStatement`).
     pub operation: Option<&'static str>,
+    /// A session-bookkeeping call (see [`flight_wire::is_bookkeeping`]), or a DoGet of what
+    /// one planned.
+    pub bookkeeping: bool,
 }
 
 /// The SQL a call carries: the HTTP body, or the Flight command's query.
@@ -147,6 +154,7 @@ impl Learned {
         if self.operation.is_some() {
             record.rpc = self.operation;
         }
+        record.bookkeeping = self.bookkeeping;
         let verdict = &self.authorization.verdict;
         if let Some(enforced) = &verdict.enforced {
             record.decision = if enforced.allowed { Decision::Allowed } else { Decision::Denied };

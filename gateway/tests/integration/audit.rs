@@ -15,7 +15,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use gateway::config::{
     ApiKeyEntry, ApiKeysConfig, AuditConfig, ClientAuth, FindingConfig, FsyncPolicy, HttpFormat, OnAuditFailure,
-    QuotaConfig, RateLimitConfig, Reference, SinkConfig, SqlInAudit,
+    QuotaConfig, RateLimitConfig, Reference, SessionBookkeeping, SinkConfig, SqlInAudit,
 };
 use gateway::internal::apikeys;
 use http_body_util::{BodyExt, Full};
@@ -367,6 +367,8 @@ async fn ordinary_adbc_sessions_are_served_and_raise_no_finding() {
         c.audit = AuditConfig {
             sinks: vec![SinkConfig::File { path: sink.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
             finding: FindingConfig { threshold: 3, window_secs: 60 },
+            // Every call an event: this test follows the bookkeeping calls too.
+            session_bookkeeping: SessionBookkeeping::Events,
             ..Default::default()
         };
     })
@@ -469,6 +471,89 @@ print("25 sessions")
     }
     let with_rows = gets.iter().filter(|e| e["resources"][0]["name"] == "datafusion.acme.customers").count();
     assert!(with_rows >= 26, "{with_rows} of {} DoGet events name the dataset their statement read", gets.len());
+}
+
+/// An ADBC connect, one query and close, with `audit.session_bookkeeping` at its default
+/// (`counted`): the sign-in and the query's three calls are events; the server's SqlInfo,
+/// ClosePreparedStatement and CloseSession are counted in a metric instead. A bookkeeping
+/// call that fails is an event all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adbc_query_is_four_events_and_its_session_bookkeeping_is_counted() {
+    let key = apikeys::generate().unwrap();
+    let keys = vec![key_entry("counted", &key.hash, Some("acme"))];
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("audit.log");
+    let sink = log_path.clone();
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
+        c.audit = AuditConfig {
+            sinks: vec![SinkConfig::File { path: sink.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
+            ..Default::default()
+        };
+    })
+    .await;
+    let counted = |page: &str, operation: &str| -> u64 {
+        let series = format!("gateway_audit_bookkeeping_total{{operation=\"{operation}\"}} ");
+        page.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let operations =
+        ["GetFlightInfo GetSqlInfo", "DoGet GetSqlInfo", "DoAction ClosePreparedStatement", "DoAction CloseSession"];
+    let before = common::metrics_text(stack.gateway.health_addr).await;
+    let script = r#"
+import os, adbc_driver_flightsql.dbapi as f, pyarrow.flight as flight
+kw = {"adbc.flight.sql.client_option.tls_root_certs": open(os.environ["CA_FILE"]).read(),
+      "adbc.flight.sql.rpc.call_header.x-api-key": os.environ["API_KEY"]}
+with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
+    cur.execute("SELECT count(*) AS n FROM acme.customers")
+    assert cur.fetch_arrow_table().to_pylist() == [{"n": 3}]
+# A bookkeeping call that fails (no such prepared statement): still an event.
+client = flight.connect(os.environ["FLIGHT_URI"], tls_root_certs=open(os.environ["CA_FILE"]).read())
+options = flight.FlightCallOptions(headers=[(b"x-api-key", os.environ["API_KEY"].encode())])
+try:
+    list(client.do_action(flight.Action("ClosePreparedStatement", b"not a handle"), options=options))
+except Exception as error:
+    assert "not a Flight SQL message" in str(error), error
+else:
+    raise AssertionError("closing nothing succeeded")
+print("one query")
+"#;
+    let output = tokio::process::Command::from(testkit::python_command())
+        .args(["-c", script])
+        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
+        .env("CA_FILE", stack.pki.ca())
+        .env("API_KEY", &key.key)
+        .output()
+        .await
+        .unwrap();
+    testkit::python_stdout(&output, "the ADBC query");
+    wait_for("the failed close's event", || {
+        read_events(&log_path).iter().any(|e| e["api"]["operation"] == "DoAction ClosePreparedStatement")
+    })
+    .await;
+    let events = read_events(&log_path);
+    let mut seen: Vec<String> = events
+        .iter()
+        .map(|e| match e["api"]["operation"].as_str() {
+            Some(operation) => format!("{operation} {}", e["status"].as_str().unwrap_or("")),
+            None => e["class_name"].as_str().unwrap_or("").to_string(),
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "Authentication",
+            "DoAction ClosePreparedStatement Failure",
+            "DoAction CreatePreparedStatement Success",
+            "DoGet Success",
+            "GetFlightInfo Success",
+        ],
+        "{events:?}"
+    );
+    let after = common::metrics_text(stack.gateway.health_addr).await;
+    for operation in operations {
+        assert!(counted(&after, operation) > counted(&before, operation), "{operation} not counted:\n{after}");
+    }
 }
 
 fn http_sink(url: String, format: HttpFormat, token: Option<&str>) -> SinkConfig {

@@ -473,7 +473,9 @@ async fn session_cookies_that_must_not_open() {
 
 /// Two people of different tenants sign in at a real provider's login page in Chromium, run
 /// the same query in the console and see their own rows; another tenant's dataset is refused
-/// on the page with the API's words; CSV downloads; logout ends the session. Screenshots in
+/// on the page with the API's words; CSV downloads the rows fetched; a 16,384-row result pages,
+/// sorts and filters; names complete and colour; a reload keeps the history; dark mode and a
+/// phone's width; logout ends the session. Screenshots in
 /// `$CARGO_TARGET_TMPDIR/console-screenshots/`.
 #[tokio::test]
 async fn the_console_in_chromium() {
@@ -537,10 +539,41 @@ async fn the_console_in_chromium() {
         assert_eq!(rows.len(), 4, "{user}: {own}");
         assert!(rows.iter().all(|row| row[1] == tenant), "{user} saw another tenant's rows: {own}");
         assert!(own["status"].as_str().unwrap().starts_with("4 rows in"), "{own}");
-        // The CSV download: a header and the same rows.
+        // The CSV download: a header and the same rows, from the rows fetched (no new query).
         let csv = r["csv"].as_str().unwrap();
         assert_eq!(csv.lines().next(), Some("order_id,tenant"), "{csv}");
         assert_eq!(csv.lines().skip(1).filter(|l| l.ends_with(&format!(",{tenant}"))).count(), 4, "{csv}");
+        assert_eq!(r["csv_requests"], 0, "{user}: the CSV download ran the query again");
+        // 16,384 rows: all kept, shown 500 at a time, sorted and filtered in the page.
+        assert!(r["big"]["status"].as_str().unwrap().starts_with("16,384 rows in"), "{}", r["big"]);
+        assert_eq!(r["big_range"], "rows 1–500 of 16,384", "{user}");
+        assert_eq!(r["big_page3"], json!({"range": "rows 1,001–1,500 of 16,384", "rows": 500}), "{user}");
+        let own_ids: Vec<i64> = rows.iter().map(|row| row[0].as_str().unwrap().parse().unwrap()).collect();
+        let highest = own_ids.iter().max().unwrap().to_string();
+        assert_eq!(r["big_sorted"]["sort"], "descending", "{user}");
+        assert_eq!(r["big_sorted"]["first"], json!([highest, highest, highest]), "{user}: {}", r["big_sorted"]);
+        // Every row has the filtered order id in one of its seven columns unless none does: 4^7 - 3^7.
+        assert_eq!(r["big_filtered"], "rows 1–500 of 14,197 (filtered from 16,384)", "{user}");
+        // Completion offered the dataset and Tab took it; SQL coloured.
+        assert!(r["suggested"].as_array().unwrap().contains(&json!("my_orders")), "{}", r["suggested"]);
+        assert_eq!(r["completed"], "SELECT order_id FROM my_orders", "{user}");
+        assert_eq!(r["coloured"]["kw"], json!(["SELECT", "FROM"]), "{}", r["coloured"]);
+        assert_eq!(r["coloured"]["ds"], json!(["my_orders"]), "{}", r["coloured"]);
+        assert_eq!(r["coloured"]["col"], json!(["order_id"]), "{}", r["coloured"]);
+        // A reload keeps the draft and the history (this browser, this person).
+        assert_eq!(r["after_reload"]["editor"], "SELECT order_id FROM my_orders", "{user}");
+        let history = r["after_reload"]["history"].as_array().unwrap();
+        assert!(history.contains(&json!("SELECT * FROM globex.orders")), "{user}: {history:?}");
+        // Dark when the system is; nothing wider than a 360 px screen, light or dark.
+        assert_eq!(r["dark"]["background"], "rgb(15, 20, 28)", "{user}");
+        assert_eq!(r["narrow"]["background"], "rgb(245, 246, 248)", "{user}");
+        for narrow in [&r["narrow"], &r["narrow_dark"]] {
+            assert_eq!(narrow["width"], 360, "{user}");
+            assert!(
+                narrow["scroll_width"].as_u64().unwrap() <= 360,
+                "{user}: the page is wider than the phone: {narrow}"
+            );
+        }
         // The session cookie, as the browser stored it.
         let cookie =
             r["cookies"].as_array().unwrap().iter().find(|c| c["name"] == SESSION_COOKIE).expect("session cookie");
@@ -559,7 +592,14 @@ async fn the_console_in_chromium() {
     assert!(error.contains("403 forbidden") && error.contains("datafusion.globex.orders"), "{error}");
     // Bob may read it: it is his tenant's.
     assert_eq!(results["bob"]["other"]["error"], Value::Null, "{}", results["bob"]["other"]);
-    for shot in ["console-alice.png", "console-bob.png", "console-alice-refused.png"] {
+    for shot in [
+        "console-alice.png",
+        "console-bob.png",
+        "console-alice-refused.png",
+        "console-alice-dark.png",
+        "console-alice-narrow.png",
+        "console-alice-narrow-dark.png",
+    ] {
         assert!(std::fs::metadata(artifacts.join(shot)).unwrap().len() > 10_000, "{shot}");
     }
     let _ = idp.kill().await;
