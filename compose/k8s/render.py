@@ -49,12 +49,17 @@ def merge(base: dict, over: dict) -> dict:
     return base
 
 
-def render(value_files: list[str], overrides: dict | None = None) -> str:
+def values_of(value_files: list[str], overrides: dict | None) -> dict:
+    """The chart's values: the files in order (a bare name is the chart's), then `overrides`."""
     values: dict = {}
     for name in value_files:
         path = pathlib.Path(name) if "/" in name else CHART / name
         merge(values, yaml.safe_load(path.read_text()) or {})
-    merge(values, overrides or {})
+    return merge(values, overrides or {})
+
+
+def render(value_files: list[str], overrides: dict | None = None) -> str:
+    values = values_of(value_files, overrides)
     report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE, kube_version="v1.32.0")
     problems = [m for m in report["messages"] if m["severity"] >= 2] + [
         {"path": "", "error": e} for e in report["errors"]
@@ -81,11 +86,7 @@ def render(value_files: list[str], overrides: dict | None = None) -> str:
 
 def notes(value_files: list[str], overrides: dict | None = None) -> str:
     """The chart's NOTES.txt as `helm install` prints it."""
-    values: dict = {}
-    for name in value_files:
-        path = pathlib.Path(name) if "/" in name else CHART / name
-        merge(values, yaml.safe_load(path.read_text()) or {})
-    merge(values, overrides or {})
+    values = values_of(value_files, overrides)
     manifests = helm.Chart.load(str(CHART)).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     return next(text for template, text in manifests.items() if template.endswith("NOTES.txt"))
 

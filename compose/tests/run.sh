@@ -25,7 +25,7 @@ bash "$here/pod.sh" "$tag" "$binaries/gateway"
 echo "== docker compose (podman's Docker socket)"
 bash "$here/compose.sh" "$tag"
 echo "== signing (skopeo + GPG, minisign)"
-bash "$here/sign.sh" "$out/portcullis.tar" "$out/portcullis.cdx.json"
+bash "$here/sign.sh" "$out/portcullis.tar" "$out/portcullis.cdx.json" "$tag"
 if [ -n "${SBOM_DIR:-}" ]; then
   mkdir -p "$SBOM_DIR"
   cp "$out/portcullis.cdx.json" "$SBOM_DIR/"

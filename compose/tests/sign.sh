@@ -5,10 +5,13 @@
 # and refuses an unsigned image and a re-tagged one. The SBOM is signed with minisign and a
 # changed SBOM is refused. docs/deployment.md shows the cosign + Kyverno equivalent for clusters.
 #
-#   compose/tests/sign.sh IMAGE.tar SBOM.json
+#   compose/tests/sign.sh IMAGE.tar SBOM.json [IMAGE]
+# With IMAGE (a local podman image), docs/deployment.md's "Your image" runs too: the push that
+# prints the digest, and the sed that pins the plain manifest to it.
 set -euo pipefail
 archive="$1"
 sbom="$2"
+image="${3:-}"
 work="$(mktemp -d)"
 registry_pid=""
 cleanup() {
@@ -73,6 +76,28 @@ echo "ok: unsigned image refused ($(tail -n1 "$work/unsigned.log" | cut -c1-90))
 pull "$repo:latest" retagged 2>"$work/retagged.log" && fail "a re-tagged image was accepted"
 grep -qi "signature\|identity" "$work/retagged.log" || fail "re-tagged image refused for another reason: $(cat "$work/retagged.log")"
 echo "ok: re-tagged image refused ($(tail -n1 "$work/retagged.log" | cut -c1-90))"
+
+if [ -n "$image" ]; then
+  # docs/deployment.md's push and pin, with this registry for registry.example.com (plain
+  # HTTP here: --tls-verify=false).
+  root="$(cd "$(dirname "$0")/../.." && pwd)"
+  push="$(grep -E '^podman push --digestfile digest ' "$root/docs/deployment.md")"
+  pin="$(grep -E '^sed "s\|ghcr.io/portcullis-dev/portcullis@sha256:SET-YOUR-IMAGE-DIGEST\|' "$root/docs/deployment.md")"
+  { [ -n "$push" ] && [ -n "$pin" ]; } || fail "docs/deployment.md lost its push or pin command"
+  mkdir -p "$work/pin"
+  ln -s "$root/compose" "$work/pin/compose"
+  push="${push/localhost\/portcullis:0.1.0/$image}"
+  (cd "$work/pin" && eval "${push/registry.example.com\/portcullis/$repo} --tls-verify=false") >/dev/null \
+    || fail "the documented push: $push"
+  (cd "$work/pin" && eval "${pin/registry.example.com\/portcullis/$repo}") || fail "the documented pin: $pin"
+  digest="$(cat "$work/pin/digest")"
+  [ "$digest" = "$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$repo:0.1.0")" ] \
+    || fail "the digest file does not name what the registry holds"
+  grep -q "image: $repo@$digest" "$work/pin/portcullis.yaml" || fail "the pinned manifest does not pull $repo@$digest"
+  "$root/compose/k8s/validate.sh" -n portcullis -f "$work/pin/portcullis.yaml" >"$work/validate.log" \
+    || { cat "$work/validate.log" >&2; fail "validate.sh refuses the pinned manifest"; }
+  echo "ok: docs/deployment.md's push and pin: $repo@${digest:0:19}… in the plain manifest, validate.sh passes"
+fi
 
 # The SBOM: signed with minisign; verification fails once it changes.
 minisign -G -W -p "$work/sbom.pub" -s "$work/sbom.key" >/dev/null

@@ -1,4 +1,4 @@
-//! The HTTP API: `POST /v1/sql`, `GET /v1/datasets`, `GET /health`.
+//! The HTTP API: `POST /v1/sql`, `GET /v1/datasets`, `GET /health`, `GET /metrics`.
 //!
 //! Each request: authenticate the stamp (before reading the body), read the SQL under a size
 //! limit, plan it, run it, and stream the result in the negotiated encoding. Errors become a
@@ -60,9 +60,12 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
 async fn route(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, EngineError> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => Ok(full(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))),
+        (&Method::GET, "/metrics") => {
+            Ok(full(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(crate::metrics::page())))
+        }
         (&Method::POST, "/v1/sql") => sql(shared, request).await,
         (&Method::GET, "/v1/datasets") => datasets(shared, &request).await,
-        (_, "/health" | "/v1/sql" | "/v1/datasets") => Err(EngineError::MethodNotAllowed),
+        (_, "/health" | "/metrics" | "/v1/sql" | "/v1/datasets") => Err(EngineError::MethodNotAllowed),
         (_, path) => Err(EngineError::NotFound(format!("no route for {path}"))),
     }
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod flight;
 pub mod http;
 pub mod memory;
+mod metrics;
 mod placeholders;
 pub mod query;
 mod redact;

@@ -43,8 +43,13 @@ impl Running {
                 engine.reload(&config).await
             }
         };
-        let watching =
-            process::file_watch::watch_files(vec![path], "engine_config", reload, |_, _| {}, self.stop.subscribe());
+        let watching = process::file_watch::watch_files(
+            vec![path],
+            "engine_config",
+            reload,
+            |_, ok| crate::metrics::reload(ok),
+            self.stop.subscribe(),
+        );
         self.tasks.push(tokio::spawn(watching));
     }
 

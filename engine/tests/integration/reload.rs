@@ -140,4 +140,12 @@ async fn a_changed_file_is_served_without_a_restart_and_a_broken_one_keeps_the_o
     publish(&config_dir, 9, &engine_yaml(port, &[("first", &first), ("second", &second)]));
     let reply = until(&http, "SELECT count(*) AS n FROM first", |r| r.status == 200).await;
     assert_eq!(reply.json(), serde_json::json!([{"n": 3}]), "{}", reply.text());
+    // The reload metric, on the engine's loopback /metrics.
+    let metrics = http.send("GET", "/metrics", &[], "").await.text();
+    let count = |result: &str| -> u64 {
+        let series = format!("engine_reloads_total{{what=\"engine_config\",result=\"{result}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    // (A version's files can arrive as two bursts of changes: at least, not exactly.)
+    assert!(count("rejected") >= 3 && count("ok") >= 2, "{metrics}");
 }

@@ -394,15 +394,7 @@ with f.connect(os.environ["FLIGHT_URI"], db_kwargs=kw, autocommit=True) as conn,
         raise AssertionError("a typo ran")
 print("25 sessions")
 "#;
-    let output = tokio::process::Command::from(testkit::python_command())
-        .args(["-c", script])
-        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
-        .env("CA_FILE", stack.pki.ca())
-        .env("API_KEY", &key.key)
-        .output()
-        .await
-        .unwrap();
-    testkit::python_stdout(&output, "the ADBC sessions");
+    run_python(&stack, &key.key, script, "the ADBC sessions").await;
     // Requests without any credential (a probe, a misconfigured client) are not probing either.
     for _ in 0..4 {
         let reply =
@@ -517,15 +509,7 @@ else:
     raise AssertionError("closing nothing succeeded")
 print("one query")
 "#;
-    let output = tokio::process::Command::from(testkit::python_command())
-        .args(["-c", script])
-        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
-        .env("CA_FILE", stack.pki.ca())
-        .env("API_KEY", &key.key)
-        .output()
-        .await
-        .unwrap();
-    testkit::python_stdout(&output, "the ADBC query");
+    run_python(&stack, &key.key, script, "the ADBC query").await;
     wait_for("the failed close's event", || {
         read_events(&log_path).iter().any(|e| e["api"]["operation"] == "DoAction ClosePreparedStatement")
     })
@@ -554,6 +538,20 @@ print("one query")
     for operation in operations {
         assert!(counted(&after, operation) > counted(&before, operation), "{operation} not counted:\n{after}");
     }
+}
+
+/// Runs a Python client `script` against the stack's Flight listener (`FLIGHT_URI`, `CA_FILE`,
+/// `API_KEY` in its environment); it must succeed.
+async fn run_python(stack: &Stack, api_key: &str, script: &str, what: &str) {
+    let output = tokio::process::Command::from(testkit::python_command())
+        .args(["-c", script])
+        .env("FLIGHT_URI", format!("grpc+tls://localhost:{}", stack.gateway.flight_addr.port()))
+        .env("CA_FILE", stack.pki.ca())
+        .env("API_KEY", api_key)
+        .output()
+        .await
+        .unwrap();
+    testkit::python_stdout(&output, what);
 }
 
 fn http_sink(url: String, format: HttpFormat, token: Option<&str>) -> SinkConfig {
