@@ -87,8 +87,8 @@ if [ -n "$image" ]; then
   mkdir -p "$work/pin"
   ln -s "$root/compose" "$work/pin/compose"
   push="${push/localhost\/portcullis:0.1.0/$image}"
-  (cd "$work/pin" && eval "${push/registry.example.com\/portcullis/$repo} --tls-verify=false") >/dev/null \
-    || fail "the documented push: $push"
+  (cd "$work/pin" && eval "${push/registry.example.com\/portcullis/$repo} --tls-verify=false") >"$work/push.log" 2>&1 \
+    || fail "the documented push: $push: $(cat "$work/push.log")"
   (cd "$work/pin" && eval "${pin/registry.example.com\/portcullis/$repo}") || fail "the documented pin: $pin"
   digest="$(cat "$work/pin/digest")"
   [ "$digest" = "$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$repo:0.1.0")" ] \
