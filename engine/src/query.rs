@@ -377,8 +377,8 @@ async fn served(ctx: &SessionContext, config: &Config) -> Result<Served, String>
             .await
             .map_err(|e| format!("datasets[{i}] ({}): {e}", dataset.name))?;
     }
-    // A cluster plans on the scheduler, which knows only DataFusion's own nodes: there views
-    // are inlined (see THREAT_MODEL.md); on one node they are barriers.
+    // On a cluster hand-written views are inlined: their plans call the caller's functions,
+    // which the nodes do not have (see THREAT_MODEL.md); on one node they are barriers.
     let barrier = config.cluster.is_none();
     for (i, view) in config.views.iter().enumerate() {
         register_view(&staging, &view.name, &view.sql, barrier)
