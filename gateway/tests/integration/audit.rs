@@ -357,20 +357,10 @@ impl Receiver {
 /// no refusal, and 25 sessions from one address raise no brute-force finding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_adbc_sessions_are_served_and_raise_no_finding() {
-    let key = apikeys::generate().unwrap();
-    let keys = vec![key_entry("reader", &key.hash, Some("acme"))];
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("audit.log");
-    let sink = log_path.clone();
-    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
-        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
-        c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path: sink.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
-            finding: FindingConfig { threshold: 3, window_secs: 60 },
-            // Every call an event: this test follows the bookkeeping calls too.
-            session_bookkeeping: SessionBookkeeping::Events,
-            ..Default::default()
-        };
+    let (stack, key, _dir, log_path) = stack_with_an_acme_key(|audit| {
+        audit.finding = FindingConfig { threshold: 3, window_secs: 60 };
+        // Every call an event: this test follows the bookkeeping calls too.
+        audit.session_bookkeeping = SessionBookkeeping::Events;
     })
     .await;
     let script = r#"
@@ -471,19 +461,7 @@ print("25 sessions")
 /// call that fails is an event all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adbc_query_is_four_events_and_its_session_bookkeeping_is_counted() {
-    let key = apikeys::generate().unwrap();
-    let keys = vec![key_entry("counted", &key.hash, Some("acme"))];
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("audit.log");
-    let sink = log_path.clone();
-    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
-        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
-        c.audit = AuditConfig {
-            sinks: vec![SinkConfig::File { path: sink.into(), max_bytes: 1 << 30, keep: 1, fsync: FsyncPolicy::Batch }],
-            ..Default::default()
-        };
-    })
-    .await;
+    let (stack, key, _dir, log_path) = stack_with_an_acme_key(|_| {}).await;
     let counted = |page: &str, operation: &str| -> u64 {
         let series = format!("gateway_audit_bookkeeping_total{{operation=\"{operation}\"}} ");
         page.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|n| n.parse().ok()).unwrap_or(0)
@@ -538,6 +516,32 @@ print("one query")
     for operation in operations {
         assert!(counted(&after, operation) > counted(&before, operation), "{operation} not counted:\n{after}");
     }
+}
+
+/// A stack with one API key of tenant acme and an audit file (its path), `adjust`ed.
+async fn stack_with_an_acme_key(
+    adjust: impl FnOnce(&mut AuditConfig),
+) -> (Stack, apikeys::NewKey, tempfile::TempDir, std::path::PathBuf) {
+    let key = apikeys::generate().unwrap();
+    let keys = vec![key_entry("reader", &key.hash, Some("acme"))];
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("audit.log");
+    let mut audit = AuditConfig {
+        sinks: vec![SinkConfig::File {
+            path: log_path.clone().into(),
+            max_bytes: 1 << 30,
+            keep: 1,
+            fsync: FsyncPolicy::Batch,
+        }],
+        ..Default::default()
+    };
+    adjust(&mut audit);
+    let stack = Stack::start_with(ClientAuth::Optional, move |c| {
+        c.auth.api_keys = Some(ApiKeysConfig { file: None, keys });
+        c.audit = audit;
+    })
+    .await;
+    (stack, key, dir, log_path)
 }
 
 /// Runs a Python client `script` against the stack's Flight listener (`FLIGHT_URI`, `CA_FILE`,
