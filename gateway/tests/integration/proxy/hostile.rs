@@ -90,6 +90,20 @@ async fn eventually(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (up to 10 s) for a counter to reach `at_least`: the gateway counts a refusal as it
+/// records it, which can be just after the client has read the answer.
+async fn metric_reaches(health: SocketAddr, series: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(health, series).await;
+        if value >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed at {value}, below {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A counter's value in the gateway's `/metrics` (the registry is per process: other tests
 /// add to it too, so callers compare with what it was before).
 async fn metric(health: SocketAddr, series: &str) -> u64 {
@@ -147,7 +161,7 @@ async fn a_connection_flood_from_one_address_spares_the_others() {
     let reply = other.sql(api, "SELECT 1 AS one").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(health_status(health, "/healthz").await, 200);
-    assert!(metric(health, series).await >= refused_before + 280);
+    metric_reaches(health, series, refused_before + 280).await;
     // The 20 it held are closed at the head deadline (no TLS handshake within 3 s).
     for stream in &mut held {
         assert!(closed_within(stream, Duration::from_secs(6)).await, "an idle connection outlived its deadline");
@@ -427,7 +441,7 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     tls.write_all(PREFACE).await.unwrap();
     let answer = read_until_closed(&mut tls).await;
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "{}", String::from_utf8_lossy(&answer));
-    assert!(metric(health, protocol).await >= protocol_before + 2);
+    metric_reaches(health, protocol, protocol_before + 2).await;
     eventually("the protocol_error event", 10, || !refusals(&log, "protocol_error").is_empty()).await;
 
     // A request head over limits.max_header_bytes: 431, and a header_too_large refusal.
@@ -441,7 +455,7 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     tls.write_all(head.as_bytes()).await.unwrap();
     let answer = String::from_utf8_lossy(&read_until_closed(&mut tls).await).into_owned();
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    assert!(metric(health, too_large).await > too_large_before);
+    metric_reaches(health, too_large, too_large_before + 1).await;
     eventually("the header_too_large event", 10, || !refusals(&log, "header_too_large").is_empty()).await;
 
     // Two credentials of one kind: 401 malformed, whichever comes first.
@@ -481,7 +495,7 @@ async fn protocol_confusion_duplicate_credentials_and_control_floods_are_refused
     let codes: Vec<&[u8]> = frames(&answer).into_iter().filter(|(t, _)| *t == 0x7).map(|(_, p)| &p[4..8]).collect();
     assert!(!codes.is_empty() && codes.iter().all(|c| *c == [0, 0, 0, 0xb]), "GOAWAY codes {codes:?}");
     let _ = writer.await;
-    assert!(metric(health, flood_series).await > flood_before);
+    metric_reaches(health, flood_series, flood_before + 1).await;
     eventually("the control_frame_flood event", 10, || !refusals(&log, "control_frame_flood").is_empty()).await;
 }
 
