@@ -37,7 +37,7 @@ impl HiddenColumns {
 }
 
 impl HiddenColumns {
-    /// The whole table (cluster mode plans over it, see `DataPolicyRule`).
+    /// The whole table: the policy barrier scans it (a row filter may read a denied column).
     pub(crate) fn inner(&self) -> Arc<dyn TableProvider> {
         Arc::clone(&self.inner)
     }
