@@ -130,8 +130,10 @@ if [ -n "${1:-}" ]; then
   mkdir -p "$work/readme"
   "$1" up --state-dir "$work/readme/.portcullis" --init-only >/dev/null
   cp -r policies "$work/readme/policies"
+  # The S3 credentials file the optional portcullis-s3 command reads (made-up keys).
+  printf '[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = not-a-secret\n' >"$work/readme/aws-credentials"
   grep -E '^kubectl -n portcullis create (secret|configmap) ' docs/deployment.md >"$work/readme/commands"
-  [ "$(wc -l <"$work/readme/commands")" -ge 6 ] || fail "docs/deployment.md's kubectl create commands are missing"
+  [ "$(wc -l <"$work/readme/commands")" -ge 7 ] || fail "docs/deployment.md's kubectl create commands are missing"
   while read -r command; do
     (cd "$work/readme" && eval "$command --dry-run=client -o yaml") || fail "docs/deployment.md: $command"
     echo "---"
