@@ -79,7 +79,7 @@ pub struct ApiRecord {
     pub bytes_out: u64,
     pub duration_us: u64,
     /// A Flight SQL session-bookkeeping call (`audit.session_bookkeeping`): closing a
-    /// prepared statement or the session, session options, the server's SqlInfo.
+    /// prepared statement or the session, reading session options, the server's SqlInfo.
     pub bookkeeping: bool,
 }
 

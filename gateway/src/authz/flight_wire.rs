@@ -235,24 +235,21 @@ pub fn planned_tokens(rpc: Rpc, message: &[u8]) -> Vec<Bytes> {
     }
 }
 
-/// Whether a call is session bookkeeping: it decides nothing about data and clients make it
-/// on their own (ADBC closes its prepared statement and session, and asks the server's
-/// SqlInfo when it connects). Audit may count these instead of writing each
-/// (`audit.session_bookkeeping`).
-pub fn is_bookkeeping(rpc: Rpc, message: &[u8]) -> bool {
-    match rpc {
-        Rpc::DoAction => Action::decode(message).is_ok_and(|action| {
-            matches!(
-                action.r#type.as_str(),
-                "ClosePreparedStatement" | "CloseSession" | "GetSessionOptions" | "SetSessionOptions"
-            )
-        }),
-        Rpc::GetFlightInfo => FlightDescriptor::decode(message)
-            .ok()
-            .and_then(|descriptor| Any::decode(descriptor.cmd).ok())
-            .is_some_and(|any| any.type_url.strip_prefix(TYPE_PREFIX) == Some("CommandGetSqlInfo")),
-        _ => false,
-    }
+/// Whether a DoAction (by its [`action_operation`] name) is session bookkeeping: it decides
+/// nothing about data, changes nothing, and clients make it on their own (ADBC closes its
+/// prepared statement and its session). Audit may count these instead of writing each
+/// (`audit.session_bookkeeping`); `SetSessionOptions`, which asks for a change, is not one.
+pub fn is_bookkeeping_action(operation: &str) -> bool {
+    matches!(operation, "DoAction ClosePreparedStatement" | "DoAction CloseSession" | "DoAction GetSessionOptions")
+}
+
+/// Whether a GetFlightInfo asks for the server's SqlInfo (ADBC does when it connects):
+/// session bookkeeping like [`is_bookkeeping_action`].
+pub fn asks_sql_info(message: &[u8]) -> bool {
+    FlightDescriptor::decode(message)
+        .ok()
+        .and_then(|descriptor| Any::decode(descriptor.cmd).ok())
+        .is_some_and(|any| any.type_url.strip_prefix(TYPE_PREFIX) == Some("CommandGetSqlInfo"))
 }
 
 /// The audit's name for a DoAction call: `DoAction` and the action, for the actions the

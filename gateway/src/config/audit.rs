@@ -30,7 +30,8 @@ pub struct AuditConfig {
     /// A security finding when one source IP gets this many 401/403 within `window_secs`.
     pub finding: FindingConfig,
     /// Flight SQL calls that decide nothing about data and that clients make on their own
-    /// (closing a prepared statement or the session, session options, the server's SqlInfo):
+    /// (closing a prepared statement or the session, reading the session's options, the
+    /// server's SqlInfo):
     /// `counted` (a metric per operation, no event when they succeed) or `events` (an event
     /// each). A refused or failed one is always an event.
     pub session_bookkeeping: SessionBookkeeping,

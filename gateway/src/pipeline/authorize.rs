@@ -91,7 +91,8 @@ pub(super) async fn authorize(
             _ => None,
         };
         let bookkeeping = match call {
-            Call::Flight(rpc) => flight_wire::is_bookkeeping(rpc, &payload),
+            Call::Flight(Rpc::DoAction) => operation.is_some_and(flight_wire::is_bookkeeping_action),
+            Call::Flight(Rpc::GetFlightInfo) => flight_wire::asks_sql_info(&payload),
             _ => false,
         } || plan.as_ref().is_some_and(|plan| plan.bookkeeping);
         Learned { sql, authorization, plan, operation, bookkeeping }
@@ -130,8 +131,8 @@ pub(super) struct Learned {
     pub plan: Option<Arc<Plan>>,
     /// A DoAction's name with its action (`DoAction CreatePreparedStatement`).
     pub operation: Option<&'static str>,
-    /// A session-bookkeeping call (see [`flight_wire::is_bookkeeping`]), or a DoGet of what
-    /// one planned.
+    /// A session-bookkeeping call (see [`flight_wire::is_bookkeeping_action`]), or a DoGet of
+    /// what one planned.
     pub bookkeeping: bool,
 }
 

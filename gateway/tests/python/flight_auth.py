@@ -45,26 +45,25 @@ def basic_token_with_wrong_key_is_refused():
         raise AssertionError("a wrong API key opened a session")
 
 
-def adbc_with_bearer_jwt():
+def adbc_bearer_rows(token, sql):
+    """The rows of `sql` over ADBC with `Authorization: Bearer <token>`."""
     kwargs = {
         "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
-        "adbc.flight.sql.authorization_header": f"Bearer {JWT}",
+        "adbc.flight.sql.authorization_header": f"Bearer {token}",
     }
     with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
-        cur.execute("SELECT current_principal() AS p, current_principal_groups() AS g")
-        rows = cur.fetch_arrow_table().to_pylist()
+        cur.execute(sql)
+        return cur.fetch_arrow_table().to_pylist()
+
+
+def adbc_with_bearer_jwt():
+    rows = adbc_bearer_rows(JWT, "SELECT current_principal() AS p, current_principal_groups() AS g")
     assert rows == [{"p": "alice", "g": ["acme"]}], rows
 
 
 def adbc_with_an_api_key_as_the_bearer_token():
     # What clients that set their own authorization header (flightsql-dbapi) send.
-    kwargs = {
-        "adbc.flight.sql.client_option.tls_root_certs": CA.decode(),
-        "adbc.flight.sql.authorization_header": f"Bearer {API_KEY}",
-    }
-    with flightsql.connect(URI, db_kwargs=kwargs) as conn, conn.cursor() as cur:
-        cur.execute("SELECT current_principal() AS p")
-        rows = cur.fetch_arrow_table().to_pylist()
+    rows = adbc_bearer_rows(API_KEY, "SELECT current_principal() AS p")
     assert rows == [{"p": "svc-etl"}], rows
 
 
