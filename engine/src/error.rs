@@ -35,6 +35,9 @@ pub enum EngineError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The result is over the caller's cap, in `fail` mode.
+    #[error("{0}")]
+    ResultLimit(String),
     /// A bounded resource is full (open Flight handles); retry later.
     #[error("{0}")]
     Exhausted(String),
@@ -70,6 +73,7 @@ impl EngineError {
             E::MethodNotAllowed => ("method_not_allowed", H::METHOD_NOT_ALLOWED, G::Unimplemented),
             E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, G::ResourceExhausted),
             E::NotAcceptable(_) => ("not_acceptable", H::NOT_ACCEPTABLE, G::InvalidArgument),
+            E::ResultLimit(_) => ("result_limit", H::FORBIDDEN, G::PermissionDenied),
             E::Exhausted(_) => ("resource_exhausted", H::SERVICE_UNAVAILABLE, G::ResourceExhausted),
             E::Internal(_) => ("internal", H::INTERNAL_SERVER_ERROR, G::Internal),
         };
@@ -118,6 +122,11 @@ impl From<DataFusionError> for EngineError {
             && let Some(denied) = inner.downcast_ref::<crate::data_policy::ColumnForbidden>()
         {
             return EngineError::ColumnForbidden(denied.clone());
+        }
+        if let DataFusionError::External(inner) = error.find_root()
+            && inner.is::<crate::result_cap::ResultLimit>()
+        {
+            return EngineError::ResultLimit(inner.to_string());
         }
         if let DataFusionError::External(inner) = error.find_root()
             && inner.is::<crate::data_policy::Undecided>()

@@ -16,7 +16,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use identity::{ACCESS_HEADER, REPORT_HEADER, REQUEST_ID_HEADER, ROWS_HEADER, STAMP_HEADER};
+use identity::{
+    ACCESS_HEADER, REPORT_HEADER, REQUEST_ID_HEADER, ROWS_HEADER, STAMP_HEADER, StatementLimits, TRUNCATED_HEADER,
+};
 
 use crate::caller::Authenticator;
 use crate::config::Limits;
@@ -95,7 +97,8 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     }
 
     let frame = shared.engine.plan(&caller, sql).await?;
-    let (mut stream, access) = shared.engine.execute(frame, report).await?;
+    let limits = caller.limits.as_deref();
+    let (mut stream, access, truncation) = shared.engine.execute(frame, report, limits).await?;
     let schema = stream.schema();
     // Wait for the first batch so that errors raised when execution starts (a missing file,
     // a failed cast) still get a proper status instead of a truncated 200.
@@ -106,13 +109,17 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     // ready now (never waiting for more) up to SMALL_RESULT_BYTES. If that is the whole
     // result, the response is one write and one TCP segment; a later error still gets its
     // status. Otherwise what was encoded is the first chunk and the rest streams.
+    // A capped result is read whole first (it is at most the cap), so that its head can
+    // say whether it was cut, and a `fail` cap gets its status.
+    let capped = limits.is_some_and(StatementLimits::caps_result);
     let mut head = BytesMut::new();
     if let Some(batch) = &first {
         rows += batch.num_rows() as u64;
         head.extend_from_slice(&encoder.batch(batch)?);
     }
-    while head.len() < SMALL_RESULT_BYTES {
-        match stream.next().now_or_never() {
+    while capped || head.len() < SMALL_RESULT_BYTES {
+        let next = if capped { Some(stream.next().await) } else { stream.next().now_or_never() };
+        match next {
             Some(Some(batch)) => {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
@@ -123,6 +130,9 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
                 let mut response = full(StatusCode::OK, media, head.freeze());
                 if report {
                     response.headers_mut().insert(ROWS_HEADER, HeaderValue::from(rows));
+                }
+                if let Some(cap) = truncation.cap() {
+                    response.headers_mut().insert(TRUNCATED_HEADER, HeaderValue::from_static(cap));
                 }
                 return Ok(with_access(response, access));
             }

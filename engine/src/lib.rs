@@ -23,4 +23,5 @@ mod metrics;
 mod placeholders;
 pub mod query;
 mod redact;
+pub mod result_cap;
 pub mod server;

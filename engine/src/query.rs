@@ -26,7 +26,10 @@ use crate::config::{Config, SqlConfig};
 use crate::data_policy::patterns::Patterns;
 use crate::data_policy::{DataPolicyRule, Decisions, MaskKey};
 use crate::error::EngineError;
+use crate::result_cap::Truncation;
 use datafusion::catalog::CatalogProviderList;
+use datafusion::execution::TaskContext;
+use identity::StatementLimits;
 
 /// The field metadata key a listed column's mask is named under (`email_domain`, ...).
 pub const MASK_METADATA: &str = "portcullis.mask";
@@ -52,6 +55,8 @@ pub struct QueryEngine {
     stall_timeout: Option<Duration>,
     /// `limits.statement_timeout_secs`.
     statement_timeout: Duration,
+    /// The memory pool's size (one node; a caller's `memory_percent` is a share of it).
+    pool_bytes: Option<u64>,
     /// The datasets, views and column policy served now (a reload replaces them).
     live: Arc<LiveCatalogs>,
     /// Cluster mode (views are planned differently there).
@@ -72,13 +77,13 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public")
             .with_option_extension(SessionCaller::default());
-        let ctx = match &config.cluster {
+        let (ctx, pool_bytes) = match &config.cluster {
             None => {
                 let (runtime, pool) = crate::memory::runtime(config.limits.memory_pool_bytes)?;
                 tracing::info!(memory_pool_bytes = pool, "query memory pool");
-                SessionContext::new_with_config_rt(session_config, runtime)
+                (SessionContext::new_with_config_rt(session_config, runtime), Some(pool))
             }
-            Some(cluster) => crate::cluster::coordinator::context(session_config, cluster)?,
+            Some(cluster) => (crate::cluster::coordinator::context(session_config, cluster)?, None),
         };
         // After the cluster upgrade, which replaces the function list: the identity
         // functions live on the coordinator only and are folded away before a plan leaves.
@@ -110,6 +115,7 @@ impl QueryEngine {
             sql_options: sql_options(&config.sql),
             stall_timeout,
             statement_timeout,
+            pool_bytes,
             live,
             cluster: config.cluster.is_some(),
         })
@@ -157,13 +163,12 @@ impl QueryEngine {
         let statement = state.sql_to_statement(&sql, &dialect)?;
         // No table outside what the gateway authorized is even looked up.
         caller.scope.check(&state, &statement)?;
-        let plan = tokio::time::timeout(self.statement_timeout, state.statement_to_plan(statement))
+        let timeout = self.timeout(caller.limits.as_deref());
+        let plan = tokio::time::timeout(timeout.after, state.statement_to_plan(statement))
             .await
             .map_err(|_| {
-                EngineError::Exhausted(format!(
-                    "the statement was still planning after limits.statement_timeout_secs ({} s)",
-                    self.statement_timeout.as_secs()
-                ))
+                timeout.count();
+                EngineError::Exhausted(format!("the statement was still planning after {}", timeout.described()))
             })?
             .map_err(|error| match crate::data_policy::denied_reference(&error, &data) {
                 Some(denied) => EngineError::ColumnForbidden(denied),
@@ -183,10 +188,13 @@ impl QueryEngine {
         Ok(DataFrame::new(state, plan))
     }
 
-    /// Starts a planned query. It ends with an error, its stream dropped (which stops its
-    /// work), once it has run `limits.statement_timeout_secs`; on a cluster, also once it
-    /// goes `cluster.stall_timeout_secs` without a result batch (a job left waiting on a lost
-    /// executor) instead of hanging.
+    /// Starts a planned query under its caller's `limits` (and the engine's own). It ends
+    /// with an error, its stream dropped (which stops its work), once it has run the
+    /// shorter statement timeout; on a cluster, also once it goes `cluster.stall_timeout_secs`
+    /// without a result batch (a job left waiting on a lost executor) instead of hanging.
+    /// On one node, a `memory_percent` holds it to that share of the pool. Its result is
+    /// held to the caller's caps ([`crate::result_cap`]): the returned [`Truncation`] says,
+    /// once the stream has ended, whether it was cut.
     ///
     /// With `report` (the gateway's audit asked), also the statement's access report as its
     /// header value, read from the plan it runs as ([`crate::access`]).
@@ -194,33 +202,58 @@ impl QueryEngine {
         &self,
         frame: DataFrame,
         report: bool,
-    ) -> Result<(SendableRecordBatchStream, Option<String>), EngineError> {
-        let timeout = self.statement_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        limits: Option<&StatementLimits>,
+    ) -> Result<(SendableRecordBatchStream, Option<String>, Truncation), EngineError> {
+        let timeout = self.timeout(limits);
+        let deadline = tokio::time::Instant::now() + timeout.after;
         let overran = move || {
+            timeout.count();
             DataFusionError::ResourcesExhausted(format!(
-                "the statement ran longer than limits.statement_timeout_secs ({} s) and was stopped",
-                timeout.as_secs()
+                "the statement ran longer than {} and was stopped",
+                timeout.described()
             ))
         };
-        let (stream, access) =
-            tokio::time::timeout_at(deadline, self.start(frame, report)).await.map_err(|_| overran())??;
+        let share = match (limits, self.pool_bytes) {
+            (Some(StatementLimits { memory_percent: Some(percent), tier, .. }), Some(pool)) => {
+                let bytes = u128::from(pool) * u128::from(*percent) / 100;
+                Some((usize::try_from(bytes).unwrap_or(usize::MAX), tier.as_str()))
+            }
+            _ => None,
+        };
+        let (stream, access) = tokio::time::timeout_at(deadline, self.start(frame, report, share))
+            .await
+            .map_err(|_| overran.clone()())??;
+        let (stream, truncation) = match limits {
+            Some(limits) => crate::result_cap::cap(stream, limits),
+            None => (stream, Truncation::default()),
+        };
         let schema = stream.schema();
         let sleep = Box::pin(tokio::time::sleep_until(deadline));
-        let bounded = futures::stream::unfold(Some((stream, sleep)), move |state| async move {
-            let (mut stream, mut sleep) = state?;
-            tokio::select! {
-                biased;
-                () = &mut sleep => Some((Err(overran()), None)),
-                item = stream.next() => {
-                    let item = item?.map_err(crate::redact::execution_error);
-                    // After an error, end: the query's stream is dropped with this one.
-                    let next = item.is_ok().then_some((stream, sleep));
-                    Some((item, next))
+        let bounded = futures::stream::unfold(Some((stream, sleep)), move |state| {
+            let overran = overran.clone();
+            async move {
+                let (mut stream, mut sleep) = state?;
+                tokio::select! {
+                    biased;
+                    () = &mut sleep => Some((Err(overran()), None)),
+                    item = stream.next() => {
+                        let item = item?.map_err(crate::redact::execution_error);
+                        // After an error, end: the query's stream is dropped with this one.
+                        let next = item.is_ok().then_some((stream, sleep));
+                        Some((item, next))
+                    }
                 }
             }
         });
-        Ok((Box::pin(RecordBatchStreamAdapter::new(schema, bounded)), access))
+        Ok((Box::pin(RecordBatchStreamAdapter::new(schema, bounded)), access, truncation))
+    }
+
+    /// The statement timeout that applies: the engine's, or the caller's tier's when shorter.
+    fn timeout(&self, limits: Option<&StatementLimits>) -> Timeout {
+        let engine = Timeout { after: self.statement_timeout, tier: None };
+        let Some(StatementLimits { statement_timeout_secs: Some(secs), tier, .. }) = limits else { return engine };
+        let after = Duration::from_secs(*secs);
+        if after < self.statement_timeout { Timeout { after, tier: Some(Arc::from(tier.as_str())) } } else { engine }
     }
 
     /// The query's stream (and with `report` its access report); on a cluster, ended with an
@@ -229,6 +262,7 @@ impl QueryEngine {
         &self,
         frame: DataFrame,
         report: bool,
+        share: Option<(usize, &str)>,
     ) -> Result<(SendableRecordBatchStream, Option<String>), EngineError> {
         // What `DataFrame::execute_stream` does, with the optimized plan in hand for the report.
         let (state, plan) = frame.into_parts();
@@ -236,7 +270,14 @@ impl QueryEngine {
         let access = report.then(|| crate::access::header(&optimized)).flatten();
         let physical = state.query_planner().create_physical_plan(&optimized, &state);
         let Some(stall) = self.stall_timeout else {
-            let stream = datafusion::physical_plan::execute_stream(physical.await?, state.task_ctx())?;
+            let task = match share {
+                Some((bytes, tier)) => {
+                    let runtime = crate::memory::with_share(state.runtime_env(), bytes, tier)?;
+                    Arc::new(TaskContext::from(&state).with_runtime(runtime))
+                }
+                None => state.task_ctx(),
+            };
+            let stream = datafusion::physical_plan::execute_stream(physical.await?, task)?;
             return Ok((stream, access));
         };
         let stalled = move || {
@@ -479,5 +520,30 @@ mod tests {
         assert!(matches!(lost_node(lost), DataFusionError::ResourcesExhausted(m) if m.contains("retry it")));
         let own = DataFusionError::Execution("Job x failed: Divide by zero error".into());
         assert!(matches!(lost_node(own), DataFusionError::Execution(_)));
+    }
+}
+
+/// The statement timeout that applies to one statement, and whose it is.
+#[derive(Debug, Clone)]
+struct Timeout {
+    after: Duration,
+    /// The caller's tier, when its timeout is the shorter; `None`: the engine's.
+    tier: Option<Arc<str>>,
+}
+
+impl Timeout {
+    /// What the error names: the setting and its value.
+    fn described(&self) -> String {
+        match &self.tier {
+            Some(tier) => format!("statement_timeout_secs of tier {tier} ({} s)", self.after.as_secs()),
+            None => format!("limits.statement_timeout_secs ({} s)", self.after.as_secs()),
+        }
+    }
+
+    /// Counts a caller's timeout in the engine's metrics (the engine's own is not a tier's).
+    fn count(&self) {
+        if let Some(tier) = &self.tier {
+            crate::metrics::limit_applied(tier, "statement_timeout_secs");
+        }
     }
 }

@@ -93,7 +93,7 @@ pub async fn start(config: &Config, auth: Authenticator) -> Result<Running, Stri
     let flight_task = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .layer(tower::util::MapResponseLayer::new(flight::readable_status))
-            .layer(tower::util::MapResponseLayer::new(flight::rows_trailer::add))
+            .layer(tower::util::MapResponseLayer::new(flight::result_trailers::add))
             .add_service(service)
             .serve_with_incoming_shutdown(
                 // Small request/response RPCs must not wait on Nagle's algorithm.

@@ -19,6 +19,9 @@ pub(crate) enum GatewayError {
     Authorization(#[from] AuthzError),
     #[error("rate limit exceeded ({}); retry in {} s", .0.limiter, retry_secs(.0))]
     RateLimited(Limited),
+    /// A query past its caller's concurrency or rows-per-window limit (`query_limits`).
+    #[error("{}", query_refusal(.0))]
+    QueryLimited(crate::query_limits::Refused),
     #[error("request body over the limit of {0} bytes")]
     PayloadTooLarge(usize),
     /// A route the gateway serves, with another method; the `Allow` value.
@@ -82,6 +85,10 @@ impl GatewayError {
             E::Authorization(AuthzError::NotRouted(_)) => ("not_found", H::NOT_FOUND, GrpcCode::Unimplemented),
             E::Authorization(AuthzError::UnknownDataset(_)) => ("dataset_not_found", H::NOT_FOUND, GrpcCode::NotFound),
             E::RateLimited(_) => ("rate_limited", H::TOO_MANY_REQUESTS, GrpcCode::ResourceExhausted),
+            E::QueryLimited(refused) => match refused.limit {
+                "rows_per_window" => ("row_budget_exhausted", H::TOO_MANY_REQUESTS, GrpcCode::ResourceExhausted),
+                _ => ("too_many_queries", H::TOO_MANY_REQUESTS, GrpcCode::ResourceExhausted),
+            },
             E::PayloadTooLarge(_) => ("payload_too_large", H::PAYLOAD_TOO_LARGE, GrpcCode::ResourceExhausted),
             E::MethodNotAllowed(..) => ("method_not_allowed", H::METHOD_NOT_ALLOWED, GrpcCode::Unimplemented),
             E::ClientTimeout(..) => ("request_timeout", H::REQUEST_TIMEOUT, GrpcCode::DeadlineExceeded),
@@ -113,6 +120,9 @@ impl GatewayError {
         if grpc {
             let mut response = Response::new(empty());
             let headers = response.headers_mut();
+            if let GatewayError::QueryLimited(refused) = &self {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_secs(refused.retry_after)));
+            }
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             headers.insert("grpc-status", HeaderValue::from(self.kind().grpc.number()));
             if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
@@ -132,6 +142,9 @@ impl GatewayError {
         }
         if let GatewayError::MethodNotAllowed(_, _, allow) = &self {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let GatewayError::QueryLimited(refused) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(whole_secs(refused.retry_after)));
         }
         if let GatewayError::RateLimited(limited) = &self {
             let headers = response.headers_mut();
@@ -164,7 +177,28 @@ impl GatewayError {
 
 /// Whole seconds to wait, at least 1 (`Retry-After` has no fractions).
 fn retry_secs(limited: &Limited) -> u64 {
-    limited.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    whole_secs(limited.retry_after)
+}
+
+/// A wait in whole seconds, at least one (`Retry-After`).
+fn whole_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// What a query refused by its caller's limits is told.
+fn query_refusal(refused: &crate::query_limits::Refused) -> String {
+    let secs = whole_secs(refused.retry_after);
+    match refused.limit {
+        "rows_per_window" => format!(
+            "the rows this caller may receive per window are spent (rows_per_window of tier {}); retry in {secs} s",
+            refused.tier
+        ),
+        _ => format!(
+            "too many queries running for this caller (concurrent_queries of tier {}, or the gateway's \
+             query_limits.concurrent_queries); retry in {secs} s",
+            refused.tier
+        ),
+    }
 }
 
 /// gRPC's `grpc-message` is percent-encoded (anything outside printable ASCII, and `%`).
@@ -184,6 +218,31 @@ fn percent_encode(message: &str) -> String {
 mod tests {
     use super::*;
 
+    fn refused(limit: &'static str) -> crate::query_limits::Refused {
+        crate::query_limits::Refused {
+            limit,
+            tier: std::sync::Arc::from("group:analysts"),
+            retry_after: std::time::Duration::from_millis(1500),
+        }
+    }
+
+    #[test]
+    fn a_refused_query_says_which_limit_and_when_to_retry() {
+        for (limit, words) in [("concurrent_queries", "too many queries"), ("rows_per_window", "per window are spent")]
+        {
+            let error = GatewayError::QueryLimited(refused(limit));
+            let message = error.to_string();
+            assert!(
+                message.contains(words) && message.contains("tier group:analysts") && message.contains("retry in 2 s"),
+                "{message}"
+            );
+            for grpc in [false, true] {
+                let response = GatewayError::QueryLimited(refused(limit)).into_response(grpc, "r");
+                assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+            }
+        }
+    }
+
     /// The error table of docs/gateway.md (Errors), row by row.
     #[test]
     fn each_error_has_its_code_and_statuses() {
@@ -201,6 +260,8 @@ mod tests {
             (GatewayError::MethodNotAllowed("GET".into(), "/v1/sql", "POST"), "method_not_allowed", 405, 12),
             (GatewayError::ClientTimeout("the request body", 30), "request_timeout", 408, 4),
             (GatewayError::RateLimited(limited), "rate_limited", 429, 8),
+            (GatewayError::QueryLimited(refused("concurrent_queries")), "too_many_queries", 429, 8),
+            (GatewayError::QueryLimited(refused("rows_per_window")), "row_budget_exhausted", 429, 8),
             (GatewayError::PayloadTooLarge(1), "payload_too_large", 413, 8),
             (GatewayError::UpstreamUnavailable("x".into()), "upstream_unavailable", 502, 14),
             (GatewayError::UpstreamTimeout, "upstream_timeout", 504, 4),

@@ -26,6 +26,7 @@ mod metrics;
 mod outbound;
 mod pipeline;
 mod pki;
+mod query_limits;
 mod ratelimit;
 mod reload;
 pub mod server;

@@ -95,6 +95,8 @@ struct Registry {
     jwks_refreshes: BTreeMap<(String, &'static str), u64>,
     reloads: BTreeMap<(&'static str, &'static str), u64>,
     audit_bookkeeping: BTreeMap<&'static str, u64>,
+    /// (tier, event) → queries.
+    query_limits: BTreeMap<(String, &'static str), u64>,
     /// Certificate → its `notAfter` (Unix seconds).
     certificates: BTreeMap<String, i64>,
     /// (sink, outcome) → events.
@@ -182,6 +184,12 @@ pub(crate) fn jwks_refresh(issuer: &str, ok: bool) {
 /// A session-bookkeeping call counted instead of audited (`audit.session_bookkeeping`).
 pub(crate) fn audit_bookkeeping(operation: &'static str) {
     with(|r| *r.audit_bookkeeping.entry(operation).or_default() += 1);
+}
+
+/// A query of tier `tier` met a limit: `queued`, `concurrent_queries` (refused),
+/// `rows_per_window` (refused), `truncated`, `engine_overran_cap`.
+pub(crate) fn query_limit(tier: &str, event: &'static str) {
+    with(|r| *r.query_limits.entry((tier.to_string(), event)).or_default() += 1);
 }
 
 /// A reload of `what` (`certificates`, `api_keys`, `policies`, `shadow_policies`, `rate_limits`).
@@ -355,6 +363,16 @@ pub fn render(now_unix: i64) -> String {
         );
         for (operation, n) in &r.audit_bookkeeping {
             let _ = writeln!(out, "gateway_audit_bookkeeping_total{{operation=\"{operation}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "gateway_query_limits_total",
+            "counter",
+            "Queries that met a per-caller limit, by tier and event (queued, refused, truncated).",
+        );
+        for ((tier, event), n) in &r.query_limits {
+            let tier = escape(tier);
+            let _ = writeln!(out, "gateway_query_limits_total{{tier=\"{tier}\",event=\"{event}\"}} {n}");
         }
         family(
             &mut out,

@@ -13,6 +13,7 @@ use crate::auth::Authenticator;
 use crate::auth::apikeys::ApiKeys;
 use crate::authz::Authorizer;
 use crate::config::{ApiKeysConfig, Config, TlsConfig};
+use crate::query_limits::QueryLimits;
 use crate::ratelimit::RateLimits;
 use crate::tls::TlsConfigs;
 use crate::tls::TlsMaterial;
@@ -77,11 +78,16 @@ async fn watch_policy_dir(
     watch(dirs, relevant, what, reload, crate::metrics::reload, stopped).await;
 }
 
-/// The config file's `rate_limits`: new quotas on SIGHUP or when the file changes. The rest
+/// The config file's `rate_limits` and `query_limits`: new quotas and tiers on SIGHUP or when the file changes. The rest
 /// of the file is read and must be valid, but other sections need a restart.
-pub(crate) async fn watch_quotas(path: PathBuf, limits: Arc<RateLimits>, stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch_quotas(
+    path: PathBuf,
+    limits: Arc<RateLimits>,
+    queries: Arc<QueryLimits>,
+    stopped: watch::Receiver<bool>,
+) {
     let files = vec![path.clone()];
-    let reload = move || std::future::ready(load_quotas(&path, &limits));
+    let reload = move || std::future::ready(load_quotas(&path, &limits, &queries));
     watch_files(files, "rate_limits", reload, crate::metrics::reload, stopped).await;
 }
 
@@ -99,7 +105,10 @@ fn load_api_keys(keys: &ApiKeysConfig, auth: &Authenticator) -> Result<(), Strin
     Ok(())
 }
 
-fn load_quotas(path: &std::path::Path, limits: &RateLimits) -> Result<(), String> {
+/// Both sections are checked before either is replaced: a bad file changes nothing.
+fn load_quotas(path: &std::path::Path, limits: &RateLimits, queries: &QueryLimits) -> Result<(), String> {
     let config = Config::from_file(path).map_err(|e| e.to_string())?;
-    limits.replace(&config.rate_limits).map_err(|e| e.to_string())
+    QueryLimits::from_config(&config.query_limits).map_err(|e| e.to_string())?;
+    limits.replace(&config.rate_limits).map_err(|e| e.to_string())?;
+    queries.replace(&config.query_limits).map_err(|e| e.to_string())
 }

@@ -17,6 +17,7 @@ use crate::authz::Authorizer;
 use crate::config::{Config, ConfigError, resolve_pem};
 use crate::listener::{ConnectionLimits, Serving, serve_tls};
 use crate::pipeline::Pipeline;
+use crate::query_limits::QueryLimits;
 use crate::ratelimit::RateLimits;
 use crate::tls::{API_ALPN, TlsConfigs, TlsMaterial};
 use crate::{health, reload};
@@ -29,6 +30,7 @@ pub struct Prepared {
     pub auth: Arc<Authenticator>,
     pub authz: Arc<Authorizer>,
     pub limits: Arc<RateLimits>,
+    pub queries: Arc<QueryLimits>,
     pub issuer: Arc<StampIssuer>,
 }
 
@@ -61,18 +63,19 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     }
     let authz = Arc::new(authz);
     let limits = Arc::new(RateLimits::from_config(&config.rate_limits)?);
+    let queries = Arc::new(QueryLimits::from_config(&config.query_limits)?);
     crate::audit::Auditor::check(&config.audit)?;
     // Building the pipelines checks the upstream URLs and each listener's methods.
     Pipeline::from_config(
         &config,
         Arc::clone(&auth),
         Arc::clone(&authz),
-        Arc::clone(&limits),
+        (Arc::clone(&limits), Arc::clone(&queries)),
         Arc::clone(&issuer),
         Arc::new(Auditor::off()),
     )?;
     tls.server_config(API_ALPN)?;
-    Ok(Prepared { config, tls, auth, authz, limits, issuer })
+    Ok(Prepared { config, tls, auth, authz, limits, queries, issuer })
 }
 
 /// Zero would refuse every connection or close it at once: a limit or deadline is at least 1.
@@ -180,7 +183,7 @@ pub enum StartError {
 
 /// Binds all listeners and serves until [`Running::shutdown`].
 pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
-    let Prepared { config, tls, auth, authz, limits, issuer } = prepared;
+    let Prepared { config, tls, auth, authz, limits, queries, issuer } = prepared;
     let tls_configs = Arc::new(TlsConfigs::build(&tls)?);
     crate::metrics::certificates(&tls.expiries);
     let (stop, stopped) = watch::channel(false);
@@ -189,7 +192,7 @@ pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
         &config,
         Arc::clone(&auth),
         Arc::clone(&authz),
-        Arc::clone(&limits),
+        (Arc::clone(&limits), Arc::clone(&queries)),
         issuer,
         audit.auditor,
     )?;
@@ -233,10 +236,10 @@ pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
         tokio::spawn(reload::watch_tls(config.tls.clone(), Arc::clone(&tls_configs), stopped.clone())),
         tokio::spawn(reload::watch_policies(Arc::clone(&authz), stopped.clone())),
         tokio::spawn(reload::watch_shadow_policies(authz, stopped.clone())),
-        tokio::spawn(prune_rate_limits(Arc::clone(&limits), stopped.clone())),
+        tokio::spawn(prune_limits(Arc::clone(&limits), Arc::clone(&queries), stopped.clone())),
     ];
     if let Some(path) = config.source.clone() {
-        tasks.push(tokio::spawn(reload::watch_quotas(path, limits, stopped.clone())));
+        tasks.push(tokio::spawn(reload::watch_quotas(path, limits, queries, stopped.clone())));
     }
     if let Some(keys) = config.auth.api_keys.clone() {
         tasks.push(tokio::spawn(reload::watch_api_keys(keys, Arc::clone(&auth), stopped.clone())));
@@ -249,10 +252,13 @@ pub async fn start(prepared: Prepared) -> Result<Running, StartError> {
 }
 
 /// Keeps the limiters' memory bounded: idle keys are dropped every few seconds.
-async fn prune_rate_limits(limits: Arc<RateLimits>, mut stopped: watch::Receiver<bool>) {
+async fn prune_limits(limits: Arc<RateLimits>, queries: Arc<QueryLimits>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => limits.prune(),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                limits.prune();
+                queries.prune();
+            }
             _ = stopped.changed() => return,
         }
     }

@@ -79,7 +79,8 @@ impl HotPath {
         let principal = self.auth.authenticate(&self.listener, &headers, None).now_or_never().unwrap().unwrap();
         let verdict = self.verdict(&principal);
         let Ok(allowed) = &verdict.outcome else { panic!("refused") };
-        let stamp = self.issuer.stamp_for_at(&principal, &allowed.policy, &allowed.scope, &allowed.data, NOW).unwrap();
+        let stamp =
+            self.issuer.stamp_for_at(&principal, &allowed.policy, &allowed.scope, &allowed.data, &None, NOW).unwrap();
         HeaderValue::from_str(&stamp).unwrap()
     }
 
@@ -132,6 +133,7 @@ impl HotPath {
             bytes_out: 30,
             duration_us: 130,
             bookkeeping: false,
+            limits: None,
         }))
     }
 }

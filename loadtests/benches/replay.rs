@@ -88,6 +88,7 @@ fn recorded_events(authz: &Authorizer, path: &Path) {
             bytes_out: 300,
             duration_us: 900,
             bookkeeping: false,
+            limits: None,
         };
         formatter.write_line(&Record::Api(Box::new(record)), &mut out);
     }

@@ -34,6 +34,8 @@ pub struct Caller {
     /// The row and column decisions for the datasets its statement touches (see
     /// [`crate::data_policy`]).
     pub data: Arc<[identity::DatasetPolicy]>,
+    /// What its statements may take (its stamp's `limits`; `None`: the engine's own only).
+    pub limits: Option<Arc<identity::StatementLimits>>,
 }
 
 /// The gateway's policy-set fingerprint a request was allowed under (`None` without one, as
@@ -74,7 +76,8 @@ impl Authenticator {
                 let scope = Scope::Only(Arc::clone(&verified.scope));
                 let policy = PolicyFingerprint(verified.policy.clone());
                 let data = Arc::clone(&verified.data);
-                Ok(Caller { principal: Arc::clone(&verified.principal), listing, scope, policy, data })
+                let limits = verified.limits.clone();
+                Ok(Caller { principal: Arc::clone(&verified.principal), listing, scope, policy, data, limits })
             }
             Authenticator::DangerousDevelopment(principal) => {
                 tracing::warn!(principal = %principal.id, "INSECURE development mode: request not authenticated");
@@ -84,6 +87,7 @@ impl Authenticator {
                     scope: Scope::Everything,
                     policy: PolicyFingerprint::default(),
                     data: Arc::from(Vec::new()),
+                    limits: None,
                 })
             }
         }

@@ -5,13 +5,14 @@
 //! Tickets and prepared-statement handles are bound to the caller that created them.
 
 pub mod handles;
-pub(crate) mod rows_trailer;
+pub(crate) mod result_trailers;
 mod session;
 pub mod tickets;
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -32,7 +33,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::TableType;
 use datafusion::prelude::DataFrame;
 use futures::{Stream, StreamExt, TryStreamExt};
-use identity::{Principal, STAMP_HEADER};
+use identity::{Principal, STAMP_HEADER, StatementLimits};
 use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -77,6 +78,7 @@ impl tonic::service::Interceptor for Authenticate {
         request.extensions_mut().insert(caller.scope);
         request.extensions_mut().insert(caller.policy);
         request.extensions_mut().insert(Decided(caller.data));
+        request.extensions_mut().insert(Limited(caller.limits));
         Ok(request)
     }
 }
@@ -151,6 +153,15 @@ fn decided<T>(request: &Request<T>) -> Arc<[identity::DatasetPolicy]> {
     request.extensions().get::<Decided>().map_or_else(|| Arc::from(Vec::new()), |d| Arc::clone(&d.0))
 }
 
+/// The statement limits of the request's stamp, put there by the interceptor.
+#[derive(Clone)]
+struct Limited(Option<Arc<StatementLimits>>);
+
+/// The statement limits of the request's stamp (none without the interceptor's).
+fn limits<T>(request: &Request<T>) -> Option<Arc<StatementLimits>> {
+    request.extensions().get::<Limited>().and_then(|l| l.0.clone())
+}
+
 /// The policy fingerprint of the request's stamp, put there by the interceptor.
 fn policy<T>(request: &Request<T>) -> PolicyFingerprint {
     request.extensions().get::<PolicyFingerprint>().cloned().unwrap_or_default()
@@ -181,17 +192,29 @@ fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -
     Ok(Response::new(info))
 }
 
-/// Streams a query's batches as Flight data, with the schema first (also for no rows). With
-/// `report` (the gateway's audit asked), the statement's access report goes in the response
-/// metadata and the rows sent in a trailer ([`rows_trailer`]).
-async fn stream_frame(engine: &QueryEngine, frame: DataFrame, report: bool) -> Result<Response<DataStream>, Status> {
-    let (stream, access) = engine.execute(frame, report).await?;
+/// Streams a query's batches as Flight data, with the schema first (also for no rows), under
+/// the caller's `limits`. With `report` (the gateway's audit asked), the statement's access
+/// report goes in the response metadata and the rows sent in a trailer
+/// ([`result_trailers`]). A result cut at a cap says so in the last message's
+/// `app_metadata` (`{"truncated":"max_result_rows"}`) and in a trailer.
+async fn stream_frame(
+    engine: &QueryEngine,
+    frame: DataFrame,
+    report: bool,
+    limits: Option<&StatementLimits>,
+) -> Result<Response<DataStream>, Status> {
+    let (stream, access, truncation) = engine.execute(frame, report, limits).await?;
     let schema = stream.schema();
-    let sent = rows_trailer::RowsSent::default();
-    let counter = Arc::clone(&sent.0);
+    let trailers = result_trailers::ResultTrailers {
+        rows: report.then(|| Arc::new(std::sync::atomic::AtomicU64::new(0))),
+        truncation: truncation.clone(),
+    };
+    let counter = trailers.rows.clone();
     let batches = stream
         .inspect_ok(move |batch| {
-            counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Some(counter) = &counter {
+                counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
         })
         // An error while the rows stream (a division by zero) is answered as over HTTP: its
         // code from the error table (INVALID_ARGUMENT here), not INTERNAL.
@@ -200,14 +223,47 @@ async fn stream_frame(engine: &QueryEngine, frame: DataFrame, report: bool) -> R
             FlightError::Tonic(Box::new(EngineError::from(error).grpc_status()))
         });
     let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
-    let mut response: Response<DataStream> = Response::new(Box::pin(flight));
-    if report {
-        if let Some(value) = access.and_then(|a| a.parse().ok()) {
-            response.metadata_mut().insert(identity::ACCESS_HEADER, value);
-        }
-        response.extensions_mut().insert(sent);
+    let mut response: Response<DataStream> = if limits.is_some_and(StatementLimits::caps_result) {
+        Response::new(Box::pin(flag_truncation(flight, truncation)))
+    } else {
+        Response::new(Box::pin(flight))
+    };
+    if report && let Some(value) = access.and_then(|a| a.parse().ok()) {
+        response.metadata_mut().insert(identity::ACCESS_HEADER, value);
     }
+    response.extensions_mut().insert(trailers);
     Ok(response)
+}
+
+/// `messages` with the last one held until the stream ends, then given `app_metadata` naming
+/// the cap when the result was cut at one.
+fn flag_truncation(
+    messages: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
+    truncation: crate::result_cap::Truncation,
+) -> impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static {
+    let ended = futures::stream::once(async { None });
+    messages
+        .map(Some)
+        .chain(ended)
+        .scan(None::<FlightData>, move |held, item| {
+            let out: Vec<Result<FlightData, Status>> = match item {
+                Some(Ok(message)) => held.replace(message).map(Ok).into_iter().collect(),
+                // An error ends the stream: what was held goes first, then the error.
+                Some(Err(error)) => held.take().map(Ok).into_iter().chain([Err(error)]).collect(),
+                None => held
+                    .take()
+                    .map(|mut last| {
+                        if let Some(cap) = truncation.cap() {
+                            last.app_metadata = bytes::Bytes::from(format!("{{\"truncated\":\"{cap}\"}}"));
+                        }
+                        Ok(last)
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
 }
 
 /// Whether the gateway asked for the access report (see [`identity::REPORT_HEADER`]).
@@ -230,9 +286,10 @@ impl FlightSqlEngine {
         principal: Arc<Principal>,
         planned: &Planned,
         params: Option<Vec<ScalarValue>>,
+        limits: Option<Arc<StatementLimits>>,
     ) -> Result<DataFrame, Status> {
         let Planned { sql, listing, scope, data } = planned.clone();
-        let caller = Caller { principal, listing, scope, policy: PolicyFingerprint::default(), data };
+        let caller = Caller { principal, listing, scope, policy: PolicyFingerprint::default(), data, limits };
         let frame = self.engine.plan(&caller, &sql).await?;
         match params {
             Some(values) => Ok(frame.with_param_values(values).map_err(EngineError::from)?),
@@ -276,7 +333,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         let planned = planned(&request, &query.query);
-        let frame = self.plan(Arc::clone(&caller), &planned, None).await?;
+        let frame = self.plan(Arc::clone(&caller), &planned, None, limits(&request)).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let handle = self.tickets.seal(&caller, &policy(&request), &planned);
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
@@ -291,7 +348,9 @@ impl FlightSqlService for FlightSqlEngine {
         let caller = caller(&request)?;
         let planned = self.tickets.open(&ticket.statement_handle, &caller, &policy(&request))?;
         let report = wants_report(&request);
-        stream_frame(&self.engine, self.plan(caller, &planned, None).await?, report).await
+        let limits = limits(&request);
+        let frame = self.plan(caller, &planned, None, limits.clone()).await?;
+        stream_frame(&self.engine, frame, report, limits.as_deref()).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -301,7 +360,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = caller(&request)?;
         let planned = planned(&request, &query.query);
-        let frame = self.plan(Arc::clone(&caller), &planned, None).await?;
+        let frame = self.plan(Arc::clone(&caller), &planned, None, limits(&request)).await?;
         let parameters = parameter_schema(&frame)?;
         // A query with placeholders has no final schema until values are bound.
         let dataset_schema =
@@ -350,7 +409,7 @@ impl FlightSqlService for FlightSqlEngine {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
-        let frame = self.plan(caller, &statement.planned, statement.params).await?;
+        let frame = self.plan(caller, &statement.planned, statement.params, limits(&request)).await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -363,7 +422,9 @@ impl FlightSqlService for FlightSqlEngine {
         let caller = caller(&request)?;
         let statement = self.handles.get(&query.prepared_statement_handle, &caller, &policy(&request))?;
         let report = wants_report(&request);
-        stream_frame(&self.engine, self.plan(caller, &statement.planned, statement.params).await?, report).await
+        let limits = limits(&request);
+        let frame = self.plan(caller, &statement.planned, statement.params, limits.clone()).await?;
+        stream_frame(&self.engine, frame, report, limits.as_deref()).await
     }
 
     async fn do_action_close_prepared_statement(

@@ -33,15 +33,17 @@ fn bench(c: &mut Criterion) {
         |name: &str| -> std::sync::Arc<[String]> { std::sync::Arc::from(vec![format!("datafusion.public.{name}")]) };
     let bank = scope("bank");
     let open: std::sync::Arc<[identity::DatasetPolicy]> = std::sync::Arc::from(Vec::new());
-    c.bench_function("stamp/issue (issuer hit)", |b| b.iter(|| issuer.stamp_for(black_box(&p), &policy, &bank, &open)));
+    c.bench_function("stamp/issue (issuer hit)", |b| {
+        b.iter(|| issuer.stamp_for(black_box(&p), &policy, &bank, &open, &None))
+    });
     // A caller whose statements touch eight different dataset sets, asking for the last
     // (an equal scope from another allocation, as each verdict builds its own).
     for i in 0..8 {
-        issuer.stamp_for(&p, &policy, &scope(&format!("t{i}")), &open).expect("sign");
+        issuer.stamp_for(&p, &policy, &scope(&format!("t{i}")), &open, &None).expect("sign");
     }
     let last = scope("t7");
     c.bench_function("stamp/issue (issuer hit, 8 scopes)", |b| {
-        b.iter(|| issuer.stamp_for(black_box(&p), &policy, &last, &open))
+        b.iter(|| issuer.stamp_for(black_box(&p), &policy, &last, &open, &None))
     });
 
     // A capacity-1 cache that alternates two stamps never hits: the full verify.

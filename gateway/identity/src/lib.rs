@@ -19,6 +19,7 @@ mod dataset;
 mod keys;
 mod principal;
 mod stamp;
+mod statement_limits;
 
 pub use access::{
     ACCESS_HEADER, AccessReport, DeniedColumn, MAX_ACCESS_REPORT_BYTES, REPORT_HEADER, ROWS_HEADER, ReadColumns,
@@ -32,6 +33,7 @@ pub use stamp::{
     Grant, MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, MIN_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner,
     StampVerifier, VerifiedStamp,
 };
+pub use statement_limits::{OnExceed, StatementLimits, TRUNCATED_HEADER};
 
 /// Header (HTTP) and metadata key (gRPC) carrying the signed identity stamp.
 pub const STAMP_HEADER: &str = "x-portcullis-stamp";

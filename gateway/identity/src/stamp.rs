@@ -17,7 +17,9 @@
 //! presented under another fingerprint, so a policy change reaches what was issued before it.
 //! And `scope`: the datasets ([`crate::dataset_id`]) policy allowed this request's statement
 //! to touch. The engine refuses to resolve any other table, so where the gateway's reading of
-//! the SQL and the engine's differ, the difference can only refuse (absent: none).
+//! the SQL and the engine's differ, the difference can only refuse (absent: none). And
+//! `limits`: what the caller's statements may take ([`StatementLimits`]; absent: the
+//! engine's own limits only).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +34,7 @@ use crate::cache::ExpiringCache;
 use crate::data_policy::DatasetPolicy;
 use crate::keys::{self, KeyError};
 use crate::principal::Principal;
+use crate::statement_limits::StatementLimits;
 
 /// A stamp lives at most this long: short enough that a leaked stamp is nearly useless.
 pub const MAX_STAMP_LIFETIME_SECS: u64 = 60;
@@ -73,7 +76,7 @@ pub enum StampError {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Claims<A, P, C, D> {
+struct Claims<A, P, C, D, L> {
     aud: A,
     iat: u64,
     exp: u64,
@@ -86,6 +89,8 @@ struct Claims<A, P, C, D> {
     scope: Option<C>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<D>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<L>,
 }
 
 /// What a stamp grants beyond the caller's identity (see the module docs).
@@ -100,6 +105,8 @@ pub struct Grant<'a> {
     /// What policy decided about the rows and columns of the datasets in `scope` (only those
     /// it restricts).
     pub data: &'a [DatasetPolicy],
+    /// What the caller's statements may take.
+    pub limits: Option<&'a StatementLimits>,
 }
 
 /// A stamp that passed verification.
@@ -119,6 +126,8 @@ pub struct VerifiedStamp {
     /// The row and column decisions for the datasets in `scope` that have one (see
     /// [`crate::DatasetPolicy`]); empty when the claim is absent.
     pub data: Arc<[DatasetPolicy]>,
+    /// What the caller's statements may take; `None` when the claim is absent.
+    pub limits: Option<Arc<StatementLimits>>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -175,11 +184,20 @@ impl StampSigner {
             return Err(StampError::LifetimeTooLong);
         }
         let exp = issued_at + lifetime_secs;
-        let Grant { catalog, scope, policy, data } = grant;
+        let Grant { catalog, scope, policy, data, limits } = grant;
         let scope = (!scope.is_empty()).then_some(scope);
         let data = (!data.is_empty()).then_some(data);
-        let claims =
-            Claims { aud: self.audience.as_str(), iat: issued_at, exp, principal, catalog, policy, scope, data };
+        let claims = Claims {
+            aud: self.audience.as_str(),
+            iat: issued_at,
+            exp,
+            principal,
+            catalog,
+            policy,
+            scope,
+            data,
+            limits,
+        };
         let json = serde_json::to_vec(&claims).map_err(|_| StampError::Signing("claims do not serialize"))?;
         let mut out = String::with_capacity(8 + self.key_id.len() + json.len() * 4 / 3 + 90);
         out.push_str(VERSION);
@@ -227,6 +245,7 @@ struct Issued {
 struct IssuedStamp {
     scope: Arc<[String]>,
     data: Arc<[DatasetPolicy]>,
+    limits: Option<Arc<StatementLimits>>,
     reuse_until: u64,
     stamp: Arc<str>,
 }
@@ -244,16 +263,18 @@ impl StampIssuer {
     }
 
     /// A valid stamp for `principal` allowed by the policy set `policy` (its fingerprint) to
-    /// touch the datasets `scope` under the row and column decisions `data`, from the cache
-    /// when one has enough life left and names the same set, scope and decisions.
+    /// touch the datasets `scope` under the row and column decisions `data` and the statement
+    /// limits `limits`, from the cache when one has enough life left and names the same set,
+    /// scope, decisions and limits.
     pub fn stamp_for(
         &self,
         principal: &Principal,
         policy: &Arc<str>,
         scope: &Arc<[String]>,
         data: &Arc<[DatasetPolicy]>,
+        limits: &Option<Arc<StatementLimits>>,
     ) -> Result<Arc<str>, StampError> {
-        self.stamp_for_at(principal, policy, scope, data, unix_now())
+        self.stamp_for_at(principal, policy, scope, data, limits, unix_now())
     }
 
     /// [`Self::stamp_for`] at a given time (for tests and benchmarks).
@@ -263,10 +284,13 @@ impl StampIssuer {
         policy: &Arc<str>,
         scope: &Arc<[String]>,
         data: &Arc<[DatasetPolicy]>,
+        limits: &Option<Arc<StatementLimits>>,
         now: u64,
     ) -> Result<Arc<str>, StampError> {
         let same = |s: &IssuedStamp| {
-            (Arc::ptr_eq(&s.scope, scope) || s.scope == *scope) && (Arc::ptr_eq(&s.data, data) || s.data == *data)
+            (Arc::ptr_eq(&s.scope, scope) || s.scope == *scope)
+                && (Arc::ptr_eq(&s.data, data) || s.data == *data)
+                && s.limits == *limits
         };
         let issued = self.cache.get(principal, now).filter(|issued| issued.policy == *policy);
         if let Some(hit) =
@@ -274,7 +298,7 @@ impl StampIssuer {
         {
             return Ok(Arc::clone(&hit.stamp));
         }
-        let grant = Grant { catalog: None, scope, policy: Some(policy), data };
+        let grant = Grant { catalog: None, scope, policy: Some(policy), data, limits: limits.as_deref() };
         let stamp: Arc<str> = self.signer.sign_with(principal, grant, now, self.lifetime)?.into();
         let reuse_until = now + self.lifetime - self.refresh_before;
         // Keep this set's other scopes still worth reusing, the oldest dropped when full.
@@ -286,6 +310,7 @@ impl StampIssuer {
             stamps.extend(kept.into_iter().skip(skip).map(|s| IssuedStamp {
                 scope: Arc::clone(&s.scope),
                 data: Arc::clone(&s.data),
+                limits: s.limits.clone(),
                 reuse_until: s.reuse_until,
                 stamp: Arc::clone(&s.stamp),
             }));
@@ -293,6 +318,7 @@ impl StampIssuer {
         stamps.push(IssuedStamp {
             scope: Arc::clone(scope),
             data: Arc::clone(data),
+            limits: limits.clone(),
             reuse_until,
             stamp: Arc::clone(&stamp),
         });
@@ -310,8 +336,9 @@ impl StampIssuer {
         scope: &[String],
         policy: &str,
         data: &[DatasetPolicy],
+        limits: Option<&StatementLimits>,
     ) -> Result<String, StampError> {
-        let grant = Grant { catalog: Some(catalog), scope, policy: Some(policy), data };
+        let grant = Grant { catalog: Some(catalog), scope, policy: Some(policy), data, limits };
         self.signer.sign_with(principal, grant, unix_now(), self.lifetime)
     }
 }
@@ -407,7 +434,7 @@ impl StampVerifier {
 
         // Authentic from here on: only now parse what the gateway signed.
         let json = URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| StampError::Malformed("claims are not base64url"))?;
-        let claims: Claims<String, Principal, Vec<String>, Vec<DatasetPolicy>> =
+        let claims: Claims<String, Principal, Vec<String>, Vec<DatasetPolicy>, StatementLimits> =
             serde_json::from_slice(&json).map_err(|_| StampError::Malformed("claims are not valid JSON"))?;
         if claims.aud != self.audience {
             return Err(StampError::WrongAudience);
@@ -429,6 +456,7 @@ impl StampVerifier {
             policy: claims.policy.map(Arc::from),
             scope: claims.scope.map_or_else(|| Arc::from(Vec::new()), Arc::from),
             data: claims.data.map_or_else(|| Arc::from(Vec::new()), Arc::from),
+            limits: claims.limits.map(Arc::new),
         })
     }
 }
@@ -601,22 +629,22 @@ mod tests {
         let policy: Arc<str> = Arc::from("p1");
         let none: Arc<[String]> = Arc::from(Vec::new());
         let open: Arc<[DatasetPolicy]> = Arc::from(Vec::new());
-        let first = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW).unwrap();
-        let reused = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW + 44).unwrap();
+        let first = issuer.stamp_for_at(&alice(), &policy, &none, &open, &None, NOW).unwrap();
+        let reused = issuer.stamp_for_at(&alice(), &policy, &none, &open, &None, NOW + 44).unwrap();
         assert!(Arc::ptr_eq(&first, &reused));
-        let fresh = issuer.stamp_for_at(&alice(), &policy, &none, &open, NOW + 45).unwrap();
+        let fresh = issuer.stamp_for_at(&alice(), &policy, &none, &open, &None, NOW + 45).unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         // Every stamp handed out still has at least a quarter of its life left.
         assert!(verifier.verify_at(&reused, NOW + 44).is_ok());
         assert_eq!(verifier.verify_at(&reused, NOW).unwrap().policy.as_deref(), Some("p1"));
         // Another policy set: a new stamp naming it, not the cached one.
-        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), &none, &open, NOW + 46).unwrap();
+        let changed = issuer.stamp_for_at(&alice(), &Arc::from("p2"), &none, &open, &None, NOW + 46).unwrap();
         assert!(!Arc::ptr_eq(&fresh, &changed));
         assert_eq!(verifier.verify_at(&changed, NOW + 46).unwrap().policy.as_deref(), Some("p2"));
         // Another principal gets its own stamp.
         let mut bob = alice();
         bob.id = "bob".into();
-        let bobs = issuer.stamp_for_at(&bob, &policy, &none, &open, NOW).unwrap();
+        let bobs = issuer.stamp_for_at(&bob, &policy, &none, &open, &None, NOW).unwrap();
         assert_eq!(verifier.verify_at(&bobs, NOW).unwrap().principal.id, "bob");
     }
 
@@ -628,14 +656,20 @@ mod tests {
         let bank: Arc<[String]> = Arc::from(vec!["datafusion.public.bank".to_string()]);
         let orders: Arc<[String]> = Arc::from(vec!["datafusion.acme.orders".to_string()]);
         let open: Arc<[DatasetPolicy]> = Arc::from(Vec::new());
-        let for_bank = issuer.stamp_for_at(&alice(), &policy, &bank, &open, NOW).unwrap();
-        let for_orders = issuer.stamp_for_at(&alice(), &policy, &orders, &open, NOW + 1).unwrap();
+        let for_bank = issuer.stamp_for_at(&alice(), &policy, &bank, &open, &None, NOW).unwrap();
+        let for_orders = issuer.stamp_for_at(&alice(), &policy, &orders, &open, &None, NOW + 1).unwrap();
         assert_eq!(verifier.verify_at(&for_bank, NOW).unwrap().scope, bank);
         assert_eq!(verifier.verify_at(&for_orders, NOW + 1).unwrap().scope, orders);
         // Both are reused (an equal scope in another allocation too).
         let again: Arc<[String]> = Arc::from(bank.to_vec());
-        assert!(Arc::ptr_eq(&for_bank, &issuer.stamp_for_at(&alice(), &policy, &again, &open, NOW + 2).unwrap()));
-        assert!(Arc::ptr_eq(&for_orders, &issuer.stamp_for_at(&alice(), &policy, &orders, &open, NOW + 2).unwrap()));
+        assert!(Arc::ptr_eq(
+            &for_bank,
+            &issuer.stamp_for_at(&alice(), &policy, &again, &open, &None, NOW + 2).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &for_orders,
+            &issuer.stamp_for_at(&alice(), &policy, &orders, &open, &None, NOW + 2).unwrap()
+        ));
         // Other row and column decisions for the same scope: another stamp, carrying them.
         let masked: Arc<[DatasetPolicy]> = Arc::from(vec![DatasetPolicy {
             dataset: "datafusion.public.bank".into(),
@@ -645,7 +679,7 @@ mod tests {
             rows: None,
             row_policies: Vec::new(),
         }]);
-        let restricted = issuer.stamp_for_at(&alice(), &policy, &bank, &masked, NOW + 2).unwrap();
+        let restricted = issuer.stamp_for_at(&alice(), &policy, &bank, &masked, &None, NOW + 2).unwrap();
         assert!(!Arc::ptr_eq(&for_bank, &restricted));
         assert_eq!(verifier.verify_at(&restricted, NOW + 2).unwrap().data, masked);
         assert!(verifier.verify_at(&for_bank, NOW + 2).unwrap().data.is_empty());
@@ -655,11 +689,35 @@ mod tests {
         // Bounded: past the limit the oldest scope is signed again, the newest kept.
         for i in 0..SCOPES_PER_PRINCIPAL + 3 {
             let scope: Arc<[String]> = Arc::from(vec![format!("datafusion.public.t{i}")]);
-            issuer.stamp_for_at(&alice(), &policy, &scope, &open, NOW + 3).unwrap();
+            issuer.stamp_for_at(&alice(), &policy, &scope, &open, &None, NOW + 3).unwrap();
         }
         let issued = issuer.cache.get(&alice(), NOW + 3).unwrap();
         assert_eq!(issued.stamps.len(), SCOPES_PER_PRINCIPAL);
         assert_eq!(*issued.stamps.last().unwrap().scope, [format!("datafusion.public.t{}", SCOPES_PER_PRINCIPAL + 2)]);
+    }
+
+    #[test]
+    fn limits_are_signed_and_distinguish_cached_stamps() {
+        let (signer, verifier) = setup();
+        let issuer = StampIssuer::new(signer, 60, 16);
+        let policy: Arc<str> = Arc::from("p1");
+        let scope: Arc<[String]> = Arc::from(vec!["datafusion.public.bank".to_string()]);
+        let open: Arc<[DatasetPolicy]> = Arc::from(Vec::new());
+        let capped = Some(Arc::new(StatementLimits {
+            tier: "group:analysts".into(),
+            statement_timeout_secs: Some(5),
+            memory_percent: Some(10),
+            max_result_rows: Some(1000),
+            max_result_bytes: None,
+            on_exceed: crate::OnExceed::Fail,
+        }));
+        let plain = issuer.stamp_for_at(&alice(), &policy, &scope, &open, &None, NOW).unwrap();
+        let limited = issuer.stamp_for_at(&alice(), &policy, &scope, &open, &capped, NOW).unwrap();
+        assert_ne!(plain, limited, "a change of limits is a new stamp");
+        assert_eq!(verifier.verify_at(&limited, NOW).unwrap().limits, capped);
+        assert_eq!(verifier.verify_at(&plain, NOW).unwrap().limits, None);
+        let again = issuer.stamp_for_at(&alice(), &policy, &scope, &open, &capped, NOW + 1).unwrap();
+        assert!(Arc::ptr_eq(&limited, &again));
     }
 
     #[test]

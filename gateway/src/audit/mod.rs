@@ -40,7 +40,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::config::{AuditConfig, ConfigError, ConfigPath, OnAuditFailure, SessionBookkeeping, SinkConfig, SqlInAudit};
 use process::unix_millis;
-pub(crate) use record::{ApiRecord, Authorization, Decision, FindingRecord, Record, SignInRecord};
+pub(crate) use record::{ApiRecord, Authorization, Decision, FindingRecord, LimitsRecord, Record, SignInRecord};
 use writer::{Health, Target};
 
 /// The handle stages use; cheap to share.

@@ -193,6 +193,9 @@ impl Formatter {
             authorization_of(json, authorization, r.principal.as_deref());
         }
         access_of(json, r.access.as_ref(), r.rows);
+        if let Some(limits) = &r.limits {
+            limits_of(json, limits);
+        }
         json.opt_str("error_code", r.error.as_ref().map(|(code, _)| *code));
         json.opt_str("engine_error_code", r.upstream_error.as_ref().map(|(code, _)| code.as_str()));
         json.opt_u64("grpc_status", r.grpc_status.map(u64::from));
@@ -394,6 +397,19 @@ fn data_policies(json: &mut Json<'_>, key: &'static str, data: &[identity::Datas
     json.end_array();
 }
 
+/// `unmapped.limits`: the caller's query-limits tier, the limit that refused the query or
+/// cut its result, how long it queued, and the rows the gateway counted.
+fn limits_of(json: &mut Json<'_>, limits: &crate::audit::LimitsRecord) {
+    json.begin("limits");
+    json.str("tier", &limits.tier);
+    json.opt_str("applied", limits.applied.as_deref());
+    if limits.queued_us > 0 {
+        json.u64("queued_us", limits.queued_us);
+    }
+    json.opt_u64("rows_counted", limits.counted.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)));
+    json.end();
+}
+
 /// `unmapped.access`: what the statement read by the engine's report (the relations it names
 /// and the base tables it reads through views, each with its columns, or the column it was
 /// refused for) and the rows the engine sent.
@@ -553,6 +569,7 @@ mod tests {
             bytes_out: 0,
             duration_us: 0,
             bookkeeping: false,
+            limits: None,
         };
         let mut out = Vec::new();
         Formatter::new(sql, "test").write_line(&Record::Api(Box::new(record)), &mut out);

@@ -81,6 +81,23 @@ pub struct ApiRecord {
     /// A Flight SQL session-bookkeeping call (`audit.session_bookkeeping`): closing a
     /// prepared statement or the session, reading session options, the server's SqlInfo.
     pub bookkeeping: bool,
+    /// The caller's query limits, when its tier sets any (`query_limits`).
+    pub limits: Option<LimitsRecord>,
+}
+
+/// Which query limits applied to a request: its tier, and the limit that refused it or cut
+/// its result.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsRecord {
+    /// `default`, `group:<name>…` or `principal`.
+    pub tier: Arc<str>,
+    /// The limit that refused the query (`concurrent_queries`, `rows_per_window`) or cut its
+    /// result (`max_result_rows`, `max_result_bytes`).
+    pub applied: Option<String>,
+    /// How long the query waited for a slot, in microseconds (0: it did not wait).
+    pub queued_us: u64,
+    /// The result rows the gateway counted itself.
+    pub counted: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What Cedar was given beyond what the event records elsewhere (the principal in `actor`,

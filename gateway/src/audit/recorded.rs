@@ -279,6 +279,7 @@ mod tests {
             bytes_out: 0,
             duration_us: 0,
             bookkeeping: false,
+            limits: None,
         };
         let mut out = Vec::new();
         Formatter::new(SqlInAudit::Off, "test").write_line(&Record::Api(Box::new(record)), &mut out);

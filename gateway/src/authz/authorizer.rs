@@ -273,7 +273,12 @@ impl Authorizer {
                     }
                     _ => None,
                 };
-                Ok(Allowed { listing, policy: Arc::clone(&live.enforced.bundle.fingerprint), scope, data })
+                let unlimited_rows = live.enforced.bundle.asks_unlimited_rows
+                    && self.principal_view(&live.enforced, facts).is_ok_and(|view| {
+                        self.evaluate(&view, facts, crate::query_limits::UNLIMITED_ROWS, &Resource::Endpoint).allowed
+                    });
+                let policy = Arc::clone(&live.enforced.bundle.fingerprint);
+                Ok(Allowed { listing, policy, scope, data, unlimited_rows })
             }
             refused => Err(self.refusal(&live.enforced, facts, refused)),
         };

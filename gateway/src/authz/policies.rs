@@ -45,6 +45,8 @@ pub(crate) struct PolicyBundle {
     pub warnings: Vec<String>,
     /// The declared columns, row types, view reads and masks row and column policy is decided with.
     pub governance: Governance,
+    /// The schema declares `unlimited_rows`: the gateway then asks it of every allowed call.
+    pub asks_unlimited_rows: bool,
 }
 
 /// What row and column decisions are made with, from the engine's file and `masks.yaml`.
@@ -359,6 +361,8 @@ impl PolicyBundle {
             Some(schema) if problems.is_empty() => {
                 let by_action = slice_by_action(&policies, &schema).map_err(|e| LoadError(vec![e]))?;
                 let fingerprint = fingerprint(&files);
+                let asks_unlimited_rows =
+                    schema.actions().any(|a| a.id().unescaped() == crate::query_limits::UNLIMITED_ROWS);
                 Ok(Self {
                     policies,
                     by_action,
@@ -369,6 +373,7 @@ impl PolicyBundle {
                     served: served_names,
                     warnings,
                     governance,
+                    asks_unlimited_rows,
                 })
             }
             _ => Err(LoadError(problems)),

@@ -44,6 +44,9 @@ pub struct Allowed {
     /// The row and column decisions for the governed datasets the statement reads, directly
     /// or through views (see `identity`'s stamp `data`).
     pub data: Arc<[identity::DatasetPolicy]>,
+    /// Cedar permits the caller `unlimited_rows` (on the endpoint): its tier's row caps and
+    /// rows-per-window budget do not apply.
+    pub unlimited_rows: bool,
 }
 
 /// One Cedar request a call implies: an endpoint action (on the request's path) or a

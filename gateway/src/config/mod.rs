@@ -14,6 +14,7 @@ mod error;
 mod limits;
 mod listeners;
 mod path;
+mod query_limits;
 mod rate_limits;
 mod reference;
 mod stamp;
@@ -33,6 +34,7 @@ pub use error::ConfigError;
 pub use limits::{Limits, RuntimeConfig, ShutdownConfig, Timeouts};
 pub use listeners::{AuthMethodName, HealthListener, Listener, ListenerAuthConfig, UpstreamTls};
 pub use path::ConfigPath;
+pub use query_limits::{QueryLimitsConfig, RowsPerWindow, TierConfig};
 pub use rate_limits::{QuotaConfig, RateLimitConfig};
 pub use reference::{Reference, resolve_pem, resolve_reference};
 pub use stamp::StampConfig;
@@ -68,6 +70,9 @@ pub struct Config {
     /// Off unless configured.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// What each caller's statements may take; off unless configured.
+    #[serde(default)]
+    pub query_limits: QueryLimitsConfig,
     /// SIEM audit events; off (no sinks) unless configured.
     #[serde(default)]
     pub audit: AuditConfig,
@@ -94,6 +99,7 @@ impl Config {
             auth: AuthConfig::default(),
             authorization,
             rate_limits: RateLimitConfig::default(),
+            query_limits: QueryLimitsConfig::default(),
             audit: AuditConfig::default(),
             source: None,
         }

@@ -58,6 +58,7 @@ pub(super) fn begin<B>(
         bytes_out: 0,
         duration_us: 0,
         bookkeeping: false,
+        limits: None,
     })
 }
 
@@ -77,6 +78,9 @@ pub(super) async fn finish(
     mut response: Response<Body>,
 ) -> Response<Body> {
     record.status = response.status().as_u16();
+    if let (Some(limits), Some(cap)) = (record.limits.as_mut(), response.headers().get(identity::TRUNCATED_HEADER)) {
+        limits.applied = cap.to_str().ok().map(str::to_string);
+    }
     if let Some(report) = response.extensions_mut().remove::<EngineReport>() {
         record.access = report.access;
         record.rows = report.rows;
@@ -290,6 +294,9 @@ impl Audited {
         let Some(trailers) = frame.trailers_mut() else { return false };
         if let Some(rows) = trailers.remove(ROWS_HEADER) {
             record.rows = rows_of(&rows);
+        }
+        if let (Some(limits), Some(cap)) = (record.limits.as_mut(), trailers.get(identity::TRUNCATED_HEADER)) {
+            limits.applied = cap.to_str().ok().map(str::to_string);
         }
         if let Some(status) = grpc_status::code(trailers) {
             record.grpc_status = Some(status);

@@ -37,6 +37,24 @@ pub(super) struct Context {
     pub(super) learned: Option<authorize::Learned>,
     /// How long the engine took to answer with a head.
     pub(super) upstream_latency: Option<std::time::Duration>,
+    /// The caller's query limits, when its tier sets any.
+    pub(super) limits: Option<Limits>,
+}
+
+/// What the query limits stage found.
+pub(super) struct Limits {
+    /// The caller's tier.
+    pub(super) tier: Arc<str>,
+    /// How long the query waited for a slot, if it queued.
+    pub(super) queued: Option<std::time::Duration>,
+    /// The result rows the gateway counted (when it counted).
+    pub(super) counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Limits {
+    pub(super) fn new(tier: &crate::query_limits::Tier) -> Self {
+        Self { tier: Arc::clone(&tier.name), queued: None, counted: None }
+    }
 }
 
 /// A successful sign-in, as authenticate or the Handshake found it.

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! accept (limits, TLS, deadlines: `listener`) → sanitize → audit gate → rate-limit (ip)
-//!     → authenticate (incl. a browser session's CSRF check) → rate-limit (principal) → authorize (Cedar) → stamp → forward (stream)
+//!     → authenticate (incl. a browser session's CSRF check) → rate-limit (principal) → authorize (Cedar) → stamp
+//!     → admit (a query: its budget, a slot) → forward (stream; a query's rows counted and charged)
 //!     → observe (every outcome, and the only stage that records: sign-ins, metrics,
 //!       findings, the failed-auth quota, the error response, the audit event queued when
 //!       the response body ends)
@@ -40,6 +41,9 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::GatewayError;
+use crate::query_limits::QueryLimits;
+use crate::query_limits::metered::{self, Metering};
+use crate::query_limits::row_counter::RowCounter;
 use crate::ratelimit::RateLimits;
 use context::{BROWSER_ROUTE, Context, SignedIn};
 pub(crate) use forward::Upstream;
@@ -51,6 +55,8 @@ pub(crate) struct Pipeline {
     listener: ListenerAuth,
     authz: Arc<Authorizer>,
     limits: Arc<RateLimits>,
+    /// Per-caller query limits (`query_limits`).
+    queries: Arc<QueryLimits>,
     issuer: Arc<StampIssuer>,
     audit: Arc<Auditor>,
     upstream: Upstream,
@@ -78,7 +84,7 @@ impl Pipeline {
         config: &Config,
         auth: Arc<Authenticator>,
         authz: Arc<Authorizer>,
-        limits: Arc<RateLimits>,
+        (limits, queries): (Arc<RateLimits>, Arc<QueryLimits>),
         issuer: Arc<StampIssuer>,
         audit: Arc<Auditor>,
     ) -> Result<(Self, Self), crate::config::ConfigError> {
@@ -96,6 +102,7 @@ impl Pipeline {
             listener: api_auth,
             authz: Arc::clone(&authz),
             limits: Arc::clone(&limits),
+            queries: Arc::clone(&queries),
             issuer: Arc::clone(&issuer),
             audit: Arc::clone(&audit),
             upstream: Upstream::new(
@@ -116,6 +123,7 @@ impl Pipeline {
             listener: ListenerAuth::from_config(&config.flight, config, "flight")?,
             authz,
             limits,
+            queries,
             issuer,
             audit,
             upstream: Upstream::new(
@@ -188,6 +196,7 @@ impl Pipeline {
             verdict: None,
             learned: None,
             upstream_latency: None,
+            limits: None,
         }
     }
 
@@ -240,6 +249,11 @@ impl Pipeline {
         ctx.principal = Some(Arc::clone(&principal));
         // rate-limit (principal): the caller's own quota (group and principal overrides).
         self.limits.check_principal(&principal).map_err(GatewayError::RateLimited)?;
+        // query limits: the caller's tier (what the engine enforces goes in the stamp).
+        let tier = self.queries.tier(&principal);
+        if tier.limits_anything() {
+            ctx.limits = Some(context::Limits::new(&tier));
+        }
         // authorize: Cedar decides on the endpoint and every dataset the SQL touches.
         let body = unread.take().ok_or_else(|| GatewayError::Internal("request body taken twice".into()))?;
         let wants = ctx
@@ -252,16 +266,24 @@ impl Pipeline {
         ctx.verdict = verdict;
         ctx.learned = learned;
         let (mut request, allowed) = authorized?;
+        let engine_limits = tier.engine_limits(allowed.unlimited_rows);
         // stamp: the signed assertion the engine trusts, reused per principal and scope (the
         // datasets the statement may touch); a catalog listing's carries what it may list.
         let stamp = match &allowed.listing {
             None => self
                 .issuer
-                .stamp_for(&principal, &allowed.policy, &allowed.scope, &allowed.data)
+                .stamp_for(&principal, &allowed.policy, &allowed.scope, &allowed.data, engine_limits)
                 .map(|s| HeaderValue::from_str(&s)),
             Some(listing) => self
                 .issuer
-                .catalog_stamp(&principal, listing, &allowed.scope, &allowed.policy, &allowed.data)
+                .catalog_stamp(
+                    &principal,
+                    listing,
+                    &allowed.scope,
+                    &allowed.policy,
+                    &allowed.data,
+                    engine_limits.as_deref(),
+                )
                 .map(|s| HeaderValue::from_str(&s)),
         };
         let stamp = stamp
@@ -285,11 +307,53 @@ impl Pipeline {
         if let Some(counter) = &ctx.bytes_in {
             request = audit::count_request(request, counter);
         }
+        // admit: a query runs only with budget left and a slot of its own and a global one.
+        let admitted = match ctx.route {
+            "/v1/sql" | "DoGet" => {
+                let admitted = self.queries.admit(&principal, &tier, allowed.unlimited_rows).await;
+                let (slots, waited) = admitted.map_err(GatewayError::QueryLimited)?;
+                if let Some(limits) = &mut ctx.limits {
+                    limits.queued = (!waited.0.is_zero()).then_some(waited.0);
+                }
+                Some(slots)
+            }
+            _ => None,
+        };
         // forward: stream to the engine and back.
         let (response, latency) =
             self.upstream.forward(request, self.limit_stream.then_some(self.body.max_bytes)).await?;
         ctx.upstream_latency = Some(latency);
-        Ok(response)
+        // A query's rows are counted, charged to its budget and held to its cap as they pass;
+        // its slots are held until its response ends.
+        let Some(slots) = admitted else { return Ok(response) };
+        let budget = tier.budget(allowed.unlimited_rows);
+        let cap = engine_limits.as_ref().and_then(|limits| limits.max_result_rows);
+        if budget.is_none() && cap.is_none() && !slots.holds_any() {
+            return Ok(response);
+        }
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if let Some(limits) = &mut ctx.limits {
+            limits.counted = Some(Arc::clone(&counted));
+        }
+        if response.headers().contains_key(identity::TRUNCATED_HEADER) {
+            crate::metrics::query_limit(&tier.name, "truncated");
+        }
+        let counter = response
+            .status()
+            .is_success()
+            .then(|| response.headers().get(http::header::CONTENT_TYPE))
+            .flatten()
+            .and_then(|media| RowCounter::for_content_type(media.as_bytes()));
+        let metering = Metering {
+            limits: Arc::clone(&self.queries),
+            principal: Arc::from(principal.id.as_str()),
+            tier: Arc::clone(&tier.name),
+            budget,
+            cap,
+            _slots: slots,
+            counted,
+        };
+        Ok(response.map(|body| metered::meter(body, counter, metering)))
     }
 }
 

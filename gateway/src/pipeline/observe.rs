@@ -41,6 +41,22 @@ impl Pipeline {
                 self.browser_signed_in(connection, &ctx.request_id, sign_in).await;
             }
         }
+        if let Some(limits) = ctx.limits.take() {
+            if limits.queued.is_some() {
+                crate::metrics::query_limit(&limits.tier, "queued");
+            }
+            if let Some(record) = ctx.record.as_deref_mut() {
+                record.limits = Some(crate::audit::LimitsRecord {
+                    tier: limits.tier,
+                    applied: match &result {
+                        Err(GatewayError::QueryLimited(refused)) => Some(refused.limit.to_string()),
+                        _ => None,
+                    },
+                    queued_us: limits.queued.map_or(0, |q| q.as_micros() as u64),
+                    counted: limits.counted,
+                });
+            }
+        }
         if let Some(record) = ctx.record.as_deref_mut() {
             record.principal = ctx.principal.take();
             if let Some(learned) = ctx.learned.take() {
@@ -85,6 +101,7 @@ impl Pipeline {
                 self.credential_refused(connection, &ctx.request_id, error, ctx.route == "Handshake").await;
             }
             Err(GatewayError::RateLimited(limited)) => crate::metrics::rate_limited(limited.limiter),
+            Err(GatewayError::QueryLimited(refused)) => crate::metrics::query_limit(&refused.tier, refused.limit),
             // Cedar denials count towards findings too; unsupported or malformed calls do not.
             Err(GatewayError::Authorization(crate::authz::AuthzError::Denied { .. })) => self.audit.refused(ip).await,
             _ => {}
