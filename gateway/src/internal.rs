@@ -24,6 +24,7 @@ pub use crate::browser::session::{SESSION_COOKIE, Sessions};
 pub use crate::listener::frames::{FrameCounter, Outgoing};
 pub use crate::metrics::render as render_metrics;
 pub use crate::pipeline::sanitize::sanitize;
+pub use crate::query_limits::row_counter::RowCounter;
 pub use crate::tls::provider as crypto_provider;
 pub use crate::workload::principal_from_certificate;
 

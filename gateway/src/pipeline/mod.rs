@@ -328,7 +328,8 @@ impl Pipeline {
         let Some(slots) = admitted else { return Ok(response) };
         let budget = tier.budget(allowed.unlimited_rows);
         let cap = engine_limits.as_ref().and_then(|limits| limits.max_result_rows);
-        if budget.is_none() && cap.is_none() && !slots.holds_any() {
+        // A caller without limits (and no global cap) is not metered: its hot path stays as it was.
+        if ctx.limits.is_none() && !slots.holds_any() {
             return Ok(response);
         }
         let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));

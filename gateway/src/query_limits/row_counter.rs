@@ -11,7 +11,7 @@ const MAX_METADATA: usize = 1 << 20;
 
 /// One result's counter, by its encoding.
 #[derive(Debug)]
-pub(crate) enum RowCounter {
+pub enum RowCounter {
     /// `application/json`: an array of objects.
     Json { depth: u32, in_string: bool, escaped: bool },
     /// `text/csv`: a header record, then one record per row.
@@ -25,7 +25,7 @@ pub(crate) enum RowCounter {
 impl RowCounter {
     /// The counter for a response of `content_type` (`None`: not a result the gateway
     /// counts).
-    pub(crate) fn for_content_type(content_type: &[u8]) -> Option<Self> {
+    pub fn for_content_type(content_type: &[u8]) -> Option<Self> {
         let media = content_type.split(|&c| c == b';').next().unwrap_or_default().trim_ascii();
         Some(match media {
             b"application/json" => Self::Json { depth: 0, in_string: false, escaped: false },
@@ -37,7 +37,7 @@ impl RowCounter {
     }
 
     /// The rows that end in `chunk`.
-    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<u64, &'static str> {
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<u64, &'static str> {
         match self {
             Self::Json { depth, in_string, escaped } => {
                 let mut rows = 0;
@@ -85,7 +85,7 @@ impl RowCounter {
 
 /// An Arrow IPC stream: `[0xFFFFFFFF] <metadata length> <Message> <body>`, repeated.
 #[derive(Debug, Default)]
-pub(crate) struct IpcStream {
+pub struct IpcStream {
     state: IpcState,
 }
 
@@ -119,31 +119,16 @@ impl IpcStream {
         while !chunk.is_empty() {
             match &mut self.state {
                 IpcState::Prefix { bytes, have } => {
-                    fill(bytes, have, &mut chunk);
-                    if *have < 4 {
-                        continue;
-                    }
-                    let first = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                    let length = if first == u32::MAX {
-                        if *have < 8 {
-                            continue;
-                        }
-                        u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])
-                    } else {
-                        // The old format has no marker: what was read past the length
-                        // belongs to the metadata.
-                        let extra: Vec<u8> = bytes.iter().take(*have).skip(4).copied().collect();
-                        let need = first as usize;
-                        if need > MAX_METADATA {
-                            return Err("Arrow IPC metadata too large");
-                        }
-                        if need == 0 {
-                            self.state = IpcState::Ended;
-                            continue;
-                        }
-                        self.state = IpcState::Metadata { need, bytes: extra };
-                        rows += self.settle()?;
-                        continue;
+                    // 4 bytes, then 4 more after a continuation marker (the old format has
+                    // none: its 4 bytes are the length).
+                    let marked = *have >= 4 && bytes.starts_with(&[0xff; 4]);
+                    fill(bytes, have, if marked { 8 } else { 4 }, &mut chunk);
+                    let marked = *have >= 4 && bytes.starts_with(&[0xff; 4]);
+                    let [a, b, c, d, e, f, g, h] = *bytes;
+                    let length = match (*have, marked) {
+                        (8, true) => u32::from_le_bytes([e, f, g, h]),
+                        (4, false) => u32::from_le_bytes([a, b, c, d]),
+                        _ => continue,
                     };
                     let need = length as usize;
                     if need == 0 {
@@ -190,7 +175,7 @@ impl IpcStream {
 /// gRPC messages (`<compressed: 1> <length: 4, big-endian> <message>`) each a `FlightData`
 /// protobuf, whose field 2 (`data_header`) is an IPC `Message`; other fields are skipped.
 #[derive(Debug, Default)]
-pub(crate) struct FlightStream {
+pub struct FlightStream {
     state: FlightState,
     /// Bytes of the current gRPC message still to come.
     message_left: u64,
@@ -246,7 +231,7 @@ impl FlightStream {
             }
             match &mut self.state {
                 FlightState::Frame { bytes, have } => {
-                    fill(bytes, have, &mut chunk);
+                    fill(bytes, have, 5, &mut chunk);
                     if *have == 5 {
                         let [compressed, length @ ..] = *bytes;
                         if compressed != 0 {
@@ -345,9 +330,9 @@ fn split<'a>(chunk: &mut &'a [u8], n: usize) -> &'a [u8] {
     head
 }
 
-/// Fills `buf` from `have` on with what `chunk` has.
-fn fill<const N: usize>(buf: &mut [u8; N], have: &mut usize, chunk: &mut &[u8]) {
-    let taken = split(chunk, N.saturating_sub(*have));
+/// Fills `buf` from `have` up to `want` bytes with what `chunk` has.
+fn fill<const N: usize>(buf: &mut [u8; N], have: &mut usize, want: usize, chunk: &mut &[u8]) {
+    let taken = split(chunk, want.min(N).saturating_sub(*have));
     for (slot, byte) in buf.iter_mut().skip(*have).zip(taken) {
         *slot = *byte;
     }

@@ -18,6 +18,7 @@ mod differential;
 mod exhaustion;
 mod policy_changes;
 mod proxy;
+mod query_limits;
 mod ratelimit;
 mod s3_datasets;
 mod tls;
