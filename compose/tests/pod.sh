@@ -110,6 +110,17 @@ print("\n".join(c[sys.argv[3]]["exec"]["command"]))' "$pod_yaml" "$c" "$probe")
 done
 echo "ok: liveness and readiness probes of both containers pass"
 
+# The engine's memory pool is half its container's memory limit (the downward API's
+# PORTCULLIS_MEMORY_LIMIT_BYTES), whatever the host has.
+want="$(python3 -c 'import sys, yaml
+spec = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]
+limit = next(c for c in spec["containers"] if c["name"] == "engine")["resources"]["limits"]["memory"]
+units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+print(int(limit[:-2]) * units[limit[-2:]] // 2)' "$pod_yaml")"
+podman logs "$pod_name-engine" 2>&1 | grep -q "memory_pool_bytes=$want" \
+  || fail "the engine's pool is not half its container's limit ($want): $(podman logs "$pod_name-engine" 2>&1 | grep memory_pool)"
+echo "ok: the engine's memory pool is $want bytes, half its container's limit"
+
 pid="$(podman inspect --format '{{.State.Pid}}' "$(podman pod inspect "$pod_name" --format '{{.InfraContainerID}}')")"
 inpod() { nsenter -t "$pid" -n "$@"; }
 acme="$(cat "$state/dev-api-key-acme")"

@@ -44,6 +44,11 @@ pub struct Args {
     /// Email of the development principal (with --dangerous-dev-principal).
     #[arg(long, value_name = "EMAIL", requires = "dangerous_dev_principal")]
     pub dev_email: Option<String>,
+    /// The memory this process may use, as its container's resources state it (the chart
+    /// sets it from `limits.memory` through the downward API). The default memory pool is
+    /// half of the smaller of this and the process's cgroup limit.
+    #[arg(long, value_name = "BYTES", env = "PORTCULLIS_MEMORY_LIMIT_BYTES")]
+    pub memory_limit_bytes: Option<u64>,
     /// Validate the configuration, keys, datasets and views, then exit.
     #[arg(long)]
     pub check: bool,
@@ -96,6 +101,7 @@ pub fn load(args: &Args) -> Result<(Config, Authenticator), String> {
     if let Some(addr) = args.flight_listen {
         config.flight_listen = addr;
     }
+    config.limits.memory_limit_bytes = args.memory_limit_bytes;
     let auth = match (&args.dangerous_dev_principal, config.stamp.public_key_files.is_empty()) {
         (Some(_), false) => {
             return Err("--dangerous-dev-principal cannot be combined with stamp public keys".into());

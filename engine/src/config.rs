@@ -143,6 +143,9 @@ pub struct Limits {
     /// A statement still planning or running after this long is stopped with an error.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout_secs: u64,
+    /// The container's memory limit (`--memory-limit-bytes`), not a file setting.
+    #[serde(skip)]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -153,6 +156,7 @@ impl Default for Limits {
             flight_handle_ttl_secs: default_handle_ttl(),
             memory_pool_bytes: None,
             statement_timeout_secs: default_statement_timeout(),
+            memory_limit_bytes: None,
         }
     }
 }

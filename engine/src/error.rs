@@ -195,6 +195,7 @@ mod tests {
             EngineError::MethodNotAllowed,
             EngineError::PayloadTooLarge(1),
             EngineError::NotAcceptable(String::new()),
+            EngineError::ResultLimit(String::new()),
             EngineError::Exhausted(String::new()),
             EngineError::Internal(String::new()),
         ];

@@ -18,9 +18,12 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 /// The share of the memory limit the default pool takes, in percent.
 const DEFAULT_POOL_PERCENT: u64 = 50;
 
-/// A runtime whose pool holds `configured` bytes, or the default share of the memory limit.
-pub fn runtime(configured: Option<u64>) -> Result<(Arc<RuntimeEnv>, u64), String> {
-    let share = u128::from(process::memory_limit()) * u128::from(DEFAULT_POOL_PERCENT) / 100;
+/// A runtime whose pool holds `configured` bytes, or the default share of the memory limit:
+/// the process's (its cgroup's, else the host's), or `container`'s (what the container's
+/// resources state) when smaller.
+pub fn runtime(configured: Option<u64>, container: Option<u64>) -> Result<(Arc<RuntimeEnv>, u64), String> {
+    let limit = container.map_or_else(process::memory_limit, |bytes| bytes.min(process::memory_limit()));
+    let share = u128::from(limit) * u128::from(DEFAULT_POOL_PERCENT) / 100;
     let bytes = configured.unwrap_or(u64::try_from(share).unwrap_or(u64::MAX));
     let pool = FairSpillPool::new(usize::try_from(bytes).unwrap_or(usize::MAX));
     let runtime = RuntimeEnvBuilder::new()

@@ -79,7 +79,8 @@ impl QueryEngine {
             .with_option_extension(SessionCaller::default());
         let (ctx, pool_bytes) = match &config.cluster {
             None => {
-                let (runtime, pool) = crate::memory::runtime(config.limits.memory_pool_bytes)?;
+                let (runtime, pool) =
+                    crate::memory::runtime(config.limits.memory_pool_bytes, config.limits.memory_limit_bytes)?;
                 tracing::info!(memory_pool_bytes = pool, "query memory pool");
                 (SessionContext::new_with_config_rt(session_config, runtime), Some(pool))
             }

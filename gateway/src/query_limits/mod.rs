@@ -12,7 +12,7 @@
 mod ipc_message;
 pub(crate) mod metered;
 mod row_budget;
-pub mod row_counter;
+pub(crate) mod row_counter;
 mod slots;
 
 use std::collections::HashMap;
