@@ -86,6 +86,23 @@ for bad in 'replicas: two' 'replicaz: 2' 'data: {existingClaim: a, csi: {driver:
     || { cat "$work/planted.log" >&2; fail "render with $bad failed for another reason"; }
 done
 echo "ok: no render without a digest or with zeros, nor with a wrong value (values.schema.json); validate.sh refuses zeros"
+# The engine's memory pool is sized from its container's limit: the downward API passes it.
+memory_env() {
+  python3 - "$1" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
+engine = next(c for c in docs[0]["spec"]["template"]["spec"]["containers"] if c["name"] == "engine")
+env = {e["name"]: e.get("valueFrom", {}) for e in engine.get("env", [])}
+field = env.get("PORTCULLIS_MEMORY_LIMIT_BYTES", {}).get("resourceFieldRef", {})
+sys.exit(0 if field == {"containerName": "engine", "resource": "limits.memory"} else 1)
+PY
+}
+sed 's/PORTCULLIS_MEMORY_LIMIT_BYTES/PORTCULLIS_UNREAD/' "$work/pin-portcullis/portcullis.yaml" >"$work/no-memory-env.yaml"
+must_fail "the memory check on a manifest without the downward API env" memory_env "$work/no-memory-env.yaml"
+for manifest in compose/k8s/portcullis.yaml compose/k8s/portcullis-hardened.yaml compose/k8s/portcullis-spiffe.yaml; do
+  memory_env "$manifest" || fail "$manifest: the engine is not given its container's memory limit"
+done
+echo "ok: the engine gets its container's memory limit (downward API) in every manifest"
 # Your data: the engine's file in both containers (authorization.engine_config set), a data
 # claim read-only, S3 credentials by Secret, the conventional pod values, the passthrough
 # Ingress and Gateway API routes; still restricted, and NOTES.txt says what to do next.

@@ -11,5 +11,6 @@ mod cluster;
 mod data_policy;
 mod flight_sql;
 mod http_api;
+mod memory;
 mod python_clients;
 mod reload;
