@@ -1,8 +1,10 @@
 """Signs an identity stamp as the gateway does (gateway/identity/src/stamp.rs: v1, Ed25519,
 key id = the first 8 bytes of the public key's SHA-256), for the row and column policy
-benchmark (run-data-policy-benchmark.sh), which talks to the engine directly.
+benchmark (run-data-policy-benchmark.sh) and the query limits benchmark
+(run-limits-benchmark.sh), which talk to the engine directly.
 
-  python3 loadtests/stamp.py STAMP_KEY_PEM CASE     # CASE: plain | open | filtered | masked | selective
+  python3 loadtests/stamp.py STAMP_KEY_PEM CASE [LIMITS_JSON]
+      # CASE: plain | open | filtered | masked | selective; LIMITS_JSON: the `limits` claim
 """
 
 import base64
@@ -78,6 +80,8 @@ def main():
     data = decision(sys.argv[2])
     if data:
         claims["data"] = data
+    if len(sys.argv) > 3:
+        claims["limits"] = json.loads(sys.argv[3])
     signed = f"v1.{kid}.{b64(json.dumps(claims).encode())}"
     print(f"{signed}.{b64(key.sign(signed.encode()))}")
 

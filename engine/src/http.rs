@@ -31,6 +31,10 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 /// Results up to this size that are ready at once are sent whole rather than streamed.
 const SMALL_RESULT_BYTES: usize = 64 * 1024;
 
+/// A capped result is read ahead up to this size before its head is sent, so that the head
+/// can say whether it was cut; a larger one streams, and says so in a trailer.
+const CAPPED_READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+
 /// What every HTTP request handler shares (built by `server`).
 #[derive(Debug)]
 pub struct Shared {
@@ -109,15 +113,17 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
     // ready now (never waiting for more) up to SMALL_RESULT_BYTES. If that is the whole
     // result, the response is one write and one TCP segment; a later error still gets its
     // status. Otherwise what was encoded is the first chunk and the rest streams.
-    // A capped result is read whole first (it is at most the cap), so that its head can
-    // say whether it was cut, and a `fail` cap gets its status.
+    // A capped result is read ahead further, waiting for its batches, so that a result cut
+    // at its cap is known (and a `fail` cap gets its status) before the head in all but
+    // large results; those stream and carry the flag in a trailer.
     let capped = limits.is_some_and(StatementLimits::caps_result);
+    let read_ahead = if capped { CAPPED_READ_AHEAD_BYTES } else { SMALL_RESULT_BYTES };
     let mut head = BytesMut::new();
     if let Some(batch) = &first {
         rows += batch.num_rows() as u64;
         head.extend_from_slice(&encoder.batch(batch)?);
     }
-    while capped || head.len() < SMALL_RESULT_BYTES {
+    while head.len() < read_ahead {
         let next = if capped { Some(stream.next().await) } else { stream.next().now_or_never() };
         match next {
             Some(Some(batch)) => {
@@ -165,21 +171,33 @@ async fn sql(shared: &Shared, request: Request<Incoming>) -> Result<Response<Bod
                 Err(std::io::Error::other(error.to_string()))
             }
         })
-        // After the last byte (never after an error, which ends the body): the rows sent.
+        // After the last byte (never after an error, which ends the body): the rows sent,
+        // and the cap a capped result was cut at.
         .chain(
             futures::stream::once(async move {
                 let mut trailers = http::HeaderMap::new();
-                trailers.insert(ROWS_HEADER, HeaderValue::from(sent.load(Ordering::Relaxed)));
+                if report {
+                    trailers.insert(ROWS_HEADER, HeaderValue::from(sent.load(Ordering::Relaxed)));
+                }
+                if let Some(cap) = truncation.cap() {
+                    trailers.insert(TRUNCATED_HEADER, HeaderValue::from_static(cap));
+                }
                 Ok(Frame::trailers(trailers))
             })
-            .take(usize::from(report)),
+            .take(usize::from(report || capped)),
         );
     let body = BodyExt::boxed_unsync(StreamBody::new(chunks));
     let mut response = Response::new(body);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media));
-    if report {
-        // HTTP/1.1 sends only the trailer fields the head announces.
-        response.headers_mut().insert(http::header::TRAILER, HeaderValue::from_static(ROWS_HEADER));
+    // HTTP/1.1 sends only the trailer fields the head announces.
+    let announced = match (report, capped) {
+        (true, true) => HeaderValue::from_str(&format!("{ROWS_HEADER}, {TRUNCATED_HEADER}")).ok(),
+        (true, false) => Some(HeaderValue::from_static(ROWS_HEADER)),
+        (false, true) => Some(HeaderValue::from_static(TRUNCATED_HEADER)),
+        (false, false) => None,
+    };
+    if let Some(announced) = announced {
+        response.headers_mut().insert(http::header::TRAILER, announced);
     }
     Ok(with_access(response, access))
 }

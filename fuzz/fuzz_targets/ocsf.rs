@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         bytes_out: 0,
         duration_us: 1,
         bookkeeping: false,
+        limits: None,
     };
     let mut out = Vec::new();
     Formatter::new(SqlInAudit::Full, "fuzz").write_line(&Record::Api(Box::new(record)), &mut out);

@@ -150,8 +150,18 @@ pub(super) fn take_report(parts: &mut http::response::Parts) {
     }
     let access = parts.headers.remove(ACCESS_HEADER);
     let rows = parts.headers.remove(ROWS_HEADER).as_ref().and_then(rows_of);
-    if parts.headers.get(http::header::TRAILER).is_some_and(|v| v == ROWS_HEADER) {
-        parts.headers.remove(http::header::TRAILER);
+    // The trailers announced to the client: the engine's own (`x-portcullis-*`) left out.
+    if let Some(announced) = parts.headers.remove(http::header::TRAILER) {
+        let kept: Vec<&str> = announced
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty() && !name.starts_with("x-portcullis-"))
+            .collect();
+        if let (false, Ok(value)) = (kept.is_empty(), HeaderValue::from_str(&kept.join(", "))) {
+            parts.headers.insert(http::header::TRAILER, value);
+        }
     }
     if access.is_some() || rows.is_some() {
         parts.extensions.insert(EngineReport { access, rows });

@@ -300,9 +300,11 @@ impl Pipeline {
             // audit: the engine says what the statement read and how many rows it sent (a
             // trailer after the last byte, which HTTP/1.1 sends only when asked).
             request.headers_mut().insert(REPORT_HEADER, HeaderValue::from_static("1"));
-            if !ctx.grpc {
-                request.headers_mut().insert(http::header::TE, HeaderValue::from_static("trailers"));
-            }
+        }
+        // A large capped result says it was cut in a trailer too.
+        let capped = engine_limits.as_ref().is_some_and(|limits| limits.caps_result());
+        if (ctx.record.is_some() || capped) && !ctx.grpc {
+            request.headers_mut().insert(http::header::TE, HeaderValue::from_static("trailers"));
         }
         if let Some(counter) = &ctx.bytes_in {
             request = audit::count_request(request, counter);
@@ -335,9 +337,6 @@ impl Pipeline {
         let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(limits) = &mut ctx.limits {
             limits.counted = Some(Arc::clone(&counted));
-        }
-        if response.headers().contains_key(identity::TRUNCATED_HEADER) {
-            crate::metrics::query_limit(&tier.name, "truncated");
         }
         let counter = response
             .status()

@@ -45,6 +45,13 @@ impl Pipeline {
             if limits.queued.is_some() {
                 crate::metrics::query_limit(&limits.tier, "queued");
             }
+            // A result cut at its cap says so in its head (HTTP); over Flight, in its
+            // trailers, which the metered body counts when they pass.
+            if let Ok(response) = &result
+                && response.headers().contains_key(identity::TRUNCATED_HEADER)
+            {
+                crate::metrics::query_limit(&limits.tier, "truncated");
+            }
             if let Some(record) = ctx.record.as_deref_mut() {
                 record.limits = Some(crate::audit::LimitsRecord {
                     tier: limits.tier,

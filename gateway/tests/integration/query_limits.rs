@@ -17,6 +17,8 @@ use gateway::internal::apikeys;
 const CAP: u64 = 1000;
 const ROWS: u64 = 5000;
 const WINDOW_SECS: u64 = 3;
+/// A cap whose rows are more than the engine reads ahead before a head (4 MiB of JSON).
+const WIDE_CAP: u64 = 300_000;
 
 fn tiers() -> QueryLimitsConfig {
     serde_yaml_ng::from_str(&format!(
@@ -26,6 +28,7 @@ groups:
   strict: {{max_result_rows: {CAP}, on_exceed: fail}}
   budget: {{rows_per_window: {{rows: {budget}, window_secs: {WINDOW_SECS}}}}}
   single: {{concurrent_queries: 1}}
+  wide: {{max_result_rows: {WIDE_CAP}}}
 queue_wait_secs: 3
 ",
         budget = ROWS * 3 / 2
@@ -46,6 +49,7 @@ fn keys() -> Keys {
         ("bulk", &["capped", "bulk-export"]),
         ("budget", &["budget"]),
         ("single", &["single"]),
+        ("wide", &["wide"]),
         ("free", &[]),
         ("probe", &[]),
     ] {
@@ -349,4 +353,34 @@ async fn a_result_over_the_cap_from_an_engine_that_ignores_it_is_ended_by_the_ga
         .await
         .unwrap();
     assert_eq!(whole.json().as_array().map(Vec::len), Some(100 * ROWS as usize));
+}
+
+/// A capped result larger than what the engine reads ahead (4 MiB) streams: cut at its cap,
+/// with the flag in a trailer (HTTP/1.1 with `TE: trailers`) instead of the head.
+#[tokio::test]
+async fn a_large_capped_result_streams_and_says_it_was_cut_in_a_trailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stack, keys) = stack(dir.path().join("audit.log")).await;
+    let sql = format!("SELECT value AS n, 'row ' || value AS label FROM range(0, {})", 2 * WIDE_CAP);
+    let reply = stack
+        .client(None)
+        .request(stack.gateway.api_addr, "POST", "/v1/sql", &[("x-api-key", &keys["wide"]), ("te", "trailers")], &sql)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.body.len() > 4 << 20, "{} bytes: not past the read-ahead", reply.body.len());
+    assert_eq!(reply.json().as_array().map(Vec::len), Some(WIDE_CAP as usize));
+    assert!(!reply.headers.contains_key("portcullis-truncated"), "{:?}", reply.headers);
+    let trailers = reply.trailers.clone().unwrap_or_default();
+    assert_eq!(
+        trailers.get("portcullis-truncated").map(|v| v.to_str().unwrap()),
+        Some("max_result_rows"),
+        "{trailers:?}"
+    );
+    assert!(!trailers.keys().any(|k| k.as_str().starts_with("x-portcullis-")), "{trailers:?}");
+    assert!(
+        !reply.headers.get("trailer").is_some_and(|v| v.to_str().unwrap().contains("x-portcullis")),
+        "{:?}",
+        reply.headers
+    );
 }
