@@ -10,7 +10,13 @@
 # And what a share too small for a high-cardinality aggregation costs: `spill` runs a
 # 6M-group one (keys in no order, so it hashes) with `memory_percent: 1` of a 2 GiB pool
 # (it spills to disk) against `none`.
-# Medians of ROUNDS runs each, the cases interleaved.
+# Medians of ROUNDS runs each, the cases interleaved, which goes first alternating.
+#
+# Then what the gateway's side costs: two gateways in front of one engine (from `gateway
+# up`) that differ only in `query_limits` (none / a default tier that never trips: caps, a
+# budget, concurrency slots, so every query is admitted, metered and its rows counted),
+# with the same mTLS `SELECT 1` load (loadgen: throughput and the gateway's CPU per request)
+# and a 10M-row Arrow result through each (curl).
 #
 #   bash loadtests/run-limits-benchmark.sh
 #   ROUNDS=3 bash loadtests/run-limits-benchmark.sh
@@ -19,7 +25,9 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-7}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
-cargo build --release -q -p engine -p gateway
+cargo build --release -q -p engine -p gateway -p loadtests
+N=${N:-10000}
+C=${C:-4}
 BIN="$CARGO_TARGET_DIR/release"
 STATE=$(mktemp -d)
 PIDS=()
@@ -36,7 +44,7 @@ YAML
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf http://127.0.0.1:28191/health >/dev/null && break; sleep 0.2; done
 
-WITHIN='{"tier":"group:bench","statement_timeout_secs":3600,"memory_percent":90,"max_result_rows":1000000000,"max_result_bytes":1000000000000}'
+WITHIN=${WITHIN:-'{"tier":"group:bench","statement_timeout_secs":3600,"memory_percent":90,"max_result_rows":1000000000,"max_result_bytes":1000000000000}'}
 SMALL='{"tier":"group:small","memory_percent":1}'
 declare -A SQL=(
   [agg]="SELECT count(*) AS n, sum(value % 7) AS s FROM range(0, 100000000)"
@@ -44,22 +52,36 @@ declare -A SQL=(
   [rows]="SELECT value AS a, value * 2 AS b FROM range(0, 10000000)"
   [spill]="SELECT count(*) AS g FROM (SELECT (value * 7919) % 6000011 AS k, count(*) AS c FROM range(0, 6000000) GROUP BY k)"
 )
-run() { # STAMP SQL -> seconds
-  curl -sf -o /dev/null -w '%{time_total}' -X POST http://127.0.0.1:28191/v1/sql \
-    -H 'accept: application/vnd.apache.arrow.stream' -H "x-portcullis-stamp: $1" -d "$2"
+run() { # STAMP SQL -> seconds (a failed statement stops the run, saying why)
+  local out
+  out=$(curl -s -o "$STATE/body" -w '%{http_code} %{time_total}' -X POST http://127.0.0.1:28191/v1/sql \
+    -H 'accept: application/vnd.apache.arrow.stream' -H "x-portcullis-stamp: $1" -d "$2")
+  if [ "${out%% *}" != 200 ]; then
+    echo "run-limits-benchmark: $2 answered ${out%% *}: $(head -c 300 "$STATE/body")" >&2
+    exit 1
+  fi
+  echo "${out#* }"
 }
 declare -A TIMES=()
-for _ in $(seq "$ROUNDS"); do
+for round in $(seq "$ROUNDS"); do
   # Stamps live 60 s: signed afresh each round.
-  none=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain)
-  within=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain "$WITHIN")
-  small=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain "$SMALL")
+  declare -A STAMPS=(
+    [none]=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain)
+    [within]=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain "$WITHIN")
+    [small]=$(python3 loadtests/stamp.py "$STATE/stamp-key.pem" plain "$SMALL")
+  )
+  # Which case goes first alternates: the second run of a statement that just freed a large
+  # result is slower whatever its limits (measured with a `limits` claim that limits nothing).
+  if ((round % 2)); then order=(none within); else order=(within none); fi
   for q in agg groups rows; do
-    TIMES[$q.none]+="$(run "$none" "${SQL[$q]}") "
-    TIMES[$q.within]+="$(run "$within" "${SQL[$q]}") "
+    for c in "${order[@]}"; do
+      TIMES[$q.$c]+="$(run "${STAMPS[$c]}" "${SQL[$q]}") "
+    done
   done
-  TIMES[spill.none]+="$(run "$none" "${SQL[spill]}") "
-  TIMES[spill.small]+="$(run "$small" "${SQL[spill]}") "
+  if ((round % 2)); then order=(none small); else order=(small none); fi
+  for c in "${order[@]}"; do
+    TIMES[spill.$c]+="$(run "${STAMPS[$c]}" "${SQL[spill]}") "
+  done
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '%-8s %10s %10s %8s\n' statement base_s limited_s ratio
@@ -69,3 +91,65 @@ for q in agg groups rows spill; do
   limited=$(median "${TIMES[$q.$other]}")
   printf '%-8s %10s %10s %8s\n' "$q" "$base" "$limited" "$(awk -v a="$limited" -v b="$base" 'BEGIN {printf "%.3fx", a / b}')"
 done
+
+# The gateway's side.
+kill "${PIDS[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+PIDS=()
+mkdir -p "$STATE/policies"
+cp policies/*.cedar policies/schema.cedarschema policies/entities.json "$STATE/policies/"
+cat >"$STATE/policies/90-benchmark.cedar" <<'CEDAR'
+@id("benchmark-reader")
+permit(principal == Workload::"spiffe://portcullis.dev/workload/dev-client", action, resource);
+CEDAR
+"$BIN/gateway" up --state-dir "$STATE/up" --api-listen 127.0.0.1:28290 --flight-listen 127.0.0.1:25251 \
+  --health-listen 127.0.0.1:29290 --engine-http-listen 127.0.0.1:28291 --engine-flight-listen 127.0.0.1:25252 \
+  >/dev/null 2>"$STATE/up.log" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf http://127.0.0.1:29290/readyz >/dev/null && break; sleep 0.2; done
+gateway() { # NAME PORT_SUFFIX QUERY_LIMITS_YAML
+  cat >"$STATE/$1.yaml" <<YAML
+api: {listen: 127.0.0.1:381$2, upstream: http://127.0.0.1:28291}
+flight: {listen: 127.0.0.1:351$2, upstream: http://127.0.0.1:25252}
+health: {listen: 127.0.0.1:391$2}
+tls:
+  certificate_file: $STATE/up/tls/server.pem
+  key_file: $STATE/up/tls/server-key.pem
+  client_auth: optional
+  client_ca_file: $STATE/up/tls/ca.pem
+stamp: {key_file: $STATE/up/stamp-key.pem}
+authorization: {policies: $STATE/policies}
+query_limits:
+$3
+YAML
+  "$BIN/gateway" run -c "$STATE/$1.yaml" 2>"$STATE/$1.log" &
+  PIDS+=($!)
+  echo $! >"$STATE/$1.pid"
+}
+gateway plain 01 "  {}"
+gateway limited 02 "  default: {statement_timeout_secs: 3600, max_result_rows: 1000000000, concurrent_queries: 64,
+            rows_per_window: {rows: 1000000000000, window_secs: 3600}}
+  concurrent_queries: 256"
+for port in 39101 39102; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+done
+TLS=(--ca "$STATE/up/tls/ca.pem" --cert "$STATE/up/tls/client.pem" --key "$STATE/up/tls/client-key.pem")
+CURL_TLS=(--cacert "$STATE/up/tls/ca.pem" --cert "$STATE/up/tls/client.pem" --key "$STATE/up/tls/client-key.pem")
+declare -A RPS=() CPU=() BIG=()
+for round in $(seq "$ROUNDS"); do
+  if ((round % 2)); then order=(plain limited); else order=(limited plain); fi
+  for name in "${order[@]}"; do
+    port=$(grep -o '381[0-9][0-9]' "$STATE/$name.yaml" | head -1)
+    out=$("$BIN/loadgen" http --target "https://127.0.0.1:$port" "${TLS[@]}" -n "$N" -c "$C" --sql "SELECT 1" \
+      --server-pid "$(cat "$STATE/$name.pid")")
+    RPS[$name]+="$(awk '$1 == "throughput" {print $2}' <<<"$out") "
+    CPU[$name]+="$(awk '$1 == "server" {print $3}' <<<"$out") "
+    BIG[$name]+="$(curl -sf "${CURL_TLS[@]}" -o /dev/null -w '%{time_total}' -H 'accept: application/vnd.apache.arrow.stream' \
+      "https://localhost:$port/v1/sql" -d "${SQL[rows]}") "
+  done
+done
+printf '%-8s %12s %16s %14s\n' gateway 'SELECT 1/s' 'CPU µs/request' '10M rows s'
+for name in plain limited; do
+  printf '%-8s %12s %16s %14s\n' "$name" "$(median "${RPS[$name]}")" "$(median "${CPU[$name]}")" "$(median "${BIG[$name]}")"
+done
+
