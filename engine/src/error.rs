@@ -96,7 +96,21 @@ impl EngineError {
         {
             status.metadata_mut().insert(identity::ACCESS_HEADER, value);
         }
+        if let Some(limit) = self.tripped_limit() {
+            status.metadata_mut().insert(identity::LIMIT_HEADER, tonic::metadata::MetadataValue::from_static(limit));
+        }
         status
+    }
+
+    /// The caller limit this error is (its statement timeout, memory share or a `fail` cap),
+    /// for the gateway's count and audit event ([`identity::LIMIT_HEADER`]).
+    pub fn tripped_limit(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Exhausted(message) | EngineError::ResultLimit(message) => {
+                identity::StatementLimits::tripped(message)
+            }
+            _ => None,
+        }
     }
 
     /// The access report a refusal carries (the column policy denied), as its header value:

@@ -54,6 +54,9 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
             if let Some(report) = error.access_report().and_then(|r| HeaderValue::from_str(&r).ok()) {
                 response.headers_mut().insert(ACCESS_HEADER, report);
             }
+            if let Some(limit) = error.tripped_limit() {
+                response.headers_mut().insert(identity::LIMIT_HEADER, HeaderValue::from_static(limit));
+            }
             response
         }
     };

@@ -33,7 +33,7 @@ pub use stamp::{
     Grant, MAX_STAMP_LEN, MAX_STAMP_LIFETIME_SECS, MIN_STAMP_LIFETIME_SECS, StampError, StampIssuer, StampSigner,
     StampVerifier, VerifiedStamp,
 };
-pub use statement_limits::{OnExceed, StatementLimits, TRUNCATED_HEADER};
+pub use statement_limits::{LIMIT_HEADER, OnExceed, STATEMENT_LIMITS, StatementLimits, TRUNCATED_HEADER};
 
 /// Header (HTTP) and metadata key (gRPC) carrying the signed identity stamp.
 pub const STAMP_HEADER: &str = "x-portcullis-stamp";

@@ -709,7 +709,7 @@ mod tests {
             memory_percent: Some(10),
             max_result_rows: Some(1000),
             max_result_bytes: None,
-            on_exceed: crate::OnExceed::Fail,
+            on_exceed: crate::statement_limits::OnExceed::Fail,
         }));
         let plain = issuer.stamp_for_at(&alice(), &policy, &scope, &open, &None, NOW).unwrap();
         let limited = issuer.stamp_for_at(&alice(), &policy, &scope, &open, &capped, NOW).unwrap();

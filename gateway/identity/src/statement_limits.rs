@@ -53,3 +53,41 @@ pub enum OnExceed {
 /// Response header (HTTP) and trailer (gRPC) naming the cap a truncated result hit:
 /// `max_result_rows` or `max_result_bytes`.
 pub const TRUNCATED_HEADER: &str = "portcullis-truncated";
+
+/// The engine's header (HTTP) or status metadata (gRPC) on an error a caller's limit caused,
+/// naming the limit, for the gateway's metrics and audit event (the client never sees it).
+pub const LIMIT_HEADER: &str = "x-portcullis-limit";
+
+/// The caller limits an error can name, each as `<limit> of tier <tier>` in its message.
+pub const STATEMENT_LIMITS: [&str; 4] =
+    ["statement_timeout_secs", "memory_percent", "max_result_rows", "max_result_bytes"];
+
+impl StatementLimits {
+    /// The limit a [`LIMIT_HEADER`] value names (the static name), if it names one.
+    pub fn named(value: &[u8]) -> Option<&'static str> {
+        STATEMENT_LIMITS.into_iter().find(|limit| value == limit.as_bytes())
+    }
+
+    /// The caller limit an engine error's `message` says tripped, if any.
+    pub fn tripped(message: &str) -> Option<&'static str> {
+        STATEMENT_LIMITS.into_iter().find(|limit| {
+            message.match_indices(limit).any(|(at, _)| message[at + limit.len()..].starts_with(" of tier "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_the_limit_that_tripped_only_as_the_engine_words_it() {
+        let timeout = "the statement ran longer than statement_timeout_secs of tier group:a (1 s) and was stopped";
+        assert_eq!(StatementLimits::tripped(timeout), Some("statement_timeout_secs"));
+        let memory = "needs more than its memory share (5 bytes, memory_percent of tier default)";
+        assert_eq!(StatementLimits::tripped(memory), Some("memory_percent"));
+        let engine_wide = "the statement ran longer than limits.statement_timeout_secs (300 s) and was stopped";
+        assert_eq!(StatementLimits::tripped(engine_wide), None);
+        assert_eq!(StatementLimits::tripped("column max_result_rows not found"), None);
+    }
+}

@@ -399,14 +399,15 @@ fn data_policies(json: &mut Json<'_>, key: &'static str, data: &[identity::Datas
 
 /// `unmapped.limits`: the caller's query-limits tier, the limit that refused the query or
 /// cut its result, how long it queued, and the rows the gateway counted.
-fn limits_of(json: &mut Json<'_>, limits: &crate::audit::LimitsRecord) {
+fn limits_of(json: &mut Json<'_>, limits: &super::record::LimitsRecord) {
     json.begin("limits");
     json.str("tier", &limits.tier);
-    json.opt_str("applied", limits.applied.as_deref());
+    let tripped = limits.metered.as_ref().and_then(|m| m.tripped.get().copied());
+    json.opt_str("applied", limits.applied.as_deref().or(tripped));
     if limits.queued_us > 0 {
         json.u64("queued_us", limits.queued_us);
     }
-    json.opt_u64("rows_counted", limits.counted.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)));
+    json.opt_u64("rows_counted", limits.metered.as_ref().map(|m| m.rows.load(std::sync::atomic::Ordering::Relaxed)));
     json.end();
 }
 

@@ -96,8 +96,9 @@ pub struct LimitsRecord {
     pub applied: Option<String>,
     /// How long the query waited for a slot, in microseconds (0: it did not wait).
     pub queued_us: u64,
-    /// The result rows the gateway counted itself.
-    pub counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// What metering the result found: the rows the gateway counted itself, and the limit
+    /// the engine said ended it while streaming.
+    pub metered: Option<Arc<crate::query_limits::metered::Outcome>>,
 }
 
 /// What Cedar was given beyond what the event records elsewhere (the principal in `actor`,

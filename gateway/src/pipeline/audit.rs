@@ -21,7 +21,7 @@ use crate::audit::{ApiRecord, Auditor, Decision, Record};
 use crate::authz::flight_wire::{self, Rpc};
 use crate::body::{Body, BoxError};
 use crate::connection::Connection;
-use identity::{ACCESS_HEADER, ROWS_HEADER};
+use identity::{ACCESS_HEADER, LIMIT_HEADER, ROWS_HEADER, StatementLimits};
 use process::unix_millis;
 
 /// A fresh record for a request that just arrived.
@@ -84,6 +84,9 @@ pub(super) async fn finish(
     if let Some(report) = response.extensions_mut().remove::<EngineReport>() {
         record.access = report.access;
         record.rows = report.rows;
+        if let (Some(limits), Some(limit)) = (record.limits.as_mut(), report.limit) {
+            limits.applied = Some(limit.to_string());
+        }
     }
     if let Some(status) = grpc_status::code(response.headers()) {
         record.grpc_status = Some(status);
@@ -135,9 +138,11 @@ fn succeeded(record: &ApiRecord) -> bool {
 /// What the engine reported about the statement for the audit event (see
 /// [`identity::AccessReport`]), taken off its response head by forward.
 #[derive(Debug, Clone)]
-pub(super) struct EngineReport {
+pub(crate) struct EngineReport {
     access: Option<HeaderValue>,
     rows: Option<u64>,
+    /// The caller limit the engine's error is (`identity::LIMIT_HEADER`).
+    pub(super) limit: Option<&'static str>,
 }
 
 /// Takes the engine's report off its response head, whether or not audit asked for it (a
@@ -150,6 +155,7 @@ pub(super) fn take_report(parts: &mut http::response::Parts) {
     }
     let access = parts.headers.remove(ACCESS_HEADER);
     let rows = parts.headers.remove(ROWS_HEADER).as_ref().and_then(rows_of);
+    let limit = parts.headers.remove(LIMIT_HEADER).and_then(|v| StatementLimits::named(v.as_bytes()));
     // The trailers announced to the client: the engine's own (`x-portcullis-*`) left out.
     if let Some(announced) = parts.headers.remove(http::header::TRAILER) {
         let kept: Vec<&str> = announced
@@ -163,8 +169,8 @@ pub(super) fn take_report(parts: &mut http::response::Parts) {
             parts.headers.insert(http::header::TRAILER, value);
         }
     }
-    if access.is_some() || rows.is_some() {
-        parts.extensions.insert(EngineReport { access, rows });
+    if access.is_some() || rows.is_some() || limit.is_some() {
+        parts.extensions.insert(EngineReport { access, rows, limit });
     }
 }
 
@@ -308,6 +314,7 @@ impl Audited {
         if let (Some(limits), Some(cap)) = (record.limits.as_mut(), trailers.get(identity::TRUNCATED_HEADER)) {
             limits.applied = cap.to_str().ok().map(str::to_string);
         }
+
         if let Some(status) = grpc_status::code(trailers) {
             record.grpc_status = Some(status);
             record.upstream_error = grpc_error(status, trailers);

@@ -47,13 +47,13 @@ pub(super) struct Limits {
     pub(super) tier: Arc<str>,
     /// How long the query waited for a slot, if it queued.
     pub(super) queued: Option<std::time::Duration>,
-    /// The result rows the gateway counted (when it counted).
-    pub(super) counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// What metering the response found (when it was metered).
+    pub(super) metered: Option<Arc<crate::query_limits::metered::Outcome>>,
 }
 
 impl Limits {
     pub(super) fn new(tier: &crate::query_limits::Tier) -> Self {
-        Self { tier: Arc::clone(&tier.name), queued: None, counted: None }
+        Self { tier: Arc::clone(&tier.name), queued: None, metered: None }
     }
 }
 

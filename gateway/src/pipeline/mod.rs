@@ -334,9 +334,9 @@ impl Pipeline {
         if ctx.limits.is_none() && !slots.holds_any() {
             return Ok(response);
         }
-        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let outcome = Arc::new(metered::Outcome::default());
         if let Some(limits) = &mut ctx.limits {
-            limits.counted = Some(Arc::clone(&counted));
+            limits.metered = Some(Arc::clone(&outcome));
         }
         let counter = response
             .status()
@@ -351,7 +351,7 @@ impl Pipeline {
             budget,
             cap,
             _slots: slots,
-            counted,
+            outcome,
         };
         Ok(response.map(|body| metered::meter(body, counter, metering)))
     }

@@ -52,6 +52,13 @@ impl Pipeline {
             {
                 crate::metrics::query_limit(&limits.tier, "truncated");
             }
+            // An engine error a caller limit caused, answered with its head (a timeout or
+            // memory share before the first row, a `fail` cap); while streaming, the
+            // metered body counts it from the trailers.
+            let tripped = result.as_ref().ok().and_then(|r| r.extensions().get::<audit::EngineReport>());
+            if let Some(limit) = tripped.and_then(|report| report.limit) {
+                crate::metrics::query_limit(&limits.tier, limit);
+            }
             if let Some(record) = ctx.record.as_deref_mut() {
                 record.limits = Some(crate::audit::LimitsRecord {
                     tier: limits.tier,
@@ -60,7 +67,7 @@ impl Pipeline {
                         _ => None,
                     },
                     queued_us: limits.queued.map_or(0, |q| q.as_micros() as u64),
-                    counted: limits.counted,
+                    metered: limits.metered,
                 });
             }
         }

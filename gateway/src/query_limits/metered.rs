@@ -17,6 +17,14 @@ use super::slots::Held;
 use crate::body::{Body, BoxError};
 use crate::config::RowsPerWindow;
 
+/// What metering found, for the audit event: the rows counted, and the caller limit the
+/// engine said ended the query in its trailers (a timeout or memory share while streaming).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub rows: AtomicU64,
+    pub tripped: std::sync::OnceLock<&'static str>,
+}
+
 /// What a metered response needs to know.
 pub(crate) struct Metering {
     pub limits: Arc<QueryLimits>,
@@ -27,8 +35,8 @@ pub(crate) struct Metering {
     pub cap: Option<u64>,
     /// Held until the response ends (dropped with it).
     pub _slots: Held,
-    /// Rows counted so far, for the audit event.
-    pub counted: Arc<AtomicU64>,
+    /// What metering finds, for the audit event.
+    pub outcome: Arc<Outcome>,
 }
 
 /// `body` metered; `counter` is `None` for a response the gateway does not count (an error
@@ -57,7 +65,7 @@ impl Metered {
             return Ok(());
         }
         let m = &self.metering;
-        let total = m.counted.fetch_add(rows, Ordering::Relaxed) + rows;
+        let total = m.outcome.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         if let Some(budget) = m.budget {
             m.limits.budget().charge(&m.principal, budget, rows);
         }
@@ -81,17 +89,23 @@ impl HttpBody for Metered {
             return Poll::Ready(None);
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let Poll::Ready(Some(Ok(frame))) = polled else { return polled };
+        let Poll::Ready(Some(Ok(mut frame))) = polled else { return polled };
         if let Some(data) = frame.data_ref()
             && let Err(error) = self.count(data)
         {
             self.failed = true;
             return Poll::Ready(Some(Err(error)));
         }
-        if let Some(trailers) = frame.trailers_ref()
-            && trailers.contains_key(identity::TRUNCATED_HEADER)
-        {
-            crate::metrics::query_limit(&self.metering.tier, "truncated");
+        if let Some(trailers) = frame.trailers_mut() {
+            if trailers.contains_key(identity::TRUNCATED_HEADER) {
+                crate::metrics::query_limit(&self.metering.tier, "truncated");
+            }
+            // The engine's word on which limit ended the query stays in the gateway.
+            let tripped = trailers.remove(identity::LIMIT_HEADER);
+            if let Some(limit) = tripped.and_then(|v| identity::StatementLimits::named(v.as_bytes())) {
+                crate::metrics::query_limit(&self.metering.tier, limit);
+                let _ = self.metering.outcome.tripped.set(limit);
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }

@@ -102,7 +102,8 @@ const WIDE: &str = "SELECT count(*) AS matched FROM range(0, 3000000) a JOIN ran
 #[tokio::test]
 async fn a_capped_tiers_heavy_queries_end_while_others_complete_and_a_probe_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
-    let (stack, keys) = stack(dir.path().join("audit.log")).await;
+    let audit = dir.path().join("audit.log");
+    let (stack, keys) = stack(audit.clone()).await;
     let stack = Arc::new(stack);
     let stop = Arc::new(AtomicBool::new(false));
     let (probes, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -138,17 +139,70 @@ async fn a_capped_tiers_heavy_queries_end_while_others_complete_and_a_probe_keep
     let completed = sql(&stack, &keys["free"], WIDE).await;
     assert_eq!(completed.status, 200, "{}", completed.text());
     assert_eq!(completed.json()[0]["matched"], 3_000_000);
+    // Over Flight the timeout ends the DoGet's stream after its schema: the status and the
+    // limit come in the trailers.
+    let stopped = flight_error(&stack, &keys["capped"], LONG).await;
+    assert_eq!(stopped.code(), tonic::Code::ResourceExhausted, "{stopped:?}");
+    assert!(stopped.message().contains("statement_timeout_secs of tier group:capped"), "{stopped:?}");
+    assert!(stopped.metadata().get(identity::LIMIT_HEADER).is_none(), "the engine's report reached the client");
 
     stop.store(true, Ordering::Relaxed);
     prober.await.unwrap();
     assert!(probes.load(Ordering::Relaxed) >= 5, "too few probes ran");
     assert_eq!(failures.load(Ordering::Relaxed), 0, "a third caller's SELECT 1 failed");
-    // The engine counts what its limits stopped, by tier.
+    // The engine counts what its limits stopped, by tier; so does the gateway, and each
+    // event names the limit.
     let engine = common::metrics_text(stack.engine.http_addr).await;
+    let gateway = common::metrics_text(stack.gateway.health_addr).await;
     for limit in ["statement_timeout_secs", "memory_percent"] {
         let line = format!("engine_statement_limits_total{{tier=\"group:capped\",limit=\"{limit}\"}}");
         assert!(engine.lines().any(|l| l.starts_with(&line)), "{line} missing:\n{engine}");
+        let line = format!("gateway_query_limits_total{{tier=\"group:capped\",event=\"{limit}\"}}");
+        assert!(gateway.lines().any(|l| l.starts_with(&line)), "{line} missing:\n{gateway}");
     }
+    common::wait_for("the DoGet's event", || {
+        common::read_events(&audit)
+            .iter()
+            .any(|e| e["api"]["operation"] == "DoGet" && e["unmapped"]["limits"]["applied"] == "statement_timeout_secs")
+    })
+    .await;
+    let events = common::read_events(&audit);
+    let applied = |limit: &str| events.iter().filter(|e| e["unmapped"]["limits"]["applied"] == limit).count();
+    assert!(applied("statement_timeout_secs") >= 2, "HTTP and Flight");
+    assert_eq!(applied("memory_percent"), 1);
+}
+
+/// The gRPC status a Flight SQL statement of `key` ends with (from GetFlightInfo, or from
+/// the DoGet's stream).
+async fn flight_error(stack: &Stack, key: &str, sql: &str) -> tonic::Status {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use futures::StreamExt;
+    use prost::Message;
+    let mut client = arrow_flight::flight_service_client::FlightServiceClient::new(
+        common::grpc_channel(stack, stack.gateway.flight_addr.port()).await,
+    );
+    fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        request
+    }
+    let command = CommandStatementQuery { query: sql.into(), transaction_id: None };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    let info = match client.get_flight_info(with_key(descriptor, key)).await {
+        Ok(info) => info.into_inner(),
+        Err(status) => return status,
+    };
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = match client.do_get(with_key(ticket, key)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return status,
+    };
+    while let Some(message) = stream.next().await {
+        if let Err(status) = message {
+            return status;
+        }
+    }
+    panic!("{sql}: the stream ended without an error");
 }
 
 #[tokio::test]
@@ -188,7 +242,10 @@ async fn row_caps_the_cedar_lift_and_the_budget_hold_on_every_client_and_are_aud
     })
     .await;
     let events = common::read_events(&audit);
-    let truncated: Vec<_> = events.iter().filter(|e| e["unmapped"]["limits"]["applied"] == "max_result_rows").collect();
+    let capped = |e: &&serde_json::Value| e["unmapped"]["limits"]["applied"] == "max_result_rows";
+    let (failed, truncated): (Vec<_>, Vec<_>) = events.iter().filter(capped).partition(|e| e["status"] == "Failure");
+    assert!(failed.len() >= 4, "fail mode over HTTP ×3 and Flight: {}", failed.len());
+    assert!(failed.iter().all(|e| e["unmapped"]["limits"]["tier"] == "group:strict"), "{failed:?}");
     assert!(truncated.len() >= 5, "HTTP ×3, Flight, ADBC: {}", truncated.len());
     for event in &truncated {
         assert_eq!(event["unmapped"]["limits"]["tier"], "group:capped", "{event}");
