@@ -223,6 +223,7 @@ mod tests {
             limit,
             tier: std::sync::Arc::from("group:analysts"),
             retry_after: std::time::Duration::from_millis(1500),
+            waited: std::time::Duration::ZERO,
         }
     }
 

@@ -313,11 +313,14 @@ impl Pipeline {
         let admitted = match ctx.route {
             "/v1/sql" | "DoGet" => {
                 let admitted = self.queries.admit(&principal, &tier, allowed.unlimited_rows).await;
-                let (slots, waited) = admitted.map_err(GatewayError::QueryLimited)?;
+                let waited = match &admitted {
+                    Ok((_, waited)) => waited.0,
+                    Err(refused) => refused.waited,
+                };
                 if let Some(limits) = &mut ctx.limits {
-                    limits.queued = (!waited.0.is_zero()).then_some(waited.0);
+                    limits.queued = (!waited.is_zero()).then_some(waited);
                 }
-                Some(slots)
+                Some(admitted.map_err(GatewayError::QueryLimited)?.0)
             }
             _ => None,
         };

@@ -24,7 +24,7 @@ use identity::{OnExceed, Principal, StatementLimits};
 
 use crate::config::{ConfigError, QueryLimitsConfig, RowsPerWindow, TierConfig};
 pub(crate) use row_budget::RowBudget;
-pub(crate) use slots::{Slots, Waited};
+pub(crate) use slots::Slots;
 
 /// The Cedar action whose permit lifts a caller's row caps and rows-per-window budget.
 pub(crate) const UNLIMITED_ROWS: &str = "unlimited_rows";
@@ -91,6 +91,8 @@ pub(crate) struct Refused {
     pub limit: &'static str,
     pub tier: Arc<str>,
     pub retry_after: Duration,
+    /// How long it waited for a slot before the refusal (zero: it did not wait).
+    pub waited: Duration,
 }
 
 impl QueryLimits {
@@ -135,17 +137,19 @@ impl QueryLimits {
         principal: &Principal,
         tier: &Tier,
         unlimited_rows: bool,
-    ) -> Result<(slots::Held, Waited), Refused> {
+    ) -> Result<(slots::Held, slots::Waited), Refused> {
         if let Some(budget) = tier.budget(unlimited_rows)
             && let Err(retry_after) = self.budget.check(&principal.id, budget)
         {
-            return Err(Refused { limit: "rows_per_window", tier: Arc::clone(&tier.name), retry_after });
+            let tier = Arc::clone(&tier.name);
+            return Err(Refused { limit: "rows_per_window", tier, retry_after, waited: Duration::ZERO });
         }
         let queue_wait = self.live.load().queue_wait;
-        self.slots.acquire(&principal.id, tier.concurrent_queries, queue_wait).await.map_err(|retry_after| Refused {
+        self.slots.acquire(&principal.id, tier.concurrent_queries, queue_wait).await.map_err(|waited| Refused {
             limit: "concurrent_queries",
             tier: Arc::clone(&tier.name),
-            retry_after,
+            retry_after: slots::RETRY_AFTER,
+            waited: waited.0,
         })
     }
 

@@ -867,7 +867,7 @@ fn policy_test_coverage_names_uncovered_policies_and_enforces_a_minimum() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "coverage alone reports, it does not fail: {stdout}");
     assert!(
-        stdout.contains("14 of 15 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
+        stdout.contains("15 of 16 policies") && stdout.contains("untested-grant") && stdout.contains("NOT COVERED"),
         "{stdout}"
     );
     let out = gateway(&["policy", "test", "--engine-config", engine, "--coverage", "--min-coverage", "95", planted]);

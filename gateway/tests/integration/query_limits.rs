@@ -268,7 +268,8 @@ async fn row_caps_the_cedar_lift_and_the_budget_hold_on_every_client_and_are_aud
 #[tokio::test]
 async fn the_concurrency_cap_queues_then_refuses_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (stack, keys) = stack(dir.path().join("audit.log")).await;
+    let audit = dir.path().join("audit.log");
+    let (stack, keys) = stack(audit.clone()).await;
     let stack = Arc::new(stack);
     // A query of several seconds holds the single slot; a second waits its 3 s and is
     // refused, while another caller's query is not held up.
@@ -298,6 +299,16 @@ async fn the_concurrency_cap_queues_then_refuses_with_retry_after() {
         let line = format!("gateway_query_limits_total{{tier=\"group:single\",event=\"{event}\"}}");
         assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line} missing:\n{metrics}");
     }
+    // The refusal names its limit; the query that waited says how long.
+    let limits = |e: &serde_json::Value| e["unmapped"]["limits"].clone();
+    common::wait_for("the audit events", || {
+        common::read_events(&audit).iter().any(|e| limits(e)["queued_us"].as_u64().is_some_and(|us| us > 0))
+    })
+    .await;
+    let events = common::read_events(&audit);
+    let refused = events.iter().find(|e| limits(e)["applied"] == "concurrent_queries").expect("the refusal's event");
+    assert_eq!(refused["unmapped"]["error_code"], "too_many_queries", "{refused}");
+    assert!(limits(refused)["queued_us"].as_u64().is_some_and(|us| us >= 2_900_000), "{refused}");
 }
 
 /// The gateway's row count of what the engine's own encoders write (JSON, CSV, Arrow IPC) and
