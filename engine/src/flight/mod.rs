@@ -223,7 +223,8 @@ async fn stream_frame(
             FlightError::Tonic(Box::new(EngineError::from(error).grpc_status()))
         });
     let flight = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
-    let mut response: Response<DataStream> = if limits.is_some_and(StatementLimits::caps_result) {
+    let capped = limits.is_some_and(StatementLimits::caps_result);
+    let mut response: Response<DataStream> = if capped {
         Response::new(Box::pin(flag_truncation(flight, truncation)))
     } else {
         Response::new(Box::pin(flight))
@@ -231,7 +232,9 @@ async fn stream_frame(
     if report && let Some(value) = access.and_then(|a| a.parse().ok()) {
         response.metadata_mut().insert(identity::ACCESS_HEADER, value);
     }
-    response.extensions_mut().insert(trailers);
+    if report || capped {
+        response.extensions_mut().insert(trailers);
+    }
     Ok(response)
 }
 

@@ -354,6 +354,23 @@ mod tests {
         assert!(analyst.budget(false).is_some());
     }
 
+    /// docs/gateway.md's example is a valid configuration, and resolves as it says.
+    #[test]
+    fn the_documented_example_loads() {
+        let docs = include_str!("../../../docs/gateway.md");
+        let example = docs
+            .split("```yaml\n")
+            .find(|block| block.starts_with("query_limits:"))
+            .and_then(|block| block.split("```").next())
+            .expect("docs/gateway.md has a query_limits example");
+        let limits = QueryLimits::from_config(&parse(example).unwrap()).unwrap();
+        let both = limits.tier(&principal("carol", &["analysts", "contractors"]));
+        let engine = both.engine.as_ref().unwrap();
+        assert_eq!((engine.max_result_rows, engine.on_exceed), (Some(1000), OnExceed::Fail));
+        assert_eq!((both.concurrent_queries, engine.statement_timeout_secs), (Some(1), Some(300)));
+        assert_eq!(&*limits.tier(&principal("nightly-export", &["analysts"])).name, "principal");
+    }
+
     #[test]
     fn limits_that_let_nothing_through_are_refused_by_name() {
         for (yaml, field) in [
