@@ -314,7 +314,6 @@ impl Audited {
         if let (Some(limits), Some(cap)) = (record.limits.as_mut(), trailers.get(identity::TRUNCATED_HEADER)) {
             limits.applied = cap.to_str().ok().map(str::to_string);
         }
-
         if let Some(status) = grpc_status::code(trailers) {
             record.grpc_status = Some(status);
             record.upstream_error = grpc_error(status, trailers);
