@@ -18,18 +18,9 @@ STATE=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
-mkdir -p "$STATE/policies"
-cp policies/*.cedar policies/schema.cedarschema policies/entities.json "$STATE/policies/"
-cat >"$STATE/policies/90-benchmark.cedar" <<'CEDAR'
-@id("benchmark-reader")
-permit(principal == Workload::"spiffe://portcullis.dev/workload/dev-client", action, resource);
-CEDAR
-
-"$BIN/gateway" up --state-dir "$STATE" --api-listen 127.0.0.1:28090 --flight-listen 127.0.0.1:25051 \
-  --health-listen 127.0.0.1:29090 --engine-http-listen 127.0.0.1:28091 --engine-flight-listen 127.0.0.1:25052 \
-  >/dev/null 2>"$STATE/up.log" &
-PIDS+=($!)
-for _ in $(seq 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.2; done
+# shellcheck source=loadtests/bench-gateways.sh
+. loadtests/bench-gateways.sh
+bench_stack "$STATE" 0
 
 # A webhook receiver that takes every batch and answers 200.
 python3 - 127.0.0.1 28999 >/dev/null 2>&1 <<'PY' &
@@ -45,35 +36,17 @@ ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 PY
 PIDS+=($!)
 
-gateway() { # NAME PORT_SUFFIX AUDIT_YAML
-  cat >"$STATE/$1.yaml" <<YAML
-api: {listen: 127.0.0.1:380$2, upstream: http://127.0.0.1:28091}
-flight: {listen: 127.0.0.1:350$2, upstream: http://127.0.0.1:25052}
-health: {listen: 127.0.0.1:390$2}
-tls:
-  certificate_file: $STATE/tls/server.pem
-  key_file: $STATE/tls/server-key.pem
-  client_auth: optional
-  client_ca_file: $STATE/tls/ca.pem
-stamp: {key_file: $STATE/stamp-key.pem}
-authorization: {policies: $STATE/policies}
-audit:
-$3
-YAML
-  "$BIN/gateway" run -c "$STATE/$1.yaml" 2>"$STATE/$1.log" &
-  PIDS+=($!)
-  echo $! >"$STATE/$1.pid"
-}
-gateway off 01 "  sinks: []"
-gateway file 02 "  sinks: [{type: file, path: $STATE/audit-file.log, fsync: interval}]"
-gateway http 03 "  spool_dir: $STATE/spool-live
+bench_gateway "$STATE" 0 off 001 "audit:
+  sinks: []"
+bench_gateway "$STATE" 0 file 002 "audit:
+  sinks: [{type: file, path: $STATE/audit-file.log, fsync: interval}]"
+bench_gateway "$STATE" 0 http 003 "audit:
+  spool_dir: $STATE/spool-live
   sinks: [{type: http, url: http://127.0.0.1:28999/events}]"
-gateway dead 04 "  on_failure: allow
+bench_gateway "$STATE" 0 dead 004 "audit:
+  on_failure: allow
   spool_dir: $STATE/spool-dead
   sinks: [{type: http, url: http://127.0.0.1:28998/events}]"
-for port in 39001 39002 39003 39004; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
-done
 
 TLS=(--ca "$STATE/tls/ca.pem" --cert "$STATE/tls/client.pem" --key "$STATE/tls/client-key.pem")
 ROUNDS=${ROUNDS:-3}

@@ -96,52 +96,23 @@ done
 kill "${PIDS[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
 PIDS=()
-mkdir -p "$STATE/policies"
-cp policies/*.cedar policies/schema.cedarschema policies/entities.json "$STATE/policies/"
-cat >"$STATE/policies/90-benchmark.cedar" <<'CEDAR'
-@id("benchmark-reader")
-permit(principal == Workload::"spiffe://portcullis.dev/workload/dev-client", action, resource);
-CEDAR
-"$BIN/gateway" up --state-dir "$STATE/up" --api-listen 127.0.0.1:28290 --flight-listen 127.0.0.1:25251 \
-  --health-listen 127.0.0.1:29290 --engine-http-listen 127.0.0.1:28291 --engine-flight-listen 127.0.0.1:25252 \
-  >/dev/null 2>"$STATE/up.log" &
-PIDS+=($!)
-for _ in $(seq 100); do curl -sf http://127.0.0.1:29290/readyz >/dev/null && break; sleep 0.2; done
-gateway() { # NAME PORT_SUFFIX QUERY_LIMITS_YAML
-  cat >"$STATE/$1.yaml" <<YAML
-api: {listen: 127.0.0.1:381$2, upstream: http://127.0.0.1:28291}
-flight: {listen: 127.0.0.1:351$2, upstream: http://127.0.0.1:25252}
-health: {listen: 127.0.0.1:391$2}
-tls:
-  certificate_file: $STATE/up/tls/server.pem
-  key_file: $STATE/up/tls/server-key.pem
-  client_auth: optional
-  client_ca_file: $STATE/up/tls/ca.pem
-stamp: {key_file: $STATE/up/stamp-key.pem}
-authorization: {policies: $STATE/policies}
-query_limits:
-$3
-YAML
-  "$BIN/gateway" run -c "$STATE/$1.yaml" 2>"$STATE/$1.log" &
-  PIDS+=($!)
-  echo $! >"$STATE/$1.pid"
-}
-gateway plain 01 "  {}"
-gateway limited 02 "  default: {statement_timeout_secs: 3600, max_result_rows: 1000000000, concurrent_queries: 64,
+# shellcheck source=loadtests/bench-gateways.sh
+. loadtests/bench-gateways.sh
+bench_stack "$STATE/up" 2
+bench_gateway "$STATE/up" 2 plain 101 "query_limits: {}"
+bench_gateway "$STATE/up" 2 limited 102 "query_limits:
+  default: {statement_timeout_secs: 3600, max_result_rows: 1000000000, concurrent_queries: 64,
             rows_per_window: {rows: 1000000000000, window_secs: 3600}}
   concurrent_queries: 256"
-for port in 39101 39102; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
-done
 TLS=(--ca "$STATE/up/tls/ca.pem" --cert "$STATE/up/tls/client.pem" --key "$STATE/up/tls/client-key.pem")
 CURL_TLS=(--cacert "$STATE/up/tls/ca.pem" --cert "$STATE/up/tls/client.pem" --key "$STATE/up/tls/client-key.pem")
 declare -A RPS=() CPU=() BIG=()
 for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then order=(plain limited); else order=(limited plain); fi
   for name in "${order[@]}"; do
-    port=$(grep -o '381[0-9][0-9]' "$STATE/$name.yaml" | head -1)
+    port=$(grep -o '381[0-9][0-9]' "$STATE/up/$name.yaml" | head -1)
     out=$("$BIN/loadgen" http --target "https://127.0.0.1:$port" "${TLS[@]}" -n "$N" -c "$C" --sql "SELECT 1" \
-      --server-pid "$(cat "$STATE/$name.pid")")
+      --server-pid "$(cat "$STATE/up/$name.pid")")
     RPS[$name]+="$(awk '$1 == "throughput" {print $2}' <<<"$out") "
     CPU[$name]+="$(awk '$1 == "server" {print $3}' <<<"$out") "
     BIG[$name]+="$(curl -sf "${CURL_TLS[@]}" -o /dev/null -w '%{time_total}' -H 'accept: application/vnd.apache.arrow.stream' \
